@@ -1,0 +1,94 @@
+import type { NodeInfo } from '../cluster/broker.js'
+import type { Herald } from '../context.js'
+
+export function nodeInfo (h: Herald): NodeInfo {
+  let events = 0
+  let admin = 0
+  for (const c of h.connections.values()) c.kind === 'admin' ? admin++ : events++
+  return {
+    id: h.config.serverId,
+    address: h.address,
+    version: h.version,
+    startedAt: h.startedAt,
+    heartbeatAt: Date.now(),
+    draining: h.draining,
+    connections: { events, admin, health: h.healthStreams.size },
+    users: h.hub.users,
+    eventsPublished: h.publisher.published,
+    eventsDelivered: h.hub.delivered,
+    memoryRss: process.memoryUsage.rss(),
+  }
+}
+
+export interface ServerStats {
+  serverId: string
+  address: string
+  version: string
+  uptime: number
+  draining: boolean
+  backend: 'memory' | 'redis'
+  redisConnected: boolean
+  connections: { events: number, admin: number, health: number, total: number }
+  users: number
+  eventsPublished: number
+  eventsDelivered: number
+  memory: { rss: number, heapUsed: number }
+}
+
+export function serverStats (h: Herald): ServerStats {
+  const n = nodeInfo(h)
+  return {
+    serverId: n.id,
+    address: n.address,
+    version: n.version,
+    uptime: Math.round((Date.now() - h.startedAt) / 1000),
+    draining: n.draining,
+    backend: h.broker.kind,
+    redisConnected: h.broker.kind === 'redis' && h.broker.healthy,
+    connections: { ...n.connections, total: n.connections.events + n.connections.admin },
+    users: n.users,
+    eventsPublished: n.eventsPublished,
+    eventsDelivered: n.eventsDelivered,
+    memory: { rss: n.memoryRss, heapUsed: process.memoryUsage().heapUsed },
+  }
+}
+
+export interface ClusterStats {
+  servers: number
+  connections: { events: number, admin: number, total: number }
+  /** sum over nodes of the users each holds; a user on two nodes counts twice */
+  users: number
+  eventsPublished: number
+  eventsDelivered: number
+  nodes: Array<{ serverId: string, address: string, version: string, draining: boolean, connections: number, users: number, eventsPublished: number, eventsDelivered: number, memoryRss: number, lastHeartbeat: string, uptime: number }>
+}
+
+export async function clusterStats (h: Herald): Promise<ClusterStats> {
+  const nodes = await h.registry.nodes()
+  // This node's own row is always current, whatever its last heartbeat said.
+  const self = nodeInfo(h)
+  const rows = nodes.filter((n) => n.id !== self.id).concat(self).sort((a, b) => a.id.localeCompare(b.id))
+  const out: ClusterStats = { servers: rows.length, connections: { events: 0, admin: 0, total: 0 }, users: 0, eventsPublished: 0, eventsDelivered: 0, nodes: [] }
+  for (const n of rows) {
+    out.connections.events += n.connections.events
+    out.connections.admin += n.connections.admin
+    out.users += n.users
+    out.eventsPublished += n.eventsPublished
+    out.eventsDelivered += n.eventsDelivered
+    out.nodes.push({
+      serverId: n.id,
+      address: n.address,
+      version: n.version,
+      draining: n.draining,
+      connections: n.connections.events + n.connections.admin,
+      users: n.users,
+      eventsPublished: n.eventsPublished,
+      eventsDelivered: n.eventsDelivered,
+      memoryRss: n.memoryRss,
+      lastHeartbeat: new Date(n.heartbeatAt).toISOString(),
+      uptime: Math.round((Date.now() - n.startedAt) / 1000),
+    })
+  }
+  out.connections.total = out.connections.events + out.connections.admin
+  return out
+}

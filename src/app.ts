@@ -1,0 +1,126 @@
+import { createRequire } from 'node:module'
+import Fastify, { type FastifyInstance } from 'fastify'
+import websocket from '@fastify/websocket'
+import type { DestinationStream } from 'pino'
+import { createApiKeyCheck } from './auth/credentials.js'
+import { createOriginCheck } from './auth/origin.js'
+import { createTokenVerifier } from './auth/verifier.js'
+import { startMetricsPush } from './admin/metrics-push.js'
+import { nodeInfo } from './admin/stats.js'
+import type { Broker } from './cluster/broker.js'
+import { createChannels } from './cluster/channels.js'
+import { MemoryBroker } from './cluster/memory-broker.js'
+import { RedisBroker } from './cluster/redis-broker.js'
+import { Registry } from './cluster/registry.js'
+import type { Config } from './config/index.js'
+import type { Herald } from './context.js'
+import healthEndpoint from './endpoints/health.js'
+import { startHeartbeat } from './endpoints/liveness.js'
+import wsEndpoints from './endpoints/ws.js'
+import { createIdGenerator } from './events/ids.js'
+import { Hub } from './events/hub.js'
+import { Publisher } from './events/publisher.js'
+import api from './http/api.js'
+import docs from './http/docs.js'
+import { installErrorHandlers } from './http/errors.js'
+import { channels as diag } from './observability/channels.js'
+import { loggerOptions } from './observability/logger.js'
+import { CloseCodes } from './protocol/close-codes.js'
+
+export interface BuildOptions {
+  /** a broker to use instead of the one config selects (tests share a MemoryBus) */
+  broker?: Broker
+  /** where pino writes; stdout by default */
+  logStream?: DestinationStream
+}
+
+const BACKEND_CONNECT_TIMEOUT_MS = 5000
+const { version } = createRequire(import.meta.url)('../package.json') as { version: string }
+
+/** Builds a node without listening; the entry (main.ts) listens. */
+export async function buildApp (config: Config, opts: BuildOptions = {}): Promise<FastifyInstance> {
+  const app = Fastify({
+    logger: loggerOptions(config.logLevel, opts.logStream),
+    trustProxy: config.trustedProxies.length > 0 ? config.trustedProxies : false,
+    bodyLimit: 64 * 1024,
+    forceCloseConnections: true,
+  })
+  installErrorHandlers(app)
+
+  const log = app.log
+  let lastBackendError = 0
+  const onBackendError = (err: Error): void => {
+    // Redis errors repeat on every retry; one line a few seconds is enough.
+    const now = Date.now()
+    if (now - lastBackendError > 5000) { lastBackendError = now; log.warn({ err: { message: err.message } }, 'backend error') }
+  }
+  const broker = opts.broker ?? (config.redis !== null
+    ? new RedisBroker({ target: config.redis, keyPrefix: config.keyPrefix, onError: onBackendError })
+    : new MemoryBroker())
+  const ch = createChannels(config.keyPrefix)
+  const hub = new Hub(broker, ch, config.serverId)
+
+  const h = {
+    config,
+    version,
+    startedAt: Date.now(),
+    broker,
+    channels: ch,
+    hub,
+    publisher: new Publisher(broker, hub, ch, config.serverId, createIdGenerator()),
+    verifier: createTokenVerifier(config.jwt),
+    originAllowed: createOriginCheck(config.allowedOrigins),
+    apiKeyValid: createApiKeyCheck(config.apiKeys),
+    connections: new Map(),
+    healthStreams: new Set(),
+    draining: false,
+    address: '',
+  } as Omit<Herald, 'registry'> as Herald
+  h.registry = new Registry(broker, config.nodeTtlMs, () => nodeInfo(h), onBackendError)
+  app.decorate('herald', h)
+
+  broker.onStateChange((healthy) => {
+    log[healthy ? 'info' : 'warn']({ backend: broker.kind, healthy }, healthy ? 'backend connected' : 'backend unreachable')
+    if (diag.backendState.hasSubscribers) diag.backendState.publish({ healthy })
+  })
+
+  await app.register(websocket, {
+    options: { maxPayload: config.limits.messageBytes, perMessageDeflate: false },
+    // Connections still open at close (no drain ran) are told to go elsewhere.
+    preClose: (done: () => void) => {
+      for (const c of h.connections.values()) c.close(CloseCodes.DRAINING, 'server closing')
+      for (const s of h.healthStreams) s.close(CloseCodes.DRAINING, 'server closing')
+      app.websocketServer.close(() => done())
+    },
+  })
+  await app.register(docs)
+  await app.register(healthEndpoint)
+  await app.register(wsEndpoints)
+  await app.register(api)
+
+  const stops: Array<() => void> = []
+  app.addHook('onReady', async () => {
+    try {
+      await Promise.race([broker.connect(), new Promise((_r, reject) => setTimeout(() => reject(new Error('timed out')), BACKEND_CONNECT_TIMEOUT_MS).unref())])
+    } catch (err) {
+      // Start anyway: readiness reports 503 until the backend answers, and ioredis keeps retrying.
+      log.error({ err: { message: (err as Error).message } }, 'backend unreachable at boot; retrying in the background')
+    }
+    const subscribed = hub.start()
+    if (broker.healthy) await subscribed
+    else subscribed.catch(onBackendError)
+    await h.registry.start().catch(onBackendError)
+    stops.push(startHeartbeat(h), startMetricsPush(h, onBackendError))
+  })
+  app.addHook('onListen', async () => {
+    const a = app.server.address()
+    h.address = typeof a === 'object' && a !== null ? `${a.address}:${a.port}` : String(a)
+    await h.registry.beat().catch(onBackendError)
+  })
+  app.addHook('onClose', async () => {
+    for (const stop of stops) stop()
+    await h.registry.stop(config.serverId)
+    await broker.close()
+  })
+  return app
+}

@@ -1,0 +1,42 @@
+// Browser Origin check against ALLOWED_ORIGINS (brief §4): exact entries and
+// `scheme://*.domain[:port]` wildcards. Comparison is on parsed parts, never on
+// substrings, so `https://app.example.com.evil.io` and `https://evil-example.com`
+// fail for `https://*.example.com`.
+
+interface Rule { scheme: string, port: string, host: string, wildcard: boolean }
+
+const DEFAULT_PORTS: Record<string, string> = { 'http:': '80', 'https:': '443' }
+
+function parseOrigin (origin: string): { scheme: string, host: string, port: string } | null {
+  let u: URL
+  try { u = new URL(origin) } catch { return null }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') return null
+  // An Origin is scheme://host[:port] and nothing else.
+  if (u.username !== '' || u.password !== '' || (u.pathname !== '/' && u.pathname !== '') || u.search !== '' || u.hash !== '') return null
+  if (origin.endsWith('/')) return null
+  return { scheme: u.protocol, host: u.hostname.toLowerCase(), port: u.port === '' ? DEFAULT_PORTS[u.protocol]! : u.port }
+}
+
+export type OriginCheck = (origin: string | undefined) => boolean
+
+/** allowed === null allows every origin (development default). */
+export function createOriginCheck (allowed: string[] | null): OriginCheck {
+  if (allowed === null) return () => true
+  const rules: Rule[] = allowed.map((entry) => {
+    const wildcard = /^[a-z]+:\/\/\*\./i.test(entry)
+    const p = parseOrigin(wildcard ? entry.replace('*.', 'wildcard.') : entry)
+    if (p === null) throw new Error(`invalid ALLOWED_ORIGINS entry ${entry}`)
+    return { scheme: p.scheme, port: p.port, host: wildcard ? p.host.slice('wildcard.'.length) : p.host, wildcard }
+  })
+  return (origin) => {
+    // No Origin: a server, agent or CLI, which CSWSH cannot impersonate.
+    if (origin === undefined) return true
+    const o = parseOrigin(origin)
+    if (o === null) return false
+    for (const r of rules) {
+      if (r.scheme !== o.scheme || r.port !== o.port) continue
+      if (r.wildcard ? o.host.endsWith('.' + r.host) && o.host.length > r.host.length + 1 : o.host === r.host) return true
+    }
+    return false
+  }
+}

@@ -1,0 +1,113 @@
+import { createPublicKey } from 'node:crypto'
+import { createDecoder, createVerifier, TokenError } from 'fast-jwt'
+import buildGetJwks from 'get-jwks'
+import type { Config } from '../config/index.js'
+import { HeraldError } from '../errors.js'
+
+export interface Identity {
+  userId: string
+  sessionId: string | null
+  roles: string[]
+  /** ms since epoch */
+  expiresAt: number
+  /** ms since epoch, when the token carries iat */
+  issuedAt: number | null
+}
+
+export interface TokenVerifier {
+  verify (token: string): Promise<Identity>
+}
+
+type VerifyFn = (token: string) => Promise<Record<string, unknown>> | Record<string, unknown>
+
+const MAX_TOKEN_LENGTH = 8192
+const MAX_ID_LENGTH = 256
+
+/**
+ * Verifies access tokens with pinned algorithms. The header's `alg` only picks
+ * which pinned verifier runs; each verifier accepts its own algorithm and no
+ * other, so `none` and HS/RS confusion fail in fast-jwt itself.
+ */
+export function createTokenVerifier (jwt: Config['jwt']): TokenVerifier {
+  const decode = createDecoder({ complete: true })
+  const common = {
+    requiredClaims: ['exp', 'sub'],
+    clockTolerance: jwt.clockToleranceMs,
+    allowedIss: jwt.issuer,
+    allowedAud: jwt.audience,
+    cache: 2048,
+  }
+  const byAlg = new Map<string, VerifyFn>()
+
+  if (jwt.secret !== undefined) {
+    byAlg.set('HS256', createVerifier({ ...common, key: jwt.secret, algorithms: ['HS256'] }))
+  }
+  if (jwt.publicKey !== undefined) {
+    const kind = createPublicKey(jwt.publicKey).asymmetricKeyType
+    const alg = kind === 'rsa' ? 'RS256' : kind === 'ec' ? 'ES256' : null
+    if (alg === null) throw new Error(`JWT_PUBLIC_KEY must be an RSA or EC (P-256) public key, got ${String(kind)}`)
+    byAlg.set(alg, createVerifier({ ...common, key: jwt.publicKey, algorithms: [alg] }))
+  }
+  if (jwt.jwksUrl !== undefined) {
+    const url = new URL(jwt.jwksUrl)
+    const jwks = buildGetJwks({ jwksPath: url.pathname + url.search, providerDiscovery: false, max: 100, ttl: 10 * 60_000 })
+    for (const alg of ['RS256', 'ES256'] as const) {
+      if (byAlg.has(alg)) continue
+      byAlg.set(alg, createVerifier({
+        ...common,
+        algorithms: [alg],
+        key: async ({ header }: { header: { kid?: string, alg?: string } }) =>
+          await jwks.getPublicKey({ domain: url.origin, kid: header.kid, alg: header.alg }),
+      }))
+    }
+  }
+
+  return {
+    async verify (token: string): Promise<Identity> {
+      if (token.length === 0 || token.length > MAX_TOKEN_LENGTH) throw new HeraldError('TOKEN_INVALID')
+      let alg: unknown
+      try {
+        alg = (decode(token) as { header: { alg?: unknown } }).header.alg
+      } catch {
+        throw new HeraldError('TOKEN_INVALID', 'the access token is malformed')
+      }
+      const verify = typeof alg === 'string' ? byAlg.get(alg) : undefined
+      if (verify === undefined) throw new HeraldError('TOKEN_INVALID', `tokens signed with ${JSON.stringify(alg)} are not accepted`)
+      let claims: Record<string, unknown>
+      try {
+        claims = await verify(token)
+      } catch (err) {
+        if (err instanceof TokenError && err.code === TokenError.codes.expired) throw new HeraldError('TOKEN_EXPIRED')
+        throw new HeraldError('TOKEN_INVALID')
+      }
+      return identityOf(claims, jwt.clockToleranceMs)
+    },
+  }
+}
+
+function identityOf (c: Record<string, unknown>, toleranceMs: number): Identity {
+  const sub = c.sub
+  if (typeof sub !== 'string' || sub.length === 0 || sub.length > MAX_ID_LENGTH || /[\t\n\r\0]/.test(sub)) {
+    throw new HeraldError('TOKEN_INVALID', 'the token subject (sub) is invalid')
+  }
+  const sid = c.sid
+  if (sid !== undefined && (typeof sid !== 'string' || sid.length === 0 || sid.length > MAX_ID_LENGTH)) {
+    throw new HeraldError('TOKEN_INVALID', 'the token session id (sid) is invalid')
+  }
+  const roles = c.roles
+  if (roles !== undefined && (!Array.isArray(roles) || roles.length > 64 || !roles.every((r) => typeof r === 'string' && r.length <= 64))) {
+    throw new HeraldError('TOKEN_INVALID', 'the token roles claim must be an array of strings')
+  }
+  const iat = c.iat
+  if (iat !== undefined && typeof iat !== 'number') throw new HeraldError('TOKEN_INVALID', 'the token iat is invalid')
+  // fast-jwt checks iat only with maxAge; a token "issued" in the future would
+  // dodge user revocations (iat before revocation), so refuse it here.
+  if (typeof iat === 'number' && iat * 1000 > Date.now() + toleranceMs) throw new HeraldError('TOKEN_INVALID', 'the token was issued in the future')
+  return {
+    userId: sub,
+    sessionId: typeof sid === 'string' ? sid : null,
+    roles: (roles as string[] | undefined) ?? [],
+    expiresAt: (c.exp as number) * 1000,
+    issuedAt: typeof iat === 'number' ? iat * 1000 : null,
+  }
+}

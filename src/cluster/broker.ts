@@ -1,0 +1,40 @@
+// The cluster backend behind every node: pub/sub for events and a small
+// registry of live nodes. Two implementations run the same integration suite:
+// MemoryBroker (one process, no Redis) and RedisBroker (ioredis).
+
+export interface NodeInfo {
+  id: string
+  address: string
+  version: string
+  startedAt: number
+  heartbeatAt: number
+  draining: boolean
+  connections: { events: number, admin: number, health: number }
+  users: number
+  eventsPublished: number
+  eventsDelivered: number
+  memoryRss: number
+}
+
+export type MessageListener = (channel: string, message: string) => void
+export type StateListener = (healthy: boolean) => void
+
+export interface Broker {
+  readonly kind: 'memory' | 'redis'
+  /** true while publishes and subscriptions reach the backend */
+  readonly healthy: boolean
+  connect (): Promise<void>
+  /** Resolves once the backend has the message (or has queued it while reconnecting). */
+  publish (channel: string, message: string): Promise<void>
+  /** Resolves once messages on the channel will reach onMessage. */
+  subscribe (channel: string): Promise<void>
+  unsubscribe (channel: string): Promise<void>
+  onMessage (listener: MessageListener): void
+  onStateChange (listener: StateListener): void
+  /** Records this node as alive for ttlMs. */
+  heartbeat (info: NodeInfo, ttlMs: number): Promise<void>
+  /** Every node whose heartbeat has not lapsed. */
+  nodes (): Promise<NodeInfo[]>
+  leave (nodeId: string): Promise<void>
+  close (): Promise<void>
+}

@@ -1,0 +1,75 @@
+import type { Broker, MessageListener, NodeInfo, StateListener } from './broker.js'
+
+/**
+ * What MemoryBrokers that share it see as "the cluster". A node started without
+ * Redis gets a private bus; tests share one between brokers to run the broker
+ * suite against both implementations.
+ */
+export class MemoryBus {
+  readonly subscribers = new Map<string, Set<MemoryBroker>>()
+  readonly nodes = new Map<string, { info: NodeInfo, expiresAt: number }>()
+}
+
+export class MemoryBroker implements Broker {
+  readonly kind = 'memory' as const
+  private readonly listeners: MessageListener[] = []
+  private readonly channels = new Set<string>()
+  private closed = false
+
+  constructor (private readonly bus: MemoryBus = new MemoryBus()) {}
+
+  get healthy (): boolean { return !this.closed }
+
+  async connect (): Promise<void> {}
+
+  async publish (channel: string, message: string): Promise<void> {
+    const subs = this.bus.subscribers.get(channel)
+    if (!subs) return
+    // Delivered on a later tick, in publish order, as Redis would.
+    for (const b of subs) queueMicrotask(() => b.deliver(channel, message))
+  }
+
+  async subscribe (channel: string): Promise<void> {
+    if (this.closed) throw new Error('broker closed')
+    this.channels.add(channel)
+    let set = this.bus.subscribers.get(channel)
+    if (!set) { set = new Set(); this.bus.subscribers.set(channel, set) }
+    set.add(this)
+  }
+
+  async unsubscribe (channel: string): Promise<void> {
+    this.channels.delete(channel)
+    const set = this.bus.subscribers.get(channel)
+    set?.delete(this)
+    if (set?.size === 0) this.bus.subscribers.delete(channel)
+  }
+
+  onMessage (listener: MessageListener): void { this.listeners.push(listener) }
+  onStateChange (_listener: StateListener): void {}
+
+  async heartbeat (info: NodeInfo, ttlMs: number): Promise<void> {
+    this.bus.nodes.set(info.id, { info, expiresAt: Date.now() + ttlMs })
+  }
+
+  async nodes (): Promise<NodeInfo[]> {
+    const now = Date.now()
+    const out: NodeInfo[] = []
+    for (const [id, n] of this.bus.nodes) {
+      if (n.expiresAt <= now) this.bus.nodes.delete(id)
+      else out.push(n.info)
+    }
+    return out
+  }
+
+  async leave (nodeId: string): Promise<void> { this.bus.nodes.delete(nodeId) }
+
+  async close (): Promise<void> {
+    for (const c of [...this.channels]) await this.unsubscribe(c)
+    this.closed = true
+  }
+
+  private deliver (channel: string, message: string): void {
+    if (this.closed || !this.channels.has(channel)) return
+    for (const l of this.listeners) l(channel, message)
+  }
+}

@@ -1,0 +1,131 @@
+import { Redis, Cluster, type RedisOptions } from 'ioredis'
+import type { RedisTarget } from '../config/index.js'
+import type { Broker, MessageListener, NodeInfo, StateListener } from './broker.js'
+
+type Client = Redis | Cluster
+
+export interface RedisBrokerOptions {
+  target: RedisTarget
+  keyPrefix: string
+  /** publishes waiting for Redis beyond this many are refused rather than queued without end */
+  maxPendingPublishes?: number
+  onError?: (err: Error) => void
+}
+
+// Reconnect quickly at first, then every 2 s, with jitter so a fleet does not
+// reconnect in lockstep after a Redis restart.
+const retryStrategy = (times: number): number => Math.min(50 * 2 ** Math.min(times, 6), 2000) * (0.5 + Math.random() / 2)
+
+export class RedisBroker implements Broker {
+  readonly kind = 'redis' as const
+  private readonly pub: Client
+  private readonly sub: Client
+  private readonly listeners: MessageListener[] = []
+  private readonly stateListeners: StateListener[] = []
+  private readonly registryKey: string
+  private readonly nodeKey: (id: string) => string
+  private readonly maxPending: number
+  private pending = 0
+  private lastHealthy = false
+  private closing = false
+
+  constructor (private readonly opts: RedisBrokerOptions) {
+    const redisOptions: RedisOptions = {
+      lazyConnect: true,
+      // Commands wait through a reconnect instead of failing after N retries;
+      // `maxPendingPublishes` bounds how many may wait.
+      maxRetriesPerRequest: null,
+      enableOfflineQueue: true,
+      retryStrategy,
+      connectTimeout: 5000,
+      // RESP2 keeps pub/sub on a dedicated connection semantics that ioredis 5 expects.
+      connectionName: 'herald',
+    }
+    const make = (): Client => opts.target.clusterNodes !== undefined
+      ? new Cluster(opts.target.clusterNodes, { redisOptions, clusterRetryStrategy: retryStrategy, lazyConnect: true })
+      : new Redis(opts.target.url!, redisOptions)
+    this.pub = make()
+    this.sub = make()
+    // Registry keys share one hash slot so they can be written in one MULTI on Redis Cluster.
+    this.registryKey = `${opts.keyPrefix}{registry}:nodes`
+    this.nodeKey = (id) => `${opts.keyPrefix}{registry}:node:${id}`
+    this.maxPending = opts.maxPendingPublishes ?? 10_000
+
+    for (const c of [this.pub, this.sub]) {
+      // An unhandled 'error' event would crash the process; Redis faults are expected.
+      c.on('error', (err: Error) => this.opts.onError?.(err))
+      for (const ev of ['ready', 'close', 'end', 'reconnecting', '+node', '-node']) c.on(ev, () => this.updateState())
+    }
+    this.sub.on('message', (channel: string, message: string) => {
+      for (const l of this.listeners) l(channel, message)
+    })
+  }
+
+  get healthy (): boolean {
+    return this.pub.status === 'ready' && this.sub.status === 'ready'
+  }
+
+  async connect (): Promise<void> {
+    await Promise.all([this.pub.connect(), this.sub.connect()])
+    this.updateState()
+  }
+
+  async publish (channel: string, message: string): Promise<void> {
+    if (this.pending >= this.maxPending) throw new Error(`Redis publish queue full (${this.maxPending} pending)`)
+    this.pending++
+    try {
+      await this.pub.publish(channel, message)
+    } finally {
+      this.pending--
+    }
+  }
+
+  async subscribe (channel: string): Promise<void> {
+    await this.sub.subscribe(channel)
+  }
+
+  async unsubscribe (channel: string): Promise<void> {
+    if (this.closing) return
+    await this.sub.unsubscribe(channel)
+  }
+
+  onMessage (listener: MessageListener): void { this.listeners.push(listener) }
+  onStateChange (listener: StateListener): void { this.stateListeners.push(listener) }
+
+  async heartbeat (info: NodeInfo, ttlMs: number): Promise<void> {
+    const now = Date.now()
+    await this.pub.multi()
+      .set(this.nodeKey(info.id), JSON.stringify(info), 'PX', ttlMs)
+      .zadd(this.registryKey, now, info.id)
+      // Entries whose key expired long ago: nodes that died without leaving.
+      .zremrangebyscore(this.registryKey, '-inf', now - ttlMs * 10)
+      .exec()
+  }
+
+  async nodes (): Promise<NodeInfo[]> {
+    const ids = await this.pub.zrange(this.registryKey, 0, -1)
+    if (ids.length === 0) return []
+    const raw = await this.pub.mget(...ids.map(this.nodeKey))
+    const out: NodeInfo[] = []
+    for (const r of raw) if (r !== null) out.push(JSON.parse(r) as NodeInfo)
+    return out
+  }
+
+  async leave (nodeId: string): Promise<void> {
+    await this.pub.multi().del(this.nodeKey(nodeId)).zrem(this.registryKey, nodeId).exec()
+  }
+
+  async close (): Promise<void> {
+    this.closing = true
+    await Promise.allSettled([this.pub.quit(), this.sub.quit()])
+    this.pub.disconnect()
+    this.sub.disconnect()
+  }
+
+  private updateState (): void {
+    const h = this.healthy
+    if (h === this.lastHealthy) return
+    this.lastHealthy = h
+    for (const l of this.stateListeners) l(h)
+  }
+}

@@ -1,0 +1,177 @@
+import { randomBytes } from 'node:crypto'
+import { hostname } from 'node:os'
+import envSchema from 'env-schema'
+import { EnvSchema, type Env } from './schema.js'
+
+export class ConfigError extends Error {
+  readonly variable: string
+  constructor (variable: string, message: string) {
+    super(`${variable} ${message}`)
+    this.name = 'ConfigError'
+    this.variable = variable
+  }
+}
+
+export interface RedisTarget {
+  url?: string
+  clusterNodes?: Array<{ host: string, port: number }>
+}
+
+export interface Config {
+  env: Env['NODE_ENV']
+  port: number
+  host: string
+  serverId: string
+  redis: RedisTarget | null
+  keyPrefix: string
+  jwt: {
+    secret?: string
+    publicKey?: string
+    jwksUrl?: string
+    issuer?: string[]
+    audience?: string[]
+    clockToleranceMs: number
+    /** true when no key material was configured and a secret was generated for this boot */
+    generated: boolean
+  }
+  apiKeys: string[]
+  apiKeysGenerated: boolean
+  /** null: every origin allowed (development default); [] none but clients without Origin */
+  allowedOrigins: string[] | null
+  trustedProxies: string[]
+  limits: {
+    connectionsPerIp: number
+    connectionsPerUser: number
+    userConnectionPolicy: 'refuse' | 'evict-oldest'
+    messagesPerMinute: number
+    subscriptions: number
+    messageBytes: number
+    sendBufferBytes: number
+    nodeConnections: number
+  }
+  heartbeatIntervalMs: number
+  authExpiryWarningMs: number
+  nodeTtlMs: number
+  adminMetricsIntervalMs: number
+  healthStreamIntervalMs: number
+  drainTimeoutMs: number
+  logLevel: Env['LOG_LEVEL']
+}
+
+const list = (v: string | undefined): string[] =>
+  v === undefined ? [] : v.split(',').map((s) => s.trim()).filter((s) => s.length > 0)
+
+interface AjvError { instancePath: string, message?: string, params?: Record<string, unknown> }
+
+function describe (err: AjvError, env: Record<string, string | undefined>): ConfigError {
+  const variable = err.instancePath.replace(/^\//, '') || String(err.params?.missingProperty ?? 'environment')
+  const got = env[variable]
+  const shown = got === undefined ? '' : ` (got ${variable.includes('SECRET') || variable.includes('KEY') ? 'a value of ' + got.length + ' characters' : JSON.stringify(got)})`
+  let why = err.message ?? 'is invalid'
+  if (err.params && Array.isArray((err.params as { allowedValues?: unknown[] }).allowedValues)) {
+    why = `must be one of ${((err.params as { allowedValues: unknown[] }).allowedValues).join(', ')}`
+  }
+  return new ConfigError(variable, `${why}${shown}`)
+}
+
+/**
+ * Reads and validates the environment once. Throws ConfigError naming the first
+ * bad variable; callers print its message as the one line the operator sees.
+ */
+export function loadConfig (source: Record<string, string | undefined> = process.env): Config {
+  // Empty strings count as unset: compose files and k8s ConfigMaps often carry `FOO=`.
+  const env: Record<string, string | undefined> = {}
+  for (const [k, v] of Object.entries(source)) if (v !== undefined && v !== '') env[k] = v
+
+  let e: Env
+  try {
+    e = envSchema<Env>({ schema: EnvSchema, data: env, dotenv: false })
+  } catch (err) {
+    const errors = (err as { errors?: AjvError[] }).errors
+    if (errors !== undefined && errors.length > 0) {
+      const best = errors[0]!
+      throw describe(best, env)
+    }
+    throw err
+  }
+
+  const production = e.NODE_ENV === 'production'
+  const hasKey = e.JWT_SECRET !== undefined || e.JWT_PUBLIC_KEY !== undefined || e.JWKS_URL !== undefined
+  if (production && !hasKey) {
+    throw new ConfigError('JWT_SECRET', 'is required when NODE_ENV=production (or set JWT_PUBLIC_KEY or JWKS_URL)')
+  }
+  if (e.REDIS_URL !== undefined && e.REDIS_CLUSTER_NODES !== undefined) {
+    throw new ConfigError('REDIS_CLUSTER_NODES', 'cannot be combined with REDIS_URL; set one of them')
+  }
+
+  let publicKey = e.JWT_PUBLIC_KEY
+  if (publicKey !== undefined) {
+    // Env files often hold PEMs on one line with literal \n.
+    publicKey = publicKey.replace(/\\n/g, '\n')
+    if (!publicKey.includes('-----BEGIN')) throw new ConfigError('JWT_PUBLIC_KEY', 'must be a PEM public key (-----BEGIN PUBLIC KEY-----)')
+  }
+
+  const origins = list(e.ALLOWED_ORIGINS)
+  for (const o of origins) {
+    if (!/^(https?):\/\/(\*\.)?[a-z0-9.-]+(:\d{1,5})?$/i.test(o)) {
+      throw new ConfigError('ALLOWED_ORIGINS', `has an invalid entry ${JSON.stringify(o)}: expected scheme://host[:port] or scheme://*.domain`)
+    }
+  }
+  const proxies = list(e.TRUSTED_PROXIES)
+  for (const p of proxies) {
+    if (!/^[0-9a-f:.]+(\/\d{1,3})?$/i.test(p)) throw new ConfigError('TRUSTED_PROXIES', `has an invalid entry ${JSON.stringify(p)}: expected an IP or CIDR`)
+  }
+
+  const jwtSecret = hasKey ? e.JWT_SECRET : randomBytes(32).toString('base64url')
+  let apiKeys = list(e.API_KEYS)
+  const apiKeysGenerated = apiKeys.length === 0 && !production
+  if (apiKeysGenerated) apiKeys = ['dev-' + randomBytes(18).toString('base64url')]
+
+  const redis: RedisTarget | null = e.REDIS_URL !== undefined
+    ? { url: e.REDIS_URL }
+    : e.REDIS_CLUSTER_NODES !== undefined
+      ? { clusterNodes: list(e.REDIS_CLUSTER_NODES).map((hp) => { const i = hp.lastIndexOf(':'); return { host: hp.slice(0, i), port: Number(hp.slice(i + 1)) } }) }
+      : null
+
+  return {
+    env: e.NODE_ENV,
+    port: e.PORT,
+    host: e.HOST ?? (production ? '0.0.0.0' : '127.0.0.1'),
+    serverId: e.SERVER_ID ?? `${hostname().replace(/[^A-Za-z0-9._-]/g, '').slice(0, 32) || 'node'}-${process.pid}-${randomBytes(3).toString('hex')}`,
+    redis,
+    keyPrefix: e.REDIS_KEY_PREFIX,
+    jwt: {
+      secret: jwtSecret,
+      publicKey,
+      jwksUrl: e.JWKS_URL,
+      issuer: e.JWT_ISSUER !== undefined ? list(e.JWT_ISSUER) : undefined,
+      audience: e.JWT_AUDIENCE !== undefined ? list(e.JWT_AUDIENCE) : undefined,
+      clockToleranceMs: e.JWT_CLOCK_TOLERANCE,
+      generated: !hasKey,
+    },
+    apiKeys,
+    apiKeysGenerated,
+    allowedOrigins: e.ALLOWED_ORIGINS !== undefined ? origins : (production ? [] : null),
+    trustedProxies: proxies,
+    limits: {
+      connectionsPerIp: e.MAX_CONNECTIONS_PER_IP,
+      connectionsPerUser: e.MAX_CONNECTIONS_PER_USER,
+      userConnectionPolicy: e.USER_CONNECTION_POLICY,
+      messagesPerMinute: e.MAX_MESSAGES_PER_MINUTE,
+      subscriptions: e.MAX_SUBSCRIPTIONS,
+      messageBytes: e.MAX_MESSAGE_BYTES,
+      sendBufferBytes: e.MAX_SEND_BUFFER_BYTES,
+      nodeConnections: e.WEBSOCKET_MAX_CONNECTIONS,
+    },
+    heartbeatIntervalMs: e.WEBSOCKET_HEARTBEAT_INTERVAL,
+    authExpiryWarningMs: e.AUTH_EXPIRY_WARNING,
+    nodeTtlMs: e.NODE_TTL,
+    adminMetricsIntervalMs: e.ADMIN_METRICS_INTERVAL,
+    healthStreamIntervalMs: e.HEALTH_STREAM_INTERVAL,
+    drainTimeoutMs: e.DRAIN_TIMEOUT,
+    logLevel: e.LOG_LEVEL,
+  }
+}
+
+/** Names the app reads; the deploy tests check compose/k8s files against it. */
+export const CONFIG_VARIABLES: readonly string[] = Object.keys(EnvSchema.properties)

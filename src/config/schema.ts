@@ -1,0 +1,50 @@
+import { Type, type Static } from '@sinclair/typebox'
+
+// The environment contract (brief §10). Names are fixed; defaults are the brief's
+// suggestions. Every value arrives as a string and is coerced once, here.
+// A plain `enum` (not a union of literals) so a bad value yields one error listing the allowed ones.
+const oneOf = <T extends string>(values: readonly T[], def: T) =>
+  Type.Unsafe<T>({ type: 'string', enum: values, default: def })
+
+const int = (def: number, min: number, max: number, description: string) =>
+  Type.Integer({ default: def, minimum: min, maximum: max, description })
+
+export const EnvSchema = Type.Object({
+  NODE_ENV: oneOf(['development', 'production', 'test'] as const, 'development'),
+  PORT: int(3000, 0, 65535, 'TCP port to listen on'),
+  HOST: Type.Optional(Type.String({ minLength: 1, description: 'interface to bind; 127.0.0.1 in development, 0.0.0.0 in production' })),
+  SERVER_ID: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9._-]{1,64}$', description: 'stable node id; generated when unset' })),
+
+  REDIS_URL: Type.Optional(Type.String({ pattern: '^rediss?://', description: 'redis://host:port/db of a standalone Redis' })),
+  REDIS_CLUSTER_NODES: Type.Optional(Type.String({ pattern: '^[^,:\\s]+:\\d{1,5}(,[^,:\\s]+:\\d{1,5})*$', description: 'host:port,host:port seeds of a Redis Cluster' })),
+  REDIS_KEY_PREFIX: Type.String({ default: 'herald:', pattern: '^[A-Za-z0-9:._-]{1,32}$' }),
+
+  JWT_SECRET: Type.Optional(Type.String({ minLength: 32, description: 'HS256 secret, at least 32 characters' })),
+  JWT_PUBLIC_KEY: Type.Optional(Type.String({ minLength: 1, description: 'PEM public key (RSA for RS256, P-256 for ES256)' })),
+  JWKS_URL: Type.Optional(Type.String({ pattern: '^https?://', description: 'JWKS endpoint for RS256/ES256 keys by kid' })),
+  JWT_ISSUER: Type.Optional(Type.String({ minLength: 1 })),
+  JWT_AUDIENCE: Type.Optional(Type.String({ minLength: 1 })),
+  JWT_CLOCK_TOLERANCE: int(5000, 0, 300000, 'ms of clock skew tolerated on exp/nbf/iat'),
+
+  API_KEYS: Type.Optional(Type.String({ pattern: '^[^,\\s]{16,}(,[^,\\s]{16,})*$', description: 'comma-separated service API keys, each at least 16 characters' })),
+  ALLOWED_ORIGINS: Type.Optional(Type.String({ minLength: 1 })),
+  TRUSTED_PROXIES: Type.Optional(Type.String({ minLength: 1 })),
+
+  MAX_CONNECTIONS_PER_IP: int(50, 1, 1_000_000, 'open connections per client IP, cluster-wide'),
+  MAX_CONNECTIONS_PER_USER: int(10, 1, 100_000, 'open connections per user, cluster-wide'),
+  USER_CONNECTION_POLICY: oneOf(['refuse', 'evict-oldest'] as const, 'refuse'),
+  MAX_MESSAGES_PER_MINUTE: int(60, 1, 1_000_000, 'client frames per minute per user and per IP'),
+  MAX_SUBSCRIPTIONS: int(100, 1, 10_000, 'patterns per connection'),
+  MAX_MESSAGE_BYTES: int(10240, 128, 16 * 1024 * 1024, 'largest client frame'),
+  MAX_SEND_BUFFER_BYTES: int(1024 * 1024, 1024, 256 * 1024 * 1024, 'bytes queued to one client before it is closed as a slow consumer'),
+  WEBSOCKET_MAX_CONNECTIONS: int(10000, 1, 10_000_000, 'connections this node accepts'),
+  WEBSOCKET_HEARTBEAT_INTERVAL: int(30000, 100, 3_600_000, 'ms between server pings'),
+  AUTH_EXPIRY_WARNING: int(60000, 0, 86_400_000, 'ms before exp that auth_expiring is sent'),
+  NODE_TTL: int(15000, 500, 600_000, 'ms of silence before a node counts as dead'),
+  ADMIN_METRICS_INTERVAL: int(5000, 100, 3_600_000, 'ms between admin metrics pushes'),
+  HEALTH_STREAM_INTERVAL: int(5000, 100, 3_600_000, 'ms between health frames on an upgraded /ws/health'),
+  DRAIN_TIMEOUT: int(10000, 0, 600_000, 'ms over which connections are closed on SIGTERM'),
+  LOG_LEVEL: oneOf(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const, 'info'),
+})
+
+export type Env = Static<typeof EnvSchema>

@@ -1,0 +1,36 @@
+import type { OriginCheck } from './auth/origin.js'
+import type { TokenVerifier } from './auth/verifier.js'
+import type { Broker } from './cluster/broker.js'
+import type { Channels } from './cluster/channels.js'
+import type { Registry } from './cluster/registry.js'
+import type { Config } from './config/index.js'
+import type { Connection } from './endpoints/connection.js'
+import type { Hub } from './events/hub.js'
+import type { Publisher } from './events/publisher.js'
+import type { WebSocket } from 'ws'
+
+/** Everything a node runs on, built once by buildApp and shared by its plugins. */
+export interface Herald {
+  config: Config
+  version: string
+  startedAt: number
+  broker: Broker
+  channels: Channels
+  hub: Hub
+  publisher: Publisher
+  registry: Registry
+  verifier: TokenVerifier
+  originAllowed: OriginCheck
+  apiKeyValid: (candidate: string) => boolean
+  /** authenticated connections on this node */
+  connections: Map<string, Connection>
+  /** unauthenticated health streams on this node */
+  healthStreams: Set<WebSocket>
+  draining: boolean
+  /** listen address, known once the server listens */
+  address: string
+}
+
+declare module 'fastify' {
+  interface FastifyInstance { herald: Herald }
+}

@@ -1,0 +1,31 @@
+import fp from 'fastify-plugin'
+import { adminCommands } from '../admin/commands.js'
+import { errorBody } from '../errors.js'
+import { upgradeGuard } from './guard.js'
+import { commonCommands } from './commands.js'
+import { openSession } from './session.js'
+
+/** /ws/events for users and /ws/admin for admins. */
+export default fp(async function wsEndpoints (app) {
+  const h = app.herald
+  app.decorateRequest('identity', null)
+  const upgradeOnly = async (_req: unknown, reply: import('fastify').FastifyReply) => reply.code(426).header('upgrade', 'websocket').send(errorBody('UPGRADE_REQUIRED'))
+
+  app.route({
+    method: 'GET',
+    url: '/ws/events',
+    schema: { hide: true },
+    preValidation: upgradeGuard(h, 'events'),
+    handler: upgradeOnly,
+    wsHandler: (ws, req) => openSession(h, ws, req, 'events', commonCommands),
+  })
+
+  app.route({
+    method: 'GET',
+    url: '/ws/admin',
+    schema: { hide: true },
+    preValidation: upgradeGuard(h, 'admin', 'admin'),
+    handler: upgradeOnly,
+    wsHandler: (ws, req) => openSession(h, ws, req, 'admin', adminCommands),
+  })
+}, { name: 'herald-ws' })

@@ -1,0 +1,185 @@
+import type { Broker } from '../cluster/broker.js'
+import type { Channels } from '../cluster/channels.js'
+import { channels as diag } from '../observability/channels.js'
+import { matches, PatternIndex } from '../protocol/patterns.js'
+import { decode, type Envelope } from './codec.js'
+
+/** What the hub needs of a connection. */
+export interface Subscriber {
+  readonly kind: 'events' | 'admin'
+  readonly userId: string
+  /** pattern text -> its segments */
+  readonly patterns: Map<string, readonly string[]>
+  /** last dispatch this subscriber was sent, so overlapping patterns deliver once */
+  stamp: number
+  send (frame: Buffer): void
+}
+
+interface ChannelRef { refs: number, ready: Promise<void> }
+
+const TYPE_CACHE_MAX = 4096
+
+/**
+ * The node-local side of delivery: which connections hold which patterns, and
+ * which Redis channels this node must listen on for them.
+ */
+export class Hub {
+  private readonly byUser = new Map<string, Set<Subscriber>>()
+  private readonly userIndex = new PatternIndex<Subscriber>()
+  private readonly adminIndex = new PatternIndex<Subscriber>()
+  private readonly admins = new Set<Subscriber>()
+  private readonly refs = new Map<string, ChannelRef>()
+  private readonly typeSegments = new Map<string, string[]>()
+  private dispatchSeq = 0
+  delivered = 0
+
+  constructor (
+    private readonly broker: Broker,
+    private readonly ch: Channels,
+    private readonly serverId: string,
+  ) {
+    broker.onMessage((channel, message) => this.onBrokerMessage(channel, message))
+  }
+
+  async start (): Promise<void> {
+    await this.broker.subscribe(this.ch.broadcast)
+  }
+
+  get users (): number { return this.byUser.size }
+
+  /** Resolves once events for this subscriber reach the node; send `welcome` after. */
+  async attach (s: Subscriber): Promise<void> {
+    if (s.kind === 'admin') {
+      this.admins.add(s)
+      await this.ref(this.ch.admin)
+      return
+    }
+    let set = this.byUser.get(s.userId)
+    if (!set) { set = new Set(); this.byUser.set(s.userId, set) }
+    set.add(s)
+    await this.ref(this.ch.user(s.userId))
+  }
+
+  detach (s: Subscriber): void {
+    for (const segs of s.patterns.values()) this.indexOf(s).remove(segs, s)
+    if (s.kind === 'admin') {
+      if (this.admins.delete(s)) this.unref(this.ch.admin)
+      return
+    }
+    const set = this.byUser.get(s.userId)
+    if (set?.delete(s)) {
+      if (set.size === 0) this.byUser.delete(s.userId)
+      this.unref(this.ch.user(s.userId))
+    }
+  }
+
+  addPattern (s: Subscriber, pattern: string, segs: readonly string[]): void {
+    if (s.patterns.has(pattern)) return
+    s.patterns.set(pattern, segs)
+    this.indexOf(s).add(segs, s)
+  }
+
+  removePattern (s: Subscriber, pattern: string): void {
+    const segs = s.patterns.get(pattern)
+    if (!segs) return
+    s.patterns.delete(pattern)
+    this.indexOf(s).remove(segs, s)
+  }
+
+  connectionsOf (userId: string): ReadonlySet<Subscriber> | undefined { return this.byUser.get(userId) }
+
+  /** Delivers a message this node published, before (and instead of) its Redis echo. */
+  dispatchLocal (channel: string, raw: string): void {
+    const env = decode(raw)
+    if (env) this.dispatch(channel, env)
+  }
+
+  private onBrokerMessage (channel: string, raw: string): void {
+    const env = decode(raw)
+    // Our own messages were delivered locally when published.
+    if (env === null || env.origin === this.serverId) return
+    this.dispatch(channel, env)
+  }
+
+  private dispatch (channel: string, env: Envelope): void {
+    let frame: Buffer | null = null
+    let count = 0
+    const seq = ++this.dispatchSeq
+    const deliver = (s: Subscriber): void => {
+      if (s.stamp === seq) return
+      s.stamp = seq
+      frame ??= Buffer.from(env.kind === 'e'
+        ? `{"type":"event","payload":${env.json}}`
+        : `{"type":"notification","payload":${env.json}}`)
+      s.send(frame)
+      count++
+    }
+
+    if (env.kind === 'n') {
+      // Notifications need no subscription and go to /ws/events connections only.
+      if (channel === this.ch.broadcast) {
+        for (const set of this.byUser.values()) for (const s of set) deliver(s)
+      } else if (channel.startsWith(this.ch.userPrefix)) {
+        const set = this.byUser.get(env.userId)
+        if (set) for (const s of set) deliver(s)
+      }
+    } else {
+      const type = this.segmentsOf(env.type)
+      if (channel === this.ch.broadcast) {
+        this.userIndex.forEachMatch(type, deliver)
+        this.adminIndex.forEachMatch(type, deliver)
+      } else if (channel === this.ch.admin) {
+        this.adminIndex.forEachMatch(type, deliver)
+      } else if (channel.startsWith(this.ch.userPrefix)) {
+        // The header's userId, not the channel suffix alone, picks recipients: both must agree.
+        if (channel.length - this.ch.userPrefix.length !== env.userId.length || !channel.endsWith(env.userId)) return
+        const set = this.byUser.get(env.userId)
+        if (set) {
+          for (const s of set) {
+            for (const p of s.patterns.values()) {
+              if (matches(p, type)) { deliver(s); break }
+            }
+          }
+        }
+      }
+    }
+
+    this.delivered += count
+    if (diag.eventDelivered.hasSubscribers) {
+      diag.eventDelivered.publish({ kind: env.kind === 'e' ? 'event' : 'notification', type: env.type, recipients: count, latencyMs: Date.now() - env.publishedAt })
+    }
+  }
+
+  private segmentsOf (type: string): string[] {
+    let segs = this.typeSegments.get(type)
+    if (!segs) {
+      segs = type.split('.')
+      if (this.typeSegments.size >= TYPE_CACHE_MAX) this.typeSegments.clear()
+      this.typeSegments.set(type, segs)
+    }
+    return segs
+  }
+
+  private indexOf (s: Subscriber): PatternIndex<Subscriber> {
+    return s.kind === 'admin' ? this.adminIndex : this.userIndex
+  }
+
+  private ref (channel: string): Promise<void> {
+    const r = this.refs.get(channel)
+    if (r) { r.refs++; return r.ready }
+    const ready = this.broker.subscribe(channel)
+    const entry = { refs: 1, ready }
+    this.refs.set(channel, entry)
+    // A failed subscribe must not poison later attaches of the same channel.
+    ready.catch(() => { if (this.refs.get(channel) === entry) this.refs.delete(channel) })
+    return ready
+  }
+
+  private unref (channel: string): void {
+    const r = this.refs.get(channel)
+    if (!r || --r.refs > 0) return
+    this.refs.delete(channel)
+    // Redis processes UNSUBSCRIBE and a later SUBSCRIBE in order on one connection.
+    this.broker.unsubscribe(channel).catch(() => {})
+  }
+}

@@ -1,0 +1,58 @@
+import type { Broker } from '../cluster/broker.js'
+import type { Channels } from '../cluster/channels.js'
+import { HeraldError } from '../errors.js'
+import { channels as diag } from '../observability/channels.js'
+import { routesFor, type Route } from './audience.js'
+import { encode } from './codec.js'
+import type { Hub } from './hub.js'
+import type { EventInput, HeraldEvent, HeraldNotification, NotificationInput } from './model.js'
+
+/**
+ * Publishes onto the cluster. Local recipients get the message at once from
+ * the hub (so local delivery survives a Redis outage); other nodes get it
+ * through the broker and ignore their own echoes.
+ */
+export class Publisher {
+  published = 0
+
+  constructor (
+    private readonly broker: Broker,
+    private readonly hub: Hub,
+    private readonly ch: Channels,
+    private readonly serverId: string,
+    private readonly nextId: () => string,
+  ) {}
+
+  async publishEvent (input: EventInput): Promise<HeraldEvent> {
+    const now = Date.now()
+    const event: HeraldEvent = { id: this.nextId(), type: input.type, timestamp: new Date(now).toISOString(), data: input.data ?? {} }
+    if (input.userId !== undefined) event.userId = input.userId
+    if (input.sessionId !== undefined) event.sessionId = input.sessionId
+    const raw = encode({ kind: 'e', origin: this.serverId, publishedAt: now, type: event.type, userId: input.userId ?? '', json: JSON.stringify(event) })
+    await this.send(routesFor(event.type, input.userId), input.userId, raw)
+    if (diag.eventPublished.hasSubscribers) diag.eventPublished.publish({ kind: 'event', type: event.type, id: event.id })
+    return event
+  }
+
+  /** userId null: every /ws/events connection in the cluster. */
+  async publishNotification (input: NotificationInput, userId: string | null): Promise<HeraldNotification> {
+    const now = Date.now()
+    const n: HeraldNotification = { id: this.nextId(), level: input.level, title: input.title, message: input.message, timestamp: new Date(now).toISOString() }
+    if (input.data !== undefined) n.data = input.data
+    const raw = encode({ kind: 'n', origin: this.serverId, publishedAt: now, type: 'notification', userId: userId ?? '', json: JSON.stringify(n) })
+    await this.send(userId === null ? ['broadcast'] : ['user'], userId ?? undefined, raw)
+    if (diag.eventPublished.hasSubscribers) diag.eventPublished.publish({ kind: 'notification', type: 'notification', id: n.id })
+    return n
+  }
+
+  private async send (routes: readonly Route[], userId: string | undefined, raw: string): Promise<void> {
+    this.published++
+    const names = routes.map((r) => r === 'user' ? this.ch.user(userId!) : r === 'broadcast' ? this.ch.broadcast : this.ch.admin)
+    for (const c of names) this.hub.dispatchLocal(c, raw)
+    try {
+      await Promise.all(names.map((c) => this.broker.publish(c, raw)))
+    } catch (err) {
+      throw new HeraldError('BACKEND_UNAVAILABLE', `delivered on this node only: ${(err as Error).message}`)
+    }
+  }
+}

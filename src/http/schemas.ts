@@ -1,0 +1,28 @@
+import { Type } from '@sinclair/typebox'
+import { NOTIFICATION_LEVELS } from '../events/model.js'
+import { MAX_TYPE_LENGTH } from '../protocol/patterns.js'
+
+// Ids travel in Redis message headers, so no control characters (tab, newline).
+const Id = (description: string) => Type.String({ minLength: 1, maxLength: 256, pattern: '^[^\\u0000-\\u001f]+$', description })
+
+export const ErrorReply = Type.Object({
+  error: Type.Object({ code: Type.String(), message: Type.String() }),
+}, { $id: 'ErrorReply' })
+
+export const Accepted = Type.Object({ id: Type.String({ description: 'event or notification id; ids from one node sort in publish order' }) })
+
+export const EventBody = Type.Object({
+  type: Type.String({ maxLength: MAX_TYPE_LENGTH, pattern: '^[a-z0-9_-]+(\\.[a-z0-9_-]+){0,11}$', description: 'dot-separated lowercase segments, e.g. authentication.login.success' }),
+  userId: Type.Optional(Id('the user whose /ws/events connections may receive it')),
+  sessionId: Type.Optional(Id('the session it concerns')),
+  data: Type.Optional(Type.Record(Type.String(), Type.Unknown(), { description: 'free-form event data' })),
+}, { additionalProperties: false })
+
+export const NotificationBody = Type.Object({
+  level: Type.Union(NOTIFICATION_LEVELS.map((l) => Type.Literal(l))),
+  title: Type.String({ minLength: 1, maxLength: 200 }),
+  message: Type.String({ minLength: 1, maxLength: 2000 }),
+  data: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
+}, { additionalProperties: false })
+
+export const UserParams = Type.Object({ userId: Id('target user') })

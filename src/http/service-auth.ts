@@ -1,0 +1,31 @@
+import type { FastifyRequest } from 'fastify'
+import type { Herald } from '../context.js'
+import { HeraldError } from '../errors.js'
+import { channels as diag } from '../observability/channels.js'
+
+export type Principal = { kind: 'api-key' } | { kind: 'token', userId: string, roles: string[] }
+
+/**
+ * Services authenticate with an API key or a JWT carrying one of `roles`
+ * (brief §4). Both ride in `Authorization: Bearer`; an API key is tried first.
+ */
+export function serviceAuth (h: Herald, roles: readonly string[] = ['service']) {
+  return async function authenticate (req: FastifyRequest): Promise<void> {
+    const m = /^Bearer[ ]+(\S+)\s*$/i.exec(req.headers.authorization ?? '')
+    if (!m) return fail('CREDENTIAL_MISSING')
+    const credential = m[1]!
+    if (h.apiKeyValid(credential)) return
+    let identity
+    try {
+      identity = await h.verifier.verify(credential)
+    } catch {
+      return fail('CREDENTIAL_INVALID')
+    }
+    if (!identity.roles.some((r) => roles.includes(r))) return fail('ROLE_FORBIDDEN', `this route requires the role ${roles.join(' or ')}`)
+  }
+}
+
+function fail (code: 'CREDENTIAL_MISSING' | 'CREDENTIAL_INVALID' | 'ROLE_FORBIDDEN', message?: string): never {
+  if (diag.authFailure.hasSubscribers) diag.authFailure.publish({ endpoint: 'api', reason: code })
+  throw new HeraldError(code, message)
+}

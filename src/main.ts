@@ -1,0 +1,65 @@
+import closeWithGrace from 'close-with-grace'
+import { buildApp } from './app.js'
+import { signDevToken } from './auth/dev-tokens.js'
+import { ConfigError, loadConfig, type Config } from './config/index.js'
+import { drain } from './endpoints/drain.js'
+
+let config: Config
+try {
+  config = loadConfig()
+} catch (err) {
+  if (err instanceof ConfigError) {
+    process.stderr.write(`herald: invalid configuration: ${err.message}\n`)
+    process.exit(78) // EX_CONFIG
+  }
+  throw err
+}
+
+const app = await buildApp(config)
+
+closeWithGrace({ delay: config.drainTimeoutMs + 10_000, logger: app.log }, async ({ signal, err }) => {
+  if (err) app.log.error({ err }, 'fatal error, shutting down')
+  else app.log.info({ signal, drainTimeout: config.drainTimeoutMs }, 'draining')
+  await drain(app.herald, err ? 0 : config.drainTimeoutMs)
+  await app.close()
+})
+
+try {
+  await app.listen({ port: config.port, host: config.host })
+} catch (err) {
+  app.log.fatal({ err }, 'could not listen')
+  process.exit(1)
+}
+
+if (config.jwt.generated || config.apiKeysGenerated) printDevBanner(config)
+
+function printDevBanner (c: Config): void {
+  const host = c.host === '0.0.0.0' ? '127.0.0.1' : c.host
+  const base = `${host}:${app.server.address() !== null && typeof app.server.address() === 'object' ? (app.server.address() as { port: number }).port : c.port}`
+  const lines = ['', 'Herald is running in development mode (in-process backend unless REDIS_URL is set).']
+  if (c.jwt.generated) {
+    const user = signDevToken(c.jwt.secret!, { sub: 'demo-user', sid: 'demo-session', roles: ['user'] })
+    const admin = signDevToken(c.jwt.secret!, { sub: 'demo-admin', sid: 'demo-admin-session', roles: ['admin'] })
+    lines.push(
+      'Key material was generated for this boot; tokens below are valid for 12 hours and until restart.',
+      '', `  user token:  ${user}`, `  admin token: ${admin}`,
+      '', 'Connect as the user and subscribe (paste the second line into wscat):',
+      `  npx wscat -c "ws://${base}/ws/events?token=${user}"`,
+      '  {"type":"subscribe","id":"1","payload":{"eventTypes":["authentication.*","system.*"]}}',
+      '', 'Watch the whole cluster as admin:',
+      `  npx wscat -c "ws://${base}/ws/admin?token=${admin}"`,
+    )
+  }
+  if (c.apiKeysGenerated) {
+    lines.push(
+      '', 'Publish an event for the user (API key generated for this boot):',
+      `  curl -s -X POST http://${base}/api/events -H 'authorization: Bearer ${c.apiKeys[0]}' -H 'content-type: application/json' \\`,
+      `    -d '{"type":"authentication.login.success","userId":"demo-user","sessionId":"demo-session","data":{"ip":"203.0.113.7"}}'`,
+      '', 'Broadcast a notification:',
+      `  curl -s -X POST http://${base}/api/notifications/broadcast -H 'authorization: Bearer ${c.apiKeys[0]}' -H 'content-type: application/json' \\`,
+      `    -d '{"level":"info","title":"Hello","message":"Herald is up"}'`,
+    )
+  }
+  lines.push('', `Health: http://${base}/ws/health   API docs: http://${base}/docs`, '')
+  process.stdout.write(lines.join('\n') + '\n')
+}
