@@ -2,7 +2,9 @@ import { createRequire } from 'node:module'
 import Fastify, { type FastifyInstance } from 'fastify'
 import websocket from '@fastify/websocket'
 import type { DestinationStream } from 'pino'
+import { createServer } from 'node:http'
 import { createApiKeyCheck } from './auth/credentials.js'
+import { createRevocationStore } from './auth/revocation.js'
 import { createOriginCheck } from './auth/origin.js'
 import { createTokenVerifier } from './auth/verifier.js'
 import { startMetricsPush } from './admin/metrics-push.js'
@@ -14,6 +16,7 @@ import { RedisBroker } from './cluster/redis-broker.js'
 import { Registry } from './cluster/registry.js'
 import type { Config } from './config/index.js'
 import type { Herald } from './context.js'
+import { handleControl, startRevocationSync } from './endpoints/control.js'
 import healthEndpoint from './endpoints/health.js'
 import { startHeartbeat } from './endpoints/liveness.js'
 import wsEndpoints from './endpoints/ws.js'
@@ -24,6 +27,8 @@ import api from './http/api.js'
 import docs from './http/docs.js'
 import { installErrorHandlers } from './http/errors.js'
 import { channels as diag } from './observability/channels.js'
+import { createConnectionLimiter } from './limits/connection-limiter.js'
+import { createMessageLimiter } from './limits/message-limiter.js'
 import { loggerOptions } from './observability/logger.js'
 import { CloseCodes } from './protocol/close-codes.js'
 
@@ -44,6 +49,13 @@ export async function buildApp (config: Config, opts: BuildOptions = {}): Promis
     trustProxy: config.trustedProxies.length > 0 ? config.trustedProxies : false,
     bodyLimit: 64 * 1024,
     forceCloseConnections: true,
+    // A slowloris must send its whole request (upgrade included) within
+    // HANDSHAKE_TIMEOUT; Node checks that every second instead of every 30.
+    serverFactory: (handler) => createServer({
+      headersTimeout: config.handshakeTimeoutMs,
+      requestTimeout: config.handshakeTimeoutMs + 5000,
+      connectionsCheckingInterval: 1000,
+    }, handler),
   })
   installErrorHandlers(app)
 
@@ -69,6 +81,13 @@ export async function buildApp (config: Config, opts: BuildOptions = {}): Promis
     hub,
     publisher: new Publisher(broker, hub, ch, config.serverId, createIdGenerator()),
     verifier: createTokenVerifier(config.jwt),
+    revocations: createRevocationStore(broker, config.keyPrefix, config.revocationTtlMs),
+    connectionLimiter: createConnectionLimiter(broker, config.keyPrefix, {
+      perIp: config.limits.connectionsPerIp,
+      perUser: config.limits.connectionsPerUser,
+      evictOldest: config.limits.userConnectionPolicy === 'evict-oldest',
+    }),
+    messageLimiter: createMessageLimiter(broker, config.keyPrefix, config.limits.messagesPerMinute),
     originAllowed: createOriginCheck(config.allowedOrigins),
     apiKeyValid: createApiKeyCheck(config.apiKeys),
     connections: new Map(),
@@ -78,6 +97,7 @@ export async function buildApp (config: Config, opts: BuildOptions = {}): Promis
   } as Omit<Herald, 'registry'> as Herald
   h.registry = new Registry(broker, config.nodeTtlMs, () => nodeInfo(h), onBackendError)
   app.decorate('herald', h)
+  hub.onControl((env) => handleControl(h, env))
 
   broker.onStateChange((healthy) => {
     log[healthy ? 'info' : 'warn']({ backend: broker.kind, healthy }, healthy ? 'backend connected' : 'backend unreachable')
@@ -110,7 +130,7 @@ export async function buildApp (config: Config, opts: BuildOptions = {}): Promis
     if (broker.healthy) await subscribed
     else subscribed.catch(onBackendError)
     await h.registry.start().catch(onBackendError)
-    stops.push(startHeartbeat(h), startMetricsPush(h, onBackendError))
+    stops.push(startHeartbeat(h), startMetricsPush(h, onBackendError), startRevocationSync(h, onBackendError))
   })
   app.addHook('onListen', async () => {
     const a = app.server.address()

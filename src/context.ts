@@ -8,6 +8,9 @@ import type { Connection } from './endpoints/connection.js'
 import type { Hub } from './events/hub.js'
 import type { Publisher } from './events/publisher.js'
 import type { WebSocket } from 'ws'
+import type { RevocationStore } from './auth/revocation.js'
+import type { ConnectionLimiter } from './limits/connection-limiter.js'
+import type { MessageLimiter } from './limits/message-limiter.js'
 
 /** Everything a node runs on, built once by buildApp and shared by its plugins. */
 export interface Herald {
@@ -20,6 +23,9 @@ export interface Herald {
   publisher: Publisher
   registry: Registry
   verifier: TokenVerifier
+  revocations: RevocationStore
+  connectionLimiter: ConnectionLimiter
+  messageLimiter: MessageLimiter
   originAllowed: OriginCheck
   apiKeyValid: (candidate: string) => boolean
   /** authenticated connections on this node */

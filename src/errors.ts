@@ -13,6 +13,8 @@ export const Errors = {
   ROLE_FORBIDDEN: def('ROLE_FORBIDDEN', 403, 'the token lacks the role this endpoint requires'),
   CREDENTIAL_MISSING: def('CREDENTIAL_MISSING', 401, 'a service credential is required (Authorization: Bearer <api key or service token>)'),
   CREDENTIAL_INVALID: def('CREDENTIAL_INVALID', 401, 'the service credential is invalid'),
+  SESSION_REVOKED: def('SESSION_REVOKED', 401, 'this session or user has been revoked'),
+  CONNECTION_LIMIT: def('CONNECTION_LIMIT', 429, 'too many open connections'),
   UPGRADE_REQUIRED: def('UPGRADE_REQUIRED', 426, 'this endpoint speaks WebSocket only'),
   NODE_FULL: def('NODE_FULL', 503, 'this node is at its connection capacity'),
   DRAINING: def('DRAINING', 503, 'this node is draining; connect to another'),
@@ -28,6 +30,8 @@ export const Errors = {
   INVALID_PATTERN: def('INVALID_PATTERN', 400, 'an event type pattern is invalid'),
   TOO_MANY_SUBSCRIPTIONS: def('TOO_MANY_SUBSCRIPTIONS', 400, 'the connection would exceed its subscription limit'),
   FORBIDDEN: def('FORBIDDEN', 403, 'not allowed on this connection'),
+  RATE_LIMITED: def('RATE_LIMITED', 429, 'too many messages; slow down'),
+  REFRESH_REJECTED: def('REFRESH_REJECTED', 401, 'the refresh token was not accepted'),
 } as const
 
 export type ErrorCode = keyof typeof Errors

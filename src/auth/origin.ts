@@ -8,6 +8,9 @@ interface Rule { scheme: string, port: string, host: string, wildcard: boolean }
 const DEFAULT_PORTS: Record<string, string> = { 'http:': '80', 'https:': '443' }
 
 function parseOrigin (origin: string): { scheme: string, host: string, port: string } | null {
+  // WHATWG URL is lenient (strips tabs and edge spaces, accepts `https:host`, backslashes,
+  // an empty `?`, `#` or port, `*` and %-escapes in hosts); an Origin is exactly scheme://host[:port].
+  if (!/^[a-z][a-z0-9+.-]*:\/\/(?:\[[0-9a-f:.]+\]|[a-z0-9_.-]+)(?::\d{1,5})?$/i.test(origin)) return null
   let u: URL
   try { u = new URL(origin) } catch { return null }
   if (u.protocol !== 'http:' && u.protocol !== 'https:') return null

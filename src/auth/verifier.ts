@@ -31,7 +31,8 @@ const MAX_ID_LENGTH = 256
 export function createTokenVerifier (jwt: Config['jwt']): TokenVerifier {
   const decode = createDecoder({ complete: true })
   const common = {
-    requiredClaims: ['exp', 'sub'],
+    // fast-jwt checks iss/aud only when present; a configured issuer/audience must also be required.
+    requiredClaims: ['exp', 'sub', ...(jwt.issuer !== undefined ? ['iss'] : []), ...(jwt.audience !== undefined ? ['aud'] : [])],
     clockTolerance: jwt.clockToleranceMs,
     allowedIss: jwt.issuer,
     allowedAud: jwt.audience,

@@ -1,10 +1,12 @@
 // Redis channel names. One per user (subscribed while a node holds that
-// user's connections), one broadcast, one for admins.
+// user's connections), one broadcast, one for admins, one for node-to-node
+// control messages that every node hears.
 export interface Channels {
   user (userId: string): string
   readonly userPrefix: string
   readonly broadcast: string
   readonly admin: string
+  readonly control: string
 }
 
 export function createChannels (prefix: string): Channels {
@@ -14,5 +16,6 @@ export function createChannels (prefix: string): Channels {
     userPrefix,
     broadcast: `${prefix}b`,
     admin: `${prefix}a`,
+    control: `${prefix}c`,
   }
 }

@@ -8,6 +8,10 @@ import type { Broker, MessageListener, NodeInfo, StateListener } from './broker.
 export class MemoryBus {
   readonly subscribers = new Map<string, Set<MemoryBroker>>()
   readonly nodes = new Map<string, { info: NodeInfo, expiresAt: number }>()
+  /** sorted-set stand-ins (member -> score) for the limit and revocation stores */
+  readonly zsets = new Map<string, Map<string, number>>()
+  /** string keys with an optional expiry (ms since epoch, 0 = none) */
+  readonly kv = new Map<string, { value: string, expiresAt: number }>()
 }
 
 export class MemoryBroker implements Broker {
@@ -16,7 +20,7 @@ export class MemoryBroker implements Broker {
   private readonly channels = new Set<string>()
   private closed = false
 
-  constructor (private readonly bus: MemoryBus = new MemoryBus()) {}
+  constructor (readonly bus: MemoryBus = new MemoryBus()) {}
 
   get healthy (): boolean { return !this.closed }
 

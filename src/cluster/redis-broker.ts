@@ -16,9 +16,12 @@ export interface RedisBrokerOptions {
 // reconnect in lockstep after a Redis restart.
 const retryStrategy = (times: number): number => Math.min(50 * 2 ** Math.min(times, 6), 2000) * (0.5 + Math.random() / 2)
 
+export type RedisClient = Client
+
 export class RedisBroker implements Broker {
   readonly kind = 'redis' as const
-  private readonly pub: Client
+  /** the command connection, shared with the limit and revocation stores */
+  readonly client: Client
   private readonly sub: Client
   private readonly listeners: MessageListener[] = []
   private readonly stateListeners: StateListener[] = []
@@ -28,8 +31,13 @@ export class RedisBroker implements Broker {
   private pending = 0
   private lastHealthy = false
   private closing = false
+  // Rejects when close() starts: commands queued while Redis is unreachable
+  // would otherwise wait for ever, since ioredis keeps its offline queue after disconnect().
+  private markClosed: (err: Error) => void = () => {}
+  private readonly whenClosed = new Promise<never>((_resolve, reject) => { this.markClosed = reject })
 
   constructor (private readonly opts: RedisBrokerOptions) {
+    this.whenClosed.catch(() => {}) // only racers care
     const redisOptions: RedisOptions = {
       lazyConnect: true,
       // Commands wait through a reconnect instead of failing after N retries;
@@ -44,14 +52,14 @@ export class RedisBroker implements Broker {
     const make = (): Client => opts.target.clusterNodes !== undefined
       ? new Cluster(opts.target.clusterNodes, { redisOptions, clusterRetryStrategy: retryStrategy, lazyConnect: true })
       : new Redis(opts.target.url!, redisOptions)
-    this.pub = make()
+    this.client = make()
     this.sub = make()
     // Registry keys share one hash slot so they can be written in one MULTI on Redis Cluster.
     this.registryKey = `${opts.keyPrefix}{registry}:nodes`
     this.nodeKey = (id) => `${opts.keyPrefix}{registry}:node:${id}`
     this.maxPending = opts.maxPendingPublishes ?? 10_000
 
-    for (const c of [this.pub, this.sub]) {
+    for (const c of [this.client, this.sub]) {
       // An unhandled 'error' event would crash the process; Redis faults are expected.
       c.on('error', (err: Error) => this.opts.onError?.(err))
       for (const ev of ['ready', 'close', 'end', 'reconnecting', '+node', '-node']) c.on(ev, () => this.updateState())
@@ -62,11 +70,11 @@ export class RedisBroker implements Broker {
   }
 
   get healthy (): boolean {
-    return this.pub.status === 'ready' && this.sub.status === 'ready'
+    return this.client.status === 'ready' && this.sub.status === 'ready'
   }
 
   async connect (): Promise<void> {
-    await Promise.all([this.pub.connect(), this.sub.connect()])
+    await Promise.all([this.client.connect(), this.sub.connect()])
     this.updateState()
   }
 
@@ -74,14 +82,14 @@ export class RedisBroker implements Broker {
     if (this.pending >= this.maxPending) throw new Error(`Redis publish queue full (${this.maxPending} pending)`)
     this.pending++
     try {
-      await this.pub.publish(channel, message)
+      await Promise.race([this.client.publish(channel, message), this.whenClosed])
     } finally {
       this.pending--
     }
   }
 
   async subscribe (channel: string): Promise<void> {
-    await this.sub.subscribe(channel)
+    await Promise.race([this.sub.subscribe(channel), this.whenClosed])
   }
 
   async unsubscribe (channel: string): Promise<void> {
@@ -94,7 +102,7 @@ export class RedisBroker implements Broker {
 
   async heartbeat (info: NodeInfo, ttlMs: number): Promise<void> {
     const now = Date.now()
-    await this.pub.multi()
+    await this.client.multi()
       .set(this.nodeKey(info.id), JSON.stringify(info), 'PX', ttlMs)
       .zadd(this.registryKey, now, info.id)
       // Entries whose key expired long ago: nodes that died without leaving.
@@ -103,22 +111,26 @@ export class RedisBroker implements Broker {
   }
 
   async nodes (): Promise<NodeInfo[]> {
-    const ids = await this.pub.zrange(this.registryKey, 0, -1)
+    const ids = await this.client.zrange(this.registryKey, 0, -1)
     if (ids.length === 0) return []
-    const raw = await this.pub.mget(...ids.map(this.nodeKey))
+    const raw = await this.client.mget(...ids.map(this.nodeKey))
     const out: NodeInfo[] = []
     for (const r of raw) if (r !== null) out.push(JSON.parse(r) as NodeInfo)
     return out
   }
 
   async leave (nodeId: string): Promise<void> {
-    await this.pub.multi().del(this.nodeKey(nodeId)).zrem(this.registryKey, nodeId).exec()
+    // Unreachable: the entry lapses by its TTL; waiting here would hold up shutdown.
+    if (this.client.status !== 'ready') return
+    await this.client.multi().del(this.nodeKey(nodeId)).zrem(this.registryKey, nodeId).exec()
   }
 
   async close (): Promise<void> {
     this.closing = true
-    await Promise.allSettled([this.pub.quit(), this.sub.quit()])
-    this.pub.disconnect()
+    this.markClosed(new Error('broker closed'))
+    // QUIT waits behind the offline queue, which never drains while Redis is unreachable.
+    await Promise.allSettled([this.client, this.sub].map((c) => c.status === 'ready' ? c.quit() : undefined))
+    this.client.disconnect()
     this.sub.disconnect()
   }
 

@@ -1,5 +1,7 @@
-import { randomBytes } from 'node:crypto'
+import { createPublicKey, randomBytes } from 'node:crypto'
+import { isIP } from 'node:net'
 import { hostname } from 'node:os'
+import { createOriginCheck } from '../auth/origin.js'
 import envSchema from 'env-schema'
 import { EnvSchema, type Env } from './schema.js'
 
@@ -55,6 +57,9 @@ export interface Config {
   adminMetricsIntervalMs: number
   healthStreamIntervalMs: number
   drainTimeoutMs: number
+  revocationTtlMs: number
+  revocationSyncIntervalMs: number
+  handshakeTimeoutMs: number
   logLevel: Env['LOG_LEVEL']
 }
 
@@ -66,7 +71,8 @@ interface AjvError { instancePath: string, message?: string, params?: Record<str
 function describe (err: AjvError, env: Record<string, string | undefined>): ConfigError {
   const variable = err.instancePath.replace(/^\//, '') || String(err.params?.missingProperty ?? 'environment')
   const got = env[variable]
-  const shown = got === undefined ? '' : ` (got ${variable.includes('SECRET') || variable.includes('KEY') ? 'a value of ' + got.length + ' characters' : JSON.stringify(got)})`
+  // URLs may carry credentials (redis://:password@host): never echo userinfo.
+  const shown = got === undefined ? '' : ` (got ${variable.includes('SECRET') || variable.includes('KEY') ? 'a value of ' + got.length + ' characters' : JSON.stringify(got.replace(/\/\/[^/]*@/, '//***@'))})`
   let why = err.message ?? 'is invalid'
   if (err.params && Array.isArray((err.params as { allowedValues?: unknown[] }).allowedValues)) {
     why = `must be one of ${((err.params as { allowedValues: unknown[] }).allowedValues).join(', ')}`
@@ -85,7 +91,9 @@ export function loadConfig (source: Record<string, string | undefined> = process
 
   let e: Env
   try {
-    e = envSchema<Env>({ schema: EnvSchema, data: env, dotenv: false })
+    // env: false — env-schema would otherwise merge process.env under `source`, bringing back
+    // the empty strings dropped above and leaking the process environment into explicit sources.
+    e = envSchema<Env>({ schema: EnvSchema, data: env, env: false, dotenv: false })
   } catch (err) {
     const errors = (err as { errors?: AjvError[] }).errors
     if (errors !== undefined && errors.length > 0) {
@@ -109,6 +117,12 @@ export function loadConfig (source: Record<string, string | undefined> = process
     // Env files often hold PEMs on one line with literal \n.
     publicKey = publicKey.replace(/\\n/g, '\n')
     if (!publicKey.includes('-----BEGIN')) throw new ConfigError('JWT_PUBLIC_KEY', 'must be a PEM public key (-----BEGIN PUBLIC KEY-----)')
+    if (publicKey.includes('PRIVATE KEY')) throw new ConfigError('JWT_PUBLIC_KEY', 'holds a private key; configure the public key only')
+    let key
+    try { key = createPublicKey(publicKey) } catch { throw new ConfigError('JWT_PUBLIC_KEY', 'is not a readable PEM public key') }
+    if (key.asymmetricKeyType !== 'rsa' && !(key.asymmetricKeyType === 'ec' && key.asymmetricKeyDetails?.namedCurve === 'prime256v1')) {
+      throw new ConfigError('JWT_PUBLIC_KEY', 'must be an RSA (RS256) or P-256 EC (ES256) public key')
+    }
   }
 
   const origins = list(e.ALLOWED_ORIGINS)
@@ -116,10 +130,14 @@ export function loadConfig (source: Record<string, string | undefined> = process
     if (!/^(https?):\/\/(\*\.)?[a-z0-9.-]+(:\d{1,5})?$/i.test(o)) {
       throw new ConfigError('ALLOWED_ORIGINS', `has an invalid entry ${JSON.stringify(o)}: expected scheme://host[:port] or scheme://*.domain`)
     }
+    // The regex lets through what the origin parser refuses (port 99999, IPv4 1.2.3.999).
+    try { createOriginCheck([o]) } catch { throw new ConfigError('ALLOWED_ORIGINS', `has an invalid entry ${JSON.stringify(o)}: not a valid host or port`) }
   }
   const proxies = list(e.TRUSTED_PROXIES)
   for (const p of proxies) {
-    if (!/^[0-9a-f:.]+(\/\d{1,3})?$/i.test(p)) throw new ConfigError('TRUSTED_PROXIES', `has an invalid entry ${JSON.stringify(p)}: expected an IP or CIDR`)
+    const [addr, bits] = p.split('/')
+    const family = isIP(addr!)
+    if (!/^[0-9a-f:.]+(\/\d{1,3})?$/i.test(p) || family === 0 || (bits !== undefined && Number(bits) > (family === 4 ? 32 : 128))) throw new ConfigError('TRUSTED_PROXIES', `has an invalid entry ${JSON.stringify(p)}: expected an IP or CIDR`)
   }
 
   const jwtSecret = hasKey ? e.JWT_SECRET : randomBytes(32).toString('base64url')
@@ -127,10 +145,15 @@ export function loadConfig (source: Record<string, string | undefined> = process
   const apiKeysGenerated = apiKeys.length === 0 && !production
   if (apiKeysGenerated) apiKeys = ['dev-' + randomBytes(18).toString('base64url')]
 
+  const clusterNodes = e.REDIS_CLUSTER_NODES === undefined ? [] : list(e.REDIS_CLUSTER_NODES)
+  for (const hp of clusterNodes) {
+    if (Number(hp.slice(hp.lastIndexOf(':') + 1)) > 65535) throw new ConfigError('REDIS_CLUSTER_NODES', `has an invalid port in ${JSON.stringify(hp)}`)
+  }
+
   const redis: RedisTarget | null = e.REDIS_URL !== undefined
     ? { url: e.REDIS_URL }
     : e.REDIS_CLUSTER_NODES !== undefined
-      ? { clusterNodes: list(e.REDIS_CLUSTER_NODES).map((hp) => { const i = hp.lastIndexOf(':'); return { host: hp.slice(0, i), port: Number(hp.slice(i + 1)) } }) }
+      ? { clusterNodes: clusterNodes.map((hp) => { const i = hp.lastIndexOf(':'); return { host: hp.slice(0, i), port: Number(hp.slice(i + 1)) } }) }
       : null
 
   return {
@@ -169,6 +192,9 @@ export function loadConfig (source: Record<string, string | undefined> = process
     adminMetricsIntervalMs: e.ADMIN_METRICS_INTERVAL,
     healthStreamIntervalMs: e.HEALTH_STREAM_INTERVAL,
     drainTimeoutMs: e.DRAIN_TIMEOUT,
+    revocationTtlMs: e.REVOCATION_TTL,
+    revocationSyncIntervalMs: e.REVOCATION_SYNC_INTERVAL,
+    handshakeTimeoutMs: e.HANDSHAKE_TIMEOUT,
     logLevel: e.LOG_LEVEL,
   }
 }

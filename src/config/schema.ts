@@ -44,6 +44,9 @@ export const EnvSchema = Type.Object({
   ADMIN_METRICS_INTERVAL: int(5000, 100, 3_600_000, 'ms between admin metrics pushes'),
   HEALTH_STREAM_INTERVAL: int(5000, 100, 3_600_000, 'ms between health frames on an upgraded /ws/health'),
   DRAIN_TIMEOUT: int(10000, 0, 600_000, 'ms over which connections are closed on SIGTERM'),
+  REVOCATION_TTL: int(86_400_000, 60_000, 31 * 86_400_000, 'ms a revocation is kept; set it above your longest token lifetime'),
+  REVOCATION_SYNC_INTERVAL: int(5000, 100, 600_000, 'ms between each node re-reading the revocation log'),
+  HANDSHAKE_TIMEOUT: int(10000, 500, 120_000, 'ms a client has to complete the HTTP upgrade request'),
   LOG_LEVEL: oneOf(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const, 'info'),
 })
 

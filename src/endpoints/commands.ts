@@ -1,4 +1,6 @@
 import type { Herald } from '../context.js'
+import { HeraldError } from '../errors.js'
+import { armExpiry } from './expiry.js'
 import { parsePattern } from '../protocol/patterns.js'
 import type { Connection } from './connection.js'
 import type { ClientMessage } from '../protocol/envelope.js'
@@ -59,5 +61,25 @@ export const commonCommands: HandlerTable = {
 
   ping (_h: Herald, conn: Connection, msg: ClientMessage) {
     conn.reply('pong', { timestamp: new Date().toISOString() }, msg.id)
+  },
+
+  /** In-band token renewal (brief §4): same subject, and for admins still the admin role. */
+  async refresh (h: Herald, conn: Connection, msg: ClientMessage) {
+    const token = msg.payload?.token
+    if (typeof token !== 'string' || token.length === 0) return conn.fail('INVALID_PAYLOAD', 'payload.token must be a string', msg.id)
+    let identity
+    try {
+      identity = await h.verifier.verify(token)
+    } catch (err) {
+      const why = err instanceof HeraldError ? err.message : 'the token could not be verified'
+      return conn.fail('REFRESH_REJECTED', why, msg.id)
+    }
+    if (conn.closed) return
+    if (identity.userId !== conn.userId) return conn.fail('REFRESH_REJECTED', 'the new token is for another subject', msg.id)
+    if (conn.kind === 'admin' && !identity.roles.includes('admin')) return conn.fail('REFRESH_REJECTED', 'the new token lacks the admin role', msg.id)
+    if (await h.revocations.check(identity) !== null) return conn.fail('REFRESH_REJECTED', 'the new token is revoked', msg.id)
+    conn.identity = identity
+    armExpiry(h, conn)
+    conn.reply('refreshed', { expiresAt: new Date(identity.expiresAt).toISOString() }, msg.id)
   },
 }

@@ -10,6 +10,8 @@ const TEXT = { binary: false } as const
 // Frames that arrive for a connection while it is still subscribing its
 // channels are held, then sent right after `welcome`, so `welcome` is first.
 const MAX_HELD_FRAMES = 256
+// Error replies tolerated per minute; past that the client is abusive (4029).
+const MAX_STRIKES_PER_MINUTE = 20
 
 export type Endpoint = 'events' | 'admin'
 
@@ -25,6 +27,14 @@ export class Connection implements Subscriber {
   /** error replies in the current minute; repeated abuse closes the connection */
   strikes = 0
   strikesWindowStart = Date.now()
+  /** frames refused by the rate limiter since the last accepted one */
+  limited = 0
+  /** frames received and not yet handled; serialises handling through the limiter */
+  inflight = 0
+  inbox: Promise<void> = Promise.resolve()
+  expiryTimer: NodeJS.Timeout | null = null
+  /** the exp that auth_expiring was sent for */
+  warnedFor = 0
   private held: Array<Buffer | string> | null = []
 
   constructor (
@@ -67,13 +77,21 @@ export class Connection implements Subscriber {
     this.send(serverFrame(type, payload, id))
   }
 
+  /** Answers a bad request with `error`; every one counts toward closing an abusive client. */
   fail (code: ErrorCode, message: string, id?: string): void {
     this.send(errorFrame(code, message, id))
+    const now = Date.now()
+    if (now - this.strikesWindowStart > 60_000) { this.strikes = 0; this.strikesWindowStart = now }
+    if (++this.strikes > MAX_STRIKES_PER_MINUTE) {
+      this.log.warn({ strikes: this.strikes }, 'closing abusive connection')
+      this.close(CloseCodes.RATE_LIMITED, 'too many invalid messages')
+    }
   }
 
   close (code: number, reason: string): void {
     if (this.closed) return
     this.closed = true
+    if (this.expiryTimer) clearTimeout(this.expiryTimer)
     try {
       this.ws.close(code, reason)
     } catch {

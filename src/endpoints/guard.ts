@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { tokenFrom } from '../auth/credentials.js'
 import type { Identity } from '../auth/verifier.js'
@@ -6,8 +7,15 @@ import { errorBody, HeraldError, type ErrorCode } from '../errors.js'
 import { channels as diag } from '../observability/channels.js'
 
 declare module 'fastify' {
-  interface FastifyRequest { identity: Identity | null }
+  interface FastifyRequest {
+    identity: Identity | null
+    /** minted at admission; names the connection's slot in the cluster-wide limits */
+    connectionId: string | null
+  }
 }
+
+/** Retry-After on a connection-limit refusal: a slot frees only when another connection closes. */
+const CONNECTION_RETRY_AFTER_S = 5
 
 /**
  * Runs before the 101: every refusal is a plain HTTP response with a JSON body
@@ -35,6 +43,25 @@ export function upgradeGuard (h: Herald, endpoint: 'events' | 'admin', requiredR
     }
     if (requiredRole !== undefined && !identity.roles.includes(requiredRole)) return void refuse('ROLE_FORBIDDEN')
     if (h.connections.size >= h.config.limits.nodeConnections) return void refuse('NODE_FULL')
+    if (await h.revocations.check(identity) !== null) return void refuse('SESSION_REVOKED')
+
+    const connectionId = randomUUID()
+    const holder = { serverId: h.config.serverId, connectionId }
+    const admission = await h.connectionLimiter.acquire(identity.userId, req.ip, holder)
+    if (!admission.ok) {
+      reply.header('retry-after', String(CONNECTION_RETRY_AFTER_S))
+      return void refuse('CONNECTION_LIMIT', `at most ${admission.limit} open connections per ${admission.scope === 'ip' ? 'IP address' : 'user'}`)
+    }
+    // The slot is held exactly as long as the TCP socket: released whether the
+    // handshake completes or not, and whoever closes the connection.
+    const socket = req.raw.socket
+    const release = (): void => { h.connectionLimiter.release(identity.userId, req.ip, holder).catch((err: Error) => req.log.warn({ err: { message: err.message } }, 'could not release connection slot')) }
+    if (socket.destroyed) release()
+    else socket.once('close', release)
+    if (admission.evicted !== null) {
+      h.publisher.publishControl('evict', admission.evicted, null).catch((err: Error) => req.log.warn({ err: { message: err.message } }, 'could not evict the oldest connection'))
+    }
     req.identity = identity
+    req.connectionId = connectionId
   }
 }

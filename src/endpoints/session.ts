@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto'
 import type { FastifyRequest } from 'fastify'
 import type { RawData, WebSocket } from 'ws'
 import type { Herald } from '../context.js'
@@ -7,18 +6,22 @@ import { channels as diag } from '../observability/channels.js'
 import { CloseCodes } from '../protocol/close-codes.js'
 import { parseClientFrame, type ClientMessage } from '../protocol/envelope.js'
 import { Connection, type Endpoint } from './connection.js'
+import { EVICTED_REASON, wasEvictedEarly } from './control.js'
+import { armExpiry } from './expiry.js'
 
 export type Handler = (h: Herald, conn: Connection, msg: ClientMessage) => void | Promise<void>
 export type HandlerTable = Readonly<Record<string, Handler>>
 
 const ATTACH_TIMEOUT_MS = 5000
-// Error replies tolerated per minute before the connection counts as abusive.
-const MAX_STRIKES_PER_MINUTE = 20
+// Frames sent while over the rate limit before the connection is closed 4029.
+const MAX_LIMITED_FRAMES = 10
+// Frames queued behind the rate limiter; a client this far ahead is flooding.
+const MAX_INFLIGHT = 64
 
 /** Drives one authenticated socket from upgrade to close. */
 export function openSession (h: Herald, ws: WebSocket, req: FastifyRequest, endpoint: Endpoint, handlers: HandlerTable): void {
   const identity = req.identity!
-  const id = randomUUID()
+  const id = req.connectionId!
   const log = req.log.child({ connectionId: id, userId: identity.userId, endpoint })
   const conn = new Connection(id, endpoint, ws, identity, req.ip, log, h.config.limits.sendBufferBytes)
   h.connections.set(conn.id, conn)
@@ -27,11 +30,34 @@ export function openSession (h: Herald, ws: WebSocket, req: FastifyRequest, endp
 
   ws.on('message', (data: RawData, isBinary: boolean) => {
     conn.alive = true
+    if (conn.closed) return
     if (isBinary) return conn.close(CloseCodes.UNSUPPORTED_DATA, 'text frames only')
-    const parsed = parseClientFrame(data.toString())
-    if (!parsed.ok) return strike(h, conn, parsed.code, parsed.message, parsed.id)
+    if (conn.inflight >= MAX_INFLIGHT) return conn.close(CloseCodes.RATE_LIMITED, 'message flood')
+    const text = data.toString()
+    conn.inflight++
+    // Chained, so frames are handled in arrival order whatever the limiter's latency.
+    conn.inbox = conn.inbox.then(async () => {
+      const verdict = await h.messageLimiter.consume(conn.userId, conn.ip)
+      conn.inflight--
+      if (conn.closed) return
+      if (!verdict.ok) {
+        if (++conn.limited > MAX_LIMITED_FRAMES) return conn.close(CloseCodes.RATE_LIMITED, 'rate limit exceeded')
+        const retryAfter = Math.ceil(verdict.retryAfterMs / 1000)
+        return conn.fail('RATE_LIMITED', `at most ${h.config.limits.messagesPerMinute} messages per minute per ${verdict.scope === 'ip' ? 'IP address' : 'user'}; retry in ${retryAfter} s`, idOf(text))
+      }
+      conn.limited = 0
+      handleFrame(text)
+    }).catch((err: unknown) => {
+      conn.inflight = Math.max(0, conn.inflight - 1)
+      internalError(conn, err)
+    })
+  })
+
+  const handleFrame = (text: string): void => {
+    const parsed = parseClientFrame(text)
+    if (!parsed.ok) return conn.fail(parsed.code, parsed.message, parsed.id)
     const handler = Object.hasOwn(handlers, parsed.msg.type) ? handlers[parsed.msg.type] : undefined
-    if (handler === undefined) return strike(h, conn, 'UNKNOWN_TYPE', `${Errors.UNKNOWN_TYPE.message}: ${parsed.msg.type.slice(0, 64)}`, parsed.msg.id)
+    if (handler === undefined) return conn.fail('UNKNOWN_TYPE', `${Errors.UNKNOWN_TYPE.message}: ${parsed.msg.type.slice(0, 64)}`, parsed.msg.id)
     if (diag.messageIn.hasSubscribers) diag.messageIn.publish({ endpoint, type: parsed.msg.type })
     try {
       const r = handler(h, conn, parsed.msg)
@@ -39,13 +65,14 @@ export function openSession (h: Herald, ws: WebSocket, req: FastifyRequest, endp
     } catch (err) {
       internalError(conn, err, parsed.msg.id)
     }
-  })
+  }
   ws.on('pong', () => { conn.alive = true })
   // ws reports protocol violations (bad UTF-8: 1007, too big: 1009) here and
   // closes the socket itself; without a listener the error would crash the node.
   ws.on('error', (err) => { log.info({ err: { message: err.message, code: (err as { code?: string }).code } }, 'socket error') })
   ws.on('close', (code: number) => {
     conn.closed = true
+    if (conn.expiryTimer) clearTimeout(conn.expiryTimer)
     h.connections.delete(conn.id)
     h.hub.detach(conn)
     const durationMs = Date.now() - conn.openedAt
@@ -55,6 +82,10 @@ export function openSession (h: Herald, ws: WebSocket, req: FastifyRequest, endp
 
   let timer: NodeJS.Timeout | undefined
   const timeout = new Promise<never>((_resolve, reject) => { timer = setTimeout(() => reject(new Error('subscribe timed out')), ATTACH_TIMEOUT_MS) })
+  if (wasEvictedEarly(id)) {
+    conn.close(CloseCodes.FORBIDDEN, EVICTED_REASON)
+    return
+  }
   Promise.race([h.hub.attach(conn), timeout]).then(() => {
     if (conn.closed) return
     conn.welcome({
@@ -65,20 +96,17 @@ export function openSession (h: Herald, ws: WebSocket, req: FastifyRequest, endp
       expiresAt: new Date(identity.expiresAt).toISOString(),
       heartbeatInterval: h.config.heartbeatIntervalMs,
     })
+    armExpiry(h, conn)
   }, (err: unknown) => {
     log.warn({ err: { message: (err as Error).message } }, 'could not subscribe connection channels')
     conn.close(CloseCodes.INTERNAL_ERROR, 'backend unavailable')
   }).finally(() => clearTimeout(timer))
 }
 
-function strike (h: Herald, conn: Connection, code: Parameters<Connection['fail']>[0], message: string, id?: string): void {
-  const now = Date.now()
-  if (now - conn.strikesWindowStart > 60_000) { conn.strikes = 0; conn.strikesWindowStart = now }
-  conn.fail(code, message, id)
-  if (++conn.strikes > MAX_STRIKES_PER_MINUTE) {
-    conn.log.warn({ strikes: conn.strikes }, 'closing abusive connection')
-    conn.close(CloseCodes.RATE_LIMITED, 'too many invalid messages')
-  }
+/** The request id of a frame we did not otherwise parse, when it has a usable one. */
+function idOf (text: string): string | undefined {
+  const r = parseClientFrame(text)
+  return r.ok ? r.msg.id : r.id
 }
 
 function internalError (conn: Connection, err: unknown, id?: string): void {

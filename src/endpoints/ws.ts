@@ -9,6 +9,7 @@ import { openSession } from './session.js'
 export default fp(async function wsEndpoints (app) {
   const h = app.herald
   app.decorateRequest('identity', null)
+  app.decorateRequest('connectionId', null)
   const upgradeOnly = async (_req: unknown, reply: import('fastify').FastifyReply) => reply.code(426).header('upgrade', 'websocket').send(errorBody('UPGRADE_REQUIRED'))
 
   app.route({

@@ -4,11 +4,12 @@
 //
 //   kind \t origin \t publishedAtMs \t type \t userId \t json
 //
-// kind: e (event) or n (notification). Header fields never contain tabs:
+// kind: e (event), n (notification) or c (control: revocations, evictions;
+// `type` names the action and json is its argument, never sent to clients). Header fields never contain tabs:
 // types are validated segments, ids are checked at the edge.
 
 export interface Envelope {
-  kind: 'e' | 'n'
+  kind: 'e' | 'n' | 'c'
   origin: string
   publishedAt: number
   type: string
@@ -27,7 +28,7 @@ export function decode (raw: string): Envelope | null {
   const f = raw.indexOf('\t', d + 1)
   if (a !== 1 || f < 0) return null
   const kind = raw[0]
-  if (kind !== 'e' && kind !== 'n') return null
+  if (kind !== 'e' && kind !== 'n' && kind !== 'c') return null
   return {
     kind,
     origin: raw.slice(a + 1, b),

@@ -31,6 +31,7 @@ export class Hub {
   private readonly refs = new Map<string, ChannelRef>()
   private readonly typeSegments = new Map<string, string[]>()
   private dispatchSeq = 0
+  private controlListener: (env: Envelope) => void = () => {}
   delivered = 0
 
   constructor (
@@ -42,8 +43,11 @@ export class Hub {
   }
 
   async start (): Promise<void> {
-    await this.broker.subscribe(this.ch.broadcast)
+    await Promise.all([this.broker.subscribe(this.ch.broadcast), this.broker.subscribe(this.ch.control)])
   }
+
+  /** Control messages (kind c) from any channel this node hears, its own included. */
+  onControl (listener: (env: Envelope) => void): void { this.controlListener = listener }
 
   get users (): number { return this.byUser.size }
 
@@ -102,6 +106,7 @@ export class Hub {
   }
 
   private dispatch (channel: string, env: Envelope): void {
+    if (env.kind === 'c') return this.controlListener(env)
     let frame: Buffer | null = null
     let count = 0
     const seq = ++this.dispatchSeq

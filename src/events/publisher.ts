@@ -45,6 +45,17 @@ export class Publisher {
     return n
   }
 
+  /**
+   * A node-to-node instruction: on a user's channel it reaches only the nodes
+   * holding that user's connections; on the control channel, every node.
+   */
+  async publishControl (action: string, arg: unknown, userId: string | null): Promise<void> {
+    const channel = userId === null ? this.ch.control : this.ch.user(userId)
+    const raw = encode({ kind: 'c', origin: this.serverId, publishedAt: Date.now(), type: action, userId: userId ?? '', json: JSON.stringify(arg) })
+    this.hub.dispatchLocal(channel, raw)
+    await this.broker.publish(channel, raw)
+  }
+
   private async send (routes: readonly Route[], userId: string | undefined, raw: string): Promise<void> {
     this.published++
     const names = routes.map((r) => r === 'user' ? this.ch.user(userId!) : r === 'broadcast' ? this.ch.broadcast : this.ch.admin)

@@ -26,3 +26,11 @@ export const NotificationBody = Type.Object({
 }, { additionalProperties: false })
 
 export const UserParams = Type.Object({ userId: Id('target user') })
+
+export const SessionParams = Type.Object({ sessionId: Id('session to revoke') })
+
+export const Revoked = Type.Object({
+  revoked: Type.Union([Type.Literal('session'), Type.Literal('user')]),
+  id: Type.String(),
+  revokedAt: Type.String({ description: 'ISO time; user revocations cover tokens issued at or before this second' }),
+})

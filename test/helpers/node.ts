@@ -10,6 +10,11 @@ export const BASE_ENV: Record<string, string> = {
   JWT_SECRET: TEST_SECRET,
   API_KEYS: TEST_API_KEY,
   LOG_LEVEL: 'info',
+  // Every test client shares 127.0.0.1: per-IP and per-minute limits are
+  // raised here and set explicitly by the tests about limits.
+  MAX_CONNECTIONS_PER_IP: '100000',
+  MAX_CONNECTIONS_PER_USER: '1000',
+  MAX_MESSAGES_PER_MINUTE: '1000000',
 }
 
 export interface NodeProc {

@@ -1,0 +1,85 @@
+import { revokedBy, type Revocation } from '../auth/revocation.js'
+import type { Herald } from '../context.js'
+import type { Envelope } from '../events/codec.js'
+import type { Holder } from '../limits/connection-limiter.js'
+import { CloseCodes } from '../protocol/close-codes.js'
+import type { Connection } from './connection.js'
+
+// Node-to-node instructions carried as control messages (kind c).
+
+export const EVICTED_REASON = 'connection limit: replaced by a newer connection'
+
+/** Closes, with session_revoked and 4004, every local connection the revocation covers. */
+export function applyRevocation (h: Herald, r: Revocation): number {
+  let n = 0
+  for (const c of h.connections.values()) {
+    if (c.closed) continue
+    const hit = r.kind === 'session'
+      ? c.identity.sessionId === r.sessionId
+      : c.userId === r.userId && revokedBy(c.identity.issuedAt, r.at)
+    if (hit) { revoke(c, r.kind === 'session' ? 'session revoked' : 'user revoked'); n++ }
+  }
+  return n
+}
+
+export function revoke (c: Connection, reason: string): void {
+  c.reply('session_revoked', { reason })
+  c.close(CloseCodes.SESSION_REVOKED, reason)
+}
+
+/**
+ * Connections evicted before their session opened on this node: the guard
+ * admitted them, the eviction overtook the handshake. Kept briefly.
+ */
+const earlyEvictions = new Map<string, number>()
+
+export function wasEvictedEarly (connectionId: string): boolean {
+  const at = earlyEvictions.get(connectionId)
+  if (at === undefined) return false
+  earlyEvictions.delete(connectionId)
+  return true
+}
+
+function evict (h: Herald, target: Holder): void {
+  if (target.serverId !== h.config.serverId) return
+  const c = h.connections.get(target.connectionId)
+  if (c) {
+    c.log.info('evicted by a newer connection of the same user')
+    c.close(CloseCodes.FORBIDDEN, EVICTED_REASON)
+    return
+  }
+  const now = Date.now()
+  for (const [id, at] of earlyEvictions) if (now - at > 30_000) earlyEvictions.delete(id)
+  earlyEvictions.set(target.connectionId, now)
+}
+
+export function handleControl (h: Herald, env: Envelope): void {
+  let arg: unknown
+  try { arg = JSON.parse(env.json) } catch { return }
+  switch (env.type) {
+    case 'revoke': applyRevocation(h, arg as Revocation); break
+    case 'evict': evict(h, arg as Holder); break
+  }
+}
+
+/**
+ * Re-reads the revocation log every REVOCATION_SYNC_INTERVAL, so a node that
+ * missed a pub/sub message (or was cut off from Redis) still disconnects.
+ */
+export function startRevocationSync (h: Herald, onError: (err: Error) => void): () => void {
+  // Overlap each read with the previous one: clocks of nodes differ a little.
+  const overlap = Math.max(2000, h.config.revocationSyncIntervalMs)
+  let cursor = Date.now() - overlap
+  let running = false
+  const timer = setInterval(() => {
+    if (running || !h.broker.healthy) return
+    running = true
+    const startedAt = Date.now()
+    h.revocations.since(cursor - overlap).then((list) => {
+      for (const r of list) applyRevocation(h, r)
+      cursor = startedAt
+    }, onError).finally(() => { running = false })
+  }, h.config.revocationSyncIntervalMs)
+  timer.unref()
+  return () => clearInterval(timer)
+}

@@ -1,0 +1,154 @@
+import type { Broker } from '../cluster/broker.js'
+import type { MemoryBus } from '../cluster/memory-broker.js'
+import { MemoryBroker } from '../cluster/memory-broker.js'
+import { RedisBroker, type RedisClient } from '../cluster/redis-broker.js'
+
+// Cluster-wide connection limits (brief §6). Every open connection is a member
+// `<serverId>|<connectionId>` of a sorted set per user and per IP, scored by
+// open time. Admission is one atomic script per set, so concurrent connects on
+// several nodes can never pass the limit, and the member names the node that
+// holds it, so a dead node's share can be reclaimed.
+
+export interface Holder { serverId: string, connectionId: string }
+
+export type Admission =
+  | { ok: true, evicted: Holder | null }
+  | { ok: false, scope: 'ip' | 'user', limit: number }
+
+export interface LimitPolicy {
+  perIp: number
+  perUser: number
+  evictOldest: boolean
+}
+
+export interface ConnectionLimiter {
+  acquire (userId: string, ip: string, holder: Holder): Promise<Admission>
+  release (userId: string, ip: string, holder: Holder): Promise<void>
+  /** current counts, for stats and tests */
+  count (scope: 'ip' | 'user', key: string): Promise<number>
+  /** members of a user's set, oldest first */
+  holders (userId: string): Promise<Holder[]>
+}
+
+export const memberOf = (h: Holder): string => `${h.serverId}|${h.connectionId}`
+export function holderOf (member: string): Holder {
+  const i = member.indexOf('|')
+  return { serverId: member.slice(0, i), connectionId: member.slice(i + 1) }
+}
+
+/** Result codes shared by both implementations: 1 admitted, 2 admitted by evicting `oldest`, 0 full. */
+type Step = [number, string | null]
+
+const ADMIT = `
+local n = redis.call('ZCARD', KEYS[1])
+if n < tonumber(ARGV[3]) then
+  redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+  return {1}
+end
+if ARGV[4] == '1' then
+  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0)[1]
+  redis.call('ZREM', KEYS[1], oldest)
+  redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+  return {2, oldest}
+end
+return {0}
+`
+
+abstract class BaseLimiter implements ConnectionLimiter {
+  constructor (protected readonly prefix: string, private readonly policy: LimitPolicy) {}
+
+  protected userKey (userId: string): string { return `${this.prefix}conn:u:${userId}` }
+  protected ipKey (ip: string): string { return `${this.prefix}conn:ip:${ip}` }
+  protected abstract admit (key: string, member: string, limit: number, evict: boolean): Promise<Step>
+  protected abstract remove (key: string, member: string): Promise<void>
+  abstract count (scope: 'ip' | 'user', key: string): Promise<number>
+  abstract holders (userId: string): Promise<Holder[]>
+
+  async acquire (userId: string, ip: string, holder: Holder): Promise<Admission> {
+    const member = memberOf(holder)
+    // IP first: evicting by IP would let one user close another's connection.
+    const [ipOk] = await this.admit(this.ipKey(ip), member, this.policy.perIp, false)
+    if (ipOk === 0) return { ok: false, scope: 'ip', limit: this.policy.perIp }
+    let step: Step
+    try {
+      step = await this.admit(this.userKey(userId), member, this.policy.perUser, this.policy.evictOldest)
+    } catch (err) {
+      await this.remove(this.ipKey(ip), member).catch(() => {})
+      throw err
+    }
+    if (step[0] === 0) {
+      await this.remove(this.ipKey(ip), member)
+      return { ok: false, scope: 'user', limit: this.policy.perUser }
+    }
+    return { ok: true, evicted: step[0] === 2 && step[1] !== null ? holderOf(step[1]) : null }
+  }
+
+  async release (userId: string, ip: string, holder: Holder): Promise<void> {
+    const member = memberOf(holder)
+    await Promise.all([this.remove(this.userKey(userId), member), this.remove(this.ipKey(ip), member)])
+  }
+}
+
+export class MemoryConnectionLimiter extends BaseLimiter {
+  constructor (private readonly bus: MemoryBus, prefix: string, policy: LimitPolicy) { super(prefix, policy) }
+
+  protected async admit (key: string, member: string, limit: number, evict: boolean): Promise<Step> {
+    let set = this.bus.zsets.get(key)
+    if (!set) { set = new Map(); this.bus.zsets.set(key, set) }
+    if (set.size < limit) { set.set(member, Date.now()); return [1, null] }
+    if (!evict) { if (set.size === 0) this.bus.zsets.delete(key); return [0, null] }
+    let oldest: string | null = null
+    let best = Infinity
+    for (const [m, score] of set) if (score < best) { best = score; oldest = m }
+    if (oldest !== null) set.delete(oldest)
+    set.set(member, Date.now())
+    return [2, oldest]
+  }
+
+  protected async remove (key: string, member: string): Promise<void> {
+    const set = this.bus.zsets.get(key)
+    if (!set) return
+    set.delete(member)
+    if (set.size === 0) this.bus.zsets.delete(key)
+  }
+
+  async count (scope: 'ip' | 'user', key: string): Promise<number> {
+    return this.bus.zsets.get(scope === 'ip' ? this.ipKey(key) : this.userKey(key))?.size ?? 0
+  }
+
+  async holders (userId: string): Promise<Holder[]> {
+    const set = this.bus.zsets.get(this.userKey(userId))
+    return set ? [...set.entries()].sort((a, b) => a[1] - b[1]).map(([m]) => holderOf(m)) : []
+  }
+}
+
+export class RedisConnectionLimiter extends BaseLimiter {
+  constructor (private readonly client: RedisClient, prefix: string, policy: LimitPolicy) {
+    super(prefix, policy)
+    client.defineCommand('heraldAdmit', { numberOfKeys: 1, lua: ADMIT })
+  }
+
+  protected async admit (key: string, member: string, limit: number, evict: boolean): Promise<Step> {
+    const r = await (this.client as unknown as { heraldAdmit: (...a: Array<string | number>) => Promise<[number, string?]> })
+      .heraldAdmit(key, member, Date.now(), limit, evict ? '1' : '0')
+    return [Number(r[0]), r[1] ?? null]
+  }
+
+  protected async remove (key: string, member: string): Promise<void> {
+    await this.client.zrem(key, member)
+  }
+
+  async count (scope: 'ip' | 'user', key: string): Promise<number> {
+    return await this.client.zcard(scope === 'ip' ? this.ipKey(key) : this.userKey(key))
+  }
+
+  async holders (userId: string): Promise<Holder[]> {
+    return (await this.client.zrange(this.userKey(userId), 0, -1)).map(holderOf)
+  }
+}
+
+export function createConnectionLimiter (broker: Broker, prefix: string, policy: LimitPolicy): ConnectionLimiter {
+  if (broker instanceof RedisBroker) return new RedisConnectionLimiter(broker.client, prefix, policy)
+  if (broker instanceof MemoryBroker) return new MemoryConnectionLimiter(broker.bus, prefix, policy)
+  throw new Error(`no connection limiter for broker ${broker.kind}`)
+}

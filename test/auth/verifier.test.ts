@@ -1,0 +1,266 @@
+import { createHmac, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto'
+import http from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { createSigner } from 'fast-jwt'
+import t from 'tap'
+import { createTokenVerifier, type TokenVerifier } from '../../src/auth/verifier.js'
+import type { Config } from '../../src/config/index.js'
+import { HeraldError, type ErrorCode } from '../../src/errors.js'
+
+type Test = Parameters<Parameters<typeof t.test>[0]>[0]
+
+const SECRET = 'verifier-test-secret-0123456789abcdef'
+const nowS = (): number => Math.floor(Date.now() / 1000)
+
+const jwtConfig = (over: Partial<Config['jwt']> = {}): Config['jwt'] => ({ clockToleranceMs: 5000, generated: false, ...over })
+
+const b64 = (v: unknown): string => Buffer.from(typeof v === 'string' ? v : JSON.stringify(v)).toString('base64url')
+
+/** A token built by hand, so headers and claims can be anything an attacker sends. */
+function forge (header: Record<string, unknown>, payload: Record<string, unknown>, sign: (input: string) => string = () => ''): string {
+  const input = `${b64(header)}.${b64(payload)}`
+  return `${input}.${sign(input)}`
+}
+const hmac = (key: string | Buffer) => (input: string): string => createHmac('sha256', key).update(input).digest('base64url')
+
+/** HS256 with exactly the given claims (fast-jwt's signer would rewrite iat and refuse odd exp values). */
+const hs = (claims: Record<string, unknown>, key = SECRET): string => forge({ alg: 'HS256', typ: 'JWT' }, claims, hmac(key))
+
+const pem = (k: KeyObject, type: 'spki' | 'pkcs8'): string => k.export({ type, format: 'pem' }).toString()
+
+const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 })
+const rsaOther = generateKeyPairSync('rsa', { modulusLength: 2048 })
+const ec = generateKeyPairSync('ec', { namedCurve: 'P-256' })
+const ecOther = generateKeyPairSync('ec', { namedCurve: 'P-256' })
+const RSA_PUB = pem(rsa.publicKey, 'spki')
+const EC_PUB = pem(ec.publicKey, 'spki')
+
+const signWith = (key: KeyObject, algorithm: 'RS256' | 'ES256', claims: Record<string, unknown>, kid?: string): string =>
+  createSigner({ key: pem(key, 'pkcs8'), algorithm, ...(kid !== undefined ? { kid } : {}) })(claims)
+
+async function refused (t: Test, v: TokenVerifier, token: string, code: ErrorCode, what: string): Promise<void> {
+  let caught: unknown
+  try {
+    const id = await v.verify(token)
+    t.fail(`${what}: accepted as ${JSON.stringify(id)}`)
+    return
+  } catch (err) {
+    caught = err
+  }
+  t.ok(caught instanceof HeraldError, `${what}: refused with a HeraldError (${String(caught)})`)
+  t.equal((caught as HeraldError).code, code, `${what}: ${code}`)
+  t.equal((caught as HeraldError).statusCode, 401, `${what}: 401`)
+}
+
+const valid = (extra: Record<string, unknown> = {}): Record<string, unknown> =>
+  ({ sub: 'alice', sid: 'sess-1', roles: ['user'], iat: nowS() - 10, exp: nowS() + 3600, ...extra })
+
+t.test('HS256: identity fields', async (t) => {
+  const v = createTokenVerifier(jwtConfig({ secret: SECRET }))
+  const iat = nowS() - 30
+  const exp = nowS() + 600
+  const id = await v.verify(hs({ sub: 'alice', sid: 'sess-a', roles: ['user', 'admin'], iat, exp }))
+  t.same(id, { userId: 'alice', sessionId: 'sess-a', roles: ['user', 'admin'], expiresAt: exp * 1000, issuedAt: iat * 1000 })
+
+  const bare = await v.verify(hs({ sub: 'bob', exp }))
+  t.same(bare, { userId: 'bob', sessionId: null, roles: [], expiresAt: exp * 1000, issuedAt: null }, 'no sid, roles or iat')
+
+  // fast-jwt's own signer, with the iat it stamps and the exp it computes
+  const signed = createSigner({ key: SECRET, expiresIn: 60_000 })({ sub: 'carol', sid: 'x', roles: [] })
+  const c = await v.verify(signed)
+  t.equal(c.userId, 'carol')
+  t.ok(c.issuedAt !== null && Math.abs(c.issuedAt - Date.now()) < 5000, 'issuedAt in ms')
+  t.ok(Math.abs(c.expiresAt - (Date.now() + 60_000)) < 5000, 'expiresAt in ms')
+})
+
+t.test('alg none is refused', async (t) => {
+  const v = createTokenVerifier(jwtConfig({ secret: SECRET }))
+  const claims = valid()
+  const unsigned = createSigner({ algorithm: 'none' })(claims)
+  t.match(unsigned, /\.$/, 'fast-jwt produced an unsigned token')
+  await refused(t, v, unsigned, 'TOKEN_INVALID', 'alg none from fast-jwt')
+  for (const alg of ['none', 'None', 'NONE', 'nOnE']) {
+    await refused(t, v, forge({ alg, typ: 'JWT' }, claims), 'TOKEN_INVALID', `alg ${alg} without signature`)
+    await refused(t, v, forge({ alg, typ: 'JWT' }, claims, hmac(SECRET)), 'TOKEN_INVALID', `alg ${alg} with an HMAC signature`)
+  }
+  await refused(t, v, forge({ typ: 'JWT' }, claims, hmac(SECRET)), 'TOKEN_INVALID', 'no alg at all')
+  await refused(t, v, forge({ alg: ['HS256'], typ: 'JWT' }, claims, hmac(SECRET)), 'TOKEN_INVALID', 'alg not a string')
+  await refused(t, v, forge({ alg: 'HS384', typ: 'JWT' }, claims, hmac(SECRET)), 'TOKEN_INVALID', 'an algorithm never configured')
+
+  // control: the same forge with HS256 and the right secret passes, so the refusals above are about alg
+  t.equal((await v.verify(forge({ alg: 'HS256', typ: 'JWT' }, claims, hmac(SECRET)))).userId, 'alice')
+})
+
+t.test('HS/RS algorithm confusion is refused', async (t) => {
+  const claims = valid()
+  const confused = forge({ alg: 'HS256', typ: 'JWT' }, claims, hmac(RSA_PUB))
+  const onlyRsa = createTokenVerifier(jwtConfig({ publicKey: RSA_PUB }))
+  await refused(t, onlyRsa, confused, 'TOKEN_INVALID', 'HS256 signed with the RSA PEM, RSA key configured')
+  const noNewline = forge({ alg: 'HS256', typ: 'JWT' }, claims, hmac(RSA_PUB.trim()))
+  await refused(t, onlyRsa, noNewline, 'TOKEN_INVALID', 'HS256 signed with the trimmed PEM')
+  const der = forge({ alg: 'HS256', typ: 'JWT' }, claims, hmac(createPublicKey(RSA_PUB).export({ type: 'spki', format: 'der' })))
+  await refused(t, onlyRsa, der, 'TOKEN_INVALID', 'HS256 signed with the DER key')
+
+  // with an HS secret configured as well, the PEM still is not a valid HMAC key
+  const both = createTokenVerifier(jwtConfig({ publicKey: RSA_PUB, secret: SECRET }))
+  await refused(t, both, confused, 'TOKEN_INVALID', 'confusion with both configured')
+  t.equal((await both.verify(hs(claims))).userId, 'alice', 'control: the real secret works')
+  t.equal((await both.verify(signWith(rsa.privateKey, 'RS256', claims))).userId, 'alice', 'control: RS256 works')
+
+  const onlyEc = createTokenVerifier(jwtConfig({ publicKey: EC_PUB }))
+  await refused(t, onlyEc, forge({ alg: 'HS256', typ: 'JWT' }, claims, hmac(EC_PUB)), 'TOKEN_INVALID', 'HS256 signed with the EC PEM')
+})
+
+t.test('RS256 and ES256 with public keys', async (t) => {
+  const claims = valid({ sub: 'rsa-user', roles: ['user', 'service'] })
+  const viaRsa = createTokenVerifier(jwtConfig({ publicKey: RSA_PUB }))
+  const id = await viaRsa.verify(signWith(rsa.privateKey, 'RS256', claims))
+  t.same(id, { userId: 'rsa-user', sessionId: 'sess-1', roles: ['user', 'service'], expiresAt: (claims.exp as number) * 1000, issuedAt: (claims.iat as number) * 1000 })
+  await refused(t, viaRsa, signWith(rsaOther.privateKey, 'RS256', claims), 'TOKEN_INVALID', 'RS256 by another RSA key')
+  await refused(t, viaRsa, signWith(ec.privateKey, 'ES256', claims), 'TOKEN_INVALID', 'ES256 when only RSA configured')
+  await refused(t, viaRsa, hs(claims), 'TOKEN_INVALID', 'HS256 when no secret configured')
+  const ps = createSigner({ key: pem(rsa.privateKey, 'pkcs8'), algorithm: 'PS256' })(claims)
+  await refused(t, viaRsa, ps, 'TOKEN_INVALID', 'PS256 (not pinned) with the right key')
+  const rs512 = createSigner({ key: pem(rsa.privateKey, 'pkcs8'), algorithm: 'RS512' })(claims)
+  await refused(t, viaRsa, rs512, 'TOKEN_INVALID', 'RS512 (not pinned) with the right key')
+
+  const viaEc = createTokenVerifier(jwtConfig({ publicKey: EC_PUB }))
+  const e = await viaEc.verify(signWith(ec.privateKey, 'ES256', { ...claims, sub: 'ec-user' }))
+  t.equal(e.userId, 'ec-user')
+  t.equal(e.sessionId, 'sess-1')
+  await refused(t, viaEc, signWith(rsa.privateKey, 'RS256', claims), 'TOKEN_INVALID', 'RS256 when only ES256 configured')
+  await refused(t, viaEc, signWith(ecOther.privateKey, 'ES256', claims), 'TOKEN_INVALID', 'ES256 by another P-256 key')
+
+  // a signature for one token does not carry over to another payload
+  const good = signWith(ec.privateKey, 'ES256', claims)
+  const [h, , s] = good.split('.')
+  await refused(t, viaEc, `${h}.${b64({ ...claims, sub: 'mallory' })}.${s}`, 'TOKEN_INVALID', 'payload swapped under an ES256 signature')
+})
+
+t.test('time claims', async (t) => {
+  const v = createTokenVerifier(jwtConfig({ secret: SECRET }))
+  await refused(t, v, hs({ sub: 'alice', iat: nowS() }), 'TOKEN_INVALID', 'missing exp')
+  await refused(t, v, hs({ sub: 'alice', exp: String(nowS() + 600) }), 'TOKEN_INVALID', 'exp not a number')
+  await refused(t, v, hs(valid({ exp: nowS() - 60 })), 'TOKEN_EXPIRED', 'expired a minute ago')
+  await refused(t, v, hs(valid({ iat: nowS() - 7200, exp: nowS() - 3600 })), 'TOKEN_EXPIRED', 'expired an hour ago')
+  const skewed = await v.verify(hs(valid({ exp: nowS() - 2 })))
+  t.equal(skewed.userId, 'alice', 'expired 2 s ago is within the default 5 s tolerance')
+
+  const strict = createTokenVerifier(jwtConfig({ secret: SECRET, clockToleranceMs: 0 }))
+  await refused(t, strict, hs(valid({ exp: nowS() - 2 })), 'TOKEN_EXPIRED', 'expired 2 s ago with no tolerance')
+
+  await refused(t, v, hs(valid({ iat: nowS() + 3600 })), 'TOKEN_INVALID', 'iat an hour in the future')
+  await refused(t, v, hs(valid({ iat: nowS() + 60 })), 'TOKEN_INVALID', 'iat a minute in the future')
+  t.equal((await v.verify(hs(valid({ iat: nowS() + 2 })))).userId, 'alice', 'iat 2 s ahead is within tolerance')
+  await refused(t, v, hs(valid({ iat: 'yesterday' })), 'TOKEN_INVALID', 'iat not a number')
+  await refused(t, v, hs(valid({ nbf: nowS() + 3600 })), 'TOKEN_INVALID', 'nbf an hour ahead')
+  t.equal((await v.verify(hs(valid({ nbf: nowS() - 1 })))).userId, 'alice', 'nbf in the past')
+})
+
+t.test('iss and aud when configured', async (t) => {
+  const open = createTokenVerifier(jwtConfig({ secret: SECRET }))
+  t.equal((await open.verify(hs(valid({ iss: 'anyone', aud: 'anything' })))).userId, 'alice', 'not configured: not checked')
+
+  const v = createTokenVerifier(jwtConfig({ secret: SECRET, issuer: ['https://idp.example'], audience: ['herald', 'herald-admin'] }))
+  const right = { iss: 'https://idp.example', aud: 'herald' }
+  t.equal((await v.verify(hs(valid(right)))).userId, 'alice', 'right iss and aud')
+  t.equal((await v.verify(hs(valid({ ...right, aud: ['other', 'herald-admin'] })))).userId, 'alice', 'aud array containing an allowed audience')
+  await refused(t, v, hs(valid({ ...right, iss: 'https://evil.example' })), 'TOKEN_INVALID', 'wrong iss')
+  await refused(t, v, hs(valid({ ...right, iss: 'https://idp.example/' })), 'TOKEN_INVALID', 'iss differing by a slash')
+  await refused(t, v, hs(valid({ ...right, aud: 'other' })), 'TOKEN_INVALID', 'wrong aud')
+  await refused(t, v, hs(valid({ ...right, aud: ['other'] })), 'TOKEN_INVALID', 'wrong aud array')
+  await refused(t, v, hs(valid({ aud: 'herald' })), 'TOKEN_INVALID', 'missing iss')
+  await refused(t, v, hs(valid({ iss: 'https://idp.example' })), 'TOKEN_INVALID', 'missing aud')
+
+  const onlyIss = createTokenVerifier(jwtConfig({ secret: SECRET, issuer: ['https://idp.example'] }))
+  t.equal((await onlyIss.verify(hs(valid({ iss: 'https://idp.example' })))).userId, 'alice')
+  await refused(t, onlyIss, hs(valid()), 'TOKEN_INVALID', 'issuer configured, iss missing')
+  const onlyAud = createTokenVerifier(jwtConfig({ secret: SECRET, audience: ['herald'] }))
+  t.equal((await onlyAud.verify(hs(valid({ aud: 'herald' })))).userId, 'alice')
+  await refused(t, onlyAud, hs(valid()), 'TOKEN_INVALID', 'audience configured, aud missing')
+
+  // also for asymmetric keys
+  const rs = createTokenVerifier(jwtConfig({ publicKey: RSA_PUB, issuer: ['https://idp.example'] }))
+  await refused(t, rs, signWith(rsa.privateKey, 'RS256', valid()), 'TOKEN_INVALID', 'RS256 without iss')
+  t.equal((await rs.verify(signWith(rsa.privateKey, 'RS256', valid({ iss: 'https://idp.example' })))).userId, 'alice')
+})
+
+t.test('signatures and malformed tokens', async (t) => {
+  const v = createTokenVerifier(jwtConfig({ secret: SECRET }))
+  await refused(t, v, hs(valid(), 'another-secret-that-is-long-enough-1234'), 'TOKEN_INVALID', 'wrong secret')
+  const good = hs(valid())
+  const [h, p, s] = good.split('.') as [string, string, string]
+  await refused(t, v, `${h}.${b64(valid({ sub: 'mallory' }))}.${s}`, 'TOKEN_INVALID', 'payload tampered')
+  await refused(t, v, `${h}.${p}.${s.slice(0, -2)}${s.endsWith('AA') ? 'BB' : 'AA'}`, 'TOKEN_INVALID', 'signature tampered')
+  await refused(t, v, `${h}.${p}.`, 'TOKEN_INVALID', 'signature stripped')
+  await refused(t, v, `${h}.${p}`, 'TOKEN_INVALID', 'two segments')
+  await refused(t, v, `${good}.extra`, 'TOKEN_INVALID', 'four segments')
+  await refused(t, v, ` ${good}`, 'TOKEN_INVALID', 'leading space')
+  for (const bad of ['', 'abc', 'a.b', 'a.b.c', '..', '...', 'Bearer x.y.z', '{"alg":"HS256"}', '\u0000', 'x'.repeat(9000), `${h}.${'A'.repeat(9000)}.${s}`]) {
+    await refused(t, v, bad, 'TOKEN_INVALID', `malformed ${JSON.stringify(bad.slice(0, 30))}`)
+  }
+  await refused(t, v, `${b64('not json')}.${p}.${s}`, 'TOKEN_INVALID', 'header not JSON')
+  await refused(t, v, forge({ alg: 'HS256' }, ['sub', 'alice'] as unknown as Record<string, unknown>, hmac(SECRET)), 'TOKEN_INVALID', 'payload an array')
+  const notJsonPayload = (() => { const input = `${b64({ alg: 'HS256', typ: 'JWT' })}.${b64('not json')}`; return `${input}.${hmac(SECRET)(input)}` })()
+  await refused(t, v, notJsonPayload, 'TOKEN_INVALID', 'payload not JSON, validly signed')
+  t.equal((await v.verify(good)).userId, 'alice', 'control: the untampered token passes')
+})
+
+t.test('sub, sid and roles claims', async (t) => {
+  const v = createTokenVerifier(jwtConfig({ secret: SECRET }))
+  const noSub = valid()
+  delete noSub.sub
+  await refused(t, v, hs(noSub), 'TOKEN_INVALID', 'missing sub')
+  for (const sub of [123, '', 'a\nb', 'a\tb', 'a\u0000b', 'u'.repeat(257), null, ['alice'], { id: 'alice' }, true]) {
+    await refused(t, v, hs(valid({ sub })), 'TOKEN_INVALID', `sub ${JSON.stringify(sub)?.slice(0, 20)}`)
+  }
+  t.equal((await v.verify(hs(valid({ sub: 'u'.repeat(256) })))).userId, 'u'.repeat(256), 'sub of 256 characters')
+  for (const sid of [42, '', 's'.repeat(257), null, ['s']]) {
+    await refused(t, v, hs(valid({ sid })), 'TOKEN_INVALID', `sid ${JSON.stringify(sid)?.slice(0, 20)}`)
+  }
+  for (const roles of ['admin', 'user,admin', [1], ['admin', 2], { 0: 'admin' }, null, true, ['r'.repeat(65)], Array.from({ length: 65 }, (_, i) => `r${i}`)]) {
+    await refused(t, v, hs(valid({ roles })), 'TOKEN_INVALID', `roles ${JSON.stringify(roles)?.slice(0, 30)}`)
+  }
+  t.same((await v.verify(hs(valid({ roles: [] })))).roles, [], 'empty roles array')
+})
+
+/** A JWKS endpoint on loopback; counts requests so the test can see it was used. */
+async function jwksServer (t: Test, keys: unknown[]): Promise<{ url: string, hits: () => number }> {
+  let hits = 0
+  const server = http.createServer((req, res) => {
+    hits++
+    if (req.url !== '/idp/jwks.json') { res.writeHead(404).end('{}'); return }
+    res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys }))
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(async () => {
+    server.closeAllConnections()
+    await new Promise<void>((resolve) => server.close(() => resolve()))
+  })
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/idp/jwks.json`, hits: () => hits }
+}
+
+t.test('JWKS', async (t) => {
+  const rsaJwk = { ...createPublicKey(RSA_PUB).export({ format: 'jwk' }), kid: 'rsa-1', alg: 'RS256', use: 'sig' }
+  const ecJwk = { ...createPublicKey(EC_PUB).export({ format: 'jwk' }), kid: 'ec-1', alg: 'ES256', use: 'sig' }
+  const idp = await jwksServer(t, [rsaJwk, ecJwk])
+  const v = createTokenVerifier(jwtConfig({ jwksUrl: idp.url }))
+
+  const claims = valid({ sub: 'jwks-user' })
+  const id = await v.verify(signWith(rsa.privateKey, 'RS256', claims, 'rsa-1'))
+  t.same(id, { userId: 'jwks-user', sessionId: 'sess-1', roles: ['user'], expiresAt: (claims.exp as number) * 1000, issuedAt: (claims.iat as number) * 1000 })
+  t.ok(idp.hits() >= 1, 'the JWKS endpoint was fetched')
+  t.equal((await v.verify(signWith(ec.privateKey, 'ES256', claims, 'ec-1'))).userId, 'jwks-user', 'ES256 by kid')
+
+  await refused(t, v, signWith(rsa.privateKey, 'RS256', claims, 'unknown-kid'), 'TOKEN_INVALID', 'unknown kid')
+  await refused(t, v, signWith(rsa.privateKey, 'RS256', claims), 'TOKEN_INVALID', 'no kid')
+  await refused(t, v, signWith(rsaOther.privateKey, 'RS256', claims, 'rsa-1'), 'TOKEN_INVALID', 'known kid, another key')
+  await refused(t, v, signWith(ec.privateKey, 'ES256', claims, 'rsa-1'), 'TOKEN_INVALID', 'ES256 naming the RSA kid')
+  await refused(t, v, forge({ alg: 'HS256', typ: 'JWT', kid: 'rsa-1' }, claims, hmac(RSA_PUB)), 'TOKEN_INVALID', 'HS256 confusion naming a JWKS kid')
+  await refused(t, v, signWith(rsa.privateKey, 'RS256', valid({ exp: nowS() - 60 }), 'rsa-1'), 'TOKEN_EXPIRED', 'expired RS256 from JWKS')
+  await refused(t, v, forge({ alg: 'none', kid: 'rsa-1' }, claims), 'TOKEN_INVALID', 'alg none naming a JWKS kid')
+
+  // an unreachable JWKS refuses rather than accepts
+  const down = createTokenVerifier(jwtConfig({ jwksUrl: idp.url.replace('/idp/jwks.json', '/missing/jwks.json') }))
+  await refused(t, down, signWith(rsa.privateKey, 'RS256', claims, 'rsa-1'), 'TOKEN_INVALID', 'JWKS answering 404')
+})
