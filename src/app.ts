@@ -13,6 +13,8 @@ import type { Broker } from './cluster/broker.js'
 import { createChannels } from './cluster/channels.js'
 import { MemoryBroker } from './cluster/memory-broker.js'
 import { RedisBroker } from './cluster/redis-broker.js'
+import { Probe } from './cluster/probe.js'
+import { startReclaim } from './cluster/reclaim.js'
 import { Registry } from './cluster/registry.js'
 import type { Config } from './config/index.js'
 import type { Herald } from './context.js'
@@ -30,6 +32,7 @@ import { channels as diag } from './observability/channels.js'
 import { createConnectionLimiter } from './limits/connection-limiter.js'
 import { createMessageLimiter } from './limits/message-limiter.js'
 import { loggerOptions } from './observability/logger.js'
+import metricsRoute from './observability/metrics.js'
 import { CloseCodes } from './protocol/close-codes.js'
 
 export interface BuildOptions {
@@ -95,13 +98,25 @@ export async function buildApp (config: Config, opts: BuildOptions = {}): Promis
     draining: false,
     address: '',
   } as Omit<Herald, 'registry'> as Herald
-  h.registry = new Registry(broker, config.nodeTtlMs, () => nodeInfo(h), onBackendError)
+  // Our registry entry vanished (Redis lost its data, or we were taken for
+  // dead): write every local connection's slot and record back.
+  const reassert = (): void => {
+    const recs = [...h.connections.values()].map((c) => ({
+      serverId: config.serverId, connectionId: c.id, userId: c.userId, sessionId: c.identity.sessionId, ip: c.ip, endpoint: c.kind, openedAt: c.openedAt,
+    }))
+    log.warn({ connections: recs.length }, 'registry entry was gone; restoring this node\'s connections')
+    h.connectionLimiter.reassert(recs).catch(onBackendError)
+  }
+  h.registry = new Registry(broker, config.nodeTtlMs, () => nodeInfo(h), onBackendError, reassert)
+  h.probe = new Probe(broker, ch.probe(config.serverId), config.healthProbeIntervalMs)
   app.decorate('herald', h)
   hub.onControl((env) => handleControl(h, env))
 
   broker.onStateChange((healthy) => {
     log[healthy ? 'info' : 'warn']({ backend: broker.kind, healthy }, healthy ? 'backend connected' : 'backend unreachable')
     if (diag.backendState.hasSubscribers) diag.backendState.publish({ healthy })
+    // Beat at once on reconnect: it finds out whether Redis kept our state.
+    if (healthy) h.registry.beat().catch(onBackendError)
   })
 
   await app.register(websocket, {
@@ -117,6 +132,7 @@ export async function buildApp (config: Config, opts: BuildOptions = {}): Promis
   await app.register(healthEndpoint)
   await app.register(wsEndpoints)
   await app.register(api)
+  await app.register(metricsRoute)
 
   const stops: Array<() => void> = []
   app.addHook('onReady', async () => {
@@ -126,11 +142,21 @@ export async function buildApp (config: Config, opts: BuildOptions = {}): Promis
       // Start anyway: readiness reports 503 until the backend answers, and ioredis keeps retrying.
       log.error({ err: { message: (err as Error).message } }, 'backend unreachable at boot; retrying in the background')
     }
-    const subscribed = hub.start()
+    const subscribed = Promise.all([hub.start(), h.probe.start()])
     if (broker.healthy) await subscribed
     else subscribed.catch(onBackendError)
-    await h.registry.start().catch(onBackendError)
-    stops.push(startHeartbeat(h), startMetricsPush(h, onBackendError), startRevocationSync(h, onBackendError))
+    const registered = h.registry.start()
+    if (broker.healthy) await registered.catch(onBackendError)
+    else registered.catch(onBackendError)
+    const reclaim = startReclaim({
+      broker,
+      selfId: config.serverId,
+      nodeTtlMs: config.nodeTtlMs,
+      reclaimSlots: async (id) => await h.connectionLimiter.reclaim(id),
+      onReclaimed: (id, n) => log.warn({ node: id, connections: n }, 'reclaimed a dead node'),
+      onError: onBackendError,
+    })
+    stops.push(startHeartbeat(h), startMetricsPush(h, onBackendError), startRevocationSync(h, onBackendError), reclaim.stop, () => h.probe.stop())
   })
   app.addHook('onListen', async () => {
     const a = app.server.address()

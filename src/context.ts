@@ -2,6 +2,7 @@ import type { OriginCheck } from './auth/origin.js'
 import type { TokenVerifier } from './auth/verifier.js'
 import type { Broker } from './cluster/broker.js'
 import type { Channels } from './cluster/channels.js'
+import type { Probe } from './cluster/probe.js'
 import type { Registry } from './cluster/registry.js'
 import type { Config } from './config/index.js'
 import type { Connection } from './endpoints/connection.js'
@@ -22,6 +23,8 @@ export interface Herald {
   hub: Hub
   publisher: Publisher
   registry: Registry
+  /** pub/sub loopback: readiness and new connections follow it */
+  probe: Probe
   verifier: TokenVerifier
   revocations: RevocationStore
   connectionLimiter: ConnectionLimiter

@@ -31,10 +31,19 @@ export interface Broker {
   unsubscribe (channel: string): Promise<void>
   onMessage (listener: MessageListener): void
   onStateChange (listener: StateListener): void
-  /** Records this node as alive for ttlMs. */
-  heartbeat (info: NodeInfo, ttlMs: number): Promise<void>
+  /**
+   * Records this node as alive for ttlMs. Resolves false when the node's
+   * entry was gone (first beat, Redis lost its data, or the node was taken
+   * for dead), so the caller can write its state back.
+   */
+  heartbeat (info: NodeInfo, ttlMs: number): Promise<boolean>
   /** Every node whose heartbeat has not lapsed. */
   nodes (): Promise<NodeInfo[]>
+  /** Ids of registered nodes whose heartbeat lapsed and that nobody has reclaimed yet. */
+  deadNodes (): Promise<string[]>
+  /** A cluster-wide lock: true for exactly one caller per name until ttlMs passes. */
+  claim (name: string, ttlMs: number): Promise<boolean>
+  /** Removes a node from the registry. */
   leave (nodeId: string): Promise<void>
   close (): Promise<void>
 }

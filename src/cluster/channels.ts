@@ -7,6 +7,8 @@ export interface Channels {
   readonly broadcast: string
   readonly admin: string
   readonly control: string
+  /** this node's own loopback probe channel */
+  probe (serverId: string): string
 }
 
 export function createChannels (prefix: string): Channels {
@@ -17,5 +19,6 @@ export function createChannels (prefix: string): Channels {
     broadcast: `${prefix}b`,
     admin: `${prefix}a`,
     control: `${prefix}c`,
+    probe: (serverId) => `${prefix}p:${serverId}`,
   }
 }

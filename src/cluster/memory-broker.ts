@@ -10,6 +10,8 @@ export class MemoryBus {
   readonly nodes = new Map<string, { info: NodeInfo, expiresAt: number }>()
   /** sorted-set stand-ins (member -> score) for the limit and revocation stores */
   readonly zsets = new Map<string, Map<string, number>>()
+  /** hashes (field -> value) for per-node connection records */
+  readonly hashes = new Map<string, Map<string, string>>()
   /** string keys with an optional expiry (ms since epoch, 0 = none) */
   readonly kv = new Map<string, { value: string, expiresAt: number }>()
 }
@@ -51,18 +53,31 @@ export class MemoryBroker implements Broker {
   onMessage (listener: MessageListener): void { this.listeners.push(listener) }
   onStateChange (_listener: StateListener): void {}
 
-  async heartbeat (info: NodeInfo, ttlMs: number): Promise<void> {
-    this.bus.nodes.set(info.id, { info, expiresAt: Date.now() + ttlMs })
+  async heartbeat (info: NodeInfo, ttlMs: number): Promise<boolean> {
+    const now = Date.now()
+    const prev = this.bus.nodes.get(info.id)
+    this.bus.nodes.set(info.id, { info, expiresAt: now + ttlMs })
+    return prev !== undefined && prev.expiresAt > now
   }
 
   async nodes (): Promise<NodeInfo[]> {
     const now = Date.now()
     const out: NodeInfo[] = []
-    for (const [id, n] of this.bus.nodes) {
-      if (n.expiresAt <= now) this.bus.nodes.delete(id)
-      else out.push(n.info)
-    }
+    for (const n of this.bus.nodes.values()) if (n.expiresAt > now) out.push(n.info)
     return out
+  }
+
+  async deadNodes (): Promise<string[]> {
+    const now = Date.now()
+    return [...this.bus.nodes].filter(([, n]) => n.expiresAt <= now).map(([id]) => id)
+  }
+
+  async claim (name: string, ttlMs: number): Promise<boolean> {
+    const key = `claim:${name}`
+    const e = this.bus.kv.get(key)
+    if (e !== undefined && e.expiresAt > Date.now()) return false
+    this.bus.kv.set(key, { value: '1', expiresAt: Date.now() + ttlMs })
+    return true
   }
 
   async leave (nodeId: string): Promise<void> { this.bus.nodes.delete(nodeId) }

@@ -18,6 +18,15 @@ const retryStrategy = (times: number): number => Math.min(50 * 2 ** Math.min(tim
 
 export type RedisClient = Client
 
+// Best-effort work on shutdown: a socket to a Redis that just died can still
+// look ready, and its replies would then wait for a reconnect that close() cancels.
+const SHUTDOWN_WAIT_MS = 1000
+async function atMost (p: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined
+  await Promise.race([p.catch(() => {}), new Promise((resolve) => { timer = setTimeout(resolve, ms) })])
+  clearTimeout(timer)
+}
+
 export class RedisBroker implements Broker {
   readonly kind = 'redis' as const
   /** the command connection, shared with the limit and revocation stores */
@@ -28,6 +37,8 @@ export class RedisBroker implements Broker {
   private readonly registryKey: string
   private readonly nodeKey: (id: string) => string
   private readonly maxPending: number
+  /** Redis Cluster: channels use sharded pub/sub */
+  private readonly sharded: boolean
   private pending = 0
   private lastHealthy = false
   private closing = false
@@ -49,11 +60,18 @@ export class RedisBroker implements Broker {
       // RESP2 keeps pub/sub on a dedicated connection semantics that ioredis 5 expects.
       connectionName: 'herald',
     }
-    const make = (): Client => opts.target.clusterNodes !== undefined
-      ? new Cluster(opts.target.clusterNodes, { redisOptions, clusterRetryStrategy: retryStrategy, lazyConnect: true })
-      : new Redis(opts.target.url!, redisOptions)
-    this.client = make()
-    this.sub = make()
+    const t = opts.target
+    if (t.password !== undefined) redisOptions.password = t.password
+    this.sharded = t.clusterNodes !== undefined
+    const make = (subscriber: boolean): Client => t.clusterNodes !== undefined
+      // On Redis Cluster, sharded pub/sub (SSUBSCRIBE/SPUBLISH) keeps each
+      // channel on the shard that owns its slot instead of every node.
+      ? new Cluster(t.clusterNodes, { redisOptions, clusterRetryStrategy: retryStrategy, lazyConnect: true, shardedSubscribers: subscriber })
+      : t.sentinels !== undefined
+        ? new Redis({ ...redisOptions, sentinels: t.sentinels, name: t.sentinelName ?? 'mymaster', sentinelRetryStrategy: retryStrategy })
+        : new Redis(t.url!, redisOptions)
+    this.client = make(false)
+    this.sub = make(true)
     // Registry keys share one hash slot so they can be written in one MULTI on Redis Cluster.
     this.registryKey = `${opts.keyPrefix}{registry}:nodes`
     this.nodeKey = (id) => `${opts.keyPrefix}{registry}:node:${id}`
@@ -64,9 +82,8 @@ export class RedisBroker implements Broker {
       c.on('error', (err: Error) => this.opts.onError?.(err))
       for (const ev of ['ready', 'close', 'end', 'reconnecting', '+node', '-node']) c.on(ev, () => this.updateState())
     }
-    this.sub.on('message', (channel: string, message: string) => {
-      for (const l of this.listeners) l(channel, message)
-    })
+    const deliver = (channel: string, message: string): void => { for (const l of this.listeners) l(channel, message) }
+    this.sub.on(this.sharded ? 'smessage' : 'message', deliver)
   }
 
   get healthy (): boolean {
@@ -82,32 +99,46 @@ export class RedisBroker implements Broker {
     if (this.pending >= this.maxPending) throw new Error(`Redis publish queue full (${this.maxPending} pending)`)
     this.pending++
     try {
-      await Promise.race([this.client.publish(channel, message), this.whenClosed])
+      const sent = this.sharded ? (this.client as Cluster).spublish(channel, message) : this.client.publish(channel, message)
+      await Promise.race([sent, this.whenClosed])
     } finally {
       this.pending--
     }
   }
 
   async subscribe (channel: string): Promise<void> {
-    await Promise.race([this.sub.subscribe(channel), this.whenClosed])
+    const done = this.sharded ? (this.sub as Cluster).ssubscribe(channel) : this.sub.subscribe(channel)
+    await Promise.race([done, this.whenClosed])
   }
 
   async unsubscribe (channel: string): Promise<void> {
     if (this.closing) return
-    await this.sub.unsubscribe(channel)
+    if (this.sharded) await (this.sub as Cluster).sunsubscribe(channel)
+    else await this.sub.unsubscribe(channel)
   }
 
   onMessage (listener: MessageListener): void { this.listeners.push(listener) }
   onStateChange (listener: StateListener): void { this.stateListeners.push(listener) }
 
-  async heartbeat (info: NodeInfo, ttlMs: number): Promise<void> {
-    const now = Date.now()
-    await this.client.multi()
-      .set(this.nodeKey(info.id), JSON.stringify(info), 'PX', ttlMs)
-      .zadd(this.registryKey, now, info.id)
-      // Entries whose key expired long ago: nodes that died without leaving.
-      .zremrangebyscore(this.registryKey, '-inf', now - ttlMs * 10)
+  async heartbeat (info: NodeInfo, ttlMs: number): Promise<boolean> {
+    // Registry members stay until a live node reclaims them (deadNodes/claim/leave).
+    const res = await this.client.multi()
+      .set(this.nodeKey(info.id), JSON.stringify(info), 'PX', ttlMs, 'GET')
+      .zadd(this.registryKey, Date.now(), info.id)
       .exec()
+    const prev = res?.[0]?.[1]
+    return prev !== null && prev !== undefined
+  }
+
+  async deadNodes (): Promise<string[]> {
+    const ids = await this.client.zrange(this.registryKey, 0, -1)
+    if (ids.length === 0) return []
+    const alive = await this.client.mget(...ids.map(this.nodeKey))
+    return ids.filter((_id, i) => alive[i] === null)
+  }
+
+  async claim (name: string, ttlMs: number): Promise<boolean> {
+    return await this.client.set(`${this.opts.keyPrefix}{registry}:claim:${name}`, '1', 'PX', ttlMs, 'NX') === 'OK'
   }
 
   async nodes (): Promise<NodeInfo[]> {
@@ -122,14 +153,14 @@ export class RedisBroker implements Broker {
   async leave (nodeId: string): Promise<void> {
     // Unreachable: the entry lapses by its TTL; waiting here would hold up shutdown.
     if (this.client.status !== 'ready') return
-    await this.client.multi().del(this.nodeKey(nodeId)).zrem(this.registryKey, nodeId).exec()
+    await atMost(this.client.multi().del(this.nodeKey(nodeId)).zrem(this.registryKey, nodeId).exec(), SHUTDOWN_WAIT_MS)
   }
 
   async close (): Promise<void> {
     this.closing = true
     this.markClosed(new Error('broker closed'))
     // QUIT waits behind the offline queue, which never drains while Redis is unreachable.
-    await Promise.allSettled([this.client, this.sub].map((c) => c.status === 'ready' ? c.quit() : undefined))
+    await atMost(Promise.allSettled([this.client, this.sub].map((c) => c.status === 'ready' ? c.quit() : undefined)), SHUTDOWN_WAIT_MS)
     this.client.disconnect()
     this.sub.disconnect()
   }

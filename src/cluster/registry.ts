@@ -7,22 +7,35 @@ import type { Broker, NodeInfo } from './broker.js'
 export class Registry {
   private timer: NodeJS.Timeout | null = null
 
+  private beats = 0
+  private inFlight = false
+
   constructor (
     private readonly broker: Broker,
     private readonly ttlMs: number,
     private readonly snapshot: () => NodeInfo,
     private readonly onError: (err: Error) => void,
+    /** called when a beat finds this node's entry gone after it had one: write local state back */
+    private readonly onLost: () => void = () => {},
   ) {}
 
+  /** Starts beating; resolves after the first beat (which may wait for the backend). */
   async start (): Promise<void> {
-    await this.beat()
     // Three beats per TTL, so one lost beat never makes a live node look dead.
-    this.timer = setInterval(() => { this.beat().catch(this.onError) }, Math.max(100, Math.floor(this.ttlMs / 3)))
+    this.timer = setInterval(() => { if (!this.inFlight) this.beat().catch(this.onError) }, Math.max(100, Math.floor(this.ttlMs / 3)))
     this.timer.unref()
+    await this.beat()
   }
 
   async beat (): Promise<void> {
-    await this.broker.heartbeat(this.snapshot(), this.ttlMs)
+    this.inFlight = true
+    try {
+      const wasAlive = await this.broker.heartbeat(this.snapshot(), this.ttlMs)
+      if (!wasAlive && this.beats > 0) this.onLost()
+      this.beats++
+    } finally {
+      this.inFlight = false
+    }
   }
 
   async nodes (): Promise<NodeInfo[]> {

@@ -17,6 +17,9 @@ export class ConfigError extends Error {
 export interface RedisTarget {
   url?: string
   clusterNodes?: Array<{ host: string, port: number }>
+  sentinels?: Array<{ host: string, port: number }>
+  sentinelName?: string
+  password?: string
 }
 
 export interface Config {
@@ -56,6 +59,7 @@ export interface Config {
   nodeTtlMs: number
   adminMetricsIntervalMs: number
   healthStreamIntervalMs: number
+  healthProbeIntervalMs: number
   drainTimeoutMs: number
   revocationTtlMs: number
   revocationSyncIntervalMs: number
@@ -108,8 +112,9 @@ export function loadConfig (source: Record<string, string | undefined> = process
   if (production && !hasKey) {
     throw new ConfigError('JWT_SECRET', 'is required when NODE_ENV=production (or set JWT_PUBLIC_KEY or JWKS_URL)')
   }
-  if (e.REDIS_URL !== undefined && e.REDIS_CLUSTER_NODES !== undefined) {
-    throw new ConfigError('REDIS_CLUSTER_NODES', 'cannot be combined with REDIS_URL; set one of them')
+  const topologies = (['REDIS_URL', 'REDIS_CLUSTER_NODES', 'REDIS_SENTINELS'] as const).filter((k) => e[k] !== undefined)
+  if (topologies.length > 1) {
+    throw new ConfigError(topologies[1]!, `cannot be combined with ${topologies[0]}; set one of REDIS_URL, REDIS_CLUSTER_NODES, REDIS_SENTINELS`)
   }
 
   let publicKey = e.JWT_PUBLIC_KEY
@@ -145,16 +150,22 @@ export function loadConfig (source: Record<string, string | undefined> = process
   const apiKeysGenerated = apiKeys.length === 0 && !production
   if (apiKeysGenerated) apiKeys = ['dev-' + randomBytes(18).toString('base64url')]
 
-  const clusterNodes = e.REDIS_CLUSTER_NODES === undefined ? [] : list(e.REDIS_CLUSTER_NODES)
-  for (const hp of clusterNodes) {
-    if (Number(hp.slice(hp.lastIndexOf(':') + 1)) > 65535) throw new ConfigError('REDIS_CLUSTER_NODES', `has an invalid port in ${JSON.stringify(hp)}`)
-  }
+  const hostPorts = (name: 'REDIS_CLUSTER_NODES' | 'REDIS_SENTINELS'): Array<{ host: string, port: number }> =>
+    list(e[name]).map((hp) => {
+      const i = hp.lastIndexOf(':')
+      const port = Number(hp.slice(i + 1))
+      if (port < 1 || port > 65535) throw new ConfigError(name, `has an invalid port in ${JSON.stringify(hp)}`)
+      return { host: hp.slice(0, i), port }
+    })
 
+  const password = e.REDIS_PASSWORD !== undefined ? { password: e.REDIS_PASSWORD } : {}
   const redis: RedisTarget | null = e.REDIS_URL !== undefined
     ? { url: e.REDIS_URL }
     : e.REDIS_CLUSTER_NODES !== undefined
-      ? { clusterNodes: clusterNodes.map((hp) => { const i = hp.lastIndexOf(':'); return { host: hp.slice(0, i), port: Number(hp.slice(i + 1)) } }) }
-      : null
+      ? { clusterNodes: hostPorts('REDIS_CLUSTER_NODES'), ...password }
+      : e.REDIS_SENTINELS !== undefined
+        ? { sentinels: hostPorts('REDIS_SENTINELS'), sentinelName: e.REDIS_SENTINEL_NAME, ...password }
+        : null
 
   return {
     env: e.NODE_ENV,
@@ -191,6 +202,7 @@ export function loadConfig (source: Record<string, string | undefined> = process
     nodeTtlMs: e.NODE_TTL,
     adminMetricsIntervalMs: e.ADMIN_METRICS_INTERVAL,
     healthStreamIntervalMs: e.HEALTH_STREAM_INTERVAL,
+    healthProbeIntervalMs: e.HEALTH_PROBE_INTERVAL,
     drainTimeoutMs: e.DRAIN_TIMEOUT,
     revocationTtlMs: e.REVOCATION_TTL,
     revocationSyncIntervalMs: e.REVOCATION_SYNC_INTERVAL,

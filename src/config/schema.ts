@@ -17,6 +17,9 @@ export const EnvSchema = Type.Object({
 
   REDIS_URL: Type.Optional(Type.String({ pattern: '^rediss?://', description: 'redis://host:port/db of a standalone Redis' })),
   REDIS_CLUSTER_NODES: Type.Optional(Type.String({ pattern: '^[^,:\\s]+:\\d{1,5}(,[^,:\\s]+:\\d{1,5})*$', description: 'host:port,host:port seeds of a Redis Cluster' })),
+  REDIS_SENTINELS: Type.Optional(Type.String({ pattern: '^[^,:\\s]+:\\d{1,5}(,[^,:\\s]+:\\d{1,5})*$', description: 'host:port,host:port of Redis Sentinels' })),
+  REDIS_SENTINEL_NAME: Type.String({ default: 'mymaster', minLength: 1, description: 'master name the Sentinels monitor' }),
+  REDIS_PASSWORD: Type.Optional(Type.String({ minLength: 1, description: 'password for Redis Cluster or Sentinel-managed nodes (standalone: put it in REDIS_URL)' })),
   REDIS_KEY_PREFIX: Type.String({ default: 'herald:', pattern: '^[A-Za-z0-9:._-]{1,32}$' }),
 
   JWT_SECRET: Type.Optional(Type.String({ minLength: 32, description: 'HS256 secret, at least 32 characters' })),
@@ -42,6 +45,7 @@ export const EnvSchema = Type.Object({
   AUTH_EXPIRY_WARNING: int(60000, 0, 86_400_000, 'ms before exp that auth_expiring is sent'),
   NODE_TTL: int(15000, 500, 600_000, 'ms of silence before a node counts as dead'),
   ADMIN_METRICS_INTERVAL: int(5000, 100, 3_600_000, 'ms between admin metrics pushes'),
+  HEALTH_PROBE_INTERVAL: int(2000, 100, 60_000, 'ms between loopback probes through Redis pub/sub; a probe not back within it fails readiness'),
   HEALTH_STREAM_INTERVAL: int(5000, 100, 3_600_000, 'ms between health frames on an upgraded /ws/health'),
   DRAIN_TIMEOUT: int(10000, 0, 600_000, 'ms over which connections are closed on SIGTERM'),
   REVOCATION_TTL: int(86_400_000, 60_000, 31 * 86_400_000, 'ms a revocation is kept; set it above your longest token lifetime'),

@@ -15,6 +15,9 @@ const MAX_STRIKES_PER_MINUTE = 20
 
 export type Endpoint = 'events' | 'admin'
 
+/** Frames written per endpoint since boot; read by metrics on scrape, so the send path only increments. */
+export const framesOut = { events: 0, admin: 0 }
+
 /** One authenticated WebSocket on /ws/events or /ws/admin. */
 export class Connection implements Subscriber {
   readonly openedAt = Date.now()
@@ -64,6 +67,7 @@ export class Connection implements Subscriber {
       return
     }
     this.ws.send(frame, TEXT)
+    framesOut[this.kind]++
   }
 
   welcome (payload: Record<string, unknown>): void {

@@ -3,6 +3,7 @@ import type { Herald } from '../context.js'
 import type { Envelope } from '../events/codec.js'
 import type { Holder } from '../limits/connection-limiter.js'
 import { CloseCodes } from '../protocol/close-codes.js'
+import { DISCONNECTED_REASON } from '../admin/actions.js'
 import type { Connection } from './connection.js'
 
 // Node-to-node instructions carried as control messages (kind c).
@@ -53,12 +54,23 @@ function evict (h: Herald, target: Holder): void {
   earlyEvictions.set(target.connectionId, now)
 }
 
+/** An operator's disconnect: one connection by id, or all of a user's. */
+function disconnect (h: Herald, target: { connectionId?: string, userId?: string }): void {
+  for (const c of h.connections.values()) {
+    if (c.id === target.connectionId || (target.userId !== undefined && c.userId === target.userId)) {
+      c.log.info('disconnected by an administrator')
+      c.close(CloseCodes.FORBIDDEN, DISCONNECTED_REASON)
+    }
+  }
+}
+
 export function handleControl (h: Herald, env: Envelope): void {
   let arg: unknown
   try { arg = JSON.parse(env.json) } catch { return }
   switch (env.type) {
     case 'revoke': applyRevocation(h, arg as Revocation); break
     case 'evict': evict(h, arg as Holder); break
+    case 'disconnect': disconnect(h, arg as { connectionId?: string, userId?: string }); break
   }
 }
 

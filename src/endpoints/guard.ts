@@ -30,7 +30,7 @@ export function upgradeGuard (h: Herald, endpoint: 'events' | 'admin', requiredR
       return reply.code(new HeraldError(code).statusCode).send(errorBody(code, message))
     }
     if (h.draining) return void refuse('DRAINING')
-    if (!h.broker.healthy) return void refuse('BACKEND_UNAVAILABLE')
+    if (!h.probe.healthy) return void refuse('BACKEND_UNAVAILABLE')
     if (!h.originAllowed(req.headers.origin)) return void refuse('ORIGIN_FORBIDDEN')
     const token = tokenFrom(req.headers, req.query)
     if (token === undefined) return void refuse('TOKEN_MISSING')
@@ -46,16 +46,17 @@ export function upgradeGuard (h: Herald, endpoint: 'events' | 'admin', requiredR
     if (await h.revocations.check(identity) !== null) return void refuse('SESSION_REVOKED')
 
     const connectionId = randomUUID()
-    const holder = { serverId: h.config.serverId, connectionId }
-    const admission = await h.connectionLimiter.acquire(identity.userId, req.ip, holder)
+    const record = { serverId: h.config.serverId, connectionId, userId: identity.userId, sessionId: identity.sessionId, ip: req.ip, endpoint, openedAt: Date.now() }
+    const admission = await h.connectionLimiter.acquire(record)
     if (!admission.ok) {
+      if (diag.rateLimit.hasSubscribers) diag.rateLimit.publish({ scope: admission.scope === 'ip' ? 'connection-ip' : 'connection-user' })
       reply.header('retry-after', String(CONNECTION_RETRY_AFTER_S))
       return void refuse('CONNECTION_LIMIT', `at most ${admission.limit} open connections per ${admission.scope === 'ip' ? 'IP address' : 'user'}`)
     }
     // The slot is held exactly as long as the TCP socket: released whether the
     // handshake completes or not, and whoever closes the connection.
     const socket = req.raw.socket
-    const release = (): void => { h.connectionLimiter.release(identity.userId, req.ip, holder).catch((err: Error) => req.log.warn({ err: { message: err.message } }, 'could not release connection slot')) }
+    const release = (): void => { h.connectionLimiter.release(record).catch((err: Error) => req.log.warn({ err: { message: err.message } }, 'could not release connection slot')) }
     if (socket.destroyed) release()
     else socket.once('close', release)
     if (admission.evicted !== null) {

@@ -11,18 +11,20 @@ export interface Health {
   backend: 'memory' | 'redis'
   uptime: number
   draining: boolean
+  /** ms of the last loopback probe through the backend */
+  probeLatencyMs: number | null
 }
 
 export function health (h: Herald): Health {
-  const backendOk = h.broker.healthy
   return {
-    healthy: backendOk && !h.draining,
+    healthy: h.probe.healthy && !h.draining,
     serverId: h.config.serverId,
     connections: h.connections.size,
-    redisConnected: h.broker.kind === 'redis' && backendOk,
+    redisConnected: h.broker.kind === 'redis' && h.broker.healthy,
     backend: h.broker.kind,
     uptime: Math.round((Date.now() - h.startedAt) / 1000),
     draining: h.draining,
+    probeLatencyMs: h.probe.lastLatencyMs,
   }
 }
 

@@ -41,6 +41,7 @@ export function openSession (h: Herald, ws: WebSocket, req: FastifyRequest, endp
       conn.inflight--
       if (conn.closed) return
       if (!verdict.ok) {
+        if (diag.rateLimit.hasSubscribers) diag.rateLimit.publish({ scope: verdict.scope === 'ip' ? 'message-ip' : 'message-user' })
         if (++conn.limited > MAX_LIMITED_FRAMES) return conn.close(CloseCodes.RATE_LIMITED, 'rate limit exceeded')
         const retryAfter = Math.ceil(verdict.retryAfterMs / 1000)
         return conn.fail('RATE_LIMITED', `at most ${h.config.limits.messagesPerMinute} messages per minute per ${verdict.scope === 'ip' ? 'IP address' : 'user'}; retry in ${retryAfter} s`, idOf(text))

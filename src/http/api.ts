@@ -2,10 +2,8 @@ import fp from 'fastify-plugin'
 import type { Static } from '@sinclair/typebox'
 import { clusterStats, serverStats } from '../admin/stats.js'
 import type { EventInput, NotificationInput } from '../events/model.js'
-import type { Revocation } from '../auth/revocation.js'
-import type { Herald } from '../context.js'
-import { HeraldError } from '../errors.js'
-import { Accepted, EventBody, NotificationBody, Revoked, SessionParams, UserParams } from './schemas.js'
+import * as actions from '../admin/actions.js'
+import { Accepted, ConnectionParams, Connections, EventBody, NotificationBody, Revoked, SessionParams, UserParams } from './schemas.js'
 import { serviceAuth } from './service-auth.js'
 
 const security = [{ bearer: [] }]
@@ -16,6 +14,7 @@ export default fp(async function api (app) {
   const h = app.herald
   const asService = serviceAuth(h, ['service'])
   const asServiceOrAdmin = serviceAuth(h, ['service', 'admin'])
+  app.decorateRequest('actor', null)
 
   app.post<{ Body: Static<typeof EventBody> }>('/api/events', {
     schema: { summary: 'Publish an event', tags: ['events'], security, body: EventBody, response: { 202: Accepted, ...errors } },
@@ -37,31 +36,42 @@ export default fp(async function api (app) {
     schema: { summary: 'Notify every /ws/events connection in the cluster', tags: ['notifications'], security, body: NotificationBody, response: { 202: Accepted, ...errors } },
     preHandler: asService,
   }, async (req, reply) => {
-    const n = await h.publisher.publishNotification(req.body as NotificationInput, null)
-    return reply.code(202).send({ id: n.id })
+    return reply.code(202).send(await actions.broadcast(h, req.actor!, req.body as NotificationInput))
   })
 
   app.post<{ Params: Static<typeof SessionParams> }>('/api/sessions/:sessionId/revoke', {
     schema: { summary: 'Revoke a session everywhere: refused on connect, disconnected (4004) within a second', tags: ['revocation'], security, params: SessionParams, response: { 200: Revoked, ...errors } },
     preHandler: asServiceOrAdmin,
-  }, async (req) => await revoke(h, { kind: 'session', sessionId: req.params.sessionId, at: Date.now() }))
+  }, async (req) => await actions.revoke(h, req.actor!, { kind: 'session', sessionId: req.params.sessionId, at: Date.now() }))
 
   app.post<{ Params: Static<typeof UserParams> }>('/api/users/:userId/revoke', {
     schema: { summary: "Revoke every token of a user issued up to now, on every node", tags: ['revocation'], security, params: UserParams, response: { 200: Revoked, ...errors } },
     preHandler: asServiceOrAdmin,
-  }, async (req) => await revoke(h, { kind: 'user', userId: req.params.userId, at: Date.now() }))
+  }, async (req) => await actions.revoke(h, req.actor!, { kind: 'user', userId: req.params.userId, at: Date.now() }))
+
+  app.get<{ Params: Static<typeof UserParams> }>('/api/users/:userId/connections', {
+    schema: { summary: "A user's open connections on every node", tags: ['admin'], security, params: UserParams, response: { 200: Connections, ...errors } },
+    preHandler: asServiceOrAdmin,
+  }, async (req) => ({ userId: req.params.userId, connections: await actions.listConnections(h, req.params.userId) }))
+
+  app.post<{ Params: Static<typeof ConnectionParams> }>('/api/connections/:connectionId/disconnect', {
+    schema: { summary: 'Close one connection (4003), on whatever node holds it', tags: ['admin'], security, params: ConnectionParams, response: { 202: { type: 'object', properties: { connectionId: { type: 'string' } } }, ...errors } },
+    preHandler: asServiceOrAdmin,
+  }, async (req, reply) => {
+    await actions.disconnectConnection(h, req.actor!, req.params.connectionId)
+    return reply.code(202).send({ connectionId: req.params.connectionId })
+  })
+
+  app.post<{ Params: Static<typeof UserParams> }>('/api/users/:userId/disconnect', {
+    schema: { summary: 'Close every connection of a user (4003) on every node; tokens stay valid', tags: ['admin'], security, params: UserParams, response: { 202: { type: 'object', properties: { userId: { type: 'string' } } }, ...errors } },
+    preHandler: asServiceOrAdmin,
+  }, async (req, reply) => {
+    await actions.disconnectUser(h, req.actor!, req.params.userId)
+    return reply.code(202).send({ userId: req.params.userId })
+  })
 
   app.get('/api/stats', {
     schema: { summary: 'This node and the whole cluster', tags: ['stats'], security },
     preHandler: asServiceOrAdmin,
   }, async () => ({ server: serverStats(h), global: await clusterStats(h) }))
 }, { name: 'herald-api' })
-
-/** Durable first (new connections everywhere refuse it), then the live disconnects. */
-async function revoke (h: Herald, r: Revocation): Promise<{ revoked: 'session' | 'user', id: string, revokedAt: string }> {
-  // A revocation that cannot be stored must fail loudly, not wait for Redis.
-  if (!h.broker.healthy) throw new HeraldError('BACKEND_UNAVAILABLE', 'the revocation could not be stored: backend unreachable')
-  await h.revocations.revoke(r)
-  await h.publisher.publishControl('revoke', r, null)
-  return { revoked: r.kind, id: r.kind === 'session' ? r.sessionId : r.userId, revokedAt: new Date(r.at).toISOString() }
-}

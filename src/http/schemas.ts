@@ -34,3 +34,18 @@ export const Revoked = Type.Object({
   id: Type.String(),
   revokedAt: Type.String({ description: 'ISO time; user revocations cover tokens issued at or before this second' }),
 })
+
+export const ConnectionParams = Type.Object({ connectionId: Id('connection id from welcome or a listing') })
+
+export const Connections = Type.Object({
+  userId: Type.String(),
+  connections: Type.Array(Type.Object({
+    connectionId: Type.String(),
+    serverId: Type.String(),
+    userId: Type.String(),
+    sessionId: Type.Union([Type.String(), Type.Null()]),
+    ip: Type.String(),
+    endpoint: Type.String(),
+    connectedAt: Type.String(),
+  })),
+})

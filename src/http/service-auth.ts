@@ -1,9 +1,19 @@
+import { createHash } from 'node:crypto'
 import type { FastifyRequest } from 'fastify'
+import type { Actor } from '../admin/actions.js'
 import type { Herald } from '../context.js'
 import { HeraldError } from '../errors.js'
 import { channels as diag } from '../observability/channels.js'
 
-export type Principal = { kind: 'api-key' } | { kind: 'token', userId: string, roles: string[] }
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** who called the API, set by serviceAuth */
+    actor: Actor | null
+  }
+}
+
+/** An API key is named by a short digest prefix in audit events, never by itself. */
+const keyName = (key: string): string => 'key-' + createHash('sha256').update(key).digest('hex').slice(0, 8)
 
 /**
  * Services authenticate with an API key or a JWT carrying one of `roles`
@@ -14,7 +24,7 @@ export function serviceAuth (h: Herald, roles: readonly string[] = ['service']) 
     const m = /^Bearer[ ]+(\S+)\s*$/i.exec(req.headers.authorization ?? '')
     if (!m) return fail('CREDENTIAL_MISSING')
     const credential = m[1]!
-    if (h.apiKeyValid(credential)) return
+    if (h.apiKeyValid(credential)) { req.actor = { kind: 'api-key', id: keyName(credential) }; return }
     let identity
     try {
       identity = await h.verifier.verify(credential)
@@ -22,6 +32,7 @@ export function serviceAuth (h: Herald, roles: readonly string[] = ['service']) 
       return fail('CREDENTIAL_INVALID')
     }
     if (!identity.roles.some((r) => roles.includes(r))) return fail('ROLE_FORBIDDEN', `this route requires the role ${roles.join(' or ')}`)
+    req.actor = { kind: identity.roles.includes('admin') && roles.includes('admin') ? 'admin' : 'service', id: identity.userId }
   }
 }
 

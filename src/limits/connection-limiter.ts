@@ -7,9 +7,19 @@ import { RedisBroker, type RedisClient } from '../cluster/redis-broker.js'
 // `<serverId>|<connectionId>` of a sorted set per user and per IP, scored by
 // open time. Admission is one atomic script per set, so concurrent connects on
 // several nodes can never pass the limit, and the member names the node that
-// holds it, so a dead node's share can be reclaimed.
+// holds it, so a dead node's share can be reclaimed. Each node also keeps a
+// hash of its connections' records (who, from where, since when): the index
+// for admin listings and for reclaiming a dead node's slots.
 
 export interface Holder { serverId: string, connectionId: string }
+
+export interface ConnectionRecord extends Holder {
+  userId: string
+  sessionId: string | null
+  ip: string
+  endpoint: 'events' | 'admin'
+  openedAt: number
+}
 
 export type Admission =
   | { ok: true, evicted: Holder | null }
@@ -22,12 +32,18 @@ export interface LimitPolicy {
 }
 
 export interface ConnectionLimiter {
-  acquire (userId: string, ip: string, holder: Holder): Promise<Admission>
-  release (userId: string, ip: string, holder: Holder): Promise<void>
+  acquire (rec: ConnectionRecord): Promise<Admission>
+  release (rec: ConnectionRecord): Promise<void>
   /** current counts, for stats and tests */
   count (scope: 'ip' | 'user', key: string): Promise<number>
   /** members of a user's set, oldest first */
   holders (userId: string): Promise<Holder[]>
+  /** the records of a user's open connections on every node, oldest first */
+  connectionsOf (userId: string): Promise<ConnectionRecord[]>
+  /** Writes records back without a limit check: after Redis lost its data, or this node was wrongly reclaimed. */
+  reassert (recs: ConnectionRecord[]): Promise<void>
+  /** Frees every slot a dead node held; returns how many connections it had. */
+  reclaim (serverId: string): Promise<number>
 }
 
 export const memberOf = (h: Holder): string => `${h.serverId}|${h.connectionId}`
@@ -59,13 +75,20 @@ abstract class BaseLimiter implements ConnectionLimiter {
 
   protected userKey (userId: string): string { return `${this.prefix}conn:u:${userId}` }
   protected ipKey (ip: string): string { return `${this.prefix}conn:ip:${ip}` }
+  protected nodeKey (serverId: string): string { return `${this.prefix}node:conns:${serverId}` }
   protected abstract admit (key: string, member: string, limit: number, evict: boolean): Promise<Step>
   protected abstract remove (key: string, member: string): Promise<void>
+  protected abstract add (key: string, member: string, score: number): Promise<void>
+  protected abstract putRecord (rec: ConnectionRecord): Promise<void>
+  protected abstract dropRecord (rec: Holder): Promise<void>
+  protected abstract records (serverId: string, connectionIds?: string[]): Promise<ConnectionRecord[]>
+  protected abstract dropNode (serverId: string): Promise<void>
   abstract count (scope: 'ip' | 'user', key: string): Promise<number>
   abstract holders (userId: string): Promise<Holder[]>
 
-  async acquire (userId: string, ip: string, holder: Holder): Promise<Admission> {
-    const member = memberOf(holder)
+  async acquire (rec: ConnectionRecord): Promise<Admission> {
+    const { userId, ip } = rec
+    const member = memberOf(rec)
     // IP first: evicting by IP would let one user close another's connection.
     const [ipOk] = await this.admit(this.ipKey(ip), member, this.policy.perIp, false)
     if (ipOk === 0) return { ok: false, scope: 'ip', limit: this.policy.perIp }
@@ -80,13 +103,47 @@ abstract class BaseLimiter implements ConnectionLimiter {
       await this.remove(this.ipKey(ip), member)
       return { ok: false, scope: 'user', limit: this.policy.perUser }
     }
+    await this.putRecord(rec)
     return { ok: true, evicted: step[0] === 2 && step[1] !== null ? holderOf(step[1]) : null }
   }
 
-  async release (userId: string, ip: string, holder: Holder): Promise<void> {
-    const member = memberOf(holder)
-    await Promise.all([this.remove(this.userKey(userId), member), this.remove(this.ipKey(ip), member)])
+  async release (rec: ConnectionRecord): Promise<void> {
+    const member = memberOf(rec)
+    await Promise.all([this.remove(this.userKey(rec.userId), member), this.remove(this.ipKey(rec.ip), member), this.dropRecord(rec)])
   }
+
+  async connectionsOf (userId: string): Promise<ConnectionRecord[]> {
+    const byNode = new Map<string, string[]>()
+    for (const h of await this.holders(userId)) {
+      const ids = byNode.get(h.serverId) ?? []
+      ids.push(h.connectionId)
+      byNode.set(h.serverId, ids)
+    }
+    const found = await Promise.all([...byNode].map(async ([serverId, ids]) => await this.records(serverId, ids)))
+    return found.flat().sort((a, b) => a.openedAt - b.openedAt)
+  }
+
+  async reassert (recs: ConnectionRecord[]): Promise<void> {
+    await Promise.all(recs.map(async (r) => {
+      const member = memberOf(r)
+      await Promise.all([this.add(this.userKey(r.userId), member, r.openedAt), this.add(this.ipKey(r.ip), member, r.openedAt), this.putRecord(r)])
+    }))
+  }
+
+  async reclaim (serverId: string): Promise<number> {
+    const recs = await this.records(serverId)
+    await Promise.all(recs.map(async (r) => {
+      const member = memberOf(r)
+      await Promise.all([this.remove(this.userKey(r.userId), member), this.remove(this.ipKey(r.ip), member)])
+    }))
+    await this.dropNode(serverId)
+    return recs.length
+  }
+}
+
+const parseRecord = (raw: string | null): ConnectionRecord | null => {
+  if (raw === null) return null
+  try { return JSON.parse(raw) as ConnectionRecord } catch { return null }
 }
 
 export class MemoryConnectionLimiter extends BaseLimiter {
@@ -110,6 +167,37 @@ export class MemoryConnectionLimiter extends BaseLimiter {
     if (!set) return
     set.delete(member)
     if (set.size === 0) this.bus.zsets.delete(key)
+  }
+
+  protected async add (key: string, member: string, score: number): Promise<void> {
+    let set = this.bus.zsets.get(key)
+    if (!set) { set = new Map(); this.bus.zsets.set(key, set) }
+    set.set(member, score)
+  }
+
+  protected async putRecord (rec: ConnectionRecord): Promise<void> {
+    const k = this.nodeKey(rec.serverId)
+    let h = this.bus.hashes.get(k)
+    if (!h) { h = new Map(); this.bus.hashes.set(k, h) }
+    h.set(rec.connectionId, JSON.stringify(rec))
+  }
+
+  protected async dropRecord (rec: Holder): Promise<void> {
+    const k = this.nodeKey(rec.serverId)
+    const h = this.bus.hashes.get(k)
+    h?.delete(rec.connectionId)
+    if (h?.size === 0) this.bus.hashes.delete(k)
+  }
+
+  protected async records (serverId: string, ids?: string[]): Promise<ConnectionRecord[]> {
+    const h = this.bus.hashes.get(this.nodeKey(serverId))
+    if (!h) return []
+    const raw = ids === undefined ? [...h.values()] : ids.map((id) => h.get(id) ?? null)
+    return raw.map(parseRecord).filter((r): r is ConnectionRecord => r !== null)
+  }
+
+  protected async dropNode (serverId: string): Promise<void> {
+    this.bus.hashes.delete(this.nodeKey(serverId))
   }
 
   async count (scope: 'ip' | 'user', key: string): Promise<number> {
@@ -136,6 +224,28 @@ export class RedisConnectionLimiter extends BaseLimiter {
 
   protected async remove (key: string, member: string): Promise<void> {
     await this.client.zrem(key, member)
+  }
+
+  protected async add (key: string, member: string, score: number): Promise<void> {
+    await this.client.zadd(key, score, member)
+  }
+
+  protected async putRecord (rec: ConnectionRecord): Promise<void> {
+    await this.client.hset(this.nodeKey(rec.serverId), rec.connectionId, JSON.stringify(rec))
+  }
+
+  protected async dropRecord (rec: Holder): Promise<void> {
+    await this.client.hdel(this.nodeKey(rec.serverId), rec.connectionId)
+  }
+
+  protected async records (serverId: string, ids?: string[]): Promise<ConnectionRecord[]> {
+    const key = this.nodeKey(serverId)
+    const raw = ids === undefined ? Object.values(await this.client.hgetall(key)) : ids.length === 0 ? [] : await this.client.hmget(key, ...ids)
+    return raw.map(parseRecord).filter((r): r is ConnectionRecord => r !== null)
+  }
+
+  protected async dropNode (serverId: string): Promise<void> {
+    await this.client.del(this.nodeKey(serverId))
   }
 
   async count (scope: 'ip' | 'user', key: string): Promise<number> {

@@ -11,6 +11,9 @@ export interface EventDelivered { kind: 'event' | 'notification', type: string, 
 export interface AuthFailure { endpoint: string, reason: string }
 export interface MessageIn { endpoint: 'events' | 'admin', type: string }
 export interface BackendState { healthy: boolean }
+export interface RateLimitHit { scope: 'connection-ip' | 'connection-user' | 'message-ip' | 'message-user' }
+export interface ProbeResult { ok: boolean, latencyMs: number }
+export interface MessageOut { endpoint: 'events' | 'admin', frames: number }
 
 export const channels = {
   connectionOpen: diagnostics.channel('herald:connection:open'),
@@ -20,4 +23,6 @@ export const channels = {
   authFailure: diagnostics.channel('herald:auth:failure'),
   messageIn: diagnostics.channel('herald:message:in'),
   backendState: diagnostics.channel('herald:backend:state'),
+  rateLimit: diagnostics.channel('herald:ratelimit'),
+  probe: diagnostics.channel('herald:backend:probe'),
 } as const

@@ -1,0 +1,68 @@
+import { channels as diag } from '../observability/channels.js'
+import type { Broker } from './broker.js'
+
+/**
+ * Readiness that tells the truth: a connected socket is not enough, so the
+ * node publishes to a channel only it subscribes to and expects the message
+ * back within the interval. A paused or wedged Redis fails the probe even
+ * while its TCP connection stays open.
+ */
+export class Probe {
+  private ok = true
+  private outstanding: { seq: number, sentAt: number } | null = null
+  private seq = 0
+  private timer: NodeJS.Timeout | null = null
+  lastLatencyMs: number | null = null
+
+  constructor (
+    private readonly broker: Broker,
+    private readonly channel: string,
+    private readonly intervalMs: number,
+  ) {
+    broker.onMessage((ch, msg) => { if (ch === this.channel) this.received(msg) })
+  }
+
+  get healthy (): boolean {
+    if (!this.broker.healthy) return false
+    // A probe overdue by more than the interval counts as failed now, not at the next tick.
+    if (this.outstanding !== null && Date.now() - this.outstanding.sentAt > this.intervalMs) return false
+    return this.ok
+  }
+
+  async start (): Promise<void> {
+    await this.broker.subscribe(this.channel)
+    this.timer = setInterval(() => this.tick(), this.intervalMs)
+    this.timer.unref()
+    this.tick()
+  }
+
+  stop (): void {
+    if (this.timer) clearInterval(this.timer)
+    this.timer = null
+  }
+
+  private tick (): void {
+    const now = Date.now()
+    if (this.outstanding !== null) {
+      if (now - this.outstanding.sentAt <= this.intervalMs) return
+      this.ok = false
+      if (diag.probe.hasSubscribers) diag.probe.publish({ ok: false, latencyMs: now - this.outstanding.sentAt })
+    }
+    if (!this.broker.healthy) { this.outstanding = null; return }
+    const seq = ++this.seq
+    this.outstanding = { seq, sentAt: now }
+    this.broker.publish(this.channel, `${seq}:${now}`).catch(() => {})
+  }
+
+  private received (msg: string): void {
+    const i = msg.indexOf(':')
+    const seq = Number(msg.slice(0, i))
+    const sentAt = Number(msg.slice(i + 1))
+    const latencyMs = Date.now() - sentAt
+    // Any probe coming back proves delivery works again; only the latest clears the outstanding one.
+    this.ok = true
+    if (this.outstanding !== null && seq >= this.outstanding.seq) this.outstanding = null
+    this.lastLatencyMs = latencyMs
+    if (diag.probe.hasSubscribers) diag.probe.publish({ ok: true, latencyMs })
+  }
+}

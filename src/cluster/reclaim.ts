@@ -1,0 +1,39 @@
+import type { Broker } from './broker.js'
+
+export interface ReclaimDeps {
+  broker: Broker
+  selfId: string
+  nodeTtlMs: number
+  /** frees a dead node's slots; resolves with how many connections it held */
+  reclaimSlots: (serverId: string) => Promise<number>
+  onReclaimed: (serverId: string, connections: number) => void
+  onError: (err: Error) => void
+}
+
+/**
+ * Every live node looks for registered nodes whose heartbeat lapsed; one of
+ * them (by a short cluster-wide claim) frees the dead node's share of every
+ * limit and removes it from the registry. A dead node is thus reclaimed within
+ * NODE_TTL plus half of it.
+ */
+export function startReclaim (d: ReclaimDeps): { stop: () => void, sweep: () => Promise<void> } {
+  let running = false
+  const sweep = async (): Promise<void> => {
+    if (running || !d.broker.healthy) return
+    running = true
+    try {
+      for (const id of await d.broker.deadNodes()) {
+        if (id === d.selfId) continue
+        if (!await d.broker.claim(`reclaim:${id}`, Math.max(5000, d.nodeTtlMs * 2))) continue
+        const n = await d.reclaimSlots(id)
+        await d.broker.leave(id)
+        d.onReclaimed(id, n)
+      }
+    } finally {
+      running = false
+    }
+  }
+  const timer = setInterval(() => { sweep().catch(d.onError) }, Math.max(100, Math.floor(d.nodeTtlMs / 2)))
+  timer.unref()
+  return { stop: () => clearInterval(timer), sweep }
+}

@@ -1,0 +1,99 @@
+import diagnostics from 'node:diagnostics_channel'
+import fp from 'fastify-plugin'
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+import type { Herald } from '../context.js'
+import { framesOut } from '../endpoints/connection.js'
+import {
+  channels, type AuthFailure, type BackendState, type ConnectionClose, type EventDelivered,
+  type EventPublished, type MessageIn, type ProbeResult, type RateLimitHit,
+} from './channels.js'
+
+/**
+ * Prometheus metrics, fed only by the diagnostics channels and by reading
+ * the node's state at scrape time; the core never calls into this module.
+ */
+export function createMetrics (h: Herald): { registry: Registry, close: () => void } {
+  const registry = new Registry()
+  registry.setDefaultLabels({ server_id: h.config.serverId })
+  collectDefaultMetrics({ register: registry, prefix: 'herald_process_' })
+
+  new Gauge({ name: 'herald_build_info', help: 'Version of this node (always 1)', labelNames: ['version', 'node'], registers: [registry] })
+    .set({ version: h.version, node: process.version }, 1)
+  new Gauge({
+    name: 'herald_connections',
+    help: 'Open connections on this node by endpoint',
+    labelNames: ['endpoint'],
+    registers: [registry],
+    collect () {
+      let events = 0
+      let admin = 0
+      for (const c of h.connections.values()) c.kind === 'admin' ? admin++ : events++
+      this.set({ endpoint: 'events' }, events)
+      this.set({ endpoint: 'admin' }, admin)
+      this.set({ endpoint: 'health' }, h.healthStreams.size)
+    },
+  })
+  new Gauge({ name: 'herald_users', help: 'Distinct users with /ws/events connections on this node', registers: [registry], collect () { this.set(h.hub.users) } })
+  new Gauge({ name: 'herald_draining', help: '1 while this node drains', registers: [registry], collect () { this.set(h.draining ? 1 : 0) } })
+  new Gauge({ name: 'herald_redis_up', help: '1 while the node is connected to Redis', registers: [registry], collect () { this.set(h.broker.kind === 'redis' && h.broker.healthy ? 1 : 0) } })
+  new Gauge({ name: 'herald_backend_ready', help: '1 while the pub/sub loopback probe comes back in time', registers: [registry], collect () { this.set(h.probe.healthy ? 1 : 0) } })
+  const messagesIn = new Counter({ name: 'herald_messages_in_total', help: 'Client frames handled, by endpoint and type', labelNames: ['endpoint', 'type'], registers: [registry] })
+  new Counter({
+    name: 'herald_messages_out_total',
+    help: 'Frames written to clients, by endpoint',
+    labelNames: ['endpoint'],
+    registers: [registry],
+    collect () {
+      // framesOut only grows; expose it as the counter's value.
+      this.reset()
+      this.inc({ endpoint: 'events' }, framesOut.events)
+      this.inc({ endpoint: 'admin' }, framesOut.admin)
+    },
+  })
+  const published = new Counter({ name: 'herald_events_published_total', help: 'Events and notifications published through this node', labelNames: ['kind'], registers: [registry] })
+  const delivered = new Counter({ name: 'herald_events_delivered_total', help: 'Event and notification frames delivered to clients of this node', labelNames: ['kind'], registers: [registry] })
+  const latency = new Histogram({
+    name: 'herald_delivery_latency_seconds',
+    help: 'From publish (on any node) to delivery on this node',
+    labelNames: ['kind'],
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers: [registry],
+  })
+  const authFailures = new Counter({ name: 'herald_auth_failures_total', help: 'Refused handshakes and API calls, by endpoint and reason', labelNames: ['endpoint', 'reason'], registers: [registry] })
+  const rateLimits = new Counter({ name: 'herald_rate_limit_hits_total', help: 'Connections and frames refused by a limit, by scope', labelNames: ['scope'], registers: [registry] })
+  const disconnects = new Counter({ name: 'herald_disconnects_total', help: 'Closed connections, by endpoint and close code', labelNames: ['endpoint', 'code'], registers: [registry] })
+  const redisState = new Counter({ name: 'herald_redis_state_changes_total', help: 'Backend connectivity transitions, by new state', labelNames: ['state'], registers: [registry] })
+  const probe = new Histogram({ name: 'herald_redis_probe_latency_seconds', help: 'Round trip of the pub/sub loopback probe', buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2], registers: [registry] })
+  const probeFailures = new Counter({ name: 'herald_redis_probe_failures_total', help: 'Loopback probes that did not come back in time', registers: [registry] })
+
+  const subs: Array<[diagnostics.Channel, (m: unknown) => void]> = [
+    [channels.messageIn, (m) => { const x = m as MessageIn; messagesIn.inc({ endpoint: x.endpoint, type: x.type }) }],
+    [channels.eventPublished, (m) => { published.inc({ kind: (m as EventPublished).kind }) }],
+    [channels.eventDelivered, (m) => {
+      const x = m as EventDelivered
+      if (x.recipients === 0) return
+      delivered.inc({ kind: x.kind }, x.recipients)
+      latency.observe({ kind: x.kind }, Math.max(0, x.latencyMs) / 1000)
+    }],
+    [channels.authFailure, (m) => { const x = m as AuthFailure; authFailures.inc({ endpoint: x.endpoint, reason: x.reason }) }],
+    [channels.rateLimit, (m) => { rateLimits.inc({ scope: (m as RateLimitHit).scope }) }],
+    [channels.connectionClose, (m) => { const x = m as ConnectionClose; disconnects.inc({ endpoint: x.endpoint, code: String(x.code) }) }],
+    [channels.backendState, (m) => { redisState.inc({ state: (m as BackendState).healthy ? 'up' : 'down' }) }],
+    [channels.probe, (m) => { const x = m as ProbeResult; if (x.ok) probe.observe(x.latencyMs / 1000); else probeFailures.inc() }],
+  ]
+  for (const [ch, fn] of subs) ch.subscribe(fn)
+  return {
+    registry,
+    close () { for (const [ch, fn] of subs) ch.unsubscribe(fn) },
+  }
+}
+
+/** GET /metrics in the Prometheus text format. */
+export default fp(async function metricsRoute (app) {
+  const m = createMetrics(app.herald)
+  app.addHook('onClose', async () => { m.close() })
+  app.get('/metrics', { schema: { summary: 'Prometheus metrics of this node', tags: ['operations'] }, logLevel: 'warn' }, async (_req, reply) => {
+    reply.header('content-type', m.registry.contentType)
+    return await m.registry.metrics()
+  })
+}, { name: 'herald-metrics' })

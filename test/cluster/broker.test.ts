@@ -1,0 +1,308 @@
+// One integration suite, run against both Broker implementations: two (or
+// three) MemoryBrokers sharing one MemoryBus, and RedisBrokers on a private
+// redis-server. Whatever a node relies on from its broker is asserted here.
+import t, { type Test } from 'tap'
+import type { Broker, NodeInfo } from '../../src/cluster/broker.js'
+import { MemoryBroker, MemoryBus } from '../../src/cluster/memory-broker.js'
+import { RedisBroker } from '../../src/cluster/redis-broker.js'
+import { startRedis, type RedisServer } from '../helpers/redis.js'
+import { waitFor, within } from '../helpers/wait.js'
+
+/** One backend shared by the brokers a test makes; everything it made is closed at teardown. */
+interface Backend {
+  /** a new, connected broker on this backend */
+  broker (): Promise<Broker>
+  /** what the backend still holds for brokers (Redis: client connections; memory: subscriptions) */
+  residue (): Promise<number>
+  /** the Redis server behind it, for fault tests */
+  redis?: RedisServer
+}
+
+type Factory = (t: Test) => Promise<Backend>
+
+const memoryBackend: Factory = async (t) => {
+  const bus = new MemoryBus()
+  const made: Broker[] = []
+  t.teardown(async () => { for (const b of made) await b.close() })
+  return {
+    async broker () {
+      const b = new MemoryBroker(bus)
+      made.push(b)
+      await b.connect()
+      return b
+    },
+    async residue () {
+      let n = 0
+      for (const set of bus.subscribers.values()) n += set.size
+      return n
+    },
+  }
+}
+
+const redisBackend: Factory = async (t) => {
+  const redis = await startRedis()
+  const made: Broker[] = []
+  // Brokers close first, then the server goes.
+  t.teardown(async () => {
+    await Promise.allSettled(made.map((b) => within(3000, 'broker close', b.close())))
+    await redis.stop()
+  })
+  const admin = redis.client()
+  const prefix = `bt${process.pid}:`
+  return {
+    redis,
+    async broker () {
+      const b = new RedisBroker({ target: { url: redis.url }, keyPrefix: prefix, onError: () => {} })
+      made.push(b)
+      await within(5000, 'broker connect', b.connect())
+      return b
+    },
+    async residue () {
+      // RedisBroker names its connections `herald`; the assertion client has no name.
+      const list = await admin.client('LIST') as string
+      return list.split('\n').filter((l) => / name=herald /.test(` ${l} `)).length
+    },
+  }
+}
+
+/** Records what a broker receives, so tests await messages instead of sleeping. */
+class Inbox {
+  readonly got: Array<{ channel: string, message: string }> = []
+  private waiters: Array<() => void> = []
+  constructor (b: Broker) {
+    b.onMessage((channel, message) => {
+      this.got.push({ channel, message })
+      const w = this.waiters
+      this.waiters = []
+      for (const f of w) f()
+    })
+  }
+
+  has (message: string): boolean { return this.got.some((m) => m.message === message) }
+  on (channel: string): string[] { return this.got.filter((m) => m.channel === channel).map((m) => m.message) }
+
+  async until (what: string, cond: () => boolean, timeoutMs = 3000): Promise<void> {
+    const deadline = Date.now() + timeoutMs
+    while (!cond()) {
+      const left = deadline - Date.now()
+      if (left <= 0) throw new Error(`timed out waiting for ${what}; got ${this.got.length} messages, last: ${JSON.stringify(this.got.slice(-3))}`)
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, left)
+        this.waiters.push(() => { clearTimeout(timer); resolve() })
+      })
+    }
+  }
+
+  async receive (message: string, timeoutMs = 3000): Promise<void> {
+    await this.until(`message ${JSON.stringify(message)}`, () => this.has(message), timeoutMs)
+  }
+}
+
+let seq = 0
+const channel = (name: string): string => `ch:${name}:${++seq}`
+
+function info (id: string): NodeInfo {
+  return {
+    id,
+    address: '127.0.0.1:1',
+    version: 'test',
+    startedAt: Date.now(),
+    heartbeatAt: Date.now(),
+    draining: false,
+    connections: { events: 1, admin: 0, health: 0 },
+    users: 1,
+    eventsPublished: 0,
+    eventsDelivered: 0,
+    memoryRss: 0,
+  }
+}
+
+const ids = (nodes: NodeInfo[]): string[] => nodes.map((n) => n.id).sort()
+
+function brokerSuite (name: string, backend: Factory): void {
+  t.test(`${name} broker`, { timeout: 30_000 }, async (t) => {
+    t.test('a message published by A reaches B, subscribed, and not C, unsubscribed', async (t) => {
+      const be = await backend(t)
+      const [a, b, c] = [await be.broker(), await be.broker(), await be.broker()]
+      const [ib, ic] = [new Inbox(b), new Inbox(c)]
+      const ch = channel('x')
+      const other = channel('c-only')
+      await b.subscribe(ch)
+      await c.subscribe(other)
+      await a.publish(ch, 'hello')
+      // Published after `hello` on the same broker: once C has it, C would have had `hello` too.
+      await a.publish(other, 'sentinel')
+      await ib.receive('hello')
+      await ic.receive('sentinel')
+      t.same(ib.got, [{ channel: ch, message: 'hello' }], 'B got exactly the message, on its channel')
+      t.same(ic.got, [{ channel: other, message: 'sentinel' }], 'C got nothing from a channel it did not subscribe to')
+    })
+
+    t.test('the publisher receives its own message only if it subscribed', async (t) => {
+      const be = await backend(t)
+      const [a, b] = [await be.broker(), await be.broker()]
+      const [ia, ib] = [new Inbox(a), new Inbox(b)]
+      const ch = channel('both')
+      await Promise.all([a.subscribe(ch), b.subscribe(ch)])
+      await a.publish(ch, 'm1')
+      await ia.receive('m1')
+      await ib.receive('m1')
+      t.equal(ia.on(ch).length, 1)
+      t.equal(ib.on(ch).length, 1)
+    })
+
+    t.test('unsubscribe stops delivery', async (t) => {
+      const be = await backend(t)
+      const [a, b] = [await be.broker(), await be.broker()]
+      const ib = new Inbox(b)
+      const ch = channel('u')
+      const keep = channel('keep')
+      await b.subscribe(ch)
+      await b.subscribe(keep)
+      await a.publish(ch, 'before')
+      await ib.receive('before')
+      await b.unsubscribe(ch)
+      await a.publish(ch, 'after')
+      await a.publish(keep, 'sentinel')
+      await ib.receive('sentinel')
+      t.same(ib.on(ch), ['before'], 'nothing on the channel after unsubscribe')
+      // Subscribing again resumes delivery.
+      await b.subscribe(ch)
+      await a.publish(ch, 'again')
+      await ib.receive('again')
+      t.same(ib.on(ch), ['before', 'again'])
+    })
+
+    t.test('500 messages arrive in publish order', async (t) => {
+      const be = await backend(t)
+      const [a, b] = [await be.broker(), await be.broker()]
+      const ib = new Inbox(b)
+      const ch = channel('order')
+      await b.subscribe(ch)
+      const sent = Array.from({ length: 500 }, (_v, i) => `m${i}`)
+      // Issued back to back without awaiting each, as a busy node does.
+      await Promise.all(sent.map((m) => a.publish(ch, m)))
+      await ib.until('500 messages', () => ib.on(ch).length >= 500, 10_000)
+      t.same(ib.on(ch), sent)
+    })
+
+    t.test('subscribe resolves only once delivery works', async (t) => {
+      const be = await backend(t)
+      const [a, b] = [await be.broker(), await be.broker()]
+      const ib = new Inbox(b)
+      for (let i = 0; i < 25; i++) {
+        const ch = channel('fresh')
+        await b.subscribe(ch)
+        await a.publish(ch, `first-${i}`)
+      }
+      // Each channel's only message was published right after its subscribe resolved.
+      await ib.until('25 messages', () => ib.got.length >= 25)
+      t.equal(ib.got.length, 25)
+      t.same(ib.got.map((m) => m.message), Array.from({ length: 25 }, (_v, i) => `first-${i}`))
+    })
+
+    t.test('heartbeat, nodes and leave', async (t) => {
+      const be = await backend(t)
+      const [a, b] = [await be.broker(), await be.broker()]
+      await a.heartbeat(info('node-a'), 10_000)
+      await b.heartbeat(info('node-b'), 10_000)
+      t.same(ids(await a.nodes()), ['node-a', 'node-b'], 'A sees both nodes')
+      t.same(ids(await b.nodes()), ['node-a', 'node-b'], 'B sees both nodes')
+      const seenB = (await a.nodes()).find((n) => n.id === 'node-b')!
+      t.same(seenB.connections, { events: 1, admin: 0, health: 0 }, 'the entry carries what the node reported')
+
+      // A newer heartbeat replaces the entry.
+      const updated = info('node-b')
+      updated.connections.events = 7
+      await b.heartbeat(updated, 10_000)
+      t.equal((await a.nodes()).find((n) => n.id === 'node-b')!.connections.events, 7)
+
+      await b.leave('node-b')
+      t.same(ids(await a.nodes()), ['node-a'], 'leave removes the node at once')
+    })
+
+    t.test('an entry whose ttl lapses disappears; others stay', async (t) => {
+      const be = await backend(t)
+      const [a, b] = [await be.broker(), await be.broker()]
+      await a.heartbeat(info('long'), 30_000)
+      const beatAt = Date.now()
+      await b.heartbeat(info('short'), 400)
+      t.same(ids(await a.nodes()), ['long', 'short'], 'listed while its ttl runs')
+      await waitFor('the short-lived entry to lapse', async () => ids(await a.nodes()), (v) => !v.includes('short'), { timeoutMs: 3000 })
+      t.ok(Date.now() - beatAt >= 350, 'not dropped before its ttl')
+      t.same(ids(await a.nodes()), ['long'])
+
+      // A node that keeps beating stays listed past its ttl.
+      await b.heartbeat(info('beating'), 400)
+      const started = Date.now()
+      let checks = 0
+      let missing = 0
+      while (Date.now() - started < 1000) {
+        await b.heartbeat(info('beating'), 400)
+        if (!ids(await a.nodes()).includes('beating')) missing++
+        checks++
+        await new Promise((resolve) => setTimeout(resolve, 100))
+      }
+      t.equal(missing, 0, `listed at each of ${checks} checks over 2.5 ttls`)
+      t.same(ids(await a.nodes()), ['beating', 'long'])
+    })
+
+    t.test('healthy is true when connected', async (t) => {
+      const be = await backend(t)
+      const a = await be.broker()
+      t.equal(a.healthy, true)
+    })
+
+    t.test('close() leaves nothing behind on the backend', async (t) => {
+      const be = await backend(t)
+      const [a, b] = [await be.broker(), await be.broker()]
+      await a.subscribe(channel('a1'))
+      await b.subscribe(channel('b1'))
+      const before = await be.residue()
+      t.ok(before >= 2, `backend holds something for both brokers (${before})`)
+      await within(3000, 'close', a.close())
+      const afterA = await waitFor('A to be gone', () => be.residue(), (n) => n === before / 2, { timeoutMs: 3000 })
+      t.equal(afterA, before / 2, 'only B remains')
+      await within(3000, 'close', b.close())
+      t.equal(await waitFor('B to be gone', () => be.residue(), (n) => n === 0, { timeoutMs: 3000 }), 0)
+      t.equal(a.healthy, false, 'a closed broker is not healthy')
+    })
+
+    if (name === 'redis') {
+      t.test('loses and regains health with the server, and resubscribes', async (t) => {
+        const be = await backend(t)
+        const [a, b] = [await be.broker(), await be.broker()]
+        const ib = new Inbox(b)
+        const states: boolean[] = []
+        b.onStateChange((h) => states.push(h))
+        const ch = channel('survive')
+        await b.subscribe(ch)
+        await be.redis!.kill()
+        await waitFor('B to notice the outage', () => b.healthy, (h) => !h, { timeoutMs: 3000 })
+        t.same(states, [false], 'state listeners hear about it')
+        await be.redis!.restart()
+        await waitFor('both to reconnect', () => a.healthy && b.healthy, (h) => h, { timeoutMs: 6000 })
+        t.same(states, [false, true])
+        // Resubscription is sent on reconnect; a message published after it arrives.
+        await waitFor('delivery after restart', async () => { await a.publish(ch, 'back'); return ib.has('back') }, (v) => v, { timeoutMs: 3000, intervalMs: 100 })
+        t.ok(ib.has('back'))
+      })
+
+      t.test('close() finishes promptly while the server is down', async (t) => {
+        const be = await backend(t)
+        const a = await be.broker()
+        await a.subscribe(channel('down'))
+        await be.redis!.kill()
+        await waitFor('the outage to be noticed', () => a.healthy, (h) => !h, { timeoutMs: 3000 })
+        // A publish waiting for the server must not keep close() waiting.
+        const pending = a.publish(channel('down'), 'queued').catch((err: Error) => err)
+        await within(2000, 'close during an outage', a.close())
+        const outcome = await within(2000, 'the queued publish to settle', pending)
+        t.ok(outcome instanceof Error, 'the queued publish is rejected, not left hanging')
+      })
+    }
+  })
+}
+
+brokerSuite('memory', memoryBackend)
+brokerSuite('redis', redisBackend)

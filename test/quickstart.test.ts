@@ -1,0 +1,127 @@
+// The README quick start, as a newcomer runs it (brief §2): `npm start` with
+// no configuration prints tokens and ready-to-paste commands; pasting them
+// connects, subscribes, publishes and shows the event.
+import t from 'tap'
+import { connect } from './helpers/client.js'
+import { startNode, type NodeProc } from './helpers/node.js'
+
+interface Curl { url: string, headers: Record<string, string>, body: string }
+
+/** A printed curl command (continued over lines ending in `\`), as curl would send it. */
+function parseCurl (lines: string[], path: string): Curl {
+  const i = lines.findIndex((l) => l.includes('curl ') && l.includes(path))
+  if (i < 0) throw new Error(`no curl command for ${path} in:\n${lines.join('\n')}`)
+  // Join continuation lines (ending in `\`) into one command.
+  let cmd = ''
+  for (let j = i; j < lines.length; j++) {
+    const l = lines[j]!
+    cmd += ' ' + l.replace(/\\\s*$/, '')
+    if (!/\\\s*$/.test(l)) break
+  }
+  const url = /curl .*?(https?:\/\/\S+)/.exec(cmd)?.[1]
+  const body = /-d '([^']*)'/.exec(cmd)?.[1]
+  if (url === undefined || body === undefined) throw new Error(`cannot read the curl command: ${cmd}`)
+  if (!/-X POST/.test(cmd)) throw new Error(`expected a POST: ${cmd}`)
+  const headers: Record<string, string> = {}
+  for (const m of cmd.matchAll(/-H '([^:']+):\s*([^']*)'/g)) headers[m[1]!.toLowerCase()] = m[2]!
+  return { url, headers, body }
+}
+
+const after = (lines: string[], label: string): string => {
+  const line = lines.find((l) => l.trimStart().startsWith(label))
+  if (line === undefined) throw new Error(`the banner has no "${label}" line`)
+  return line.trimStart().slice(label.length).trim()
+}
+
+const wscatUrl = (lines: string[], path: string): string => {
+  const line = lines.find((l) => l.includes('wscat -c') && l.includes(path))
+  const url = line !== undefined ? /wscat -c "([^"]+)"/.exec(line)?.[1] : undefined
+  if (url === undefined) throw new Error(`no wscat command for ${path}`)
+  return url
+}
+
+t.test('npm start with no configuration: the printed commands work as pasted', { timeout: 30_000 }, async (t) => {
+  const node: NodeProc = await startNode({}, { cleanEnv: true })
+  t.teardown(() => node.stop())
+  // The banner ends with the health line; everything before it is printed by then.
+  await node.waitLine((l) => l.includes('Health: http://'), 10_000)
+  const lines = node.lines
+
+  const userTok = after(lines, 'user token:')
+  const adminTok = after(lines, 'admin token:')
+  t.match(userTok, /^[\w-]+\.[\w-]+\.[\w-]+$/, 'a JWT for the user')
+  t.match(adminTok, /^[\w-]+\.[\w-]+\.[\w-]+$/, 'a JWT for the admin')
+
+  const userUrl = wscatUrl(lines, '/ws/events')
+  t.equal(userUrl, `ws://127.0.0.1:${node.port}/ws/events?token=${userTok}`, 'the connect command names this node and the user token')
+  const subscribeFrame = lines.map((l) => l.trim()).find((l) => l.startsWith('{"type":"subscribe"'))
+  t.ok(subscribeFrame, 'a subscribe frame to paste')
+  const publishCmd = parseCurl(lines, '/api/events')
+  const broadcastCmd = parseCurl(lines, '/api/notifications/broadcast')
+  t.equal(publishCmd.url, `http://127.0.0.1:${node.port}/api/events`)
+  t.match(publishCmd.headers.authorization, /^Bearer \S{16,}$/, 'the curl command carries the generated API key')
+
+  // Health reports the in-process backend.
+  const health = await fetch(`http://127.0.0.1:${node.port}/ws/health`)
+  t.equal(health.status, 200)
+  t.match(await health.json(), { healthy: true, backend: 'memory', redisConnected: false })
+
+  // 1. wscat as the user, paste the subscribe frame.
+  const user = await connect(userUrl)
+  t.teardown(() => user.close())
+  const welcome = user.frames[0]!
+  t.equal(welcome.type, 'welcome', 'welcome first')
+  t.equal(welcome.payload.userId, 'demo-user')
+  user.send(subscribeFrame!)
+  const sub = await user.next((f) => f.id === '1')
+  t.equal(sub.type, 'subscribed')
+  t.ok(sub.payload.eventTypes.includes('authentication.*'))
+
+  // 2. the printed curl, sent as curl would.
+  const res = await fetch(publishCmd.url, { method: 'POST', headers: publishCmd.headers, body: publishCmd.body })
+  t.equal(res.status, 202)
+  const { id } = await res.json() as { id: string }
+  t.type(id, 'string')
+  const ev = await user.next((f) => f.type === 'event' && f.payload.id === id)
+  t.match(ev.payload, { type: 'authentication.login.success', userId: 'demo-user', sessionId: 'demo-session', data: { ip: '203.0.113.7' } }, 'the wscat window shows the event')
+
+  const bres = await fetch(broadcastCmd.url, { method: 'POST', headers: broadcastCmd.headers, body: broadcastCmd.body })
+  t.equal(bres.status, 202)
+  const bid = (await bres.json() as { id: string }).id
+  t.match((await user.next((f) => f.type === 'notification' && f.payload.id === bid)).payload, { level: 'info', title: 'Hello' }, 'the broadcast command notifies the user')
+
+  // 3. the admin command opens /ws/admin.
+  const adminUrl = wscatUrl(lines, '/ws/admin')
+  t.equal(adminUrl, `ws://127.0.0.1:${node.port}/ws/admin?token=${adminTok}`)
+  const admin = await connect(adminUrl)
+  t.teardown(() => admin.close())
+  t.equal(admin.frames[0]!.type, 'welcome')
+  const stats = await admin.request('get_stats')
+  t.equal(stats.type, 'stats')
+  t.equal(stats.payload.global.servers, 1)
+  t.equal(stats.payload.server.backend, 'memory')
+
+  // The user token is not an admin token.
+  const wrong = await connect(userUrl.replace('/ws/events', '/ws/admin')).then(() => 'accepted', (err: Error) => err.message)
+  t.equal(wrong, 'refused with 403', 'the user token does not open /ws/admin')
+
+  // Secrets printed for the user are not in the logs.
+  t.notOk(lines.some((l) => l.startsWith('{') && (l.includes(userTok) || l.includes(adminTok))), 'tokens never appear in log lines')
+})
+
+t.test('the README quick start shows what the banner prints', { timeout: 30_000 }, async (t) => {
+  const { readFile } = await import('node:fs/promises')
+  const readme = await readFile(new URL('../README.md', import.meta.url), 'utf8')
+  const section = readme.split(/^## /m).find((s) => s.startsWith('Quick start'))
+  t.ok(section, 'the README has a Quick start section')
+  const docLines = section!.split('\n')
+
+  const node = await startNode({}, { cleanEnv: true })
+  t.teardown(() => node.stop())
+  await node.waitLine((l) => l.includes('Health: http://'), 10_000)
+
+  const frame = (ls: string[]): string | undefined => ls.map((l) => l.trim()).find((l) => l.startsWith('{"type":"subscribe"'))
+  t.equal(frame(docLines), frame(node.lines), 'the same subscribe frame')
+  t.equal(parseCurl(docLines, '/api/events').body, parseCurl(node.lines, '/api/events').body, 'the same publish body')
+  t.ok(docLines.some((l) => l.includes('npm start')), 'started with npm start')
+})
