@@ -70,7 +70,7 @@ export async function buildApp (config: Config, opts: BuildOptions = {}): Promis
     if (now - lastBackendError > 5000) { lastBackendError = now; log.warn({ err: { message: err.message } }, 'backend error') }
   }
   const broker = opts.broker ?? (config.redis !== null
-    ? new RedisBroker({ target: config.redis, keyPrefix: config.keyPrefix, onError: onBackendError })
+    ? new RedisBroker({ target: config.redis, keyPrefix: config.keyPrefix, maxPendingPublishes: config.publishBuffer, replayDelayMs: config.replayDelayMs, onError: onBackendError })
     : new MemoryBroker())
   const ch = createChannels(config.keyPrefix)
   const hub = new Hub(broker, ch, config.serverId)

@@ -9,6 +9,8 @@ export interface RedisBrokerOptions {
   keyPrefix: string
   /** publishes waiting for Redis beyond this many are refused rather than queued without end */
   maxPendingPublishes?: number
+  /** ms to hold publishes buffered during an outage after Redis is back, so other nodes resubscribe first */
+  replayDelayMs?: number
   onError?: (err: Error) => void
 }
 
@@ -40,6 +42,9 @@ export class RedisBroker implements Broker {
   /** Redis Cluster: channels use sharded pub/sub */
   private readonly sharded: boolean
   private pending = 0
+  /** publishes made while disconnected, replayed in order once Redis is back */
+  private outbox: Array<[string, string]> = []
+  private replayTimer: NodeJS.Timeout | null = null
   private lastHealthy = false
   private closing = false
   // Rejects when close() starts: commands queued while Redis is unreachable
@@ -95,7 +100,19 @@ export class RedisBroker implements Broker {
     this.updateState()
   }
 
+  /**
+   * Publishes made while Redis is unreachable are kept (up to the bound, then
+   * refused with an error) and replayed in order after a short delay once it is
+   * back, when the other nodes have had time to resubscribe. Publishes stuck on
+   * a connected but unresponsive Redis (paused) count toward the same bound.
+   */
   async publish (channel: string, message: string): Promise<void> {
+    if (this.closing) throw new Error('broker closed')
+    if (this.outbox.length > 0 || !this.healthy) {
+      if (this.outbox.length + this.pending >= this.maxPending) throw new Error(`Redis unreachable and the publish buffer is full (${this.maxPending})`)
+      this.outbox.push([channel, message])
+      return
+    }
     if (this.pending >= this.maxPending) throw new Error(`Redis publish queue full (${this.maxPending} pending)`)
     this.pending++
     try {
@@ -158,6 +175,7 @@ export class RedisBroker implements Broker {
 
   async close (): Promise<void> {
     this.closing = true
+    if (this.replayTimer) clearTimeout(this.replayTimer)
     this.markClosed(new Error('broker closed'))
     // QUIT waits behind the offline queue, which never drains while Redis is unreachable.
     await atMost(Promise.allSettled([this.client, this.sub].map((c) => c.status === 'ready' ? c.quit() : undefined)), SHUTDOWN_WAIT_MS)
@@ -169,6 +187,23 @@ export class RedisBroker implements Broker {
     const h = this.healthy
     if (h === this.lastHealthy) return
     this.lastHealthy = h
+    if (h && this.outbox.length > 0 && this.replayTimer === null) {
+      this.replayTimer = setTimeout(() => { this.replayTimer = null; this.replay().catch((err: Error) => this.opts.onError?.(err)) }, this.opts.replayDelayMs ?? 2000)
+      this.replayTimer.unref()
+    }
     for (const l of this.stateListeners) l(h)
+  }
+
+  private async replay (): Promise<void> {
+    while (this.outbox.length > 0 && this.healthy && !this.closing) {
+      const batch = this.outbox.slice(0, 500)
+      const pipe = this.client.pipeline()
+      for (const [c, m] of batch) {
+        if (this.sharded) pipe.spublish(c, m)
+        else pipe.publish(c, m)
+      }
+      await pipe.exec()
+      this.outbox.splice(0, batch.length)
+    }
   }
 }

@@ -29,6 +29,8 @@ export interface Config {
   serverId: string
   redis: RedisTarget | null
   keyPrefix: string
+  publishBuffer: number
+  replayDelayMs: number
   jwt: {
     secret?: string
     publicKey?: string
@@ -174,6 +176,8 @@ export function loadConfig (source: Record<string, string | undefined> = process
     serverId: e.SERVER_ID ?? `${hostname().replace(/[^A-Za-z0-9._-]/g, '').slice(0, 32) || 'node'}-${process.pid}-${randomBytes(3).toString('hex')}`,
     redis,
     keyPrefix: e.REDIS_KEY_PREFIX,
+    publishBuffer: e.REDIS_PUBLISH_BUFFER,
+    replayDelayMs: e.REDIS_REPLAY_DELAY,
     jwt: {
       secret: jwtSecret,
       publicKey,
