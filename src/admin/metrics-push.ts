@@ -1,5 +1,4 @@
 import type { Herald } from '../context.js'
-import { serverFrame } from '../protocol/envelope.js'
 import { clusterStats, serverStats } from './stats.js'
 
 /**
@@ -15,8 +14,8 @@ export function startMetricsPush (h: Herald, onError: (err: Error) => void): () 
     if (admins.length === 0) return
     running = true
     clusterStats(h).then((global) => {
-      const frame = serverFrame('metrics', { timestamp: new Date().toISOString(), server: serverStats(h), global })
-      for (const c of admins) c.send(frame)
+      const payload = { timestamp: new Date().toISOString(), server: serverStats(h), global }
+      for (const c of admins) c.emit('metrics', payload)
     }, onError).finally(() => { running = false })
   }, h.config.adminMetricsIntervalMs)
   timer.unref()

@@ -1,12 +1,9 @@
 import type { FastifyBaseLogger } from 'fastify'
-import type { WebSocket } from 'ws'
 import type { Identity } from '../auth/verifier.js'
 import type { ErrorCode } from '../errors.js'
-import type { Subscriber } from '../events/hub.js'
-import { errorFrame, serverFrame } from '../protocol/envelope.js'
+import type { Delivery, Subscriber } from '../events/hub.js'
 import { CloseCodes } from '../protocol/close-codes.js'
 
-const TEXT = { binary: false } as const
 // Frames that arrive for a connection while it is still subscribing its
 // channels are held, then sent right after `welcome`, so `welcome` is first.
 const MAX_HELD_FRAMES = 256
@@ -14,12 +11,18 @@ const MAX_HELD_FRAMES = 256
 const MAX_STRIKES_PER_MINUTE = 20
 
 export type Endpoint = 'events' | 'admin'
+export type Transport = 'ws' | 'socket.io'
 
 /** Frames written per endpoint since boot; read by metrics on scrape, so the send path only increments. */
 export const framesOut = { events: 0, admin: 0 }
 
-/** One authenticated WebSocket on /ws/events or /ws/admin. */
-export class Connection implements Subscriber {
+/**
+ * One authenticated client connection, whatever carries it. The protocol
+ * (commands, expiry, revocation, limits, delivery) talks to this class; the
+ * WebSocket and Socket.IO subclasses only know how to write and close.
+ */
+export abstract class Connection implements Subscriber {
+  abstract readonly transport: Transport
   readonly openedAt = Date.now()
   readonly patterns = new Map<string, readonly string[]>()
   readonly userId: string
@@ -38,52 +41,53 @@ export class Connection implements Subscriber {
   expiryTimer: NodeJS.Timeout | null = null
   /** the exp that auth_expiring was sent for */
   warnedFor = 0
-  private held: Array<Buffer | string> | null = []
+  private held: Array<() => void> | null = []
 
   constructor (
     readonly id: string,
     readonly kind: Endpoint,
-    readonly ws: WebSocket,
     public identity: Identity,
     readonly ip: string,
     readonly log: FastifyBaseLogger,
-    private readonly sendBufferLimit: number,
   ) {
     this.userId = identity.userId
   }
 
   get welcomed (): boolean { return this.held === null }
 
-  send (frame: Buffer | string): void {
-    if (this.held !== null) {
-      if (this.held.length < MAX_HELD_FRAMES) this.held.push(frame)
-      else this.close(CloseCodes.SLOW_CONSUMER, 'slow consumer')
-      return
-    }
-    if (this.closed || this.ws.readyState !== 1) return
-    // A consumer that does not read is closed rather than buffered without end.
-    if (this.ws.bufferedAmount > this.sendBufferLimit) {
-      this.close(CloseCodes.SLOW_CONSUMER, 'slow consumer')
-      return
-    }
-    this.ws.send(frame, TEXT)
+  /** Anonymous guests (ALLOW_ANONYMOUS) receive broadcast-audience events only. */
+  get guest (): boolean { return this.identity.roles.includes('guest') }
+
+  /** An event or notification from the hub. */
+  deliver (d: Delivery): void {
+    if (this.hold(() => this.deliver(d))) return
+    if (this.closed) return
+    if (this.congested()) return this.close(CloseCodes.SLOW_CONSUMER, 'slow consumer')
+    this.writeDelivery(d)
+    framesOut[this.kind]++
+  }
+
+  /** A protocol message: a reply (with the request's id) or a server push. */
+  emit (type: string, payload: unknown, id?: string): void {
+    if (this.hold(() => this.emit(type, payload, id))) return
+    if (this.closed) return
+    if (this.congested()) return this.close(CloseCodes.SLOW_CONSUMER, 'slow consumer')
+    this.writeMessage(type, payload, id)
     framesOut[this.kind]++
   }
 
   welcome (payload: Record<string, unknown>): void {
     const held = this.held ?? []
     this.held = null
-    this.send(serverFrame('welcome', payload))
-    for (const f of held) this.send(f)
+    this.emit('welcome', payload)
+    for (const f of held) f()
   }
 
-  reply (type: string, payload: unknown, id?: string): void {
-    this.send(serverFrame(type, payload, id))
-  }
+  reply (type: string, payload: unknown, id?: string): void { this.emit(type, payload, id) }
 
   /** Answers a bad request with `error`; every one counts toward closing an abusive client. */
   fail (code: ErrorCode, message: string, id?: string): void {
-    this.send(errorFrame(code, message, id))
+    this.emit('error', { code, message }, id)
     const now = Date.now()
     if (now - this.strikesWindowStart > 60_000) { this.strikes = 0; this.strikesWindowStart = now }
     if (++this.strikes > MAX_STRIKES_PER_MINUTE) {
@@ -96,12 +100,21 @@ export class Connection implements Subscriber {
     if (this.closed) return
     this.closed = true
     if (this.expiryTimer) clearTimeout(this.expiryTimer)
-    try {
-      this.ws.close(code, reason)
-    } catch {
-      this.ws.terminate()
-    }
-    // A peer that never answers the close handshake must not hold the socket.
-    setTimeout(() => { if (this.ws.readyState !== 3) this.ws.terminate() }, 2000).unref()
+    this.terminate(code, reason)
+  }
+
+  /** Liveness check of the heartbeat sweep; transports with their own heartbeat stay alive. */
+  abstract ping (): void
+
+  protected abstract congested (): boolean
+  protected abstract writeDelivery (d: Delivery): void
+  protected abstract writeMessage (type: string, payload: unknown, id?: string): void
+  protected abstract terminate (code: number, reason: string): void
+
+  private hold (f: () => void): boolean {
+    if (this.held === null) return false
+    if (this.held.length < MAX_HELD_FRAMES) this.held.push(f)
+    else this.close(CloseCodes.SLOW_CONSUMER, 'slow consumer')
+    return true
   }
 }

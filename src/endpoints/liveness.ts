@@ -14,7 +14,7 @@ export function startHeartbeat (h: Herald): () => void {
         continue
       }
       c.alive = false
-      try { c.ws.ping() } catch { /* closing already */ }
+      c.ping()
     }
   }, h.config.heartbeatIntervalMs)
   timer.unref()

@@ -4,6 +4,18 @@ import { channels as diag } from '../observability/channels.js'
 import { matches, PatternIndex } from '../protocol/patterns.js'
 import { decode, type Envelope } from './codec.js'
 
+/**
+ * One event or notification on its way to this node's recipients. Each form is
+ * built at most once per dispatch, whatever the number of recipients.
+ */
+export interface Delivery {
+  readonly kind: 'event' | 'notification'
+  /** the whole text frame, {"type":kind,"payload":…}, for WebSocket clients */
+  frame (): Buffer
+  /** the payload object, for transports that encode their own frames (Socket.IO) */
+  payload (): unknown
+}
+
 /** What the hub needs of a connection. */
 export interface Subscriber {
   readonly kind: 'events' | 'admin'
@@ -12,7 +24,9 @@ export interface Subscriber {
   readonly patterns: Map<string, readonly string[]>
   /** last dispatch this subscriber was sent, so overlapping patterns deliver once */
   stamp: number
-  send (frame: Buffer): void
+  /** anonymous: receives broadcast-audience events only and has no user channel */
+  readonly guest: boolean
+  deliver (d: Delivery): void
 }
 
 interface ChannelRef { refs: number, ready: Promise<void> }
@@ -28,6 +42,8 @@ export class Hub {
   private readonly userIndex = new PatternIndex<Subscriber>()
   private readonly adminIndex = new PatternIndex<Subscriber>()
   private readonly admins = new Set<Subscriber>()
+  /** guests are in no user's set and hold no user channel */
+  private readonly guests = new Set<Subscriber>()
   private readonly refs = new Map<string, ChannelRef>()
   private readonly typeSegments = new Map<string, string[]>()
   private dispatchSeq = 0
@@ -58,6 +74,7 @@ export class Hub {
       await this.ref(this.ch.admin)
       return
     }
+    if (s.guest) { this.guests.add(s); return }
     let set = this.byUser.get(s.userId)
     if (!set) { set = new Set(); this.byUser.set(s.userId, set) }
     set.add(s)
@@ -70,6 +87,7 @@ export class Hub {
       if (this.admins.delete(s)) this.unref(this.ch.admin)
       return
     }
+    if (s.guest) { this.guests.delete(s); return }
     const set = this.byUser.get(s.userId)
     if (set?.delete(s)) {
       if (set.size === 0) this.byUser.delete(s.userId)
@@ -108,15 +126,19 @@ export class Hub {
   private dispatch (channel: string, env: Envelope): void {
     if (env.kind === 'c') return this.controlListener(env)
     let frame: Buffer | null = null
+    let payload: unknown
+    const kind = env.kind === 'e' ? 'event' : 'notification'
+    const d: Delivery = {
+      kind,
+      frame: () => (frame ??= Buffer.from(`{"type":"${kind}","payload":${env.json}}`)),
+      payload: () => (payload ??= JSON.parse(env.json)),
+    }
     let count = 0
     const seq = ++this.dispatchSeq
     const deliver = (s: Subscriber): void => {
       if (s.stamp === seq) return
       s.stamp = seq
-      frame ??= Buffer.from(env.kind === 'e'
-        ? `{"type":"event","payload":${env.json}}`
-        : `{"type":"notification","payload":${env.json}}`)
-      s.send(frame)
+      s.deliver(d)
       count++
     }
 
@@ -124,6 +146,7 @@ export class Hub {
       // Notifications need no subscription and go to /ws/events connections only.
       if (channel === this.ch.broadcast) {
         for (const set of this.byUser.values()) for (const s of set) deliver(s)
+        for (const s of this.guests) deliver(s)
       } else if (channel.startsWith(this.ch.userPrefix)) {
         const set = this.byUser.get(env.userId)
         if (set) for (const s of set) deliver(s)

@@ -1,0 +1,100 @@
+import type { Herald } from '../context.js'
+import { Errors } from '../errors.js'
+import { channels as diag } from '../observability/channels.js'
+import { CloseCodes } from '../protocol/close-codes.js'
+import type { ClientMessage } from '../protocol/envelope.js'
+import type { Connection } from './connection.js'
+import { EVICTED_REASON, wasEvictedEarly } from './control.js'
+import { armExpiry } from './expiry.js'
+
+// What every transport does with a connection: open (subscribe its channels,
+// then welcome), receive (rate limit, then the command), close (release).
+
+export type Handler = (h: Herald, conn: Connection, msg: ClientMessage) => void | Promise<void>
+export type HandlerTable = Readonly<Record<string, Handler>>
+
+const ATTACH_TIMEOUT_MS = 5000
+// Messages sent while over the rate limit before the connection is closed 4029.
+const MAX_LIMITED_MESSAGES = 10
+// Messages queued behind the rate limiter; a client this far ahead is flooding.
+const MAX_INFLIGHT = 64
+
+export function opened (h: Herald, conn: Connection): void {
+  h.connections.set(conn.id, conn)
+  if (diag.connectionOpen.hasSubscribers) diag.connectionOpen.publish({ endpoint: conn.kind, connectionId: conn.id, userId: conn.userId, ip: conn.ip })
+  conn.log.info({ ip: conn.ip, sessionId: conn.identity.sessionId, transport: conn.transport }, 'connection open')
+  if (wasEvictedEarly(conn.id)) return conn.close(CloseCodes.FORBIDDEN, EVICTED_REASON)
+
+  let timer: NodeJS.Timeout | undefined
+  const timeout = new Promise<never>((_resolve, reject) => { timer = setTimeout(() => reject(new Error('subscribe timed out')), ATTACH_TIMEOUT_MS) })
+  Promise.race([h.hub.attach(conn), timeout]).then(() => {
+    if (conn.closed) return
+    const { identity } = conn
+    conn.welcome({
+      connectionId: conn.id,
+      serverId: h.config.serverId,
+      userId: conn.userId,
+      sessionId: identity.sessionId,
+      expiresAt: Number.isFinite(identity.expiresAt) ? new Date(identity.expiresAt).toISOString() : null,
+      heartbeatInterval: h.config.heartbeatIntervalMs,
+    })
+    if (Number.isFinite(identity.expiresAt)) armExpiry(h, conn)
+  }, (err: unknown) => {
+    conn.log.warn({ err: { message: (err as Error).message } }, 'could not subscribe connection channels')
+    conn.close(CloseCodes.INTERNAL_ERROR, 'backend unavailable')
+  }).finally(() => clearTimeout(timer))
+}
+
+/**
+ * Every client message passes the cluster-wide rate limiter, in arrival order,
+ * before `parse` turns it into a command.
+ */
+export function received (h: Herald, conn: Connection, handlers: HandlerTable, parse: () => { msg: ClientMessage } | { error: Parameters<Connection['fail']>, id?: string }): void {
+  conn.alive = true
+  if (conn.closed) return
+  if (conn.inflight >= MAX_INFLIGHT) return conn.close(CloseCodes.RATE_LIMITED, 'message flood')
+  conn.inflight++
+  conn.inbox = conn.inbox.then(async () => {
+    const verdict = await h.messageLimiter.consume(conn.userId, conn.ip)
+    conn.inflight--
+    if (conn.closed) return
+    const parsed = parse()
+    if (!verdict.ok) {
+      if (diag.rateLimit.hasSubscribers) diag.rateLimit.publish({ scope: verdict.scope === 'ip' ? 'message-ip' : 'message-user' })
+      if (++conn.limited > MAX_LIMITED_MESSAGES) return conn.close(CloseCodes.RATE_LIMITED, 'rate limit exceeded')
+      const retryAfter = Math.ceil(verdict.retryAfterMs / 1000)
+      const id = 'msg' in parsed ? parsed.msg.id : parsed.error[2]
+      return conn.fail('RATE_LIMITED', `at most ${h.config.limits.messagesPerMinute} messages per minute per ${verdict.scope === 'ip' ? 'IP address' : 'user'}; retry in ${retryAfter} s`, id)
+    }
+    conn.limited = 0
+    if (!('msg' in parsed)) return conn.fail(...parsed.error)
+    const { msg } = parsed
+    const handler = Object.hasOwn(handlers, msg.type) ? handlers[msg.type] : undefined
+    if (handler === undefined) return conn.fail('UNKNOWN_TYPE', `${Errors.UNKNOWN_TYPE.message}: ${msg.type.slice(0, 64)}`, msg.id)
+    if (diag.messageIn.hasSubscribers) diag.messageIn.publish({ endpoint: conn.kind, type: msg.type })
+    try {
+      const r = handler(h, conn, msg)
+      if (r instanceof Promise) r.catch((err: unknown) => internalError(conn, err, msg.id))
+    } catch (err) {
+      internalError(conn, err, msg.id)
+    }
+  }).catch((err: unknown) => {
+    conn.inflight = Math.max(0, conn.inflight - 1)
+    internalError(conn, err)
+  })
+}
+
+export function closed (h: Herald, conn: Connection, code: number): void {
+  conn.closed = true
+  if (conn.expiryTimer) clearTimeout(conn.expiryTimer)
+  h.connections.delete(conn.id)
+  h.hub.detach(conn)
+  const durationMs = Date.now() - conn.openedAt
+  if (diag.connectionClose.hasSubscribers) diag.connectionClose.publish({ endpoint: conn.kind, connectionId: conn.id, userId: conn.userId, code, durationMs })
+  conn.log.info({ code, durationMs }, 'connection closed')
+}
+
+function internalError (conn: Connection, err: unknown, id?: string): void {
+  conn.log.error({ err }, 'handler failed')
+  conn.fail('INTERNAL', Errors.INTERNAL.message, id)
+}

@@ -1,0 +1,52 @@
+import type { FastifyBaseLogger } from 'fastify'
+import type { WebSocket } from 'ws'
+import type { Identity } from '../auth/verifier.js'
+import type { Delivery } from '../events/hub.js'
+import { serverFrame } from '../protocol/envelope.js'
+import { Connection, type Endpoint } from './connection.js'
+
+const TEXT = { binary: false } as const
+
+/** A connection on /ws/events or /ws/admin: JSON text frames over `ws`. */
+export class WsConnection extends Connection {
+  readonly transport = 'ws' as const
+
+  constructor (
+    id: string,
+    kind: Endpoint,
+    readonly ws: WebSocket,
+    identity: Identity,
+    ip: string,
+    log: FastifyBaseLogger,
+    private readonly sendBufferLimit: number,
+  ) {
+    super(id, kind, identity, ip, log)
+  }
+
+  ping (): void {
+    try { this.ws.ping() } catch { /* closing already */ }
+  }
+
+  // A consumer that does not read is closed rather than buffered without end.
+  protected congested (): boolean {
+    return this.ws.bufferedAmount > this.sendBufferLimit
+  }
+
+  protected writeDelivery (d: Delivery): void {
+    if (this.ws.readyState === 1) this.ws.send(d.frame(), TEXT)
+  }
+
+  protected writeMessage (type: string, payload: unknown, id?: string): void {
+    if (this.ws.readyState === 1) this.ws.send(serverFrame(type, payload, id), TEXT)
+  }
+
+  protected terminate (code: number, reason: string): void {
+    try {
+      this.ws.close(code, reason)
+    } catch {
+      this.ws.terminate()
+    }
+    // A peer that never answers the close handshake must not hold the socket.
+    setTimeout(() => { if (this.ws.readyState !== 3) this.ws.terminate() }, 2000).unref()
+  }
+}
