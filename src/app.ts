@@ -21,6 +21,7 @@ import type { Herald } from './context.js'
 import { handleControl, startRevocationSync } from './endpoints/control.js'
 import healthEndpoint from './endpoints/health.js'
 import { startHeartbeat } from './endpoints/liveness.js'
+import socketIo from './endpoints/socketio.js'
 import wsEndpoints from './endpoints/ws.js'
 import { createIdGenerator } from './events/ids.js'
 import { Hub } from './events/hub.js'
@@ -96,6 +97,7 @@ export async function buildApp (config: Config, opts: BuildOptions = {}): Promis
     connections: new Map(),
     healthStreams: new Set(),
     draining: false,
+    io: null,
     address: '',
   } as Omit<Herald, 'registry'> as Herald
   // Our registry entry vanished (Redis lost its data, or we were taken for
@@ -131,6 +133,7 @@ export async function buildApp (config: Config, opts: BuildOptions = {}): Promis
   await app.register(docs)
   await app.register(healthEndpoint)
   await app.register(wsEndpoints)
+  await app.register(socketIo)
   await app.register(api)
   await app.register(metricsRoute)
 

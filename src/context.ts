@@ -36,6 +36,8 @@ export interface Herald {
   /** unauthenticated health streams on this node */
   healthStreams: Set<WebSocket>
   draining: boolean
+  /** the Socket.IO server sharing this node's port (its adapter spans the cluster) */
+  io: import('socket.io').Server | null
   /** listen address, known once the server listens */
   address: string
 }

@@ -24,7 +24,7 @@ export const adminCommands: HandlerTable = {
   ...commonCommands,
 
   async get_stats (h: Herald, conn: Connection, msg: ClientMessage) {
-    conn.reply('stats', { server: serverStats(h), global: await clusterStats(h) }, msg.id)
+    conn.reply('stats', { server: serverStats(h), global: await clusterStats(h, { socketio: true }) }, msg.id)
   },
 
   async list_connections (h: Herald, conn: Connection, msg: ClientMessage) {

@@ -60,10 +60,12 @@ export interface ClusterStats {
   users: number
   eventsPublished: number
   eventsDelivered: number
+  /** Socket.IO sockets in the whole cluster, counted through the Redis adapter (stats requests only) */
+  socketio?: { sockets: number }
   nodes: Array<{ serverId: string, address: string, version: string, draining: boolean, connections: number, users: number, eventsPublished: number, eventsDelivered: number, memoryRss: number, lastHeartbeat: string, uptime: number }>
 }
 
-export async function clusterStats (h: Herald): Promise<ClusterStats> {
+export async function clusterStats (h: Herald, opts: { socketio?: boolean } = {}): Promise<ClusterStats> {
   const nodes = await h.registry.nodes()
   // This node's own row is always current, whatever its last heartbeat said.
   const self = nodeInfo(h)
@@ -90,5 +92,9 @@ export async function clusterStats (h: Herald): Promise<ClusterStats> {
     })
   }
   out.connections.total = out.connections.events + out.connections.admin
+  if (opts.socketio === true && h.io !== null) {
+    // Asks every node through the adapter; bounded by its request timeout.
+    out.socketio = { sockets: (await h.io.fetchSockets().catch(() => [])).length }
+  }
   return out
 }

@@ -40,7 +40,9 @@ export class RedisBroker implements Broker {
   private readonly nodeKey: (id: string) => string
   private readonly maxPending: number
   /** Redis Cluster: channels use sharded pub/sub */
-  private readonly sharded: boolean
+  readonly sharded: boolean
+  private readonly make: (subscriber: boolean) => Client
+  private readonly extra: Client[] = []
   private pending = 0
   /** publishes made while disconnected, replayed in order once Redis is back */
   private outbox: Array<[string, string]> = []
@@ -75,6 +77,7 @@ export class RedisBroker implements Broker {
       : t.sentinels !== undefined
         ? new Redis({ ...redisOptions, sentinels: t.sentinels, name: t.sentinelName ?? 'mymaster', sentinelRetryStrategy: retryStrategy })
         : new Redis(t.url!, redisOptions)
+    this.make = make
     this.client = make(false)
     this.sub = make(true)
     // Registry keys share one hash slot so they can be written in one MULTI on Redis Cluster.
@@ -173,8 +176,20 @@ export class RedisBroker implements Broker {
     await atMost(this.client.multi().del(this.nodeKey(nodeId)).zrem(this.registryKey, nodeId).exec(), SHUTDOWN_WAIT_MS)
   }
 
+  /**
+   * Another connection to the same Redis, for components that need their own
+   * (the Socket.IO adapter); closed with the broker.
+   */
+  duplicate (subscriber: boolean): Client {
+    const c = this.make(subscriber)
+    c.on('error', (err: Error) => this.opts.onError?.(err))
+    this.extra.push(c)
+    return c
+  }
+
   async close (): Promise<void> {
     this.closing = true
+    for (const c of this.extra) c.disconnect()
     if (this.replayTimer) clearTimeout(this.replayTimer)
     this.markClosed(new Error('broker closed'))
     // QUIT waits behind the offline queue, which never drains while Redis is unreachable.

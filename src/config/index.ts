@@ -46,6 +46,7 @@ export interface Config {
   /** null: every origin allowed (development default); [] none but clients without Origin */
   allowedOrigins: string[] | null
   trustedProxies: string[]
+  allowAnonymous: boolean
   limits: {
     connectionsPerIp: number
     connectionsPerUser: number
@@ -191,6 +192,7 @@ export function loadConfig (source: Record<string, string | undefined> = process
     apiKeysGenerated,
     allowedOrigins: e.ALLOWED_ORIGINS !== undefined ? origins : (production ? [] : null),
     trustedProxies: proxies,
+    allowAnonymous: e.ALLOW_ANONYMOUS,
     limits: {
       connectionsPerIp: e.MAX_CONNECTIONS_PER_IP,
       connectionsPerUser: e.MAX_CONNECTIONS_PER_USER,

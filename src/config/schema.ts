@@ -35,6 +35,7 @@ export const EnvSchema = Type.Object({
   ALLOWED_ORIGINS: Type.Optional(Type.String({ minLength: 1 })),
   TRUSTED_PROXIES: Type.Optional(Type.String({ minLength: 1 })),
 
+  ALLOW_ANONYMOUS: Type.Boolean({ default: false, description: 'accept /ws/events and Socket.IO clients without a token as guests that receive broadcast-audience events only' }),
   MAX_CONNECTIONS_PER_IP: int(50, 1, 1_000_000, 'open connections per client IP, cluster-wide'),
   MAX_CONNECTIONS_PER_USER: int(10, 1, 100_000, 'open connections per user, cluster-wide'),
   USER_CONNECTION_POLICY: oneOf(['refuse', 'evict-oldest'] as const, 'refuse'),

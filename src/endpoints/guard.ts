@@ -14,6 +14,10 @@ declare module 'fastify' {
   }
 }
 
+/** The identity of an anonymous guest (ALLOW_ANONYMOUS): no token, no expiry, broadcast audience only. */
+export const guestIdentity = (connectionId: string): Identity =>
+  ({ userId: `guest:${connectionId}`, sessionId: null, roles: ['guest'], expiresAt: Infinity, issuedAt: null })
+
 /** Retry-After on a connection-limit refusal: a slot frees only when another connection closes. */
 const CONNECTION_RETRY_AFTER_S = 5
 
@@ -33,19 +37,23 @@ export function upgradeGuard (h: Herald, endpoint: 'events' | 'admin', requiredR
     if (!h.probe.healthy) return void refuse('BACKEND_UNAVAILABLE')
     if (!h.originAllowed(req.headers.origin)) return void refuse('ORIGIN_FORBIDDEN')
     const token = tokenFrom(req.headers, req.query)
-    if (token === undefined) return void refuse('TOKEN_MISSING')
+    const connectionId = randomUUID()
     let identity: Identity
-    try {
-      identity = await h.verifier.verify(token)
-    } catch (err) {
-      if (err instanceof HeraldError) return void refuse(err.code, err.message)
-      throw err
+    if (token === undefined) {
+      if (!h.config.allowAnonymous || endpoint !== 'events') return void refuse('TOKEN_MISSING')
+      identity = guestIdentity(connectionId)
+    } else {
+      try {
+        identity = await h.verifier.verify(token)
+      } catch (err) {
+        if (err instanceof HeraldError) return void refuse(err.code, err.message)
+        throw err
+      }
     }
     if (requiredRole !== undefined && !identity.roles.includes(requiredRole)) return void refuse('ROLE_FORBIDDEN')
     if (h.connections.size >= h.config.limits.nodeConnections) return void refuse('NODE_FULL')
-    if (await h.revocations.check(identity) !== null) return void refuse('SESSION_REVOKED')
+    if (!identity.roles.includes('guest') && await h.revocations.check(identity) !== null) return void refuse('SESSION_REVOKED')
 
-    const connectionId = randomUUID()
     const record = { serverId: h.config.serverId, connectionId, userId: identity.userId, sessionId: identity.sessionId, ip: req.ip, endpoint, openedAt: Date.now() }
     const admission = await h.connectionLimiter.acquire(record)
     if (!admission.ok) {

@@ -73,5 +73,5 @@ export default fp(async function api (app) {
   app.get('/api/stats', {
     schema: { summary: 'This node and the whole cluster', tags: ['stats'], security },
     preHandler: asServiceOrAdmin,
-  }, async () => ({ server: serverStats(h), global: await clusterStats(h) }))
+  }, async () => ({ server: serverStats(h), global: await clusterStats(h, { socketio: true }) }))
 }, { name: 'herald-api' })

@@ -1,0 +1,216 @@
+import { randomUUID } from 'node:crypto'
+import type { IncomingMessage } from 'node:http'
+import type { FastifyBaseLogger } from 'fastify'
+import fp from 'fastify-plugin'
+import proxyaddr from 'proxy-addr'
+import { Server as IOServer, type Socket } from 'socket.io'
+import { createAdapter, createShardedAdapter } from '@socket.io/redis-adapter'
+import { tokenFrom } from '../auth/credentials.js'
+import type { Identity } from '../auth/verifier.js'
+import { RedisBroker } from '../cluster/redis-broker.js'
+import type { Herald } from '../context.js'
+import { Errors, HeraldError, type ErrorCode } from '../errors.js'
+import type { Delivery } from '../events/hub.js'
+import type { ConnectionRecord } from '../limits/connection-limiter.js'
+import { channels as diag } from '../observability/channels.js'
+import { CloseCodes } from '../protocol/close-codes.js'
+import { commonCommands } from './commands.js'
+import { Connection } from './connection.js'
+import { guestIdentity } from './guard.js'
+import { closed, opened, received } from './lifecycle.js'
+
+// Socket.IO on the same port and the same pipeline as /ws/events: same auth,
+// origin check, limits, subscriptions, delivery (through the hub, so an event
+// crosses Redis once whatever the transport), expiry, revocation, registry.
+// The Redis adapter makes rooms, fetchSockets and disconnectSockets cluster-wide.
+
+export const SOCKET_IO_PATH = '/socket.io/'
+// Engine.io packets queued for one client before it counts as a slow consumer.
+const MAX_QUEUED_PACKETS = 1024
+
+interface SocketData { identity: Identity, record: ConnectionRecord }
+
+declare module 'fastify' {
+  interface FastifyInstance { io: IOServer }
+}
+
+/** A Socket.IO socket speaking Herald: events and replies become Socket.IO events; replies go to acks. */
+export class SocketIoConnection extends Connection {
+  readonly transport = 'socket.io' as const
+  closeCode: number = CloseCodes.NORMAL
+  private readonly acks = new Map<string, (reply: unknown) => void>()
+  private ackSeq = 0
+
+  constructor (id: string, identity: Identity, ip: string, log: FastifyBaseLogger, readonly socket: Socket, private readonly sendBufferLimit: number) {
+    super(id, 'events', identity, ip, log)
+  }
+
+  /** Remembers an acknowledgement callback; its id stands in for the request id. */
+  registerAck (ack: (reply: unknown) => void): string {
+    const id = `ack-${++this.ackSeq}`
+    this.acks.set(id, ack)
+    return id
+  }
+
+  // Engine.io runs its own ping/pong (pingInterval = WEBSOCKET_HEARTBEAT_INTERVAL).
+  ping (): void { this.alive = true }
+
+  protected congested (): boolean {
+    const conn = this.socket.conn as unknown as { writeBuffer?: unknown[], transport?: { socket?: { bufferedAmount?: number } } }
+    return (conn.writeBuffer?.length ?? 0) > MAX_QUEUED_PACKETS ||
+      (conn.transport?.socket?.bufferedAmount ?? 0) > this.sendBufferLimit
+  }
+
+  protected writeDelivery (d: Delivery): void {
+    this.socket.emit(d.kind, d.payload())
+  }
+
+  protected writeMessage (type: string, payload: unknown, id?: string): void {
+    const ack = id !== undefined ? this.acks.get(id) : undefined
+    if (ack !== undefined) {
+      this.acks.delete(id!)
+      ack({ type, payload })
+      return
+    }
+    this.socket.emit(type, payload)
+  }
+
+  protected terminate (code: number, reason: string): void {
+    this.closeCode = code
+    if (code === CloseCodes.DRAINING) {
+      // A transport close, not a server disconnect: socket.io-client reconnects by itself.
+      this.socket.conn.close()
+      return
+    }
+    this.socket.emit('close', { code, reason })
+    this.socket.disconnect(true)
+  }
+}
+
+function refusal (code: ErrorCode, message?: string, retryAfter?: number): Error {
+  const err = new Error(message ?? Errors[code].message) as Error & { data: unknown }
+  err.data = { code, status: Errors[code].status, ...(retryAfter !== undefined ? { retryAfter } : {}) }
+  return err
+}
+
+/** Registers Socket.IO on the Fastify server, sharing `upgrade` with @fastify/websocket. */
+export default fp(async function socketIo (app) {
+  const h = app.herald
+  const server = app.server
+  const trust = proxyaddr.compile(h.config.trustedProxies)
+  const clientIp = (req: IncomingMessage): string => proxyaddr(req, trust)
+
+  const io = new IOServer({
+    path: SOCKET_IO_PATH,
+    serveClient: false,
+    pingInterval: h.config.heartbeatIntervalMs,
+    pingTimeout: Math.min(20_000, h.config.heartbeatIntervalMs),
+    maxHttpBufferSize: h.config.limits.messageBytes,
+    connectTimeout: h.config.handshakeTimeoutMs,
+    cors: { origin: (origin, cb) => cb(null, h.originAllowed(origin)), credentials: true },
+    // Browser CSWSH check before any engine.io session exists; the rest of the auth is in the middleware.
+    allowRequest: (req, cb) => {
+      if (!h.originAllowed(req.headers.origin)) return cb('ORIGIN_FORBIDDEN', false)
+      cb(null, true)
+    },
+  })
+
+  if (h.broker instanceof RedisBroker) {
+    const pub = h.broker.duplicate(false)
+    const sub = h.broker.duplicate(true)
+    io.adapter(h.broker.sharded
+      ? createShardedAdapter(pub, sub, { channelPrefix: `${h.config.keyPrefix}sio` })
+      : createAdapter(pub, sub, { key: `${h.config.keyPrefix}sio` }))
+  }
+
+  // Both @fastify/websocket and engine.io listen for `upgrade`; each must see
+  // only its own paths, or one would destroy the other's handshakes.
+  const fastifyUpgrade = server.listeners('upgrade') as Array<(...a: unknown[]) => void>
+  server.removeAllListeners('upgrade')
+  io.attach(server, { destroyUpgrade: false })
+  const engineUpgrade = server.listeners('upgrade') as Array<(...a: unknown[]) => void>
+  server.removeAllListeners('upgrade')
+  server.on('upgrade', (req: IncomingMessage, socket, head) => {
+    const mine = req.url?.startsWith(SOCKET_IO_PATH) === true ? engineUpgrade : fastifyUpgrade
+    for (const l of mine) l.call(server, req, socket, head)
+  })
+
+  io.use((socket, next) => {
+    admit(h, socket, clientIp(socket.request)).then(() => next(), (err: Error) => next(err))
+  })
+
+  io.on('connection', (socket: Socket) => {
+    const { identity, record } = socket.data as SocketData
+    const log = app.log.child({ connectionId: record.connectionId, userId: identity.userId, endpoint: 'events', transport: 'socket.io' })
+    const conn = new SocketIoConnection(record.connectionId, identity, record.ip, log, socket, h.config.limits.sendBufferBytes)
+    // Rooms for application code using the adapter: one per user, cluster-wide.
+    if (!conn.guest) void socket.join(`user:${identity.userId}`)
+
+    socket.onAny((event: string, ...args: unknown[]) => {
+      const ack = typeof args[args.length - 1] === 'function' ? args.pop() as (r: unknown) => void : undefined
+      const payload = args[0]
+      received(h, conn, commonCommands, () => {
+        const id = ack !== undefined ? conn.registerAck(ack) : undefined
+        if (payload !== undefined && (typeof payload !== 'object' || payload === null || Array.isArray(payload))) {
+          return { error: ['INVALID_PAYLOAD', 'payload must be an object', id] }
+        }
+        return { msg: { type: event, ...(id !== undefined ? { id } : {}), ...(payload !== undefined ? { payload: payload as Record<string, unknown> } : {}) } }
+      })
+    })
+    socket.on('disconnect', (reason: string) => {
+      closed(h, conn, reason === 'ping timeout' ? CloseCodes.HEARTBEAT_TIMEOUT : conn.closed ? conn.closeCode : CloseCodes.NORMAL)
+    })
+    opened(h, conn)
+  })
+
+  app.decorate('io', io)
+  h.io = io
+  app.addHook('preClose', async () => {
+    // Sockets still open at close are told to reconnect elsewhere.
+    for (const s of io.of('/').sockets.values()) s.conn.close()
+  })
+}, { name: 'herald-socketio', dependencies: ['herald-ws'] })
+
+/** The /ws/events handshake checks, for a Socket.IO connection. */
+async function admit (h: Herald, socket: Socket, ip: string): Promise<void> {
+  const refuse = (code: ErrorCode, message?: string, retryAfter?: number): never => {
+    if (diag.authFailure.hasSubscribers && Errors[code].status < 500 && code !== 'CONNECTION_LIMIT') diag.authFailure.publish({ endpoint: 'socket.io', reason: code })
+    throw refusal(code, message, retryAfter)
+  }
+  if (h.draining) refuse('DRAINING')
+  if (!h.probe.healthy) refuse('BACKEND_UNAVAILABLE')
+  if (!h.originAllowed(socket.handshake.headers.origin)) refuse('ORIGIN_FORBIDDEN')
+  const connectionId = randomUUID()
+  const auth = socket.handshake.auth as { token?: unknown } | undefined
+  const token = typeof auth?.token === 'string' && auth.token.length > 0 ? auth.token : tokenFrom(socket.request.headers, socket.handshake.query)
+  let identity: Identity
+  if (token === undefined) {
+    if (!h.config.allowAnonymous) refuse('TOKEN_MISSING')
+    identity = guestIdentity(connectionId)
+  } else {
+    try {
+      identity = await h.verifier.verify(token)
+    } catch (err) {
+      if (err instanceof HeraldError) refuse(err.code, err.message)
+      throw err
+    }
+  }
+  if (h.connections.size >= h.config.limits.nodeConnections) refuse('NODE_FULL')
+  if (!identity.roles.includes('guest') && await h.revocations.check(identity) !== null) refuse('SESSION_REVOKED')
+  const record: ConnectionRecord = { serverId: h.config.serverId, connectionId, userId: identity.userId, sessionId: identity.sessionId, ip, endpoint: 'events', openedAt: Date.now() }
+  const admission = await h.connectionLimiter.acquire(record)
+  if (!admission.ok) {
+    if (diag.rateLimit.hasSubscribers) diag.rateLimit.publish({ scope: admission.scope === 'ip' ? 'connection-ip' : 'connection-user' })
+    refuse('CONNECTION_LIMIT', `at most ${admission.limit} open connections per ${admission.scope === 'ip' ? 'IP address' : 'user'}`, 5)
+  }
+  if (admission.ok && admission.evicted !== null) h.publisher.publishControl('evict', admission.evicted, null).catch(() => {})
+  // The slot lives exactly as long as the engine.io connection, whether or
+  // not Socket.IO ever emits `connection` for it.
+  const release = (): void => { h.connectionLimiter.release(record).catch(() => {}) }
+  if (socket.conn.readyState !== 'open') {
+    release()
+    throw refusal('INTERNAL', 'the client left during the handshake')
+  }
+  socket.conn.once('close', release)
+  ;(socket.data as SocketData) = { identity, record }
+}
