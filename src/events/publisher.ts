@@ -1,10 +1,8 @@
-import type { Broker } from '../cluster/broker.js'
 import type { Channels } from '../cluster/channels.js'
 import { HeraldError } from '../errors.js'
 import { channels as diag } from '../observability/channels.js'
 import { routesFor, type Route } from './audience.js'
 import { encode } from './codec.js'
-import type { Hub } from './hub.js'
 import type { EventInput, HeraldEvent, HeraldNotification, NotificationInput } from './model.js'
 
 /**
@@ -15,9 +13,14 @@ import type { EventInput, HeraldEvent, HeraldNotification, NotificationInput } f
 export class Publisher {
   published = 0
 
+  /**
+   * `broker` carries messages to the cluster; `hub`, when the publisher lives
+   * in a node, delivers to that node's own connections first. The backend
+   * publisher (src/client/publisher.ts) has no hub: it is nobody's node.
+   */
   constructor (
-    private readonly broker: Broker,
-    private readonly hub: Hub,
+    private readonly broker: { publish (channel: string, message: string): Promise<unknown> },
+    private readonly hub: { dispatchLocal (channel: string, raw: string): void } | null,
     private readonly ch: Channels,
     private readonly serverId: string,
     private readonly nextId: () => string,
@@ -52,14 +55,14 @@ export class Publisher {
   async publishControl (action: string, arg: unknown, userId: string | null): Promise<void> {
     const channel = userId === null ? this.ch.control : this.ch.user(userId)
     const raw = encode({ kind: 'c', origin: this.serverId, publishedAt: Date.now(), type: action, userId: userId ?? '', json: JSON.stringify(arg) })
-    this.hub.dispatchLocal(channel, raw)
+    this.hub?.dispatchLocal(channel, raw)
     await this.broker.publish(channel, raw)
   }
 
   private async send (routes: readonly Route[], userId: string | undefined, raw: string): Promise<void> {
     this.published++
     const names = routes.map((r) => r === 'user' ? this.ch.user(userId!) : r === 'broadcast' ? this.ch.broadcast : this.ch.admin)
-    for (const c of names) this.hub.dispatchLocal(c, raw)
+    if (this.hub !== null) for (const c of names) this.hub.dispatchLocal(c, raw)
     try {
       await Promise.all(names.map((c) => this.broker.publish(c, raw)))
     } catch (err) {
