@@ -19,6 +19,7 @@ import { Registry } from './cluster/registry.js'
 import type { Config } from './config/index.js'
 import type { Herald } from './context.js'
 import { handleControl, startRevocationSync } from './endpoints/control.js'
+import { ExpiryScheduler } from './endpoints/expiry.js'
 import healthEndpoint from './endpoints/health.js'
 import { startHeartbeat } from './endpoints/liveness.js'
 import socketIo from './endpoints/socketio.js'
@@ -53,6 +54,9 @@ export async function buildApp (config: Config, opts: BuildOptions = {}): Promis
     trustProxy: config.trustedProxies.length > 0 ? config.trustedProxies : false,
     bodyLimit: 64 * 1024,
     forceCloseConnections: true,
+    // Fastify's default strips properties a schema does not allow; a publish
+    // with a misspelt or unknown field must be refused (400), not half-applied.
+    ajv: { customOptions: { removeAdditional: false } },
     // A slowloris must send its whole request (upgrade included) within
     // HANDSHAKE_TIMEOUT; Node checks that every second instead of every 30.
     serverFactory: (handler) => createServer({
@@ -78,6 +82,7 @@ export async function buildApp (config: Config, opts: BuildOptions = {}): Promis
 
   const h = {
     config,
+    log,
     version,
     startedAt: Date.now(),
     broker,
@@ -98,6 +103,7 @@ export async function buildApp (config: Config, opts: BuildOptions = {}): Promis
     healthStreams: new Set(),
     draining: false,
     io: null,
+    expiry: new ExpiryScheduler(config.authExpiryWarningMs),
     address: '',
   } as Omit<Herald, 'registry'> as Herald
   // Our registry entry vanished (Redis lost its data, or we were taken for
@@ -159,7 +165,7 @@ export async function buildApp (config: Config, opts: BuildOptions = {}): Promis
       onReclaimed: (id, n) => log.warn({ node: id, connections: n }, 'reclaimed a dead node'),
       onError: onBackendError,
     })
-    stops.push(startHeartbeat(h), startMetricsPush(h, onBackendError), startRevocationSync(h, onBackendError), reclaim.stop, () => h.probe.stop())
+    stops.push(startHeartbeat(h), startMetricsPush(h, onBackendError), startRevocationSync(h, onBackendError), reclaim.stop, () => h.probe.stop(), () => h.expiry.stop())
   })
   app.addHook('onListen', async () => {
     const a = app.server.address()

@@ -16,6 +16,7 @@ import type { MessageLimiter } from './limits/message-limiter.js'
 /** Everything a node runs on, built once by buildApp and shared by its plugins. */
 export interface Herald {
   config: Config
+  log: import('fastify').FastifyBaseLogger
   version: string
   startedAt: number
   broker: Broker
@@ -38,6 +39,8 @@ export interface Herald {
   draining: boolean
   /** the Socket.IO server sharing this node's port (its adapter spans the cluster) */
   io: import('socket.io').Server | null
+  /** auth_expiring / auth_expired deadlines of every connection on this node */
+  expiry: import('./endpoints/expiry.js').ExpiryScheduler
   /** listen address, known once the server listens */
   address: string
 }

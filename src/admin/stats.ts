@@ -32,6 +32,8 @@ export interface ServerStats {
   users: number
   eventsPublished: number
   eventsDelivered: number
+  /** messages this node received from Redis: it follows the node's own users */
+  brokerMessagesIn: number
   memory: { rss: number, heapUsed: number }
 }
 
@@ -49,6 +51,7 @@ export function serverStats (h: Herald): ServerStats {
     users: n.users,
     eventsPublished: n.eventsPublished,
     eventsDelivered: n.eventsDelivered,
+    brokerMessagesIn: h.hub.received,
     memory: { rss: n.memoryRss, heapUsed: process.memoryUsage().heapUsed },
   }
 }

@@ -41,7 +41,7 @@ export class RedisBroker implements Broker {
   private readonly maxPending: number
   /** Redis Cluster: channels use sharded pub/sub */
   readonly sharded: boolean
-  private readonly make: (subscriber: boolean) => Client
+  private readonly make: (subscriber: boolean, name?: string) => Client
   private readonly extra: Client[] = []
   private pending = 0
   /** publishes made while disconnected, replayed in order once Redis is back */
@@ -70,13 +70,13 @@ export class RedisBroker implements Broker {
     const t = opts.target
     if (t.password !== undefined) redisOptions.password = t.password
     this.sharded = t.clusterNodes !== undefined
-    const make = (subscriber: boolean): Client => t.clusterNodes !== undefined
+    const make = (subscriber: boolean, name = 'herald'): Client => t.clusterNodes !== undefined
       // On Redis Cluster, sharded pub/sub (SSUBSCRIBE/SPUBLISH) keeps each
       // channel on the shard that owns its slot instead of every node.
-      ? new Cluster(t.clusterNodes, { redisOptions, clusterRetryStrategy: retryStrategy, lazyConnect: true, shardedSubscribers: subscriber })
+      ? new Cluster(t.clusterNodes, { redisOptions: { ...redisOptions, connectionName: name }, clusterRetryStrategy: retryStrategy, lazyConnect: true, shardedSubscribers: subscriber })
       : t.sentinels !== undefined
-        ? new Redis({ ...redisOptions, sentinels: t.sentinels, name: t.sentinelName ?? 'mymaster', sentinelRetryStrategy: retryStrategy })
-        : new Redis(t.url!, redisOptions)
+        ? new Redis({ ...redisOptions, connectionName: name, sentinels: t.sentinels, name: t.sentinelName ?? 'mymaster', sentinelRetryStrategy: retryStrategy })
+        : new Redis(t.url!, { ...redisOptions, connectionName: name })
     this.make = make
     this.client = make(false)
     this.sub = make(true)
@@ -180,8 +180,8 @@ export class RedisBroker implements Broker {
    * Another connection to the same Redis, for components that need their own
    * (the Socket.IO adapter); closed with the broker.
    */
-  duplicate (subscriber: boolean): Client {
-    const c = this.make(subscriber)
+  duplicate (subscriber: boolean, name: string): Client {
+    const c = this.make(subscriber, name)
     c.on('error', (err: Error) => this.opts.onError?.(err))
     this.extra.push(c)
     return c

@@ -13,6 +13,9 @@ const MAX_STRIKES_PER_MINUTE = 20
 export type Endpoint = 'events' | 'admin'
 export type Transport = 'ws' | 'socket.io'
 
+// Every connection's inbox starts from this one settled promise.
+const SETTLED: Promise<void> = Promise.resolve()
+
 /** Frames written per endpoint since boot; read by metrics on scrape, so the send path only increments. */
 export const framesOut = { events: 0, admin: 0 }
 
@@ -37,20 +40,34 @@ export abstract class Connection implements Subscriber {
   limited = 0
   /** frames received and not yet handled; serialises handling through the limiter */
   inflight = 0
-  inbox: Promise<void> = Promise.resolve()
-  expiryTimer: NodeJS.Timeout | null = null
+  inbox: Promise<void> = SETTLED
   /** the exp that auth_expiring was sent for */
   warnedFor = 0
   private held: Array<() => void> | null = []
+  private _log: FastifyBaseLogger | null = null
 
+  /** `parentLog` is the node's logger; `reqId` ties the connection's lines to its upgrade request. */
   constructor (
     readonly id: string,
     readonly kind: Endpoint,
     public identity: Identity,
     readonly ip: string,
-    readonly log: FastifyBaseLogger,
+    private readonly parentLog: FastifyBaseLogger,
+    private readonly reqId?: string,
   ) {
     this.userId = identity.userId
+  }
+
+  /**
+   * The connection's own child logger (connectionId, userId, endpoint,
+   * transport on every line). Made on first use: an idle connection that
+   * logs nothing carries no logger, which keeps per-connection memory small.
+   */
+  get log (): FastifyBaseLogger {
+    return (this._log ??= this.parentLog.child({
+      ...(this.reqId !== undefined ? { reqId: this.reqId } : {}),
+      connectionId: this.id, userId: this.userId, endpoint: this.kind, transport: this.transport,
+    }))
   }
 
   get welcomed (): boolean { return this.held === null }
@@ -99,7 +116,6 @@ export abstract class Connection implements Subscriber {
   close (code: number, reason: string): void {
     if (this.closed) return
     this.closed = true
-    if (this.expiryTimer) clearTimeout(this.expiryTimer)
     this.terminate(code, reason)
   }
 

@@ -2,35 +2,108 @@ import type { Herald } from '../context.js'
 import { CloseCodes } from '../protocol/close-codes.js'
 import type { Connection } from './connection.js'
 
-// setTimeout cannot wait longer than ~24.8 days; longer deadlines re-arm.
+// Token expiry on live connections: `auth_expiring` at exp - AUTH_EXPIRY_WARNING,
+// then `auth_expired` and close 4001 at exp; a refresh moves both.
+//
+// One timer per node, not per connection: deadlines sit in a binary min-heap
+// and the timer is armed for the earliest. Entries made stale by a refresh or
+// a close are skipped when they come up (they carry the exp they were for).
+
+interface Entry { at: number, conn: Connection, exp: number }
+
+// setTimeout cannot wait longer than ~24.8 days; the timer re-arms past that.
 const MAX_DELAY = 2 ** 31 - 1
 
-/**
- * Arms the connection's one timer: `auth_expiring` at exp - AUTH_EXPIRY_WARNING,
- * then `auth_expired` and 4001 at exp. A refresh re-arms it.
- */
+export class ExpiryScheduler {
+  private readonly heap: Entry[] = []
+  private timer: NodeJS.Timeout | null = null
+  private armedFor = Infinity
+
+  constructor (private readonly warningMs: number) {}
+
+  get size (): number { return this.heap.length }
+
+  /** (Re)schedules a connection after welcome or a refresh. */
+  arm (c: Connection): void {
+    const exp = c.identity.expiresAt
+    if (!Number.isFinite(exp)) return
+    const warnAt = exp - this.warningMs
+    this.push({ at: c.warnedFor === exp || warnAt <= Date.now() ? exp : warnAt, conn: c, exp })
+  }
+
+  stop (): void {
+    if (this.timer) clearTimeout(this.timer)
+    this.timer = null
+    this.heap.length = 0
+  }
+
+  private push (e: Entry): void {
+    const h = this.heap
+    h.push(e)
+    let i = h.length - 1
+    while (i > 0) {
+      const p = (i - 1) >> 1
+      if (h[p]!.at <= h[i]!.at) break
+      ;[h[p], h[i]] = [h[i]!, h[p]!]
+      i = p
+    }
+    if (e.at < this.armedFor) this.schedule()
+  }
+
+  private pop (): Entry | undefined {
+    const h = this.heap
+    const top = h[0]
+    const last = h.pop()
+    if (h.length > 0 && last !== undefined) {
+      h[0] = last
+      let i = 0
+      for (;;) {
+        const l = 2 * i + 1
+        const r = l + 1
+        let m = i
+        if (l < h.length && h[l]!.at < h[m]!.at) m = l
+        if (r < h.length && h[r]!.at < h[m]!.at) m = r
+        if (m === i) break
+        ;[h[m], h[i]] = [h[i]!, h[m]!]
+        i = m
+      }
+    }
+    return top
+  }
+
+  private schedule (): void {
+    if (this.timer) clearTimeout(this.timer)
+    const next = this.heap[0]
+    if (next === undefined) { this.timer = null; this.armedFor = Infinity; return }
+    this.armedFor = next.at
+    this.timer = setTimeout(() => this.run(), Math.min(MAX_DELAY, Math.max(0, next.at - Date.now())))
+    this.timer.unref()
+  }
+
+  private run (): void {
+    this.timer = null
+    this.armedFor = Infinity
+    const now = Date.now()
+    while (this.heap.length > 0 && this.heap[0]!.at <= now) {
+      const { conn: c, exp } = this.pop()!
+      // Stale: closed, or refreshed to another exp since this entry was made.
+      if (c.closed || c.identity.expiresAt !== exp) continue
+      if (now >= exp) {
+        c.reply('auth_expired', { expiredAt: new Date(exp).toISOString() })
+        c.close(CloseCodes.AUTH_EXPIRED, 'authentication expired')
+        continue
+      }
+      if (c.warnedFor !== exp) {
+        c.warnedFor = exp
+        c.reply('auth_expiring', { expiresAt: new Date(exp).toISOString(), expiresIn: exp - now })
+      }
+      this.push({ at: exp, conn: c, exp })
+    }
+    this.schedule()
+  }
+}
+
+/** Arms (or re-arms after a refresh) the node's expiry schedule for a connection. */
 export function armExpiry (h: Herald, c: Connection): void {
-  if (c.expiryTimer) clearTimeout(c.expiryTimer)
-  if (c.closed) return
-  const exp = c.identity.expiresAt
-  const warnAt = exp - h.config.authExpiryWarningMs
-  const now = Date.now()
-  const warned = c.warnedFor === exp
-  const due = warned || warnAt <= now ? exp : warnAt
-  c.expiryTimer = setTimeout(() => {
-    c.expiryTimer = null
-    if (c.closed || c.identity.expiresAt !== exp) return
-    const t = Date.now()
-    if (t >= exp) {
-      c.reply('auth_expired', { expiredAt: new Date(exp).toISOString() })
-      c.close(CloseCodes.AUTH_EXPIRED, 'authentication expired')
-      return
-    }
-    if (t >= warnAt && c.warnedFor !== exp) {
-      c.warnedFor = exp
-      c.reply('auth_expiring', { expiresAt: new Date(exp).toISOString(), expiresIn: exp - t })
-    }
-    armExpiry(h, c)
-  }, Math.min(MAX_DELAY, Math.max(0, due - now)))
-  c.expiryTimer.unref()
+  h.expiry.arm(c)
 }

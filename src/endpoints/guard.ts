@@ -1,5 +1,7 @@
 import { randomUUID } from 'node:crypto'
+import type { Socket } from 'node:net'
 import type { FastifyReply, FastifyRequest } from 'fastify'
+import type { ConnectionRecord } from '../limits/connection-limiter.js'
 import { tokenFrom } from '../auth/credentials.js'
 import type { Identity } from '../auth/verifier.js'
 import type { Herald } from '../context.js'
@@ -17,6 +19,18 @@ declare module 'fastify' {
 /** The identity of an anonymous guest (ALLOW_ANONYMOUS): no token, no expiry, broadcast audience only. */
 export const guestIdentity = (connectionId: string): Identity =>
   ({ userId: `guest:${connectionId}`, sessionId: null, roles: ['guest'], expiresAt: Infinity, issuedAt: null })
+
+/**
+ * A closure made inside the guard would keep the whole request (and reply)
+ * alive as long as the socket; this one holds only what release needs.
+ */
+function releaseOnClose (socket: Socket, h: Herald, record: ConnectionRecord): void {
+  const release = (): void => {
+    h.connectionLimiter.release(record).catch((err: Error) => h.log.warn({ err: { message: err.message }, connectionId: record.connectionId }, 'could not release connection slot'))
+  }
+  if (socket.destroyed) release()
+  else socket.once('close', release)
+}
 
 /** Retry-After on a connection-limit refusal: a slot frees only when another connection closes. */
 const CONNECTION_RETRY_AFTER_S = 5
@@ -63,10 +77,7 @@ export function upgradeGuard (h: Herald, endpoint: 'events' | 'admin', requiredR
     }
     // The slot is held exactly as long as the TCP socket: released whether the
     // handshake completes or not, and whoever closes the connection.
-    const socket = req.raw.socket
-    const release = (): void => { h.connectionLimiter.release(record).catch((err: Error) => req.log.warn({ err: { message: err.message } }, 'could not release connection slot')) }
-    if (socket.destroyed) release()
-    else socket.once('close', release)
+    releaseOnClose(req.raw.socket, h, record)
     if (admission.evicted !== null) {
       h.publisher.publishControl('evict', admission.evicted, null).catch((err: Error) => req.log.warn({ err: { message: err.message } }, 'could not evict the oldest connection'))
     }

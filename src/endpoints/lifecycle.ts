@@ -22,7 +22,9 @@ const MAX_INFLIGHT = 64
 export function opened (h: Herald, conn: Connection): void {
   h.connections.set(conn.id, conn)
   if (diag.connectionOpen.hasSubscribers) diag.connectionOpen.publish({ endpoint: conn.kind, connectionId: conn.id, userId: conn.userId, ip: conn.ip })
-  conn.log.info({ ip: conn.ip, sessionId: conn.identity.sessionId, transport: conn.transport }, 'connection open')
+  // Logged through the node's logger with the connection's fields, so an idle
+  // connection does not need its own child logger yet.
+  h.log.info({ connectionId: conn.id, userId: conn.userId, endpoint: conn.kind, transport: conn.transport, ip: conn.ip, sessionId: conn.identity.sessionId }, 'connection open')
   if (wasEvictedEarly(conn.id)) return conn.close(CloseCodes.FORBIDDEN, EVICTED_REASON)
 
   let timer: NodeJS.Timeout | undefined
@@ -81,12 +83,16 @@ export function received (h: Herald, conn: Connection, handlers: HandlerTable, p
   }).catch((err: unknown) => {
     conn.inflight = Math.max(0, conn.inflight - 1)
     internalError(conn, err)
+  }).finally(() => {
+    // An idle connection drops its promise chain rather than holding it.
+    if (conn.inflight === 0) conn.inbox = SETTLED
   })
 }
 
+const SETTLED: Promise<void> = Promise.resolve()
+
 export function closed (h: Herald, conn: Connection, code: number): void {
   conn.closed = true
-  if (conn.expiryTimer) clearTimeout(conn.expiryTimer)
   h.connections.delete(conn.id)
   h.hub.detach(conn)
   const durationMs = Date.now() - conn.openedAt

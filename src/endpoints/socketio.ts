@@ -116,8 +116,10 @@ export default fp(async function socketIo (app) {
   })
 
   if (h.broker instanceof RedisBroker) {
-    const pub = h.broker.duplicate(false)
-    const sub = h.broker.duplicate(true)
+    // Named apart: the classic adapter pattern-subscribes to its own
+    // `<prefix>sio#…` channels; Herald's connections never pattern-subscribe.
+    const pub = h.broker.duplicate(false, 'herald-sio')
+    const sub = h.broker.duplicate(true, 'herald-sio')
     io.adapter(h.broker.sharded
       ? createShardedAdapter(pub, sub, { channelPrefix: `${h.config.keyPrefix}sio` })
       : createAdapter(pub, sub, { key: `${h.config.keyPrefix}sio` }))
@@ -141,8 +143,7 @@ export default fp(async function socketIo (app) {
 
   io.on('connection', (socket: Socket) => {
     const { identity, record } = socket.data as SocketData
-    const log = app.log.child({ connectionId: record.connectionId, userId: identity.userId, endpoint: 'events', transport: 'socket.io' })
-    const conn = new SocketIoConnection(record.connectionId, identity, record.ip, log, socket, h.config.limits.sendBufferBytes)
+    const conn = new SocketIoConnection(record.connectionId, identity, record.ip, app.log, socket, h.config.limits.sendBufferBytes)
     // Rooms for application code using the adapter: one per user, cluster-wide.
     if (!conn.guest) void socket.join(`user:${identity.userId}`)
 

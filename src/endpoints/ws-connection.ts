@@ -10,6 +10,8 @@ const TEXT = { binary: false } as const
 /** A connection on /ws/events or /ws/admin: JSON text frames over `ws`. */
 export class WsConnection extends Connection {
   readonly transport = 'ws' as const
+  /** the code this node closed with; the peer may never echo it (a dead or stalled peer is terminated) */
+  closeCode: number | null = null
 
   constructor (
     id: string,
@@ -19,8 +21,9 @@ export class WsConnection extends Connection {
     ip: string,
     log: FastifyBaseLogger,
     private readonly sendBufferLimit: number,
+    reqId?: string,
   ) {
-    super(id, kind, identity, ip, log)
+    super(id, kind, identity, ip, log, reqId)
   }
 
   ping (): void {
@@ -41,6 +44,7 @@ export class WsConnection extends Connection {
   }
 
   protected terminate (code: number, reason: string): void {
+    this.closeCode = code
     try {
       this.ws.close(code, reason)
     } catch {

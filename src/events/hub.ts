@@ -49,6 +49,8 @@ export class Hub {
   private dispatchSeq = 0
   private controlListener: (env: Envelope) => void = () => {}
   delivered = 0
+  /** messages received from the broker (Redis), own echoes included: a node's Redis traffic */
+  received = 0
 
   constructor (
     private readonly broker: Broker,
@@ -117,6 +119,7 @@ export class Hub {
   }
 
   private onBrokerMessage (channel: string, raw: string): void {
+    this.received++
     const env = decode(raw)
     // Our own messages were delivered locally when published.
     if (env === null || env.origin === this.serverId) return

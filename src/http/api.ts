@@ -33,8 +33,9 @@ export default fp(async function api (app) {
   })
 
   app.post<{ Body: Static<typeof NotificationBody> }>('/api/notifications/broadcast', {
-    schema: { summary: 'Notify every /ws/events connection in the cluster', tags: ['notifications'], security, body: NotificationBody, response: { 202: Accepted, ...errors } },
-    preHandler: asService,
+    schema: { summary: 'Notify every /ws/events connection in the cluster (service, or an operator: audited as admin.notification.broadcast)', tags: ['notifications'], security, body: NotificationBody, response: { 202: Accepted, ...errors } },
+    // An operator action as on /ws/admin (admin/actions.ts), so an admin JWT may broadcast too.
+    preHandler: asServiceOrAdmin,
   }, async (req, reply) => {
     return reply.code(202).send(await actions.broadcast(h, req.actor!, req.body as NotificationInput))
   })

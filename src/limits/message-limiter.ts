@@ -1,4 +1,4 @@
-import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible'
+import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes, RLWrapperTimeouts, type RateLimiterAbstract } from 'rate-limiter-flexible'
 import type { Broker } from '../cluster/broker.js'
 import { MemoryBroker, type MemoryBus } from '../cluster/memory-broker.js'
 import { RedisBroker } from '../cluster/redis-broker.js'
@@ -15,6 +15,9 @@ export interface MessageLimiter {
 }
 
 const DURATION_S = 60
+// A connected but unresponsive Redis (paused, overloaded) never errors: its
+// commands just wait. Past this, the frame is counted by the insurance limiter.
+const REDIS_TIMEOUT_MS = 500
 const memoryLimiters = new WeakMap<MemoryBus, Map<string, RateLimiterMemory>>()
 
 export function createMessageLimiter (broker: Broker, prefix: string, perMinute: number): MessageLimiter {
@@ -22,7 +25,9 @@ export function createMessageLimiter (broker: Broker, prefix: string, perMinute:
     const keyPrefix = `${prefix}rl:${scope}`
     const memory = (): RateLimiterMemory => new RateLimiterMemory({ points: perMinute, duration: DURATION_S, keyPrefix })
     if (broker instanceof RedisBroker) {
-      return new RateLimiterRedis({ storeClient: broker.client, points: perMinute, duration: DURATION_S, keyPrefix, rejectIfRedisNotReady: true, insuranceLimiter: memory() })
+      const insuranceLimiter = memory()
+      const redis = new RateLimiterRedis({ storeClient: broker.client, points: perMinute, duration: DURATION_S, keyPrefix, rejectIfRedisNotReady: true, insuranceLimiter })
+      return new RLWrapperTimeouts({ limiter: redis, timeoutMs: REDIS_TIMEOUT_MS, insuranceLimiter })
     }
     if (broker instanceof MemoryBroker) {
       // Brokers sharing a bus (tests) share counts, as nodes sharing Redis do.

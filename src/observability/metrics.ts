@@ -34,6 +34,12 @@ export function createMetrics (h: Herald): { registry: Registry, close: () => vo
     },
   })
   new Gauge({ name: 'herald_users', help: 'Distinct users with /ws/events connections on this node', registers: [registry], collect () { this.set(h.hub.users) } })
+  new Counter({
+    name: 'herald_broker_messages_in_total',
+    help: 'Messages received from Redis pub/sub (follows the users this node holds)',
+    registers: [registry],
+    collect () { this.reset(); this.inc(h.hub.received) },
+  })
   new Gauge({ name: 'herald_draining', help: '1 while this node drains', registers: [registry], collect () { this.set(h.draining ? 1 : 0) } })
   new Gauge({ name: 'herald_redis_up', help: '1 while the node is connected to Redis', registers: [registry], collect () { this.set(h.broker.kind === 'redis' && h.broker.healthy ? 1 : 0) } })
   new Gauge({ name: 'herald_backend_ready', help: '1 while the pub/sub loopback probe comes back in time', registers: [registry], collect () { this.set(h.probe.healthy ? 1 : 0) } })

@@ -1,0 +1,52 @@
+// Load generator: publishes at a set rate onto Redis in the format of the
+// server under test, each event carrying its send time (`t`) and padding to
+// about 150 bytes. Rate changes arrive over IPC; it stops when told or when
+// the parent goes away.
+import { Redis } from 'ioredis'
+import { HeraldPublisher } from '../../src/client/publisher.js'
+
+interface Cmd { kind: 'herald' | 'ws' | 'sio-ignored', redisUrl: string, rate: number, type?: string, users?: number }
+
+const PAD = 'x'.repeat(60)
+let redis: Redis
+let herald: HeraldPublisher
+let rate = 0
+let kind: Cmd['kind']
+let users = 0
+let sent = 0
+let timer: NodeJS.Timeout | null = null
+const now = (): number => performance.timeOrigin + performance.now()
+
+function tick (): void {
+  // Send this 10 ms slice's share, carrying fractions over.
+  const due = rate / 100
+  carry += due
+  const n = Math.floor(carry)
+  carry -= n
+  for (let i = 0; i < n; i++) {
+    const t = now()
+    if (kind === 'herald') {
+      const k = sent++
+      const userId = users > 0 ? `u${k % users}` : undefined
+      void herald.publish(users > 0 ? 'authentication.login.success' : 'system.bench.tick', { ...(userId !== undefined ? { userId } : {}), data: { t, pad: PAD } })
+    } else {
+      sent++
+      void redis.publish('bench', `{"type":"event","payload":{"t":${t},"pad":"${PAD}","type":"system.bench.tick"}}`)
+    }
+  }
+}
+let carry = 0
+
+process.on('message', (m: Cmd & { stop?: boolean }) => {
+  if (m.stop) { if (timer) clearInterval(timer); process.send!({ sent }); return }
+  if (redis === undefined) {
+    redis = new Redis(m.redisUrl)
+    herald = new HeraldPublisher({ redis })
+    kind = m.kind
+    timer = setInterval(tick, 10)
+  }
+  rate = m.rate
+  users = m.users ?? 0
+  process.send!({ ok: true })
+})
+process.on('disconnect', () => process.exit(0))

@@ -1,0 +1,96 @@
+// Load generator: opens `count` subscriber connections of one kind and reports
+// to the parent over IPC: when all are ready, then deliveries and sampled
+// latencies every second. Parses only sampled frames, to stay cheap.
+import { createSigner } from 'fast-jwt'
+import { io as ioClient } from 'socket.io-client'
+import WebSocket from 'ws'
+
+interface Job {
+  kind: 'herald' | 'ws' | 'sio'
+  url: string
+  count: number
+  offset: number
+  localAddress?: string
+  concurrency: number
+  secret: string
+  sampleEvery: number
+  /** herald: users; each client is user `u<offset+i>` unless `sharedUser` */
+  pattern: string
+}
+
+let delivered = 0
+let seen = 0
+let samples: number[] = []
+const now = (): number => performance.timeOrigin + performance.now()
+
+function sample (text: string): void {
+  if (++seen % job.sampleEvery !== 0) return
+  const i = text.indexOf('"t":')
+  if (i < 0) return
+  let j = i + 4
+  while (j < text.length && '0123456789.'.includes(text[j]!)) j++
+  samples.push(now() - Number(text.slice(i + 4, j)))
+}
+
+let job: Job
+const sockets: Array<{ close: () => void }> = []
+
+async function openOne (i: number, sign: (p: object) => string): Promise<void> {
+  const id = job.offset + i
+  if (job.kind === 'sio') {
+    const s = ioClient(job.url, { transports: ['websocket'], reconnection: false, forceNew: true, ...(job.localAddress ? { localAddress: job.localAddress } : {}) } as Parameters<typeof ioClient>[1])
+    sockets.push({ close: () => s.close() })
+    await new Promise<void>((resolve, reject) => { s.once('welcome', () => resolve()); s.once('connect_error', reject) })
+    s.on('event', (p: { t: number }) => { delivered++; if (++seen % job.sampleEvery === 0) samples.push(now() - p.t) })
+    return
+  }
+  const url = job.kind === 'herald' ? `${job.url}?token=${sign({ sub: `u${id}`, sid: `s${id}`, roles: ['user'] })}` : job.url
+  const ws = new WebSocket(url, { perMessageDeflate: false, ...(job.localAddress ? { localAddress: job.localAddress } : {}) })
+  sockets.push({ close: () => ws.terminate() })
+  await new Promise<void>((resolve, reject) => {
+    let welcomed = false
+    ws.on('message', (data: Buffer) => {
+      if (!welcomed) {
+        welcomed = true
+        if (job.kind !== 'herald') return resolve()
+        ws.send(JSON.stringify({ type: 'subscribe', id: 's', payload: { eventTypes: [job.pattern] } }))
+        return
+      }
+      if (job.kind === 'herald' && data.length < 200 && data.includes('"subscribed"')) return resolve()
+      delivered++
+      if ((seen + 1) % job.sampleEvery === 0) sample(data.toString())
+      else seen++
+    })
+    ws.once('error', reject)
+    ws.once('unexpected-response', (_r, res) => reject(new Error(`HTTP ${res.statusCode}`)))
+  })
+}
+
+process.on('message', (m: { job?: Job, stop?: boolean }) => {
+  if (m.stop) {
+    for (const s of sockets) s.close()
+    setTimeout(() => process.exit(0), 200)
+    return
+  }
+  if (!m.job) return
+  job = m.job
+  const sign = createSigner({ key: job.secret, algorithm: 'HS256', expiresIn: 3600_000 })
+  const t0 = now()
+  let next = 0
+  let failed = 0
+  const worker = async (): Promise<void> => {
+    while (next < job.count) {
+      const i = next++
+      try { await openOne(i, sign) } catch { failed++ }
+    }
+  }
+  void Promise.all(Array.from({ length: Math.min(job.concurrency, job.count) }, worker)).then(() => {
+    process.send!({ ready: job.count - failed, failed, connectMs: now() - t0 })
+    setInterval(() => {
+      process.send!({ tick: true, delivered, samples })
+      delivered = 0
+      samples = []
+    }, 1000).unref()
+  })
+})
+process.on('disconnect', () => process.exit(0))

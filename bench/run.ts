@@ -1,0 +1,428 @@
+// `npm run bench`: Herald side by side with baselines, in one run, on one
+// machine, reported as ratios. Every server and load generator is its own
+// process; all traffic stays on 127.0.0.0/8; every loop is bounded in time.
+//
+//   node --import tsx bench/run.ts            full run (~10 min)
+//   node --import tsx bench/run.ts --smoke    tiny sizes, seconds (CI)
+import { fork, spawn, type ChildProcess } from 'node:child_process'
+import { readFileSync, mkdirSync, writeFileSync } from 'node:fs'
+import { cpus, totalmem } from 'node:os'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { Redis } from 'ioredis'
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
+const SMOKE = process.argv.includes('--smoke')
+const ONLY = process.argv.find((a) => a.startsWith('--only='))?.slice(7).split(',')
+const SECRET = 'bench-secret-that-is-at-least-32-characters'
+const TSX = ['--import', 'tsx']
+const PER_LOADGEN = 9000 // connections per load-generator process (open files are capped at 20k)
+
+type Kind = 'herald' | 'ws' | 'ws-cork' | 'sio'
+const KINDS: Kind[] = (process.argv.find((a) => a.startsWith('--kinds='))?.slice(8).split(',') as Kind[] | undefined) ?? ['herald', 'ws-cork', 'ws', 'sio']
+const LABEL: Record<Kind, string> = { herald: 'Herald', ws: 'ws + ioredis', 'ws-cork': 'ws + ioredis, corked', sio: 'socket.io + redis-adapter' }
+
+const cfg = SMOKE
+  ? { idle: [200], fanout: [100], stepMs: 1500, maxSteps: 3, startRate: 2000, latencyMs: 2000, targetedUsers: 50, bigNodes: 2, big: 400 }
+  : process.argv.includes('--quick')
+    ? { idle: [10_000], fanout: [1000], stepMs: 2000, maxSteps: 10, startRate: 20_000, latencyMs: 4000, targetedUsers: 1000, bigNodes: 3, big: 20_000 }
+    : { idle: [10_000, 19_000], fanout: [1000, 10_000], stepMs: 3000, maxSteps: 12, startRate: 20_000, latencyMs: 8000, targetedUsers: 2000, bigNodes: 6, big: 100_000 }
+
+const children = new Set<ChildProcess>()
+const cleanup = (): void => { for (const c of children) { try { c.kill('SIGKILL') } catch {} } }
+process.on('exit', cleanup)
+process.on('SIGINT', () => { cleanup(); process.exit(130) })
+
+// ---------- process helpers ----------
+
+function track<T extends ChildProcess> (c: T): T {
+  children.add(c)
+  c.once('exit', () => children.delete(c))
+  return c
+}
+
+async function stop (c: ChildProcess): Promise<void> {
+  if (c.exitCode !== null || c.signalCode !== null) return
+  const done = new Promise((resolve) => c.once('exit', resolve))
+  c.kill('SIGKILL')
+  await done
+}
+
+function nextMessage<T> (c: ChildProcess, pred: (m: any) => boolean, timeoutMs: number, what: string): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => { c.off('message', on); reject(new Error(`timed out: ${what}`)) }, timeoutMs)
+    const on = (m: any): void => { if (pred(m)) { clearTimeout(t); c.off('message', on); resolve(m as T) } }
+    c.on('message', on)
+  })
+}
+
+async function freePort (): Promise<number> {
+  const net = await import('node:net')
+  return await new Promise((resolve) => { const s = net.createServer(); s.listen(0, '127.0.0.1', () => { const p = (s.address() as { port: number }).port; s.close(() => resolve(p)) }) })
+}
+
+async function startRedis (): Promise<{ url: string, proc: ChildProcess }> {
+  const port = await freePort()
+  const proc = track(spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--loglevel', 'warning'], { stdio: 'ignore' }))
+  const url = `redis://127.0.0.1:${port}`
+  for (let i = 0; i < 200; i++) {
+    const r = new Redis(url, { lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 })
+    r.on('error', () => {})
+    try { await r.connect(); await r.ping(); r.disconnect(); return { url, proc } } catch { r.disconnect(); await sleep(25) }
+  }
+  throw new Error('redis-server did not start')
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
+const rssOf = (pid: number): number => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) * 1024
+
+interface Server { kind: Kind, proc: ChildProcess, url: string, http: string, pid: number }
+
+async function startServer (kind: Kind, redisUrl: string, env: Record<string, string> = {}): Promise<Server> {
+  if (kind === 'herald') {
+    const port = await freePort()
+    const proc = track(spawn(process.execPath, ['--max-old-space-size=4096', join(ROOT, 'dist/main.js')], {
+      env: {
+        PATH: process.env.PATH ?? '', NODE_ENV: 'production', HOST: '127.0.0.1', PORT: String(port), REDIS_URL: redisUrl, JWT_SECRET: SECRET,
+        API_KEYS: 'bench-api-key-0123456789', LOG_LEVEL: 'warn', MAX_CONNECTIONS_PER_IP: '1000000', MAX_CONNECTIONS_PER_USER: '100000',
+        MAX_MESSAGES_PER_MINUTE: '1000000', WEBSOCKET_MAX_CONNECTIONS: '1000000', MAX_SEND_BUFFER_BYTES: String(4 * 1024 * 1024), ...env,
+      },
+      stdio: ['ignore', 'ignore', 'inherit'],
+    }))
+    let exited = false
+    proc.once('exit', () => { exited = true })
+    // Wait for readiness (the Redis probe) before load.
+    for (let i = 0; ; i++) {
+      if (exited) throw new Error('herald exited during start')
+      if (i > 800) throw new Error('herald did not become ready')
+      const ok = await fetch(`http://127.0.0.1:${port}/ws/health`).then((r) => r.status === 200, () => false)
+      if (ok) break
+      await sleep(25)
+    }
+    return { kind, proc, url: `ws://127.0.0.1:${port}/ws/events`, http: `http://127.0.0.1:${port}`, pid: proc.pid! }
+  }
+  const file = kind === 'sio' ? 'bench/servers/socketio-baseline.ts' : 'bench/servers/ws-baseline.ts'
+  const proc = track(fork(join(ROOT, file), [], { execArgv: TSX, env: { ...process.env, REDIS_URL: redisUrl, PORT: '0', CORK: kind === 'ws-cork' ? '1' : '0', ROLE: 'server', ...env }, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] }))
+  const { port } = await nextMessage<{ port: number }>(proc, (m) => m.ready === true, 20_000, `${kind} start`)
+  return { kind, proc, url: kind === 'sio' ? `http://127.0.0.1:${port}` : `ws://127.0.0.1:${port}/`, http: `http://127.0.0.1:${port}`, pid: proc.pid! }
+}
+
+interface Loadgen { procs: ChildProcess[], ready: number, connectMs: number }
+
+async function startLoad (server: Server, count: number, opts: { pattern?: string, sampleEvery?: number, offset?: number, addressBase?: number } = {}): Promise<Loadgen> {
+  const procs: ChildProcess[] = []
+  const n = Math.ceil(count / PER_LOADGEN)
+  const waits: Array<Promise<{ ready: number, failed: number, connectMs: number }>> = []
+  for (let i = 0; i < n; i++) {
+    const share = Math.min(PER_LOADGEN, count - i * PER_LOADGEN)
+    const p = track(fork(join(ROOT, 'bench/load/subscribers.ts'), [], { execArgv: TSX, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] }))
+    procs.push(p)
+    waits.push(nextMessage(p, (m) => m.ready !== undefined, 180_000, 'subscribers ready'))
+    p.send({
+      job: {
+        kind: server.kind === 'herald' ? 'herald' : server.kind === 'sio' ? 'sio' : 'ws',
+        url: server.url,
+        count: share,
+        offset: (opts.offset ?? 0) + i * PER_LOADGEN,
+        localAddress: `127.0.0.${(opts.addressBase ?? 2) + i}`,
+        concurrency: 200,
+        secret: SECRET,
+        sampleEvery: opts.sampleEvery ?? 50,
+        pattern: opts.pattern ?? 'system.*',
+      },
+    })
+  }
+  const done = await Promise.all(waits)
+  const failed = done.reduce((a, d) => a + d.failed, 0)
+  if (failed > 0) process.stderr.write(`\n  ${failed} of ${count} connections failed\n`)
+  return { procs, ready: done.reduce((a, d) => a + d.ready, 0), connectMs: Math.max(...done.map((d) => d.connectMs)) }
+}
+
+async function stopLoad (l: Loadgen): Promise<void> { await Promise.all(l.procs.map(stop)) }
+
+/** Collects deliveries and latency samples from every load generator over `ms`. */
+async function measure (l: Loadgen, ms: number, onSecond?: (delivered: number) => void): Promise<{ perSec: number, p50: number, p99: number, samples: number }> {
+  let delivered = 0
+  const lat: number[] = []
+  let seconds = 0
+  let secDelivered = 0
+  let ticks = 0
+  const on = (m: any): void => {
+    if (m.tick !== true) return
+    delivered += m.delivered
+    secDelivered += m.delivered
+    for (const s of m.samples) lat.push(s)
+    if (++ticks % l.procs.length === 0) { seconds++; onSecond?.(secDelivered); secDelivered = 0 }
+  }
+  for (const p of l.procs) p.on('message', on)
+  const t0 = performance.now()
+  await sleep(ms)
+  const elapsed = (performance.now() - t0) / 1000
+  for (const p of l.procs) p.off('message', on)
+  lat.sort((a, b) => a - b)
+  const q = (x: number): number => lat.length === 0 ? NaN : lat[Math.min(lat.length - 1, Math.floor(x * lat.length))]!
+  void seconds
+  return { perSec: delivered / elapsed, p50: q(0.5), p99: q(0.99), samples: lat.length }
+}
+
+interface Publisher { setRate (eventsPerSec: number, users?: number): Promise<void>, stop (): Promise<void> }
+
+async function startPublisher (kind: Kind, redisUrl: string): Promise<Publisher> {
+  if (kind === 'sio') {
+    const proc = track(fork(join(ROOT, 'bench/servers/socketio-baseline.ts'), [], { execArgv: TSX, env: { ...process.env, REDIS_URL: redisUrl, PORT: '0', ROLE: 'publisher' }, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] }))
+    await nextMessage(proc, (m) => m.ready === true, 20_000, 'sio publisher')
+    return {
+      async setRate (rate) { proc.send({ rate }); await nextMessage(proc, (m) => m.ok === true, 5000, 'rate') },
+      async stop () { await stop(proc) },
+    }
+  }
+  const proc = track(fork(join(ROOT, 'bench/load/publisher.ts'), [], { execArgv: TSX, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] }))
+  return {
+    async setRate (rate, users) { proc.send({ kind: kind === 'herald' ? 'herald' : 'ws', redisUrl, rate, users }); await nextMessage(proc, (m) => m.ok === true, 10_000, 'rate') },
+    async stop () { await stop(proc) },
+  }
+}
+
+// ---------- progress ----------
+
+let status = ''
+const progress = (s: string): void => { status = s; process.stderr.write(`\r\x1b[K${s}`) }
+const t00 = Date.now()
+const elapsed = (): string => `${Math.round((Date.now() - t00) / 1000)}s`
+
+// ---------- scenarios ----------
+
+interface IdleRow { kind: Kind, connections: number, rssPerConn: number, heapPerConn: number | null, connectPerSec: number }
+interface FanoutRow { kind: Kind, subscribers: number, saturation: number, p50AtSat: number, p99AtSat: number, maxRssMB: number, steps: Array<{ offered: number, achieved: number, p50: number, p99: number, rssMB: number }> }
+interface LatencyRow { kind: Kind, rate: number, achieved: number, p50: number, p99: number }
+
+async function idleMemory (redisUrl: string): Promise<IdleRow[]> {
+  const rows: IdleRow[] = []
+  for (const kind of KINDS) {
+    for (const n of cfg.idle) {
+      progress(`[${elapsed()}] idle memory: ${LABEL[kind]} × ${n}`)
+      const s = await startServer(kind, redisUrl)
+      await sleep(500)
+      const before = rssOf(s.pid)
+      const heapBefore = kind === 'herald' ? await heapOf(s) : null
+      const l = await startLoad(s, n)
+      await sleep(1500)
+      const after = rssOf(s.pid)
+      const heapAfter = kind === 'herald' ? await heapOf(s) : null
+      rows.push({ kind, connections: l.ready, rssPerConn: (after - before) / l.ready, heapPerConn: heapBefore !== null && heapAfter !== null ? (heapAfter - heapBefore) / l.ready : null, connectPerSec: l.ready / (l.connectMs / 1000) })
+      await stopLoad(l)
+      await stop(s.proc)
+    }
+  }
+  return rows
+}
+
+async function heapOf (s: Server): Promise<number> {
+  const r = await fetch(`${s.http}/api/stats`, { headers: { authorization: 'Bearer bench-api-key-0123456789' } })
+  return ((await r.json()) as { server: { memory: { heapUsed: number } } }).server.memory.heapUsed
+}
+
+async function fanout (redisUrl: string): Promise<FanoutRow[]> {
+  const rows: FanoutRow[] = []
+  for (const subscribers of cfg.fanout) {
+    for (const kind of KINDS) {
+      const s = await startServer(kind, redisUrl)
+      const l = await startLoad(s, subscribers, { sampleEvery: Math.max(10, Math.floor(subscribers / 20)) })
+      const pub = await startPublisher(kind, redisUrl)
+      const steps: FanoutRow['steps'] = []
+      let offered = cfg.startRate
+      let maxRss = rssOf(s.pid)
+      for (let step = 0; step < cfg.maxSteps; step++) {
+        progress(`[${elapsed()}] fan-out ${LABEL[kind]}, ${subscribers} subscribers: offering ${Math.round(offered)} deliveries/s`)
+        await pub.setRate(offered / subscribers)
+        await sleep(1000) // settle
+        const m = await measure(l, cfg.stepMs)
+        const rss = rssOf(s.pid)
+        maxRss = Math.max(maxRss, rss)
+        steps.push({ offered, achieved: m.perSec, p50: m.p50, p99: m.p99, rssMB: rss / 2 ** 20 })
+        // Past saturation: delivery falls behind the offer, or latency runs away, or memory balloons.
+        if (m.perSec < 0.9 * offered || m.p99 > 1000 || rss > 2.5 * 2 ** 30) break
+        offered *= 1.6
+      }
+      await pub.setRate(0)
+      const good = steps.filter((x) => x.achieved >= 0.9 * x.offered && x.p99 <= 1000)
+      const best = good.length > 0 ? good.reduce((a, b) => (b.achieved > a.achieved ? b : a)) : steps[0]!
+      rows.push({ kind, subscribers, saturation: best.achieved, p50AtSat: best.p50, p99AtSat: best.p99, maxRssMB: maxRss / 2 ** 20, steps })
+      await pub.stop()
+      await stopLoad(l)
+      await stop(s.proc)
+    }
+  }
+  return rows
+}
+
+async function latency (redisUrl: string, fan: FanoutRow[]): Promise<LatencyRow[]> {
+  const subscribers = cfg.fanout[0]!
+  const base = fan.find((r) => r.kind === 'ws' && r.subscribers === subscribers)!
+  const rate = base.saturation / 2
+  const rows: LatencyRow[] = []
+  for (const kind of KINDS) {
+    progress(`[${elapsed()}] latency at ${Math.round(rate)} deliveries/s: ${LABEL[kind]}`)
+    const s = await startServer(kind, redisUrl)
+    const l = await startLoad(s, subscribers, { sampleEvery: 5 })
+    const pub = await startPublisher(kind, redisUrl)
+    await pub.setRate(rate / subscribers)
+    await sleep(1000)
+    const m = await measure(l, cfg.latencyMs)
+    rows.push({ kind, rate, achieved: m.perSec, p50: m.p50, p99: m.p99 })
+    await pub.stop()
+    await stopLoad(l)
+    await stop(s.proc)
+  }
+  return rows
+}
+
+/** Many users, each receiving only their own events: a node's Redis traffic follows its own users. */
+async function targeted (redisUrl: string): Promise<{ users: number, published: number, nodeB: { brokerIn: number, delivered: number }, nodeC: { brokerIn: number, delivered: number }, foreign: number }> {
+  progress(`[${elapsed()}] targeted events`)
+  const users = cfg.targetedUsers
+  const b = await startServer('herald', redisUrl)
+  const c = await startServer('herald', redisUrl)
+  // Users u0..u(n-1) on B, un..u(2n-1) on C; a third of the events go to users connected nowhere.
+  const lb = await startLoad(b, users, { pattern: 'authentication.*', offset: 0, sampleEvery: 10 })
+  const lc = await startLoad(c, users, { pattern: 'authentication.*', offset: users, sampleEvery: 10, addressBase: 20 })
+  const stat = async (s: Server): Promise<{ brokerMessagesIn: number, eventsDelivered: number }> =>
+    ((await (await fetch(`${s.http}/api/stats`, { headers: { authorization: 'Bearer bench-api-key-0123456789' } })).json()) as { server: { brokerMessagesIn: number, eventsDelivered: number } }).server
+  const b0 = await stat(b)
+  const c0 = await stat(c)
+  const pub = await startPublisher('herald', redisUrl)
+  const rate = SMOKE ? 300 : 3000
+  const seconds = SMOKE ? 2 : 5
+  await pub.setRate(rate, users * 3)
+  const mb = measure(lb, seconds * 1000)
+  const mc = measure(lc, seconds * 1000)
+  await Promise.all([mb, mc])
+  await pub.setRate(0)
+  await sleep(500)
+  const b1 = await stat(b)
+  const c1 = await stat(c)
+  await pub.stop()
+  await Promise.all([stopLoad(lb), stopLoad(lc)])
+  await Promise.all([stop(b.proc), stop(c.proc)])
+  // Probe / registry traffic is tiny but counted; published is what the publisher was asked for.
+  const published = rate * (seconds + 0.5)
+  return {
+    users,
+    published,
+    nodeB: { brokerIn: b1.brokerMessagesIn - b0.brokerMessagesIn, delivered: b1.eventsDelivered - b0.eventsDelivered },
+    nodeC: { brokerIn: c1.brokerMessagesIn - c0.brokerMessagesIn, delivered: c1.eventsDelivered - c0.eventsDelivered },
+    foreign: 0,
+  }
+}
+
+/** Many connections across a local cluster, then one broadcast that must reach them all. */
+async function bigCluster (redisUrl: string): Promise<{ nodes: number, connections: number, connectSeconds: number, totalRssMB: number, rssPerConn: number, broadcastMs: number, reached: number }> {
+  const nodes: Server[] = []
+  for (let i = 0; i < cfg.bigNodes; i++) nodes.push(await startServer('herald', redisUrl))
+  const before = nodes.reduce((a, s) => a + rssOf(s.pid), 0)
+  const per = Math.ceil(cfg.big / nodes.length)
+  const t0 = performance.now()
+  const loads: Loadgen[] = []
+  let connected = 0
+  for (const [i, s] of nodes.entries()) {
+    progress(`[${elapsed()}] ${cfg.big} connections: ${connected} connected, node ${i + 1}/${nodes.length}`)
+    const l = await startLoad(s, per, { offset: i * per, addressBase: 2 + i * 3, sampleEvery: 1_000_000 })
+    loads.push(l)
+    connected += l.ready
+  }
+  const connectSeconds = (performance.now() - t0) / 1000
+  await sleep(1000)
+  const after = nodes.reduce((a, s) => a + rssOf(s.pid), 0)
+  progress(`[${elapsed()}] ${connected} connections: broadcasting`)
+  let reached = 0
+  const counted = new Promise<number>((resolve) => {
+    const t1 = performance.now()
+    const stopAt = t1 + 30_000
+    const on = (m: any): void => { if (m.tick === true) { reached += m.delivered; if (reached >= connected) finish() } }
+    const finish = (): void => { for (const l of loads) for (const p of l.procs) p.off('message', on); clearInterval(iv); resolve(performance.now() - t1) }
+    const iv = setInterval(() => { if (performance.now() > stopAt) finish() }, 200)
+    for (const l of loads) for (const p of l.procs) p.on('message', on)
+  })
+  const pub = await startPublisher('herald', redisUrl)
+  await pub.setRate(100) // ~1 event per 10 ms slice
+  await sleep(20)
+  await pub.setRate(0)
+  const broadcastMs = await counted
+  await pub.stop()
+  for (const l of loads) await stopLoad(l)
+  for (const s of nodes) await stop(s.proc)
+  return { nodes: nodes.length, connections: connected, connectSeconds, totalRssMB: after / 2 ** 20, rssPerConn: (after - before) / connected, broadcastMs, reached }
+}
+
+// ---------- report ----------
+
+const kb = (b: number): string => `${(b / 1024).toFixed(1)} KiB`
+const k = (n: number): string => n >= 1e6 ? `${(n / 1e6).toFixed(2)}M` : n >= 1e3 ? `${(n / 1e3).toFixed(0)}k` : `${Math.round(n)}`
+const ms = (n: number): string => Number.isNaN(n) ? 'n/a' : `${n.toFixed(1)} ms`
+const ratio = (a: number, b: number): string => (b > 0 ? `${(a / b).toFixed(2)}×` : 'n/a')
+
+async function main (): Promise<void> {
+  const redis = await startRedis()
+  const results: Record<string, unknown> = {
+    machine: { cpus: cpus().length, model: cpus()[0]?.model, memGiB: Math.round(totalmem() / 2 ** 30), node: process.version },
+    smoke: SMOKE,
+    date: new Date().toISOString(),
+  }
+  const want = (s: string): boolean => ONLY === undefined || ONLY.includes(s)
+  const idle = want('idle') ? await idleMemory(redis.url) : []
+  const fan = want('fanout') || want('latency') ? await fanout(redis.url) : []
+  const lat = want('latency') && fan.length > 0 ? await latency(redis.url, fan) : []
+  const tgt = want('targeted') ? await targeted(redis.url) : null
+  const big = want('big') ? await bigCluster(redis.url) : null
+  Object.assign(results, { idle, fanout: fan, latency: lat, targeted: tgt, big })
+  process.stderr.write('\r\x1b[K')
+
+  const md: string[] = []
+  md.push(`# Herald benchmark${SMOKE ? ' (smoke run: sizes too small to mean anything)' : ''}`, '',
+    `${(results.machine as { cpus: number }).cpus} cores (${(results.machine as { model?: string }).model ?? '?'}), ${(results.machine as { memGiB: number }).memGiB} GiB, Node ${process.version}, ${new Date().toISOString()}. Command: \`npm run bench${SMOKE ? ' -- --smoke' : ''}\`. Events ~150 B; publisher and subscribers in separate processes; ratios compare servers measured in this same run.`, '')
+  if (idle.length > 0) {
+    md.push('## Idle memory per authenticated, subscribed connection', '', '| server | connections | RSS / conn | heap / conn | connects/s | RSS vs ws |', '|---|---|---|---|---|---|')
+    for (const r of idle) {
+      const ws = idle.find((x) => x.kind === 'ws' && x.connections >= r.connections * 0.95 && x.connections <= r.connections * 1.05)
+      md.push(`| ${LABEL[r.kind]} | ${r.connections} | ${kb(r.rssPerConn)} | ${r.heapPerConn === null ? '–' : kb(r.heapPerConn)} | ${k(r.connectPerSec)} | ${ws ? ratio(r.rssPerConn, ws.rssPerConn) : 'n/a'} |`)
+    }
+    md.push('')
+  }
+  if (fan.length > 0) {
+    md.push('## Fan-out saturation (deliveries/s sustained, latency not running away)', '', '| server | subscribers | deliveries/s | p50 | p99 | peak RSS | vs corked | vs socket.io |', '|---|---|---|---|---|---|---|---|')
+    for (const r of fan) {
+      const corked = fan.find((x) => x.kind === 'ws-cork' && x.subscribers === r.subscribers)!
+      const sio = fan.find((x) => x.kind === 'sio' && x.subscribers === r.subscribers)!
+      md.push(`| ${LABEL[r.kind]} | ${r.subscribers} | ${k(r.saturation)} | ${ms(r.p50AtSat)} | ${ms(r.p99AtSat)} | ${r.maxRssMB.toFixed(0)} MiB | ${ratio(r.saturation, corked.saturation)} | ${ratio(r.saturation, sio.saturation)} |`)
+    }
+    md.push('')
+  }
+  if (lat.length > 0) {
+    const base = lat.find((x) => x.kind === 'ws')!
+    md.push(`## Latency at a fixed ${k(lat[0]!.rate)} deliveries/s (half of plain ws saturation), ${cfg.fanout[0]} subscribers`, '', '| server | achieved/s | p50 | p99 | p99 vs ws |', '|---|---|---|---|---|')
+    for (const r of lat) md.push(`| ${LABEL[r.kind]} | ${k(r.achieved)} | ${ms(r.p50)} | ${ms(r.p99)} | ${ratio(r.p99, base.p99)} |`)
+    md.push('')
+  }
+  if (tgt !== null) {
+    md.push('## Targeted events: a node\'s Redis traffic follows its own users', '',
+      `${tgt.users} users on node B and ${tgt.users} other users on node C; ~${k(tgt.published)} events for ${tgt.users * 3} users (a third connected nowhere).`, '',
+      '| node | messages from Redis | events delivered |', '|---|---|---|',
+      `| B | ${k(tgt.nodeB.brokerIn)} | ${k(tgt.nodeB.delivered)} |`, `| C | ${k(tgt.nodeC.brokerIn)} | ${k(tgt.nodeC.delivered)} |`,
+      '', `Each node receives about a third of what is published (its own users' events, plus its probe), not all of it.`, '')
+  }
+  if (big !== null) {
+    md.push('## Connections across a local cluster', '', '| nodes | connections | connect time | total RSS | RSS / conn | broadcast reached | time to reach all |', '|---|---|---|---|---|---|---|',
+      `| ${big.nodes} | ${big.connections} | ${big.connectSeconds.toFixed(1)} s | ${big.totalRssMB.toFixed(0)} MiB | ${kb(big.rssPerConn)} | ${big.reached} | ${ms(big.broadcastMs)} |`, '')
+  }
+  const dir = join(ROOT, 'bench/results')
+  mkdirSync(dir, { recursive: true })
+  const name = SMOKE ? 'smoke' : 'latest'
+  writeFileSync(join(dir, `${name}.md`), md.join('\n'))
+  writeFileSync(join(dir, `${name}.json`), JSON.stringify(results, null, 2))
+  process.stdout.write(md.join('\n') + '\n')
+  process.stdout.write(`results: bench/results/${name}.md, bench/results/${name}.json (${elapsed()})\n`)
+  await stop(redis.proc)
+  void status
+}
+
+main().then(() => { cleanup(); process.exit(0) }, (err: unknown) => { process.stderr.write(`\nbench failed: ${(err as Error).stack ?? String(err)}\n`); cleanup(); process.exit(1) })
