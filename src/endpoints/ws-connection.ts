@@ -1,3 +1,4 @@
+import type { Socket } from 'node:net'
 import type { FastifyBaseLogger } from 'fastify'
 import type { WebSocket } from 'ws'
 import type { Identity } from '../auth/verifier.js'
@@ -6,6 +7,18 @@ import { serverFrame } from '../protocol/envelope.js'
 import { Connection, type Endpoint } from './connection.js'
 
 const TEXT = { binary: false } as const
+
+// Writes to one socket within an event-loop turn leave in one syscall: the
+// first delivery corks the socket, and one setImmediate uncorks every socket
+// corked in that turn. Bounded: a socket whose buffer passes the send limit is
+// closed as a slow consumer before anything more is queued on it.
+const corked: Socket[] = []
+let uncorkScheduled = false
+function uncorkAll (): void {
+  uncorkScheduled = false
+  for (const s of corked) s.uncork()
+  corked.length = 0
+}
 
 /** A connection on /ws/events or /ws/admin: JSON text frames over `ws`. */
 export class WsConnection extends Connection {
@@ -36,7 +49,16 @@ export class WsConnection extends Connection {
   }
 
   protected writeDelivery (d: Delivery): void {
-    if (this.ws.readyState === 1) this.ws.send(d.frame(), TEXT)
+    if (this.ws.readyState !== 1) return
+    // The frame is already complete (built once per event for all recipients);
+    // no compression is negotiated, so ws has nothing in flight to interleave with.
+    const socket = (this.ws as unknown as { _socket: Socket })._socket
+    if (socket.writableCorked === 0) {
+      socket.cork()
+      corked.push(socket)
+      if (!uncorkScheduled) { uncorkScheduled = true; setImmediate(uncorkAll) }
+    }
+    socket.write(d.wsFrame())
   }
 
   protected writeMessage (type: string, payload: unknown, id?: string): void {

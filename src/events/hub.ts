@@ -2,6 +2,7 @@ import type { Broker } from '../cluster/broker.js'
 import type { Channels } from '../cluster/channels.js'
 import { channels as diag } from '../observability/channels.js'
 import { matches, PatternIndex } from '../protocol/patterns.js'
+import { textFrame } from '../protocol/ws-frame.js'
 import { decode, type Envelope } from './codec.js'
 
 /**
@@ -10,8 +11,10 @@ import { decode, type Envelope } from './codec.js'
  */
 export interface Delivery {
   readonly kind: 'event' | 'notification'
-  /** the whole text frame, {"type":kind,"payload":…}, for WebSocket clients */
+  /** the message, {"type":kind,"payload":…}, as bytes */
   frame (): Buffer
+  /** the same message as a complete WebSocket text frame, header included */
+  wsFrame (): Buffer
   /** the payload object, for transports that encode their own frames (Socket.IO) */
   payload (): unknown
 }
@@ -129,11 +132,13 @@ export class Hub {
   private dispatch (channel: string, env: Envelope): void {
     if (env.kind === 'c') return this.controlListener(env)
     let frame: Buffer | null = null
+    let wsFrame: Buffer | null = null
     let payload: unknown
     const kind = env.kind === 'e' ? 'event' : 'notification'
     const d: Delivery = {
       kind,
       frame: () => (frame ??= Buffer.from(`{"type":"${kind}","payload":${env.json}}`)),
+      wsFrame: () => (wsFrame ??= textFrame(d.frame())),
       payload: () => (payload ??= JSON.parse(env.json)),
     }
     let count = 0

@@ -1,0 +1,27 @@
+import { spawn } from 'node:child_process'
+import { readFileSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
+import t from 'tap'
+
+// The benchmark harness must start, measure and print: a tiny run of every
+// scenario. No speed is asserted here; figures come from `npm run bench`.
+const ROOT = fileURLToPath(new URL('../..', import.meta.url))
+
+t.test('npm run bench -- --smoke measures every server and writes its table', { timeout: 240_000 }, async (t) => {
+  const proc = spawn(process.execPath, ['--import', 'tsx', 'bench/run.ts', '--smoke'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
+  let out = ''
+  proc.stdout.on('data', (d: Buffer) => { out += d.toString() })
+  let err = ''
+  proc.stderr.on('data', (d: Buffer) => { err += d.toString() })
+  t.teardown(() => { if (proc.exitCode === null) proc.kill('SIGKILL') })
+  const code = await new Promise<number | null>((resolve) => proc.once('exit', resolve))
+  t.equal(code, 0, `bench exits 0 (stderr tail: ${err.slice(-500)})`)
+  for (const heading of ['Idle memory', 'Fan-out saturation', 'Latency at a fixed', 'Targeted events', 'Connections across a local cluster']) {
+    t.match(out, heading, `prints the ${heading} table`)
+  }
+  for (const server of ['Herald', 'ws + ioredis, corked', 'socket.io + redis-adapter']) t.match(out, `| ${server} |`, `measures ${server}`)
+  const json = JSON.parse(readFileSync(`${ROOT}/bench/results/smoke.json`, 'utf8')) as { idle: Array<{ connections: number, rssPerConn: number }>, fanout: Array<{ saturation: number }>, big: { reached: number, connections: number } }
+  t.ok(json.idle.every((r) => r.connections > 0), 'every idle row connected clients')
+  t.ok(json.fanout.every((r) => r.saturation > 0), 'every fan-out row delivered events')
+  t.equal(json.big.reached, json.big.connections, 'the cluster broadcast reached every connection')
+})
