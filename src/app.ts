@@ -56,7 +56,9 @@ export async function buildApp (config: Config, opts: BuildOptions = {}): Promis
     forceCloseConnections: true,
     // Fastify's default strips properties a schema does not allow; a publish
     // with a misspelt or unknown field must be refused (400), not half-applied.
-    ajv: { customOptions: { removeAdditional: false } },
+    // Refuse what the schema does not allow instead of quietly fixing it:
+    // no stripped properties, no 123 turned into "123".
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false } },
     // A slowloris must send its whole request (upgrade included) within
     // HANDSHAKE_TIMEOUT; Node checks that every second instead of every 30.
     serverFactory: (handler) => createServer({

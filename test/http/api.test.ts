@@ -1,0 +1,190 @@
+// The HTTP API as a backend service and an operator use it (brief §3, §4):
+// credentials, validation, errors, stats, OpenAPI; and the admin socket's
+// stats and pushed metrics.
+import t from 'tap'
+import { startApp } from '../helpers/app.js'
+import { connect } from '../helpers/client.js'
+import { adminToken, serviceToken, token, TEST_API_KEY, userToken } from '../helpers/tokens.js'
+import { waitFor } from '../helpers/wait.js'
+
+const EVENT = { type: 'authentication.login.success', userId: 'alice', data: { ip: '203.0.113.7' } }
+const NOTE = { level: 'info', title: 'Hello', message: 'World' }
+
+t.test('credentials: API key and service JWT accepted; others refused with the right code', async (t) => {
+  const node = await startApp()
+  t.teardown(() => node.close())
+  const alice = await connect(`${node.ws}/ws/events`, { token: userToken('alice') })
+  t.teardown(() => alice.close())
+  await alice.subscribe(['authentication.*'])
+
+  const byKey = await node.api('/api/events', { body: EVENT })
+  t.equal(byKey.status, 202, 'API key')
+  t.type(byKey.body.id, 'string')
+  t.equal((await alice.next((f) => f.type === 'event' && f.payload.id === byKey.body.id)).payload.userId, 'alice', 'published for real')
+
+  const byJwt = await node.api('/api/events', { body: EVENT, key: serviceToken() })
+  t.equal(byJwt.status, 202, 'service JWT')
+  await alice.next((f) => f.type === 'event' && f.payload.id === byJwt.body.id)
+
+  for (const path of ['/api/notifications/users/alice', '/api/notifications/broadcast']) {
+    t.equal((await node.api(path, { body: NOTE })).status, 202, `${path}: API key`)
+    t.equal((await node.api(path, { body: NOTE, key: serviceToken() })).status, 202, `${path}: service JWT`)
+  }
+
+  const refusals: Array<[string, Record<string, string> | string, number, string]> = [
+    ['user JWT', userToken('alice'), 403, 'ROLE_FORBIDDEN'],
+    ['JWT without roles', token({ sub: 'x' }), 403, 'ROLE_FORBIDDEN'],
+    ['missing', '', 401, 'CREDENTIAL_MISSING'],
+    ['wrong API key', 'test-api-key-0123456789abcdeX', 401, 'CREDENTIAL_INVALID'],
+    ['garbage', 'garbage', 401, 'CREDENTIAL_INVALID'],
+    ['JWT signed with another secret', token({ sub: 'svc', roles: ['service'] }, { key: 'another-secret-that-is-at-least-32-characters' }), 401, 'CREDENTIAL_INVALID'],
+    ['expired service JWT', token({ sub: 'svc', roles: ['service'], exp: Math.floor(Date.now() / 1000) - 3600 }), 401, 'CREDENTIAL_INVALID'],
+    ['Basic scheme', { authorization: `Basic ${Buffer.from(`x:${TEST_API_KEY}`).toString('base64')}` }, 401, 'CREDENTIAL_MISSING'],
+    ['key in the query string only', { 'x-nothing': '1' }, 401, 'CREDENTIAL_MISSING'],
+  ]
+  for (const [label, cred, status, code] of refusals) {
+    const init = typeof cred === 'string' ? { body: EVENT, key: cred } : { body: EVENT, key: '', headers: cred }
+    const path = label === 'key in the query string only' ? `/api/events?token=${TEST_API_KEY}` : '/api/events'
+    const r = await node.api(path, init)
+    t.equal(r.status, status, `${label}: ${status}`)
+    t.equal(r.body?.error?.code, code, `${label}: ${code}`)
+    t.type(r.body?.error?.message, 'string')
+  }
+  // A refused publish delivers nothing: the next accepted one is the first alice sees after byJwt.
+  const after = await node.api('/api/events', { body: EVENT })
+  await alice.next((f) => f.type === 'event' && f.payload.id === after.body.id)
+  t.equal(alice.count((f) => f.type === 'event'), 3, 'refused publishes were not delivered')
+})
+
+t.test('validation failures are 400 VALIDATION', async (t) => {
+  const node = await startApp()
+  t.teardown(() => node.close())
+  const cases: Array<[string, string, unknown]> = [
+    ['uppercase type', '/api/events', { type: 'Authentication.Login' }],
+    ['type with a space', '/api/events', { type: 'a b' }],
+    ['type with a wildcard', '/api/events', { type: 'authentication.*' }],
+    ['empty type', '/api/events', { type: '' }],
+    ['type with an empty segment', '/api/events', { type: 'a..b' }],
+    ['type too long', '/api/events', { type: 'a'.repeat(129) }],
+    ['type with 13 segments', '/api/events', { type: Array(13).fill('a').join('.') }],
+    ['extra property on an event', '/api/events', { type: 'a.b', userId: 'alice', role: 'admin' }],
+    ['missing type', '/api/events', { userId: 'alice' }],
+    ['empty body object', '/api/events', {}],
+    ['data not an object', '/api/events', { type: 'a.b', data: 'x' }],
+    ['data an array', '/api/events', { type: 'a.b', data: [1] }],
+    ['tab in userId', '/api/events', { type: 'a.b', userId: 'ali\tce' }],
+    ['newline in sessionId', '/api/events', { type: 'a.b', sessionId: 's\n1' }],
+    ['empty userId', '/api/events', { type: 'a.b', userId: '' }],
+    ['bad level', '/api/notifications/broadcast', { ...NOTE, level: 'urgent' }],
+    ['missing title', '/api/notifications/broadcast', { level: 'info', message: 'm' }],
+    ['missing message', '/api/notifications/users/alice', { level: 'info', title: 't' }],
+    ['empty title', '/api/notifications/users/alice', { ...NOTE, title: '' }],
+    ['extra property on a notification', '/api/notifications/users/alice', { ...NOTE, userId: 'bob' }],
+    ['tab in the userId path parameter', '/api/notifications/users/ali%09ce', NOTE],
+    ['newline in the userId path parameter', '/api/notifications/users/ali%0Ace', NOTE],
+  ]
+  for (const [label, path, body] of cases) {
+    const r = await node.api(path, { body })
+    t.equal(r.status, 400, `${label}: 400`)
+    t.equal(r.body?.error?.code, 'VALIDATION', `${label}: VALIDATION`)
+    t.type(r.body?.error?.message, 'string')
+  }
+  // A body that is not JSON, or not an object, is a validation failure too.
+  const res = await fetch(`${node.http}/api/events`, { method: 'POST', headers: { authorization: `Bearer ${TEST_API_KEY}`, 'content-type': 'application/json' }, body: '{"type":' })
+  t.equal(res.status, 400)
+  t.equal(((await res.json()) as any).error.code, 'VALIDATION')
+  const arr = await node.api('/api/events', { body: [EVENT] })
+  t.equal(arr.status, 400)
+  t.equal(arr.body?.error?.code, 'VALIDATION')
+  // The boundary cases that are valid stay valid.
+  t.equal((await node.api('/api/events', { body: { type: Array(12).fill('a').join('.') } })).status, 202, '12 segments')
+  t.equal((await node.api('/api/events', { body: { type: 'a_b-c.d0' } })).status, 202, 'digits, _ and -')
+  t.equal((await node.api('/api/notifications/users/ali%20ce', { body: NOTE })).status, 202, 'a space is allowed in a userId')
+  // A valid body without credentials is still refused.
+  t.equal((await node.api('/api/events', { body: EVENT, key: '' })).status, 401)
+})
+
+t.test('unknown routes answer 404 JSON', async (t) => {
+  const node = await startApp()
+  t.teardown(() => node.close())
+  for (const [method, path] of [['GET', '/nope'], ['POST', '/api/nope'], ['GET', '/api/events'], ['DELETE', '/api/stats'], ['GET', '/nope?token=secret-looking']] as const) {
+    const res = await fetch(node.http + path, { method, headers: { authorization: `Bearer ${TEST_API_KEY}` } })
+    t.equal(res.status, 404, `${method} ${path}: 404`)
+    t.match(res.headers.get('content-type'), /application\/json/)
+    const body = await res.json() as { error: { code: string, message: string } }
+    t.equal(body.error.code, 'NOT_FOUND')
+    t.notMatch(body.error.message, /secret-looking/, 'the query string is not echoed')
+  }
+})
+
+t.test('GET /api/stats: service key and admin JWT, with correct connection counts', async (t) => {
+  const node = await startApp()
+  t.teardown(() => node.close())
+  const clients = [
+    await connect(`${node.ws}/ws/events`, { token: userToken('alice') }),
+    await connect(`${node.ws}/ws/events`, { token: userToken('alice') }),
+    await connect(`${node.ws}/ws/events`, { token: userToken('bob') }),
+    await connect(`${node.ws}/ws/admin`, { token: adminToken() }),
+  ]
+  for (const c of clients) t.teardown(() => c.close())
+
+  for (const [label, key] of [['service key', TEST_API_KEY], ['service JWT', serviceToken()], ['admin JWT', adminToken()]] as const) {
+    const r = await node.api('/api/stats', { key })
+    t.equal(r.status, 200, `${label}: 200`)
+    t.same(Object.keys(r.body).sort(), ['global', 'server'])
+    t.match(r.body.server, { serverId: node.app.herald.config.serverId, connections: { events: 3, admin: 1, total: 4 }, users: 2, draining: false, uptime: Number })
+    t.match(r.body.global, { servers: 1, connections: { events: 3, admin: 1, total: 4 } })
+    t.equal(r.body.global.nodes?.length, 1)
+  }
+  t.match(await node.api('/api/stats', { key: userToken('alice') }), { status: 403, body: { error: { code: 'ROLE_FORBIDDEN' } } })
+  t.match(await node.api('/api/stats', { key: '' }), { status: 401, body: { error: { code: 'CREDENTIAL_MISSING' } } })
+
+  // Counts follow connections as they close.
+  await clients[0]!.close()
+  await clients[3]!.close()
+  const r = await waitFor('stats to count 2 connections', async () => await node.api('/api/stats'), (x) => x.body?.server?.connections?.total === 2)
+  t.match(r.body.server.connections, { events: 2, admin: 0, total: 2 })
+  t.match(r.body.global.connections, { events: 2, admin: 0, total: 2 })
+})
+
+t.test('GET /docs/json is the OpenAPI of the HTTP API', async (t) => {
+  const node = await startApp()
+  t.teardown(() => node.close())
+  const res = await fetch(`${node.http}/docs/json`)
+  t.equal(res.status, 200)
+  const doc = await res.json() as { openapi: string, paths: Record<string, Record<string, any>> }
+  t.match(doc.openapi, /^3\./)
+  for (const [path, method] of [['/api/events', 'post'], ['/api/notifications/users/{userId}', 'post'], ['/api/notifications/broadcast', 'post'], ['/api/stats', 'get']] as const) {
+    t.ok(doc.paths[path]?.[method], `${method.toUpperCase()} ${path} documented`)
+  }
+  t.ok(doc.paths['/api/events']!.post.requestBody, 'event body documented')
+  t.notOk(doc.paths['/ws/events'], 'upgrade-only routes are not in the HTTP API document')
+  // The UI is served too.
+  t.equal((await fetch(`${node.http}/docs`)).status, 200)
+})
+
+t.test('/ws/admin: get_stats replies {server, global}; metrics are pushed', async (t) => {
+  const node = await startApp({ ADMIN_METRICS_INTERVAL: '200' })
+  t.teardown(() => node.close())
+  const users = [await connect(`${node.ws}/ws/events`, { token: userToken('alice') }), await connect(`${node.ws}/ws/events`, { token: userToken('bob') })]
+  for (const c of users) t.teardown(() => c.close())
+  const admin = await connect(`${node.ws}/ws/admin`, { token: adminToken() })
+  t.teardown(() => admin.close())
+
+  const s = await admin.request('get_stats')
+  t.equal(s.type, 'stats')
+  t.same(Object.keys(s.payload).sort(), ['global', 'server'])
+  t.match(s.payload.server, { serverId: node.app.herald.config.serverId, connections: { events: 2, admin: 1, total: 3 } })
+  t.match(s.payload.global, { servers: 1, connections: { events: 2, admin: 1, total: 3 } })
+
+  const metrics = await admin.collect((f) => f.type === 'metrics', 2, 5000)
+  t.ok(metrics.length >= 2, 'metrics pushed repeatedly')
+  for (const m of metrics.slice(0, 2)) {
+    t.equal(m.id, undefined)
+    t.match(m.payload, { server: { connections: { events: 2, admin: 1 } }, global: { servers: 1 } })
+  }
+  // Users get no metrics.
+  const sentinel = await users[0]!.request('ping')
+  t.equal(sentinel.type, 'pong')
+  t.notOk(users[0]!.frames.some((f) => f.type === 'metrics'), 'a user connection receives no metrics')
+})
