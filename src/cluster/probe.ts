@@ -12,6 +12,8 @@ export class Probe {
   private outstanding: { seq: number, sentAt: number } | null = null
   private seq = 0
   private timer: NodeJS.Timeout | null = null
+  /** the last probe's publish has not resolved yet */
+  private publishing = false
   lastLatencyMs: number | null = null
 
   constructor (
@@ -49,9 +51,13 @@ export class Probe {
       if (diag.probe.hasSubscribers) diag.probe.publish({ ok: false, latencyMs: now - this.outstanding.sentAt })
     }
     if (!this.broker.healthy) { this.outstanding = null; return }
+    // Redis has not even taken the last probe (stalled): one stuck probe says it all,
+    // and more would fill the publish buffer (REDIS_PUBLISH_BUFFER) meant for events.
+    if (this.publishing) return
     const seq = ++this.seq
     this.outstanding = { seq, sentAt: now }
-    this.broker.publish(this.channel, `${seq}:${now}`).catch(() => {})
+    this.publishing = true
+    this.broker.publish(this.channel, `${seq}:${now}`).catch(() => {}).finally(() => { this.publishing = false })
   }
 
   private received (msg: string): void {

@@ -111,6 +111,11 @@ export default fp(async function socketIo (app) {
     // Browser CSWSH check before any engine.io session exists; the rest of the auth is in the middleware.
     allowRequest: (req, cb) => {
       if (!h.originAllowed(req.headers.origin)) return cb('ORIGIN_FORBIDDEN', false)
+      // "Try another node" refusals at the transport: socket.io-client retries
+      // those with backoff (through the load balancer), whereas a middleware
+      // refusal (connect_error with data) stops it for good.
+      if (h.draining) return cb('DRAINING', false)
+      if (!h.probe.healthy) return cb('BACKEND_UNAVAILABLE', false)
       cb(null, true)
     },
   })
