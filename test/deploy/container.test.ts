@@ -1,0 +1,104 @@
+// The image's command run the way a container runs it, as far as this machine
+// allows without a Docker engine: the runtime stage's CMD, exactly as written,
+// as PID 1 of its own PID namespace (unshare), from the layout the image has
+// (dist/, node_modules, package.json under one directory), with the image's
+// ENV and docker-compose.yml's environment (addresses changed for loopback).
+// A PID 1 gets no default signal handling: SIGTERM sent from outside the
+// namespace, as `docker stop` sends it, reaches node only because node itself
+// handles it. The image's HEALTHCHECK command answers 0 when the node is ready
+// and 1 once it drains. deploy/token.mjs, shipped in the image, mints tokens
+// the node accepts.
+import { spawn, type ChildProcess } from 'node:child_process'
+import { readFileSync } from 'node:fs'
+import { delimiter, dirname, join } from 'node:path'
+import t from 'tap'
+import { connect, type TestClient } from '../helpers/client.js'
+import { freePort } from '../helpers/ports.js'
+import { startRedis } from '../helpers/redis.js'
+import { waitFor, within } from '../helpers/wait.js'
+import { ROOT, binary, composeFile, dockerStages, execForm, forceExitMarginMs, healthcheckCommand, heraldServices, serviceEnv } from './lib.js'
+
+const UNSHARE = binary('unshare', 'util-linux')
+const runtime = dockerStages().at(-1)!
+const cmd = execForm(runtime.instructions.find((i) => i.keyword === 'CMD')!.args)!
+const healthcheck = execForm(healthcheckCommand(runtime.instructions.find((i) => i.keyword === 'HEALTHCHECK')!.args))!
+/** ENV k=v pairs of the runtime stage (quotes and line continuations resolved). */
+const imageEnv: Record<string, string> = Object.fromEntries(runtime.instructions.filter((i) => i.keyword === 'ENV')
+  .flatMap((i) => [...i.args.replace(/\\\s*\n/g, ' ').matchAll(/([A-Za-z_][A-Za-z0-9_]*)=("[^"]*"|\S*)/g)].map((m) => [m[1]!, m[2]!.replace(/^"|"$/g, '')])))
+const composeEnv = serviceEnv(heraldServices(composeFile())['herald-1'])
+const PATH = [dirname(process.execPath), ...(process.env.PATH ?? '').split(delimiter)].join(delimiter)
+
+async function exitCode (argv: string[], env: Record<string, string>): Promise<{ code: number | null, out: string }> {
+  const p = spawn(argv[0]!, argv.slice(1), { cwd: ROOT, env: { PATH, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+  let out = ''
+  p.stdout.on('data', (b: Buffer) => { out += b.toString() })
+  p.stderr.on('data', (b: Buffer) => { out += b.toString() })
+  const code = await within(10_000, argv.join(' '), new Promise<number | null>((resolve) => p.once('exit', (c) => resolve(c))))
+  return { code, out }
+}
+
+t.test('deploy/token.mjs refuses to run without a usable JWT_SECRET', async (t) => {
+  const r = await exitCode([process.execPath, 'deploy/token.mjs'], {})
+  t.equal(r.code, 2)
+  t.match(r.out, /JWT_SECRET/)
+  t.equal((await exitCode([process.execPath, 'deploy/token.mjs', 'u', 'user', 's', 'soon'], { JWT_SECRET: 'x'.repeat(32) })).code, 2, 'a bad ttl is refused')
+})
+
+t.test('CMD as PID 1: ready, health-checked, drained by SIGTERM from outside, exit 0', async (t) => {
+  t.same(cmd, ['node', 'dist/main.js'])
+  const redis = await startRedis()
+  let ns: ChildProcess | undefined
+  const clients: TestClient[] = []
+  t.teardown(async () => {
+    for (const c of clients) await c.close()
+    if (ns !== undefined && ns.exitCode === null && ns.signalCode === null) {
+      const exited = new Promise((resolve) => ns!.once('exit', resolve))
+      ns.kill('SIGKILL') // --kill-child takes node down with it
+      await exited
+    }
+    await redis.stop()
+  })
+
+  const port = await freePort()
+  const env: Record<string, string> = { PATH, ...imageEnv, ...composeEnv, REDIS_URL: redis.url, HOST: '127.0.0.1', PORT: String(port) }
+  t.equal(env.NODE_ENV, 'production')
+  const lines: string[] = []
+  ns = spawn(UNSHARE, ['--pid', '--fork', '--mount-proc', '--kill-child', ...cmd], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] })
+  for (const s of [ns.stdout!, ns.stderr!]) s.on('data', (b: Buffer) => lines.push(...b.toString().split('\n').filter((l) => l.length > 0)))
+  const exit = new Promise<{ code: number | null, signal: NodeJS.Signals | null }>((resolve) => ns!.once('exit', (code, signal) => resolve({ code, signal })))
+  const tail = (): string => lines.slice(-10).join('\n')
+
+  await waitFor('the node listening', () => lines.some((l) => l.includes(`Server listening at http://127.0.0.1:${port}`)), (v) => v, { timeoutMs: 20_000 })
+    .catch((err: Error) => { throw new Error(`${err.message}\n${tail()}`) })
+  // The node is PID 1 of its namespace, as in a container.
+  const children = readFileSync(`/proc/${ns.pid}/task/${ns.pid}/children`, 'utf8').trim().split(/\s+/).map(Number)
+  t.equal(children.length, 1, 'unshare forked one child')
+  const nodePid = children[0]!
+  const nspid = /^NSpid:\s+(.*)$/m.exec(readFileSync(`/proc/${nodePid}/status`, 'utf8'))![1]!.trim().split(/\s+/)
+  t.equal(nspid.at(-1), '1', `node (host pid ${nodePid}) is PID 1 in its namespace`)
+  t.match(readFileSync(`/proc/${nodePid}/cmdline`, 'utf8').split('\0').slice(0, 2), ['node', 'dist/main.js'], 'and it is node itself, no shell in between')
+
+  await waitFor('readiness 200', async () => (await fetch(`http://127.0.0.1:${port}/ws/health`)).status, (s) => s === 200, { timeoutMs: 10_000 })
+  const ready = await exitCode(healthcheck, { PORT: String(port) })
+  t.equal(ready.code, 0, `the image HEALTHCHECK passes on a ready node ${ready.out}`)
+
+  // Two clients with tokens from the shipped token tool: the drain spreads their closes.
+  for (const user of ['alice', 'bob']) {
+    const minted = await exitCode([process.execPath, 'deploy/token.mjs', user], { JWT_SECRET: composeEnv.JWT_SECRET! })
+    t.equal(minted.code, 0)
+    clients.push(await connect(`ws://127.0.0.1:${port}/ws/events`, { token: minted.out.trim() }))
+  }
+
+  const drainMs = Number(env.DRAIN_TIMEOUT ?? 10_000)
+  const sentAt = Date.now()
+  process.kill(nodePid, 'SIGTERM') // from outside the namespace, like the container runtime
+  await waitFor('the draining log line', () => lines.find((l) => l.includes('"msg":"draining"') && l.includes('"signal":"SIGTERM"')), (l) => l !== undefined, { timeoutMs: 3000 })
+  t.pass('SIGTERM reached node as PID 1')
+  const draining = await waitFor('HEALTHCHECK failing while draining', async () => (await exitCode(healthcheck, { PORT: String(port) })).code, (c) => c === 1, { timeoutMs: 3000 })
+  t.equal(draining, 1, 'the image HEALTHCHECK fails once the node drains')
+  t.ok(clients.some((c) => c.closeInfo === null), 'checked while connections were still open')
+  const closes = await within(drainMs + 5000, 'drain closes', Promise.all(clients.map(async (c) => await c.closed)))
+  for (const c of closes) t.equal(c.code, 1001, 'closed with 1001')
+  const result = await within(drainMs + forceExitMarginMs() + 5000, 'exit after SIGTERM', exit)
+  t.same(result, { code: 0, signal: null }, `PID 1 exited 0, ${Date.now() - sentAt} ms after SIGTERM`)
+})
