@@ -4,6 +4,7 @@
 // validation, same message format, no Herald node in the path).
 
 import { createChannels } from '../cluster/channels.js'
+import { HeraldError } from '../errors.js'
 import { EVENT_CATALOGUE, type CatalogueType } from '../events/catalogue.js'
 import { createIdGenerator } from '../events/ids.js'
 import type { NotificationLevel } from '../events/model.js'
@@ -57,14 +58,22 @@ function httpTransport (o: { url: string, apiKey: string, fetch?: typeof fetch, 
 }
 
 function redisTransport (o: { redis: RedisLike, keyPrefix?: string, sharded?: boolean, publisherId?: string }): Transport {
-  const send = o.sharded === true && o.redis.spublish !== undefined
+  const one = o.sharded === true && o.redis.spublish !== undefined
     ? async (c: string, m: string) => await o.redis.spublish!(c, m)
     : async (c: string, m: string) => await o.redis.publish(c, m)
+  const send = async (channels: readonly string[], m: string): Promise<void> => { await Promise.all(channels.map(async (c) => await one(c, m))) }
   // No hub: this publisher is not a node, so every node (none skipping its own echo) delivers.
   const p = new Publisher({ publish: send }, null, createChannels(o.keyPrefix ?? 'herald:'), o.publisherId ?? `publisher-${Math.random().toString(36).slice(2, 10)}`, createIdGenerator())
+  // Refused input is a PublishError (400 VALIDATION), as over HTTP.
+  const valid = <T>(check: () => T): T => {
+    try { return check() } catch (err) {
+      if (err instanceof HeraldError) throw new PublishError(err.statusCode, err.code, err.message)
+      throw err
+    }
+  }
   return {
-    event: async (b) => (await p.publishEvent(validateEvent(b))).id,
-    notify: async (userId, b) => (await p.publishNotification(validateNotification(b, userId), userId)).id,
+    event: async (b) => (await p.publishEvent(valid(() => validateEvent(b)))).id,
+    notify: async (userId, b) => (await p.publishNotification(valid(() => validateNotification(b, userId)), userId)).id,
   }
 }
 

@@ -24,8 +24,12 @@ export interface Broker {
   /** true while publishes and subscriptions reach the backend */
   readonly healthy: boolean
   connect (): Promise<void>
-  /** Resolves once the backend has the message (or has queued it while reconnecting). */
-  publish (channel: string, message: string): Promise<void>
+  /**
+   * Puts one message on one or more channels. Resolves once the backend has
+   * it, or it is held for replay after an outage; rejects, for every channel
+   * at once, when it can be neither.
+   */
+  publish (channels: string | readonly string[], message: string): Promise<void>
   /** Resolves once messages on the channel will reach onMessage. */
   subscribe (channel: string): Promise<void>
   unsubscribe (channel: string): Promise<void>

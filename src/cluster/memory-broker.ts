@@ -28,11 +28,13 @@ export class MemoryBroker implements Broker {
 
   async connect (): Promise<void> {}
 
-  async publish (channel: string, message: string): Promise<void> {
-    const subs = this.bus.subscribers.get(channel)
-    if (!subs) return
-    // Delivered on a later tick, in publish order, as Redis would.
-    for (const b of subs) queueMicrotask(() => b.deliver(channel, message))
+  async publish (channels: string | readonly string[], message: string): Promise<void> {
+    for (const channel of typeof channels === 'string' ? [channels] : channels) {
+      const subs = this.bus.subscribers.get(channel)
+      if (!subs) continue
+      // Delivered on a later tick, in publish order, as Redis would.
+      for (const b of subs) queueMicrotask(() => b.deliver(channel, message))
+    }
   }
 
   async subscribe (channel: string): Promise<void> {

@@ -41,7 +41,10 @@ export class RedisBroker implements Broker {
   private readonly maxPending: number
   /** Redis Cluster: channels use sharded pub/sub */
   readonly sharded: boolean
-  private readonly make: (subscriber: boolean, name?: string) => Client
+  private readonly make: (subscriber: boolean, name?: string, extra?: RedisOptions) => Client
+  private readonly pubConn: Client
+  /** publishes that were in flight when the connection dropped, replayed first */
+  private retry: Array<[string, string]> = []
   private readonly extra: Client[] = []
   private pending = 0
   /** publishes made while disconnected, replayed in order once Redis is back */
@@ -70,22 +73,30 @@ export class RedisBroker implements Broker {
     const t = opts.target
     if (t.password !== undefined) redisOptions.password = t.password
     this.sharded = t.clusterNodes !== undefined
-    const make = (subscriber: boolean, name = 'herald'): Client => t.clusterNodes !== undefined
-      // On Redis Cluster, sharded pub/sub (SSUBSCRIBE/SPUBLISH) keeps each
-      // channel on the shard that owns its slot instead of every node.
-      ? new Cluster(t.clusterNodes, { redisOptions: { ...redisOptions, connectionName: name }, clusterRetryStrategy: retryStrategy, lazyConnect: true, shardedSubscribers: subscriber })
-      : t.sentinels !== undefined
-        ? new Redis({ ...redisOptions, connectionName: name, sentinels: t.sentinels, name: t.sentinelName ?? 'mymaster', sentinelRetryStrategy: retryStrategy })
-        : new Redis(t.url!, { ...redisOptions, connectionName: name })
+    const make = (subscriber: boolean, name = 'herald', extra: RedisOptions = {}): Client => {
+      const o = { ...redisOptions, ...extra, connectionName: name }
+      return t.clusterNodes !== undefined
+        // On Redis Cluster, sharded pub/sub (SSUBSCRIBE/SPUBLISH) keeps each
+        // channel on the shard that owns its slot instead of every node.
+        ? new Cluster(t.clusterNodes, { redisOptions: o, clusterRetryStrategy: retryStrategy, lazyConnect: true, shardedSubscribers: subscriber })
+        : t.sentinels !== undefined
+          ? new Redis({ ...o, sentinels: t.sentinels, name: t.sentinelName ?? 'mymaster', sentinelRetryStrategy: retryStrategy })
+          : new Redis(t.url!, o)
+    }
     this.make = make
     this.client = make(false)
     this.sub = make(true)
+    // Publishes get their own connection that never re-sends on its own: what
+    // was in flight when Redis went away comes back to us as an error and joins
+    // the replay, which waits until the other nodes have resubscribed. Delivery
+    // across an outage is therefore at least once (ids let clients dedupe).
+    this.pubConn = make(false, 'herald-pub', { autoResendUnfulfilledCommands: false, enableOfflineQueue: false })
     // Registry keys share one hash slot so they can be written in one MULTI on Redis Cluster.
     this.registryKey = `${opts.keyPrefix}{registry}:nodes`
     this.nodeKey = (id) => `${opts.keyPrefix}{registry}:node:${id}`
     this.maxPending = opts.maxPendingPublishes ?? 10_000
 
-    for (const c of [this.client, this.sub]) {
+    for (const c of [this.client, this.sub, this.pubConn]) {
       // An unhandled 'error' event would crash the process; Redis faults are expected.
       c.on('error', (err: Error) => this.opts.onError?.(err))
       for (const ev of ['ready', 'close', 'end', 'reconnecting', '+node', '-node']) c.on(ev, () => this.updateState())
@@ -95,11 +106,11 @@ export class RedisBroker implements Broker {
   }
 
   get healthy (): boolean {
-    return this.client.status === 'ready' && this.sub.status === 'ready'
+    return this.client.status === 'ready' && this.sub.status === 'ready' && this.pubConn.status === 'ready'
   }
 
   async connect (): Promise<void> {
-    await Promise.all([this.client.connect(), this.sub.connect()])
+    await Promise.all([this.client.connect(), this.sub.connect(), this.pubConn.connect()])
     this.updateState()
   }
 
@@ -109,20 +120,28 @@ export class RedisBroker implements Broker {
    * back, when the other nodes have had time to resubscribe. Publishes stuck on
    * a connected but unresponsive Redis (paused) count toward the same bound.
    */
-  async publish (channel: string, message: string): Promise<void> {
+  async publish (channels: string | readonly string[], message: string): Promise<void> {
     if (this.closing) throw new Error('broker closed')
-    if (this.outbox.length > 0 || !this.healthy) {
-      if (this.outbox.length + this.pending >= this.maxPending) throw new Error(`Redis unreachable and the publish buffer is full (${this.maxPending})`)
-      this.outbox.push([channel, message])
+    const list = typeof channels === 'string' ? [channels] : channels
+    // All of a message's channels fit, or none is taken: a 503 then means nowhere.
+    const held = this.outbox.length + this.retry.length
+    if (held > 0 || !this.healthy || this.replayTimer !== null) {
+      if (held + this.pending + list.length > this.maxPending) throw new Error(`Redis unreachable and the publish buffer is full (${this.maxPending})`)
+      for (const c of list) this.outbox.push([c, message])
+      this.scheduleReplay()
       return
     }
-    if (this.pending >= this.maxPending) throw new Error(`Redis publish queue full (${this.maxPending} pending)`)
-    this.pending++
+    if (this.pending + list.length > this.maxPending) throw new Error(`Redis publish queue full (${this.maxPending} pending)`)
+    this.pending += list.length
     try {
-      const sent = this.sharded ? (this.client as Cluster).spublish(channel, message) : this.client.publish(channel, message)
-      await Promise.race([sent, this.whenClosed])
+      const sent = list.map((c) => this.sharded ? (this.pubConn as Cluster).spublish(c, message) : this.pubConn.publish(c, message))
+      const results = await Promise.race([Promise.allSettled(sent), this.whenClosed])
+      results.forEach((r, i) => {
+        // Dropped in flight: kept for the replay rather than lost.
+        if (r.status === 'rejected') { this.retry.push([list[i]!, message]); this.scheduleReplay() }
+      })
     } finally {
-      this.pending--
+      this.pending -= list.length
     }
   }
 
@@ -193,32 +212,48 @@ export class RedisBroker implements Broker {
     if (this.replayTimer) clearTimeout(this.replayTimer)
     this.markClosed(new Error('broker closed'))
     // QUIT waits behind the offline queue, which never drains while Redis is unreachable.
-    await atMost(Promise.allSettled([this.client, this.sub].map((c) => c.status === 'ready' ? c.quit() : undefined)), SHUTDOWN_WAIT_MS)
+    await atMost(Promise.allSettled([this.client, this.sub, this.pubConn].map((c) => c.status === 'ready' ? c.quit() : undefined)), SHUTDOWN_WAIT_MS)
     this.client.disconnect()
     this.sub.disconnect()
+    this.pubConn.disconnect()
   }
 
   private updateState (): void {
     const h = this.healthy
     if (h === this.lastHealthy) return
     this.lastHealthy = h
-    if (h && this.outbox.length > 0 && this.replayTimer === null) {
-      this.replayTimer = setTimeout(() => { this.replayTimer = null; this.replay().catch((err: Error) => this.opts.onError?.(err)) }, this.opts.replayDelayMs ?? 2000)
-      this.replayTimer.unref()
-    }
+    this.scheduleReplay()
     for (const l of this.stateListeners) l(h)
   }
 
+  /** Replays held publishes REDIS_REPLAY_DELAY after Redis is back, when the other nodes have resubscribed. */
+  private scheduleReplay (): void {
+    if (!this.healthy || this.replayTimer !== null || this.closing) return
+    if (this.outbox.length === 0 && this.retry.length === 0) return
+    this.replayTimer = setTimeout(() => {
+      this.replay().catch((err: Error) => this.opts.onError?.(err)).finally(() => {
+        this.replayTimer = null
+        this.scheduleReplay()
+      })
+    }, this.opts.replayDelayMs ?? 2000)
+    this.replayTimer.unref()
+  }
+
   private async replay (): Promise<void> {
+    // In-flight failures first: they were published before anything held since.
+    if (this.retry.length > 0) { this.outbox = this.retry.concat(this.outbox); this.retry = [] }
     while (this.outbox.length > 0 && this.healthy && !this.closing) {
       const batch = this.outbox.slice(0, 500)
-      const pipe = this.client.pipeline()
+      const pipe = this.pubConn.pipeline()
       for (const [c, m] of batch) {
         if (this.sharded) pipe.spublish(c, m)
         else pipe.publish(c, m)
       }
-      await pipe.exec()
-      this.outbox.splice(0, batch.length)
+      const res = await pipe.exec()
+      // A failure part-way keeps the rest (and the failed ones) for the next attempt.
+      const failedAt = res === null ? 0 : res.findIndex(([err]) => err !== null)
+      this.outbox.splice(0, failedAt < 0 ? batch.length : failedAt)
+      if (failedAt >= 0) return
     }
   }
 }

@@ -19,7 +19,7 @@ export class Publisher {
    * publisher (src/client/publisher.ts) has no hub: it is nobody's node.
    */
   constructor (
-    private readonly broker: { publish (channel: string, message: string): Promise<unknown> },
+    private readonly broker: { publish (channels: readonly string[], message: string): Promise<unknown> },
     private readonly hub: { dispatchLocal (channel: string, raw: string): void } | null,
     private readonly ch: Channels,
     private readonly serverId: string,
@@ -56,7 +56,7 @@ export class Publisher {
     const channel = userId === null ? this.ch.control : this.ch.user(userId)
     const raw = encode({ kind: 'c', origin: this.serverId, publishedAt: Date.now(), type: action, userId: userId ?? '', json: JSON.stringify(arg) })
     this.hub?.dispatchLocal(channel, raw)
-    await this.broker.publish(channel, raw)
+    await this.broker.publish([channel], raw)
   }
 
   private async send (routes: readonly Route[], userId: string | undefined, raw: string): Promise<void> {
@@ -64,7 +64,7 @@ export class Publisher {
     const names = routes.map((r) => r === 'user' ? this.ch.user(userId!) : r === 'broadcast' ? this.ch.broadcast : this.ch.admin)
     if (this.hub !== null) for (const c of names) this.hub.dispatchLocal(c, raw)
     try {
-      await Promise.all(names.map((c) => this.broker.publish(c, raw)))
+      await this.broker.publish(names, raw)
     } catch (err) {
       throw new HeraldError('BACKEND_UNAVAILABLE', `delivered on this node only: ${(err as Error).message}`)
     }

@@ -1,0 +1,65 @@
+// Graceful drain (brief §7): SIGTERM turns readiness 503 at once, refuses new
+// upgrades with 503 DRAINING, closes open connections with 1001 spread over
+// DRAIN_TIMEOUT (so their reconnects trickle onto other nodes), then exits 0.
+// One node process on a private Redis; a second node stays up and takes the
+// reconnects.
+import t from 'tap'
+import { connect, refusal, type TestClient } from '../helpers/client.js'
+import type { NodeProc } from '../helpers/node.js'
+import { health, opsCluster } from '../helpers/ops.js'
+import { adminToken, userToken } from '../helpers/tokens.js'
+import { waitFor, within } from '../helpers/wait.js'
+
+const DRAIN = 2000
+const CLIENTS = 40
+
+t.test(`SIGTERM with ${CLIENTS} clients: 503 at once, upgrades refused, 1001 spread over DRAIN_TIMEOUT, exit 0`, { timeout: 40_000 }, async (t) => {
+  const cl = await opsCluster(t, { DRAIN_TIMEOUT: String(DRAIN), NODE_TTL: '1500' }, ['drain-a', 'drain-b'])
+  const [A, B] = cl.nodes as [NodeProc, NodeProc]
+  const clients: TestClient[] = []
+  t.teardown(() => Promise.all(clients.map(async (c) => await c.close())))
+  for (let i = 0; i < CLIENTS; i++) clients.push(await connect(`${A.ws}/ws/events`, { token: userToken(`drain-u${i % 8}`) }))
+  const adminOnA = await connect(`${A.ws}/ws/admin`, { token: adminToken('drain-admin') })
+  clients.push(adminOnA)
+  const closedAt = new Map<TestClient, number>()
+  for (const c of clients) void c.closed.then(() => closedAt.set(c, Date.now()))
+  t.match(await health(A), { status: 200, body: { connections: CLIENTS + 1, draining: false } })
+
+  const sentAt = Date.now()
+  A.proc.kill('SIGTERM')
+  const r = await waitFor('readiness 503', () => health(A), (r) => r.status === 503, { timeoutMs: 1000, intervalMs: 10 })
+  const readyFlip = Date.now() - sentAt
+  const openWhen503 = clients.filter((c) => c.closeInfo === null).length
+  t.match(r.body, { healthy: false, draining: true, serverId: A.serverId })
+  t.ok(readyFlip < 500, `readiness 503 ${readyFlip} ms after SIGTERM`)
+  t.ok(openWhen503 >= CLIENTS / 2, `while connections are still open (${openWhen503} of ${CLIENTS + 1})`)
+  t.match(await A.api('/ws/health?probe=live', { key: '' }), { status: 200, body: { alive: true } }, 'liveness still 200 while draining')
+
+  for (const [path, tok] of [['/ws/events', userToken('late')], ['/ws/admin', adminToken('late-admin')]] as const) {
+    const x = await refusal(`${A.ws}${path}?token=${tok}`)
+    t.match(x, { status: 503, body: { error: { code: 'DRAINING' } } }, `a new upgrade on ${path} is refused 503 DRAINING`)
+  }
+  t.ok(clients.filter((c) => c.closeInfo === null).length >= CLIENTS / 4, 'refused while others are still being drained')
+
+  const closes = await within(DRAIN + 2500, 'every client to be closed', Promise.all(clients.map(async (c) => await c.closed)))
+  t.same(new Set(closes.map((c) => c.code)), new Set([1001]), 'every connection closed with 1001')
+  const times = [...closedAt.values()].map((at) => at - sentAt).sort((a, b) => a - b)
+  const spread = times.at(-1)! - times[0]!
+  t.comment(`MEASURED drain: first close ${times[0]} ms, last ${times.at(-1)} ms after SIGTERM; spread ${spread} ms over DRAIN_TIMEOUT ${DRAIN}`)
+  t.ok(spread >= DRAIN / 2, `closes spread over at least half the window: ${spread} ms`)
+  t.ok(times.at(-1)! <= DRAIN + 2500, 'all closed within the window + 2.5 s')
+  // Evenly spread: no quarter of the window holds more than half the connections.
+  const perQuarter = [0, 1, 2, 3].map((q) => times.filter((ms) => ms >= q * DRAIN / 4 && ms < (q + 1) * DRAIN / 4).length)
+  t.ok(perQuarter.every((n) => n <= (CLIENTS + 1) / 2), `a trickle, not a wave: per quarter ${JSON.stringify(perQuarter)}`)
+
+  const exit = await within(10_000, 'the process to exit', A.exit)
+  t.same(exit, { code: 0, signal: null }, `exit code 0, ${Date.now() - sentAt} ms after SIGTERM`)
+  await A.waitLine((l) => l.includes('"draining"'), 100)
+
+  // The reconnects land on the node that stays.
+  const again = await connect(`${B.ws}/ws/events`, { token: userToken('drain-u0') })
+  t.teardown(() => again.close())
+  t.equal(again.frames[0]!.payload.serverId, B.serverId, 'a drained client reconnects to B')
+  await waitFor('B to count one server', async () => (await B.api('/api/stats')).body.global.servers, (n) => n === 1, { timeoutMs: 3000 })
+  t.pass('A left the registry on its way out')
+})
