@@ -78,7 +78,8 @@ export class TestClient {
     if (this.ws.readyState === WebSocket.CLOSED) return
     this.ws.close(1000)
     await Promise.race([this.closed, new Promise((r) => setTimeout(r, 2000))])
-    if (this.ws.readyState !== WebSocket.CLOSED) this.ws.terminate()
+    // readyState changed while we awaited; TypeScript narrowed it before the await.
+    if ((this.ws.readyState as number) !== WebSocket.CLOSED) this.ws.terminate()
   }
 
   private wake (): void {

@@ -35,7 +35,7 @@ export interface NodeProc {
 /** Starts dist/main.js as its own process on a kernel-chosen port. */
 export async function startNode (env: Record<string, string> = {}, opts: { cleanEnv?: boolean, timeoutMs?: number } = {}): Promise<NodeProc> {
   const serverId = env.SERVER_ID ?? `test-${process.pid}-${Math.random().toString(36).slice(2, 8)}`
-  const fullEnv = opts.cleanEnv === true
+  const fullEnv: Record<string, string> = opts.cleanEnv === true
     ? { PATH: process.env.PATH ?? '', PORT: '0', HOST: '127.0.0.1', ...env }
     : { PATH: process.env.PATH ?? '', ...BASE_ENV, PORT: '0', SERVER_ID: serverId, ...env }
   const proc = spawn(process.execPath, [MAIN], { env: fullEnv, stdio: ['ignore', 'pipe', 'pipe'] })
