@@ -90,7 +90,7 @@ export async function buildApp (config: Config, opts: BuildOptions = {}): Promis
     broker,
     channels: ch,
     hub,
-    publisher: new Publisher(broker, hub, ch, config.serverId, createIdGenerator()),
+    publisher: new Publisher(broker, hub, ch, config.serverId, createIdGenerator(), () => !h.probe.healthy),
     verifier: createTokenVerifier(config.jwt),
     revocations: createRevocationStore(broker, config.keyPrefix, config.revocationTtlMs),
     connectionLimiter: createConnectionLimiter(broker, config.keyPrefix, {

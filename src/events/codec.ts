@@ -4,6 +4,8 @@
 //
 //   kind \t origin \t publishedAtMs \t type \t userId \t json
 //
+// origin: the node that already delivered it to its own connections (during a
+// Redis outage), which skips the echo; empty otherwise.
 // kind: e (event), n (notification) or c (control: revocations, evictions;
 // `type` names the action and json is its argument, never sent to clients). Header fields never contain tabs:
 // types are validated segments, ids are checked at the edge.

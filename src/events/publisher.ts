@@ -2,13 +2,16 @@ import type { Channels } from '../cluster/channels.js'
 import { HeraldError } from '../errors.js'
 import { channels as diag } from '../observability/channels.js'
 import { routesFor, type Route } from './audience.js'
-import { encode } from './codec.js'
+import { encode, type Envelope } from './codec.js'
 import type { EventInput, HeraldEvent, HeraldNotification, NotificationInput } from './model.js'
 
 /**
- * Publishes onto the cluster. Local recipients get the message at once from
- * the hub (so local delivery survives a Redis outage); other nodes get it
- * through the broker and ignore their own echoes.
+ * Publishes onto the cluster. While Redis works, every node (this one too)
+ * delivers what comes back from Redis: one order for everyone, so a service
+ * that publishes one event through node A and the next through node B has
+ * them arrive in that order everywhere. While it does not (the readiness probe
+ * fails), this node delivers to its own connections at once and marks the
+ * message as its own, so the echo after recovery is not delivered twice.
  */
 export class Publisher {
   published = 0
@@ -24,6 +27,8 @@ export class Publisher {
     private readonly ch: Channels,
     private readonly serverId: string,
     private readonly nextId: () => string,
+    /** true while Redis is not delivering: deliver to this node's connections directly */
+    private readonly localFirst: () => boolean = () => false,
   ) {}
 
   async publishEvent (input: EventInput): Promise<HeraldEvent> {
@@ -31,8 +36,7 @@ export class Publisher {
     const event: HeraldEvent = { id: this.nextId(), type: input.type, timestamp: new Date(now).toISOString(), data: input.data ?? {} }
     if (input.userId !== undefined) event.userId = input.userId
     if (input.sessionId !== undefined) event.sessionId = input.sessionId
-    const raw = encode({ kind: 'e', origin: this.serverId, publishedAt: now, type: event.type, userId: input.userId ?? '', json: JSON.stringify(event) })
-    await this.send(routesFor(event.type, input.userId), input.userId, raw)
+    await this.send(routesFor(event.type, input.userId), input.userId, { kind: 'e', publishedAt: now, type: event.type, userId: input.userId ?? '', json: JSON.stringify(event) })
     if (diag.eventPublished.hasSubscribers) diag.eventPublished.publish({ kind: 'event', type: event.type, id: event.id })
     return event
   }
@@ -42,8 +46,7 @@ export class Publisher {
     const now = Date.now()
     const n: HeraldNotification = { id: this.nextId(), level: input.level, title: input.title, message: input.message, timestamp: new Date(now).toISOString() }
     if (input.data !== undefined) n.data = input.data
-    const raw = encode({ kind: 'n', origin: this.serverId, publishedAt: now, type: 'notification', userId: userId ?? '', json: JSON.stringify(n) })
-    await this.send(userId === null ? ['broadcast'] : ['user'], userId ?? undefined, raw)
+    await this.send(userId === null ? ['broadcast'] : ['user'], userId ?? undefined, { kind: 'n', publishedAt: now, type: 'notification', userId: userId ?? '', json: JSON.stringify(n) })
     if (diag.eventPublished.hasSubscribers) diag.eventPublished.publish({ kind: 'notification', type: 'notification', id: n.id })
     return n
   }
@@ -59,14 +62,18 @@ export class Publisher {
     await this.broker.publish([channel], raw)
   }
 
-  private async send (routes: readonly Route[], userId: string | undefined, raw: string): Promise<void> {
+  private async send (routes: readonly Route[], userId: string | undefined, msg: Omit<Envelope, 'origin'>): Promise<void> {
     this.published++
     const names = routes.map((r) => r === 'user' ? this.ch.user(userId!) : r === 'broadcast' ? this.ch.broadcast : this.ch.admin)
-    if (this.hub !== null) for (const c of names) this.hub.dispatchLocal(c, raw)
+    const local = this.hub !== null && this.localFirst()
+    // The origin names a node only when that node delivered it itself; an
+    // empty origin means every node, the publisher's included, delivers the echo.
+    const raw = encode({ ...msg, origin: local ? this.serverId : '' })
+    if (local) for (const c of names) this.hub!.dispatchLocal(c, raw)
     try {
       await this.broker.publish(names, raw)
     } catch (err) {
-      throw new HeraldError('BACKEND_UNAVAILABLE', `delivered on this node only: ${(err as Error).message}`)
+      throw new HeraldError('BACKEND_UNAVAILABLE', local ? `delivered on this node only: ${(err as Error).message}` : (err as Error).message)
     }
   }
 }

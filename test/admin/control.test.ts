@@ -139,7 +139,9 @@ t.test('revoke_user closes every connection of the user (4004) and refuses token
   const revokedAt = Date.parse(r.payload.revokedAt)
   const closes = await within(3000, 'the closes', Promise.all(mine.map(async (c) => await c.client.closed)))
   t.same(closes.map((c) => c.code), [4004, 4004])
-  for (const n of [A, B, C]) t.match(await refusal(`${n.ws}/ws/events?token=${userToken(u, `${u}-new`)}`), { status: 401, body: { error: { code: 'SESSION_REVOKED' } } }, `refused on ${n.serverId}`)
+  // Issued in the revocation's own second: still covered (a later second would be a new login).
+  const issuedThen = token({ sub: u, sid: `${u}-new`, roles: ['user'], iat: Math.floor(revokedAt / 1000) })
+  for (const n of [A, B, C]) t.match(await refusal(`${n.ws}/ws/events?token=${issuedThen}`), { status: 401, body: { error: { code: 'SESSION_REVOKED' } } }, `refused on ${n.serverId}`)
   // A token issued after the revocation (next second) is a new login: accepted.
   const fresh = await connect(`${A.ws}/ws/events`, { token: token({ sub: u, sid: `${u}-s3`, roles: ['user'], iat: Math.floor(revokedAt / 1000) + 1 }) })
   t.teardown(() => fresh.close())
@@ -211,11 +213,13 @@ t.test('the same actions over HTTP, with an API key and with an admin JWT; a use
 
   const v = user('http-v')
   const vc = await events(t, A, v)
+  // Issued before the revocation: a token signed after it (a later second) is rightly accepted.
+  const vOld = userToken(v)
   r = await B.api(`/api/users/${v}/revoke`, { method: 'POST' })
   t.match(r, { status: 200, body: { revoked: 'user', id: v } })
   t.equal((await within(3000, 'user closed', vc.client.closed)).code, 4004)
   t.match((await audited('admin.user.revoked', (d) => d.targetUserId === v)).payload.data.actor, KEY_ACTOR)
-  t.match(await refusal(`${A.ws}/ws/events?token=${userToken(v)}`), { status: 401 }, 'the revoked user is refused')
+  t.match(await refusal(`${A.ws}/ws/events?token=${vOld}`), { status: 401 }, 'the revoked user is refused')
 
   // Broadcast with each credential.
   const watcher = await events(t, C, user('http-w'))
