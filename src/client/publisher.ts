@@ -18,7 +18,7 @@ export type PublisherOptions =
   /** over a node's HTTP API, with an API key or a service JWT */
   | { url: string, apiKey: string, fetch?: typeof fetch, timeoutMs?: number }
   /** straight onto Redis: an ioredis client (standalone or Cluster) and the cluster's key prefix */
-  | { redis: RedisLike, keyPrefix?: string, sharded?: boolean, publisherId?: string }
+  | { redis: RedisLike, keyPrefix?: string, sharded?: boolean }
 
 export interface RedisLike {
   publish (channel: string, message: string): Promise<unknown>
@@ -57,13 +57,13 @@ function httpTransport (o: { url: string, apiKey: string, fetch?: typeof fetch, 
   }
 }
 
-function redisTransport (o: { redis: RedisLike, keyPrefix?: string, sharded?: boolean, publisherId?: string }): Transport {
+function redisTransport (o: { redis: RedisLike, keyPrefix?: string, sharded?: boolean }): Transport {
   const one = o.sharded === true && o.redis.spublish !== undefined
     ? async (c: string, m: string) => await o.redis.spublish!(c, m)
     : async (c: string, m: string) => await o.redis.publish(c, m)
   const send = async (channels: readonly string[], m: string): Promise<void> => { await Promise.all(channels.map(async (c) => await one(c, m))) }
-  // No hub: this publisher is not a node, so every node (none skipping its own echo) delivers.
-  const p = new Publisher({ publish: send }, null, createChannels(o.keyPrefix ?? 'herald:'), o.publisherId ?? `publisher-${Math.random().toString(36).slice(2, 10)}`, createIdGenerator())
+  // No hub: this publisher is not a node and delivers nothing itself; every node delivers what Redis brings.
+  const p = new Publisher({ publish: send }, null, createChannels(o.keyPrefix ?? 'herald:'), 'publisher', createIdGenerator())
   // Refused input is a PublishError (400 VALIDATION), as over HTTP.
   const valid = <T>(check: () => T): T => {
     try { return check() } catch (err) {
