@@ -112,7 +112,7 @@ interface Loadgen { procs: ChildProcess[], ready: number, connectMs: number }
 async function startLoad (server: Server, count: number, opts: { pattern?: string, sampleEvery?: number, offset?: number, addressBase?: number } = {}): Promise<Loadgen> {
   const procs: ChildProcess[] = []
   const n = Math.ceil(count / PER_LOADGEN)
-  const waits: Array<Promise<{ ready: number, failed: number, connectMs: number }>> = []
+  const waits: Array<Promise<{ ready: number, failed: number, connectMs: number, reasons?: unknown }>> = []
   for (let i = 0; i < n; i++) {
     const share = Math.min(PER_LOADGEN, count - i * PER_LOADGEN)
     const p = track(fork(join(ROOT, 'bench/load/subscribers.ts'), [], { execArgv: TSX, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] }))
@@ -134,7 +134,7 @@ async function startLoad (server: Server, count: number, opts: { pattern?: strin
   }
   const done = await Promise.all(waits)
   const failed = done.reduce((a, d) => a + d.failed, 0)
-  if (failed > 0) process.stderr.write(`\n  ${failed} of ${count} connections failed\n`)
+  if (failed > 0) process.stderr.write(`\n  ${failed} of ${count} connections failed: ${JSON.stringify(done.map((d) => (d as { reasons?: unknown }).reasons))}\n`)
   return { procs, ready: done.reduce((a, d) => a + d.ready, 0), connectMs: Math.max(...done.map((d) => d.connectMs)) }
 }
 
@@ -165,7 +165,7 @@ async function measure (l: Loadgen, ms: number, onSecond?: (delivered: number) =
   return { perSec: delivered / elapsed, p50: q(0.5), p99: q(0.99), samples: lat.length }
 }
 
-interface Publisher { setRate (eventsPerSec: number, users?: number): Promise<void>, stop (): Promise<void> }
+interface Publisher { setRate (eventsPerSec: number, users?: number): Promise<void>, burst?: (n: number) => Promise<void>, stop (): Promise<void> }
 
 async function startPublisher (kind: Kind, redisUrl: string): Promise<Publisher> {
   if (kind === 'sio') {
@@ -179,6 +179,7 @@ async function startPublisher (kind: Kind, redisUrl: string): Promise<Publisher>
   const proc = track(fork(join(ROOT, 'bench/load/publisher.ts'), [], { execArgv: TSX, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] }))
   return {
     async setRate (rate, users) { proc.send({ kind: kind === 'herald' ? 'herald' : 'ws', redisUrl, rate, users }); await nextMessage(proc, (m) => m.ok === true, 10_000, 'rate') },
+    async burst (n) { proc.send({ kind: kind === 'herald' ? 'herald' : 'ws', redisUrl, rate: 0, burst: n }); await nextMessage(proc, (m) => m.ok === true, 10_000, 'burst') },
     async stop () { await stop(proc) },
   }
 }
@@ -258,8 +259,9 @@ async function fanout (redisUrl: string): Promise<FanoutRow[]> {
 
 async function latency (redisUrl: string, fan: FanoutRow[]): Promise<LatencyRow[]> {
   const subscribers = cfg.fanout[0]!
-  const base = fan.find((r) => r.kind === 'ws' && r.subscribers === subscribers)!
-  const rate = base.saturation / 2
+  const base = fan.find((r) => r.kind === 'ws' && r.subscribers === subscribers)
+  const forced = process.argv.find((a) => a.startsWith('--latency-rate='))
+  const rate = forced !== undefined ? Number(forced.slice(15)) : base!.saturation / 2
   const rows: LatencyRow[] = []
   for (const kind of KINDS) {
     progress(`[${elapsed()}] latency at ${Math.round(rate)} deliveries/s: ${LABEL[kind]}`)
@@ -326,28 +328,34 @@ async function bigCluster (redisUrl: string): Promise<{ nodes: number, connectio
   let connected = 0
   for (const [i, s] of nodes.entries()) {
     progress(`[${elapsed()}] ${cfg.big} connections: ${connected} connected, node ${i + 1}/${nodes.length}`)
-    const l = await startLoad(s, per, { offset: i * per, addressBase: 2 + i * 3, sampleEvery: 1_000_000 })
+    const l = await startLoad(s, per, { offset: i * per, addressBase: 2 + i * 3, sampleEvery: 1 })
     loads.push(l)
     connected += l.ready
   }
   const connectSeconds = (performance.now() - t0) / 1000
   await sleep(1000)
   const after = nodes.reduce((a, s) => a + rssOf(s.pid), 0)
-  progress(`[${elapsed()}] ${connected} connections: broadcasting`)
+  progress(`[${elapsed()}] ${connected} connections: broadcasting one event`)
+  // One event; every subscriber samples it (sampleEvery 1), so the slowest
+  // sample is the time for the broadcast to reach the last connection.
   let reached = 0
-  const counted = new Promise<number>((resolve) => {
-    const t1 = performance.now()
-    const stopAt = t1 + 30_000
-    const on = (m: any): void => { if (m.tick === true) { reached += m.delivered; if (reached >= connected) finish() } }
-    const finish = (): void => { for (const l of loads) for (const p of l.procs) p.off('message', on); clearInterval(iv); resolve(performance.now() - t1) }
+  let slowest = 0
+  const done = new Promise<void>((resolve) => {
+    const stopAt = performance.now() + 30_000
+    const on = (m: any): void => {
+      if (m.tick !== true) return
+      reached += m.delivered
+      for (const x of m.samples) slowest = Math.max(slowest, x)
+      if (reached >= connected) finish()
+    }
+    const finish = (): void => { for (const l of loads) for (const p of l.procs) p.off('message', on); clearInterval(iv); resolve() }
     const iv = setInterval(() => { if (performance.now() > stopAt) finish() }, 200)
     for (const l of loads) for (const p of l.procs) p.on('message', on)
   })
   const pub = await startPublisher('herald', redisUrl)
-  await pub.setRate(100) // ~1 event per 10 ms slice
-  await sleep(20)
-  await pub.setRate(0)
-  const broadcastMs = await counted
+  await pub.burst!(1)
+  await done
+  const broadcastMs = slowest
   await pub.stop()
   for (const l of loads) await stopLoad(l)
   for (const s of nodes) await stop(s.proc)
@@ -370,8 +378,8 @@ async function main (): Promise<void> {
   }
   const want = (s: string): boolean => ONLY === undefined || ONLY.includes(s)
   const idle = want('idle') ? await idleMemory(redis.url) : []
-  const fan = want('fanout') || want('latency') ? await fanout(redis.url) : []
-  const lat = want('latency') && fan.length > 0 ? await latency(redis.url, fan) : []
+  const fan = want('fanout') || (want('latency') && !process.argv.some((a) => a.startsWith('--latency-rate='))) ? await fanout(redis.url) : []
+  const lat = want('latency') && (fan.length > 0 || process.argv.some((a) => a.startsWith('--latency-rate='))) ? await latency(redis.url, fan) : []
   const tgt = want('targeted') ? await targeted(redis.url) : null
   const big = want('big') ? await bigCluster(redis.url) : null
   Object.assign(results, { idle, fanout: fan, latency: lat, targeted: tgt, big })
@@ -398,7 +406,7 @@ async function main (): Promise<void> {
     md.push('')
   }
   if (lat.length > 0) {
-    const base = lat.find((x) => x.kind === 'ws')!
+    const base = lat.find((x) => x.kind === 'ws') ?? lat[0]!
     md.push(`## Latency at a fixed ${k(lat[0]!.rate)} deliveries/s (half of plain ws saturation), ${cfg.fanout[0]} subscribers`, '', '| server | achieved/s | p50 | p99 | p99 vs ws |', '|---|---|---|---|---|')
     for (const r of lat) md.push(`| ${LABEL[r.kind]} | ${k(r.achieved)} | ${ms(r.p50)} | ${ms(r.p99)} | ${ratio(r.p99, base.p99)} |`)
     md.push('')

@@ -23,6 +23,10 @@ function tick (): void {
   carry += due
   const n = Math.floor(carry)
   carry -= n
+  send(n)
+}
+
+function send (n: number): void {
   for (let i = 0; i < n; i++) {
     const t = now()
     if (kind === 'herald') {
@@ -37,7 +41,7 @@ function tick (): void {
 }
 let carry = 0
 
-process.on('message', (m: Cmd & { stop?: boolean }) => {
+process.on('message', (m: Cmd & { stop?: boolean, burst?: number }) => {
   if (m.stop) { if (timer) clearInterval(timer); process.send!({ sent }); return }
   if (redis === undefined) {
     redis = new Redis(m.redisUrl)
@@ -47,6 +51,7 @@ process.on('message', (m: Cmd & { stop?: boolean }) => {
   }
   rate = m.rate
   users = m.users ?? 0
+  if (m.burst !== undefined) send(m.burst)
   process.send!({ ok: true })
 })
 process.on('disconnect', () => process.exit(0))

@@ -78,14 +78,24 @@ process.on('message', (m: { job?: Job, stop?: boolean }) => {
   const t0 = now()
   let next = 0
   let failed = 0
+  const reasons = new Map<string, number>()
   const worker = async (): Promise<void> => {
     while (next < job.count) {
       const i = next++
-      try { await openOne(i, sign) } catch { failed++ }
+      // A refused or reset connect is retried a few times, as a real client would.
+      for (let attempt = 0; ; attempt++) {
+        try { await openOne(i, sign); break } catch (err) {
+          if (attempt < 3) { await new Promise((r) => setTimeout(r, 50 * (attempt + 1))); continue }
+          failed++
+          const why = (err as Error).message
+          reasons.set(why, (reasons.get(why) ?? 0) + 1)
+          break
+        }
+      }
     }
   }
   void Promise.all(Array.from({ length: Math.min(job.concurrency, job.count) }, worker)).then(() => {
-    process.send!({ ready: job.count - failed, failed, connectMs: now() - t0 })
+    process.send!({ ready: job.count - failed, failed, reasons: [...reasons].slice(0, 3), connectMs: now() - t0 })
     setInterval(() => {
       process.send!({ tick: true, delivered, samples })
       delivered = 0
