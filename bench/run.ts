@@ -124,7 +124,9 @@ async function startLoad (server: Server, count: number, opts: { pattern?: strin
         url: server.url,
         count: share,
         offset: (opts.offset ?? 0) + i * PER_LOADGEN,
-        localAddress: `127.0.0.${(opts.addressBase ?? 2) + i}`,
+        // Bound source addresses only where one address would run out of ports
+        // (the 100k run): bound sockets hold their port exclusively, TIME_WAIT too.
+        ...(opts.addressBase !== undefined ? { localAddress: `127.0.0.${opts.addressBase + i}` } : {}),
         concurrency: 200,
         secret: SECRET,
         sampleEvery: opts.sampleEvery ?? 50,
@@ -211,11 +213,19 @@ async function idleMemory (redisUrl: string): Promise<IdleRow[]> {
       const after = rssOf(s.pid)
       const heapAfter = kind === 'herald' ? await heapOf(s) : null
       rows.push({ kind, connections: l.ready, rssPerConn: (after - before) / l.ready, heapPerConn: heapBefore !== null && heapAfter !== null ? (heapAfter - heapBefore) / l.ready : null, connectPerSec: l.ready / (l.connectMs / 1000) })
-      await stopLoad(l)
-      await stop(s.proc)
+      await stopAll(s, l)
     }
   }
   return rows
+}
+
+/**
+ * Server first: the side that closes first keeps TIME_WAIT, and on the
+ * server's side it holds no ephemeral port the next scenario needs.
+ */
+async function stopAll (s: Server, ...loads: Loadgen[]): Promise<void> {
+  await stop(s.proc)
+  for (const l of loads) await stopLoad(l)
 }
 
 async function heapOf (s: Server): Promise<number> {
@@ -250,8 +260,7 @@ async function fanout (redisUrl: string): Promise<FanoutRow[]> {
       const best = good.length > 0 ? good.reduce((a, b) => (b.achieved > a.achieved ? b : a)) : steps[0]!
       rows.push({ kind, subscribers, saturation: best.achieved, p50AtSat: best.p50, p99AtSat: best.p99, maxRssMB: maxRss / 2 ** 20, steps })
       await pub.stop()
-      await stopLoad(l)
-      await stop(s.proc)
+      await stopAll(s, l)
     }
   }
   return rows
@@ -273,8 +282,7 @@ async function latency (redisUrl: string, fan: FanoutRow[]): Promise<LatencyRow[
     const m = await measure(l, cfg.latencyMs)
     rows.push({ kind, rate, achieved: m.perSec, p50: m.p50, p99: m.p99 })
     await pub.stop()
-    await stopLoad(l)
-    await stop(s.proc)
+    await stopAll(s, l)
   }
   return rows
 }
@@ -287,7 +295,7 @@ async function targeted (redisUrl: string): Promise<{ users: number, published: 
   const c = await startServer('herald', redisUrl)
   // Users u0..u(n-1) on B, un..u(2n-1) on C; a third of the events go to users connected nowhere.
   const lb = await startLoad(b, users, { pattern: 'authentication.*', offset: 0, sampleEvery: 10 })
-  const lc = await startLoad(c, users, { pattern: 'authentication.*', offset: users, sampleEvery: 10, addressBase: 20 })
+  const lc = await startLoad(c, users, { pattern: 'authentication.*', offset: users, sampleEvery: 10 })
   const stat = async (s: Server): Promise<{ brokerMessagesIn: number, eventsDelivered: number }> =>
     ((await (await fetch(`${s.http}/api/stats`, { headers: { authorization: 'Bearer bench-api-key-0123456789' } })).json()) as { server: { brokerMessagesIn: number, eventsDelivered: number } }).server
   const b0 = await stat(b)
@@ -304,8 +312,8 @@ async function targeted (redisUrl: string): Promise<{ users: number, published: 
   const b1 = await stat(b)
   const c1 = await stat(c)
   await pub.stop()
-  await Promise.all([stopLoad(lb), stopLoad(lc)])
   await Promise.all([stop(b.proc), stop(c.proc)])
+  await Promise.all([stopLoad(lb), stopLoad(lc)])
   // Probe / registry traffic is tiny but counted; published is what the publisher was asked for.
   const published = rate * (seconds + 0.5)
   return {
@@ -357,8 +365,8 @@ async function bigCluster (redisUrl: string): Promise<{ nodes: number, connectio
   await done
   const broadcastMs = slowest
   await pub.stop()
-  for (const l of loads) await stopLoad(l)
   for (const s of nodes) await stop(s.proc)
+  for (const l of loads) await stopLoad(l)
   return { nodes: nodes.length, connections: connected, connectSeconds, totalRssMB: after / 2 ** 20, rssPerConn: (after - before) / connected, broadcastMs, reached }
 }
 

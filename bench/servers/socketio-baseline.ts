@@ -9,6 +9,7 @@ import { createAdapter } from '@socket.io/redis-adapter'
 const port = Number(process.env.PORT ?? 0)
 const pub = new Redis(process.env.REDIS_URL!)
 const sub = new Redis(process.env.REDIS_URL!)
+for (const c of [pub, sub]) c.on('error', (err) => { console.error('redis:', err.message) })
 const server = createServer()
 const io = new Server(server, { adapter: createAdapter(pub, sub), transports: ['websocket'], perMessageDeflate: false })
 io.on('connection', (s) => { void s.join('bench'); s.emit('welcome', {}) })

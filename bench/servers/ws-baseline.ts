@@ -27,6 +27,7 @@ const uncorkAll = (): void => {
 }
 
 const sub = new Redis(process.env.REDIS_URL!)
+sub.on('error', (err) => { console.error('redis:', err.message) })
 sub.subscribe('bench').catch((err) => { console.error(err); process.exit(1) })
 sub.on('message', (_ch: string, msg: string) => {
   for (const ws of clients) {
