@@ -12,6 +12,11 @@ export interface Identity {
   expiresAt: number
   /** ms since epoch, when the token carries iat */
   issuedAt: number | null
+  /**
+   * Set only for ALLOW_ANONYMOUS guests, which have no token. Never derived
+   * from a claim: a `guest` role in a JWT makes nobody a guest.
+   */
+  anonymous?: true
 }
 
 export interface TokenVerifier {

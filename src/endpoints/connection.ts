@@ -29,6 +29,12 @@ export abstract class Connection implements Subscriber {
   readonly openedAt = Date.now()
   readonly patterns = new Map<string, readonly string[]>()
   readonly userId: string
+  /**
+   * Anonymous guests (ALLOW_ANONYMOUS) receive broadcast-audience events only.
+   * Fixed at open: the hub files the connection by it, and must find it in the
+   * same place when it closes, whatever a refresh did to the identity.
+   */
+  readonly guest: boolean
   stamp = 0
   /** set by a pong or any frame; cleared by each heartbeat sweep */
   alive = true
@@ -43,6 +49,8 @@ export abstract class Connection implements Subscriber {
   inbox: Promise<void> = SETTLED
   /** the exp that auth_expiring was sent for */
   warnedFor = 0
+  /** the exp the node's expiry schedule holds a live entry for (0: none) */
+  armedFor = 0
   private held: Array<() => void> | null = []
   private _log: FastifyBaseLogger | null = null
 
@@ -56,6 +64,7 @@ export abstract class Connection implements Subscriber {
     private readonly reqId?: string,
   ) {
     this.userId = identity.userId
+    this.guest = identity.anonymous === true
   }
 
   /**
@@ -72,8 +81,6 @@ export abstract class Connection implements Subscriber {
 
   get welcomed (): boolean { return this.held === null }
 
-  /** Anonymous guests (ALLOW_ANONYMOUS) receive broadcast-audience events only. */
-  get guest (): boolean { return this.identity.roles.includes('guest') }
 
   /** An event or notification from the hub. */
   deliver (d: Delivery): void {

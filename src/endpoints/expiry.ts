@@ -7,7 +7,9 @@ import type { Connection } from './connection.js'
 //
 // One timer per node, not per connection: deadlines sit in a binary min-heap
 // and the timer is armed for the earliest. Entries made stale by a refresh or
-// a close are skipped when they come up (they carry the exp they were for).
+// a close are skipped when they come up (they carry the exp they were for),
+// and swept out once they outnumber the live ones: with day-long tokens a
+// stale entry would otherwise keep a closed socket in memory for a day.
 
 interface Entry { at: number, conn: Connection, exp: number }
 
@@ -18,23 +20,49 @@ export class ExpiryScheduler {
   private readonly heap: Entry[] = []
   private timer: NodeJS.Timeout | null = null
   private armedFor = Infinity
+  /** entries known to be stale (their connection closed or re-armed) */
+  private stale = 0
 
   constructor (private readonly warningMs: number) {}
 
+  /** entries held, stale ones included */
   get size (): number { return this.heap.length }
+
+  /** A connection closed (or is about to be re-armed): its entry is stale. */
+  forget (c: Connection): void {
+    if (c.armedFor === 0) return
+    this.stale++
+    if (this.stale > 64 && this.stale * 2 > this.heap.length) this.compact()
+  }
 
   /** (Re)schedules a connection after welcome or a refresh. */
   arm (c: Connection): void {
     const exp = c.identity.expiresAt
     if (!Number.isFinite(exp)) return
+    if (c.armedFor !== 0) this.forget(c)
+    c.armedFor = exp
     const warnAt = exp - this.warningMs
-    this.push({ at: c.warnedFor === exp || warnAt <= Date.now() ? exp : warnAt, conn: c, exp })
+    // A token that is already inside its warning window is warned at once.
+    this.push({ at: c.warnedFor === exp ? exp : Math.max(warnAt, Date.now()), conn: c, exp })
   }
 
   stop (): void {
     if (this.timer) clearTimeout(this.timer)
     this.timer = null
     this.heap.length = 0
+    this.stale = 0
+  }
+
+  private isStale (e: Entry): boolean { return e.conn.closed || e.conn.identity.expiresAt !== e.exp || e.conn.armedFor !== e.exp }
+
+  /** Drops stale entries and rebuilds the heap: O(n), run when half are stale. */
+  private compact (): void {
+    const live = this.heap.filter((e) => !this.isStale(e))
+    this.heap.length = 0
+    for (const e of live) this.heap.push(e)
+    for (let i = (this.heap.length >> 1) - 1; i >= 0; i--) this.siftDown(i)
+    this.stale = 0
+    this.schedule()
   }
 
   private push (e: Entry): void {
@@ -56,19 +84,24 @@ export class ExpiryScheduler {
     const last = h.pop()
     if (h.length > 0 && last !== undefined) {
       h[0] = last
-      let i = 0
-      for (;;) {
-        const l = 2 * i + 1
-        const r = l + 1
-        let m = i
-        if (l < h.length && h[l]!.at < h[m]!.at) m = l
-        if (r < h.length && h[r]!.at < h[m]!.at) m = r
-        if (m === i) break
-        ;[h[m], h[i]] = [h[i]!, h[m]!]
-        i = m
-      }
+      this.siftDown(0)
     }
     return top
+  }
+
+  private siftDown (from: number): void {
+    const h = this.heap
+    let i = from
+    for (;;) {
+      const l = 2 * i + 1
+      const r = l + 1
+      let m = i
+      if (l < h.length && h[l]!.at < h[m]!.at) m = l
+      if (r < h.length && h[r]!.at < h[m]!.at) m = r
+      if (m === i) break
+      ;[h[m], h[i]] = [h[i]!, h[m]!]
+      i = m
+    }
   }
 
   private schedule (): void {
@@ -85,9 +118,10 @@ export class ExpiryScheduler {
     this.armedFor = Infinity
     const now = Date.now()
     while (this.heap.length > 0 && this.heap[0]!.at <= now) {
-      const { conn: c, exp } = this.pop()!
+      const e = this.pop()!
+      const { conn: c, exp } = e
       // Stale: closed, or refreshed to another exp since this entry was made.
-      if (c.closed || c.identity.expiresAt !== exp) continue
+      if (this.isStale(e)) { if (this.stale > 0) this.stale--; continue }
       if (now >= exp) {
         c.reply('auth_expired', { expiredAt: new Date(exp).toISOString() })
         c.close(CloseCodes.AUTH_EXPIRED, 'authentication expired')

@@ -18,7 +18,7 @@ declare module 'fastify' {
 
 /** The identity of an anonymous guest (ALLOW_ANONYMOUS): no token, no expiry, broadcast audience only. */
 export const guestIdentity = (connectionId: string): Identity =>
-  ({ userId: `guest:${connectionId}`, sessionId: null, roles: ['guest'], expiresAt: Infinity, issuedAt: null })
+  ({ userId: `guest:${connectionId}`, sessionId: null, roles: [], expiresAt: Infinity, issuedAt: null, anonymous: true })
 
 /**
  * A closure made inside the guard would keep the whole request (and reply)
@@ -66,7 +66,7 @@ export function upgradeGuard (h: Herald, endpoint: 'events' | 'admin', requiredR
     }
     if (requiredRole !== undefined && !identity.roles.includes(requiredRole)) return void refuse('ROLE_FORBIDDEN')
     if (h.connections.size >= h.config.limits.nodeConnections) return void refuse('NODE_FULL')
-    if (!identity.roles.includes('guest') && await h.revocations.check(identity) !== null) return void refuse('SESSION_REVOKED')
+    if (identity.anonymous !== true && await h.revocations.check(identity) !== null) return void refuse('SESSION_REVOKED')
 
     const record = { serverId: h.config.serverId, connectionId, userId: identity.userId, sessionId: identity.sessionId, ip: req.ip, endpoint, openedAt: Date.now() }
     const admission = await h.connectionLimiter.acquire(record)

@@ -95,6 +95,7 @@ export function closed (h: Herald, conn: Connection, code: number): void {
   conn.closed = true
   h.connections.delete(conn.id)
   h.hub.detach(conn)
+  h.expiry.forget(conn)
   const durationMs = Date.now() - conn.openedAt
   if (diag.connectionClose.hasSubscribers) diag.connectionClose.publish({ endpoint: conn.kind, connectionId: conn.id, userId: conn.userId, code, durationMs })
   conn.log.info({ code, durationMs }, 'connection closed')

@@ -202,7 +202,7 @@ async function admit (h: Herald, socket: Socket, ip: string): Promise<void> {
     }
   }
   if (h.connections.size >= h.config.limits.nodeConnections) refuse('NODE_FULL')
-  if (!identity.roles.includes('guest') && await h.revocations.check(identity) !== null) refuse('SESSION_REVOKED')
+  if (identity.anonymous !== true && await h.revocations.check(identity) !== null) refuse('SESSION_REVOKED')
   const record: ConnectionRecord = { serverId: h.config.serverId, connectionId, userId: identity.userId, sessionId: identity.sessionId, ip, endpoint: 'events', openedAt: Date.now() }
   const admission = await h.connectionLimiter.acquire(record)
   if (!admission.ok) {

@@ -4,7 +4,8 @@
 // past the old exp; a refresh for another sub, garbage, or an expired token is
 // REFRESH_REJECTED and changes nothing; without a refresh, `auth_expired` and
 // close 4001 at exp. Behaviour is time-based: the test awaits frames and closes,
-// and waits for the old exp to pass with one bounded timer.
+// and waits for the old exp to pass with one bounded timer. Each scenario runs
+// at once on each of three node processes sharing one Redis.
 import t, { type Test } from 'tap'
 import { connect, type Frame, type TestClient } from '../helpers/client.js'
 import { startCluster } from '../helpers/cluster.js'
@@ -16,13 +17,12 @@ const WARNING_MS = 2000
 const LIFETIME_S = 4 // exp has second precision: the token lives 3 to 4 s from now
 const SLACK_MS = 50 // timers never fire early by more than this
 
-const { nodes } = await startCluster(t, { AUTH_EXPIRY_WARNING: String(WARNING_MS) }, 1)
-const node = nodes[0] as NodeProc
+const { nodes } = await startCluster(t, { AUTH_EXPIRY_WARNING: String(WARNING_MS) }, 3)
 const nowS = (): number => Math.floor(Date.now() / 1000)
 const iso = (s: number): string => new Date(s * 1000).toISOString()
 
 /** A connection that timestamps every frame it receives. */
-async function timed (t: Test, tok: string): Promise<{ c: TestClient, at: Map<Frame, number>, closedAt: () => number }> {
+async function timed (t: Test, node: NodeProc, tok: string): Promise<{ c: TestClient, at: Map<Frame, number>, closedAt: () => number }> {
   const c = await connect(`${node.ws}/ws/events`, { token: tok })
   t.teardown(() => c.close())
   const at = new Map<Frame, number>()
@@ -36,8 +36,12 @@ async function timed (t: Test, tok: string): Promise<{ c: TestClient, at: Map<Fr
 const msUntil = (expS: number): number => expS * 1000 - Date.now()
 
 t.test('auth_expiring before exp, refresh with the same sub keeps the connection past the old exp', { timeout: 20_000 }, async (t) => {
+  await Promise.all(nodes.map(async (node, i) => await refreshKeepsAlive(t, node, `exp-u1-${i}`)))
+})
+
+async function refreshKeepsAlive (t: Test, node: NodeProc, sub: string): Promise<void> {
   const exp = nowS() + LIFETIME_S
-  const { c, at } = await timed(t, token({ sub: 'exp-u1', sid: 'e1', roles: ['user'], exp }))
+  const { c, at } = await timed(t, node, token({ sub, sid: 'e1', roles: ['user'], exp }))
   t.equal(c.frames[0]!.payload.expiresAt, iso(exp), 'welcome carries the token exp')
 
   const warn = await c.nextOfType('auth_expiring', msUntil(exp) + 1000)
@@ -47,7 +51,7 @@ t.test('auth_expiring before exp, refresh with the same sub keeps the connection
   t.equal(warn.payload.expiresAt, iso(exp), 'auth_expiring names the exp')
 
   const newExp = nowS() + 120
-  const r = await c.request('refresh', { token: token({ sub: 'exp-u1', sid: 'e1', roles: ['user'], exp: newExp }) })
+  const r = await c.request('refresh', { token: token({ sub, sid: 'e1', roles: ['user'], exp: newExp }) })
   t.equal(r.type, 'refreshed', 'refreshed')
   t.equal(r.payload.expiresAt, iso(newExp), 'with the new expiry')
 
@@ -60,17 +64,21 @@ t.test('auth_expiring before exp, refresh with the same sub keeps the connection
   t.equal(c.closeInfo, null, 'still open')
   t.notOk(c.frames.some((f) => f.type === 'auth_expired'), 'no auth_expired')
   t.equal(c.frames.filter((f) => f.type === 'auth_expiring').length, 1, 'no second warning for the new, distant exp')
-})
+}
 
 t.test('rejected refreshes change nothing: auth_expired and close 4001 at exp', { timeout: 20_000 }, async (t) => {
+  await Promise.all(nodes.map(async (node, i) => await rejectedRefreshes(t, node, `exp-u2-${i}`)))
+})
+
+async function rejectedRefreshes (t: Test, node: NodeProc, sub: string): Promise<void> {
   const exp = nowS() + LIFETIME_S
-  const { c, at, closedAt } = await timed(t, token({ sub: 'exp-u2', sid: 'e2', roles: ['user'], exp }))
+  const { c, at, closedAt } = await timed(t, node, token({ sub, sid: 'e2', roles: ['user'], exp }))
   const later = nowS() + 3600
   const cases: Array<[string, unknown]> = [
     ['another sub', token({ sub: 'exp-someone-else', sid: 'e2', roles: ['user'], exp: later })],
     ['garbage', 'definitely.not.ajwt'],
-    ['an expired token of the same sub', token({ sub: 'exp-u2', sid: 'e2', roles: ['user'], iat: nowS() - 7200, exp: nowS() - 3600 })],
-    ['a token signed with another key', token({ sub: 'exp-u2', sid: 'e2', roles: ['user'], exp: later }, { key: 'some-other-secret-of-at-least-32-characters!' })],
+    ['an expired token of the same sub', token({ sub, sid: 'e2', roles: ['user'], iat: nowS() - 7200, exp: nowS() - 3600 })],
+    ['a token signed with another key', token({ sub, sid: 'e2', roles: ['user'], exp: later }, { key: 'some-other-secret-of-at-least-32-characters!' })],
   ]
   for (const [what, tok] of cases) {
     const r = await c.request('refresh', { token: tok })
@@ -90,4 +98,4 @@ t.test('rejected refreshes change nothing: auth_expired and close 4001 at exp', 
   t.ok(expiredAt >= exp * 1000 - SLACK_MS, `auth_expired ${expiredAt - exp * 1000} ms after exp (not before)`)
   t.ok(closedAt() - exp * 1000 < 1500, `closed ${closedAt() - exp * 1000} ms after exp`)
   t.comment(`auth_expired ${expiredAt - exp * 1000} ms after exp, close ${closedAt() - exp * 1000} ms after exp`)
-})
+}

@@ -128,13 +128,14 @@ t.test('system.* reaches every subscribed user and admin, and nobody unsubscribe
     const ev = await c.next(isEvent(id))
     t.same(ev.payload.data, { at: '02:00' }, `${name} receives it`)
   }
-  // A system event naming a user is still everyone's (system.* takes precedence).
-  const withUser = await s.publish({ type: 'system.notice', userId: 'alice' })
-  await bob.next(isEvent(withUser))
-  await alice.next(isEvent(withUser))
+  // A system event naming a user is that user's (and admins'): it carries her data.
+  const withUser = await s.publish({ type: 'system.notice', userId: 'alice', data: { secret: 'alice only' } })
+  t.same((await alice.next(isEvent(withUser))).payload.data, { secret: 'alice only' }, 'the named user receives it')
   await admin.next(isEvent(withUser))
 
   const sentinel = await s.publish({ type: 'authentication.login.success', userId: 'carol' })
+  const bobSentinel = await s.publish({ type: 'authentication.login.success', userId: 'bob' })
+  await absentBefore(t, bob, isEvent(bobSentinel), [isEvent(withUser)], 'bob (subscribed to *) does not receive alice\'s system event')
   await absentBefore(t, carol, isEvent(sentinel), [isEvent(id), isEvent(withUser)], 'carol (not subscribed to system.*) does not receive it')
   await absentBefore(t, quietAdmin, isEvent(sentinel), [isEvent(id), isEvent(withUser)], 'an admin not subscribed to system.* does not receive it')
 })
@@ -259,4 +260,31 @@ t.test('a broadcast notification reaches every /ws/events connection and no admi
   }
   const sentinel = await s.publish({ type: 'security.sentinel' })
   await absentBefore(t, admin, isEvent(sentinel), [(f) => f.type === 'notification'], 'the admin receives no notification')
+})
+
+t.test('a `guest` role in a JWT makes nobody an anonymous guest', async (t) => {
+  // Guests (ALLOW_ANONYMOUS) are filed apart in the hub and skip the user
+  // channel; a token must not be able to opt into that, or out of its events.
+  const node = await startApp({ ALLOW_ANONYMOUS: 'true' })
+  t.teardown(() => node.close())
+  const tok = userToken('gina', 'gina-session', { roles: ['guest'] })
+  const gina = await connect(`${node.ws}/ws/events`, { token: tok })
+  t.teardown(() => gina.close())
+  t.equal((await gina.nextOfType('welcome')).payload.userId, 'gina', 'the token\'s subject, not a guest id')
+  await gina.subscribe(['authentication.*'])
+  const ev = await node.api('/api/events', { body: { type: 'authentication.login.success', userId: 'gina' } })
+  await gina.next(isEvent(ev.body.id))
+  const note = await node.api('/api/notifications/users/gina', { body: { level: 'info', title: 'for gina', message: 'x' } })
+  await gina.next(isNotification(note.body.id))
+
+  // Refreshing to a token that claims `guest` changes nothing either: on close
+  // the connection leaves the user's set and the user's channel is dropped.
+  gina.send({ type: 'refresh', id: 'gina-refresh', payload: { token: userToken('gina', 'gina-session', { roles: ['guest'], exp: Math.floor(Date.now() / 1000) + 7200 }) } })
+  t.equal((await gina.next((f) => f.id === 'gina-refresh')).type, 'refreshed')
+  gina.close()
+  await gina.closed
+  const hub = node.app.herald.hub
+  for (let i = 0; i < 200 && hub.connectionsOf('gina') !== undefined; i++) await new Promise((resolve) => setTimeout(resolve, 10))
+  t.equal(hub.connectionsOf('gina'), undefined, 'the hub no longer holds gina')
+  t.equal(hub.users, 0)
 })
