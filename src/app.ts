@@ -122,11 +122,31 @@ export async function buildApp (config: Config, opts: BuildOptions = {}): Promis
   app.decorate('herald', h)
   hub.onControl((env) => handleControl(h, env))
 
+  // A process restarted under the same SERVER_ID (a pinned compose name, a
+  // pod whose container restarted) inherits the registry entry of the one
+  // that died, so nobody ever sees that one as dead: its connections' slots
+  // are freed here instead. Only slots opened before this process started.
+  let selfReclaimed = false
+  const reclaimPredecessor = async (): Promise<void> => {
+    if (selfReclaimed) return
+    selfReclaimed = true
+    try {
+      const n = await h.connectionLimiter.reclaim(config.serverId, h.startedAt)
+      if (n > 0) log.warn({ connections: n }, 'released the connection slots of an earlier process with this SERVER_ID')
+    } catch (err) {
+      selfReclaimed = false
+      onBackendError(err as Error)
+    }
+  }
+
   broker.onStateChange((healthy) => {
     log[healthy ? 'info' : 'warn']({ backend: broker.kind, healthy }, healthy ? 'backend connected' : 'backend unreachable')
     if (diag.backendState.hasSubscribers) diag.backendState.publish({ healthy })
     // Beat at once on reconnect: it finds out whether Redis kept our state.
-    if (healthy) h.registry.beat().catch(onBackendError)
+    if (healthy) {
+      h.registry.beat().catch(onBackendError)
+      void reclaimPredecessor()
+    }
   })
 
   await app.register(websocket, {
@@ -153,6 +173,7 @@ export async function buildApp (config: Config, opts: BuildOptions = {}): Promis
       // Start anyway: readiness reports 503 until the backend answers, and ioredis keeps retrying.
       log.error({ err: { message: (err as Error).message } }, 'backend unreachable at boot; retrying in the background')
     }
+    if (broker.healthy) await reclaimPredecessor()
     const subscribed = Promise.all([hub.start(), h.probe.start()])
     if (broker.healthy) await subscribed
     else subscribed.catch(onBackendError)

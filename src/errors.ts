@@ -46,5 +46,8 @@ export class HeraldError extends Error {
   }
 }
 
+/** Refusals that say who the client is (or is not allowed to be), as opposed to capacity or outages. */
+export const isAuthFailure = (code: ErrorCode): boolean => Errors[code].status === 401 || Errors[code].status === 403
+
 export const errorBody = (code: ErrorCode, message?: string) =>
   ({ error: { code, message: message ?? Errors[code].message } })

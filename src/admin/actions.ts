@@ -12,6 +12,26 @@ export interface Actor { kind: 'admin' | 'service' | 'api-key', id: string }
 
 export const DISCONNECTED_REASON = 'disconnected by an administrator'
 
+// An operator waits for an answer: a frozen Redis (SIGSTOP keeps its socket
+// open, so the client looks connected) must give a 503 in seconds, not hang.
+const BACKEND_DEADLINE_MS = 3000
+
+/** `work` against the backend, or BACKEND_UNAVAILABLE when it is down or does not answer in time. */
+export async function withBackend<T> (h: Herald, what: string, work: () => Promise<T>): Promise<T> {
+  if (!h.probe.healthy) throw new HeraldError('BACKEND_UNAVAILABLE', `${what}: the cluster backend is unreachable`)
+  let timer: NodeJS.Timeout | undefined
+  const late = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(new HeraldError('BACKEND_UNAVAILABLE', `${what}: the cluster backend did not answer within ${BACKEND_DEADLINE_MS} ms; it may still apply, so retry (it is idempotent)`)), BACKEND_DEADLINE_MS)
+  })
+  const run = work()
+  run.catch(() => {}) // a late failure after the deadline has nobody to tell
+  try {
+    return await Promise.race([run, late])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
 async function audit (h: Herald, type: string, actor: Actor, data: Record<string, unknown>, userId?: string): Promise<void> {
   await h.publisher.publishEvent({ type, ...(userId !== undefined ? { userId } : {}), data: { actor, ...data } })
 }
@@ -31,26 +51,29 @@ const view = (r: ConnectionRecord): ConnectionView => ({
 })
 
 export async function listConnections (h: Herald, userId: string): Promise<ConnectionView[]> {
-  return (await h.connectionLimiter.connectionsOf(userId)).map(view)
+  return (await withBackend(h, 'listing connections', async () => await h.connectionLimiter.connectionsOf(userId))).map(view)
 }
 
 /** Closes one connection (4003) wherever it is. */
 export async function disconnectConnection (h: Herald, actor: Actor, connectionId: string): Promise<void> {
-  await h.publisher.publishControl('disconnect', { connectionId }, null)
-  await audit(h, 'admin.connection.disconnected', actor, { connectionId })
+  await withBackend(h, 'the disconnect', async () => {
+    await h.publisher.publishControl('disconnect', { connectionId }, null)
+    await audit(h, 'admin.connection.disconnected', actor, { connectionId })
+  })
 }
 
 /** Closes every connection of a user (4003) on every node; their tokens stay valid. */
 export async function disconnectUser (h: Herald, actor: Actor, userId: string): Promise<void> {
-  await h.publisher.publishControl('disconnect', { userId }, null)
-  await audit(h, 'admin.user.disconnected', actor, { targetUserId: userId }, userId)
+  await withBackend(h, 'the disconnect', async () => {
+    await h.publisher.publishControl('disconnect', { userId }, null)
+    await audit(h, 'admin.user.disconnected', actor, { targetUserId: userId }, userId)
+  })
 }
 
 /** Durable first (new connections everywhere refuse it), then the live disconnects (4004). */
 export async function revoke (h: Herald, actor: Actor, r: Revocation): Promise<{ revoked: 'session' | 'user', id: string, revokedAt: string }> {
   // A revocation that cannot be stored must fail loudly, not wait for Redis.
-  if (!h.broker.healthy) throw new HeraldError('BACKEND_UNAVAILABLE', 'the revocation could not be stored: backend unreachable')
-  await h.revocations.revoke(r)
+  await withBackend(h, 'the revocation', async () => await h.revocations.revoke(r))
   await h.publisher.publishControl('revoke', r, null)
   const id = r.kind === 'session' ? r.sessionId : r.userId
   await audit(h, r.kind === 'session' ? 'admin.session.revoked' : 'admin.user.revoked', actor, r.kind === 'session' ? { sessionId: id } : { targetUserId: id }, r.kind === 'user' ? id : undefined)

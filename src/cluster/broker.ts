@@ -30,6 +30,12 @@ export interface Broker {
    * at once, when it can be neither.
    */
   publish (channels: string | readonly string[], message: string): Promise<void>
+  /**
+   * Puts one message on one channel now or never: no buffering, no replay.
+   * For the readiness probe, which must measure Redis as it is, not wait in
+   * the outage buffer meant for events.
+   */
+  publishNow (channel: string, message: string): Promise<void>
   /** Resolves once messages on the channel will reach onMessage. */
   subscribe (channel: string): Promise<void>
   unsubscribe (channel: string): Promise<void>

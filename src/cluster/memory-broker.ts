@@ -37,6 +37,10 @@ export class MemoryBroker implements Broker {
     }
   }
 
+  async publishNow (channel: string, message: string): Promise<void> {
+    await this.publish(channel, message)
+  }
+
   async subscribe (channel: string): Promise<void> {
     if (this.closed) throw new Error('broker closed')
     this.channels.add(channel)

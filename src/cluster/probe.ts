@@ -22,6 +22,17 @@ export class Probe {
     private readonly intervalMs: number,
   ) {
     broker.onMessage((ch, msg) => { if (ch === this.channel) this.received(msg) })
+    // ioredis reports `ready` before it has resubscribed, so a reconnect
+    // proves nothing: readiness waits for a probe to come back through the
+    // new connection, and the first one goes out at once.
+    broker.onStateChange((healthy) => {
+      if (!healthy) {
+        this.ok = false
+        this.outstanding = null
+      } else if (this.timer !== null) {
+        this.tick()
+      }
+    })
   }
 
   get healthy (): boolean {
@@ -57,7 +68,7 @@ export class Probe {
     const seq = ++this.seq
     this.outstanding = { seq, sentAt: now }
     this.publishing = true
-    this.broker.publish(this.channel, `${seq}:${now}`).catch(() => {}).finally(() => { this.publishing = false })
+    this.broker.publishNow(this.channel, `${seq}:${now}`).catch(() => {}).finally(() => { this.publishing = false })
   }
 
   private received (msg: string): void {

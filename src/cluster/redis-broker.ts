@@ -145,6 +145,12 @@ export class RedisBroker implements Broker {
     }
   }
 
+  async publishNow (channel: string, message: string): Promise<void> {
+    if (this.closing || !this.healthy) throw new Error('Redis unreachable')
+    const sent = this.sharded ? (this.pubConn as Cluster).spublish(channel, message) : this.pubConn.publish(channel, message)
+    await Promise.race([sent, this.whenClosed])
+  }
+
   async subscribe (channel: string): Promise<void> {
     const done = this.sharded ? (this.sub as Cluster).ssubscribe(channel) : this.sub.subscribe(channel)
     await Promise.race([done, this.whenClosed])

@@ -20,7 +20,7 @@ export const EnvSchema = Type.Object({
   REDIS_SENTINELS: Type.Optional(Type.String({ pattern: '^[^,:\\s]+:\\d{1,5}(,[^,:\\s]+:\\d{1,5})*$', description: 'host:port,host:port of Redis Sentinels' })),
   REDIS_SENTINEL_NAME: Type.String({ default: 'mymaster', minLength: 1, description: 'master name the Sentinels monitor' }),
   REDIS_PASSWORD: Type.Optional(Type.String({ minLength: 1, description: 'password for Redis Cluster or Sentinel-managed nodes (standalone: put it in REDIS_URL)' })),
-  REDIS_PUBLISH_BUFFER: int(10000, 1, 1_000_000, 'publishes a node holds while Redis is unreachable or stalled; past it the API answers 503'),
+  REDIS_PUBLISH_BUFFER: int(10000, 1, 1_000_000, 'channel messages a node holds while Redis is unreachable or stalled (a user event is two: its user and the admin channel; a system event or notification one); past it the API answers 503'),
   REDIS_REPLAY_DELAY: int(2000, 0, 60_000, 'ms after Redis is back before buffered publishes are replayed, so other nodes resubscribe first'),
   REDIS_KEY_PREFIX: Type.String({ default: 'herald:', pattern: '^[A-Za-z0-9:._-]{1,32}$' }),
 

@@ -10,17 +10,53 @@ import type { Connection } from './connection.js'
 
 export const EVICTED_REASON = 'connection limit: replaced by a newer connection'
 
+const covers = (r: Revocation, c: Connection): boolean => r.kind === 'session'
+  ? c.identity.sessionId === r.sessionId
+  : c.userId === r.userId && revokedBy(c.identity.issuedAt, r.at)
+const reasonOf = (r: Revocation): string => r.kind === 'session' ? 'session revoked' : 'user revoked'
+
+/**
+ * Revocations this node heard of lately. A connection whose upgrade checked
+ * the store just before a revocation was written, and that registers here
+ * just after its message went by, would otherwise live until the next sync
+ * of the log (REVOCATION_SYNC_INTERVAL); `opened` checks it against these.
+ */
+const RECENT_MS = 30_000
+const RECENT_MAX = 10_000
+// Keyed by the revocation itself: the periodic log sync hears each one again.
+const recent = new WeakMap<Herald, Map<string, { r: Revocation, heardAt: number }>>()
+
 /** Closes, with session_revoked and 4004, every local connection the revocation covers. */
 export function applyRevocation (h: Herald, r: Revocation): number {
+  const now = Date.now()
+  let heard = recent.get(h)
+  if (heard === undefined) { heard = new Map(); recent.set(h, heard) }
+  // Oldest first (insertion order): drop what is too old, or too many.
+  for (const [k, e] of heard) {
+    if (now - e.heardAt <= RECENT_MS && heard.size < RECENT_MAX) break
+    heard.delete(k)
+  }
+  const key = r.kind === 'session' ? `s:${r.at}:${r.sessionId}` : `u:${r.at}:${r.userId}`
+  if (!heard.has(key)) heard.set(key, { r, heardAt: now })
   let n = 0
   for (const c of h.connections.values()) {
     if (c.closed) continue
-    const hit = r.kind === 'session'
-      ? c.identity.sessionId === r.sessionId
-      : c.userId === r.userId && revokedBy(c.identity.issuedAt, r.at)
-    if (hit) { revoke(c, r.kind === 'session' ? 'session revoked' : 'user revoked'); n++ }
+    if (covers(r, c)) { revoke(c, reasonOf(r)); n++ }
   }
   return n
+}
+
+/** True (and the connection closed 4004) when a revocation heard lately covers a connection that just opened. */
+export function revokedWhileOpening (h: Herald, c: Connection): boolean {
+  const heard = recent.get(h)
+  if (heard === undefined) return false
+  const now = Date.now()
+  for (const { r, heardAt } of heard.values()) {
+    if (now - heardAt > RECENT_MS || !covers(r, c)) continue
+    revoke(c, reasonOf(r))
+    return true
+  }
+  return false
 }
 
 export function revoke (c: Connection, reason: string): void {

@@ -1,7 +1,14 @@
 import fp from 'fastify-plugin'
 import type { Herald } from '../context.js'
+import { errorBody, HeraldError, type ErrorCode } from '../errors.js'
 import { serverFrame } from '../protocol/envelope.js'
 import { CloseCodes } from '../protocol/close-codes.js'
+
+// The health stream needs no token, so it gets its own small bounds instead of
+// the cluster-wide client limits: a monitor needs a handful, and an anonymous
+// peer must not be able to hold sockets without end.
+export const HEALTH_STREAMS_PER_NODE = 256
+export const HEALTH_STREAMS_PER_IP = 8
 
 export interface Health {
   healthy: boolean
@@ -31,6 +38,7 @@ export function health (h: Herald): Health {
 /** /ws/health: readiness (200/503), liveness (?probe=live), or a health stream on upgrade. */
 export default fp(async function healthEndpoint (app) {
   const h = app.herald
+  const perIp = new Map<string, number>()
   app.route({
     method: 'GET',
     url: '/ws/health',
@@ -39,6 +47,19 @@ export default fp(async function healthEndpoint (app) {
       querystring: { type: 'object', properties: { probe: { type: 'string', enum: ['ready', 'live'] } } },
     },
     logLevel: 'warn',
+    preValidation: async (req, reply) => {
+      if (!req.ws) return
+      const refuse = (code: ErrorCode): void => {
+        req.log.info({ endpoint: 'health', code }, 'upgrade refused')
+        void reply.code(new HeraldError(code).statusCode).send(errorBody(code))
+      }
+      if (h.draining) return refuse('DRAINING')
+      if (h.healthStreams.size >= HEALTH_STREAMS_PER_NODE) return refuse('NODE_FULL')
+      if ((perIp.get(req.ip) ?? 0) >= HEALTH_STREAMS_PER_IP) {
+        reply.header('retry-after', '5')
+        return refuse('CONNECTION_LIMIT')
+      }
+    },
     handler: async (req, reply) => {
       reply.header('cache-control', 'no-store')
       if ((req.query as { probe?: string }).probe === 'live') {
@@ -47,14 +68,33 @@ export default fp(async function healthEndpoint (app) {
       const body = health(h)
       return reply.code(body.healthy ? 200 : 503).send(body)
     },
-    wsHandler: (ws) => {
+    wsHandler: (ws, req) => {
+      const ip = req.ip
+      perIp.set(ip, (perIp.get(ip) ?? 0) + 1)
       h.healthStreams.add(ws)
       const push = (): void => { if (ws.readyState === 1) ws.send(serverFrame('health', health(h))) }
       push()
       const timer = setInterval(push, h.config.healthStreamIntervalMs)
-      ws.on('message', (_d, isBinary) => { if (isBinary) ws.close(CloseCodes.UNSUPPORTED_DATA, 'text frames only') })
+      // The same heartbeat as client connections: a peer that vanished
+      // without a FIN is closed 4009 instead of held forever.
+      let alive = true
+      ws.on('pong', () => { alive = true })
+      const beat = setInterval(() => {
+        if (!alive) return ws.close(CloseCodes.HEARTBEAT_TIMEOUT, 'heartbeat timeout')
+        alive = false
+        ws.ping()
+      }, h.config.heartbeatIntervalMs)
+      beat.unref()
+      ws.on('message', (_d, isBinary) => { alive = true; if (isBinary) ws.close(CloseCodes.UNSUPPORTED_DATA, 'text frames only') })
       ws.on('error', () => {})
-      ws.on('close', () => { clearInterval(timer); h.healthStreams.delete(ws) })
+      ws.on('close', () => {
+        clearInterval(timer)
+        clearInterval(beat)
+        h.healthStreams.delete(ws)
+        const n = (perIp.get(ip) ?? 1) - 1
+        if (n <= 0) perIp.delete(ip)
+        else perIp.set(ip, n)
+      })
     },
   })
 }, { name: 'herald-health' })

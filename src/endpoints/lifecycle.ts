@@ -1,10 +1,10 @@
 import type { Herald } from '../context.js'
-import { Errors } from '../errors.js'
+import { Errors, HeraldError } from '../errors.js'
 import { channels as diag } from '../observability/channels.js'
 import { CloseCodes } from '../protocol/close-codes.js'
 import type { ClientMessage } from '../protocol/envelope.js'
 import type { Connection } from './connection.js'
-import { EVICTED_REASON, wasEvictedEarly } from './control.js'
+import { EVICTED_REASON, revokedWhileOpening, wasEvictedEarly } from './control.js'
 import { armExpiry } from './expiry.js'
 
 // What every transport does with a connection: open (subscribe its channels,
@@ -26,6 +26,7 @@ export function opened (h: Herald, conn: Connection): void {
   // connection does not need its own child logger yet.
   h.log.info({ connectionId: conn.id, userId: conn.userId, endpoint: conn.kind, transport: conn.transport, ip: conn.ip, sessionId: conn.identity.sessionId }, 'connection open')
   if (wasEvictedEarly(conn.id)) return conn.close(CloseCodes.FORBIDDEN, EVICTED_REASON)
+  if (revokedWhileOpening(h, conn)) return
 
   let timer: NodeJS.Timeout | undefined
   const timeout = new Promise<never>((_resolve, reject) => { timer = setTimeout(() => reject(new Error('subscribe timed out')), ATTACH_TIMEOUT_MS) })
@@ -102,6 +103,9 @@ export function closed (h: Herald, conn: Connection, code: number): void {
 }
 
 function internalError (conn: Connection, err: unknown, id?: string): void {
+  // A refusal with a code of its own (the backend is down, say) is the
+  // client's answer, not an internal error, and no strike against it.
+  if (err instanceof HeraldError) return conn.emit('error', { code: err.code, message: err.message }, id)
   conn.log.error({ err }, 'handler failed')
   conn.fail('INTERNAL', Errors.INTERNAL.message, id)
 }

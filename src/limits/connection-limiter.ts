@@ -42,8 +42,11 @@ export interface ConnectionLimiter {
   connectionsOf (userId: string): Promise<ConnectionRecord[]>
   /** Writes records back without a limit check: after Redis lost its data, or this node was wrongly reclaimed. */
   reassert (recs: ConnectionRecord[]): Promise<void>
-  /** Frees every slot a dead node held; returns how many connections it had. */
-  reclaim (serverId: string): Promise<number>
+  /**
+   * Frees every slot a dead node held (only those opened before
+   * `openedBefore`, when given); returns how many connections it had.
+   */
+  reclaim (serverId: string, openedBefore?: number): Promise<number>
 }
 
 export const memberOf = (h: Holder): string => `${h.serverId}|${h.connectionId}`
@@ -130,13 +133,14 @@ abstract class BaseLimiter implements ConnectionLimiter {
     }))
   }
 
-  async reclaim (serverId: string): Promise<number> {
-    const recs = await this.records(serverId)
+  async reclaim (serverId: string, openedBefore = Infinity): Promise<number> {
+    const recs = (await this.records(serverId)).filter((r) => r.openedAt < openedBefore)
     await Promise.all(recs.map(async (r) => {
       const member = memberOf(r)
       await Promise.all([this.remove(this.userKey(r.userId), member), this.remove(this.ipKey(r.ip), member)])
     }))
-    await this.dropNode(serverId)
+    if (openedBefore === Infinity) await this.dropNode(serverId)
+    else await Promise.all(recs.map(async (r) => await this.dropRecord(r)))
     return recs.length
   }
 }

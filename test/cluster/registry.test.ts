@@ -174,3 +174,33 @@ t.test('Redis restarted empty: nodes re-register and re-assert their live connec
   t.same(await members(userKey(R)), [member(r2), member(r3)].sort(), 'R reconnects into the freed slot')
   t.match(await refused(A, R, ipOf()), { status: 429 }, 'and is at its limit again')
 })
+
+t.test('a node restarted under the same SERVER_ID frees what its predecessor held', { timeout: 30_000 }, async (t) => {
+  // Compose pins SERVER_IDs and Kubernetes reuses the pod name when a
+  // container restarts: the new process inherits a live-looking registry
+  // entry, so no other node will ever reclaim the dead one's slots.
+  const id = `reg-same-${process.pid}`
+  const Q = 'same-id-q'
+  const X = ipOf()
+  // A TTL far longer than a boot, so the other nodes cannot reclaim the
+  // dead process before its successor starts: only the successor can.
+  const TTL = 15_000
+  const first = await cl.add({ SERVER_ID: id, NODE_TTL: String(TTL) })
+  const held = [await open(t, first, Q, X), await open(t, first, Q, X)]
+  t.same(await members(userKey(Q)), held.map(member).sort(), 'Q holds both its slots on the first process')
+  t.match(await refused(A, Q, ipOf()), { status: 429, message: /per user/ }, 'Q is at its limit')
+
+  await first.stop('SIGKILL')
+  t.equal(await rc.exists(`${PREFIX}{registry}:node:${id}`), 1, 'the dead process\'s registry entry is still alive')
+  const second = await cl.add({ SERVER_ID: id, NODE_TTL: String(TTL) })
+  mustStayUp(t, second)
+  const restartedAt = Date.now()
+  const again = [await open(t, second, Q, ipOf()), await open(t, A, Q, ipOf())]
+  t.ok(Date.now() - restartedAt < TTL / 2, `Q connected twice again ${Date.now() - restartedAt} ms after the restart, without waiting for NODE_TTL`)
+  t.same(await members(userKey(Q)), again.map(member).sort(), 'Q\'s set holds only the new slots')
+  t.same(await members(ipKey(X)), [], 'the old per-IP slots are gone')
+  t.same(Object.keys(await rc.hgetall(nodeKey(id))).sort(), [again[0]!.connectionId], 'the record hash lists only the new process\'s connection')
+  const line = await second.waitLine((l) => l.includes('released the connection slots of an earlier process'), 2000)
+  t.equal(JSON.parse(line).connections, 2, 'the successor released its predecessor\'s two connections')
+  t.notOk([...A.lines, ...B.lines].some((l) => l.includes('reclaimed a dead node') && l.includes(id)), 'no other node had to reclaim it')
+})

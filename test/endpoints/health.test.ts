@@ -2,6 +2,7 @@
 // graceful drain.
 import t from 'tap'
 import { drain } from '../../src/endpoints/drain.js'
+import { HEALTH_STREAMS_PER_IP, HEALTH_STREAMS_PER_NODE } from '../../src/endpoints/health.js'
 import { startApp } from '../helpers/app.js'
 import { connect, refusal } from '../helpers/client.js'
 import { adminToken, userToken } from '../helpers/tokens.js'
@@ -128,4 +129,49 @@ t.test('drain(): closes every connection with 1001 and readiness goes 503', asyn
   const refused = await refusal(`${node.ws}/ws/events?token=${userToken('dave')}`)
   t.equal(refused.status, 503, 'upgrade refused while draining')
   t.equal(refused.body?.error?.code, 'DRAINING')
+})
+
+t.test('health streams are bounded: per IP, per node, refused while draining, and a silent peer is dropped', { timeout: 30_000 }, async (t) => {
+  // No token is needed, so nothing else stops an anonymous peer from holding
+  // sockets: these bounds are the only ones.
+  const node = await startApp({ TRUSTED_PROXIES: '127.0.0.1', WEBSOCKET_HEARTBEAT_INTERVAL: '300', HEALTH_STREAM_INTERVAL: '60000' })
+  t.teardown(() => node.close())
+  const streams: Array<Awaited<ReturnType<typeof connect>>> = []
+  const open = async (ip: string): Promise<Awaited<ReturnType<typeof connect>>> => {
+    const c = await connect(`${node.ws}/ws/health`, { waitWelcome: false, headers: { 'x-forwarded-for': ip } })
+    t.teardown(() => c.close())
+    await c.nextOfType('health')
+    streams.push(c)
+    return c
+  }
+  for (let i = 0; i < HEALTH_STREAMS_PER_IP; i++) await open('198.51.100.1')
+  const perIp = await refusal(`${node.ws}/ws/health`, { 'x-forwarded-for': '198.51.100.1' })
+  t.equal(perIp.status, 429, `stream ${HEALTH_STREAMS_PER_IP + 1} from one IP is refused`)
+  t.equal(perIp.body?.error?.code, 'CONNECTION_LIMIT')
+  t.ok(perIp.headers['retry-after'], 'with Retry-After')
+  await open('198.51.100.2') // another IP is not held up
+
+  // Fill the node from many addresses, then one more is refused.
+  const held = HEALTH_STREAMS_PER_IP + 1
+  await Promise.all(Array.from({ length: HEALTH_STREAMS_PER_NODE - held }, async (_v, i) => await open(`10.9.${Math.floor(i / 8)}.${i % 8}`)))
+  t.equal(node.app.herald.healthStreams.size, HEALTH_STREAMS_PER_NODE)
+  const full = await refusal(`${node.ws}/ws/health`, { 'x-forwarded-for': '203.0.113.99' })
+  t.equal(full.status, 503, 'past the node bound: 503')
+  t.equal(full.body?.error?.code, 'NODE_FULL')
+
+  // A peer that stops answering pings is closed 4009, which frees its place.
+  await streams.pop()!.close()
+  await waitFor('a free place', async () => node.app.herald.healthStreams.size, (n) => n < HEALTH_STREAMS_PER_NODE)
+  const { default: WebSocket } = await import('ws')
+  const silent = new WebSocket(`${node.ws}/ws/health`, { headers: { 'x-forwarded-for': '203.0.113.7' }, autoPong: false })
+  silent.on('error', () => {})
+  t.teardown(() => silent.terminate())
+  const code = await within(5000, 'the silent peer closed', new Promise<number>((resolve) => silent.once('close', (c) => resolve(c))))
+  t.equal(code, 4009, 'a peer that answers no ping is closed 4009')
+
+  // Draining: no new stream.
+  void drain(node.app.herald, 100)
+  const draining = await refusal(`${node.ws}/ws/health`, { 'x-forwarded-for': '203.0.113.9' })
+  t.equal(draining.status, 503, 'refused while draining')
+  t.equal(draining.body?.error?.code, 'DRAINING')
 })

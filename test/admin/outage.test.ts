@@ -1,0 +1,55 @@
+// Operator actions while Redis is frozen (SIGSTOP: its sockets stay open, so
+// the nodes' clients look connected and nothing answers). An operator must get
+// a 503 in seconds, over HTTP and over /ws/admin, never a request that hangs;
+// once Redis is back the same actions work. Three node processes, one Redis.
+import t from 'tap'
+import { connect } from '../helpers/client.js'
+import type { NodeProc } from '../helpers/node.js'
+import { health, mustStayUp, opsCluster } from '../helpers/ops.js'
+import { adminToken } from '../helpers/tokens.js'
+import { waitFor, within } from '../helpers/wait.js'
+
+const PROBE = 300
+const cl = await opsCluster(t, { NODE_TTL: '3000', HEALTH_PROBE_INTERVAL: String(PROBE) }, ['out-a', 'out-b', 'out-c'])
+const [A, B, C] = cl.nodes as [NodeProc, NodeProc, NodeProc]
+for (const n of cl.nodes) mustStayUp(t, n)
+
+t.test('revoke, list and disconnect answer 503 quickly while Redis is frozen, and work after', { timeout: 40_000 }, async (t) => {
+  const admin = await connect(`${B.ws}/ws/admin`, { token: adminToken('outage-operator') })
+  t.teardown(() => admin.close())
+  t.teardown(() => cl.redis.resume())
+
+  cl.redis.pause()
+  // At once, before any probe noticed: the deadline answers.
+  const started = Date.now()
+  const early = await within(6000, 'a revoke during the freeze', A.api('/api/sessions/frozen-s1/revoke', { method: 'POST' }))
+  const earlyMs = Date.now() - started
+  t.equal(early.status, 503, `a revoke right after the freeze: 503 (${earlyMs} ms)`)
+  t.equal(early.body?.error?.code, 'BACKEND_UNAVAILABLE')
+  t.ok(earlyMs < 4500, 'within the 3 s backend deadline (plus slack), not hanging')
+  t.comment(`MEASURED revoke answer during a freeze: ${earlyMs} ms`)
+
+  // Once readiness says so, at once.
+  await waitFor('A readiness 503', () => health(A), (r) => r.status === 503, { timeoutMs: 5000, intervalMs: 20 })
+  await waitFor('B readiness 503', () => health(B), (r) => r.status === 503, { timeoutMs: 5000, intervalMs: 20 })
+  for (const [what, call] of [
+    ['user revoke', () => C.api('/api/users/frozen-u/revoke', { method: 'POST' })],
+    ['connection listing', () => C.api('/api/users/frozen-u/connections')],
+    ['user disconnect', () => A.api('/api/users/frozen-u/disconnect', { method: 'POST' })],
+  ] as const) {
+    const t0 = Date.now()
+    const r = await within(6000, what, call())
+    t.match(r, { status: 503, body: { error: { code: 'BACKEND_UNAVAILABLE' } } }, `${what}: 503 in ${Date.now() - t0} ms`)
+  }
+  for (const [type, payload] of [['revoke_session', { sessionId: 'frozen-s2' }], ['list_connections', { userId: 'frozen-u' }], ['disconnect', { userId: 'frozen-u' }]] as const) {
+    const r = await admin.request(type, payload, 6000)
+    t.match(r, { type: 'error', payload: { code: 'BACKEND_UNAVAILABLE' } }, `/ws/admin ${type}: error BACKEND_UNAVAILABLE`)
+  }
+  t.equal(admin.closeInfo, null, 'the admin connection stays open')
+
+  cl.redis.resume()
+  for (const n of [A, B, C]) await waitFor(`${n.serverId} ready`, () => health(n), (r) => r.status === 200, { timeoutMs: 5000, intervalMs: 20 })
+  const after = await A.api('/api/sessions/frozen-s1/revoke', { method: 'POST' })
+  t.equal(after.status, 200, 'the revoke works once Redis is back')
+  t.equal((await admin.request('list_connections', { userId: 'frozen-u' })).type, 'connections', 'and so does listing')
+})

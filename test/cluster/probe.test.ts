@@ -1,0 +1,55 @@
+// The readiness probe across a reconnect: ioredis says `ready` before it has
+// resubscribed, so a reconnected socket must not turn readiness back to 200;
+// only a probe that came back through Redis does.
+import t from 'tap'
+import type { Broker, MessageListener, StateListener } from '../../src/cluster/broker.js'
+import { Probe } from '../../src/cluster/probe.js'
+
+/** A broker whose connection state and delivery the test drives by hand. */
+class ScriptedBroker {
+  healthy = true
+  readonly sent: Array<[string, string]> = []
+  private readonly msg: MessageListener[] = []
+  private readonly state: StateListener[] = []
+  onMessage (l: MessageListener): void { this.msg.push(l) }
+  onStateChange (l: StateListener): void { this.state.push(l) }
+  async subscribe (): Promise<void> {}
+  async publishNow (channel: string, message: string): Promise<void> {
+    if (!this.healthy) throw new Error('down')
+    this.sent.push([channel, message])
+  }
+
+  setHealthy (h: boolean): void { this.healthy = h; for (const l of this.state) l(h) }
+  /** delivers every probe sent so far, as Redis would once subscribed */
+  echo (): void { for (const [c, m] of this.sent.splice(0)) for (const l of this.msg) l(c, m) }
+}
+
+const settle = async (): Promise<void> => await new Promise((resolve) => setImmediate(resolve))
+
+t.test('after a reconnect, readiness waits for a probe to come back', async (t) => {
+  const b = new ScriptedBroker()
+  const probe = new Probe(b as unknown as Broker, 'p:self', 50)
+  t.teardown(() => probe.stop())
+  await probe.start()
+  t.equal(b.sent.length, 1, 'the first probe goes out at start')
+  b.echo() // (the interval is short; each step below runs well within it)
+  await settle()
+  t.equal(probe.healthy, true, 'healthy once it came back')
+
+  b.setHealthy(false)
+  t.equal(probe.healthy, false, 'unhealthy while disconnected')
+  await settle()
+  b.setHealthy(true)
+  t.equal(probe.healthy, false, 'a reconnected socket alone is not readiness')
+  t.equal(b.sent.length, 1, 'a probe went out at once on reconnect, not at the next interval')
+  // The probe was published before the resubscribe completed: lost.
+  b.sent.length = 0
+  await settle()
+  t.equal(probe.healthy, false, 'still unhealthy: nothing came back')
+  // The lost probe goes overdue; the next interval sends another.
+  for (let i = 0; i < 100 && b.sent.length === 0; i++) await new Promise((resolve) => setTimeout(resolve, 10))
+  t.equal(b.sent.length, 1, 'the next probe went out')
+  t.equal(probe.healthy, false, 'a probe in flight is not readiness either')
+  b.echo()
+  t.equal(probe.healthy, true, 'healthy again when a probe came back through the new subscription')
+})
