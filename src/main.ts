@@ -1,6 +1,7 @@
 import closeWithGrace from 'close-with-grace'
 import { buildApp } from './app.js'
 import { signDevToken } from './auth/dev-tokens.js'
+import { shareDevKeys } from './config/dev-keys.js'
 import { ConfigError, loadConfig, type Config } from './config/index.js'
 import { drain } from './endpoints/drain.js'
 
@@ -15,7 +16,12 @@ try {
   throw err
 }
 
+// Development cluster without key material: every node adopts the same
+// generated secret and API key through Redis, so printed tokens work anywhere.
+const shared = await shareDevKeys(config)
+
 const app = await buildApp(config)
+if (!shared) app.log.warn('could not reach Redis to share the generated development keys: this node\'s printed tokens and API key work on this node only (set JWT_SECRET and API_KEYS for a cluster)')
 
 closeWithGrace({ delay: config.drainTimeoutMs + 10_000, logger: app.log }, async ({ signal, err }) => {
   if (err) app.log.error({ err }, 'fatal error, shutting down')
@@ -36,12 +42,16 @@ if (config.jwt.generated || config.apiKeysGenerated) printDevBanner(config)
 function printDevBanner (c: Config): void {
   const host = c.host === '0.0.0.0' ? '127.0.0.1' : c.host
   const base = `${host}:${app.server.address() !== null && typeof app.server.address() === 'object' ? (app.server.address() as { port: number }).port : c.port}`
-  const lines = ['', 'Herald is running in development mode (in-process backend unless REDIS_URL is set).']
+  const lines = ['', c.redis === null
+    ? 'Herald is running in development mode with the in-process backend (one node).'
+    : 'Herald is running in development mode on Redis: nodes started the same way share this key material.']
   if (c.jwt.generated) {
     const user = signDevToken(c.jwt.secret!, { sub: 'demo-user', sid: 'demo-session', roles: ['user'] })
     const admin = signDevToken(c.jwt.secret!, { sub: 'demo-admin', sid: 'demo-admin-session', roles: ['admin'] })
     lines.push(
-      'Key material was generated for this boot; tokens below are valid for 12 hours and until restart.',
+      c.redis === null
+        ? 'Key material was generated for this boot; tokens below are valid for 12 hours and until restart.'
+        : 'Key material was generated and stored in Redis for the development cluster; tokens below are valid for 12 hours.',
       '', `  user token:  ${user}`, `  admin token: ${admin}`,
       '', 'Connect as the user and subscribe (paste the second line into wscat):',
       `  npx wscat -c "ws://${base}/ws/events?token=${user}"`,

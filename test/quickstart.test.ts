@@ -4,6 +4,7 @@
 import t from 'tap'
 import { connect } from './helpers/client.js'
 import { startNode, type NodeProc } from './helpers/node.js'
+import { startRedis } from './helpers/redis.js'
 
 interface Curl { url: string, headers: Record<string, string>, body: string }
 
@@ -124,4 +125,25 @@ t.test('the README quick start shows what the banner prints', { timeout: 30_000 
   t.equal(frame(docLines), frame(node.lines), 'the same subscribe frame')
   t.equal(parseCurl(docLines, '/api/events').body, parseCurl(node.lines, '/api/events').body, 'the same publish body')
   t.ok(docLines.some((l) => l.includes('npm start')), 'started with npm start')
+})
+
+t.test('REDIS_URL=… npm start on three ports, nothing else: one cluster, any banner works on any node', { timeout: 40_000 }, async (t) => {
+  const redis = await startRedis()
+  t.teardown(() => redis.stop())
+  const nodes = await Promise.all([0, 1, 2].map(async () => await startNode({ REDIS_URL: redis.url }, { cleanEnv: true })))
+  t.teardown(() => Promise.all(nodes.map(async (n) => await n.stop())))
+  for (const n of nodes) await n.waitLine((l) => l.includes('Health: http://'), 10_000)
+  const [A, B, C] = nodes as [NodeProc, NodeProc, NodeProc]
+  t.ok(A.lines.some((l) => l.includes('development mode on Redis')), 'the banner says the key material is shared')
+
+  // A's printed user token on B; C's printed curl (its API key) on A; the event reaches B.
+  const onB = await connect(wscatUrl(A.lines, '/ws/events').replace(`:${A.port}/`, `:${B.port}/`))
+  t.teardown(() => onB.close())
+  await onB.subscribe(['authentication.*'])
+  const cmd = parseCurl(C.lines, '/api/events')
+  const res = await fetch(cmd.url.replace(`:${C.port}/`, `:${A.port}/`), { method: 'POST', headers: cmd.headers, body: cmd.body })
+  t.equal(res.status, 202, 'C\'s API key is accepted by A')
+  const { id } = await res.json() as { id: string }
+  await onB.next((f) => f.type === 'event' && f.payload.id === id)
+  t.equal((await (await fetch(`http://127.0.0.1:${C.port}/api/stats`, { headers: cmd.headers })).json() as { global: { servers: number } }).global.servers, 3, 'C counts three servers')
 })

@@ -1,0 +1,39 @@
+import { RedisBroker } from '../cluster/redis-broker.js'
+import type { Config } from './index.js'
+
+// `REDIS_URL=… npm start` on several ports with no key material must make a
+// cluster whose printed tokens and API key work on every node. Each node
+// generates its own at boot; the first to reach Redis stores its own, and
+// every node uses what is stored. Development only: production refuses to
+// start without key material, so it never gets here.
+
+const DEADLINE_MS = 5000
+// Kept a day past the last boot, so a dev cluster that restarts keeps its tokens.
+const TTL_MS = 24 * 3600_000
+
+/** Adopts the cluster's development secret and API key; resolves false when Redis could not be reached. */
+export async function shareDevKeys (config: Config): Promise<boolean> {
+  if (config.redis === null || (!config.jwt.generated && !config.apiKeysGenerated)) return true
+  const broker = new RedisBroker({ target: config.redis, keyPrefix: config.keyPrefix })
+  const key = `${config.keyPrefix}dev:keys`
+  let timer: NodeJS.Timeout | undefined
+  try {
+    const work = (async () => {
+      await broker.connect()
+      const multi = broker.client.multi()
+      if (config.jwt.generated) multi.hsetnx(key, 'jwtSecret', config.jwt.secret!)
+      if (config.apiKeysGenerated) multi.hsetnx(key, 'apiKey', config.apiKeys[0]!)
+      await multi.pexpire(key, TTL_MS).exec()
+      return await broker.client.hgetall(key)
+    })()
+    const stored = await Promise.race([work, new Promise<never>((_resolve, reject) => { timer = setTimeout(() => reject(new Error('timed out')), DEADLINE_MS) })])
+    if (config.jwt.generated && stored.jwtSecret !== undefined) config.jwt.secret = stored.jwtSecret
+    if (config.apiKeysGenerated && stored.apiKey !== undefined) config.apiKeys = [stored.apiKey]
+    return true
+  } catch {
+    return false
+  } finally {
+    clearTimeout(timer)
+    await broker.close()
+  }
+}
