@@ -111,8 +111,9 @@ export function handleControl (h: Herald, env: Envelope): void {
 }
 
 /**
- * Re-reads the revocation log every REVOCATION_SYNC_INTERVAL, so a node that
- * missed a pub/sub message (or was cut off from Redis) still disconnects.
+ * Re-reads the revocation log and this node's eviction list every
+ * REVOCATION_SYNC_INTERVAL, so a node that missed a pub/sub message (or was
+ * cut off from Redis) still disconnects.
  */
 export function startRevocationSync (h: Herald, onError: (err: Error) => void): () => void {
   // Overlap each read with the previous one: clocks of nodes differ a little.
@@ -123,10 +124,15 @@ export function startRevocationSync (h: Herald, onError: (err: Error) => void): 
     if (running || !h.broker.healthy) return
     running = true
     const startedAt = Date.now()
-    h.revocations.since(cursor - overlap).then((list) => {
+    const revocations = h.revocations.since(cursor - overlap).then((list) => {
       for (const r of list) applyRevocation(h, r)
       cursor = startedAt
-    }, onError).finally(() => { running = false })
+    }, onError)
+    // Evictions by other nodes (evict-oldest) whose message this node missed.
+    const evictions = h.connectionLimiter.takeEvictions(h.config.serverId).then((ids) => {
+      for (const connectionId of ids) evict(h, { serverId: h.config.serverId, connectionId })
+    }, onError)
+    Promise.all([revocations, evictions]).finally(() => { running = false })
   }, h.config.revocationSyncIntervalMs)
   timer.unref()
   return () => clearInterval(timer)

@@ -43,6 +43,13 @@ export interface ConnectionLimiter {
   /** Writes records back without a limit check: after Redis lost its data, or this node was wrongly reclaimed. */
   reassert (recs: ConnectionRecord[]): Promise<void>
   /**
+   * Connection ids of this node that other nodes evicted (evict-oldest) and
+   * that are still to be closed here; taking them clears the list. The
+   * eviction itself travels over pub/sub, which loses messages while a
+   * subscriber reconnects: this list is what a node that missed one reads.
+   */
+  takeEvictions (serverId: string): Promise<string[]>
+  /**
    * Frees every slot a dead node held (only those opened before
    * `openedBefore`, when given); returns how many connections it had.
    */
@@ -86,6 +93,9 @@ abstract class BaseLimiter implements ConnectionLimiter {
   protected abstract dropRecord (rec: Holder): Promise<void>
   protected abstract records (serverId: string, connectionIds?: string[]): Promise<ConnectionRecord[]>
   protected abstract dropNode (serverId: string): Promise<void>
+  protected abstract noteEviction (h: Holder): Promise<void>
+  abstract takeEvictions (serverId: string): Promise<string[]>
+  protected evictKey (serverId: string): string { return `${this.prefix}evict:${serverId}` }
   abstract count (scope: 'ip' | 'user', key: string): Promise<number>
   abstract holders (userId: string): Promise<Holder[]>
 
@@ -107,7 +117,10 @@ abstract class BaseLimiter implements ConnectionLimiter {
       return { ok: false, scope: 'user', limit: this.policy.perUser }
     }
     await this.putRecord(rec)
-    return { ok: true, evicted: step[0] === 2 && step[1] !== null ? holderOf(step[1]) : null }
+    const evicted = step[0] === 2 && step[1] !== null ? holderOf(step[1]) : null
+    // Durable beside the pub/sub message: the holder's node reads it if it missed that.
+    if (evicted !== null) await this.noteEviction(evicted).catch(() => {})
+    return { ok: true, evicted }
   }
 
   async release (rec: ConnectionRecord): Promise<void> {
@@ -204,6 +217,20 @@ export class MemoryConnectionLimiter extends BaseLimiter {
     this.bus.hashes.delete(this.nodeKey(serverId))
   }
 
+  protected async noteEviction (h: Holder): Promise<void> {
+    const k = this.evictKey(h.serverId)
+    let set = this.bus.hashes.get(k)
+    if (!set) { set = new Map(); this.bus.hashes.set(k, set) }
+    set.set(h.connectionId, '')
+  }
+
+  async takeEvictions (serverId: string): Promise<string[]> {
+    const k = this.evictKey(serverId)
+    const ids = [...(this.bus.hashes.get(k)?.keys() ?? [])]
+    this.bus.hashes.delete(k)
+    return ids
+  }
+
   async count (scope: 'ip' | 'user', key: string): Promise<number> {
     return this.bus.zsets.get(scope === 'ip' ? this.ipKey(key) : this.userKey(key))?.size ?? 0
   }
@@ -250,6 +277,18 @@ export class RedisConnectionLimiter extends BaseLimiter {
 
   protected async dropNode (serverId: string): Promise<void> {
     await this.client.del(this.nodeKey(serverId))
+    await this.client.del(this.evictKey(serverId))
+  }
+
+  protected async noteEviction (h: Holder): Promise<void> {
+    // Kept a minute: long enough for the holder's next sync, short enough that
+    // a dead holder's list does not linger.
+    await this.client.multi().rpush(this.evictKey(h.serverId), h.connectionId).pexpire(this.evictKey(h.serverId), 60_000).exec()
+  }
+
+  async takeEvictions (serverId: string): Promise<string[]> {
+    const res = await this.client.multi().lrange(this.evictKey(serverId), 0, -1).del(this.evictKey(serverId)).exec()
+    return (res?.[0]?.[1] as string[] | undefined) ?? []
   }
 
   async count (scope: 'ip' | 'user', key: string): Promise<number> {

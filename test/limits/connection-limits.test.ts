@@ -7,7 +7,7 @@
 import t, { type Test } from 'tap'
 import { randomBytes } from 'node:crypto'
 import net from 'node:net'
-import type { Refusal, TestClient } from '../helpers/client.js'
+import { connect, type Refusal, type TestClient } from '../helpers/client.js'
 import { accepted, attempt, closeAll, refused, startCluster, type Attempt, type Cluster } from '../helpers/cluster.js'
 import type { NodeProc } from '../helpers/node.js'
 import { userToken } from '../helpers/tokens.js'
@@ -122,7 +122,7 @@ t.test('without TRUSTED_PROXIES, X-Forwarded-For is ignored: everyone counts as 
 
 t.test('USER_CONNECTION_POLICY=evict-oldest: the oldest connection, on another node, is closed 4003', { timeout: 40_000 }, async (t) => {
   const PER_USER = 3
-  const { nodes, rc } = await startCluster(t, { MAX_CONNECTIONS_PER_USER: String(PER_USER), USER_CONNECTION_POLICY: 'evict-oldest' })
+  const { nodes, rc } = await startCluster(t, { MAX_CONNECTIONS_PER_USER: String(PER_USER), USER_CONNECTION_POLICY: 'evict-oldest', REVOCATION_SYNC_INTERVAL: '500' })
   const [A, B, C] = nodes as [NodeProc, NodeProc, NodeProc]
   const u = name('evict')
   const open: TestClient[] = []
@@ -158,6 +158,45 @@ t.test('USER_CONNECTION_POLICY=evict-oldest: the oldest connection, on another n
   t.same(holders.map((m) => m.split('|')[1]).sort(), [...ids].sort(), 'Redis holds exactly the three live connections')
   // Eviction released the evicted connections' per-IP slots as well.
   await waitFor('per-IP count to match', () => rc.zcard(ipKey('127.0.0.1')), (n) => n === PER_USER)
+
+  // A node that missed the eviction message (pub/sub loses what is published
+  // while its subscriber reconnects) still closes the connection: the
+  // admitting node also leaves the id on the holder's eviction list. Here the
+  // admission is done by hand, the way another node's script does it, with no
+  // message at all.
+  const victimId = onC.frames[0]!.payload.connectionId as string
+  await rc.multi().zrem(userKey(u), `${C.serverId}|${victimId}`).rpush(`${PREFIX}evict:${C.serverId}`, victimId).exec()
+  const missedAt = Date.now()
+  t.equal((await within(3000, 'onC to close from the eviction list', onC.closed)).code, 4003, 'closed 4003 without any message')
+  t.comment(`MEASURED eviction through the list: ${Date.now() - missedAt} ms (REVOCATION_SYNC_INTERVAL 500)`)
+  t.equal(await rc.exists(`${PREFIX}evict:${C.serverId}`), 0, 'the list was taken')
+  t.equal(newOnB.closeInfo, null, 'nobody else was closed')
+})
+
+t.test('evict-oldest under a concurrent burst on three nodes: exactly the limit stays open, everyone else 4003', { timeout: 40_000 }, async (t) => {
+  const PER_USER = 3
+  const { nodes, rc } = await startCluster(t, { MAX_CONNECTIONS_PER_USER: String(PER_USER), USER_CONNECTION_POLICY: 'evict-oldest' })
+  const u = name('evict-burst')
+  // Upgraded, not necessarily welcomed: an eviction may overtake a handshake.
+  const open = await Promise.all(nodes.flatMap((n) => Array.from({ length: 4 }, async () => await connect(`${n.ws}/ws/events`, { token: userToken(u), waitWelcome: false }))))
+  t.teardown(() => closeAll(open))
+  t.equal(open.length, 12, 'evict-oldest refuses nobody: every upgrade is accepted')
+  const members = await waitFor('the set to settle', () => rc.zrange(userKey(u), 0, -1), (m) => m.length === PER_USER)
+  // Each connection ends up welcomed and open, or closed 4003; exactly the set's members stay.
+  const outcome = await Promise.all(open.map(async (c) => await within(5000, 'an outcome', Promise.race([
+    c.closed.then((x) => ({ closed: x.code, id: null as string | null })),
+    c.nextOfType('welcome').then(async (w) => {
+      const id = w.payload.connectionId as string
+      if (members.some((m) => m.endsWith(`|${id}`))) return { closed: null, id }
+      return { closed: (await c.closed).code, id }
+    }),
+  ]))))
+  const survivors = outcome.filter((o) => o.closed === null)
+  t.equal(survivors.length, PER_USER, 'exactly the limit stays open')
+  t.same(survivors.map((o) => o.id).sort(), members.map((m) => m.split('|')[1]).sort(), 'and they are the set\'s members')
+  t.same(outcome.filter((o) => o.closed !== null).map((o) => o.closed), Array(12 - PER_USER).fill(4003), 'every other one was closed 4003')
+  for (const [i, c] of open.entries()) if (outcome[i]!.closed === null) t.equal((await c.request('ping')).type, 'pong', 'a survivor is served')
+  t.equal(await rc.zcard(userKey(u)), PER_USER, 'the count is the limit')
 })
 
 t.test('2,000+ connections opened and closed across three nodes leave every counter at zero', { timeout: 80_000 }, async (t) => {
