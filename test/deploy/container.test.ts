@@ -1,22 +1,27 @@
 // The image's command run the way a container runs it, as far as this machine
 // allows without a Docker engine: the runtime stage's CMD, exactly as written,
-// as PID 1 of its own PID namespace (unshare), from the layout the image has
-// (dist/, node_modules, package.json under one directory), with the image's
-// ENV and docker-compose.yml's environment (addresses changed for loopback).
+// as PID 1 of its own PID namespace (unshare), from a temporary directory laid
+// out by the runtime stage's COPY instructions (dist/, package.json,
+// deploy/token.mjs, and node_modules holding only what `npm ci --omit=dev`
+// installs, at the paths npm gave them here), with the image's ENV and
+// docker-compose.yml's environment (addresses changed for loopback). A
+// dependency the image lacks fails here as it would in the container, instead
+// of being found in the checkout's node_modules.
 // A PID 1 gets no default signal handling: SIGTERM sent from outside the
 // namespace, as `docker stop` sends it, reaches node only because node itself
 // handles it. The image's HEALTHCHECK command answers 0 when the node is ready
 // and 1 once it drains. deploy/token.mjs, shipped in the image, mints tokens
 // the node accepts.
-import { spawn, type ChildProcess } from 'node:child_process'
-import { readFileSync } from 'node:fs'
-import { delimiter, dirname, join } from 'node:path'
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { basename, delimiter, dirname, join, relative, sep } from 'node:path'
 import t from 'tap'
 import { connect, type TestClient } from '../helpers/client.js'
 import { freePort } from '../helpers/ports.js'
 import { startRedis } from '../helpers/redis.js'
 import { waitFor, within } from '../helpers/wait.js'
-import { ROOT, binary, composeFile, dockerStages, execForm, forceExitMarginMs, healthcheckCommand, heraldServices, serviceEnv } from './lib.js'
+import { ROOT, binary, composeFile, dockerStages, execForm, flag, forceExitMarginMs, healthcheckCommand, heraldServices, serviceEnv } from './lib.js'
 
 const UNSHARE = binary('unshare', 'util-linux')
 const runtime = dockerStages().at(-1)!
@@ -27,15 +32,82 @@ const imageEnv: Record<string, string> = Object.fromEntries(runtime.instructions
   .flatMap((i) => [...i.args.replace(/\\\s*\n/g, ' ').matchAll(/([A-Za-z_][A-Za-z0-9_]*)=("[^"]*"|\S*)/g)].map((m) => [m[1]!, m[2]!.replace(/^"|"$/g, '')])))
 const composeEnv = serviceEnv(heraldServices(composeFile())['herald-1'])
 const PATH = [dirname(process.execPath), ...(process.env.PATH ?? '').split(delimiter)].join(delimiter)
+const stages = dockerStages()
+const WORKDIR = runtime.instructions.filter((i) => i.keyword === 'WORKDIR').at(-1)?.args ?? '/'
+
+/**
+ * The packages `npm ci --omit=dev` would install, as paths relative to ROOT
+ * (node_modules/a, node_modules/a/node_modules/b): npm's own resolution of
+ * the lockfile's tree here, dev dependencies left out.
+ */
+function productionPackages (): string[] {
+  const out = execFileSync('npm', ['ls', '--omit=dev', '--all', '--parseable'], { cwd: ROOT, encoding: 'utf8', timeout: 30_000, stdio: ['ignore', 'pipe', 'pipe'] })
+  const paths = out.split('\n').map((l) => l.trim()).filter((l) => l.length > 0).map((l) => relative(ROOT, l))
+  return paths.filter((p) => p !== '' && p.startsWith(`node_modules${sep}`))
+}
+
+/**
+ * The runtime stage's filesystem under WORKDIR, built from its COPY
+ * instructions: from the stage that ran `npm ci --omit=dev`, the production
+ * packages; from the stage that ran `npm run build`, this checkout's dist/ (the
+ * test run builds it the same way); plain COPYs from the build context. Any
+ * other COPY is an error, so the Dockerfile cannot grow a file this layout lacks.
+ */
+function imageLayout (): string {
+  const app = mkdtempSync(join(tmpdir(), 'herald-image-'))
+  const byName = new Map(stages.filter((s) => s.name !== null).map((s) => [s.name!, s]))
+  const inApp = (dest: string): string => join(app, relative(WORKDIR, dest.startsWith('/') ? dest : join(WORKDIR, dest)))
+  for (const ins of runtime.instructions.filter((i) => i.keyword === 'COPY')) {
+    const [src, dest, ...more] = ins.args.trim().split(/\s+/)
+    if (src === undefined || dest === undefined || more.length > 0) throw new Error(`Dockerfile:${ins.line}: COPY with one source expected: ${ins.args}`)
+    const from = flag(ins, 'from')
+    // COPY semantics: a destination ending in / is a directory the source goes into.
+    const target = inApp(dest.endsWith('/') ? join(dest, basename(src)) : dest)
+    if (from === undefined) {
+      cpSync(join(ROOT, src), target, { recursive: true })
+      continue
+    }
+    const stage = byName.get(from)
+    const runs = (stage?.instructions ?? []).filter((i) => i.keyword === 'RUN').map((i) => i.args).join('\n')
+    if (/node_modules\/?$/.test(src) && /\bnpm ci\b[^&|;\n]*--omit=dev/.test(runs)) {
+      // Each package without its nested node_modules: those hold packages of
+      // their own, listed (or, if dev-only, left out) separately.
+      for (const pkg of productionPackages()) {
+        const abs = join(ROOT, pkg)
+        cpSync(abs, join(target, relative('node_modules', pkg)), { recursive: true, filter: (p) => p !== join(abs, 'node_modules') })
+      }
+    } else if (/dist\/?$/.test(src) && /\bnpm run build\b/.test(runs)) {
+      cpSync(join(ROOT, 'dist'), target, { recursive: true })
+    } else {
+      throw new Error(`Dockerfile:${ins.line}: COPY --from=${from} ${src}: not something this test knows how to lay out`)
+    }
+  }
+  return app
+}
+
+const APP = imageLayout()
+t.teardown(() => rmSync(APP, { recursive: true, force: true }))
 
 async function exitCode (argv: string[], env: Record<string, string>): Promise<{ code: number | null, out: string }> {
-  const p = spawn(argv[0]!, argv.slice(1), { cwd: ROOT, env: { PATH, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+  const p = spawn(argv[0]!, argv.slice(1), { cwd: APP, env: { PATH, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
   let out = ''
   p.stdout.on('data', (b: Buffer) => { out += b.toString() })
   p.stderr.on('data', (b: Buffer) => { out += b.toString() })
   const code = await within(10_000, argv.join(' '), new Promise<number | null>((resolve) => p.once('exit', (c) => resolve(c))))
   return { code, out }
 }
+
+t.test('the layout is the runtime stage: production dependencies only', async (t) => {
+  const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { dependencies: Record<string, string>, devDependencies: Record<string, string> }
+  for (const f of ['dist/main.js', 'package.json', 'deploy/token.mjs']) t.ok(existsSync(join(APP, f)), `${f} is in the image`)
+  for (const d of Object.keys(pkg.dependencies)) t.ok(statSync(join(APP, 'node_modules', d)).isDirectory(), `dependency ${d} is installed`)
+  // Dev tools no production package needs (tap, typescript, tsx, …) are absent.
+  const needed = new Set(productionPackages().map((p) => p.split(sep).slice(1, p.split(sep)[1]!.startsWith('@') ? 3 : 2).join('/')))
+  const devOnly = Object.keys(pkg.devDependencies).filter((d) => !needed.has(d))
+  t.ok(devOnly.includes('typescript') && devOnly.includes('tap'), `dev-only packages: ${devOnly.join(', ')}`)
+  t.same(devOnly.filter((d) => existsSync(join(APP, 'node_modules', d))), [], 'none of them is in node_modules')
+  t.notOk(existsSync(join(APP, 'src')) || existsSync(join(APP, 'test')), 'no sources or tests')
+})
 
 t.test('deploy/token.mjs refuses to run without a usable JWT_SECRET', async (t) => {
   const r = await exitCode([process.execPath, 'deploy/token.mjs'], {})
@@ -63,7 +135,7 @@ t.test('CMD as PID 1: ready, health-checked, drained by SIGTERM from outside, ex
   const env: Record<string, string> = { PATH, ...imageEnv, ...composeEnv, REDIS_URL: redis.url, HOST: '127.0.0.1', PORT: String(port) }
   t.equal(env.NODE_ENV, 'production')
   const lines: string[] = []
-  ns = spawn(UNSHARE, ['--pid', '--fork', '--mount-proc', '--kill-child', ...cmd], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] })
+  ns = spawn(UNSHARE, ['--pid', '--fork', '--mount-proc', '--kill-child', ...cmd], { cwd: APP, env, stdio: ['ignore', 'pipe', 'pipe'] })
   for (const s of [ns.stdout!, ns.stderr!]) s.on('data', (b: Buffer) => lines.push(...b.toString().split('\n').filter((l) => l.length > 0)))
   const exit = new Promise<{ code: number | null, signal: NodeJS.Signals | null }>((resolve) => ns!.once('exit', (code, signal) => resolve({ code, signal })))
   const tail = (): string => lines.slice(-10).join('\n')

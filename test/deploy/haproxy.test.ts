@@ -6,10 +6,16 @@
 // a SIGKILLed node is marked DOWN by the /ws/health check and its clients
 // reconnect through haproxy to the others; a SIGTERM-drained node turns its
 // readiness 503, is taken out of rotation while its connections are still open,
-// and its clients, closed with 1001, reconnect to the remaining node.
-// deploy/nginx.conf, rewritten the same way, passes `nginx -t`.
+// and its clients, closed with 1001, reconnect to the remaining node; upgrades
+// that reach it in the meantime are retried by haproxy on another node.
+// /metrics stays unreachable through haproxy however the path is spelt, while
+// the node itself serves those spellings; a Socket.IO long-polling session
+// stays on one node by haproxy's cookie.
+// deploy/nginx.conf, rewritten the same way, passes `nginx -t` and runs in
+// front of the same nodes: WebSockets pass, /metrics does not.
 import { spawn, type ChildProcess } from 'node:child_process'
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import net from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
@@ -17,6 +23,7 @@ import { connect, type TestClient } from '../helpers/client.js'
 import { startNode, type NodeProc } from '../helpers/node.js'
 import { freePort } from '../helpers/ports.js'
 import { startRedis } from '../helpers/redis.js'
+import { sioAttempt, sioConnect, type SioClient } from '../helpers/sio.js'
 import { token } from '../helpers/tokens.js'
 import { waitFor, within } from '../helpers/wait.js'
 import { ROOT, binary, composeFile, forceExitMarginMs, heraldServices, read, serviceEnv } from './lib.js'
@@ -31,6 +38,8 @@ const shippedEnv = serviceEnv(services['herald-1']) // docker-compose.yml's defa
 const SECRET = shippedEnv.JWT_SECRET!
 const API_KEY = shippedEnv.API_KEYS!.split(',')[0]!
 const DRAIN_MS = Number(shippedEnv.DRAIN_TIMEOUT ?? 10_000)
+// Upgrades sent at a draining node that haproxy has not taken out yet.
+const BURST = 8
 
 const dir = mkdtempSync(join(tmpdir(), 'herald-lb-'))
 t.teardown(() => rmSync(dir, { recursive: true, force: true }))
@@ -79,6 +88,69 @@ function rewriteNginx (cfg: string, servers: Record<string, number>, listen: num
   return { text, changed }
 }
 
+/**
+ * Spellings of /metrics, written to the socket byte for byte (fetch would
+ * normalise the target). `routed`: the node's router sends it to the metrics
+ * route, checked against the node itself below, so the list cannot rot into
+ * spellings nothing serves. Percent-escapes and the absolute form are decoded
+ * by the node but not by a raw-path match in the balancer.
+ */
+const METRICS_SPELLINGS: Array<{ target: string, routed: boolean }> = [
+  { target: '/metrics', routed: true },
+  { target: '/%6detrics', routed: true },
+  { target: '/%6D%65%74%72%69%63%73', routed: true },
+  { target: '/metric%73', routed: true },
+  { target: '/metrics?x=1', routed: true },
+  { target: '/metrics?', routed: true },
+  { target: '/metrics#x', routed: true },
+  { target: 'http://herald/metrics', routed: true },
+  { target: 'http://herald/%6detrics', routed: true },
+  { target: '//metrics', routed: false },
+  { target: '/metrics/', routed: false },
+  { target: '/METRICS', routed: false },
+  { target: '/%4detrics', routed: false },
+  { target: '/metrics;x', routed: false },
+  { target: '/x/../metrics', routed: false },
+  { target: '/%2fmetrics', routed: false },
+]
+const isMetricsBody = (body: string): boolean => /# (HELP|TYPE) herald_/.test(body)
+
+/** One GET with the target exactly as given; status and body (latin1; chunk sizes left in, which the checks ignore). */
+async function rawGet (port: number, target: string): Promise<{ status: number, body: string }> {
+  const sock = net.connect(port, '127.0.0.1')
+  try {
+    return await within(5000, `GET ${target} on :${port}`, new Promise((resolve, reject) => {
+      let data = ''
+      sock.setEncoding('latin1')
+      sock.on('connect', () => sock.write(`GET ${target} HTTP/1.1\r\nHost: herald\r\nConnection: close\r\n\r\n`))
+      sock.on('data', (d: string) => { data += d })
+      sock.on('error', reject)
+      sock.on('close', () => {
+        const m = /^HTTP\/1\.[01] (\d{3})/.exec(data)
+        if (m === null) reject(new Error(`GET ${target} on :${port}: no HTTP response (${JSON.stringify(data.slice(0, 120))})`))
+        else resolve({ status: Number(m[1]), body: data.slice(data.indexOf('\r\n\r\n') + 4) })
+      })
+    }))
+  } finally {
+    sock.destroy()
+  }
+}
+
+/** Stops a daemon started here: SIGTERM, then SIGKILL to it and its children (nginx workers outlive a killed master). */
+async function stopProcess (p: ChildProcess | undefined): Promise<void> {
+  if (p === undefined || p.exitCode !== null || p.signalCode !== null) return
+  const exited = new Promise((resolve) => p.once('exit', resolve))
+  let children: number[] = []
+  try { children = readFileSync(`/proc/${p.pid}/task/${p.pid}/children`, 'utf8').trim().split(/\s+/).filter((x) => x.length > 0).map(Number) } catch {}
+  p.kill('SIGTERM')
+  await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 3000))])
+  if (p.exitCode === null && p.signalCode === null) {
+    for (const c of children) { try { process.kill(c, 'SIGKILL') } catch {} }
+    p.kill('SIGKILL')
+    await exited
+  }
+}
+
 let runs = 0
 /** Runs a program to completion, its output in a file (nginx opens /dev/stdout, which a socket pair cannot be). */
 async function run (cmd: string, args: string[], env: Record<string, string> = {}): Promise<{ code: number | null, out: string }> {
@@ -111,16 +183,15 @@ t.test('haproxy balances WebSocket clients over three nodes and takes a dead or 
   const redis = await startRedis()
   const nodes = new Map<Name, NodeProc>()
   const clients: TestClient[] = []
+  const sioClients: SioClient[] = []
   let haproxy: ChildProcess | undefined
+  let nginx: ChildProcess | undefined
   const hlog: string[] = []
   t.teardown(async () => {
     for (const c of clients) await c.close()
-    if (haproxy !== undefined && haproxy.exitCode === null && haproxy.signalCode === null) {
-      const exited = new Promise((resolve) => haproxy!.once('exit', resolve))
-      haproxy.kill('SIGTERM')
-      await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 3000))])
-      if (haproxy.exitCode === null && haproxy.signalCode === null) { haproxy.kill('SIGKILL'); await exited }
-    }
+    for (const c of sioClients) c.close()
+    await stopProcess(haproxy)
+    await stopProcess(nginx)
     await Promise.all([...nodes.values()].map(async (n) => await n.stop('SIGKILL')))
     await redis.stop()
   })
@@ -206,7 +277,39 @@ t.test('haproxy balances WebSocket clients over three nodes and takes a dead or 
   t.equal(await publish('/api/events', { type: 'authentication.login.success', userId: 'demo-user', sessionId: 'demo-user-session', data: { ip: '203.0.113.7' } }), 202)
   const ev = await demo.client.nextOfType('event')
   t.equal(ev.payload.type, 'authentication.login.success', 'the demo user receives its event through haproxy')
-  t.equal((await fetch(`${lbHttp}/metrics`)).status, 404, '/metrics is not exposed on the balancer')
+
+  // /metrics: every spelling the node routes is served by the node itself (so
+  // each check below could fail) and refused by haproxy.
+  for (const { target, routed } of METRICS_SPELLINGS) {
+    const direct = await rawGet(node('herald-1').port, target)
+    t.equal(isMetricsBody(direct.body), routed, `${target}: the node ${routed ? 'serves' : 'does not route'} it (${direct.status})`)
+    const via = await rawGet(fePort, target)
+    t.ok([400, 404].includes(via.status) && !isMetricsBody(via.body), `${target}: refused by haproxy (${via.status})`)
+  }
+  t.equal((await rawGet(fePort, '/ws/health')).status, 200, 'while the rest of the node still answers through haproxy')
+
+  // nginx, the alternative, in front of the same nodes: WebSockets pass, /metrics does not.
+  const ngPort = await freePort()
+  const ngDir = join(dir, 'nginx-run')
+  mkdirSync(join(ngDir, 'logs'), { recursive: true })
+  const ng = rewriteNginx(read('deploy/nginx.conf'), Object.fromEntries(NAMES.map((n) => [n, node(n).port])), ngPort)
+  writeFileSync(join(ngDir, 'nginx.conf'), ng.text)
+  // A file, not a pipe, for stdout: nginx opens /dev/stdout for its access log.
+  const ngOut = openSync(join(ngDir, 'out.log'), 'w')
+  // `pid` here: Debian's built-in pid path is the system nginx's /run/nginx.pid.
+  nginx = spawn(NGINX, ['-p', ngDir, '-c', join(ngDir, 'nginx.conf'), '-g', `daemon off; pid ${join(ngDir, 'nginx.pid')};`], { stdio: ['ignore', ngOut, ngOut] })
+  closeSync(ngOut)
+  await waitFor('nginx listening', async () => (await rawGet(ngPort, '/ws/health')).status, (s) => s === 200, { timeoutMs: 10_000 })
+    .catch((err: Error) => { throw new Error(`${err.message}\nnginx:\n${readFileSync(join(ngDir, 'out.log'), 'utf8').slice(-2000)}`) })
+  for (const { target } of METRICS_SPELLINGS) {
+    const via = await rawGet(ngPort, target)
+    t.ok([400, 404].includes(via.status) && !isMetricsBody(via.body), `${target}: refused by nginx (${via.status})`)
+  }
+  const viaNginx = await connect(`ws://127.0.0.1:${ngPort}/ws/events`, { token: token({ sub: 'nginx-user', sid: 'nginx-user-s', roles: ['user'] }, { key: SECRET }) })
+  clients.push(viaNginx)
+  t.ok(NAMES.includes((await viaNginx.nextOfType('welcome')).payload.serverId), 'a WebSocket upgrades through nginx')
+  await viaNginx.close()
+  await stopProcess(nginx)
 
   // Spread: leastconn hands each node its share.
   let conns: Conn[] = [demo]
@@ -216,6 +319,37 @@ t.test('haproxy balances WebSocket clients over three nodes and takes a dead or 
   t.equal(await publish('/api/notifications/broadcast', { level: 'info', title: 't', message: 'all nodes' }), 202)
   for (const c of conns) await c.client.next((f) => f.type === 'notification' && f.payload.message === 'all nodes')
   t.pass('a broadcast through haproxy reaches the clients of every node')
+
+  // Socket.IO long polling: every request of a session is its own HTTP request
+  // and must reach the node holding the session. socket.io-client in Node keeps
+  // cookies (haproxy's herald_node) only with withCredentials: true.
+  const sioToken = (sub: string): string => token({ sub, sid: `${sub}-s`, roles: ['user'] }, { key: SECRET })
+  const sioLog = (from: number): string[] => hlog.slice(from).filter((l) => / herald_socketio\//.test(l))
+  const logFrom = hlog.length
+  const polling = await sioConnect(lbHttp, { transports: ['polling'], withCredentials: true, auth: { token: sioToken('poller') } })
+  sioClients.push(polling.client)
+  const pinned = polling.welcome.serverId as string
+  t.ok(NAMES.includes(pinned as Name), `the polling session opened on ${pinned}`)
+  t.equal(polling.client.socket.io.engine.transport.name, 'polling')
+  t.same(await polling.client.subscribe(['authentication.*']), ['authentication.*'])
+  for (let i = 0; i < 3; i++) {
+    t.equal(await publish('/api/events', { type: 'authentication.login.success', userId: 'poller', sessionId: 'poller-s', data: { n: i } }), 202)
+    await polling.client.next((r) => r.event === 'event' && r.payload?.data?.n === i, 5000)
+    t.equal((await polling.client.request('ping')).type, 'pong')
+  }
+  t.same(polling.client.disconnects, [], 'the session survived its requests')
+  polling.client.close()
+  // haproxy logs a request when it ends; the pending long poll ends with the close.
+  const served = await waitFor('the session\'s requests in the haproxy log', () => sioLog(logFrom), (ls) => ls.length >= 10, { timeoutMs: 5000 })
+  const perNode: Record<string, number> = {}
+  for (const l of served) { const n = / herald_socketio\/(\S+) /.exec(l)![1]!; perNode[n] = (perNode[n] ?? 0) + 1 }
+  t.same(Object.keys(perNode), [pinned], `all ${served.length} requests of the session went to ${pinned} (${JSON.stringify(perNode)})`)
+  // Without its cookie the same client is spread by leastconn and loses its session.
+  const cookieless = await sioAttempt(lbHttp, { transports: ['polling'], auth: { token: sioToken('no-cookie') } })
+  sioClients.push(cookieless.client)
+  if (cookieless.ok) await cookieless.client.disconnected(1, 5000)
+  t.pass(`without the cookie the session fails (${cookieless.ok ? `disconnected: ${cookieless.client.disconnects[0]!.reason}` : `refused: ${cookieless.message}`})`)
+  cookieless.client.close()
 
   // 1. SIGKILL herald-1: its clients lose their connection and reconnect through
   // haproxy at once; the health check marks it DOWN.
@@ -247,6 +381,18 @@ t.test('haproxy balances WebSocket clients over three nodes and takes a dead or 
   const termAt = Date.now()
   node('herald-2').proc.kill('SIGTERM')
   await waitFor('herald-2 readiness 503', async () => (await fetch(`${node('herald-2').http}/ws/health`)).status, (s) => s === 503, { timeoutMs: 2000 })
+  // Until its health check fails twice haproxy still sends herald-2 upgrades,
+  // which the draining node answers 503: haproxy must retry them elsewhere.
+  const retriedBefore = await counters('herald-2')
+  const stateAtBurst = await stateOf('herald-2')
+  t.match(stateAtBurst, /^UP/, `herald-2 still in rotation in haproxy (${stateAtBurst}) as the burst starts`)
+  const burst = await within(10_000, 'upgrades while herald-2 drains', Promise.all(Array.from({ length: BURST }, async (_, i) => await open(`burst-${i}`))))
+  const retriedAfter = await counters('herald-2')
+  t.same(burst.map((c) => c.serverId), burst.map(() => 'herald-3'), 'every upgrade sent during the drain ends on herald-3')
+  t.same(burst.map((c) => c.refusals), burst.map(() => 0), 'none of them was refused to the client')
+  t.ok(retriedAfter.retries + retriedAfter.redispatches > retriedBefore.retries + retriedBefore.redispatches,
+    `because haproxy retried herald-2's 503s on another node (${JSON.stringify(retriedBefore)} → ${JSON.stringify(retriedAfter)})`)
+  conns.push(...burst)
   await waitFor('herald-2 DOWN in haproxy', () => stateOf('herald-2'), (s) => s === 'DOWN', { timeoutMs: 8000, intervalMs: 50 })
   const stillOpen = drained.filter((c) => c.client.closeInfo === null).length
   t.ok(stillOpen > 0, `out of rotation ${Date.now() - termAt} ms after SIGTERM, with ${stillOpen} of ${drained.length} connections not yet closed`)
@@ -259,12 +405,11 @@ t.test('haproxy balances WebSocket clients over three nodes and takes a dead or 
     t.equal(r.conn.serverId, 'herald-3', `${r.conn.user} reconnected to herald-3`)
   }
   t.same(results.map((r) => r.conn.refusals), results.map(() => 0), 'no reconnect was refused: haproxy retried any 503 from the draining node on another')
-  t.comment(`haproxy counters for herald-2 during the drain: ${JSON.stringify(await counters('herald-2'))}`)
   const exit = await within(DRAIN_MS + forceExitMarginMs() + 5000, 'herald-2 exit', node('herald-2').exit)
   t.same(exit, { code: 0, signal: null }, 'the drained node exits 0')
   conns = [...conns.filter((c) => c.client.closeInfo === null), ...results.map((r) => r.conn)]
   t.ok(conns.every((c) => c.serverId === 'herald-3'), 'every client is now on herald-3')
-  t.equal(conns.length, 17, 'and none was lost')
+  t.equal(conns.length, 17 + BURST, 'and none was lost')
   t.equal(await publish('/api/notifications/broadcast', { level: 'info', title: 't', message: 'after drain' }), 202)
   for (const c of conns) await c.client.next((f) => f.type === 'notification' && f.payload.message === 'after drain')
   t.pass('the remaining node serves every client through haproxy')

@@ -5,6 +5,7 @@
 // against the models' interfaces, where an excess property is an error. Then
 // the manifests are checked against each other and against the app: probes,
 // drain timing, selectors, ports, names, and configuration variables.
+import { randomBytes } from 'node:crypto'
 import { readdirSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
@@ -131,7 +132,7 @@ t.test('kustomization.yaml lists the manifests, in one namespace', async (t) => 
   t.ok((kustomization.images as any[]).some((i) => i.name === image.split(':')[0]), 'kustomize `images` can set the Herald image')
 })
 
-t.test('ConfigMap and Secret example: variables the app knows; together they boot production', async (t) => {
+t.test('ConfigMap and Secret example: variables the app knows; with real values substituted they boot production', async (t) => {
   const cm = find('ConfigMap', 'herald-config').data as Record<string, string>
   const secret = find('Secret', 'herald-secrets')
   const known = new Set(CONFIG_VARIABLES)
@@ -144,8 +145,20 @@ t.test('ConfigMap and Secret example: variables the app knows; together they boo
   const c = dep.spec.template.spec.containers[0]
   t.same((c.env as any[]).map((e) => e.name).filter((n: string) => !known.has(n)), [], 'Deployment env: no unknown variable')
   t.same(c.envFrom, [{ configMapRef: { name: 'herald-config' } }, { secretRef: { name: 'herald-secrets' } }], 'envFrom: the ConfigMap, then the Secret (which wins)')
-  const env = { ...cm, ...secret.stringData, SERVER_ID: 'herald-7d9c8b6f5-x2x4q' } // SERVER_ID: a pod name
+  // Applied unchanged, the example must not run: each placeholder is refused,
+  // naming its variable (checked one at a time, the others real).
+  const real = realSecretValues()
+  t.same(Object.keys(real).sort(), Object.keys(secret.stringData).sort(), 'secret.example.yaml documents a command for every key')
+  const refusal = (env: Record<string, string>): unknown => { try { loadConfig(env); return undefined } catch (err) { return err } }
+  for (const k of Object.keys(secret.stringData as Record<string, string>)) {
+    const err = refusal({ ...cm, ...real, [k]: secret.stringData[k], SERVER_ID: 'herald-7d9c8b6f5-x2x4q' })
+    t.ok(err instanceof ConfigError && err.variable === k, `the placeholder ${k} is refused by name: ${String(err)}`)
+  }
+  const placeholders = refusal({ ...cm, ...secret.stringData })
+  t.ok(placeholders instanceof ConfigError, `the example as shipped does not boot: ${String(placeholders)}`)
+  const env: Record<string, string> = { ...cm, ...real, SERVER_ID: 'herald-7d9c8b6f5-x2x4q' } // SERVER_ID: a pod name
   const config = loadConfig(env)
+  t.same(config.apiKeys, real.API_KEYS!.split(','), 'the generated API key is the one configured')
   t.equal(config.env, 'production')
   t.equal(config.host, '0.0.0.0')
   t.equal(config.jwt.generated, false)
@@ -159,6 +172,20 @@ t.test('ConfigMap and Secret example: variables the app knows; together they boo
   const redisSvc = find('Service', url.hostname)
   t.ok((redisSvc.spec.ports as any[]).some((p) => p.port === Number(url.port || 6379)), `${url.host} is a port of Service ${url.hostname}`)
 })
+
+/**
+ * Values made the way secret.example.yaml's comment says to make them
+ * (`--from-literal=KEY="$(openssl rand -base64|-hex N)"`), with node's crypto
+ * standing in for openssl: same bytes, same encoding.
+ */
+function realSecretValues (): Record<string, string> {
+  const text = read('k8s/secret.example.yaml')
+  const out: Record<string, string> = {}
+  for (const m of text.matchAll(/--from-literal=([A-Z_]+)="\$\(openssl rand -(base64|hex) (\d+)\)"/g)) {
+    out[m[1]!] = randomBytes(Number(m[3])).toString(m[2] as 'base64' | 'hex')
+  }
+  return out
+}
 
 t.test('Deployment: probes, drain and rollout', async (t) => {
   const dep = find('Deployment', 'herald')
