@@ -42,6 +42,10 @@ export function createTokenVerifier (jwt: Config['jwt']): TokenVerifier {
     allowedIss: jwt.issuer,
     allowedAud: jwt.audience,
     cache: 2048,
+    // fast-jwt caches refusals too (for the clock tolerance past now). A key
+    // lookup that failed because the identity provider was unreachable or busy
+    // must not stick to the token: such refusals expire at once.
+    errorCacheTTL: (e: TokenError) => e.code === TokenError.codes.keyFetchingError ? -jwt.clockToleranceMs - 1 : -1,
   }
   const byAlg = new Map<string, VerifyFn>()
 
@@ -55,16 +59,10 @@ export function createTokenVerifier (jwt: Config['jwt']): TokenVerifier {
     byAlg.set(alg, createVerifier({ ...common, key: jwt.publicKey, algorithms: [alg] }))
   }
   if (jwt.jwksUrl !== undefined) {
-    const url = new URL(jwt.jwksUrl)
-    const jwks = buildGetJwks({ jwksPath: url.pathname + url.search, providerDiscovery: false, max: 100, ttl: 10 * 60_000 })
+    const key = jwksKeys(new URL(jwt.jwksUrl))
     for (const alg of ['RS256', 'ES256'] as const) {
       if (byAlg.has(alg)) continue
-      byAlg.set(alg, createVerifier({
-        ...common,
-        algorithms: [alg],
-        key: async ({ header }: { header: { kid?: string, alg?: string } }) =>
-          await jwks.getPublicKey({ domain: url.origin, kid: header.kid, alg: header.alg }),
-      }))
+      byAlg.set(alg, createVerifier({ ...common, algorithms: [alg], key }))
     }
   }
 
@@ -84,10 +82,60 @@ export function createTokenVerifier (jwt: Config['jwt']): TokenVerifier {
         claims = await verify(token)
       } catch (err) {
         if (err instanceof TokenError && err.code === TokenError.codes.expired) throw new HeraldError('TOKEN_EXPIRED')
+        // The key lookup's own verdict: an unknown kid, or an identity provider we cannot reach (503, not 401).
+        const cause = (err as { originalError?: unknown }).originalError
+        if (cause instanceof HeraldError) throw cause
         throw new HeraldError('TOKEN_INVALID')
       }
       return identityOf(claims, jwt.clockToleranceMs)
     },
+  }
+}
+
+// An unauthenticated client chooses the token's kid, and a kid the key set
+// lacks makes get-jwks fetch the set again: without bounds, anyone could make
+// every node hammer the identity provider. Keys in the cache need no fetch; a
+// kid found missing is refused without a fetch for a minute; after a miss,
+// other unknown kids wait a second (503, retry) before the next fetch; and at
+// most a few fetches for uncached kids run at once.
+const UNKNOWN_KID_TTL_MS = 60_000
+const UNKNOWN_KIDS_MAX = 1024
+const AFTER_MISS_MS = 1000
+const MAX_UNCACHED_FETCHES = 4
+
+type KeyLookup = (decoded: { header: { kid?: string, alg?: string } }) => Promise<string>
+
+function jwksKeys (url: URL): KeyLookup {
+  const jwks = buildGetJwks({ jwksPath: url.pathname + url.search, providerDiscovery: false, max: 100, ttl: 10 * 60_000 })
+  const domain = `${url.origin}/`
+  const unknownKids = new Map<string, number>()
+  let lastMiss = 0
+  let fetching = 0
+  const busy = (): HeraldError => new HeraldError('BACKEND_UNAVAILABLE', 'the identity provider\'s keys are being refreshed; retry in a second')
+  return async ({ header }) => {
+    const kid = header.kid
+    if (typeof kid !== 'string' || kid.length === 0 || kid.length > 256) throw new HeraldError('TOKEN_INVALID', 'the token names no usable key id (kid)')
+    const now = Date.now()
+    const cached = jwks.cache.get(jwks.generateCacheKey(header.alg!, kid, domain)) !== undefined
+    if (!cached) {
+      const until = unknownKids.get(kid)
+      if (until !== undefined && until > now) throw new HeraldError('TOKEN_INVALID', 'the identity provider has no key with this kid')
+      if (now - lastMiss < AFTER_MISS_MS || fetching >= MAX_UNCACHED_FETCHES) throw busy()
+      fetching++
+    }
+    try {
+      return await jwks.getPublicKey({ domain: url.origin, kid, alg: header.alg })
+    } catch (err) {
+      if ((err as { code?: string }).code === 'JWK_NOT_FOUND') {
+        lastMiss = Date.now()
+        if (unknownKids.size >= UNKNOWN_KIDS_MAX) unknownKids.clear()
+        unknownKids.set(kid, lastMiss + UNKNOWN_KID_TTL_MS)
+        throw new HeraldError('TOKEN_INVALID', 'the identity provider has no key with this kid')
+      }
+      throw new HeraldError('BACKEND_UNAVAILABLE', 'the identity provider\'s key set (JWKS_URL) could not be fetched')
+    } finally {
+      if (!cached) fetching--
+    }
   }
 }
 

@@ -5,7 +5,7 @@ import { createSigner } from 'fast-jwt'
 import t from 'tap'
 import { createTokenVerifier, type TokenVerifier } from '../../src/auth/verifier.js'
 import type { Config } from '../../src/config/index.js'
-import { HeraldError, type ErrorCode } from '../../src/errors.js'
+import { Errors, HeraldError, type ErrorCode } from '../../src/errors.js'
 
 type Test = Parameters<Parameters<typeof t.test>[0]>[0]
 
@@ -49,7 +49,7 @@ async function refused (t: Test, v: TokenVerifier, token: string, code: ErrorCod
   }
   t.ok(caught instanceof HeraldError, `${what}: refused with a HeraldError (${String(caught)})`)
   t.equal((caught as HeraldError).code, code, `${what}: ${code}`)
-  t.equal((caught as HeraldError).statusCode, 401, `${what}: 401`)
+  t.equal((caught as HeraldError).statusCode, Errors[code].status, `${what}: ${Errors[code].status}`)
 }
 
 const valid = (extra: Record<string, unknown> = {}): Record<string, unknown> =>
@@ -252,15 +252,60 @@ t.test('JWKS', async (t) => {
   t.ok(idp.hits() >= 1, 'the JWKS endpoint was fetched')
   t.equal((await v.verify(signWith(ec.privateKey, 'ES256', claims, 'ec-1'))).userId, 'jwks-user', 'ES256 by kid')
 
+  // After a kid is found missing, other uncached kids wait a second (see the next test).
+  const missWindow = async (): Promise<void> => await new Promise((resolve) => setTimeout(resolve, 1100))
   await refused(t, v, signWith(rsa.privateKey, 'RS256', claims, 'unknown-kid'), 'TOKEN_INVALID', 'unknown kid')
   await refused(t, v, signWith(rsa.privateKey, 'RS256', claims), 'TOKEN_INVALID', 'no kid')
   await refused(t, v, signWith(rsaOther.privateKey, 'RS256', claims, 'rsa-1'), 'TOKEN_INVALID', 'known kid, another key')
+  await missWindow()
   await refused(t, v, signWith(ec.privateKey, 'ES256', claims, 'rsa-1'), 'TOKEN_INVALID', 'ES256 naming the RSA kid')
   await refused(t, v, forge({ alg: 'HS256', typ: 'JWT', kid: 'rsa-1' }, claims, hmac(RSA_PUB)), 'TOKEN_INVALID', 'HS256 confusion naming a JWKS kid')
   await refused(t, v, signWith(rsa.privateKey, 'RS256', valid({ exp: nowS() - 60 }), 'rsa-1'), 'TOKEN_EXPIRED', 'expired RS256 from JWKS')
   await refused(t, v, forge({ alg: 'none', kid: 'rsa-1' }, claims), 'TOKEN_INVALID', 'alg none naming a JWKS kid')
 
-  // an unreachable JWKS refuses rather than accepts
+  // An identity provider that does not serve its keys refuses, as a backend
+  // outage (503) rather than a bad token (401): the client's token may be fine.
   const down = createTokenVerifier(jwtConfig({ jwksUrl: idp.url.replace('/idp/jwks.json', '/missing/jwks.json') }))
-  await refused(t, down, signWith(rsa.privateKey, 'RS256', claims, 'rsa-1'), 'TOKEN_INVALID', 'JWKS answering 404')
+  await refused(t, down, signWith(rsa.privateKey, 'RS256', claims, 'rsa-1'), 'BACKEND_UNAVAILABLE', 'JWKS answering 404')
+})
+
+t.test('JWKS: unknown kids cannot make a node hammer the identity provider', async (t) => {
+  const rsaJwk = { ...createPublicKey(RSA_PUB).export({ format: 'jwk' }), kid: 'rsa-1', alg: 'RS256', use: 'sig' }
+  const idp = await jwksServer(t, [rsaJwk])
+  const v = createTokenVerifier(jwtConfig({ jwksUrl: idp.url }))
+  const claims = valid({ sub: 'jwks-flood' })
+  t.equal((await v.verify(signWith(rsa.privateKey, 'RS256', claims, 'rsa-1'))).userId, 'jwks-flood')
+  const base = idp.hits()
+
+  // 200 tokens, each naming a different made-up kid, as fast as they come.
+  const codes = await Promise.all(Array.from({ length: 200 }, async (_x, i) => {
+    try { await v.verify(signWith(rsa.privateKey, 'RS256', claims, `bogus-${i}`)); return 'accepted' } catch (err) { return (err as HeraldError).code }
+  }))
+  t.notOk(codes.includes('accepted'), 'none accepted')
+  t.ok(codes.every((c) => c === 'TOKEN_INVALID' || c === 'BACKEND_UNAVAILABLE'), 'each refused as an unknown key or a busy provider')
+  t.ok(idp.hits() - base <= 4, `200 unknown kids cost ${idp.hits() - base} fetches, not 200`)
+
+  // The same unknown kid again: refused from memory, no fetch.
+  const before = idp.hits()
+  for (let i = 0; i < 20; i++) await refused(t, v, signWith(rsa.privateKey, 'RS256', claims, 'bogus-0'), 'TOKEN_INVALID', 'a kid known to be missing')
+  t.equal(idp.hits(), before, 'no fetch for a kid known to be missing')
+  // Known keys keep working throughout, without a fetch.
+  t.equal((await v.verify(signWith(rsa.privateKey, 'RS256', valid({ sub: 'jwks-ok' }), 'rsa-1'))).userId, 'jwks-ok', 'a cached kid still verifies')
+  t.equal(idp.hits(), before)
+})
+
+t.test('JWKS: a provider outage is a 503 that does not stick to the token once it is back', async (t) => {
+  const rsaJwk = { ...createPublicKey(RSA_PUB).export({ format: 'jwk' }), kid: 'rsa-1', alg: 'RS256', use: 'sig' }
+  let up = false
+  const server = http.createServer((_req, res) => {
+    if (!up) { res.writeHead(503).end('{}'); return }
+    res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys: [rsaJwk] }))
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(async () => { server.closeAllConnections(); await new Promise<void>((resolve) => server.close(() => resolve())) })
+  const v = createTokenVerifier(jwtConfig({ jwksUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}/jwks.json` }))
+  const tok = signWith(rsa.privateKey, 'RS256', valid({ sub: 'jwks-outage' }), 'rsa-1')
+  await refused(t, v, tok, 'BACKEND_UNAVAILABLE', 'provider down: 503')
+  up = true
+  t.equal((await v.verify(tok)).userId, 'jwks-outage', 'the same token verifies as soon as the provider is back')
 })
