@@ -3,6 +3,7 @@ import Fastify, { type FastifyInstance } from 'fastify'
 import websocket from '@fastify/websocket'
 import type { DestinationStream } from 'pino'
 import { createServer } from 'node:http'
+import { hostname, networkInterfaces } from 'node:os'
 import { createApiKeyCheck } from './auth/credentials.js'
 import { createRevocationStore } from './auth/revocation.js'
 import { createOriginCheck } from './auth/origin.js'
@@ -192,7 +193,7 @@ export async function buildApp (config: Config, opts: BuildOptions = {}): Promis
   })
   app.addHook('onListen', async () => {
     const a = app.server.address()
-    h.address = typeof a === 'object' && a !== null ? `${a.address}:${a.port}` : String(a)
+    h.address = typeof a === 'object' && a !== null ? `${reachableHost(a.address)}:${a.port}` : String(a)
     await h.registry.beat().catch(onBackendError)
   })
   app.addHook('onClose', async () => {
@@ -201,4 +202,17 @@ export async function buildApp (config: Config, opts: BuildOptions = {}): Promis
     await broker.close()
   })
   return app
+}
+
+/**
+ * The address other nodes and operators can reach this node at. Bound to a
+ * wildcard (the production default), the listen address says nothing: every
+ * node would register 0.0.0.0, so the first external interface stands in.
+ */
+function reachableHost (bound: string): string {
+  if (bound !== '0.0.0.0' && bound !== '::') return bound.includes(':') ? `[${bound}]` : bound
+  for (const list of Object.values(networkInterfaces())) {
+    for (const i of list ?? []) if (!i.internal && i.family === 'IPv4') return i.address
+  }
+  return hostname()
 }

@@ -14,7 +14,8 @@ export interface ReclaimDeps {
  * Every live node looks for registered nodes whose heartbeat lapsed; one of
  * them (by a short cluster-wide claim) frees the dead node's share of every
  * limit and removes it from the registry. A dead node is thus reclaimed within
- * NODE_TTL plus half of it.
+ * NODE_TTL plus a quarter of it (a sweep every quarter TTL: the check is two
+ * cheap reads, and a returning user should not wait long for a dead slot).
  */
 export function startReclaim (d: ReclaimDeps): { stop: () => void, sweep: () => Promise<void> } {
   let running = false
@@ -33,7 +34,7 @@ export function startReclaim (d: ReclaimDeps): { stop: () => void, sweep: () => 
       running = false
     }
   }
-  const timer = setInterval(() => { sweep().catch(d.onError) }, Math.max(100, Math.floor(d.nodeTtlMs / 2)))
+  const timer = setInterval(() => { sweep().catch(d.onError) }, Math.max(100, Math.floor(d.nodeTtlMs / 4)))
   timer.unref()
   return { stop: () => clearInterval(timer), sweep }
 }

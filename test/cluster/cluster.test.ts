@@ -177,6 +177,13 @@ t.test('admin get_stats counts every node and every connection', { timeout: 15_0
   t.equal(await real(), 4, 'the nodes themselves hold 4 connections')
   t.equal(stats.global.servers, 3)
   t.same(stats.global.nodes.map((n: { serverId: string }) => n.serverId).sort(), [...names].sort())
+  // Each row says where the node is, what it runs, and since when.
+  const { version } = JSON.parse(await (await import('node:fs/promises')).readFile(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
+  for (const n of nodes) {
+    const row = stats.global.nodes.find((r: { serverId: string }) => r.serverId === n.serverId)
+    t.match(row, { address: `127.0.0.1:${n.port}`, version, draining: false }, `${n.serverId}: address, version`)
+    t.ok(row.uptime >= 0 && Date.parse(row.lastHeartbeat) <= Date.now(), `${n.serverId}: uptime and last heartbeat`)
+  }
   t.same(stats.global.connections, { events: 3, admin: 1, total: 4 })
   t.equal(stats.server.serverId, C.serverId, 'server is the node answering')
   t.equal(stats.server.connections.total, 1)
