@@ -17,12 +17,18 @@ export type { CatalogueType, NotificationLevel }
 export type PublisherOptions =
   /** over a node's HTTP API, with an API key or a service JWT */
   | { url: string, apiKey: string, fetch?: typeof fetch, timeoutMs?: number }
-  /** straight onto Redis: an ioredis client (standalone or Cluster) and the cluster's key prefix */
+  /**
+   * straight onto Redis: an ioredis client (standalone or Cluster) and the
+   * cluster's key prefix. `sharded` (SPUBLISH) defaults to true on an ioredis
+   * Cluster, where nodes listen with SSUBSCRIBE; set it only to override.
+   */
   | { redis: RedisLike, keyPrefix?: string, sharded?: boolean }
 
 export interface RedisLike {
   publish (channel: string, message: string): Promise<unknown>
   spublish?: (channel: string, message: string) => Promise<unknown>
+  /** ioredis: true on a Cluster */
+  readonly isCluster?: boolean
 }
 
 type Data = Record<string, unknown>
@@ -58,7 +64,11 @@ function httpTransport (o: { url: string, apiKey: string, fetch?: typeof fetch, 
 }
 
 function redisTransport (o: { redis: RedisLike, keyPrefix?: string, sharded?: boolean }): Transport {
-  const one = o.sharded === true && o.redis.spublish !== undefined
+  // Nodes on a Redis Cluster listen with SSUBSCRIBE, which a plain PUBLISH
+  // never reaches: the publish would succeed, return an id and reach no one.
+  const sharded = o.sharded ?? o.redis.isCluster === true
+  if (sharded && typeof o.redis.spublish !== 'function') throw new Error('sharded publishing needs a Redis client with spublish (ioredis 5 or later)')
+  const one = sharded
     ? async (c: string, m: string) => await o.redis.spublish!(c, m)
     : async (c: string, m: string) => await o.redis.publish(c, m)
   const send = async (channels: readonly string[], m: string): Promise<void> => { await Promise.all(channels.map(async (c) => await one(c, m))) }

@@ -1,12 +1,14 @@
 // The backend publisher (src/client/publisher.ts): over the HTTP API of a node
-// and straight onto Redis, against two node processes on a private Redis,
+// and straight onto Redis, against two node processes on a private Redis (and
+// one node on a real 3-master Redis Cluster, where publishing must be sharded),
 // with real ws, Socket.IO and admin clients checking who receives what.
 import t, { type Test } from 'tap'
-import { Redis } from 'ioredis'
+import { Cluster, Redis } from 'ioredis'
 import { HeraldPublisher, PublishError } from '../../src/client/publisher.js'
 import { connect, type TestClient } from '../helpers/client.js'
 import { startNode, type NodeProc } from '../helpers/node.js'
 import { startRedis } from '../helpers/redis.js'
+import { startRedisCluster } from '../helpers/redis-cluster.js'
 import { sioConnect, type SioClient } from '../helpers/sio.js'
 import { TEST_API_KEY, adminToken, userToken } from '../helpers/tokens.js'
 import { waitFor } from '../helpers/wait.js'
@@ -182,4 +184,39 @@ t.test('straight onto Redis: invalid input is rejected before anything is publis
   t.same([...seen].sort(), [`herald:a authentication.login.success`, `herald:u:${uId} authentication.login.success`], 'only the valid event reached Redis')
   t.notOk(seen.some((s) => s.includes('\tx')), 'no rejected call published')
   t.same(u.ids(), [ok], 'and the user received only that')
+})
+
+t.test('straight onto a Redis Cluster: an ioredis Cluster is detected and published to with SPUBLISH, reaching clients of a node', { timeout: 60_000 }, async (t) => {
+  const rcl = await startRedisCluster(3)
+  t.teardown(() => rcl.stop())
+  const N = await startNode({ REDIS_CLUSTER_NODES: rcl.nodes, SERVER_ID: `pub-cluster-${process.pid}`, NODE_TTL: '3000' })
+  t.teardown(() => N.stop())
+  const cluster = new Cluster(rcl.ports.map((port) => ({ host: '127.0.0.1', port })), { redisOptions: { maxRetriesPerRequest: 1 } })
+  t.teardown(() => cluster.disconnect())
+  const uId = user('cluster-u')
+  const u = await wsReceiver(t, N, '/ws/events', userToken(uId), 'u on the Redis Cluster node')
+  const admin = await wsReceiver(t, N, '/ws/admin', adminToken(user('admin')), 'admin on the Redis Cluster node')
+
+  // No `sharded` option: the Cluster is recognised.
+  const p = new HeraldPublisher({ redis: cluster, keyPrefix: 'herald:' })
+  const ev = await p.publishAuthenticationEvent('authentication.login.success', uId, `${uId}-sid`, { ip: '203.0.113.7' })
+  const sys = await p.publishSystemEvent('system.maintenance.scheduled', { at: '03:00' })
+  const note = await p.sendUserNotification(uId, 'info', 'Hello', 'from a service on the cluster')
+  const adminOnly = await p.publishAdminEvent('admin.user.updated', { field: 'role' })
+  for (const id of [ev, sys, note]) await arrives(u, id)
+  for (const id of [ev, sys, adminOnly]) await arrives(admin, id)
+  t.same(u.ids(), [ev, sys, note], 'the user event, the broadcast and the notification, in order, over user and broadcast shards')
+  t.match(u.c.frames.find((f) => f.payload?.id === ev)!.payload, { type: 'authentication.login.success', userId: uId, data: { ip: '203.0.113.7' } })
+
+  // An explicit `sharded: false` is honoured: a classic PUBLISH, which the node (listening with SSUBSCRIBE) never hears.
+  const spy = rcl.client(rcl.ports[0]!)
+  const seen: string[] = []
+  spy.on('message', (_c: string, m: string) => seen.push(m))
+  await spy.subscribe(`herald:u:${uId}`)
+  const classic = new HeraldPublisher({ redis: cluster, keyPrefix: 'herald:', sharded: false })
+  const lost = await classic.publishAuthenticationEvent('authentication.logout', uId)
+  await waitFor('the classic message on the wire', () => seen.some((m) => m.includes(lost)), Boolean, { timeoutMs: 5000, intervalMs: 10 })
+  const sentinel = await p.publishAuthenticationEvent('authentication.logout', uId)
+  await arrives(u, sentinel)
+  t.notOk(u.has(lost), 'the node did not deliver the classic publish (why sharding is detected)')
 })

@@ -1,7 +1,9 @@
 // The client SDK (src/client/index.ts) on Node with the `ws` WebSocket,
 // against three node processes and a private Redis: connect, subscribe,
 // events, requests; in-band refresh without a disconnect; the close-code
-// policy (4004 and 4003 stop, 4001 reconnects with a new token); and 1,000
+// policy (4004 and 4003 stop, 4001 reconnects with a new token); subscriptions
+// kept exact across reconnects (refused patterns, calls made mid-restore) and
+// connect() in every state, with a TCP proxy cutting connections; and 1,000
 // clients behind a small round-robin load balancer surviving a SIGKILLed node
 // and then a drained one, with their reconnects spread out.
 import t, { type Test } from 'tap'
@@ -13,6 +15,7 @@ import { startNode, type NodeProc } from '../helpers/node.js'
 import { startRedis } from '../helpers/redis.js'
 import { adminToken, token, userToken } from '../helpers/tokens.js'
 import { waitFor, within } from '../helpers/wait.js'
+import { startProxy, type TcpProxy } from './tcp-proxy.js'
 
 const DRAIN_TIMEOUT = 2000
 const redis = await startRedis()
@@ -233,6 +236,109 @@ t.test('4029: a rate-limited client backs off for at least rateLimitDelayMs and 
   t.match(p.disconnects[0], { code: 4029 })
   t.ok(p.disconnects[0]!.delayMs! >= 1500, `backed off ${Math.round(p.disconnects[0]!.delayMs!)} ms, at least rateLimitDelayMs (the base backoff is 50 ms)`)
   t.equal(p.client.state, 'reconnecting', 'not closed: it will try again')
+})
+
+// ----------------------------------------------------------------------------
+// Subscriptions across reconnects, and connect() in every state. A TCP proxy in
+// front of node A cuts the client's connection (1006) while A stays up.
+
+/** What node A holds for the client's current connection. */
+const serverSet = async (p: Probe): Promise<string[]> => ((await p.client.request('get_subscriptions')).payload.eventTypes as string[]).slice().sort()
+
+/** Cuts the connection and resolves once the client is connected again (the n-th time). */
+async function reconnect (proxy: TcpProxy, p: Probe): Promise<void> {
+  const n = p.client.connects
+  proxy.cut()
+  await waitFor(`connect #${n + 1}`, () => [p.client.connects, p.client.state], ([c, s]) => c === n + 1 && s === 'connected', { timeoutMs: 5000, intervalMs: 10 })
+}
+
+t.test('a refused subscribe changes nothing: every reconnect restores the good patterns and events keep flowing', { timeout: 20_000 }, async (t) => {
+  const proxy = await startProxy(A.port)
+  t.teardown(() => proxy.close())
+  const u = user('bad-sub')
+  const p = sdk(t, { url: `${proxy.ws}/ws/events`, getToken: () => userToken(u), eventTypes: ['authentication.*'], baseDelayMs: 50, maxDelayMs: 200 })
+  await p.client.connect()
+  await t.rejects(p.client.subscribe(['Bad Pattern', 'session.*']), { name: 'HeraldError', code: 'INVALID_PATTERN' }, 'the server refuses the whole request')
+  t.same(p.client.subscriptions, ['authentication.*'], 'the refused patterns were not kept')
+  for (const round of [1, 2]) {
+    await reconnect(proxy, p)
+    t.same(await serverSet(p), ['authentication.*'], `reconnect ${round}: the good pattern is held again`)
+    const id = await publish(B, { type: 'authentication.login.success', userId: u, data: { round } })
+    await gotEvent(p, id)
+  }
+  t.match(p.disconnects, [{ code: 1006 }, { code: 1006 }])
+  t.same(p.errors, [], 'no error on the reconnects')
+})
+
+t.test('patterns given before connect that the server refuses are dropped and reported once; the rest are held', { timeout: 20_000 }, async (t) => {
+  const proxy = await startProxy(A.port)
+  t.teardown(() => proxy.close())
+  const u = user('bad-initial')
+  const p = sdk(t, { url: `${proxy.ws}/ws/events`, getToken: () => userToken(u), eventTypes: ['authentication.*', 'Bad Pattern', 'session.*'], baseDelayMs: 50, maxDelayMs: 200 })
+  t.same(await p.client.subscribe(['security.*', 'NOT.valid']), ['authentication.*', 'Bad Pattern', 'session.*', 'security.*', 'NOT.valid'], 'before connect the client cannot ask the server: kept for now')
+  await p.client.connect()
+  t.equal(p.client.state, 'connected')
+  t.equal(p.errors.length, 1, 'one error')
+  t.match(p.errors[0], { name: 'HeraldError', code: 'INVALID_PATTERN', patterns: ['Bad Pattern', 'NOT.valid'] }, 'naming exactly the refused patterns')
+  t.same(p.client.subscriptions, ['authentication.*', 'session.*', 'security.*'])
+  t.same(await serverSet(p), ['authentication.*', 'security.*', 'session.*'])
+  await reconnect(proxy, p)
+  t.same(await serverSet(p), ['authentication.*', 'security.*', 'session.*'], 'restored after a reconnect')
+  t.equal(p.errors.length, 1, 'nothing refused any more')
+  const id = await publish(C, { type: 'session.created', userId: u, sessionId: 's1' })
+  await gotEvent(p, id)
+})
+
+t.test('subscribe and unsubscribe made while a reconnect restores subscriptions reach the server', { timeout: 20_000 }, async (t) => {
+  const proxy = await startProxy(A.port)
+  t.teardown(() => proxy.close())
+  const u = user('mid-restore')
+  const p = sdk(t, { url: `${proxy.ws}/ws/events`, getToken: () => userToken(u), eventTypes: ['authentication.*', 'session.*'], baseDelayMs: 50, maxDelayMs: 200 })
+  await p.client.connect()
+  // On the next welcome, as an app reacting to it would: one call before the
+  // resubscription is sent, the others while it is on the wire.
+  const calls: Array<Promise<string[]>> = []
+  const statesAtCall: ClientState[] = []
+  const off = p.client.on('welcome', () => {
+    off()
+    statesAtCall.push(p.client.state)
+    calls.push(p.client.subscribe(['security.*']))
+    void Promise.resolve().then(() => {
+      statesAtCall.push(p.client.state)
+      calls.push(p.client.unsubscribe(['session.*']))
+      calls.push(p.client.subscribe(['system.*']))
+    })
+  })
+  await reconnect(proxy, p)
+  t.same(statesAtCall, ['reconnecting', 'reconnecting'], 'the calls were made before the client was connected again')
+  const results = await within(5000, 'the calls', Promise.all(calls))
+  t.same(results.at(-1)!.slice().sort(), ['authentication.*', 'security.*', 'system.*'], 'each resolves with what the server holds')
+  t.same(p.client.subscriptions.slice().sort(), ['authentication.*', 'security.*', 'system.*'])
+  t.same(await serverSet(p), p.client.subscriptions.slice().sort(), 'the server holds exactly what the client keeps')
+  const gone = await publish(B, { type: 'session.created', userId: u, sessionId: 'sx' })
+  const kept = await publish(B, { type: 'security.high_risk.detected', userId: u })
+  await gotEvent(p, kept)
+  t.notOk(p.events.some((e) => e.id === gone), 'the unsubscribed pattern no longer delivers')
+})
+
+t.test('connect(): at once when connected, one shared promise while connecting, and waits through a reconnect', { timeout: 20_000 }, async (t) => {
+  const proxy = await startProxy(A.port)
+  t.teardown(() => proxy.close())
+  const u = user('connect-twice')
+  const p = sdk(t, { url: `${proxy.ws}/ws/events`, getToken: () => userToken(u), baseDelayMs: 50, maxDelayMs: 200 })
+  const first = p.client.connect()
+  t.equal(p.client.connect(), first, 'while connecting: the same promise')
+  const w = await within(5000, 'the first connect', first)
+  t.equal(await within(1000, 'connect() while connected', p.client.connect()), w, 'while connected: resolves at once with the welcome')
+  t.equal(p.client.connects, 1, 'and opens nothing new')
+  proxy.hold()
+  await waitFor('reconnecting', () => p.client.state, (s) => s === 'reconnecting', { timeoutMs: 3000, intervalMs: 10 })
+  const again = p.client.connect()
+  t.equal(p.client.connect(), again, 'while reconnecting: the same promise')
+  proxy.release()
+  const w2 = await within(5000, 'connect() through the reconnect', again)
+  t.not(w2.connectionId, w.connectionId, 'resolved with the new connection')
+  t.equal(p.client.state, 'connected')
 })
 
 // ----------------------------------------------------------------------------

@@ -1,0 +1,199 @@
+// The SDK (src/client/index.ts) when a handshake is refused before the
+// upgrade, and when the server stops answering without closing TCP. Node
+// processes on a private Redis; on Node the `ws` WebSocket shows the HTTP
+// status and body of a refusal, and a WebSocket with only the standard API
+// (what a browser has) shows a bare 1006, so both paths are driven here.
+import t, { type Test } from 'tap'
+import WebSocket from 'ws'
+import { HeraldClient, type ClientOptions, type ClientState, type DisconnectInfo, type TokenRequest, type WebSocketLike } from '../../src/client/index.js'
+import { startNode, type NodeProc } from '../helpers/node.js'
+import { startRedis } from '../helpers/redis.js'
+import { token, userToken } from '../helpers/tokens.js'
+import { waitFor, within } from '../helpers/wait.js'
+import { startProxy } from './tcp-proxy.js'
+
+const redis = await startRedis()
+const nodes: NodeProc[] = []
+t.teardown(async () => {
+  await Promise.all(nodes.map(async (n) => await n.stop()))
+  await redis.stop()
+})
+const [N1, N2] = await Promise.all(['a', 'b'].map(async (x) => {
+  const n = await startNode({ REDIS_URL: redis.url, SERVER_ID: `sdk-refusals-${x}-${process.pid}`, NODE_TTL: '3000' })
+  nodes.push(n)
+  return n
+})) as [NodeProc, NodeProc]
+
+let uniq = 0
+const user = (name: string): string => `${name}-${++uniq}`
+
+interface Probe {
+  client: HeraldClient
+  states: ClientState[]
+  disconnects: Array<DisconnectInfo & { at: number }>
+  errors: Array<Error & { code?: string }>
+  revoked: string[]
+  tokens: TokenRequest[]
+}
+
+/** An SDK client recording what it emits and every getToken call; closed with the test. */
+function sdk (t: Test, opts: Partial<ClientOptions> & Pick<ClientOptions, 'url'>, tokenFor: (req: TokenRequest) => string | null): Probe {
+  const tokens: TokenRequest[] = []
+  const client = new HeraldClient({
+    WebSocket: WebSocket as unknown as ClientOptions['WebSocket'],
+    baseDelayMs: 50,
+    maxDelayMs: 200,
+    ...opts,
+    getToken: (req) => { tokens.push(req); return tokenFor(req) },
+  })
+  const p: Probe = { client, states: [], disconnects: [], errors: [], revoked: [], tokens }
+  client.on('state', (s) => p.states.push(s))
+  client.on('disconnect', (d) => p.disconnects.push({ ...d, at: Date.now() }))
+  client.on('error', (e) => p.errors.push(e))
+  client.on('revoked', (r) => p.revoked.push(r))
+  t.teardown(() => client.close())
+  return p
+}
+
+const closed = async (p: Probe, timeoutMs = 5000): Promise<void> => {
+  await waitFor('state closed', () => p.client.state, (s) => s === 'closed', { timeoutMs, intervalMs: 10 })
+}
+
+/** Fails if the client makes another attempt (calls getToken) within ms. */
+async function noMoreAttempts (t: Test, p: Probe, ms: number): Promise<void> {
+  const before = p.tokens.length
+  await t.rejects(within(ms, 'another attempt', waitFor('another getToken call', () => p.tokens.length, (n) => n > before, { timeoutMs: ms * 2, intervalMs: 10 })), /did not finish/, `no attempt within ${ms} ms`)
+}
+
+t.test('revoked while disconnected: the reconnect is refused with SESSION_REVOKED, the client emits revoked and stops', { timeout: 20_000 }, async (t) => {
+  const proxy = await startProxy(N1.port)
+  t.teardown(() => proxy.close())
+  const u = user('revoked-away')
+  const sid = `${u}-sid`
+  const p = sdk(t, { url: `${proxy.ws}/ws/events` }, () => userToken(u, sid))
+  await p.client.connect()
+  // The network goes away: the client retries, and cannot get through.
+  proxy.hold()
+  await waitFor('a failed retry', () => p.disconnects.length, (n) => n >= 2, { timeoutMs: 3000, intervalMs: 10 })
+  t.equal(p.client.state, 'reconnecting')
+  // Meanwhile the session is revoked through another node: the 4004 is sent to nobody.
+  const r = await N2.api(`/api/sessions/${sid}/revoke`, { body: {} })
+  t.equal(r.status, 200)
+  proxy.release()
+  await closed(p)
+  t.equal(p.revoked.length, 1, 'revoked fired once')
+  t.match(p.disconnects.at(-1), { status: 401, error: { code: 'SESSION_REVOKED' }, delayMs: null }, 'the refusal was read from the HTTP response')
+  t.same(p.states, ['connecting', 'connected', 'reconnecting', 'closed'])
+  await t.rejects(p.client.connect(), { name: 'HeraldError', code: 'SESSION_REVOKED' }, 'connect() says why')
+  await noMoreAttempts(t, p, 1000)
+})
+
+t.test('429 connection limit: the retry waits for Retry-After (plus jitter), then succeeds', { timeout: 30_000 }, async (t) => {
+  const L = await startNode({ REDIS_URL: redis.url, SERVER_ID: `sdk-refusals-limit-${process.pid}`, MAX_CONNECTIONS_PER_USER: '1', USER_CONNECTION_POLICY: 'refuse' })
+  t.teardown(() => L.stop())
+  const u = user('limited')
+  const first = sdk(t, { url: `${L.ws}/ws/events` }, () => userToken(u))
+  await first.client.connect()
+  const second = sdk(t, { url: `${L.ws}/ws/events` }, () => userToken(u))
+  void second.client.connect().catch(() => {})
+  await waitFor('the refusal', () => second.disconnects.length, (n) => n >= 1, { timeoutMs: 5000, intervalMs: 10 })
+  const refusal = second.disconnects[0]!
+  t.match(refusal, { code: 1006, status: 429, error: { code: 'CONNECTION_LIMIT' } })
+  // The node asks for 5 s; the jitter adds up to max(baseDelayMs, a quarter of that).
+  t.ok(refusal.delayMs! >= 5000 && refusal.delayMs! <= 5000 + 1250, `retry scheduled after ${Math.round(refusal.delayMs!)} ms`)
+  t.equal(second.client.state, 'reconnecting')
+  first.client.close()
+  await waitFor('the second client connected', () => second.client.state, (s) => s === 'connected', { timeoutMs: 10_000, intervalMs: 20 })
+  const connectedAt = Date.now()
+  t.ok(connectedAt - refusal.at >= 5000, `connected ${connectedAt - refusal.at} ms after the refusal, not before Retry-After`)
+  t.equal(second.tokens.length, 2, 'exactly one retry')
+  t.equal(second.disconnects.length, 1)
+})
+
+t.test('403: a refusal that retrying cannot fix stops the client with the error', { timeout: 20_000 }, async (t) => {
+  const u = user('not-admin')
+  const p = sdk(t, { url: `${N1.ws}/ws/admin` }, () => userToken(u))
+  await t.rejects(within(5000, 'connect()', p.client.connect()), { name: 'HeraldError', code: 'ROLE_FORBIDDEN' }, 'connect() rejects with the refusal')
+  t.equal(p.client.state, 'closed')
+  t.match(p.errors, [{ code: 'ROLE_FORBIDDEN' }])
+  t.match(p.disconnects, [{ status: 403, delayMs: null }])
+  await noMoreAttempts(t, p, 1000)
+})
+
+t.test('401: a refused token is replaced from getToken; refusals in a row are bounded', { timeout: 20_000 }, async (t) => {
+  // Recovers: the first token has expired, the next one is good.
+  const u = user('stale-token')
+  const ok = sdk(t, { url: `${N1.ws}/ws/events` }, (req) => req.reason === 'connect' ? token({ sub: u, sid: `${u}-sid`, roles: ['user'], exp: Math.floor(Date.now() / 1000) - 60 }) : userToken(u))
+  await within(5000, 'connect()', ok.client.connect())
+  t.match(ok.tokens, [{ reason: 'connect', failures: 0 }, { reason: 'refused', failures: 1 }], 'getToken was told the last token was refused')
+  t.match(ok.disconnects, [{ status: 401, error: { code: 'TOKEN_EXPIRED' } }])
+  t.same(ok.errors, [])
+
+  // Gives up: every token is signed with the wrong key.
+  const v = user('bad-key')
+  const bad = sdk(t, { url: `${N1.ws}/ws/events`, maxAuthRefusals: 3 }, () => token({ sub: v, roles: ['user'] }, { key: 'not-the-secret-of-this-cluster-0123456789' }))
+  await t.rejects(within(5000, 'connect()', bad.client.connect()), { code: 'TOKEN_INVALID' })
+  t.same(bad.tokens.map((x) => x.reason), ['connect', 'refused', 'refused'], 'three tokens, the last two asked for after a refusal')
+  t.match(bad.errors, [{ code: 'TOKEN_INVALID', message: /3 times in a row/ }])
+  t.same(bad.disconnects.map((d) => [d.status, d.delayMs === null]), [[401, false], [401, false], [401, true]])
+  await noMoreAttempts(t, bad, 1000)
+})
+
+/** A WebSocket with only the standard API, as in a browser: no access to a refused handshake's response. */
+class StandardWebSocket implements WebSocketLike {
+  private readonly ws: WebSocket
+  onopen: WebSocketLike['onopen'] = null
+  onmessage: WebSocketLike['onmessage'] = null
+  onclose: WebSocketLike['onclose'] = null
+  onerror: WebSocketLike['onerror'] = null
+  constructor (url: string) {
+    this.ws = new WebSocket(url)
+    this.ws.onopen = (e) => this.onopen?.(e)
+    this.ws.onmessage = (e) => this.onmessage?.({ data: e.data })
+    this.ws.onclose = (e) => this.onclose?.({ code: e.code, reason: e.reason })
+    this.ws.onerror = (e) => this.onerror?.(e)
+  }
+
+  get readyState (): number { return this.ws.readyState }
+  send (data: string): void { this.ws.send(data) }
+  close (code?: number, reason?: string): void { this.ws.close(code, reason) }
+}
+
+t.test('without the HTTP status (browsers): getToken sees the failures in a row and ends a revoked session by returning null', { timeout: 20_000 }, async (t) => {
+  const u = user('browser-revoked')
+  const sid = `${u}-sid`
+  t.equal((await N2.api(`/api/sessions/${sid}/revoke`, { body: {} })).status, 200)
+  // The app's glue: after a few failures it asks its own backend, which knows the session is over.
+  const p = sdk(t, { url: `${N1.ws}/ws/events`, WebSocket: StandardWebSocket }, (req) => req.failures >= 3 ? null : userToken(u, sid))
+  await t.rejects(within(5000, 'connect()', p.client.connect()), { code: 'NO_TOKEN' })
+  t.same(p.tokens.map((x) => x.failures), [0, 1, 2, 3])
+  t.ok(p.disconnects.slice(0, 3).every((d) => d.code === 1006 && d.status === undefined && d.delayMs !== null), 'three bare 1006 closes, each retried')
+  t.match(p.errors, [{ code: 'HANDSHAKE_FAILED' }, { code: 'NO_TOKEN' }], 'the failures in a row were reported, then the stop')
+  t.equal(p.client.state, 'closed')
+})
+
+t.test('watchdog: a server that stops answering without closing TCP is noticed, and the client reconnects when it is back', { timeout: 30_000 }, async (t) => {
+  // Its own node (in-process backend) with a short heartbeat; SIGSTOP freezes it with its sockets open.
+  const H = await startNode({ SERVER_ID: `sdk-refusals-hb-${process.pid}`, WEBSOCKET_HEARTBEAT_INTERVAL: '500' })
+  t.teardown(async () => { H.proc.kill('SIGCONT'); await H.stop() })
+  const u = user('watchdog')
+  const frames: any[] = []
+  const p = sdk(t, { url: `${H.ws}/ws/events`, connectTimeoutMs: 1000 }, () => userToken(u))
+  p.client.on('frame', (f) => frames.push(f))
+  const w = await p.client.connect()
+  t.equal(w.heartbeatInterval, 500)
+  // Idle but alive: the watchdog's pings are answered and nothing is dropped.
+  await waitFor('two watchdog pongs', () => frames.filter((f) => f.type === 'pong' && /^w/.test(f.id)).length, (n) => n >= 2, { timeoutMs: 8000, intervalMs: 20 })
+  t.same(p.disconnects, [], 'an idle, healthy connection stays up')
+
+  const stoppedAt = Date.now()
+  H.proc.kill('SIGSTOP')
+  // Silence for 500 + 1000 ms, then a ping and 2000 ms for an answer.
+  await waitFor('reconnecting', () => p.client.state, (s) => s === 'reconnecting', { timeoutMs: 8000, intervalMs: 10 })
+  const noticed = Date.now() - stoppedAt
+  t.ok(noticed < 6000, `noticed in ${noticed} ms`)
+  t.match(p.disconnects[0], { code: 4009, reason: /heartbeat timeout/ })
+  H.proc.kill('SIGCONT')
+  await waitFor('connected again', () => [p.client.state, p.client.connects], ([s, n]) => s === 'connected' && n === 2, { timeoutMs: 10_000, intervalMs: 20 })
+  t.not(p.client.welcome!.connectionId, w.connectionId, 'on a new connection')
+})
