@@ -8,20 +8,20 @@ import { startRedis, type RedisServer } from '../helpers/redis.js'
 import { adminToken, userToken } from '../helpers/tokens.js'
 import { waitFor, within } from '../helpers/wait.js'
 
-async function cluster (t: Test, env: Record<string, string> = {}): Promise<{ redis: RedisServer, A: NodeProc, B: NodeProc }> {
+async function cluster (t: Test, env: Record<string, string> = {}): Promise<{ redis: RedisServer, A: NodeProc, B: NodeProc, C: NodeProc }> {
   const redis = await startRedis()
   const started: NodeProc[] = []
   t.teardown(async () => {
     await Promise.all(started.map((n) => n.stop()))
     await redis.stop()
   })
-  // Recorded as soon as each runs, so a failed start still tears the other down.
-  const [A, B] = await Promise.all([0, 1].map(async () => {
+  // Recorded as soon as each runs, so a failed start still tears the others down.
+  const [A, B, C] = await Promise.all([0, 1, 2].map(async () => {
     const n = await startNode({ REDIS_URL: redis.url, NODE_TTL: '1500', ...env })
     started.push(n)
     return n
   }))
-  return { redis, A: A!, B: B! }
+  return { redis, A: A!, B: B!, C: C! }
 }
 
 const health = async (n: NodeProc): Promise<{ status: number, body: any }> => await n.api('/ws/health', { key: '' })
@@ -35,21 +35,22 @@ function mustStayUp (t: Test, n: NodeProc): void {
 }
 
 t.test('Redis killed and restarted on the same port: 503, then 200, and delivery resumes', { timeout: 40_000 }, async (t) => {
-  const { redis, A, B } = await cluster(t)
-  mustStayUp(t, A)
-  mustStayUp(t, B)
-  for (const n of [A, B]) t.match(await health(n), { status: 200, body: { healthy: true, redisConnected: true, backend: 'redis' } })
+  const { redis, A, B, C } = await cluster(t)
+  for (const n of [A, B, C]) mustStayUp(t, n)
+  for (const n of [A, B, C]) t.match(await health(n), { status: 200, body: { healthy: true, redisConnected: true, backend: 'redis' } })
 
   const onA = await connect(`${A.ws}/ws/events`, { token: userToken('fault-u') })
   const onB = await connect(`${B.ws}/ws/events`, { token: userToken('fault-u') })
-  t.teardown(() => Promise.all([onA.close(), onB.close()]))
+  const onC = await connect(`${C.ws}/ws/events`, { token: userToken('fault-v') })
+  t.teardown(() => Promise.all([onA.close(), onB.close(), onC.close()]))
   await onA.subscribe(['*'])
   await onB.subscribe(['*'])
+  await onC.subscribe(['*'])
   const before = (await A.api('/api/events', { body: { type: 'authentication.login.success', userId: 'fault-u' } })).body.id as string
   await onB.next(eventWithId(before))
 
   await redis.kill()
-  for (const n of [A, B]) {
+  for (const n of [A, B, C]) {
     const r = await waitFor(`${n.serverId} readiness to turn 503`, () => health(n), (r) => r.status === 503, { timeoutMs: 5000 })
     t.match(r.body, { healthy: false, redisConnected: false, serverId: n.serverId })
     t.match(await n.api('/ws/health?probe=live', { key: '' }), { status: 200, body: { alive: true } }, 'liveness stays 200')
@@ -73,7 +74,7 @@ t.test('Redis killed and restarted on the same port: 503, then 200, and delivery
   t.equal(onB.closeInfo, null)
 
   await redis.restart()
-  for (const n of [A, B]) {
+  for (const n of [A, B, C]) {
     const r = await waitFor(`${n.serverId} readiness to return to 200`, () => health(n), (r) => r.status === 200, { timeoutMs: 8000, intervalMs: 50 })
     t.match(r.body, { healthy: true, redisConnected: true })
   }
@@ -88,6 +89,9 @@ t.test('Redis killed and restarted on the same port: 503, then 200, and delivery
   const back = (await B.api('/api/events', { body: { type: 'session.back', userId: 'fault-u' } })).body.id as string
   await onA.next(eventWithId(back), 5000)
   t.pass('B -> A after the restart')
+  const toC = (await B.api('/api/events', { body: { type: 'session.back', userId: 'fault-v' } })).body.id as string
+  await onC.next(eventWithId(toC), 5000)
+  t.pass('B -> C after the restart')
 
   // New connections are accepted again, and see cross-node traffic, broadcasts included.
   const fresh = await connect(`${B.ws}/ws/events`, { token: userToken('fresh') })
@@ -96,13 +100,13 @@ t.test('Redis killed and restarted on the same port: 503, then 200, and delivery
   const sys = (await A.api('/api/events', { body: { type: 'system.recovered' } })).body.id as string
   await fresh.next(eventWithId(sys), 5000)
   await onB.next(eventWithId(sys), 5000)
-  t.pass('broadcast from A reaches old and new connections on B')
+  await onC.next(eventWithId(sys), 5000)
+  t.pass('broadcast from A reaches old and new connections on B, and C')
 
-  // Both nodes are registered again (the restarted Redis lost every key).
-  const g = await waitFor('both nodes to re-register', async () => (await A.api('/api/stats')).body.global, (g) => g.servers === 2, { timeoutMs: 3000 })
-  t.equal(g.servers, 2)
-  t.equal(A.proc.exitCode, null)
-  t.equal(B.proc.exitCode, null)
+  // Every node is registered again (the restarted Redis lost every key).
+  const g = await waitFor('the three nodes to re-register', async () => (await A.api('/api/stats')).body.global, (g) => g.servers === 3, { timeoutMs: 3000 })
+  t.equal(g.servers, 3)
+  for (const n of [A, B, C]) t.equal(n.proc.exitCode, null)
 })
 
 t.test('SIGTERM during a Redis outage still drains and exits', { timeout: 30_000 }, async (t) => {

@@ -1,8 +1,8 @@
 // Graceful drain (brief §7): SIGTERM turns readiness 503 at once, refuses new
 // upgrades with 503 DRAINING, closes open connections with 1001 spread over
 // DRAIN_TIMEOUT (so their reconnects trickle onto other nodes), then exits 0.
-// One node process on a private Redis; a second node stays up and takes the
-// reconnects.
+// Three node processes on a private Redis: one drains, the other two take
+// the reconnects.
 import t from 'tap'
 import { connect, refusal, type TestClient } from '../helpers/client.js'
 import type { NodeProc } from '../helpers/node.js'
@@ -14,8 +14,8 @@ const DRAIN = 2000
 const CLIENTS = 40
 
 t.test(`SIGTERM with ${CLIENTS} clients: 503 at once, upgrades refused, 1001 spread over DRAIN_TIMEOUT, exit 0`, { timeout: 40_000 }, async (t) => {
-  const cl = await opsCluster(t, { DRAIN_TIMEOUT: String(DRAIN), NODE_TTL: '1500' }, ['drain-a', 'drain-b'])
-  const [A, B] = cl.nodes as [NodeProc, NodeProc]
+  const cl = await opsCluster(t, { DRAIN_TIMEOUT: String(DRAIN), NODE_TTL: '1500' }, ['drain-a', 'drain-b', 'drain-c'])
+  const [A, B, C] = cl.nodes as [NodeProc, NodeProc, NodeProc]
   const clients: TestClient[] = []
   t.teardown(() => Promise.all(clients.map(async (c) => await c.close())))
   for (let i = 0; i < CLIENTS; i++) clients.push(await connect(`${A.ws}/ws/events`, { token: userToken(`drain-u${i % 8}`) }))
@@ -56,10 +56,14 @@ t.test(`SIGTERM with ${CLIENTS} clients: 503 at once, upgrades refused, 1001 spr
   t.same(exit, { code: 0, signal: null }, `exit code 0, ${Date.now() - sentAt} ms after SIGTERM`)
   await A.waitLine((l) => l.includes('"draining"'), 100)
 
-  // The reconnects land on the node that stays.
-  const again = await connect(`${B.ws}/ws/events`, { token: userToken('drain-u0') })
-  t.teardown(() => again.close())
-  t.equal(again.frames[0]!.payload.serverId, B.serverId, 'a drained client reconnects to B')
-  await waitFor('B to count one server', async () => (await B.api('/api/stats')).body.global.servers, (n) => n === 1, { timeoutMs: 3000 })
+  // The reconnects land on the nodes that stay, and reach each other there.
+  const again = await Promise.all(Array.from({ length: 8 }, async (_x, i) => await connect(`${(i % 2 === 0 ? B : C).ws}/ws/events`, { token: userToken(`drain-u${i}`) })))
+  t.teardown(() => Promise.all(again.map(async (c) => await c.close())))
+  t.same(new Set(again.map((c) => c.frames[0]!.payload.serverId)), new Set([B.serverId, C.serverId]), 'drained clients reconnect to B and C')
+  await Promise.all(again.map(async (c) => await c.subscribe(['*'])))
+  const id = (await C.api('/api/events', { body: { type: 'session.moved', userId: 'drain-u0' } })).body.id as string
+  await again[0]!.next((f) => f.type === 'event' && f.payload.id === id)
+  t.equal(again[0]!.frames[0]!.payload.serverId, B.serverId, 'an event published on C reaches the user now on B')
+  await waitFor('B to count two servers', async () => (await B.api('/api/stats')).body.global.servers, (n) => n === 2, { timeoutMs: 3000 })
   t.pass('A left the registry on its way out')
 })
