@@ -14,6 +14,8 @@ export interface NodeInfo {
   eventsPublished: number
   eventsDelivered: number
   memoryRss: number
+  /** open connections by transport (absent in entries of older versions) */
+  transports?: { websocket: number, socketio: number }
 }
 
 export type MessageListener = (channel: string, message: string) => void

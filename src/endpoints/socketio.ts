@@ -9,7 +9,7 @@ import { tokenFrom } from '../auth/credentials.js'
 import type { Identity } from '../auth/verifier.js'
 import { RedisBroker } from '../cluster/redis-broker.js'
 import type { Herald } from '../context.js'
-import { Errors, HeraldError, type ErrorCode } from '../errors.js'
+import { Errors, HeraldError, isAuthFailure, type ErrorCode } from '../errors.js'
 import type { Delivery } from '../events/hub.js'
 import type { ConnectionRecord } from '../limits/connection-limiter.js'
 import { channels as diag } from '../observability/channels.js'
@@ -87,6 +87,56 @@ export class SocketIoConnection extends Connection {
   }
 }
 
+// Recorded, never sent: the WebSocket code for a connection lost without a
+// close handshake, as the raw WebSocket endpoint records it.
+const ABNORMAL_CLOSURE = 1006
+
+/** The close code a Socket.IO disconnect the server did not ask for is counted under. */
+function closeCodeOf (reason: string, tooBig: boolean): number {
+  if (tooBig) return CloseCodes.MESSAGE_TOO_BIG
+  switch (reason) {
+    case 'ping timeout': return CloseCodes.HEARTBEAT_TIMEOUT
+    // The connection went away without a Socket.IO goodbye: a lost network,
+    // a killed tab, a proxy timeout. `client namespace disconnect` is the
+    // clean one (socket.disconnect() on the client).
+    case 'transport close':
+    case 'transport error': return ABNORMAL_CLOSURE
+    case 'parse error': return CloseCodes.INVALID_PAYLOAD
+    // This node closing without a code of its own (shutdown): go elsewhere.
+    case 'forced close':
+    case 'forced server close':
+    case 'server shutting down': return CloseCodes.DRAINING
+    default: return CloseCodes.NORMAL
+  }
+}
+
+/**
+ * A WebSocket message over maxHttpBufferSize: ws fails the connection with
+ * 1009 and engine.io reports it as a `transport error` whose description
+ * wraps ws's error (the original, with its code, is not passed on).
+ */
+function isTooBig (description: unknown): boolean {
+  return description instanceof Error && description.message.includes('Max payload size exceeded')
+}
+
+/** Refusals engine.io answers at the handshake (allowRequest), before any Socket.IO packet. */
+function transportRefusal (h: Herald, req: IncomingMessage): ErrorCode | null {
+  if (!h.originAllowed(req.headers.origin)) return 'ORIGIN_FORBIDDEN'
+  return tryElsewhere(h)
+}
+
+/** Conditions of this node, not of the client: another node may well take it. */
+function tryElsewhere (h: Herald): ErrorCode | null {
+  if (h.draining) return 'DRAINING'
+  if (!h.probe.healthy) return 'BACKEND_UNAVAILABLE'
+  if (h.connections.size >= h.config.limits.nodeConnections) return 'NODE_FULL'
+  return null
+}
+
+class RetryElsewhere extends Error {}
+
+type EngineSocket = Socket['conn']
+
 function refusal (code: ErrorCode, message?: string, retryAfter?: number): Error {
   const err = new Error(message ?? Errors[code].message) as Error & { data: unknown }
   err.data = { code, status: Errors[code].status, ...(retryAfter !== undefined ? { retryAfter } : {}) }
@@ -108,15 +158,19 @@ export default fp(async function socketIo (app) {
     maxHttpBufferSize: h.config.limits.messageBytes,
     connectTimeout: h.config.handshakeTimeoutMs,
     cors: { origin: (origin, cb) => cb(null, h.originAllowed(origin)), credentials: true },
-    // Browser CSWSH check before any engine.io session exists; the rest of the auth is in the middleware.
+    // Runs on engine.io handshakes only (requests with a sid skip it). Two
+    // kinds of refusal live here. The browser CSWSH check, before any session
+    // exists. And "try another node" (draining, backend unreachable, node at
+    // capacity): refused at the transport, socket.io-client retries with
+    // backoff (through the load balancer), whereas a middleware refusal
+    // (connect_error with data) stops it for good. Everything that depends on
+    // the client (token, revocation, per-user and per-IP limits) is in the
+    // middleware, where the refusal can carry a code.
     allowRequest: (req, cb) => {
-      if (!h.originAllowed(req.headers.origin)) return cb('ORIGIN_FORBIDDEN', false)
-      // "Try another node" refusals at the transport: socket.io-client retries
-      // those with backoff (through the load balancer), whereas a middleware
-      // refusal (connect_error with data) stops it for good.
-      if (h.draining) return cb('DRAINING', false)
-      if (!h.probe.healthy) return cb('BACKEND_UNAVAILABLE', false)
-      cb(null, true)
+      const code = transportRefusal(h, req)
+      if (code === null) return cb(null, true)
+      if (code === 'ORIGIN_FORBIDDEN' && diag.authFailure.hasSubscribers) diag.authFailure.publish({ endpoint: 'socket.io', reason: code })
+      cb(code, false)
     },
   })
 
@@ -125,8 +179,17 @@ export default fp(async function socketIo (app) {
     // `<prefix>sio#…` channels; Herald's connections never pattern-subscribe.
     const pub = h.broker.duplicate(false, 'herald-sio')
     const sub = h.broker.duplicate(true, 'herald-sio')
+    // Static: two sharded subscriptions per node (the namespace channel and
+    // its response channel), however many rooms. The default, dynamic, adds a
+    // sharded subscription per room per node, i.e. one per user on top of
+    // Herald's own per-user channel, doubling Redis subscriptions and the
+    // SSUBSCRIBE churn on every connect and disconnect. Herald's events never
+    // travel through the adapter (the hub delivers them), so the adapter only
+    // carries what application code asks for (io.to(room).emit, fetchSockets,
+    // disconnectSockets): rare enough that every node receiving every adapter
+    // broadcast costs less than a subscription per user.
     io.adapter(h.broker.sharded
-      ? createShardedAdapter(pub, sub, { channelPrefix: `${h.config.keyPrefix}sio` })
+      ? createShardedAdapter(pub, sub, { channelPrefix: `${h.config.keyPrefix}sio`, subscriptionMode: 'static' })
       : createAdapter(pub, sub, { key: `${h.config.keyPrefix}sio` }))
   }
 
@@ -143,7 +206,31 @@ export default fp(async function socketIo (app) {
   })
 
   io.use((socket, next) => {
-    admit(h, socket, clientIp(socket.request)).then(() => next(), (err: Error) => next(err))
+    admit(h, socket, clientIp(socket.request)).then(() => next(), (err: Error) => {
+      // allowRequest refused these at the handshake; they came true while the
+      // token was checked. Closing the transport (not a connect_error, which
+      // socket.io-client never retries) keeps them "try again".
+      if (err instanceof RetryElsewhere) socket.conn.close()
+      next(err)
+    })
+  })
+
+  // Polling: a POST over maxHttpBufferSize gets a bare 413 from engine.io and
+  // the session lingers until the client gives up on it. Close it now and
+  // remember why, so the disconnect counts as 1009 like a WebSocket one.
+  const oversized = new WeakSet<object>()
+  const sessions = (io.engine as unknown as { clients: Record<string, EngineSocket | undefined> }).clients
+  io.engine.use((req: IncomingMessage & { _query?: Record<string, string> }, _res: unknown, next: (err?: unknown) => void) => {
+    const sid = req._query?.sid
+    if (req.method === 'POST' && sid !== undefined && Number(req.headers['content-length']) > h.config.limits.messageBytes) {
+      const raw = Object.hasOwn(sessions, sid) ? sessions[sid] : undefined
+      if (raw !== undefined) {
+        oversized.add(raw)
+        // After engine.io answered 413, so the client sees why.
+        req.once('close', () => raw.close(true))
+      }
+    }
+    next()
   })
 
   io.on('connection', (socket: Socket) => {
@@ -163,8 +250,9 @@ export default fp(async function socketIo (app) {
         return { msg: { type: event, ...(id !== undefined ? { id } : {}), ...(payload !== undefined ? { payload: payload as Record<string, unknown> } : {}) } }
       })
     })
-    socket.on('disconnect', (reason: string) => {
-      closed(h, conn, reason === 'ping timeout' ? CloseCodes.HEARTBEAT_TIMEOUT : conn.closed ? conn.closeCode : CloseCodes.NORMAL)
+    socket.on('disconnect', (reason: string, description: unknown) => {
+      const tooBig = oversized.has(socket.conn) || isTooBig(description)
+      closed(h, conn, conn.closed ? conn.closeCode : closeCodeOf(reason, tooBig))
     })
     opened(h, conn)
   })
@@ -180,11 +268,9 @@ export default fp(async function socketIo (app) {
 /** The /ws/events handshake checks, for a Socket.IO connection. */
 async function admit (h: Herald, socket: Socket, ip: string): Promise<void> {
   const refuse = (code: ErrorCode, message?: string, retryAfter?: number): never => {
-    if (diag.authFailure.hasSubscribers && Errors[code].status < 500 && code !== 'CONNECTION_LIMIT') diag.authFailure.publish({ endpoint: 'socket.io', reason: code })
+    if (diag.authFailure.hasSubscribers && isAuthFailure(code)) diag.authFailure.publish({ endpoint: 'socket.io', reason: code })
     throw refusal(code, message, retryAfter)
   }
-  if (h.draining) refuse('DRAINING')
-  if (!h.probe.healthy) refuse('BACKEND_UNAVAILABLE')
   if (!h.originAllowed(socket.handshake.headers.origin)) refuse('ORIGIN_FORBIDDEN')
   const connectionId = randomUUID()
   const auth = socket.handshake.auth as { token?: unknown } | undefined
@@ -201,7 +287,8 @@ async function admit (h: Herald, socket: Socket, ip: string): Promise<void> {
       throw err
     }
   }
-  if (h.connections.size >= h.config.limits.nodeConnections) refuse('NODE_FULL')
+  const busy = tryElsewhere(h)
+  if (busy !== null) throw new RetryElsewhere(Errors[busy].message)
   if (identity.anonymous !== true && await h.revocations.check(identity) !== null) refuse('SESSION_REVOKED')
   const record: ConnectionRecord = { serverId: h.config.serverId, connectionId, userId: identity.userId, sessionId: identity.sessionId, ip, endpoint: 'events', openedAt: Date.now() }
   const admission = await h.connectionLimiter.acquire(record)

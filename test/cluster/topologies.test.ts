@@ -1,8 +1,10 @@
 import t from 'tap'
+import { startApp, type RunningApp } from '../helpers/app.js'
 import { connect } from '../helpers/client.js'
 import { startNode } from '../helpers/node.js'
 import { startRedis } from '../helpers/redis.js'
 import { startRedisCluster, startSentinel } from '../helpers/redis-cluster.js'
+import { sioConnect, type SioClient } from '../helpers/sio.js'
 import { adminToken, userToken } from '../helpers/tokens.js'
 import { waitFor } from '../helpers/wait.js'
 
@@ -57,6 +59,53 @@ t.test('three nodes over a 3-master Redis Cluster with sharded pub/sub', async (
   const listed = await admin.request('list_connections', { userId: users[0] })
   t.equal(listed.payload.connections.length, 1)
   await waitFor('health ready on all nodes', async () => await Promise.all(nodes.map(async (n) => (await n.api('/ws/health', { key: '' })).status)), (s) => s.every((x) => x === 200))
+})
+
+t.test('Socket.IO over Redis Cluster: events across nodes, and the sharded adapter\'s rooms with one static subscription set per node', { timeout: 60_000 }, async (t) => {
+  const rc = await startRedisCluster(3)
+  t.teardown(() => rc.stop())
+  // In process, so the test can call the adapter the way application code does.
+  const env = { REDIS_CLUSTER_NODES: rc.nodes, NODE_TTL: '3000' }
+  const apps: RunningApp[] = []
+  t.teardown(() => Promise.all(apps.map((a) => a.close())))
+  for (const x of ['a', 'b']) apps.push(await startApp({ ...env, SERVER_ID: `sio-rc-${x}-${process.pid}` }))
+  const [a, b] = apps as [RunningApp, RunningApp]
+
+  const users = Array.from({ length: 6 }, (_v, i) => `sio-shard-user-${i}`)
+  const clients: SioClient[] = []
+  t.teardown(() => { for (const c of clients) c.close() })
+  for (const [i, u] of users.entries()) {
+    const { client, welcome } = await sioConnect((i % 2 === 0 ? b : a).http, { transports: ['websocket'], auth: { token: userToken(u) } })
+    clients.push(client)
+    t.equal(welcome.userId, u)
+    await client.subscribe(['authentication.*'])
+  }
+  const onB = clients.filter((_c, i) => i % 2 === 0)
+
+  // Herald's pipeline: published on A, delivered to the Socket.IO clients on B.
+  for (const [i, u] of users.entries()) {
+    if (i % 2 !== 0) continue
+    const r = await a.api('/api/events', { body: { type: 'authentication.login.success', userId: u } })
+    t.equal(r.status, 202)
+    const ev = await clients[i]!.next((x) => x.event === 'event' && x.payload.id === r.body.id)
+    t.equal(ev.payload.userId, u, `${u} on B got its event published on A`)
+  }
+
+  // The adapter on sharded pub/sub: a room emit on A reaches B's sockets of that user only.
+  a.app.io.to(`user:${users[0]}`).emit('app.hello', { via: 'sharded' })
+  t.same(await onB[0]!.nextOf('app.hello'), { via: 'sharded' }, 'io.to(user:<id>).emit on A reached the socket on B')
+  a.app.io.to(`user:${users[2]}`).emit('app.marker', {})
+  await onB[1]!.nextOf('app.marker')
+  t.equal(onB[1]!.count((x) => x.event === 'app.hello'), 0, 'another user on B did not get it')
+  const fetched = await a.app.io.in(`user:${users[4]}`).fetchSockets()
+  t.same(fetched.map((s) => s.id), [onB[2]!.socket.id], 'fetchSockets on A finds the socket on B')
+
+  // Static subscriptions: the namespace channel and one response channel per
+  // node, never a channel per room (dynamic mode would add one per user).
+  const shardChannels = (await Promise.all(rc.ports.map(async (p) => await rc.client(p).call('PUBSUB', 'SHARDCHANNELS', 'herald:sio*') as string[]))).flat().sort()
+  t.equal(shardChannels.length, 3, `one shared and two response channels: ${shardChannels.join(' ')}`)
+  t.notOk(shardChannels.some((c) => c.includes('user:')), 'no per-room (per-user) adapter subscription')
+  t.same(shardChannels.filter((c) => c === 'herald:sio#/#'), ['herald:sio#/#'], 'the namespace channel')
 })
 
 t.test('a node reaches Redis through Sentinel', async (t) => {

@@ -3,12 +3,15 @@
 // private Redis: shared upgrade dispatch, admission (auth, origin, limits),
 // subscriptions with acks, cross-node delivery and audience, exactly-once
 // delivery through one Redis path, expiry and in-band refresh, revocation,
-// registry and stats, drain, and anonymous guests.
+// registry and stats, drain, anonymous guests, node capacity and the per-IP
+// limit across transports, disconnect codes (1009, 1006, 1000) and the
+// README's reconnect-safe client.
 import t, { type Test } from 'tap'
 import { startBalancer } from '../helpers/balancer.js'
 import { connect, refusal, type TestClient } from '../helpers/client.js'
 import { attempt } from '../helpers/cluster.js'
 import { startNode, type NodeProc } from '../helpers/node.js'
+import { metric, parseMetrics, type Sample } from '../helpers/ops.js'
 import { startRedis } from '../helpers/redis.js'
 import { sio, sioAttempt, sioConnect, type SioClient, type SioOptions } from '../helpers/sio.js'
 import { adminToken, token, userToken } from '../helpers/tokens.js'
@@ -362,7 +365,7 @@ t.test('revocation: session_revoked and close 4004, then io server disconnect; t
   if (!again.ok) t.match(again.data, { code: 'SESSION_REVOKED', status: 401 })
 })
 
-t.test('registry and stats: list_connections shows Socket.IO connections; global.socketio.sockets counts the cluster', { timeout: 30_000 }, async (t) => {
+t.test('registry and stats: list_connections shows Socket.IO connections; global.socketio.sockets adds up the nodes\' registry rows', { timeout: 30_000 }, async (t) => {
   const admin = await adminOn(t, A)
   // Nothing of the earlier tests is still open on Socket.IO.
   await waitFor('no Socket.IO socket left from earlier tests', async () => (await admin.request('get_stats')).payload.global.socketio?.sockets, (n) => n === 0, { timeoutMs: 8000, intervalMs: 200 })
@@ -382,11 +385,14 @@ t.test('registry and stats: list_connections shows Socket.IO connections; global
   // Five Socket.IO clients across three nodes: 2 on A, 1 on B, 2 on C (s is one of them).
   for (const node of [A, A, B, C]) await sioOn(t, node, userToken(user('counted')))
   const stats = await waitFor('get_stats counts 5 Socket.IO sockets', async () => (await admin.request('get_stats')).payload, (p) => p.global.socketio?.sockets === 5, { timeoutMs: 8000, intervalMs: 200 })
-  t.equal(stats.global.socketio.sockets, 5, 'all Socket.IO sockets of the cluster, through the adapter')
+  t.equal(stats.global.socketio.sockets, 5, 'all Socket.IO sockets of the cluster, from the nodes\' registry rows')
+  t.same(Object.fromEntries(stats.global.nodes.map((n: any) => [n.serverId, n.socketio])), { [A.serverId]: 2, [B.serverId]: 1, [C.serverId]: 2 }, 'per node')
   t.equal(stats.global.servers, 3)
-  // Asked on another node: the same cluster-wide count.
+  // Asked on another node: the same cluster-wide count, once A's next heartbeat carried its two.
   const admin2 = await adminOn(t, C)
-  t.equal((await admin2.request('get_stats')).payload.global.socketio.sockets, 5, 'the same answer from C')
+  await waitFor('the same answer from C', async () => (await admin2.request('get_stats')).payload.global.socketio?.sockets, (n) => n === 5, { timeoutMs: 5000, intervalMs: 100 })
+  const viaApi = await B.api('/api/stats')
+  t.equal(viaApi.body.global.socketio.sockets, 5, 'and from GET /api/stats on B')
   s.client.close()
   await waitFor('4 after one left', async () => (await admin.request('get_stats')).payload.global.socketio?.sockets, (n) => n === 4, { timeoutMs: 8000, intervalMs: 200 })
   t.pass('the count follows closes')
@@ -505,4 +511,143 @@ t.test('backend unreachable: a Socket.IO client is refused at the transport, kee
   own.resume()
   const w = await c.nextOf('welcome', 15_000)
   t.equal(w.serverId, E.serverId, 'connected by itself once the backend was back')
+})
+
+t.test('node at capacity: a Socket.IO client is refused at the transport, keeps retrying, and gets in once a slot frees', { timeout: 30_000 }, async (t) => {
+  const F = await addNode({ SERVER_ID: `sio-f-${process.pid}`, WEBSOCKET_MAX_CONNECTIONS: '1' })
+  let holder = (await sioOn(t, F, userToken(user('first')))).client
+  // A raw WebSocket is refused too: the capacity counts both transports.
+  const ws = await refusal(`${F.ws}/ws/events?token=${userToken(user('raw'))}`)
+  t.match(ws, { status: 503, body: { error: { code: 'NODE_FULL' } } })
+
+  for (const transports of [['websocket'], ['polling']]) {
+    const u = user('second')
+    const c = sio(F.http, { transports, auth: { token: userToken(u) }, reconnection: true, reconnectionDelay: 100, reconnectionDelayMax: 200 })
+    t.teardown(() => c.close())
+    await waitFor(`${transports[0]}: refused a few times`, () => c.connectErrors.length, (n) => n >= 3, { timeoutMs: 8000, intervalMs: 20 })
+    t.ok(c.socket.active, `${transports[0]}: still trying (a transport refusal, not a final connect_error)`)
+    t.same(c.connectErrors.filter((e) => e.data !== undefined), [], 'no refusal carried data')
+    t.equal(c.count((r) => r.event === 'welcome'), 0, 'not admitted while the node is full')
+    holder.close()
+    const w = await c.nextOf('welcome', 10_000)
+    t.equal(w.userId, u, `${transports[0]}: admitted by itself once the slot freed`)
+    t.equal(w.serverId, F.serverId)
+    holder = c
+  }
+})
+
+t.test('the per-IP limit counts both transports; a Socket.IO refusal is connect_error CONNECTION_LIMIT', { timeout: 30_000 }, async (t) => {
+  // Its own Redis: the per-IP count is cluster-wide, and every test client is 127.0.0.1.
+  const own = await startRedis()
+  t.teardown(() => own.stop())
+  const P = await startNode({ REDIS_URL: own.url, SERVER_ID: `sio-p-${process.pid}`, MAX_CONNECTIONS_PER_IP: '3' })
+  t.teardown(() => P.stop())
+  const raw = await wsOn(t, P, userToken(user('ip')))
+  const viaWs = await sioOn(t, P, userToken(user('ip')), { transports: ['websocket'] })
+  const viaPolling = await sioOn(t, P, userToken(user('ip')), { transports: ['polling'] })
+  t.ok(raw && viaWs && viaPolling, 'one raw WebSocket and two Socket.IO clients fill the 3 slots of the IP')
+
+  for (const transports of [['websocket'], ['polling']]) {
+    const r = await sioAttempt(P.http, { transports, auth: { token: userToken(user('ip')) } })
+    t.equal(r.ok, false, `${transports[0]}: a fourth connection from the IP is refused`)
+    if (!r.ok) {
+      t.match(r.data, { code: 'CONNECTION_LIMIT', status: 429, retryAfter: Number }, 'connect_error with data.code CONNECTION_LIMIT')
+      t.match(r.message, /per IP address/, 'the message names the IP limit')
+    }
+  }
+  const w = await attempt(`${P.ws}/ws/events`, { token: userToken(user('ip')) })
+  t.equal(w.ok, false, 'a raw WebSocket is refused too')
+  if (!w.ok) t.match(w.refusal, { status: 429, body: { error: { code: 'CONNECTION_LIMIT' } } })
+  else w.client.ws.terminate()
+
+  // A Socket.IO slot freed lets a raw WebSocket in, and the other way round.
+  viaPolling.client.close()
+  const again = await waitFor('a raw WebSocket admitted once the Socket.IO client left', async () => await attempt(`${P.ws}/ws/events`, { token: userToken(user('ip')) }), (a) => a.ok, { timeoutMs: 5000, intervalMs: 100 })
+  if (again.ok) t.teardown(() => again.client.close())
+  const full = await sioAttempt(P.http, { transports: ['websocket'], auth: { token: userToken(user('ip')) } })
+  t.equal(full.ok, false, 'full again')
+  if (!full.ok) t.equal(full.data?.code, 'CONNECTION_LIMIT')
+  await raw.close()
+  const back = await waitFor('a Socket.IO client admitted once the raw WebSocket left', async () => await sioAttempt(P.http, { transports: ['websocket'], auth: { token: userToken(user('ip')) } }), (a) => a.ok, { timeoutMs: 5000, intervalMs: 100 })
+  if (back.ok) t.teardown(() => back.client.close())
+  t.ok(back.ok)
+})
+
+t.test('disconnect codes: an oversized message is 1009 (the node and other clients carry on), a lost transport 1006, a client goodbye 1000', { timeout: 30_000 }, async (t) => {
+  const H = await addNode({ SERVER_ID: `sio-h-${process.pid}`, MAX_MESSAGE_BYTES: '1024' })
+  const scrape = async (): Promise<Sample[]> => parseMetrics((await H.api('/metrics', { key: '' })).body as string)
+  const disconnects = async (code: string): Promise<number> => metric(await scrape(), 'herald_disconnects_total', { endpoint: 'events', code })
+  const u = user('bystander')
+  const bySio = await sioOn(t, H, userToken(u))
+  await bySio.client.subscribe(['authentication.*'])
+  const byWs = await wsOn(t, H, userToken(u), ['authentication.*'])
+  const base = { 1009: await disconnects('1009'), 1006: await disconnects('1006'), 1000: await disconnects('1000') }
+
+  // Just under MAX_MESSAGE_BYTES is fine.
+  const fits = await sioOn(t, H, userToken(user('fits')))
+  t.equal((await fits.client.request('ping', { pad: 'x'.repeat(900) })).type, 'pong', 'a 900-byte message is handled')
+
+  let n = 0
+  for (const transports of [['websocket'], ['polling']]) {
+    const big = await sioOn(t, H, userToken(user('big')), { transports })
+    big.client.socket.emit('subscribe', { eventTypes: ['authentication.*'], pad: 'x'.repeat(4096) })
+    const gone = await big.client.disconnected(1, 5000)
+    t.match(gone.reason, /^transport (close|error)$/, `${transports[0]}: dropped at the transport (${gone.reason}): Socket.IO has no close code to send`)
+    t.equal(big.client.count((r) => r.event === 'subscribed' || r.event === 'close'), 0, 'nothing was handled, no close event')
+    n++
+    await waitFor(`${transports[0]}: counted as 1009`, async () => await disconnects('1009') - base[1009], (d) => d === n)
+  }
+
+  // The node and everyone else carry on.
+  t.equal((await H.api('/ws/health', { key: '' })).status, 200, 'the node is up and ready')
+  const id = await publish(A, { type: 'authentication.login.success', userId: u })
+  await bySio.client.next(sioEvent(id))
+  await byWs.next((f) => f.type === 'event' && f.payload.id === id)
+  t.ok(bySio.client.socket.connected && fits.client.socket.connected, 'the other Socket.IO clients are still connected')
+
+  // Lost without a goodbye (what a dropped network looks like to the server): 1006.
+  const lost = await sioOn(t, H, userToken(user('lost')))
+  lost.client.socket.io.engine.close()
+  await waitFor('a lost transport counted as 1006', async () => await disconnects('1006') - base[1006], (d) => d === 1)
+  // socket.disconnect() on the client: 1000.
+  fits.client.close()
+  await waitFor('a client goodbye counted as 1000', async () => await disconnects('1000') - base[1000], (d) => d === 1)
+  t.equal(await disconnects('1009') - base[1009], 2, 'and nothing else counted as 1009')
+})
+
+t.test('the README example: auth as a callback and resubscribe on every welcome survive an automatic reconnect', { timeout: 30_000 }, async (t) => {
+  const u = user('readme')
+  let tokens = 0
+  const getToken = (): string => { tokens++; return userToken(u) }
+  const c = sio(B.http, {
+    transports: ['websocket'],
+    reconnection: true,
+    reconnectionDelay: 100,
+    reconnectionDelayMax: 200,
+    auth: (cb: (data: object) => void) => cb({ token: getToken() }),
+  })
+  t.teardown(() => c.close())
+  // Subscriptions belong to a connection: the new connection after a reconnect starts with none.
+  const replies: Array<{ type: string }> = []
+  c.socket.on('welcome', async () => {
+    replies.push(await c.socket.timeout(5000).emitWithAck('subscribe', { eventTypes: ['authentication.*'] }))
+  })
+  await c.nextOf('welcome')
+  await waitFor('subscribed', () => replies.length, (n) => n === 1)
+  t.equal(replies[0]!.type, 'subscribed')
+  const first = await publish(A, { type: 'authentication.login.success', userId: u })
+  await c.next(sioEvent(first))
+
+  // The connection drops; socket.io-client reconnects by itself, asking for a token again.
+  c.socket.io.engine.close()
+  await c.disconnected(1)
+  const w2 = await c.nextOf('welcome', 10_000, c.records.findIndex((r) => r.event === 'welcome') + 1)
+  t.equal(w2.userId, u, 'welcomed again')
+  t.equal(tokens, 2, 'getToken was called for each connect')
+  await waitFor('resubscribed on the new connection', () => replies.length, (n) => n === 2)
+  t.equal(replies[1]!.type, 'subscribed')
+  t.same((await c.request('get_subscriptions')).payload.eventTypes, ['authentication.*'], 'the new connection holds the subscription')
+  const second = await publish(C, { type: 'authentication.login.success', userId: u })
+  await c.next(sioEvent(second))
+  t.pass('events flow again after the reconnect')
 })

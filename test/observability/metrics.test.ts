@@ -7,11 +7,13 @@ import t, { type Test } from 'tap'
 import { connect, refusal, type TestClient } from '../helpers/client.js'
 import type { NodeProc } from '../helpers/node.js'
 import { health, metric, opsCluster, parseMetrics, type Sample } from '../helpers/ops.js'
+import { sioAttempt, sioConnect } from '../helpers/sio.js'
 import { adminToken, userToken } from '../helpers/tokens.js'
 import { waitFor, within } from '../helpers/wait.js'
 
 const PER_USER = 3
-const cl = await opsCluster(t, { NODE_TTL: '1500', HEALTH_PROBE_INTERVAL: '200' }, ['met-a', 'met-b'], [{ MAX_CONNECTIONS_PER_USER: String(PER_USER) }])
+const ORIGIN = 'https://app.example.com'
+const cl = await opsCluster(t, { NODE_TTL: '1500', HEALTH_PROBE_INTERVAL: '200' }, ['met-a', 'met-b'], [{ MAX_CONNECTIONS_PER_USER: String(PER_USER), ALLOWED_ORIGINS: ORIGIN }])
 const [A, B] = cl.nodes as [NodeProc, NodeProc]
 
 async function scrape (n: NodeProc = A): Promise<Sample[]> {
@@ -134,6 +136,45 @@ t.test('auth failures by reason, rate-limit hits, disconnects by code', async (t
   t.equal((await within(3000, 'the admin disconnect', mine[1]!.closed)).code, 4003)
   await waitFor('the 4003 to be counted', () => d('herald_disconnects_total', { endpoint: 'events', code: '4003' }), (n) => n === 1)
   t.pass('herald_disconnects_total counts 1000 and 4003 separately')
+})
+
+t.test('Socket.IO traffic: connections, messages in, auth failures on socket.io (token and Origin), disconnects by code', { timeout: 30_000 }, async (t) => {
+  await settled()
+  const before = await scrape()
+  const d = (after: Sample[], name: string, labels: Record<string, string>): number => metric(after, name, labels) - metric(before, name, labels)
+  const overWs = await sioConnect(A.http, { transports: ['websocket'], auth: { token: userToken('sio-met-1') }, extraHeaders: { origin: ORIGIN } })
+  t.teardown(() => overWs.client.close())
+  const overPolling = await sioConnect(A.http, { transports: ['polling'], auth: { token: userToken('sio-met-2') } })
+  t.teardown(() => overPolling.client.close())
+  let s = await scrape()
+  t.equal(d(s, 'herald_connections', { endpoint: 'events' }), 2, 'both Socket.IO clients in herald_connections{endpoint="events"}')
+  t.equal(d(s, 'herald_connections', { endpoint: 'admin' }), 0)
+
+  for (let i = 0; i < 3; i++) t.equal((await overWs.client.request('ping')).type, 'pong')
+  await overPolling.client.subscribe(['session.*'])
+  s = await scrape()
+  t.equal(d(s, 'herald_messages_in_total', { endpoint: 'events', type: 'ping' }), 3, '3 pings in over Socket.IO')
+  t.equal(d(s, 'herald_messages_in_total', { endpoint: 'events', type: 'subscribe' }), 1, '1 subscribe in over polling')
+  t.ok(d(s, 'herald_messages_out_total', { endpoint: 'events' }) >= 4, 'replies out (welcomes and acks)')
+
+  const badToken = await sioAttempt(A.http, { transports: ['websocket'], auth: { token: 'not.a.jwt' } })
+  t.match(badToken, { ok: false, data: { code: 'TOKEN_INVALID' } })
+  for (const transports of [['websocket'], ['polling']]) {
+    const foreign = await sioAttempt(A.http, { transports, auth: { token: userToken('sio-met-3') }, extraHeaders: { origin: 'https://evil.example.org' } })
+    t.equal(foreign.ok, false, `${transports[0]}: foreign Origin refused`)
+  }
+  s = await scrape()
+  t.equal(d(s, 'herald_auth_failures_total', { endpoint: 'socket.io', reason: 'TOKEN_INVALID' }), 1, 'the bad token, on socket.io')
+  t.equal(d(s, 'herald_auth_failures_total', { endpoint: 'socket.io', reason: 'ORIGIN_FORBIDDEN' }), 2, 'both foreign Origins, refused at the engine.io handshake')
+  t.equal(d(s, 'herald_auth_failures_total', { endpoint: 'events' }), 0, 'not counted as /ws/events')
+
+  overWs.client.close()
+  overPolling.client.socket.io.engine.close()
+  s = await waitFor('both disconnects counted', scrape, (x) => d(x, 'herald_disconnects_total', { endpoint: 'events' }) >= 2)
+  t.equal(d(s, 'herald_disconnects_total', { endpoint: 'events', code: '1000' }), 1, 'socket.disconnect() on the client: 1000')
+  t.equal(d(s, 'herald_disconnects_total', { endpoint: 'events', code: '1006' }), 1, 'a transport lost without a goodbye: 1006')
+  s = await waitFor('the gauge back at its baseline', scrape, (x) => d(x, 'herald_connections', { endpoint: 'events' }) === 0)
+  t.pass('herald_connections follows Socket.IO closes')
 })
 
 t.test('Redis state: herald_redis_up 0 while Redis is down, 1 once it is back', { timeout: 30_000 }, async (t) => {
