@@ -115,7 +115,7 @@ export class Hub {
 
   connectionsOf (userId: string): ReadonlySet<Subscriber> | undefined { return this.byUser.get(userId) }
 
-  /** Delivers a message this node published, before (and instead of) its Redis echo. */
+  /** Delivers a message this node published itself (while Redis is not delivering), instead of its later echo. */
   dispatchLocal (channel: string, raw: string): void {
     const env = decode(raw)
     if (env) this.dispatch(channel, env)
@@ -156,6 +156,7 @@ export class Hub {
         for (const set of this.byUser.values()) for (const s of set) deliver(s)
         for (const s of this.guests) deliver(s)
       } else if (channel.startsWith(this.ch.userPrefix)) {
+        if (!this.isUserChannelOf(channel, env.userId)) return
         const set = this.byUser.get(env.userId)
         if (set) for (const s of set) deliver(s)
       }
@@ -167,8 +168,7 @@ export class Hub {
       } else if (channel === this.ch.admin) {
         this.adminIndex.forEachMatch(type, deliver)
       } else if (channel.startsWith(this.ch.userPrefix)) {
-        // The header's userId, not the channel suffix alone, picks recipients: both must agree.
-        if (channel.length - this.ch.userPrefix.length !== env.userId.length || !channel.endsWith(env.userId)) return
+        if (!this.isUserChannelOf(channel, env.userId)) return
         const set = this.byUser.get(env.userId)
         if (set) {
           for (const s of set) {
@@ -184,6 +184,11 @@ export class Hub {
     if (diag.eventDelivered.hasSubscribers) {
       diag.eventDelivered.publish({ kind: env.kind === 'e' ? 'event' : 'notification', type: env.type, recipients: count, latencyMs: Date.now() - env.publishedAt })
     }
+  }
+
+  /** The header's userId, not the channel suffix alone, picks recipients: both must agree. */
+  private isUserChannelOf (channel: string, userId: string): boolean {
+    return userId.length > 0 && channel.length - this.ch.userPrefix.length === userId.length && channel.endsWith(userId)
   }
 
   private segmentsOf (type: string): string[] {

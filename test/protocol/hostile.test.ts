@@ -164,6 +164,31 @@ const handshake = (name: string, tok: () => string, status: number, code: string
   },
 })
 
+/** The TCP socket under a `ws` client, for bytes no WebSocket client would send. */
+const rawSocket = (c: TestClient): import('node:net').Socket => (c.ws as unknown as { _socket: import('node:net').Socket })._socket
+
+/** One WebSocket frame as a client writes it (masked unless told otherwise), payload under 64 KiB. */
+function frame (opcode: number, payload: Buffer, o: { fin?: boolean, masked?: boolean, rsv1?: boolean } = {}): Buffer {
+  const masked = o.masked ?? true
+  const b0 = ((o.fin ?? true) ? 0x80 : 0) | (o.rsv1 === true ? 0x40 : 0) | opcode
+  const len = payload.length
+  const head = len < 126 ? Buffer.from([b0, (masked ? 0x80 : 0) | len]) : Buffer.from([b0, (masked ? 0x80 : 0) | 126, len >> 8, len & 255])
+  if (!masked) return Buffer.concat([head, payload])
+  const key = Buffer.from([0x12, 0x34, 0x56, 0x78])
+  const body = Buffer.from(payload.map((byte, i) => byte ^ key[i % 4]!))
+  return Buffer.concat([head, key, body])
+}
+
+/** Raw frames written on an accepted connection, closed by the node with <code>. */
+const rawFrames = (name: string, frames: () => Buffer[], code: number): Case => ({
+  name,
+  run: async (t, node) => {
+    const c = await open(t, node)
+    const sock = rawSocket(c)
+    await closesWith(t, c, () => { for (const f of frames()) sock.write(f) }, code)
+  },
+})
+
 const x = (n: number, s = 'a'): string => s.repeat(n)
 const nested = (depth: number): string => `${x(depth, '[')}${x(depth, ']')}`
 
@@ -355,6 +380,35 @@ const cases: Case[] = [
     run: async (t, node) => {
       const c = await open(t, node)
       await closesWith(t, c, () => c.ws.send(Buffer.from('{"type":"ping"}'), { binary: true }), 1003)
+    },
+  },
+  // --- WebSocket framing below the JSON: written raw on the upgraded socket
+  rawFrames('an unmasked client frame: 1002', () => [frame(0x1, Buffer.from('{"type":"ping"}'), { masked: false })], 1002),
+  rawFrames('RSV1 set without a negotiated extension: 1002', () => [frame(0x1, Buffer.from('{"type":"ping"}'), { rsv1: true })], 1002),
+  rawFrames('an unknown opcode (0x3): 1002', () => [frame(0x3, Buffer.from('x'))], 1002),
+  rawFrames('a ping control frame of 126 bytes (control frames are at most 125): 1002', () => [frame(0x9, Buffer.alloc(126, 1))], 1002),
+  rawFrames('a fragmented ping (control frames cannot be fragmented): 1002', () => [frame(0x9, Buffer.from('x'), { fin: false })], 1002),
+  rawFrames('a continuation frame with no message started: 1002', () => [frame(0x0, Buffer.from('"}'))], 1002),
+  rawFrames('a new text frame inside an unfinished fragmented message: 1002', () => [frame(0x1, Buffer.from('{"ty'), { fin: false }), frame(0x1, Buffer.from('{"type":"ping"}'))], 1002),
+  rawFrames(`fragments adding up past MAX_MESSAGE_BYTES (each under it): 1009`, () => [
+    frame(0x1, Buffer.from(`{"type":"ping","payload":{"x":"${x(MAX_BYTES / 2)}`), { fin: false }),
+    frame(0x0, Buffer.from(x(MAX_BYTES / 2)), { fin: false }),
+    frame(0x0, Buffer.from('"}}')),
+  ], 1009),
+  rawFrames('a 64-bit length with the top bit set: 1009', () => [Buffer.concat([Buffer.from([0x81, 0xff, 0x80, 0, 0, 0, 0, 0, 0, 0]), Buffer.alloc(4)])], 1009),
+  {
+    name: 'a frame header promising 9 KB, then 100 bytes and silence, then EOF',
+    run: async (t, node) => {
+      const c = await open(t, node)
+      const connectionId = c.frames[0]!.payload.connectionId as string
+      const header = Buffer.from([0x81, 0xfe, 0x23, 0x28, 1, 2, 3, 4]) // masked text frame, 9000 bytes
+      rawSocket(c).write(Buffer.concat([header, Buffer.alloc(100, 0x20)]))
+      // The node is not held up by a half-sent frame: it serves others meanwhile (stillServes, after).
+      t.equal((await within(3000, 'a newcomer on the same node', (async () => { const d = await open(t, node); return (await d.request('ping')).type })())), 'pong', 'another client is served while the frame hangs')
+      rawSocket(c).destroy()
+      await c.closed
+      await node.waitLine((l) => l.includes('"connection closed"') && l.includes(connectionId), 5000)
+      t.pass('the half-sent frame\'s connection is released when its socket ends')
     },
   },
   // --- abuse over time
