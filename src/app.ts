@@ -35,6 +35,7 @@ import { channels as diag } from './observability/channels.js'
 import { createConnectionLimiter } from './limits/connection-limiter.js'
 import { createMessageLimiter } from './limits/message-limiter.js'
 import { loggerOptions } from './observability/logger.js'
+import { installLogSubscribers } from './observability/logs.js'
 import metricsRoute from './observability/metrics.js'
 import { CloseCodes } from './protocol/close-codes.js'
 
@@ -50,6 +51,7 @@ const { version } = createRequire(import.meta.url)('../package.json') as { versi
 
 /** Builds a node without listening; the entry (main.ts) listens. */
 export async function buildApp (config: Config, opts: BuildOptions = {}): Promise<FastifyInstance> {
+  installLogSubscribers()
   const app = Fastify({
     logger: loggerOptions(config.logLevel, opts.logStream),
     trustProxy: config.trustedProxies.length > 0 ? config.trustedProxies : false,
@@ -141,8 +143,7 @@ export async function buildApp (config: Config, opts: BuildOptions = {}): Promis
   }
 
   broker.onStateChange((healthy) => {
-    log[healthy ? 'info' : 'warn']({ backend: broker.kind, healthy }, healthy ? 'backend connected' : 'backend unreachable')
-    if (diag.backendState.hasSubscribers) diag.backendState.publish({ healthy })
+    if (diag.backendState.hasSubscribers) diag.backendState.publish({ healthy, backend: broker.kind, log })
     // Beat at once on reconnect: it finds out whether Redis kept our state.
     if (healthy) {
       h.registry.beat().catch(onBackendError)

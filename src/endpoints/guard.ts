@@ -5,7 +5,7 @@ import type { ConnectionRecord } from '../limits/connection-limiter.js'
 import { tokenFrom } from '../auth/credentials.js'
 import type { Identity } from '../auth/verifier.js'
 import type { Herald } from '../context.js'
-import { errorBody, HeraldError, isAuthFailure, type ErrorCode } from '../errors.js'
+import { errorBody, HeraldError, type ErrorCode } from '../errors.js'
 import { channels as diag } from '../observability/channels.js'
 
 declare module 'fastify' {
@@ -43,10 +43,7 @@ export function upgradeGuard (h: Herald, endpoint: 'events' | 'admin', requiredR
   return async function guard (req: FastifyRequest, reply: FastifyReply): Promise<void> {
     if (!req.ws) return // plain GET: the route answers 426
     const refuse = (code: ErrorCode, message?: string): FastifyReply => {
-      // Draining, outages and limits are not authentication failures: an alert
-      // on this counter must not fire on every deploy.
-      if (diag.authFailure.hasSubscribers && isAuthFailure(code)) diag.authFailure.publish({ endpoint, reason: code })
-      req.log.info({ endpoint, code }, 'upgrade refused')
+      if (diag.handshakeRefused.hasSubscribers) diag.handshakeRefused.publish({ endpoint, code, log: req.log })
       return reply.code(new HeraldError(code).statusCode).send(errorBody(code, message))
     }
     if (h.draining) return void refuse('DRAINING')

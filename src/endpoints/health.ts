@@ -1,6 +1,7 @@
 import fp from 'fastify-plugin'
 import type { Herald } from '../context.js'
 import { errorBody, HeraldError, type ErrorCode } from '../errors.js'
+import { channels as diag } from '../observability/channels.js'
 import { serverFrame } from '../protocol/envelope.js'
 import { CloseCodes } from '../protocol/close-codes.js'
 
@@ -50,7 +51,7 @@ export default fp(async function healthEndpoint (app) {
     preValidation: async (req, reply) => {
       if (!req.ws) return
       const refuse = (code: ErrorCode): void => {
-        req.log.info({ endpoint: 'health', code }, 'upgrade refused')
+        if (diag.handshakeRefused.hasSubscribers) diag.handshakeRefused.publish({ endpoint: 'health', code, log: req.log })
         void reply.code(new HeraldError(code).statusCode).send(errorBody(code))
       }
       if (h.draining) return refuse('DRAINING')

@@ -21,10 +21,11 @@ const MAX_INFLIGHT = 64
 
 export function opened (h: Herald, conn: Connection): void {
   h.connections.set(conn.id, conn)
-  if (diag.connectionOpen.hasSubscribers) diag.connectionOpen.publish({ endpoint: conn.kind, connectionId: conn.id, userId: conn.userId, ip: conn.ip })
   // Logged through the node's logger with the connection's fields, so an idle
   // connection does not need its own child logger yet.
-  h.log.info({ connectionId: conn.id, userId: conn.userId, endpoint: conn.kind, transport: conn.transport, ip: conn.ip, sessionId: conn.identity.sessionId }, 'connection open')
+  if (diag.connectionOpen.hasSubscribers) {
+    diag.connectionOpen.publish({ endpoint: conn.kind, transport: conn.transport, connectionId: conn.id, userId: conn.userId, sessionId: conn.identity.sessionId, ip: conn.ip, log: h.log })
+  }
   if (wasEvictedEarly(conn.id)) return conn.close(CloseCodes.FORBIDDEN, EVICTED_REASON)
   if (revokedWhileOpening(h, conn)) return
 
@@ -98,8 +99,7 @@ export function closed (h: Herald, conn: Connection, code: number): void {
   h.hub.detach(conn)
   h.expiry.forget(conn)
   const durationMs = Date.now() - conn.openedAt
-  if (diag.connectionClose.hasSubscribers) diag.connectionClose.publish({ endpoint: conn.kind, connectionId: conn.id, userId: conn.userId, code, durationMs })
-  conn.log.info({ code, durationMs }, 'connection closed')
+  if (diag.connectionClose.hasSubscribers) diag.connectionClose.publish({ endpoint: conn.kind, connectionId: conn.id, userId: conn.userId, code, durationMs, log: conn.log })
 }
 
 function internalError (conn: Connection, err: unknown, id?: string): void {

@@ -9,7 +9,7 @@ import { tokenFrom } from '../auth/credentials.js'
 import type { Identity } from '../auth/verifier.js'
 import { RedisBroker } from '../cluster/redis-broker.js'
 import type { Herald } from '../context.js'
-import { Errors, HeraldError, isAuthFailure, type ErrorCode } from '../errors.js'
+import { Errors, HeraldError, type ErrorCode } from '../errors.js'
 import type { Delivery } from '../events/hub.js'
 import type { ConnectionRecord } from '../limits/connection-limiter.js'
 import { channels as diag } from '../observability/channels.js'
@@ -169,7 +169,7 @@ export default fp(async function socketIo (app) {
     allowRequest: (req, cb) => {
       const code = transportRefusal(h, req)
       if (code === null) return cb(null, true)
-      if (code === 'ORIGIN_FORBIDDEN' && diag.authFailure.hasSubscribers) diag.authFailure.publish({ endpoint: 'socket.io', reason: code })
+      if (diag.handshakeRefused.hasSubscribers) diag.handshakeRefused.publish({ endpoint: 'socket.io', code, log: h.log })
       cb(code, false)
     },
   })
@@ -268,7 +268,7 @@ export default fp(async function socketIo (app) {
 /** The /ws/events handshake checks, for a Socket.IO connection. */
 async function admit (h: Herald, socket: Socket, ip: string): Promise<void> {
   const refuse = (code: ErrorCode, message?: string, retryAfter?: number): never => {
-    if (diag.authFailure.hasSubscribers && isAuthFailure(code)) diag.authFailure.publish({ endpoint: 'socket.io', reason: code })
+    if (diag.handshakeRefused.hasSubscribers) diag.handshakeRefused.publish({ endpoint: 'socket.io', code, log: h.log })
     throw refusal(code, message, retryAfter)
   }
   if (!h.originAllowed(socket.handshake.headers.origin)) refuse('ORIGIN_FORBIDDEN')

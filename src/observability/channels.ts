@@ -1,16 +1,22 @@
 import diagnostics from 'node:diagnostics_channel'
+import type { FastifyBaseLogger } from 'fastify'
+import type { ErrorCode } from '../errors.js'
 
 // Named diagnostics channels: the core publishes, and logs and metrics
-// subscribe, so the core imports neither prom-client nor a log format.
-// Publishers check hasSubscribers first to keep the hot path free.
+// subscribe, so the core imports neither prom-client nor decides what is
+// worth a log line. Publishers check hasSubscribers first to keep the hot
+// path free. Messages that logs need carry the logger to write with (the
+// connection's own child, or the node's), since channels are process-wide.
 
-export interface ConnectionOpen { endpoint: 'events' | 'admin' | 'health', connectionId: string, userId?: string, ip: string }
-export interface ConnectionClose { endpoint: 'events' | 'admin' | 'health', connectionId: string, userId?: string, code: number, durationMs: number }
+export interface ConnectionOpen { endpoint: 'events' | 'admin', transport: string, connectionId: string, userId: string, sessionId: string | null, ip: string, log: FastifyBaseLogger }
+export interface ConnectionClose { endpoint: 'events' | 'admin', connectionId: string, userId: string, code: number, durationMs: number, log: FastifyBaseLogger }
+/** A handshake refused before the upgrade (or before Socket.IO's connect), for whatever reason. */
+export interface HandshakeRefused { endpoint: 'events' | 'admin' | 'health' | 'socket.io', code: ErrorCode, log: FastifyBaseLogger }
 export interface EventPublished { kind: 'event' | 'notification', type: string, id: string }
 export interface EventDelivered { kind: 'event' | 'notification', type: string, recipients: number, latencyMs: number }
 export interface AuthFailure { endpoint: string, reason: string }
 export interface MessageIn { endpoint: 'events' | 'admin', type: string }
-export interface BackendState { healthy: boolean }
+export interface BackendState { healthy: boolean, backend: string, log: FastifyBaseLogger }
 export interface RateLimitHit { scope: 'connection-ip' | 'connection-user' | 'message-ip' | 'message-user' }
 export interface ProbeResult { ok: boolean, latencyMs: number }
 export interface MessageOut { endpoint: 'events' | 'admin', frames: number }
@@ -20,7 +26,9 @@ export const channels = {
   connectionClose: diagnostics.channel('herald:connection:close'),
   eventPublished: diagnostics.channel('herald:event:published'),
   eventDelivered: diagnostics.channel('herald:event:delivered'),
+  /** API credential refusals; handshake refusals are on handshakeRefused */
   authFailure: diagnostics.channel('herald:auth:failure'),
+  handshakeRefused: diagnostics.channel('herald:handshake:refused'),
   messageIn: diagnostics.channel('herald:message:in'),
   backendState: diagnostics.channel('herald:backend:state'),
   rateLimit: diagnostics.channel('herald:ratelimit'),

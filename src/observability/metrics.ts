@@ -5,8 +5,9 @@ import type { Herald } from '../context.js'
 import { framesOut } from '../endpoints/connection.js'
 import {
   channels, type AuthFailure, type BackendState, type ConnectionClose, type EventDelivered,
-  type EventPublished, type MessageIn, type ProbeResult, type RateLimitHit,
+  type EventPublished, type HandshakeRefused, type MessageIn, type ProbeResult, type RateLimitHit,
 } from './channels.js'
+import { isAuthFailure } from '../errors.js'
 
 /**
  * Prometheus metrics, fed only by the diagnostics channels and by reading
@@ -82,6 +83,9 @@ export function createMetrics (h: Herald): { registry: Registry, close: () => vo
       latency.observe({ kind: x.kind }, Math.max(0, x.latencyMs) / 1000)
     }],
     [channels.authFailure, (m) => { const x = m as AuthFailure; authFailures.inc({ endpoint: x.endpoint, reason: x.reason }) }],
+    // Draining, outages and limits are not authentication failures: an alert
+    // on this counter must not fire on every deploy.
+    [channels.handshakeRefused, (m) => { const x = m as HandshakeRefused; if (isAuthFailure(x.code)) authFailures.inc({ endpoint: x.endpoint, reason: x.code }) }],
     [channels.rateLimit, (m) => { rateLimits.inc({ scope: (m as RateLimitHit).scope }) }],
     [channels.connectionClose, (m) => { const x = m as ConnectionClose; disconnects.inc({ endpoint: x.endpoint, code: String(x.code) }) }],
     [channels.backendState, (m) => { redisState.inc({ state: (m as BackendState).healthy ? 'up' : 'down' }) }],

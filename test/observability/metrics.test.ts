@@ -2,7 +2,7 @@
 // published and delivered, delivery latency, auth failures by reason,
 // rate-limit hits, disconnects by code and Redis state. Every value is read
 // before and after the test acts on the node, so each must move for real.
-// Node A is the one scraped; B publishes into it across a private Redis.
+// Node A is the one scraped; B (and C) publish into it across a private Redis.
 import t, { type Test } from 'tap'
 import { connect, refusal, type TestClient } from '../helpers/client.js'
 import type { NodeProc } from '../helpers/node.js'
@@ -13,8 +13,8 @@ import { waitFor, within } from '../helpers/wait.js'
 
 const PER_USER = 3
 const ORIGIN = 'https://app.example.com'
-const cl = await opsCluster(t, { NODE_TTL: '1500', HEALTH_PROBE_INTERVAL: '200' }, ['met-a', 'met-b'], [{ MAX_CONNECTIONS_PER_USER: String(PER_USER), ALLOWED_ORIGINS: ORIGIN }])
-const [A, B] = cl.nodes as [NodeProc, NodeProc]
+const cl = await opsCluster(t, { NODE_TTL: '1500', HEALTH_PROBE_INTERVAL: '200' }, ['met-a', 'met-b', 'met-c'], [{ MAX_CONNECTIONS_PER_USER: String(PER_USER), ALLOWED_ORIGINS: ORIGIN }])
+const [A, B, C] = cl.nodes as [NodeProc, NodeProc, NodeProc]
 
 async function scrape (n: NodeProc = A): Promise<Sample[]> {
   const r = await n.api('/metrics', { key: '' })
@@ -128,10 +128,12 @@ t.test('auth failures by reason, rate-limit hits, disconnects by code', async (t
   const mine = [await open(t, 'limited'), await open(t, 'limited'), await open(t, 'limited')]
   t.match(await refusal(`${A.ws}/ws/events?token=${userToken('limited')}`), { status: 429, body: { error: { code: 'CONNECTION_LIMIT' } } })
   t.equal(await d('herald_rate_limit_hits_total', { scope: 'connection-user' }), 1, 'one connection-user hit')
+  const authFailures = async (): Promise<number> => metric(await scrape(), 'herald_auth_failures_total') - metric(before, 'herald_auth_failures_total')
+  t.equal(await authFailures(), 5, 'a connection limit is not an authentication failure: still the five above')
 
   await mine[0]!.close()
   await waitFor('the close to be counted', () => d('herald_disconnects_total', { endpoint: 'events', code: '1000' }), (n) => n === 1)
-  const r = await B.api(`/api/connections/${mine[1]!.frames[0]!.payload.connectionId}/disconnect`, { method: 'POST' })
+  const r = await C.api(`/api/connections/${mine[1]!.frames[0]!.payload.connectionId}/disconnect`, { method: 'POST' })
   t.equal(r.status, 202)
   t.equal((await within(3000, 'the admin disconnect', mine[1]!.closed)).code, 4003)
   await waitFor('the 4003 to be counted', () => d('herald_disconnects_total', { endpoint: 'events', code: '4003' }), (n) => n === 1)
