@@ -262,9 +262,10 @@ t.test('Redis killed and restarted empty while publishes keep coming: accepted o
   }
   for (const id of sentinels) await onB.next(eventWithId(id), 5000)
 
-  // Publishes A had already sent when Redis died are re-sent by ioredis when A's command
-  // connection reconnects, which it does REDIS_REPLAY_DELAY after the subscribers: they
-  // must arrive too. Every accepted publish reaches B.
+  // Publishes A had already sent when Redis died fail on A's publish connection (which
+  // never re-sends by itself) and join the replay, REDIS_REPLAY_DELAY after the
+  // reconnect, when the subscribers are back: they must arrive too. Every accepted
+  // publish reaches B.
   const unreachableAt = logTime(await lineAfter(A, fromA, '"backend unreachable"', 1000))
   const inFlight = new Set(stream.flatMap((s, i) => s.firedAt <= unreachableAt + 5 && (s.answeredAt ?? Infinity) >= killedAt ? [streamIds[i]!] : []))
   const gotStream = eventsOf(onB, 'stream').map((f) => f.payload.id as string)
