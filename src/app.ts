@@ -64,11 +64,20 @@ export async function buildApp (config: Config, opts: BuildOptions = {}): Promis
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false } },
     // A slowloris must send its whole request (upgrade included) within
     // HANDSHAKE_TIMEOUT; Node checks that every second instead of every 30.
-    serverFactory: (handler) => createServer({
-      headersTimeout: config.handshakeTimeoutMs,
-      requestTimeout: config.handshakeTimeoutMs + 5000,
-      connectionsCheckingInterval: 1000,
-    }, handler),
+    serverFactory: (handler) => {
+      const server = createServer({
+        headersTimeout: config.handshakeTimeoutMs,
+        requestTimeout: config.handshakeTimeoutMs + 5000,
+        connectionsCheckingInterval: 1000,
+      }, handler)
+      // Node's header clock starts with the first byte: a connection that
+      // never sends one would be held for ever. Not a socket timeout: that
+      // would also cut Socket.IO's long-polling requests, idle by design.
+      server.on('connection', (socket: import('node:net').Socket) => {
+        setTimeout(() => { if (socket.bytesRead === 0) socket.destroy() }, config.handshakeTimeoutMs).unref()
+      })
+      return server
+    },
   })
   installErrorHandlers(app)
 

@@ -94,6 +94,21 @@ t.test('300 events published in sequence on A arrive in publish order on B and C
   t.same([...ids].sort(), ids, 'ids from one node sort in publish order')
 })
 
+t.test('one publisher going through A, B and C in turn (a load balancer in between): every subscriber sees its order', { timeout: 30_000 }, async (t) => {
+  // Each publish waits for its 202 before the next, as one service's calls do;
+  // a user event and a system event alternate, on two channels.
+  const u = user('rr')
+  const subs = [await events(t, A, u, ['session.*', 'system.*']), await events(t, B, u, ['session.*', 'system.*']), await events(t, C, u, ['session.*', 'system.*']), await admin(t, B, ['session.*', 'system.*'])]
+  const N = 150
+  for (let i = 0; i < N; i++) {
+    await publish([A, B, C][i % 3]!, i % 2 === 0 ? { type: 'session.step', userId: u, data: { seq: i } } : { type: 'system.step', data: { seq: i } })
+  }
+  for (const c of subs) {
+    const got = await c.collect((f) => isEvent(f) && f.payload.data?.seq !== undefined, N, 15_000)
+    t.same(got.map((f) => f.payload.data.seq), Array.from({ length: N }, (_x, i) => i), 'in publish order, once each')
+  }
+})
+
 t.test('audience isolation across nodes', { timeout: 15_000 }, async (t) => {
   const x = user('x')
   const y = user('y')

@@ -1,7 +1,8 @@
 import t from 'tap'
 import { startApp, type RunningApp } from '../helpers/app.js'
-import { connect } from '../helpers/client.js'
-import { startNode } from '../helpers/node.js'
+import { connect, refusal } from '../helpers/client.js'
+import { Redis } from 'ioredis'
+import { startNode, type NodeProc } from '../helpers/node.js'
 import { startRedis } from '../helpers/redis.js'
 import { startRedisCluster, startSentinel } from '../helpers/redis-cluster.js'
 import { sioConnect, type SioClient } from '../helpers/sio.js'
@@ -11,7 +12,7 @@ import { waitFor } from '../helpers/wait.js'
 t.test('three nodes over a 3-master Redis Cluster with sharded pub/sub', async (t) => {
   const rc = await startRedisCluster(3)
   t.teardown(() => rc.stop())
-  const env = { REDIS_CLUSTER_NODES: rc.nodes, NODE_TTL: '3000' }
+  const env = { REDIS_CLUSTER_NODES: rc.nodes, NODE_TTL: '3000', MAX_CONNECTIONS_PER_USER: '2' }
   const nodes = await Promise.all([startNode(env), startNode(env), startNode(env)])
   t.teardown(() => Promise.all(nodes.map((n) => n.stop())))
   const [a, b, c] = nodes as [typeof nodes[0], typeof nodes[0], typeof nodes[0]]
@@ -55,10 +56,25 @@ t.test('three nodes over a 3-master Redis Cluster with sharded pub/sub', async (
   t.equal(stats.servers, 3)
   t.equal(stats.connections.events, users.length)
 
-  // Cluster-wide limits hold on Redis Cluster too.
   const listed = await admin.request('list_connections', { userId: users[0] })
   t.equal(listed.payload.connections.length, 1)
   await waitFor('health ready on all nodes', async () => await Promise.all(nodes.map(async (n) => (await n.api('/ws/health', { key: '' })).status)), (s) => s.every((x) => x === 200))
+
+  // Cluster-wide limits hold on Redis Cluster too, and a dead node's slots are reclaimed.
+  const L = 'shard-limited'
+  const onA = await connect(`${a.ws}/ws/events`, { token: userToken(L) })
+  const onC = await connect(`${c.ws}/ws/events`, { token: userToken(L) })
+  t.teardown(() => Promise.all([onA.close(), onC.close()]))
+  t.match(await refusal(`${b.ws}/ws/events?token=${userToken(L)}`), { status: 429, body: { error: { code: 'CONNECTION_LIMIT' } } }, 'a third connection of the user is refused on the third node')
+  const killedAt = Date.now()
+  await c.stop('SIGKILL')
+  const again = await waitFor('the dead node\'s slot to be reclaimed', async () => {
+    try { return await connect(`${b.ws}/ws/events`, { token: userToken(L) }) } catch { return null }
+  }, (x) => x !== null, { timeoutMs: 10_000, intervalMs: 250 })
+  t.teardown(() => again!.close())
+  t.comment(`MEASURED reclaim on Redis Cluster: ${Date.now() - killedAt} ms (NODE_TTL 3000)`)
+  t.equal(again!.frames[0]?.type, 'welcome', 'the user connects again once the dead node is reclaimed')
+  t.match(await refusal(`${a.ws}/ws/events?token=${userToken(L)}`), { status: 429 }, 'and is at its limit again')
 })
 
 t.test('Socket.IO over Redis Cluster: events across nodes, and the sharded adapter\'s rooms with one static subscription set per node', { timeout: 60_000 }, async (t) => {
@@ -108,23 +124,51 @@ t.test('Socket.IO over Redis Cluster: events across nodes, and the sharded adapt
   t.same(shardChannels.filter((c) => c === 'herald:sio#/#'), ['herald:sio#/#'], 'the namespace channel')
 })
 
-t.test('a node reaches Redis through Sentinel', async (t) => {
-  const redis = await startRedis()
-  t.teardown(() => redis.stop())
-  const sentinel = await startSentinel(redis.port)
+t.test('three nodes through Sentinel, across a failover to the replica', { timeout: 90_000 }, async (t) => {
+  const master = await startRedis()
+  t.teardown(() => master.stop())
+  const replica = await startRedis(['--replicaof', '127.0.0.1', String(master.port)])
+  t.teardown(() => replica.stop())
+  const sentinel = await startSentinel(master.port)
   t.teardown(() => sentinel.stop())
-  const env = { REDIS_SENTINELS: sentinel.sentinels, REDIS_SENTINEL_NAME: sentinel.name }
-  const [a, b] = await Promise.all([startNode(env), startNode(env)])
-  t.teardown(() => Promise.all([a.stop(), b.stop()]))
+  const sc = new Redis({ host: '127.0.0.1', port: Number(sentinel.sentinels.split(':')[1]), enableReadyCheck: false, maxRetriesPerRequest: 1 })
+  sc.on('error', () => {})
+  t.teardown(() => sc.disconnect())
+  // The sentinel learns of the replica from the master's INFO.
+  await waitFor('the sentinel to know the replica', async () => await sc.call('SENTINEL', 'REPLICAS', sentinel.name) as unknown[], (r) => r.length === 1, { timeoutMs: 20_000, intervalMs: 200 })
+
+  const env = { REDIS_SENTINELS: sentinel.sentinels, REDIS_SENTINEL_NAME: sentinel.name, NODE_TTL: '3000', HEALTH_PROBE_INTERVAL: '300' }
+  const nodes = await Promise.all([startNode(env), startNode(env), startNode(env)])
+  t.teardown(() => Promise.all(nodes.map((n) => n.stop())))
+  const [a, b, c] = nodes as [NodeProc, NodeProc, NodeProc]
   const cl = await connect(`${b.ws}/ws/events`, { token: userToken('sentinel-user') })
   t.teardown(() => cl.close())
   await cl.subscribe(['session.*'])
   const r = await a.api('/api/events', { body: { type: 'session.created', userId: 'sentinel-user' } })
-  t.equal((await cl.nextOfType('event')).payload.id, r.body.id)
-  const h = await a.api('/ws/health', { key: '' })
-  t.equal(h.status, 200)
-  t.equal(h.body.redisConnected, true)
-  // The node really talks to the master the Sentinel names.
-  const clients = await redis.client().call('CLIENT', 'LIST') as string
-  t.ok(clients.split('\n').filter((l) => l.includes('name=herald')).length >= 4, 'both nodes hold their connections on the master')
+  t.equal((await cl.next((f) => f.type === 'event' && f.payload.id === r.body.id)).payload.id, r.body.id, 'A -> B through the master')
+  for (const n of nodes) t.match(await n.api('/ws/health', { key: '' }), { status: 200, body: { redisConnected: true } })
+  // The nodes really talk to the master the Sentinel names.
+  const onMaster = (await master.client().call('CLIENT', 'LIST') as string).split('\n').filter((l) => l.includes('name=herald')).length
+  t.ok(onMaster >= 9, `the three nodes hold their connections on the master (${onMaster})`)
+
+  // Failover: the replica becomes the master, the old master its replica.
+  const failedOverAt = Date.now()
+  t.equal(await sc.call('SENTINEL', 'FAILOVER', sentinel.name), 'OK')
+  await waitFor('the sentinel to name the replica', async () => await sc.call('SENTINEL', 'GET-MASTER-ADDR-BY-NAME', sentinel.name) as string[], (x) => x[1] === String(replica.port), { timeoutMs: 20_000, intervalMs: 100 })
+  // Every node follows: its writes (registry, limits) and pub/sub work on the new master.
+  await waitFor('the nodes on the new master', async () => (await replica.client().call('CLIENT', 'LIST') as string).split('\n').filter((l) => l.includes('name=herald')).length, (n) => n >= 9, { timeoutMs: 20_000, intervalMs: 200 })
+  const afterR = await waitFor('delivery A -> B after the failover', async () => {
+    const x = await a.api('/api/events', { body: { type: 'session.after', userId: 'sentinel-user' } })
+    return x.status === 202 ? x.body.id as string : null
+  }, (id) => id !== null, { timeoutMs: 20_000, intervalMs: 200 })
+  await cl.next((f) => f.type === 'event' && f.payload.id === afterR, 10_000)
+  t.comment(`MEASURED Sentinel failover: delivery back ${Date.now() - failedOverAt} ms after SENTINEL FAILOVER`)
+  for (const n of nodes) await waitFor(`${n.serverId} ready`, async () => (await n.api('/ws/health', { key: '' })).status, (st) => st === 200, { timeoutMs: 10_000 })
+  // New connections are admitted (limit scripts write to the new master), and the registry holds all three nodes.
+  const fresh = await connect(`${c.ws}/ws/events`, { token: userToken('sentinel-fresh') })
+  t.teardown(() => fresh.close())
+  t.equal(fresh.frames[0]?.type, 'welcome', 'a new connection after the failover')
+  t.equal(await replica.client().zcard('herald:conn:u:sentinel-fresh'), 1, 'its slot is on the new master')
+  await waitFor('three servers in the registry', async () => (await c.api('/api/stats')).body.global.servers, (n) => n === 3, { timeoutMs: 10_000 })
+  t.equal(cl.closeInfo, null, 'the client on B never noticed')
 })

@@ -1,8 +1,9 @@
-// Liveness and resource bounds on a cluster node process (brief §5, §6):
+// Liveness and resource bounds on three cluster node processes (brief §5, §6):
 // a peer that neither answers pings nor sends anything is closed 4009; a slow
 // consumer is closed 4008 once its send buffer passes MAX_SEND_BUFFER_BYTES,
-// without holding up delivery to others; a slowloris that never finishes its
-// upgrade request is cut off after HANDSHAKE_TIMEOUT.
+// while readers on its node and on another keep receiving on time; a
+// slowloris that never finishes (or never starts) its upgrade request is cut
+// off after HANDSHAKE_TIMEOUT.
 import net from 'node:net'
 import t from 'tap'
 import WebSocket from 'ws'
@@ -20,8 +21,8 @@ const { nodes, redis } = await startCluster(t, {
   WEBSOCKET_HEARTBEAT_INTERVAL: String(HEARTBEAT_MS),
   MAX_SEND_BUFFER_BYTES: String(SEND_BUFFER),
   HANDSHAKE_TIMEOUT: String(HANDSHAKE_MS),
-}, 1)
-const node = nodes[0] as NodeProc
+}, 2)
+const [node, lorisNode] = nodes as [NodeProc, NodeProc]
 // A consumer that stops reading also stops answering pings: with a 300 ms
 // heartbeat it would be closed 4009 long before its buffer fills. The
 // backpressure case runs on a second node with the default heartbeat.
@@ -96,7 +97,23 @@ t.test('backpressure: a consumer that stops reading is closed 4008; system.* sti
   const fast = await connect(url('bp-fast', bpNode))
   t.teardown(() => fast.close())
   await fast.subscribe(['system.*'])
+  // A reader on another node: the slow consumer holds up nothing cluster-wide either.
+  const remote = await connect(url('bp-remote', node))
+  t.teardown(() => remote.close())
+  await remote.subscribe(['system.*'])
   const id = slow.frames[0]!.payload.connectionId as string
+  // When each tick's publish was sent, and when each reader got it.
+  const publishedAt = new Map<number, number>()
+  const lateness = (c: TestClient): number[] => {
+    const out: number[] = []
+    c.ws.on('message', (data) => {
+      const f = JSON.parse(data.toString()) as { type: string, payload?: { type?: string, data?: { seq?: number } } }
+      if (f.type === 'event' && f.payload?.type === 'system.flood.tick') out.push(Date.now() - publishedAt.get(f.payload.data!.seq!)!)
+    })
+    return out
+  }
+  const fastLate = lateness(fast)
+  const remoteLate = lateness(remote)
 
   // Stop reading: the kernel buffers fill, then the node's send buffer grows.
   const sock = (slow.ws as unknown as { _socket: net.Socket })._socket
@@ -113,7 +130,9 @@ t.test('backpressure: a consumer that stops reading is closed 4008; system.* sti
     if (r.status !== 202) throw new Error(`publish answered ${r.status}`)
     userEvents++
     if (i % 10 === 0) {
-      const s = await bpNode.api('/api/events', { body: { type: 'system.flood.tick', data: { seq: ticks } } })
+      const seq = ticks
+      publishedAt.set(seq, Date.now())
+      const s = await bpNode.api('/api/events', { body: { type: 'system.flood.tick', data: { seq } } })
       if (s.status !== 202) throw new Error(`publish answered ${s.status}`)
       ticks++
     }
@@ -125,7 +144,17 @@ t.test('backpressure: a consumer that stops reading is closed 4008; system.* sti
   // Everything published during the flood reached the client that reads, in order.
   const got = await fast.collect((f) => f.type === 'event', ticks, 10_000)
   t.same(got.map((f) => f.payload.data.seq), Array.from({ length: ticks }, (_x, i) => i), `all ${ticks} system.* events, in order`)
+  const gotRemote = await remote.collect((f) => f.type === 'event', ticks, 10_000)
+  t.same(gotRemote.map((f) => f.payload.data.seq), Array.from({ length: ticks }, (_x, i) => i), `and on another node, all ${ticks} in order`)
   t.equal((await fast.request('ping')).type, 'pong', 'the reader is still served')
+  // On time: measured from the moment the publish request was sent, so the
+  // API call is included; what matters is that none waits behind the flood.
+  for (const [where, late] of [['same node', fastLate], ['other node', remoteLate]] as const) {
+    const sorted = [...late].sort((a, b) => a - b)
+    const worst = sorted.at(-1)!
+    t.comment(`MEASURED tick lateness during the flood (${where}): median ${sorted[Math.floor(sorted.length / 2)]} ms, worst ${worst} ms over ${sorted.length} ticks`)
+    t.ok(worst < 1000, `${where}: every tick arrived within a second of its publish (worst ${worst} ms)`)
+  }
 
   // Reading again, the slow client finds the stream cut short and the socket closed.
   sock.resume()
@@ -136,8 +165,9 @@ t.test('backpressure: a consumer that stops reading is closed 4008; system.* sti
   t.comment(`slow consumer: closed 4008 after ${userEvents} events published; the client had read ${received}; client saw ${closed.code}`)
 })
 
-t.test('slowloris: an upgrade request never finished is closed after HANDSHAKE_TIMEOUT', { timeout: 20_000 }, async (t) => {
-  const bystander = await connect(url('sl-bystander'))
+t.test('slowloris: an upgrade request never finished (or never started) is closed after HANDSHAKE_TIMEOUT', { timeout: 20_000 }, async (t) => {
+  const node = lorisNode
+  const bystander = await connect(url('sl-bystander', node))
   t.teardown(() => bystander.close())
   const start = (): { sock: net.Socket, closed: Promise<number>, opened: number, received: () => string } => {
     const sock = net.connect(node.port, '127.0.0.1')
@@ -158,9 +188,11 @@ t.test('slowloris: an upgrade request never finished is closed after HANDSHAKE_T
   trickle.sock.write('GET /ws/events HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ')
   const drip = setInterval(() => { if (!trickle.sock.destroyed) trickle.sock.write('a') }, 200)
   t.teardown(() => clearInterval(drip))
+  // 3. a TCP connection that never sends a byte.
+  const mute = start()
 
   const bound = HANDSHAKE_MS + 1000 /* Node checks once a second */ + 2000
-  for (const [what, s] of [['partial request', partial], ['trickled headers', trickle]] as const) {
+  for (const [what, s] of [['partial request', partial], ['trickled headers', trickle], ['no byte at all', mute]] as const) {
     const took = await within(bound + 1000, `${what}: the node to close the socket`, s.closed)
     t.ok(took >= HANDSHAKE_MS - 100, `${what}: not closed before HANDSHAKE_TIMEOUT (${took} ms)`)
     t.ok(took <= bound, `${what}: closed after ${took} ms (bound ${bound} ms)`)
@@ -169,7 +201,7 @@ t.test('slowloris: an upgrade request never finished is closed after HANDSHAKE_T
   }
   clearInterval(drip)
   t.equal((await bystander.request('ping')).type, 'pong', 'the node kept serving meanwhile')
-  const fresh = await connect(url('sl-after'))
+  const fresh = await connect(url('sl-after', node))
   t.teardown(() => fresh.close())
   t.equal(fresh.frames[0]?.type, 'welcome', 'and accepts new connections')
 })

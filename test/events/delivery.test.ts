@@ -5,6 +5,7 @@
 import t, { type Test } from 'tap'
 import { startApp, type RunningApp } from '../helpers/app.js'
 import { connect, type Frame, type TestClient } from '../helpers/client.js'
+import { startRedis } from '../helpers/redis.js'
 import { adminToken, userToken } from '../helpers/tokens.js'
 
 interface Setup {
@@ -15,8 +16,16 @@ interface Setup {
   notify (userId: string | null, body?: Record<string, unknown>): Promise<string>
 }
 
+// The same suite runs on both brokers: in-process here, and on a private
+// Redis when delivery-redis.test.ts sets HERALD_TEST_BROKER=redis.
+const redis = process.env.HERALD_TEST_BROKER === 'redis' ? await startRedis() : null
+if (redis !== null) t.teardown(() => redis.stop())
+const brokerEnv = (): Record<string, string> => redis !== null ? { REDIS_URL: redis.url } : {}
+
 async function setup (t: Test): Promise<Setup> {
-  const node = await startApp()
+  const node = await startApp(brokerEnv())
+  // Redis: each test gets its own node; wait until its probe says it delivers.
+  for (let i = 0; i < 200 && !node.app.herald.probe.healthy; i++) await new Promise((resolve) => setTimeout(resolve, 10))
   t.teardown(() => node.close())
   const open = async (path: string, tok: string, patterns: string[]): Promise<TestClient> => {
     const c = await connect(`${node.ws}${path}`, { token: tok })
@@ -265,7 +274,7 @@ t.test('a broadcast notification reaches every /ws/events connection and no admi
 t.test('a `guest` role in a JWT makes nobody an anonymous guest', async (t) => {
   // Guests (ALLOW_ANONYMOUS) are filed apart in the hub and skip the user
   // channel; a token must not be able to opt into that, or out of its events.
-  const node = await startApp({ ALLOW_ANONYMOUS: 'true' })
+  const node = await startApp({ ALLOW_ANONYMOUS: 'true', ...brokerEnv() })
   t.teardown(() => node.close())
   const tok = userToken('gina', 'gina-session', { roles: ['guest'] })
   const gina = await connect(`${node.ws}/ws/events`, { token: tok })
