@@ -271,20 +271,27 @@ async function latency (redisUrl: string, fan: FanoutRow[]): Promise<LatencyRow[
   const base = fan.find((r) => r.kind === 'ws' && r.subscribers === subscribers)
   const forced = process.argv.find((a) => a.startsWith('--latency-rate='))
   const rate = forced !== undefined ? Number(forced.slice(15)) : base!.saturation / 2
-  const rows: LatencyRow[] = []
-  for (const kind of KINDS) {
-    progress(`[${elapsed()}] latency at ${Math.round(rate)} deliveries/s: ${LABEL[kind]}`)
-    const s = await startServer(kind, redisUrl)
-    const l = await startLoad(s, subscribers, { sampleEvery: 5 })
-    const pub = await startPublisher(kind, redisUrl)
-    await pub.setRate(rate / subscribers)
-    await sleep(1000)
-    const m = await measure(l, cfg.latencyMs)
-    rows.push({ kind, rate, achieved: m.perSec, p50: m.p50, p99: m.p99 })
-    await pub.stop()
-    await stopAll(s, l)
+  // Two rounds, the second in reverse order: whoever runs first (right after
+  // the fan-out scenario's heavy load) pays for the machine settling, and a
+  // tail percentile is sensitive to that. Each server keeps its better round.
+  const best = new Map<Kind, LatencyRow>()
+  for (const order of [KINDS, [...KINDS].reverse()]) {
+    for (const kind of order) {
+      progress(`[${elapsed()}] latency at ${Math.round(rate)} deliveries/s: ${LABEL[kind]}`)
+      const s = await startServer(kind, redisUrl)
+      const l = await startLoad(s, subscribers, { sampleEvery: 5 })
+      const pub = await startPublisher(kind, redisUrl)
+      await pub.setRate(rate / subscribers)
+      await sleep(1000)
+      const m = await measure(l, cfg.latencyMs)
+      const row = { kind, rate, achieved: m.perSec, p50: m.p50, p99: m.p99 }
+      const prev = best.get(kind)
+      if (prev === undefined || row.p99 < prev.p99) best.set(kind, row)
+      await pub.stop()
+      await stopAll(s, l)
+    }
   }
-  return rows
+  return KINDS.map((k) => best.get(k)!)
 }
 
 /** Many users, each receiving only their own events: a node's Redis traffic follows its own users. */
@@ -323,6 +330,37 @@ async function targeted (redisUrl: string): Promise<{ users: number, published: 
     nodeC: { brokerIn: c1.brokerMessagesIn - c0.brokerMessagesIn, delivered: c1.eventsDelivered - c0.eventsDelivered },
     foreign: 0,
   }
+}
+
+/**
+ * What the cluster-wide message limiter costs per client frame: its two
+ * Redis-backed counters (user and IP) against a bare Redis round trip on the
+ * same connection, one at a time and with 64 in flight, in this process.
+ */
+async function limiterCost (redisUrl: string): Promise<{ ops: number, rows: Array<{ what: string, serialUs: number, concurrentOpsPerSec: number }> }> {
+  progress(`[${elapsed()}] message limiter cost`)
+  const { RedisBroker } = await import('../src/cluster/redis-broker.js')
+  const { createMessageLimiter } = await import('../src/limits/message-limiter.js')
+  const broker = new RedisBroker({ target: { url: redisUrl }, keyPrefix: 'bench-rl:' })
+  await broker.connect()
+  const limiter = createMessageLimiter(broker, 'bench-rl:', 1_000_000_000)
+  const ops = SMOKE ? 2000 : 20_000
+  const run = async (what: string, one: (i: number) => Promise<unknown>): Promise<{ what: string, serialUs: number, concurrentOpsPerSec: number }> => {
+    for (let i = 0; i < 500; i++) await one(i) // warm up
+    let t0 = performance.now()
+    for (let i = 0; i < ops; i++) await one(i)
+    const serialUs = (performance.now() - t0) * 1000 / ops
+    t0 = performance.now()
+    let next = 0
+    await Promise.all(Array.from({ length: 64 }, async () => { while (next < ops) await one(next++) }))
+    return { what, serialUs, concurrentOpsPerSec: ops / ((performance.now() - t0) / 1000) }
+  }
+  const rows = [
+    await run('Redis PING (baseline)', async () => await broker.client.ping()),
+    await run('limiter.consume (user + IP counters)', async (i) => await limiter.consume(`u${i % 1000}`, `10.0.${(i >> 8) & 255}.${i & 255}`)),
+  ]
+  await broker.close()
+  return { ops, rows }
 }
 
 /** Many connections across a local cluster, then one broadcast that must reach them all. */
@@ -390,7 +428,8 @@ async function main (): Promise<void> {
   const lat = want('latency') && (fan.length > 0 || process.argv.some((a) => a.startsWith('--latency-rate='))) ? await latency(redis.url, fan) : []
   const tgt = want('targeted') ? await targeted(redis.url) : null
   const big = want('big') ? await bigCluster(redis.url) : null
-  Object.assign(results, { idle, fanout: fan, latency: lat, targeted: tgt, big })
+  const lim = want('limiter') ? await limiterCost(redis.url) : null
+  Object.assign(results, { idle, fanout: fan, latency: lat, targeted: tgt, big, limiter: lim })
   process.stderr.write('\r\x1b[K')
 
   const md: string[] = []
@@ -415,7 +454,7 @@ async function main (): Promise<void> {
   }
   if (lat.length > 0) {
     const base = lat.find((x) => x.kind === 'ws') ?? lat[0]!
-    md.push(`## Latency at a fixed ${k(lat[0]!.rate)} deliveries/s (half of plain ws saturation), ${cfg.fanout[0]} subscribers`, '', '| server | achieved/s | p50 | p99 | p99 vs ws |', '|---|---|---|---|---|')
+    md.push(`## Latency at a fixed ${k(lat[0]!.rate)} deliveries/s (half of plain ws saturation), ${cfg.fanout[0]} subscribers`, '', 'Each server measured twice, in opposite orders; the better round is shown.', '', '| server | achieved/s | p50 | p99 | p99 vs ws |', '|---|---|---|---|---|')
     for (const r of lat) md.push(`| ${LABEL[r.kind]} | ${k(r.achieved)} | ${ms(r.p50)} | ${ms(r.p99)} | ${ratio(r.p99, base.p99)} |`)
     md.push('')
   }
@@ -430,9 +469,16 @@ async function main (): Promise<void> {
     md.push('## Connections across a local cluster', '', '| nodes | connections | connect time | total RSS | RSS / conn | broadcast reached | time to reach all |', '|---|---|---|---|---|---|---|',
       `| ${big.nodes} | ${big.connections} | ${big.connectSeconds.toFixed(1)} s | ${big.totalRssMB.toFixed(0)} MiB | ${kb(big.rssPerConn)} | ${big.reached} | ${ms(big.broadcastMs)} |`, '')
   }
+  if (lim !== null) {
+    const base = lim.rows[0]!
+    md.push('## Message limiter cost per client frame', '', `${lim.ops} operations each, in the bench process, on the bench's private Redis.`, '',
+      '| operation | one at a time | vs PING | 64 in flight | vs PING |', '|---|---|---|---|---|',
+      ...lim.rows.map((r) => `| ${r.what} | ${r.serialUs.toFixed(0)} µs | ${ratio(r.serialUs, base.serialUs)} | ${k(r.concurrentOpsPerSec)}/s | ${ratio(r.concurrentOpsPerSec, base.concurrentOpsPerSec)} |`), '')
+  }
   const dir = join(ROOT, 'bench/results')
   mkdirSync(dir, { recursive: true })
-  const name = SMOKE ? 'smoke' : 'latest'
+  // A partial run (--only=…) must not replace the full results.
+  const name = SMOKE ? 'smoke' : ONLY !== undefined ? 'partial' : 'latest'
   writeFileSync(join(dir, `${name}.md`), md.join('\n'))
   writeFileSync(join(dir, `${name}.json`), JSON.stringify(results, null, 2))
   process.stdout.write(md.join('\n') + '\n')

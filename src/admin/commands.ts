@@ -5,7 +5,7 @@ import type { HandlerTable } from '../endpoints/session.js'
 import { NOTIFICATION_LEVELS, type NotificationInput } from '../events/model.js'
 import type { ClientMessage } from '../protocol/envelope.js'
 import * as actions from './actions.js'
-import { clusterStats, serverStats } from './stats.js'
+import { statsReply } from './stats.js'
 
 const ID = /^[^\u0000-\u001f]{1,256}$/
 
@@ -24,7 +24,7 @@ export const adminCommands: HandlerTable = {
   ...commonCommands,
 
   async get_stats (h: Herald, conn: Connection, msg: ClientMessage) {
-    conn.reply('stats', { server: serverStats(h), global: await clusterStats(h, { socketio: true }) }, msg.id)
+    conn.reply('stats', await statsReply(h, { socketio: true }), msg.id)
   },
 
   async list_connections (h: Herald, conn: Connection, msg: ClientMessage) {

@@ -1,5 +1,5 @@
 import type { Herald } from '../context.js'
-import { clusterStats, serverStats } from './stats.js'
+import { statsReply } from './stats.js'
 
 /**
  * Pushes `metrics` to every admin connection on this node every
@@ -13,8 +13,8 @@ export function startMetricsPush (h: Herald, onError: (err: Error) => void): () 
     const admins = [...h.connections.values()].filter((c) => c.kind === 'admin' && c.welcomed)
     if (admins.length === 0) return
     running = true
-    clusterStats(h).then((global) => {
-      const payload = { timestamp: new Date().toISOString(), server: serverStats(h), global }
+    statsReply(h).then((stats) => {
+      const payload = { timestamp: new Date().toISOString(), ...stats }
       for (const c of admins) c.emit('metrics', payload)
     }, onError).finally(() => { running = false })
   }, h.config.adminMetricsIntervalMs)

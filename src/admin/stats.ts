@@ -1,5 +1,7 @@
 import type { NodeInfo } from '../cluster/broker.js'
 import type { Herald } from '../context.js'
+import { HeraldError } from '../errors.js'
+import { withBackend } from './actions.js'
 
 /**
  * A registry entry: NodeInfo plus this node's connections by transport, so
@@ -115,4 +117,26 @@ export async function clusterStats (h: Herald, opts: { socketio?: boolean } = {}
   // Other nodes' counts are as of their last heartbeat (NODE_TTL / 3 at most).
   if (opts.socketio === true && h.io !== null) out.socketio = { sockets: socketio }
   return out
+}
+
+export interface StatsReply {
+  server: ServerStats
+  /** null while the cluster backend is unreachable: this node's own figures still come */
+  global: ClusterStats | null
+  globalError?: { code: string, message: string }
+}
+
+/**
+ * GET /api/stats, admin `get_stats` and `metrics` pushes. An operator looks
+ * at stats most when something is wrong: a frozen Redis must not hold the
+ * answer up, and the node's own figures need no Redis at all.
+ */
+export async function statsReply (h: Herald, opts: { socketio?: boolean } = {}): Promise<StatsReply> {
+  const server = serverStats(h)
+  try {
+    return { server, global: await withBackend(h, 'cluster stats', async () => await clusterStats(h, opts)) }
+  } catch (err) {
+    if (!(err instanceof HeraldError)) throw err
+    return { server, global: null, globalError: { code: err.code, message: err.message } }
+  }
 }

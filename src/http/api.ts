@@ -1,9 +1,9 @@
 import fp from 'fastify-plugin'
 import type { Static } from '@sinclair/typebox'
-import { clusterStats, serverStats } from '../admin/stats.js'
+import { statsReply } from '../admin/stats.js'
 import type { EventInput, NotificationInput } from '../events/model.js'
 import * as actions from '../admin/actions.js'
-import { Accepted, ConnectionParams, Connections, EventBody, NotificationBody, Revoked, SessionParams, UserParams } from './schemas.js'
+import { Accepted, ConnectionParams, Connections, EventBody, NotificationBody, Revoked, SessionParams, Stats, UserParams } from './schemas.js'
 import { serviceAuth } from './service-auth.js'
 
 const security = [{ bearer: [] }]
@@ -72,7 +72,7 @@ export default fp(async function api (app) {
   })
 
   app.get('/api/stats', {
-    schema: { summary: 'This node and the whole cluster', tags: ['stats'], security },
+    schema: { summary: 'This node and the whole cluster (global is null, with globalError, while the cluster backend is unreachable)', tags: ['stats'], security, response: { 200: Stats, ...errors } },
     preHandler: asServiceOrAdmin,
-  }, async () => ({ server: serverStats(h), global: await clusterStats(h, { socketio: true }) }))
+  }, async () => await statsReply(h, { socketio: true }))
 }, { name: 'herald-api' })

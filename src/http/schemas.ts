@@ -49,3 +49,47 @@ export const Connections = Type.Object({
     connectedAt: Type.String(),
   })),
 })
+
+const Counts = Type.Object({ events: Type.Integer(), admin: Type.Integer(), total: Type.Integer() }, { additionalProperties: true })
+
+/** GET /api/stats; open-ended objects, so a field added later is not dropped by the serializer. */
+export const Stats = Type.Object({
+  server: Type.Object({
+    serverId: Type.String(),
+    address: Type.String(),
+    version: Type.String(),
+    uptime: Type.Integer({ description: 'seconds' }),
+    draining: Type.Boolean(),
+    backend: Type.String({ description: 'memory or redis' }),
+    redisConnected: Type.Boolean(),
+    connections: Counts,
+    users: Type.Integer(),
+    eventsPublished: Type.Integer(),
+    eventsDelivered: Type.Integer(),
+    brokerMessagesIn: Type.Integer(),
+    memory: Type.Object({ rss: Type.Integer(), heapUsed: Type.Integer() }),
+  }, { additionalProperties: true }),
+  global: Type.Union([Type.Null(), Type.Object({
+    servers: Type.Integer(),
+    connections: Counts,
+    users: Type.Integer(),
+    eventsPublished: Type.Integer(),
+    eventsDelivered: Type.Integer(),
+    socketio: Type.Optional(Type.Object({ sockets: Type.Integer() })),
+    nodes: Type.Array(Type.Object({
+      serverId: Type.String(),
+      address: Type.String(),
+      version: Type.String(),
+      draining: Type.Boolean(),
+      connections: Type.Integer(),
+      socketio: Type.Integer(),
+      users: Type.Integer(),
+      eventsPublished: Type.Integer(),
+      eventsDelivered: Type.Integer(),
+      memoryRss: Type.Integer(),
+      lastHeartbeat: Type.String(),
+      uptime: Type.Integer(),
+    }, { additionalProperties: true })),
+  }, { additionalProperties: true })], { description: 'null while the cluster backend is unreachable' }),
+  globalError: Type.Optional(Type.Object({ code: Type.String(), message: Type.String() })),
+})

@@ -45,6 +45,11 @@ t.test('revoke, list and disconnect answer 503 quickly while Redis is frozen, an
     const r = await admin.request(type, payload, 6000)
     t.match(r, { type: 'error', payload: { code: 'BACKEND_UNAVAILABLE' } }, `/ws/admin ${type}: error BACKEND_UNAVAILABLE`)
   }
+  // Stats still answer at once: this node's own figures, and no cluster view.
+  const t0 = Date.now()
+  const stats = await within(6000, 'stats during the freeze', A.api('/api/stats'))
+  t.match(stats, { status: 200, body: { server: { serverId: A.serverId }, global: null, globalError: { code: 'BACKEND_UNAVAILABLE' } } }, `GET /api/stats: the node's figures, global null (${Date.now() - t0} ms)`)
+  t.match(await admin.request('get_stats', undefined, 6000), { type: 'stats', payload: { server: { serverId: B.serverId }, global: null } }, 'get_stats the same')
   t.equal(admin.closeInfo, null, 'the admin connection stays open')
 
   cl.redis.resume()
@@ -52,4 +57,5 @@ t.test('revoke, list and disconnect answer 503 quickly while Redis is frozen, an
   const after = await A.api('/api/sessions/frozen-s1/revoke', { method: 'POST' })
   t.equal(after.status, 200, 'the revoke works once Redis is back')
   t.equal((await admin.request('list_connections', { userId: 'frozen-u' })).type, 'connections', 'and so does listing')
+  t.equal((await A.api('/api/stats')).body.global.servers, 3, 'and the cluster view')
 })

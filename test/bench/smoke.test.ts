@@ -16,7 +16,7 @@ t.test('npm run bench -- --smoke measures every server and writes its table', { 
   t.teardown(() => { if (proc.exitCode === null) proc.kill('SIGKILL') })
   const code = await new Promise<number | null>((resolve) => proc.once('exit', resolve))
   t.equal(code, 0, `bench exits 0 (stderr tail: ${err.slice(-500)})`)
-  for (const heading of ['Idle memory', 'Fan-out saturation', 'Latency at a fixed', 'Targeted events', 'Connections across a local cluster']) {
+  for (const heading of ['Idle memory', 'Fan-out saturation', 'Latency at a fixed', 'Targeted events', 'Connections across a local cluster', 'Message limiter cost']) {
     t.match(out, heading, `prints the ${heading} table`)
   }
   for (const server of ['Herald', 'ws + ioredis, corked', 'socket.io + redis-adapter']) t.match(out, `| ${server} |`, `measures ${server}`)
