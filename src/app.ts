@@ -138,17 +138,16 @@ export async function buildApp (config: Config, opts: BuildOptions = {}): Promis
   // pod whose container restarted) inherits the registry entry of the one
   // that died, so nobody ever sees that one as dead: its connections' slots
   // are freed here instead. Only slots opened before this process started.
-  let selfReclaimed = false
+  // One run, shared: the first connection starts it, boot waits for the same run.
+  let predecessor: Promise<void> | null = null
   const reclaimPredecessor = async (): Promise<void> => {
-    if (selfReclaimed) return
-    selfReclaimed = true
-    try {
-      const n = await h.connectionLimiter.reclaim(config.serverId, h.startedAt)
+    predecessor ??= h.connectionLimiter.reclaim(config.serverId, h.startedAt).then((n) => {
       if (n > 0) log.warn({ connections: n }, 'released the connection slots of an earlier process with this SERVER_ID')
-    } catch (err) {
-      selfReclaimed = false
-      onBackendError(err as Error)
-    }
+    }, (err: Error) => {
+      predecessor = null // try again on the next connection
+      onBackendError(err)
+    })
+    await predecessor
   }
 
   broker.onStateChange((healthy) => {

@@ -24,7 +24,7 @@ export const adminCommands: HandlerTable = {
   ...commonCommands,
 
   async get_stats (h: Herald, conn: Connection, msg: ClientMessage) {
-    conn.reply('stats', await statsReply(h, { socketio: true }), msg.id)
+    conn.reply('stats', await statsReply(h), msg.id)
   },
 
   async list_connections (h: Herald, conn: Connection, msg: ClientMessage) {

@@ -3,15 +3,7 @@ import type { Herald } from '../context.js'
 import { HeraldError } from '../errors.js'
 import { withBackend } from './actions.js'
 
-/**
- * A registry entry: NodeInfo plus this node's connections by transport, so
- * cluster stats add up rows instead of asking every node over the Socket.IO
- * adapter (fetchSockets ships every socket's handshake, JWT included, through
- * Redis on each call). Optional: a node of an older version writes none.
- */
-export type NodeRow = NodeInfo
-
-export function nodeInfo (h: Herald): NodeRow {
+export function nodeInfo (h: Herald): NodeInfo {
   let events = 0
   let admin = 0
   let socketio = 0
@@ -27,7 +19,7 @@ export function nodeInfo (h: Herald): NodeRow {
     heartbeatAt: Date.now(),
     draining: h.draining,
     connections: { events, admin, health: h.healthStreams.size },
-    transports: { websocket: events + admin - socketio, socketio },
+    socketio,
     users: h.hub.users,
     eventsPublished: h.publisher.published,
     eventsDelivered: h.hub.delivered,
@@ -78,21 +70,20 @@ export interface ClusterStats {
   users: number
   eventsPublished: number
   eventsDelivered: number
-  /** Socket.IO sockets in the whole cluster, from each live node's registry entry (stats requests only) */
-  socketio?: { sockets: number }
+  /** Socket.IO sockets in the whole cluster, from each live node's registry entry */
+  socketio: { sockets: number }
   nodes: Array<{ serverId: string, address: string, version: string, draining: boolean, connections: number, socketio: number, users: number, eventsPublished: number, eventsDelivered: number, memoryRss: number, lastHeartbeat: string, uptime: number }>
 }
 
-export async function clusterStats (h: Herald, opts: { socketio?: boolean } = {}): Promise<ClusterStats> {
-  const nodes: NodeRow[] = await h.registry.nodes()
+export async function clusterStats (h: Herald): Promise<ClusterStats> {
+  const nodes = await h.registry.nodes()
   // This node's own row is always current, whatever its last heartbeat said.
   const self = nodeInfo(h)
   const rows = nodes.filter((n) => n.id !== self.id).concat(self).sort((a, b) => a.id.localeCompare(b.id))
-  const out: ClusterStats = { servers: rows.length, connections: { events: 0, admin: 0, total: 0 }, users: 0, eventsPublished: 0, eventsDelivered: 0, nodes: [] }
-  let socketio = 0
+  const out: ClusterStats = { servers: rows.length, connections: { events: 0, admin: 0, total: 0 }, users: 0, eventsPublished: 0, eventsDelivered: 0, socketio: { sockets: 0 }, nodes: [] }
   for (const n of rows) {
-    const sio = n.transports?.socketio ?? 0
-    socketio += sio
+    const sio = n.socketio ?? 0
+    out.socketio.sockets += sio
     out.connections.events += n.connections.events
     out.connections.admin += n.connections.admin
     out.users += n.users
@@ -115,7 +106,6 @@ export async function clusterStats (h: Herald, opts: { socketio?: boolean } = {}
   }
   out.connections.total = out.connections.events + out.connections.admin
   // Other nodes' counts are as of their last heartbeat (NODE_TTL / 3 at most).
-  if (opts.socketio === true && h.io !== null) out.socketio = { sockets: socketio }
   return out
 }
 
@@ -131,10 +121,10 @@ export interface StatsReply {
  * at stats most when something is wrong: a frozen Redis must not hold the
  * answer up, and the node's own figures need no Redis at all.
  */
-export async function statsReply (h: Herald, opts: { socketio?: boolean } = {}): Promise<StatsReply> {
+export async function statsReply (h: Herald): Promise<StatsReply> {
   const server = serverStats(h)
   try {
-    return { server, global: await withBackend(h, 'cluster stats', async () => await clusterStats(h, opts)) }
+    return { server, global: await withBackend(h, 'cluster stats', async () => await clusterStats(h)) }
   } catch (err) {
     if (!(err instanceof HeraldError)) throw err
     return { server, global: null, globalError: { code: err.code, message: err.message } }

@@ -14,8 +14,13 @@ export interface NodeInfo {
   eventsPublished: number
   eventsDelivered: number
   memoryRss: number
-  /** open connections by transport (absent in entries of older versions) */
-  transports?: { websocket: number, socketio: number }
+  /**
+   * of `connections`, those carried by Socket.IO (absent in entries of older
+   * versions): cluster stats add these up rather than asking every node
+   * through the adapter, whose fetchSockets ships each socket's handshake,
+   * token included, through Redis
+   */
+  socketio?: number
 }
 
 export type MessageListener = (channel: string, message: string) => void

@@ -23,21 +23,37 @@ const reasonOf = (r: Revocation): string => r.kind === 'session' ? 'session revo
  */
 const RECENT_MS = 30_000
 const RECENT_MAX = 10_000
-// Keyed by the revocation itself: the periodic log sync hears each one again.
-const recent = new WeakMap<Herald, Map<string, { r: Revocation, heardAt: number }>>()
+// By session id and by user, so a connection that opens is checked in O(1),
+// however many revocations the last 30 s saw. Insertion order is age order.
+interface Heard { sessions: Map<string, number>, users: Map<string, { at: number, heardAt: number }> }
+const recent = new WeakMap<Herald, Heard>()
+
+function prune<V> (m: Map<string, V>, heardAt: (v: V) => number, now: number): void {
+  for (const [k, v] of m) {
+    if (now - heardAt(v) <= RECENT_MS && m.size < RECENT_MAX) break
+    m.delete(k)
+  }
+}
+
+function remember (h: Herald, r: Revocation, now: number): void {
+  let heard = recent.get(h)
+  if (heard === undefined) { heard = { sessions: new Map(), users: new Map() }; recent.set(h, heard) }
+  prune(heard.sessions, (t) => t, now)
+  prune(heard.users, (u) => u.heardAt, now)
+  // The periodic log sync hears each revocation again: the first hearing stands.
+  if (r.kind === 'session') {
+    if (!heard.sessions.has(r.sessionId)) heard.sessions.set(r.sessionId, now)
+    return
+  }
+  const prev = heard.users.get(r.userId)
+  if (prev !== undefined && prev.at >= r.at) return
+  heard.users.delete(r.userId) // re-inserted last: it is the newest now
+  heard.users.set(r.userId, { at: r.at, heardAt: now })
+}
 
 /** Closes, with session_revoked and 4004, every local connection the revocation covers. */
 export function applyRevocation (h: Herald, r: Revocation): number {
-  const now = Date.now()
-  let heard = recent.get(h)
-  if (heard === undefined) { heard = new Map(); recent.set(h, heard) }
-  // Oldest first (insertion order): drop what is too old, or too many.
-  for (const [k, e] of heard) {
-    if (now - e.heardAt <= RECENT_MS && heard.size < RECENT_MAX) break
-    heard.delete(k)
-  }
-  const key = r.kind === 'session' ? `s:${r.at}:${r.sessionId}` : `u:${r.at}:${r.userId}`
-  if (!heard.has(key)) heard.set(key, { r, heardAt: now })
+  remember(h, r, Date.now())
   let n = 0
   for (const c of h.connections.values()) {
     if (c.closed) continue
@@ -51,9 +67,15 @@ export function revokedWhileOpening (h: Herald, c: Connection): boolean {
   const heard = recent.get(h)
   if (heard === undefined) return false
   const now = Date.now()
-  for (const { r, heardAt } of heard.values()) {
-    if (now - heardAt > RECENT_MS || !covers(r, c)) continue
-    revoke(c, reasonOf(r))
+  const sid = c.identity.sessionId
+  const session = sid !== null ? heard.sessions.get(sid) : undefined
+  if (session !== undefined && now - session <= RECENT_MS) {
+    revoke(c, 'session revoked')
+    return true
+  }
+  const user = heard.users.get(c.userId)
+  if (user !== undefined && now - user.heardAt <= RECENT_MS && revokedBy(c.identity.issuedAt, user.at)) {
+    revoke(c, 'user revoked')
     return true
   }
   return false

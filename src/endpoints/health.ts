@@ -4,6 +4,7 @@ import { errorBody, HeraldError, type ErrorCode } from '../errors.js'
 import { channels as diag } from '../observability/channels.js'
 import { serverFrame } from '../protocol/envelope.js'
 import { CloseCodes } from '../protocol/close-codes.js'
+import { streamAnswered } from './liveness.js'
 
 // The health stream needs no token, so it gets its own small bounds instead of
 // the cluster-wide client limits: a monitor needs a handful, and an anonymous
@@ -40,6 +41,18 @@ export function health (h: Herald): Health {
 export default fp(async function healthEndpoint (app) {
   const h = app.herald
   const perIp = new Map<string, number>()
+  // One timer and one frame per tick for all streams, running only while there are any.
+  let pushTimer: NodeJS.Timeout | null = null
+  const pushAll = (): void => {
+    if (h.healthStreams.size === 0) {
+      if (pushTimer !== null) clearInterval(pushTimer)
+      pushTimer = null
+      return
+    }
+    const frame = serverFrame('health', health(h))
+    for (const ws of h.healthStreams) if (ws.readyState === 1) ws.send(frame)
+  }
+  app.addHook('onClose', async () => { if (pushTimer !== null) clearInterval(pushTimer) })
   app.route({
     method: 'GET',
     url: '/ws/health',
@@ -73,24 +86,17 @@ export default fp(async function healthEndpoint (app) {
       const ip = req.ip
       perIp.set(ip, (perIp.get(ip) ?? 0) + 1)
       h.healthStreams.add(ws)
-      const push = (): void => { if (ws.readyState === 1) ws.send(serverFrame('health', health(h))) }
-      push()
-      const timer = setInterval(push, h.config.healthStreamIntervalMs)
-      // The same heartbeat as client connections: a peer that vanished
-      // without a FIN is closed 4009 instead of held forever.
-      let alive = true
-      ws.on('pong', () => { alive = true })
-      const beat = setInterval(() => {
-        if (!alive) return ws.close(CloseCodes.HEARTBEAT_TIMEOUT, 'heartbeat timeout')
-        alive = false
-        ws.ping()
-      }, h.config.heartbeatIntervalMs)
-      beat.unref()
-      ws.on('message', (_d, isBinary) => { alive = true; if (isBinary) ws.close(CloseCodes.UNSUPPORTED_DATA, 'text frames only') })
+      streamAnswered(ws)
+      ws.send(serverFrame('health', health(h)))
+      pushTimer ??= setInterval(pushAll, h.config.healthStreamIntervalMs).unref()
+      // The node's heartbeat sweep (liveness.ts) pings streams too.
+      ws.on('pong', () => streamAnswered(ws))
+      ws.on('message', (_d, isBinary) => {
+        streamAnswered(ws)
+        if (isBinary) ws.close(CloseCodes.UNSUPPORTED_DATA, 'text frames only')
+      })
       ws.on('error', () => {})
       ws.on('close', () => {
-        clearInterval(timer)
-        clearInterval(beat)
         h.healthStreams.delete(ws)
         const n = (perIp.get(ip) ?? 1) - 1
         if (n <= 0) perIp.delete(ip)

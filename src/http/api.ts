@@ -74,5 +74,5 @@ export default fp(async function api (app) {
   app.get('/api/stats', {
     schema: { summary: 'This node and the whole cluster (global is null, with globalError, while the cluster backend is unreachable)', tags: ['stats'], security, response: { 200: Stats, ...errors } },
     preHandler: asServiceOrAdmin,
-  }, async () => await statsReply(h, { socketio: true }))
+  }, async () => await statsReply(h))
 }, { name: 'herald-api' })

@@ -75,7 +75,7 @@ export const Stats = Type.Object({
     users: Type.Integer(),
     eventsPublished: Type.Integer(),
     eventsDelivered: Type.Integer(),
-    socketio: Type.Optional(Type.Object({ sockets: Type.Integer() })),
+    socketio: Type.Object({ sockets: Type.Integer() }),
     nodes: Type.Array(Type.Object({
       serverId: Type.String(),
       address: Type.String(),

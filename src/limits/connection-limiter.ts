@@ -276,6 +276,7 @@ export class RedisConnectionLimiter extends BaseLimiter {
   }
 
   protected async dropNode (serverId: string): Promise<void> {
+    // Two commands: on a Redis Cluster the keys live in different slots.
     await this.client.del(this.nodeKey(serverId))
     await this.client.del(this.evictKey(serverId))
   }
