@@ -3,7 +3,7 @@
 // connects, subscribes, publishes and shows the event.
 import t from 'tap'
 import { connect } from './helpers/client.js'
-import { startNode, type NodeProc } from './helpers/node.js'
+import { startNode, startNodes, type NodeProc } from './helpers/node.js'
 import { startRedis } from './helpers/redis.js'
 
 interface Curl { url: string, headers: Record<string, string>, body: string }
@@ -130,8 +130,7 @@ t.test('the README quick start shows what the banner prints', { timeout: 30_000 
 t.test('REDIS_URL=… npm start on three ports, nothing else: one cluster, any banner works on any node', { timeout: 40_000 }, async (t) => {
   const redis = await startRedis()
   t.teardown(() => redis.stop())
-  const nodes = await Promise.all([0, 1, 2].map(async () => await startNode({ REDIS_URL: redis.url }, { cleanEnv: true })))
-  t.teardown(() => Promise.all(nodes.map(async (n) => await n.stop())))
+  const nodes = await startNodes(t, 3, { REDIS_URL: redis.url }, { cleanEnv: true })
   for (const n of nodes) await n.waitLine((l) => l.includes('Health: http://'), 10_000)
   const [A, B, C] = nodes as [NodeProc, NodeProc, NodeProc]
   t.ok(A.lines.some((l) => l.includes('development mode on Redis')), 'the banner says the key material is shared')

@@ -26,30 +26,30 @@ t.test('revoke, list and disconnect answer 503 quickly while Redis is frozen, an
   const earlyMs = Date.now() - started
   t.equal(early.status, 503, `a revoke right after the freeze: 503 (${earlyMs} ms)`)
   t.equal(early.body?.error?.code, 'BACKEND_UNAVAILABLE')
-  t.ok(earlyMs < 4500, 'within the 3 s backend deadline (plus slack), not hanging')
+  t.ok(earlyMs < 5000, 'within the 3 s backend deadline (plus slack for a loaded machine), not hanging')
   t.comment(`MEASURED revoke answer during a freeze: ${earlyMs} ms`)
 
-  // Once readiness says so, at once.
-  await waitFor('A readiness 503', () => health(A), (r) => r.status === 503, { timeoutMs: 5000, intervalMs: 20 })
-  await waitFor('B readiness 503', () => health(B), (r) => r.status === 503, { timeoutMs: 5000, intervalMs: 20 })
+  // Once readiness says so, at once: well under the 3 s deadline.
+  const AT_ONCE_MS = 1500
+  for (const n of [A, B, C]) await waitFor(`${n.serverId} readiness 503`, () => health(n), (r) => r.status === 503, { timeoutMs: 5000, intervalMs: 20 })
   for (const [what, call] of [
     ['user revoke', () => C.api('/api/users/frozen-u/revoke', { method: 'POST' })],
     ['connection listing', () => C.api('/api/users/frozen-u/connections')],
     ['user disconnect', () => A.api('/api/users/frozen-u/disconnect', { method: 'POST' })],
   ] as const) {
     const t0 = Date.now()
-    const r = await within(6000, what, call())
+    const r = await within(AT_ONCE_MS, what, call())
     t.match(r, { status: 503, body: { error: { code: 'BACKEND_UNAVAILABLE' } } }, `${what}: 503 in ${Date.now() - t0} ms`)
   }
   for (const [type, payload] of [['revoke_session', { sessionId: 'frozen-s2' }], ['list_connections', { userId: 'frozen-u' }], ['disconnect', { userId: 'frozen-u' }]] as const) {
-    const r = await admin.request(type, payload, 6000)
+    const r = await admin.request(type, payload, AT_ONCE_MS)
     t.match(r, { type: 'error', payload: { code: 'BACKEND_UNAVAILABLE' } }, `/ws/admin ${type}: error BACKEND_UNAVAILABLE`)
   }
   // Stats still answer at once: this node's own figures, and no cluster view.
   const t0 = Date.now()
-  const stats = await within(6000, 'stats during the freeze', A.api('/api/stats'))
+  const stats = await within(AT_ONCE_MS, 'stats during the freeze', A.api('/api/stats'))
   t.match(stats, { status: 200, body: { server: { serverId: A.serverId }, global: null, globalError: { code: 'BACKEND_UNAVAILABLE' } } }, `GET /api/stats: the node's figures, global null (${Date.now() - t0} ms)`)
-  t.match(await admin.request('get_stats', undefined, 6000), { type: 'stats', payload: { server: { serverId: B.serverId }, global: null } }, 'get_stats the same')
+  t.match(await admin.request('get_stats', undefined, AT_ONCE_MS), { type: 'stats', payload: { server: { serverId: B.serverId }, global: null } }, 'get_stats the same')
   t.equal(admin.closeInfo, null, 'the admin connection stays open')
 
   cl.redis.resume()

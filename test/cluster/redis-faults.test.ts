@@ -3,36 +3,18 @@
 // resubscribes, and delivery across nodes resumes. The node never exits.
 import t, { type Test } from 'tap'
 import { connect, refusal, type Frame } from '../helpers/client.js'
-import { startNode, type NodeProc } from '../helpers/node.js'
-import { startRedis, type RedisServer } from '../helpers/redis.js'
+import type { NodeProc } from '../helpers/node.js'
+import { health, mustStayUp, opsCluster, type OpsCluster } from '../helpers/ops.js'
 import { adminToken, userToken } from '../helpers/tokens.js'
 import { waitFor, within } from '../helpers/wait.js'
 
-async function cluster (t: Test, env: Record<string, string> = {}): Promise<{ redis: RedisServer, A: NodeProc, B: NodeProc, C: NodeProc }> {
-  const redis = await startRedis()
-  const started: NodeProc[] = []
-  t.teardown(async () => {
-    await Promise.all(started.map((n) => n.stop()))
-    await redis.stop()
-  })
-  // Recorded as soon as each runs, so a failed start still tears the others down.
-  const [A, B, C] = await Promise.all([0, 1, 2].map(async () => {
-    const n = await startNode({ REDIS_URL: redis.url, NODE_TTL: '1500', ...env })
-    started.push(n)
-    return n
-  }))
-  return { redis, A: A!, B: B!, C: C! }
+async function cluster (t: Test, env: Record<string, string> = {}): Promise<OpsCluster & { A: NodeProc, B: NodeProc, C: NodeProc }> {
+  const cl = await opsCluster(t, { NODE_TTL: '1500', ...env }, ['fault-a', 'fault-b', 'fault-c'])
+  const [A, B, C] = cl.nodes as [NodeProc, NodeProc, NodeProc]
+  return { ...cl, A, B, C }
 }
 
-const health = async (n: NodeProc): Promise<{ status: number, body: any }> => await n.api('/ws/health', { key: '' })
 const eventWithId = (id: string) => (f: Frame): boolean => f.type === 'event' && f.payload?.id === id
-
-/** Fails the test if the node process exits before teardown. */
-function mustStayUp (t: Test, n: NodeProc): void {
-  let done = false
-  t.teardown(() => { done = true })
-  n.exit.then(({ code, signal }) => { if (!done) t.fail(`node ${n.serverId} exited (${code ?? signal}) during the outage:\n${n.lines.slice(-10).join('\n')}`) }, () => {})
-}
 
 t.test('Redis killed and restarted on the same port: 503, then 200, and delivery resumes', { timeout: 40_000 }, async (t) => {
   const { redis, A, B, C } = await cluster(t)

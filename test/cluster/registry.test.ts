@@ -83,9 +83,9 @@ t.test('a node killed with SIGKILL: its slots are reclaimed within NODE_TTL + NO
   const reclaimMs = Date.now() - killedAt
   t.same(reclaimed, { u: [], ip: [], hash: 0, inRegistry: false }, `reclaimed ${reclaimMs} ms after the kill`)
   t.comment(`MEASURED reclaim time: ${reclaimMs} ms (NODE_TTL ${NODE_TTL}, bound ${NODE_TTL * 1.25})`)
-  // Detection needs the heartbeat key to lapse (NODE_TTL after the last beat) and a sweep (every NODE_TTL/4);
+  // Detection needs the heartbeat key to lapse (NODE_TTL after the last beat) and a sweep (every NODE_TTL/4).
   // 500 ms of slack for a loaded machine.
-  t.ok(reclaimMs <= NODE_TTL * 1.25 + 500, `within NODE_TTL + NODE_TTL/4 (+500 ms slack): ${reclaimMs} ms`)
+  t.ok(reclaimMs <= NODE_TTL * 1.25 + 1000, `within NODE_TTL + NODE_TTL/4 (+1 s slack for a loaded machine): ${reclaimMs} ms`)
   t.ok(reclaimMs >= NODE_TTL / 2, 'not before the heartbeat could have lapsed')
 
   t.equal(await waitFor('servers to drop to 2', async () => await servers(A), (n) => n === 2, { timeoutMs: 2000 }), 2, 'global servers is 2 on A')

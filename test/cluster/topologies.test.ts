@@ -2,7 +2,7 @@ import t from 'tap'
 import { startApp, type RunningApp } from '../helpers/app.js'
 import { connect, refusal } from '../helpers/client.js'
 import { Redis } from 'ioredis'
-import { startNode, type NodeProc } from '../helpers/node.js'
+import { startNodes, type NodeProc } from '../helpers/node.js'
 import { startRedis } from '../helpers/redis.js'
 import { startRedisCluster, startSentinel } from '../helpers/redis-cluster.js'
 import { sioConnect, type SioClient } from '../helpers/sio.js'
@@ -13,8 +13,7 @@ t.test('three nodes over a 3-master Redis Cluster with sharded pub/sub', async (
   const rc = await startRedisCluster(3)
   t.teardown(() => rc.stop())
   const env = { REDIS_CLUSTER_NODES: rc.nodes, NODE_TTL: '3000', MAX_CONNECTIONS_PER_USER: '2' }
-  const nodes = await Promise.all([startNode(env), startNode(env), startNode(env)])
-  t.teardown(() => Promise.all(nodes.map((n) => n.stop())))
+  const nodes = await startNodes(t, 3, env)
   const [a, b, c] = nodes as [typeof nodes[0], typeof nodes[0], typeof nodes[0]]
 
   // Users spread over nodes; their channels spread over shards.
@@ -138,8 +137,7 @@ t.test('three nodes through Sentinel, across a failover to the replica', { timeo
   await waitFor('the sentinel to know the replica', async () => await sc.call('SENTINEL', 'REPLICAS', sentinel.name) as unknown[], (r) => r.length === 1, { timeoutMs: 20_000, intervalMs: 200 })
 
   const env = { REDIS_SENTINELS: sentinel.sentinels, REDIS_SENTINEL_NAME: sentinel.name, NODE_TTL: '3000', HEALTH_PROBE_INTERVAL: '300' }
-  const nodes = await Promise.all([startNode(env), startNode(env), startNode(env)])
-  t.teardown(() => Promise.all(nodes.map((n) => n.stop())))
+  const nodes = await startNodes(t, 3, env)
   const [a, b, c] = nodes as [NodeProc, NodeProc, NodeProc]
   const cl = await connect(`${b.ws}/ws/events`, { token: userToken('sentinel-user') })
   t.teardown(() => cl.close())
@@ -148,7 +146,8 @@ t.test('three nodes through Sentinel, across a failover to the replica', { timeo
   t.equal((await cl.next((f) => f.type === 'event' && f.payload.id === r.body.id)).payload.id, r.body.id, 'A -> B through the master')
   for (const n of nodes) t.match(await n.api('/ws/health', { key: '' }), { status: 200, body: { redisConnected: true } })
   // The nodes really talk to the master the Sentinel names.
-  const onMaster = (await master.client().call('CLIENT', 'LIST') as string).split('\n').filter((l) => l.includes('name=herald')).length
+  const [masterClient, replicaClient] = [master.client(), replica.client()]
+  const onMaster = (await masterClient.call('CLIENT', 'LIST') as string).split('\n').filter((l) => l.includes('name=herald')).length
   t.ok(onMaster >= 9, `the three nodes hold their connections on the master (${onMaster})`)
 
   // Failover: the replica becomes the master, the old master its replica.
@@ -156,7 +155,7 @@ t.test('three nodes through Sentinel, across a failover to the replica', { timeo
   t.equal(await sc.call('SENTINEL', 'FAILOVER', sentinel.name), 'OK')
   await waitFor('the sentinel to name the replica', async () => await sc.call('SENTINEL', 'GET-MASTER-ADDR-BY-NAME', sentinel.name) as string[], (x) => x[1] === String(replica.port), { timeoutMs: 20_000, intervalMs: 100 })
   // Every node follows: its writes (registry, limits) and pub/sub work on the new master.
-  await waitFor('the nodes on the new master', async () => (await replica.client().call('CLIENT', 'LIST') as string).split('\n').filter((l) => l.includes('name=herald')).length, (n) => n >= 9, { timeoutMs: 20_000, intervalMs: 200 })
+  await waitFor('the nodes on the new master', async () => (await replicaClient.call('CLIENT', 'LIST') as string).split('\n').filter((l) => l.includes('name=herald')).length, (n) => n >= 9, { timeoutMs: 20_000, intervalMs: 200 })
   const afterR = await waitFor('delivery A -> B after the failover', async () => {
     const x = await a.api('/api/events', { body: { type: 'session.after', userId: 'sentinel-user' } })
     return x.status === 202 ? x.body.id as string : null
@@ -168,7 +167,7 @@ t.test('three nodes through Sentinel, across a failover to the replica', { timeo
   const fresh = await connect(`${c.ws}/ws/events`, { token: userToken('sentinel-fresh') })
   t.teardown(() => fresh.close())
   t.equal(fresh.frames[0]?.type, 'welcome', 'a new connection after the failover')
-  t.equal(await replica.client().zcard('herald:conn:u:sentinel-fresh'), 1, 'its slot is on the new master')
+  t.equal(await replicaClient.zcard('herald:conn:u:sentinel-fresh'), 1, 'its slot is on the new master')
   await waitFor('three servers in the registry', async () => (await c.api('/api/stats')).body.global.servers, (n) => n === 3, { timeoutMs: 10_000 })
   t.equal(cl.closeInfo, null, 'the client on B never noticed')
 })

@@ -5,14 +5,12 @@
 // nginx location matching); and the proxies compose ships must be the versions
 // test/deploy/haproxy.test.ts runs. Each reader is also run on a broken copy,
 // so a check that cannot fail shows up here.
-import { spawn } from 'node:child_process'
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
 import { loadConfig } from '../../src/config/index.js'
-import { within } from '../helpers/wait.js'
-import { binary, composeFile, heraldServices, read, serviceEnv, yamlDocs } from './lib.js'
+import { binary, composeFile, heraldServices, read, runIn, serviceEnv, yamlDocs } from './lib.js'
 
 const HAPROXY = binary('haproxy')
 const NGINX = binary('nginx')
@@ -29,17 +27,7 @@ const k8sHeartbeat = loadConfig({ ...k8s('ConfigMap').data, JWT_SECRET: 'x'.repe
 const dir = mkdtempSync(join(tmpdir(), 'herald-balancers-'))
 t.teardown(() => rmSync(dir, { recursive: true, force: true }))
 
-async function run (cmd: string, args: string[]): Promise<{ code: number | null, out: string }> {
-  const file = join(dir, `run-${Math.random().toString(36).slice(2)}.out`)
-  const fd = openSync(file, 'w')
-  try {
-    const p = spawn(cmd, args, { env: { PATH: process.env.PATH ?? '' }, stdio: ['ignore', fd, fd] })
-    const code = await within(20_000, `${cmd} ${args.join(' ')}`, new Promise<number | null>((resolve) => p.once('exit', (c) => resolve(c))))
-    return { code, out: readFileSync(file, 'utf8') }
-  } finally {
-    closeSync(fd)
-  }
-}
+const run = async (cmd: string, args: string[]): Promise<{ code: number | null, out: string }> => await runIn(dir, cmd, args)
 
 /** haproxy time: a number with us/ms/s/m/h/d, milliseconds when bare. */
 function haproxyMs (v: string): number {

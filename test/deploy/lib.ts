@@ -1,11 +1,13 @@
 // Shared by the deploy tests: the repository's deploy files, read the way their
 // tools read them (YAML with merge keys, compose interpolation, Dockerfile
 // instructions), and the external binaries the end-to-end tests run.
-import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs'
+import { spawn } from 'node:child_process'
+import { closeSync, existsSync, openSync, readFileSync, readdirSync, statSync } from 'node:fs'
 import { delimiter, join, relative } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseAllDocuments, parseDocument } from 'yaml'
 import { DockerfileParser } from 'dockerfile-ast'
+import { within } from '../helpers/wait.js'
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url))
 export const read = (rel: string): string => readFileSync(join(ROOT, rel), 'utf8')
@@ -186,4 +188,21 @@ export function readmeDeploySection (): string {
   if (start < 0) throw new Error('README.md has no "## Deploy" section')
   const end = readme.indexOf('\n## ', start + 1)
   return readme.slice(start, end < 0 ? undefined : end)
+}
+
+let runs = 0
+/**
+ * Runs a program to completion (bounded), its output captured in a file in
+ * `dir`: nginx opens /dev/stdout, which a socket pair cannot be.
+ */
+export async function runIn (dir: string, cmd: string, args: string[], env: Record<string, string> = {}): Promise<{ code: number | null, out: string }> {
+  const file = join(dir, `run-${process.pid}-${++runs}.out`)
+  const fd = openSync(file, 'w')
+  try {
+    const p = spawn(cmd, args, { env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', fd, fd] })
+    const code = await within(20_000, `${cmd} ${args.join(' ')}`, new Promise<number | null>((resolve) => p.once('exit', (c) => resolve(c))))
+    return { code, out: readFileSync(file, 'utf8') }
+  } finally {
+    closeSync(fd)
+  }
 }

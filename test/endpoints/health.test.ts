@@ -170,8 +170,9 @@ t.test('health streams are bounded: per IP, per node, refused while draining, an
   t.equal(code, 4009, 'a peer that answers no ping is closed 4009')
 
   // Draining: no new stream.
-  void drain(node.app.herald, 100)
+  const drained = drain(node.app.herald, 100)
   const draining = await refusal(`${node.ws}/ws/health`, { 'x-forwarded-for': '203.0.113.9' })
   t.equal(draining.status, 503, 'refused while draining')
   t.equal(draining.body?.error?.code, 'DRAINING')
+  await within(5000, 'the drain', drained)
 })

@@ -110,8 +110,11 @@ t.test('stats count Socket.IO sockets from registry rows: no fetchSockets, no to
   await open(C)
   const raw = await connect(`${C.ws}/ws/events`, { token: userToken(user('raw')) })
   t.teardown(() => raw.close())
-  const stats = await waitFor('3 Socket.IO sockets in the cluster stats', async () => (await A.api('/api/stats')).body, (b) => b.global.socketio?.sockets === 3, { timeoutMs: 5000, intervalMs: 100 })
-  const row = (n: RunningApp): any => stats.global.nodes.find((x: any) => x.serverId === n.app.herald.config.serverId)
+  const rowIn = (b: any, n: RunningApp): any => b.global.nodes.find((x: any) => x.serverId === n.app.herald.config.serverId)
+  // Both conditions: C's heartbeat may have come between its Socket.IO and its raw connect.
+  const stats = await waitFor('3 Socket.IO sockets and C\'s raw connection in the cluster stats', async () => (await A.api('/api/stats')).body,
+    (b) => b.global.socketio?.sockets === 3 && rowIn(b, C)?.connections === 2, { timeoutMs: 5000, intervalMs: 100 })
+  const row = (n: RunningApp): any => rowIn(stats, n)
   t.same([row(A).socketio, row(B).socketio, row(C).socketio], [0, 2, 1], 'per node rows: none on A, 2 on B, 1 on C')
   t.equal(row(C).connections, 2, 'C\'s raw WebSocket is a connection, not a Socket.IO socket')
 

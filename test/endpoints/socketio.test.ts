@@ -542,10 +542,10 @@ t.test('the per-IP limit counts both transports; a Socket.IO refusal is connect_
   t.teardown(() => own.stop())
   const P = await startNode({ REDIS_URL: own.url, SERVER_ID: `sio-p-${process.pid}`, MAX_CONNECTIONS_PER_IP: '3' })
   t.teardown(() => P.stop())
+  // One raw WebSocket and two Socket.IO clients fill the 3 slots of the IP (each helper throws if refused).
   const raw = await wsOn(t, P, userToken(user('ip')))
-  const viaWs = await sioOn(t, P, userToken(user('ip')), { transports: ['websocket'] })
+  await sioOn(t, P, userToken(user('ip')), { transports: ['websocket'] })
   const viaPolling = await sioOn(t, P, userToken(user('ip')), { transports: ['polling'] })
-  t.ok(raw && viaWs && viaPolling, 'one raw WebSocket and two Socket.IO clients fill the 3 slots of the IP')
 
   for (const transports of [['websocket'], ['polling']]) {
     const r = await sioAttempt(P.http, { transports, auth: { token: userToken(user('ip')) } })

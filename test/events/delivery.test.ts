@@ -7,6 +7,7 @@ import { startApp, type RunningApp } from '../helpers/app.js'
 import { connect, type Frame, type TestClient } from '../helpers/client.js'
 import { startRedis } from '../helpers/redis.js'
 import { adminToken, userToken } from '../helpers/tokens.js'
+import { waitFor } from '../helpers/wait.js'
 
 interface Setup {
   node: RunningApp
@@ -24,8 +25,6 @@ const brokerEnv = (): Record<string, string> => redis !== null ? { REDIS_URL: re
 
 async function setup (t: Test): Promise<Setup> {
   const node = await startApp(brokerEnv())
-  // Redis: each test gets its own node; wait until its probe says it delivers.
-  for (let i = 0; i < 200 && !node.app.herald.probe.healthy; i++) await new Promise((resolve) => setTimeout(resolve, 10))
   t.teardown(() => node.close())
   const open = async (path: string, tok: string, patterns: string[]): Promise<TestClient> => {
     const c = await connect(`${node.ws}${path}`, { token: tok })
@@ -293,7 +292,6 @@ t.test('a `guest` role in a JWT makes nobody an anonymous guest', async (t) => {
   gina.close()
   await gina.closed
   const hub = node.app.herald.hub
-  for (let i = 0; i < 200 && hub.connectionsOf('gina') !== undefined; i++) await new Promise((resolve) => setTimeout(resolve, 10))
-  t.equal(hub.connectionsOf('gina'), undefined, 'the hub no longer holds gina')
+  await waitFor('the hub to let gina go', () => hub.connectionsOf('gina'), (s) => s === undefined, { timeoutMs: 2000, intervalMs: 10 })
   t.equal(hub.users, 0)
 })

@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process'
+import type { Test } from 'tap'
 import { fileURLToPath } from 'node:url'
 import { TEST_API_KEY, TEST_SECRET } from './tokens.js'
 
@@ -98,4 +99,18 @@ export async function startNode (env: Record<string, string> = {}, opts: { clean
       await exit
     },
   }
+}
+
+/**
+ * `count` nodes started at once, each stopped with `t`: recorded as soon as it
+ * runs, so a start that fails still stops the ones that did start.
+ */
+export async function startNodes (t: Test, count: number, env: Record<string, string> = {}, opts: { cleanEnv?: boolean } = {}): Promise<NodeProc[]> {
+  const started: NodeProc[] = []
+  t.teardown(async () => { await Promise.all(started.map(async (n) => await n.stop())) })
+  return await Promise.all(Array.from({ length: count }, async () => {
+    const n = await startNode(env, opts)
+    started.push(n)
+    return n
+  }))
 }

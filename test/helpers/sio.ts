@@ -1,6 +1,7 @@
 // A real socket.io-client that records everything the server emits (and the
 // disconnects), so tests await what they expect with a time bound.
 import { io, type ManagerOptions, type Socket, type SocketOptions } from 'socket.io-client'
+import t from 'tap'
 
 export interface SioRecord { event: string, payload: any, at: number }
 
@@ -84,9 +85,17 @@ export class SioClient {
   }
 }
 
+// Every client this helper made is closed when the test file ends, whatever
+// the test did with it: a client a regression admitted where a refusal was
+// expected must fail the test, not keep the process (and the file) alive.
+const made = new Set<SioClient>()
+t.teardown(() => { for (const c of made) c.close() })
+
 /** A new Manager per client (forceNew); no automatic reconnection unless asked. */
 export function sio (url: string, opts: SioOptions = {}): SioClient {
-  return new SioClient(io(url, { forceNew: true, reconnection: false, ...opts }))
+  const c = new SioClient(io(url, { forceNew: true, reconnection: false, ...opts }))
+  made.add(c)
+  return c
 }
 
 export type SioAttempt =
