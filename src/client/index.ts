@@ -1,6 +1,11 @@
 // Herald client SDK for the raw WebSocket protocol (docs/protocol.md).
 // Runs in browsers and in Node: it uses only the standard WebSocket API (pass
-// `WebSocket` from the `ws` package on Node 20) and no Node built-ins.
+// `WebSocket` from the `ws` package on Node 20) and no Node built-ins; the
+// protocol modules it imports are plain code too (the browser test bundles it).
+import { ClientCloseCodes, CloseCodes } from '../protocol/close-codes.js'
+import { MAX_SEGMENTS, MAX_TYPE_LENGTH, parsePattern } from '../protocol/patterns.js'
+
+export { ClientCloseCodes, CloseCodes }
 
 export type ClientState = 'disconnected' | 'connecting' | 'connected' | 'reconnecting' | 'closed'
 
@@ -56,7 +61,7 @@ export interface ClientOptions {
   getToken: (req: TokenRequest) => string | null | undefined | Promise<string | null | undefined>
   /** the WebSocket constructor; defaults to globalThis.WebSocket */
   WebSocket?: WebSocketFactory
-  /** patterns to hold from the first connect on */
+  /** patterns to hold from the first connect on; an invalid one throws HeraldError INVALID_PATTERN */
   eventTypes?: string[]
   /** full-jitter exponential backoff: delay = random(0, min(maxDelayMs, baseDelayMs * 2^attempt)) */
   baseDelayMs?: number
@@ -83,7 +88,11 @@ export interface ClientOptions {
 }
 
 export interface DisconnectInfo {
-  /** the close code; 1006 for a refused handshake; the client's own 4009 when it gave up on a silent socket, 4000 when restoring subscriptions failed */
+  /**
+   * The close code: the server's (CloseCodes), or one of ClientCloseCodes for
+   * an attempt the client ended itself (1006 also for a refused handshake);
+   * 4009 when the watchdog gave up on a silent socket.
+   */
   code: number
   reason: string
   /** when the client tries again; null: it stopped */
@@ -113,8 +122,6 @@ export interface ClientEvents {
 type Listener<K extends keyof ClientEvents> = ClientEvents[K]
 
 export class HeraldError extends Error {
-  /** patterns the server refused, on an INVALID_PATTERN error the client reports after restoring subscriptions */
-  patterns?: string[]
   constructor (readonly code: string, message: string) { super(message); this.name = 'HeraldError' }
 }
 
@@ -127,13 +134,31 @@ interface RefusalResponse {
 }
 
 const OPEN = 1
-/** Close codes the client reports for sockets it gave up on itself. */
-const GAVE_UP = 4009
-const RESUBSCRIBE_FAILED = 4000
-/** Handshakes failing in a row (status unknown) before one `error` says so. */
+/** Attempts failing in a row, the last for no visible reason, before one `error` says so. */
 const REPORT_FAILURES_AFTER = 3
 
 const asError = (err: unknown): Error => err instanceof Error ? err : new Error(String(err))
+
+/**
+ * The server's own check, run before anything is sent: a subscribe is all or
+ * nothing, so one bad pattern kept for later would cost all the others on
+ * every reconnect.
+ */
+function checkPatterns (eventTypes: readonly string[]): void {
+  const bad = eventTypes.find((t) => parsePattern(t) === null)
+  if (bad !== undefined) {
+    throw new HeraldError('INVALID_PATTERN', `invalid pattern ${JSON.stringify(String(bad).slice(0, 140))}: dot-separated lowercase segments [a-z0-9_-] or *, at most ${MAX_SEGMENTS} segments and ${MAX_TYPE_LENGTH} characters`)
+  }
+}
+
+/** Ends a socket at once: `ws` would wait up to 30 s for a closing handshake a dead peer never answers. */
+function kill (ws: WebSocketLike, code?: number, reason?: string): void {
+  const terminate = (ws as { terminate?: () => void }).terminate
+  try {
+    if (typeof terminate === 'function') terminate.call(ws)
+    else ws.close(code, reason)
+  } catch {}
+}
 
 /**
  * A Herald connection that keeps itself up: an explicit state machine,
@@ -144,32 +169,32 @@ const asError = (err: unknown): Error => err instanceof Error ? err : new Error(
 export class HeraldClient {
   private _state: ClientState = 'disconnected'
   private ws: WebSocketLike | null = null
-  /** the current socket has had its `welcome` */
-  private welcomed = false
   private readonly listeners: { [K in keyof ClientEvents]?: Array<Listener<K>> } = {}
   /**
    * The patterns the client holds: confirmed by the server (or, before the
-   * first connect(), waiting to be), and restored after every reconnect.
+   * first connect(), checked and waiting to be sent), and restored after
+   * every reconnect.
    */
   private readonly desired = new Set<string>()
   private readonly pending = new Map<string, { resolve: (f: Frame) => void, reject: (e: Error) => void, timer: ReturnType<typeof setTimeout> }>()
   private seq = 0
   private attempt = 0
-  private opened = 0
+  /** attempts in a row that ended before a `welcome` */
   private failures = 0
+  /** this streak of failures has been reported */
+  private failuresReported = false
   private authRefusals = 0
   private tokenRefused = false
-  private lastRx = 0
   private retryTimer: ReturnType<typeof setTimeout> | null = null
   private connectTimer: ReturnType<typeof setTimeout> | null = null
   private watchdogTimer: ReturnType<typeof setTimeout> | null = null
-  /** the watchdog of the current connection; probeSentAt: a `ping` awaits any frame */
-  private wd: { ws: WebSocketLike, idleMs: number, pongMs: number, probeSentAt: number | null } | null = null
+  /** the watchdog of the current connection; probing: a `ping` awaits any frame */
+  private wd: { idleMs: number, pongMs: number, lastRx: number, probing: boolean } | null = null
   private ready: Promise<Welcome> | null = null
   /** why the client stopped, for a connect() still waiting */
   private stopReason: Error | null = null
   private readonly opts: Required<Omit<ClientOptions, 'eventTypes' | 'WebSocket' | 'pongTimeoutMs'>> & { WebSocket: WebSocketFactory, pongTimeoutMs?: number }
-  /** the last welcome of the current connection */
+  /** the welcome of the current connection; null before it arrives and between connections */
   welcome: Welcome | null = null
   /** how many times the client has (re)connected successfully */
   connects = 0
@@ -192,7 +217,9 @@ export class HeraldClient {
       maxAuthRefusals: options.maxAuthRefusals ?? 3,
       random: options.random ?? Math.random,
     }
-    for (const t of options.eventTypes ?? []) this.desired.add(t)
+    const eventTypes = options.eventTypes ?? []
+    checkPatterns(eventTypes)
+    for (const t of eventTypes) this.desired.add(t)
   }
 
   get state (): ClientState { return this._state }
@@ -231,18 +258,20 @@ export class HeraldClient {
     this.clearRetry()
     this.setState('closed')
     this.failPending(new Error('client closed'))
-    if (ws !== null && ws.readyState <= OPEN) ws.close(1000, 'client closed')
+    if (ws !== null && ws.readyState <= OPEN) ws.close(CloseCodes.NORMAL, 'client closed')
   }
 
   /**
-   * Adds patterns and resolves with all patterns the server holds. They count
-   * as held (and are restored after reconnects) only once the server accepted
-   * them; a refusal rejects with HeraldError and changes nothing. While a
-   * connection is on its way the call waits for it. Before the first connect()
-   * they are kept and sent with the first connection; any the server refuses
-   * then are dropped and reported as an `error` (see restore()).
+   * Adds patterns and resolves with all patterns the server holds. An invalid
+   * pattern rejects at once with HeraldError INVALID_PATTERN, nothing sent.
+   * They count as held (and are restored after reconnects) only once the
+   * server accepted them; a refusal (TOO_MANY_SUBSCRIPTIONS) rejects with
+   * HeraldError and changes nothing. While a connection is on its way the
+   * call waits for it. Before the first connect() they are kept and sent with
+   * the first connection.
    */
   async subscribe (eventTypes: string[]): Promise<string[]> {
+    checkPatterns(eventTypes)
     if (this._state === 'disconnected') {
       for (const t of eventTypes) this.desired.add(t)
       return [...this.desired]
@@ -296,9 +325,11 @@ export class HeraldClient {
    */
   private async command (type: 'subscribe' | 'unsubscribe', eventTypes: string[]): Promise<Frame> {
     for (;;) {
-      await this.whenConnected()
+      // Rejects once the client stops, with the reason (e.g. SESSION_REVOKED).
+      await this.connect()
       const ws = this.ws
-      if (ws === null) throw new Error(`not connected (${this._state})`)
+      // Dropped again before this ran: wait for the next connection.
+      if (ws === null) continue
       try {
         return await this.send(ws, type, { eventTypes })
       } catch (err) {
@@ -307,20 +338,10 @@ export class HeraldClient {
     }
   }
 
-  private async whenConnected (): Promise<void> {
-    if (this._state === 'connected' && this.ws !== null && this.ws.readyState === OPEN) return
-    if (this._state === 'closed') throw new Error('client closed')
-    await new Promise<void>((resolve, reject) => {
-      const off = this.on('state', (s) => {
-        if (s === 'connected') { off(); resolve() } else if (s === 'closed') { off(); reject(new Error('client closed')) }
-      })
-    })
-  }
-
   private async open (): Promise<void> {
-    this.setState(this.connects === 0 && this._state === 'disconnected' ? 'connecting' : 'reconnecting')
-    const reason: TokenRequest['reason'] = this.tokenRefused ? 'refused' : this.opened === 0 ? 'connect' : 'reconnect'
-    this.opened++
+    const first = this._state === 'disconnected'
+    this.setState(first ? 'connecting' : 'reconnecting')
+    const reason: TokenRequest['reason'] = this.tokenRefused ? 'refused' : first ? 'connect' : 'reconnect'
     this.tokenRefused = false
     let token: string | null | undefined
     try {
@@ -328,12 +349,12 @@ export class HeraldClient {
     } catch (err) {
       // Most likely the app's token endpoint is unreachable for a while: keep trying.
       this.emit('error', asError(err))
-      this.failures++
-      return this.schedule({ code: 0, reason: 'getToken failed' }, this.backoff())
+      this.attemptFailed(null)
+      return this.schedule({ code: ClientCloseCodes.NO_SOCKET, reason: 'getToken failed' }, this.backoff())
     }
     if (this._state === 'closed') return
     if (token === null || token === undefined) {
-      return this.halt({ code: 0, reason: 'no token' }, new HeraldError('NO_TOKEN', 'getToken returned no token: the client stops'))
+      return this.halt({ code: ClientCloseCodes.NO_SOCKET, reason: 'no token' }, new HeraldError('NO_TOKEN', 'getToken returned no token: the client stops'))
     }
     const sep = this.opts.url.includes('?') ? '&' : '?'
     let ws: WebSocketLike
@@ -341,17 +362,18 @@ export class HeraldClient {
       ws = new this.opts.WebSocket(`${this.opts.url}${sep}token=${encodeURIComponent(token)}`)
     } catch (err) {
       this.emit('error', asError(err))
-      this.failures++
-      return this.schedule({ code: 0, reason: 'could not open' }, this.backoff())
+      this.attemptFailed(null)
+      return this.schedule({ code: ClientCloseCodes.NO_SOCKET, reason: 'could not open' }, this.backoff())
     }
     this.ws = ws
-    this.welcome = null
-    this.welcomed = false
     ws.onmessage = (ev) => {
       if (this.ws !== ws) return
-      this.lastRx = Date.now()
-      // Any frame answers the watchdog's probe: back to waiting for silence.
-      if (this.wd !== null && this.wd.probeSentAt !== null) { this.wd.probeSentAt = null; this.armWatchdog(this.wd.idleMs) }
+      const wd = this.wd
+      if (wd !== null) {
+        wd.lastRx = Date.now()
+        // Any frame answers the watchdog's probe: back to waiting for silence.
+        if (wd.probing) { wd.probing = false; this.armWatchdog(wd.idleMs) }
+      }
       this.onFrame(ev.data)
     }
     ws.onerror = () => {}
@@ -360,8 +382,11 @@ export class HeraldClient {
     // undici's WebSocket) show only a 1006 close, handled in onClose.
     const on = (ws as { on?: (ev: string, fn: (req: unknown, res: RefusalResponse) => void) => unknown }).on
     if (typeof on === 'function') on.call(ws, 'unexpected-response', (_req, res) => this.readRefusal(ws, res))
+    // Cleared by the welcome and by detach(): if it fires, `ws` is current and unwelcomed.
     this.connectTimer = setTimeout(() => {
-      if (this.ws === ws && !this.welcomed) this.drop(ws, { code: GAVE_UP, reason: `no welcome within ${this.opts.connectTimeoutMs} ms` }, this.backoff())
+      const code = ClientCloseCodes.CONNECT_TIMEOUT
+      this.attemptFailed(code)
+      this.drop(ws, { code, reason: `no welcome within ${this.opts.connectTimeoutMs} ms` }, this.backoff())
     }, this.opts.connectTimeoutMs)
   }
 
@@ -372,11 +397,11 @@ export class HeraldClient {
     const finish = (): void => {
       if (done) return
       done = true
-      const terminate = (ws as { terminate?: () => void }).terminate
-      if (this.ws !== ws) { terminate?.call(ws); return }
-      this.detach()
+      const current = this.ws === ws
+      if (current) this.detach()
       // Without a listener `ws` would abort the handshake itself; with one it waits for us.
-      if (typeof terminate === 'function') terminate.call(ws)
+      kill(ws)
+      if (!current) return
       let error = { code: 'HTTP_ERROR', message: `handshake refused with HTTP ${res.statusCode ?? 0}` }
       try {
         const parsed = JSON.parse(body) as { error?: { code?: unknown, message?: unknown } }
@@ -400,10 +425,9 @@ export class HeraldClient {
    * jitter; 503 and the rest back off as for a dropped connection.
    */
   private onRefused (status: number, error: { code: string, message: string }, retryAfter: number | null): void {
-    this.failures++
-    this.failPending(new Error(`connection refused (${status})`))
-    if (this._state === 'closed') return
-    const info = { code: 1006, reason: `${status} ${error.code}: ${error.message}`, status, error }
+    // The status says why: reported through `disconnect` (and `error` when it stops), not as HANDSHAKE_FAILED.
+    this.attemptFailed(null)
+    const info = { code: ClientCloseCodes.ABNORMAL, reason: `${status} ${error.code}: ${error.message}`, status, error }
     if (status !== 401) this.authRefusals = 0
     if (status === 401 && error.code === 'SESSION_REVOKED') {
       this.emit('revoked', error.message)
@@ -432,15 +456,16 @@ export class HeraldClient {
     try { f = JSON.parse(typeof data === 'string' ? data : String(data)) as Frame } catch { return }
     this.emit('frame', f)
     if (f.id !== undefined) {
+      // A reply. One nobody waits for (to the watchdog's ping, whose arrival
+      // is all that counts, or to a request that timed out) has nobody to
+      // tell, even an error: the `error` event is for frames of no request.
       const p = this.pending.get(f.id)
-      if (p !== undefined) {
-        this.pending.delete(f.id)
-        clearTimeout(p.timer)
-        if (f.type === 'error') p.reject(new HeraldError(f.payload?.code ?? 'ERROR', f.payload?.message ?? 'error'))
-        else p.resolve(f)
-        return
-      }
-      if (f.id.startsWith('w')) return // the watchdog's pong: its arrival is all that counts
+      if (p === undefined) return
+      this.pending.delete(f.id)
+      clearTimeout(p.timer)
+      if (f.type === 'error') p.reject(new HeraldError(f.payload?.code ?? 'ERROR', f.payload?.message ?? 'error'))
+      else p.resolve(f)
+      return
     }
     switch (f.type) {
       case 'welcome': void this.onWelcome(f.payload as Welcome); break
@@ -455,13 +480,15 @@ export class HeraldClient {
   private async onWelcome (w: Welcome): Promise<void> {
     const ws = this.ws!
     this.welcome = w
-    this.welcomed = true
     if (this.connectTimer !== null) clearTimeout(this.connectTimer)
     this.connectTimer = null
+    this.startWatchdog(w.heartbeatInterval)
     this.emit('welcome', w)
-    this.startWatchdog(ws, w.heartbeatInterval)
+    // A listener may have closed the client.
+    if (this.ws !== ws) return
     try {
-      await this.restore(ws)
+      // Every kept pattern passed checkPatterns: one subscribe restores them all.
+      if (this.desired.size > 0) await this.send(ws, 'subscribe', { eventTypes: [...this.desired] })
     } catch (err) {
       if (this.ws !== ws) return
       // Never `connected` while the server holds fewer patterns than the
@@ -470,46 +497,15 @@ export class HeraldClient {
       const e = asError(err)
       this.emit('error', e)
       const limited = err instanceof HeraldError && err.code === 'RATE_LIMITED'
-      return this.drop(ws, { code: RESUBSCRIBE_FAILED, reason: `could not restore subscriptions: ${e.message}` }, limited ? Math.max(this.opts.rateLimitDelayMs, this.backoff()) : this.backoff())
+      return this.drop(ws, { code: ClientCloseCodes.RESTORE_FAILED, reason: `could not restore subscriptions: ${e.message}` }, limited ? Math.max(this.opts.rateLimitDelayMs, this.backoff()) : this.backoff())
     }
     if (this.ws !== ws || ws.readyState !== OPEN) return
     this.attempt = 0
     this.failures = 0
+    this.failuresReported = false
     this.authRefusals = 0
     this.connects++
     this.setState('connected')
-  }
-
-  /**
-   * Sends the kept patterns on a new connection. The server takes a subscribe
-   * all or nothing, so one pattern it refuses as INVALID_PATTERN (possible
-   * only for patterns given before the first connect) would cost all the
-   * others on every reconnect: the batch is split in halves until the refused
-   * patterns are isolated; those are dropped from the kept set and reported
-   * once as an `error` (HeraldError INVALID_PATTERN with `patterns`), and the
-   * rest are held. Any other failure (TOO_MANY_SUBSCRIPTIONS, RATE_LIMITED, a
-   * timeout) is thrown: the caller drops the connection and retries.
-   */
-  private async restore (ws: WebSocketLike): Promise<void> {
-    if (this.desired.size === 0) return
-    const refused: string[] = []
-    const attempt = async (list: string[]): Promise<void> => {
-      try {
-        await this.send(ws, 'subscribe', { eventTypes: list })
-      } catch (err) {
-        if (!(err instanceof HeraldError) || err.code !== 'INVALID_PATTERN') throw err
-        if (list.length === 1) { refused.push(list[0]!); return }
-        const half = Math.ceil(list.length / 2)
-        await attempt(list.slice(0, half))
-        await attempt(list.slice(half))
-      }
-    }
-    await attempt([...this.desired])
-    if (refused.length === 0) return
-    for (const t of refused) this.desired.delete(t)
-    const e = new HeraldError('INVALID_PATTERN', `the server refused ${JSON.stringify(refused)}; dropped from the subscriptions`)
-    e.patterns = refused
-    this.emit('error', e)
   }
 
   /**
@@ -524,12 +520,11 @@ export class HeraldClient {
    * counts. Each ping counts toward the server's message rate limit, at most
    * one per idle heartbeat interval.
    */
-  private startWatchdog (ws: WebSocketLike, heartbeatInterval: number): void {
+  private startWatchdog (heartbeatInterval: number): void {
     if (!this.opts.watchdog) return
     const hb = Number.isFinite(heartbeatInterval) && heartbeatInterval > 0 ? heartbeatInterval : 30_000
     const idleMs = hb + Math.max(1000, hb / 4)
-    this.wd = { ws, idleMs, pongMs: this.opts.pongTimeoutMs ?? Math.max(2000, Math.min(hb, 10_000)), probeSentAt: null }
-    this.lastRx = Date.now()
+    this.wd = { idleMs, pongMs: this.opts.pongTimeoutMs ?? Math.max(2000, Math.min(hb, 10_000)), lastRx: Date.now(), probing: false }
     this.armWatchdog(idleMs)
   }
 
@@ -538,16 +533,18 @@ export class HeraldClient {
     this.watchdogTimer = setTimeout(() => this.watchdogTick(), ms)
   }
 
+  /** Runs only while the watchdog's connection is current: detach() clears its timer and state. */
   private watchdogTick (): void {
-    const wd = this.wd
-    if (wd === null || this.ws !== wd.ws) return
-    if (wd.probeSentAt !== null) {
-      return this.drop(wd.ws, { code: GAVE_UP, reason: `heartbeat timeout: nothing received for ${Date.now() - this.lastRx} ms` }, this.backoff())
+    const wd = this.wd!
+    const ws = this.ws!
+    const quiet = Date.now() - wd.lastRx
+    if (wd.probing) {
+      return this.drop(ws, { code: CloseCodes.HEARTBEAT_TIMEOUT, reason: `heartbeat timeout: nothing received for ${quiet} ms` }, this.backoff())
     }
-    const quiet = Date.now() - this.lastRx
     if (quiet < wd.idleMs) return this.armWatchdog(wd.idleMs - quiet)
-    wd.probeSentAt = Date.now()
-    try { wd.ws.send(JSON.stringify({ type: 'ping', id: `w${++this.seq}` })) } catch {}
+    wd.probing = true
+    // Not a request: its reply is not awaited (onFrame drops it), any frame will do.
+    try { ws.send(JSON.stringify({ type: 'ping', id: `w${++this.seq}` })) } catch {}
     this.armWatchdog(wd.pongMs)
   }
 
@@ -564,51 +561,56 @@ export class HeraldClient {
     }
   }
 
+  /** The current socket closed (ws.onclose ignores forgotten ones), so the client is not `closed`. */
   private onClose (code: number, reason: string): void {
-    const welcomed = this.welcomed
+    const welcomed = this.welcome !== null
     this.detach()
-    if (!welcomed) this.failures++
     this.failPending(new Error(`connection closed (${code})`))
-    if (this._state === 'closed') return
-    if (!welcomed && this.failures === REPORT_FAILURES_AFTER) {
-      // Browsers hide why a handshake failed (refused token or origin, limit, node down).
-      this.emit('error', new HeraldError('HANDSHAKE_FAILED', `${this.failures} connection attempts in a row ended before a welcome (last close ${code}); still retrying, asking getToken before each attempt`))
-    }
+    // Browsers hide why a handshake failed (refused token or origin, limit, node down).
+    if (!welcomed) this.attemptFailed(code)
     switch (code) {
-      case 4004: // session revoked: signing in again is the user's business
-      case 4003: // forbidden (or replaced by a newer connection): retrying would not help
-        return this.halt({ code, reason }, new HeraldError(code === 4004 ? 'SESSION_REVOKED' : 'FORBIDDEN', reason), false)
-      case 1001: // node draining: go elsewhere soon, spread out
+      case CloseCodes.SESSION_REVOKED: // signing in again is the user's business
+      case CloseCodes.FORBIDDEN: // or replaced by a newer connection: retrying would not help
+        return this.halt({ code, reason }, new HeraldError(code === CloseCodes.SESSION_REVOKED ? 'SESSION_REVOKED' : 'FORBIDDEN', reason), false)
+      case CloseCodes.DRAINING: // go elsewhere soon, spread out
         return this.schedule({ code, reason }, this.opts.random() * this.opts.drainJitterMs)
-      case 4001: // token expired: open() fetches a new one
+      case CloseCodes.AUTH_EXPIRED: // open() fetches a new token
         return this.schedule({ code, reason }, this.opts.random() * this.opts.baseDelayMs)
-      case 4029: // rate limited: back off harder
+      case CloseCodes.RATE_LIMITED: // back off harder
         return this.schedule({ code, reason }, Math.max(this.opts.rateLimitDelayMs, this.backoff()))
       default:
         return this.schedule({ code, reason }, this.backoff())
     }
   }
 
-  /** Gives up on a socket that is still open (or opening) and schedules the next attempt. */
+  /**
+   * Counts an attempt that ended before a `welcome` (getToken is told). From
+   * REPORT_FAILURES_AFTER on, the first failure whose cause the client cannot
+   * see (`bareClose`: a close code without a status; the others are reported
+   * on their own) is reported once per streak as HANDSHAKE_FAILED.
+   */
+  private attemptFailed (bareClose: number | null): void {
+    this.failures++
+    if (bareClose === null || this.failuresReported || this.failures < REPORT_FAILURES_AFTER) return
+    this.failuresReported = true
+    this.emit('error', new HeraldError('HANDSHAKE_FAILED', `${this.failures} connection attempts in a row ended before a welcome (last close ${bareClose}); still retrying, asking getToken before each attempt`))
+  }
+
+  /** Gives up on the current socket, still open (or opening), and schedules the next attempt. */
   private drop (ws: WebSocketLike, info: Omit<DisconnectInfo, 'delayMs'>, delayMs: number): void {
-    const welcomed = this.welcomed
     this.detach()
-    if (!welcomed) this.failures++
-    // `ws` would wait up to 30 s for a closing handshake the dead peer never answers.
-    const terminate = (ws as { terminate?: () => void }).terminate
-    try {
-      if (typeof terminate === 'function') terminate.call(ws)
-      else ws.close(info.code, info.reason.slice(0, 120))
-    } catch {}
+    kill(ws, info.code, info.reason.slice(0, 120))
     this.failPending(new Error(`connection closed (${info.code})`))
-    if (this._state === 'closed') return
     this.schedule(info, delayMs)
   }
 
-  /** Forgets the current socket: its late events are ignored from now on. */
+  /**
+   * Forgets the current socket: its late events are ignored from now on. Every
+   * way to `closed` passes here first, so a current socket means not closed.
+   */
   private detach (): void {
     this.ws = null
-    this.welcomed = false
+    this.welcome = null
     if (this.connectTimer !== null) clearTimeout(this.connectTimer)
     if (this.watchdogTimer !== null) clearTimeout(this.watchdogTimer)
     this.connectTimer = null
@@ -634,6 +636,8 @@ export class HeraldClient {
   }
 
   private schedule (info: Omit<DisconnectInfo, 'delayMs'>, delayMs: number): void {
+    // A listener of an event emitted on the way here (`error`, `revoked`) may have closed the client.
+    if (this._state === 'closed') return
     this.emit('disconnect', { ...info, delayMs })
     this.setState('reconnecting')
     this.clearRetry()

@@ -16,3 +16,17 @@ export const CloseCodes = {
 } as const
 
 export type CloseCode = typeof CloseCodes[keyof typeof CloseCodes]
+
+// Codes the client SDK reports in its `disconnect` event for attempts and
+// sockets it ended itself; no server sends them. Numbers apart from CloseCodes
+// (4900 up for the SDK's own), so a code always tells who decided what.
+export const ClientCloseCodes = {
+  /** no socket was opened: getToken failed or returned nothing, or the WebSocket constructor threw */
+  NO_SOCKET: 0,
+  /** what the WebSocket API reports for a socket that ended without a close frame; also a handshake refused before the upgrade */
+  ABNORMAL: 1006,
+  /** no `welcome` within connectTimeoutMs */
+  CONNECT_TIMEOUT: 4901,
+  /** the kept subscriptions could not be restored on a new connection */
+  RESTORE_FAILED: 4902,
+} as const

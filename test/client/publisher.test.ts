@@ -6,27 +6,16 @@ import t, { type Test } from 'tap'
 import { Cluster, Redis } from 'ioredis'
 import { HeraldPublisher, PublishError } from '../../src/client/publisher.js'
 import { connect, type TestClient } from '../helpers/client.js'
+import { startCluster } from '../helpers/cluster.js'
 import { startNode, type NodeProc } from '../helpers/node.js'
-import { startRedis } from '../helpers/redis.js'
 import { startRedisCluster } from '../helpers/redis-cluster.js'
+import { user } from '../helpers/sdk.js'
 import { sioConnect, type SioClient } from '../helpers/sio.js'
 import { TEST_API_KEY, adminToken, userToken } from '../helpers/tokens.js'
 import { waitFor } from '../helpers/wait.js'
 
-const redis = await startRedis()
-const nodes: NodeProc[] = []
-t.teardown(async () => {
-  await Promise.all(nodes.map(async (n) => await n.stop()))
-  await redis.stop()
-})
-const [A, B] = await Promise.all(['a', 'b'].map(async (x) => {
-  const n = await startNode({ REDIS_URL: redis.url, SERVER_ID: `pub-${x}-${process.pid}`, NODE_TTL: '3000' })
-  nodes.push(n)
-  return n
-})) as [NodeProc, NodeProc]
-
-let uniq = 0
-const user = (name: string): string => `${name}-${++uniq}`
+const { redis, nodes } = await startCluster(t, {}, 2)
+const [A, B] = nodes as [NodeProc, NodeProc]
 
 /** What one client received: event and notification ids, in order. */
 interface Receiver { name: string, ids: () => string[], has: (id: string) => boolean }

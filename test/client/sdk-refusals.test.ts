@@ -3,98 +3,54 @@
 // processes on a private Redis; on Node the `ws` WebSocket shows the HTTP
 // status and body of a refusal, and a WebSocket with only the standard API
 // (what a browser has) shows a bare 1006, so both paths are driven here.
-import t, { type Test } from 'tap'
+import t from 'tap'
 import WebSocket from 'ws'
-import { HeraldClient, type ClientOptions, type ClientState, type DisconnectInfo, type TokenRequest, type WebSocketLike } from '../../src/client/index.js'
+import { ClientCloseCodes, CloseCodes, type WebSocketLike } from '../../src/client/index.js'
+import { startBalancer } from '../helpers/balancer.js'
+import { startCluster } from '../helpers/cluster.js'
 import { startNode, type NodeProc } from '../helpers/node.js'
-import { startRedis } from '../helpers/redis.js'
+import { sdk, untilState, user } from '../helpers/sdk.js'
 import { token, userToken } from '../helpers/tokens.js'
 import { waitFor, within } from '../helpers/wait.js'
-import { startProxy } from './tcp-proxy.js'
 
-const redis = await startRedis()
-const nodes: NodeProc[] = []
-t.teardown(async () => {
-  await Promise.all(nodes.map(async (n) => await n.stop()))
-  await redis.stop()
-})
-const [N1, N2] = await Promise.all(['a', 'b'].map(async (x) => {
-  const n = await startNode({ REDIS_URL: redis.url, SERVER_ID: `sdk-refusals-${x}-${process.pid}`, NODE_TTL: '3000' })
-  nodes.push(n)
-  return n
-})) as [NodeProc, NodeProc]
-
-let uniq = 0
-const user = (name: string): string => `${name}-${++uniq}`
-
-interface Probe {
-  client: HeraldClient
-  states: ClientState[]
-  disconnects: Array<DisconnectInfo & { at: number }>
-  errors: Array<Error & { code?: string }>
-  revoked: string[]
-  tokens: TokenRequest[]
-}
-
-/** An SDK client recording what it emits and every getToken call; closed with the test. */
-function sdk (t: Test, opts: Partial<ClientOptions> & Pick<ClientOptions, 'url'>, tokenFor: (req: TokenRequest) => string | null): Probe {
-  const tokens: TokenRequest[] = []
-  const client = new HeraldClient({
-    WebSocket: WebSocket as unknown as ClientOptions['WebSocket'],
-    baseDelayMs: 50,
-    maxDelayMs: 200,
-    ...opts,
-    getToken: (req) => { tokens.push(req); return tokenFor(req) },
-  })
-  const p: Probe = { client, states: [], disconnects: [], errors: [], revoked: [], tokens }
-  client.on('state', (s) => p.states.push(s))
-  client.on('disconnect', (d) => p.disconnects.push({ ...d, at: Date.now() }))
-  client.on('error', (e) => p.errors.push(e))
-  client.on('revoked', (r) => p.revoked.push(r))
-  t.teardown(() => client.close())
-  return p
-}
-
-const closed = async (p: Probe, timeoutMs = 5000): Promise<void> => {
-  await waitFor('state closed', () => p.client.state, (s) => s === 'closed', { timeoutMs, intervalMs: 10 })
-}
-
-/** Fails if the client makes another attempt (calls getToken) within ms. */
-async function noMoreAttempts (t: Test, p: Probe, ms: number): Promise<void> {
-  const before = p.tokens.length
-  await t.rejects(within(ms, 'another attempt', waitFor('another getToken call', () => p.tokens.length, (n) => n > before, { timeoutMs: ms * 2, intervalMs: 10 })), /did not finish/, `no attempt within ${ms} ms`)
-}
+const { redis, nodes } = await startCluster(t, {}, 2)
+const [N1, N2] = nodes as [NodeProc, NodeProc]
 
 t.test('revoked while disconnected: the reconnect is refused with SESSION_REVOKED, the client emits revoked and stops', { timeout: 20_000 }, async (t) => {
-  const proxy = await startProxy(N1.port)
-  t.teardown(() => proxy.close())
+  // A balancer in front of N1 alone, without health checks: marking N1 down refuses new connections.
+  const lb = await startBalancer([N1.port], { healthIntervalMs: 0 })
+  t.teardown(() => lb.close())
   const u = user('revoked-away')
   const sid = `${u}-sid`
-  const p = sdk(t, { url: `${proxy.ws}/ws/events` }, () => userToken(u, sid))
+  const p = sdk(t, { url: `${lb.ws}/ws/events`, getToken: () => userToken(u, sid) })
   await p.client.connect()
   // The network goes away: the client retries, and cannot get through.
-  proxy.hold()
+  lb.setAlive(N1.port, false)
+  lb.cut()
   await waitFor('a failed retry', () => p.disconnects.length, (n) => n >= 2, { timeoutMs: 3000, intervalMs: 10 })
   t.equal(p.client.state, 'reconnecting')
   // Meanwhile the session is revoked through another node: the 4004 is sent to nobody.
   const r = await N2.api(`/api/sessions/${sid}/revoke`, { body: {} })
   t.equal(r.status, 200)
-  proxy.release()
-  await closed(p)
+  lb.setAlive(N1.port, true)
+  await untilState(p.client, 'closed')
   t.equal(p.revoked.length, 1, 'revoked fired once')
   t.match(p.disconnects.at(-1), { status: 401, error: { code: 'SESSION_REVOKED' }, delayMs: null }, 'the refusal was read from the HTTP response')
   t.same(p.states, ['connecting', 'connected', 'reconnecting', 'closed'])
   await t.rejects(p.client.connect(), { name: 'HeraldError', code: 'SESSION_REVOKED' }, 'connect() says why')
-  await noMoreAttempts(t, p, 1000)
+  // Proving an absence takes a window: any retry would come within maxDelayMs (200 ms); wait five times that.
+  const attempts = p.tokens.length
+  await new Promise((resolve) => setTimeout(resolve, 1000))
+  t.equal(p.tokens.length, attempts, 'no attempt after the stop')
 })
 
 t.test('429 connection limit: the retry waits for Retry-After (plus jitter), then succeeds', { timeout: 30_000 }, async (t) => {
-  const L = await startNode({ REDIS_URL: redis.url, SERVER_ID: `sdk-refusals-limit-${process.pid}`, MAX_CONNECTIONS_PER_USER: '1', USER_CONNECTION_POLICY: 'refuse' })
+  const L = await startNode({ REDIS_URL: redis.url, MAX_CONNECTIONS_PER_USER: '1', USER_CONNECTION_POLICY: 'refuse' })
   t.teardown(() => L.stop())
   const u = user('limited')
-  const first = sdk(t, { url: `${L.ws}/ws/events` }, () => userToken(u))
+  const first = sdk(t, { url: `${L.ws}/ws/events`, getToken: () => userToken(u) })
   await first.client.connect()
-  const second = sdk(t, { url: `${L.ws}/ws/events` }, () => userToken(u))
+  const second = sdk(t, { url: `${L.ws}/ws/events`, getToken: () => userToken(u) })
   void second.client.connect().catch(() => {})
   await waitFor('the refusal', () => second.disconnects.length, (n) => n >= 1, { timeoutMs: 5000, intervalMs: 10 })
   const refusal = second.disconnects[0]!
@@ -103,7 +59,7 @@ t.test('429 connection limit: the retry waits for Retry-After (plus jitter), the
   t.ok(refusal.delayMs! >= 5000 && refusal.delayMs! <= 5000 + 1250, `retry scheduled after ${Math.round(refusal.delayMs!)} ms`)
   t.equal(second.client.state, 'reconnecting')
   first.client.close()
-  await waitFor('the second client connected', () => second.client.state, (s) => s === 'connected', { timeoutMs: 10_000, intervalMs: 20 })
+  await untilState(second.client, 'connected', 10_000)
   const connectedAt = Date.now()
   t.ok(connectedAt - refusal.at >= 5000, `connected ${connectedAt - refusal.at} ms after the refusal, not before Retry-After`)
   t.equal(second.tokens.length, 2, 'exactly one retry')
@@ -112,18 +68,18 @@ t.test('429 connection limit: the retry waits for Retry-After (plus jitter), the
 
 t.test('403: a refusal that retrying cannot fix stops the client with the error', { timeout: 20_000 }, async (t) => {
   const u = user('not-admin')
-  const p = sdk(t, { url: `${N1.ws}/ws/admin` }, () => userToken(u))
+  const p = sdk(t, { url: `${N1.ws}/ws/admin`, getToken: () => userToken(u) })
   await t.rejects(within(5000, 'connect()', p.client.connect()), { name: 'HeraldError', code: 'ROLE_FORBIDDEN' }, 'connect() rejects with the refusal')
-  t.equal(p.client.state, 'closed')
+  t.equal(p.client.state, 'closed', 'stopped: no timer left to retry')
   t.match(p.errors, [{ code: 'ROLE_FORBIDDEN' }])
   t.match(p.disconnects, [{ status: 403, delayMs: null }])
-  await noMoreAttempts(t, p, 1000)
+  t.equal(p.tokens.length, 1, 'one attempt')
 })
 
 t.test('401: a refused token is replaced from getToken; refusals in a row are bounded', { timeout: 20_000 }, async (t) => {
   // Recovers: the first token has expired, the next one is good.
   const u = user('stale-token')
-  const ok = sdk(t, { url: `${N1.ws}/ws/events` }, (req) => req.reason === 'connect' ? token({ sub: u, sid: `${u}-sid`, roles: ['user'], exp: Math.floor(Date.now() / 1000) - 60 }) : userToken(u))
+  const ok = sdk(t, { url: `${N1.ws}/ws/events`, getToken: (req) => req.reason === 'connect' ? token({ sub: u, sid: `${u}-sid`, roles: ['user'], exp: Math.floor(Date.now() / 1000) - 60 }) : userToken(u) })
   await within(5000, 'connect()', ok.client.connect())
   t.match(ok.tokens, [{ reason: 'connect', failures: 0 }, { reason: 'refused', failures: 1 }], 'getToken was told the last token was refused')
   t.match(ok.disconnects, [{ status: 401, error: { code: 'TOKEN_EXPIRED' } }])
@@ -131,12 +87,12 @@ t.test('401: a refused token is replaced from getToken; refusals in a row are bo
 
   // Gives up: every token is signed with the wrong key.
   const v = user('bad-key')
-  const bad = sdk(t, { url: `${N1.ws}/ws/events`, maxAuthRefusals: 3 }, () => token({ sub: v, roles: ['user'] }, { key: 'not-the-secret-of-this-cluster-0123456789' }))
+  const bad = sdk(t, { url: `${N1.ws}/ws/events`, maxAuthRefusals: 3, getToken: () => token({ sub: v, roles: ['user'] }, { key: 'not-the-secret-of-this-cluster-0123456789' }) })
   await t.rejects(within(5000, 'connect()', bad.client.connect()), { code: 'TOKEN_INVALID' })
   t.same(bad.tokens.map((x) => x.reason), ['connect', 'refused', 'refused'], 'three tokens, the last two asked for after a refusal')
   t.match(bad.errors, [{ code: 'TOKEN_INVALID', message: /3 times in a row/ }])
   t.same(bad.disconnects.map((d) => [d.status, d.delayMs === null]), [[401, false], [401, false], [401, true]])
-  await noMoreAttempts(t, bad, 1000)
+  t.equal(bad.client.state, 'closed', 'stopped: no timer left to retry')
 })
 
 /** A WebSocket with only the standard API, as in a browser: no access to a refused handshake's response. */
@@ -164,36 +120,38 @@ t.test('without the HTTP status (browsers): getToken sees the failures in a row 
   const sid = `${u}-sid`
   t.equal((await N2.api(`/api/sessions/${sid}/revoke`, { body: {} })).status, 200)
   // The app's glue: after a few failures it asks its own backend, which knows the session is over.
-  const p = sdk(t, { url: `${N1.ws}/ws/events`, WebSocket: StandardWebSocket }, (req) => req.failures >= 3 ? null : userToken(u, sid))
+  const p = sdk(t, { url: `${N1.ws}/ws/events`, WebSocket: StandardWebSocket, getToken: (req) => req.failures >= 3 ? null : userToken(u, sid) })
   await t.rejects(within(5000, 'connect()', p.client.connect()), { code: 'NO_TOKEN' })
   t.same(p.tokens.map((x) => x.failures), [0, 1, 2, 3])
+  t.equal(p.disconnects.length, 4, 'three failed attempts and the stop')
   t.ok(p.disconnects.slice(0, 3).every((d) => d.code === 1006 && d.status === undefined && d.delayMs !== null), 'three bare 1006 closes, each retried')
+  t.match(p.disconnects[3], { code: ClientCloseCodes.NO_SOCKET, reason: 'no token', delayMs: null }, 'then the stop, with no socket opened')
   t.match(p.errors, [{ code: 'HANDSHAKE_FAILED' }, { code: 'NO_TOKEN' }], 'the failures in a row were reported, then the stop')
   t.equal(p.client.state, 'closed')
 })
 
 t.test('watchdog: a server that stops answering without closing TCP is noticed, and the client reconnects when it is back', { timeout: 30_000 }, async (t) => {
   // Its own node (in-process backend) with a short heartbeat; SIGSTOP freezes it with its sockets open.
-  const H = await startNode({ SERVER_ID: `sdk-refusals-hb-${process.pid}`, WEBSOCKET_HEARTBEAT_INTERVAL: '500' })
+  const H = await startNode({ WEBSOCKET_HEARTBEAT_INTERVAL: '500' })
   t.teardown(async () => { H.proc.kill('SIGCONT'); await H.stop() })
   const u = user('watchdog')
-  const frames: any[] = []
-  const p = sdk(t, { url: `${H.ws}/ws/events`, connectTimeoutMs: 1000 }, () => userToken(u))
-  p.client.on('frame', (f) => frames.push(f))
+  const p = sdk(t, { url: `${H.ws}/ws/events`, connectTimeoutMs: 1000, getToken: () => userToken(u) })
   const w = await p.client.connect()
   t.equal(w.heartbeatInterval, 500)
   // Idle but alive: the watchdog's pings are answered and nothing is dropped.
-  await waitFor('two watchdog pongs', () => frames.filter((f) => f.type === 'pong' && /^w/.test(f.id)).length, (n) => n >= 2, { timeoutMs: 8000, intervalMs: 20 })
+  await waitFor('two watchdog pongs', () => p.frames.filter((f) => f.type === 'pong' && /^w/.test(f.id ?? '')).length, (n) => n >= 2, { timeoutMs: 8000, intervalMs: 20 })
+  t.same(p.errors, [], 'their replies are not reported')
   t.same(p.disconnects, [], 'an idle, healthy connection stays up')
 
   const stoppedAt = Date.now()
   H.proc.kill('SIGSTOP')
   // Silence for 500 + 1000 ms, then a ping and 2000 ms for an answer.
-  await waitFor('reconnecting', () => p.client.state, (s) => s === 'reconnecting', { timeoutMs: 8000, intervalMs: 10 })
+  await untilState(p.client, 'reconnecting', 8000)
   const noticed = Date.now() - stoppedAt
   t.ok(noticed < 6000, `noticed in ${noticed} ms`)
-  t.match(p.disconnects[0], { code: 4009, reason: /heartbeat timeout/ })
+  t.match(p.disconnects[0], { code: CloseCodes.HEARTBEAT_TIMEOUT, reason: /heartbeat timeout/ })
   H.proc.kill('SIGCONT')
-  await waitFor('connected again', () => [p.client.state, p.client.connects], ([s, n]) => s === 'connected' && n === 2, { timeoutMs: 10_000, intervalMs: 20 })
+  await untilState(p.client, 'connected', 10_000)
+  t.equal(p.client.connects, 2)
   t.not(p.client.welcome!.connectionId, w.connectionId, 'on a new connection')
 })

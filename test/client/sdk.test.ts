@@ -2,66 +2,27 @@
 // against three node processes and a private Redis: connect, subscribe,
 // events, requests; in-band refresh without a disconnect; the close-code
 // policy (4004 and 4003 stop, 4001 reconnects with a new token); subscriptions
-// kept exact across reconnects (refused patterns, calls made mid-restore) and
-// connect() in every state, with a TCP proxy cutting connections; and 1,000
-// clients behind a small round-robin load balancer surviving a SIGKILLed node
-// and then a drained one, with their reconnects spread out.
+// kept exact across reconnects (invalid patterns refused locally, a refused
+// subscribe, calls made mid-restore) and connect() in every state, with a
+// balancer in front of one node cutting connections; and 1,000 clients behind
+// a small round-robin load balancer surviving a SIGKILLed node and then a
+// drained one, with their reconnects spread out.
 import t, { type Test } from 'tap'
 import WebSocket from 'ws'
-import { HeraldClient, HeraldError, type ClientOptions, type ClientState, type HeraldEvent, type Welcome } from '../../src/client/index.js'
-import { startBalancer } from '../helpers/balancer.js'
+import { HeraldClient, HeraldError, type ClientOptions, type ClientState, type HeraldEvent } from '../../src/client/index.js'
+import { startBalancer, type Balancer } from '../helpers/balancer.js'
 import { connect } from '../helpers/client.js'
-import { startNode, type NodeProc } from '../helpers/node.js'
-import { startRedis } from '../helpers/redis.js'
+import { startCluster } from '../helpers/cluster.js'
+import type { NodeProc } from '../helpers/node.js'
+import { sdk, untilState, user, type Probe } from '../helpers/sdk.js'
 import { adminToken, token, userToken } from '../helpers/tokens.js'
 import { waitFor, within } from '../helpers/wait.js'
-import { startProxy, type TcpProxy } from './tcp-proxy.js'
 
 const DRAIN_TIMEOUT = 2000
-const redis = await startRedis()
-const nodes: NodeProc[] = []
-t.teardown(async () => {
-  await Promise.all(nodes.map(async (n) => await n.stop()))
-  await redis.stop()
-})
-const [A, B, C] = await Promise.all(['a', 'b', 'c'].map(async (x) => {
-  const n = await startNode({ REDIS_URL: redis.url, SERVER_ID: `sdk-${x}-${process.pid}`, NODE_TTL: '3000', AUTH_EXPIRY_WARNING: '2000', DRAIN_TIMEOUT: String(DRAIN_TIMEOUT) })
-  nodes.push(n)
-  return n
-})) as [NodeProc, NodeProc, NodeProc]
-
-let uniq = 0
-const user = (name: string): string => `${name}-${++uniq}`
-
-/** An SDK client with everything it emits recorded; closed with the test. */
-interface Probe {
-  client: HeraldClient
-  states: ClientState[]
-  events: HeraldEvent[]
-  notifications: any[]
-  welcomes: Welcome[]
-  disconnects: Array<{ code: number, reason: string, delayMs: number | null, at: number }>
-  errors: Error[]
-  revoked: string[]
-  refreshed: string[]
-  frames: any[]
-}
-
-function sdk (t: Test, opts: Partial<ClientOptions> & Pick<ClientOptions, 'url' | 'getToken'>): Probe {
-  const client = new HeraldClient({ WebSocket: WebSocket as unknown as ClientOptions['WebSocket'], ...opts })
-  const p: Probe = { client, states: [], events: [], notifications: [], welcomes: [], disconnects: [], errors: [], revoked: [], refreshed: [], frames: [] }
-  client.on('state', (s) => p.states.push(s))
-  client.on('event', (e) => p.events.push(e))
-  client.on('notification', (n) => p.notifications.push(n))
-  client.on('welcome', (w) => p.welcomes.push(w))
-  client.on('disconnect', (d) => p.disconnects.push({ ...d, at: Date.now() }))
-  client.on('error', (e) => p.errors.push(e))
-  client.on('revoked', (r) => p.revoked.push(r))
-  client.on('refreshed', (x) => p.refreshed.push(x))
-  client.on('frame', (f) => p.frames.push(f))
-  t.teardown(() => client.close())
-  return p
-}
+/** patterns per connection, set low so that a test can pass it */
+const MAX_SUBSCRIPTIONS = 8
+const { nodes } = await startCluster(t, { AUTH_EXPIRY_WARNING: '2000', DRAIN_TIMEOUT: String(DRAIN_TIMEOUT), MAX_SUBSCRIPTIONS: String(MAX_SUBSCRIPTIONS) }, 3)
+const [A, B, C] = nodes as [NodeProc, NodeProc, NodeProc]
 
 async function publish (node: NodeProc, body: Record<string, unknown>): Promise<string> {
   const r = await node.api('/api/events', { body })
@@ -106,9 +67,9 @@ t.test('connect, subscribe, receive events and notifications; requests carry ids
   const replies = p.frames.slice(before).filter((f) => f.id !== undefined)
   t.equal(replies.length, 5)
   t.equal(new Set(replies.map((f) => f.id)).size, 5, 'distinct request ids')
-  t.ok(replies.every((f) => /^c\d+$/.test(f.id)), 'ids the SDK chose')
+  t.ok(replies.every((f) => /^c\d+$/.test(f.id!)), 'ids the SDK chose')
   await t.rejects(p.client.request('subscribe', { eventTypes: ['NOT VALID'] }), { name: 'HeraldError', code: 'INVALID_PATTERN' }, 'an error reply rejects the request with HeraldError')
-  await t.rejects(p.client.subscribe(['also not valid!']), HeraldError)
+  await t.rejects(p.client.subscribe(['also not valid!']), { name: 'HeraldError', code: 'INVALID_PATTERN' }, 'subscribe() checks patterns itself')
   t.equal(p.client.state, 'connected', 'errors leave the connection up')
 
   p.client.close()
@@ -145,35 +106,33 @@ t.test('an expiring token is refreshed in-band: no disconnect, events still arri
 t.test('4004: a revoked session stops the client (state closed, revoked fired, no reconnect)', { timeout: 20_000 }, async (t) => {
   const u = user('revoked')
   const sid = `${u}-sid`
-  let calls = 0
-  const p = sdk(t, { url: `${C.ws}/ws/events`, getToken: () => { calls++; return userToken(u, sid) }, baseDelayMs: 50, maxDelayMs: 100 })
+  const p = sdk(t, { url: `${C.ws}/ws/events`, getToken: () => userToken(u, sid), maxDelayMs: 100 })
   await p.client.connect()
   const r = await A.api(`/api/sessions/${sid}/revoke`, { body: {} })
   t.equal(r.status, 200)
-  await waitFor('state closed', () => p.client.state, (s) => s === 'closed', { timeoutMs: 3000, intervalMs: 10 })
+  await untilState(p.client, 'closed', 3000)
   t.same(p.revoked, ['session revoked'], 'revoked fired with the reason')
   t.match(p.disconnects, [{ code: 4004, delayMs: null }], 'the disconnect says it will not retry')
   t.same(p.states, ['connecting', 'connected', 'closed'])
   // Any retry would call getToken within maxDelayMs (100 ms); give it ten times that.
   const retried = new Promise<void>((resolve) => p.client.on('state', () => resolve()))
   await t.rejects(within(1000, 'a reconnect attempt', retried), /did not finish/, 'no reconnect attempt')
-  t.equal(calls, 1, 'getToken never called again')
+  t.equal(p.tokens.length, 1, 'getToken never called again')
 })
 
 t.test('4003: disconnected by an administrator stops the client too, without `revoked`', { timeout: 20_000 }, async (t) => {
   const u = user('kicked')
-  let calls = 0
-  const p = sdk(t, { url: `${A.ws}/ws/events`, getToken: () => { calls++; return userToken(u) }, baseDelayMs: 50, maxDelayMs: 100 })
+  const p = sdk(t, { url: `${A.ws}/ws/events`, getToken: () => userToken(u), maxDelayMs: 100 })
   await p.client.connect()
   const admin = await connect(`${B.ws}/ws/admin`, { token: adminToken(user('admin')) })
   t.teardown(() => admin.close())
   t.equal((await admin.request('disconnect', { userId: u })).type, 'disconnected')
-  await waitFor('state closed', () => p.client.state, (s) => s === 'closed', { timeoutMs: 3000, intervalMs: 10 })
+  await untilState(p.client, 'closed', 3000)
   t.match(p.disconnects, [{ code: 4003, delayMs: null }])
   t.same(p.revoked, [])
   const retried = new Promise<void>((resolve) => p.client.on('state', () => resolve()))
   await t.rejects(within(1000, 'a reconnect attempt', retried), /did not finish/, 'no reconnect attempt')
-  t.equal(calls, 1)
+  t.equal(p.tokens.length, 1)
 })
 
 t.test('4001: a short token that cannot be refreshed expires, and the client reconnects with a fresh one', { timeout: 25_000 }, async (t) => {
@@ -222,12 +181,9 @@ t.test('4001: a short token that cannot be refreshed expires, and the client rec
 
 t.test('4029: a rate-limited client backs off for at least rateLimitDelayMs and keeps trying', { timeout: 25_000 }, async (t) => {
   // Its own Redis and node with a tiny message limit (the per-IP count is shared by every client on 127.0.0.1).
-  const own = await startRedis()
-  t.teardown(() => own.stop())
-  const F = await startNode({ REDIS_URL: own.url, SERVER_ID: `sdk-f-${process.pid}`, MAX_MESSAGES_PER_MINUTE: '5' })
-  t.teardown(() => F.stop())
+  const [F] = (await startCluster(t, { MAX_MESSAGES_PER_MINUTE: '5' }, 1)).nodes as [NodeProc]
   const u = user('flood')
-  const p = sdk(t, { url: `${F.ws}/ws/events`, getToken: () => userToken(u), baseDelayMs: 50, maxDelayMs: 100, rateLimitDelayMs: 1500 })
+  const p = sdk(t, { url: `${F.ws}/ws/events`, getToken: () => userToken(u), maxDelayMs: 100, rateLimitDelayMs: 1500 })
   await p.client.connect()
   const results = await Promise.allSettled(Array.from({ length: 20 }, async () => await p.client.ping()))
   const limited = results.filter((r) => r.status === 'rejected' && (r.reason as HeraldError).code === 'RATE_LIMITED').length
@@ -239,61 +195,80 @@ t.test('4029: a rate-limited client backs off for at least rateLimitDelayMs and 
 })
 
 // ----------------------------------------------------------------------------
-// Subscriptions across reconnects, and connect() in every state. A TCP proxy in
-// front of node A cuts the client's connection (1006) while A stays up.
+// Subscriptions across reconnects, and connect() in every state. A balancer in
+// front of node A alone cuts the client's connection (1006) while A stays up.
+
+/** A balancer in front of node A alone, without health checks: setAlive(A.port, false) refuses new connections at once. */
+async function frontOfA (t: Test): Promise<Balancer> {
+  const lb = await startBalancer([A.port], { healthIntervalMs: 0 })
+  t.teardown(() => lb.close())
+  return lb
+}
 
 /** What node A holds for the client's current connection. */
 const serverSet = async (p: Probe): Promise<string[]> => ((await p.client.request('get_subscriptions')).payload.eventTypes as string[]).slice().sort()
 
-/** Cuts the connection and resolves once the client is connected again (the n-th time). */
-async function reconnect (proxy: TcpProxy, p: Probe): Promise<void> {
+/** Cuts the connection and resolves once the client is connected again. */
+async function reconnect (lb: Balancer, p: Probe): Promise<void> {
   const n = p.client.connects
-  proxy.cut()
-  await waitFor(`connect #${n + 1}`, () => [p.client.connects, p.client.state], ([c, s]) => c === n + 1 && s === 'connected', { timeoutMs: 5000, intervalMs: 10 })
+  lb.cut()
+  await untilState(p.client, 'reconnecting')
+  await untilState(p.client, 'connected')
+  if (p.client.connects !== n + 1) throw new Error(`expected connect #${n + 1}, the client counts ${p.client.connects}`)
 }
 
-t.test('a refused subscribe changes nothing: every reconnect restores the good patterns and events keep flowing', { timeout: 20_000 }, async (t) => {
-  const proxy = await startProxy(A.port)
-  t.teardown(() => proxy.close())
-  const u = user('bad-sub')
-  const p = sdk(t, { url: `${proxy.ws}/ws/events`, getToken: () => userToken(u), eventTypes: ['authentication.*'], baseDelayMs: 50, maxDelayMs: 200 })
+t.test('an invalid pattern is refused locally with the server\'s INVALID_PATTERN, before connect and after: nothing is sent or kept', { timeout: 20_000 }, async (t) => {
+  const lb = await frontOfA(t)
+  const u = user('bad-pattern')
+  const url = `${lb.ws}/ws/events`
+  t.throws(() => new HeraldClient({ url, WebSocket: WebSocket as unknown as ClientOptions['WebSocket'], getToken: () => userToken(u), eventTypes: ['authentication.*', 'Bad Pattern'] }),
+    { name: 'HeraldError', code: 'INVALID_PATTERN', message: /"Bad Pattern"/ }, 'the constructor throws on a bad eventTypes')
+  const p = sdk(t, { url, getToken: () => userToken(u), eventTypes: ['authentication.*'] })
+  await t.rejects(p.client.subscribe(['security.*', 'NOT.valid']), { name: 'HeraldError', code: 'INVALID_PATTERN', message: /"NOT\.valid"/ }, 'before connect: rejected at once, naming the pattern')
+  t.equal(p.client.state, 'disconnected', 'without connecting')
+  t.same(p.client.subscriptions, ['authentication.*'], 'all or nothing, as on the server: the valid pattern of the call is not kept either')
+  t.same(await p.client.subscribe(['session.*']), ['authentication.*', 'session.*'], 'a valid call before connect is kept')
   await p.client.connect()
-  await t.rejects(p.client.subscribe(['Bad Pattern', 'session.*']), { name: 'HeraldError', code: 'INVALID_PATTERN' }, 'the server refuses the whole request')
-  t.same(p.client.subscriptions, ['authentication.*'], 'the refused patterns were not kept')
-  for (const round of [1, 2]) {
-    await reconnect(proxy, p)
-    t.same(await serverSet(p), ['authentication.*'], `reconnect ${round}: the good pattern is held again`)
-    const id = await publish(B, { type: 'authentication.login.success', userId: u, data: { round } })
-    await gotEvent(p, id)
-  }
-  t.match(p.disconnects, [{ code: 1006 }, { code: 1006 }])
-  t.same(p.errors, [], 'no error on the reconnects')
-})
+  t.same(await serverSet(p), ['authentication.*', 'session.*'], 'the first connection holds exactly the kept patterns')
 
-t.test('patterns given before connect that the server refuses are dropped and reported once; the rest are held', { timeout: 20_000 }, async (t) => {
-  const proxy = await startProxy(A.port)
-  t.teardown(() => proxy.close())
-  const u = user('bad-initial')
-  const p = sdk(t, { url: `${proxy.ws}/ws/events`, getToken: () => userToken(u), eventTypes: ['authentication.*', 'Bad Pattern', 'session.*'], baseDelayMs: 50, maxDelayMs: 200 })
-  t.same(await p.client.subscribe(['security.*', 'NOT.valid']), ['authentication.*', 'Bad Pattern', 'session.*', 'security.*', 'NOT.valid'], 'before connect the client cannot ask the server: kept for now')
-  await p.client.connect()
-  t.equal(p.client.state, 'connected')
-  t.equal(p.errors.length, 1, 'one error')
-  t.match(p.errors[0], { name: 'HeraldError', code: 'INVALID_PATTERN', patterns: ['Bad Pattern', 'NOT.valid'] }, 'naming exactly the refused patterns')
-  t.same(p.client.subscriptions, ['authentication.*', 'session.*', 'security.*'])
-  t.same(await serverSet(p), ['authentication.*', 'security.*', 'session.*'])
-  await reconnect(proxy, p)
-  t.same(await serverSet(p), ['authentication.*', 'security.*', 'session.*'], 'restored after a reconnect')
-  t.equal(p.errors.length, 1, 'nothing refused any more')
+  const before = p.frames.length
+  await t.rejects(p.client.subscribe(['system.*', 'a..b']), { name: 'HeraldError', code: 'INVALID_PATTERN' }, 'connected: rejected the same way')
+  t.same(await serverSet(p), ['authentication.*', 'session.*'], 'nothing changed on the server')
+  t.same(p.frames.slice(before).map((f) => f.type), ['subscriptions'], 'no reply but to get_subscriptions: the subscribe was never sent')
+  t.same(p.client.subscriptions, ['authentication.*', 'session.*'])
+
+  await reconnect(lb, p)
+  t.same(await serverSet(p), ['authentication.*', 'session.*'], 'restored after a reconnect')
+  t.same(p.errors, [], 'no error event: the calls were told')
   const id = await publish(C, { type: 'session.created', userId: u, sessionId: 's1' })
   await gotEvent(p, id)
 })
 
+t.test('a subscribe the server refuses (TOO_MANY_SUBSCRIPTIONS) changes nothing: every reconnect restores the held patterns and events keep flowing', { timeout: 20_000 }, async (t) => {
+  const lb = await frontOfA(t)
+  const u = user('too-many')
+  const p = sdk(t, { url: `${lb.ws}/ws/events`, getToken: () => userToken(u), eventTypes: ['authentication.*'] })
+  await p.client.connect()
+  // Valid patterns, one more than the node allows next to the one held: the server takes a subscribe all or nothing.
+  const many = Array.from({ length: MAX_SUBSCRIPTIONS }, (_x, i) => `billing.p${i}.*`)
+  await t.rejects(p.client.subscribe(many), { name: 'HeraldError', code: 'TOO_MANY_SUBSCRIPTIONS' }, 'the server refuses the whole request')
+  t.same(p.client.subscriptions, ['authentication.*'], 'the refused patterns were not kept')
+  t.same(await serverSet(p), ['authentication.*'], 'nor held by the server')
+  for (const round of [1, 2]) {
+    await reconnect(lb, p)
+    t.same(await serverSet(p), ['authentication.*'], `reconnect ${round}: the held pattern is held again`)
+    const id = await publish(B, { type: 'authentication.login.success', userId: u, data: { round } })
+    await gotEvent(p, id)
+  }
+  t.equal(p.disconnects.length, 2)
+  t.match(p.disconnects, [{ code: 1006 }, { code: 1006 }])
+  t.same(p.errors, [], 'no error on the reconnects')
+})
+
 t.test('subscribe and unsubscribe made while a reconnect restores subscriptions reach the server', { timeout: 20_000 }, async (t) => {
-  const proxy = await startProxy(A.port)
-  t.teardown(() => proxy.close())
+  const lb = await frontOfA(t)
   const u = user('mid-restore')
-  const p = sdk(t, { url: `${proxy.ws}/ws/events`, getToken: () => userToken(u), eventTypes: ['authentication.*', 'session.*'], baseDelayMs: 50, maxDelayMs: 200 })
+  const p = sdk(t, { url: `${lb.ws}/ws/events`, getToken: () => userToken(u), eventTypes: ['authentication.*', 'session.*'] })
   await p.client.connect()
   // On the next welcome, as an app reacting to it would: one call before the
   // resubscription is sent, the others while it is on the wire.
@@ -309,7 +284,7 @@ t.test('subscribe and unsubscribe made while a reconnect restores subscriptions 
       calls.push(p.client.subscribe(['system.*']))
     })
   })
-  await reconnect(proxy, p)
+  await reconnect(lb, p)
   t.same(statesAtCall, ['reconnecting', 'reconnecting'], 'the calls were made before the client was connected again')
   const results = await within(5000, 'the calls', Promise.all(calls))
   t.same(results.at(-1)!.slice().sort(), ['authentication.*', 'security.*', 'system.*'], 'each resolves with what the server holds')
@@ -322,20 +297,21 @@ t.test('subscribe and unsubscribe made while a reconnect restores subscriptions 
 })
 
 t.test('connect(): at once when connected, one shared promise while connecting, and waits through a reconnect', { timeout: 20_000 }, async (t) => {
-  const proxy = await startProxy(A.port)
-  t.teardown(() => proxy.close())
+  const lb = await frontOfA(t)
   const u = user('connect-twice')
-  const p = sdk(t, { url: `${proxy.ws}/ws/events`, getToken: () => userToken(u), baseDelayMs: 50, maxDelayMs: 200 })
+  const p = sdk(t, { url: `${lb.ws}/ws/events`, getToken: () => userToken(u) })
   const first = p.client.connect()
   t.equal(p.client.connect(), first, 'while connecting: the same promise')
   const w = await within(5000, 'the first connect', first)
   t.equal(await within(1000, 'connect() while connected', p.client.connect()), w, 'while connected: resolves at once with the welcome')
   t.equal(p.client.connects, 1, 'and opens nothing new')
-  proxy.hold()
-  await waitFor('reconnecting', () => p.client.state, (s) => s === 'reconnecting', { timeoutMs: 3000, intervalMs: 10 })
+  // The network goes away for a while: the connection is cut and new ones are refused.
+  lb.setAlive(A.port, false)
+  lb.cut()
+  await untilState(p.client, 'reconnecting', 3000)
   const again = p.client.connect()
   t.equal(p.client.connect(), again, 'while reconnecting: the same promise')
-  proxy.release()
+  lb.setAlive(A.port, true)
   const w2 = await within(5000, 'connect() through the reconnect', again)
   t.not(w2.connectionId, w.connectionId, 'resolved with the new connection')
   t.equal(p.client.state, 'connected')

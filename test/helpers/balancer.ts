@@ -19,6 +19,8 @@ export interface Balancer {
   setAlive (port: number, alive: boolean): void
   /** TCP connections currently piped, per backend port */
   open (): Record<number, number>
+  /** destroys every connection now open, both sides (a network blip: clients see 1006, the nodes stay up); new ones are still accepted */
+  cut (): void
   close (): Promise<void>
 }
 
@@ -101,6 +103,7 @@ export async function startBalancer (ports: number[], opts: { healthIntervalMs?:
     server.listen(0, '127.0.0.1', () => resolve())
   })
   const port = (server.address() as net.AddressInfo).port
+  const cut = (): void => { for (const s of sockets) s.destroy() }
   return {
     port,
     ws: `ws://127.0.0.1:${port}`,
@@ -108,10 +111,11 @@ export async function startBalancer (ports: number[], opts: { healthIntervalMs?:
     backends,
     setAlive (p, alive) { for (const b of backends) if (b.port === p) b.alive = alive },
     open () { return Object.fromEntries(backends.map((b) => [b.port, b.connections])) },
+    cut,
     async close () {
       stopped = true
       if (timer !== undefined) clearInterval(timer)
-      for (const s of sockets) s.destroy()
+      cut()
       await new Promise<void>((resolve) => server.close(() => resolve()))
     },
   }
