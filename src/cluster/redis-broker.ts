@@ -56,6 +56,11 @@ export class RedisBroker implements Broker {
   // would otherwise wait for ever, since ioredis keeps its offline queue after disconnect().
   private markClosed: (err: Error) => void = () => {}
   private readonly whenClosed = new Promise<never>((_resolve, reject) => { this.markClosed = reject })
+  // Rejects when the publish connection drops. With autoResendUnfulfilledCommands
+  // off, ioredis forgets the commands in flight at that moment without settling
+  // them: a publish (or the probe, or a replay batch) would wait for ever.
+  private pubLost!: Promise<never>
+  private losePub: (err: Error) => void = () => {}
 
   constructor (private readonly opts: RedisBrokerOptions) {
     this.whenClosed.catch(() => {}) // only racers care
@@ -93,6 +98,11 @@ export class RedisBroker implements Broker {
     // the replay, which waits until the other nodes have resubscribed. Delivery
     // across an outage is therefore at least once (ids let clients dedupe).
     this.pubConn = make(false, 'herald-pub', { autoResendUnfulfilledCommands: false, enableOfflineQueue: false })
+    this.armPubLost()
+    this.pubConn.on('close', () => {
+      this.losePub(new Error('the Redis connection dropped with the publish in flight'))
+      this.armPubLost()
+    })
     // Registry keys share one hash slot so they can be written in one MULTI on Redis Cluster.
     this.registryKey = `${opts.keyPrefix}{registry}:nodes`
     this.nodeKey = (id) => `${opts.keyPrefix}{registry}:node:${id}`
@@ -136,7 +146,7 @@ export class RedisBroker implements Broker {
     if (this.pending + list.length > this.maxPending) throw new Error(`Redis publish queue full (${this.maxPending} pending)`)
     this.pending += list.length
     try {
-      const sent = list.map((c) => this.sharded ? (this.pubConn as Cluster).spublish(c, message) : this.pubConn.publish(c, message))
+      const sent = list.map(async (c) => await this.onPub(this.sharded ? (this.pubConn as Cluster).spublish(c, message) : this.pubConn.publish(c, message)))
       const results = await Promise.race([Promise.allSettled(sent), this.whenClosed])
       results.forEach((r, i) => {
         // Dropped in flight: kept for the replay rather than lost.
@@ -149,8 +159,7 @@ export class RedisBroker implements Broker {
 
   async publishNow (channel: string, message: string): Promise<void> {
     if (this.closing || !this.healthy) throw new Error('Redis unreachable')
-    const sent = this.sharded ? (this.pubConn as Cluster).spublish(channel, message) : this.pubConn.publish(channel, message)
-    await Promise.race([sent, this.whenClosed])
+    await this.onPub(this.sharded ? (this.pubConn as Cluster).spublish(channel, message) : this.pubConn.publish(channel, message))
   }
 
   async subscribe (channel: string): Promise<void> {
@@ -226,6 +235,16 @@ export class RedisBroker implements Broker {
     this.pubConn.disconnect()
   }
 
+  private armPubLost (): void {
+    this.pubLost = new Promise<never>((_resolve, reject) => { this.losePub = reject })
+    this.pubLost.catch(() => {}) // only racers care
+  }
+
+  /** A command on the publish connection, settled even if the connection drops under it. */
+  private async onPub<T> (command: Promise<T>): Promise<T> {
+    return await Promise.race([command, this.pubLost, this.whenClosed])
+  }
+
   private updateState (): void {
     const h = this.healthy
     if (h === this.lastHealthy) return
@@ -257,7 +276,7 @@ export class RedisBroker implements Broker {
         if (this.sharded) pipe.spublish(c, m)
         else pipe.publish(c, m)
       }
-      const res = await pipe.exec()
+      const res = await this.onPub(pipe.exec())
       // A failure part-way keeps the rest (and the failed ones) for the next attempt.
       const failedAt = res === null ? 0 : res.findIndex(([err]) => err !== null)
       this.outbox.splice(0, failedAt < 0 ? batch.length : failedAt)
