@@ -1,6 +1,7 @@
 import { Redis, Cluster, type RedisOptions } from 'ioredis'
 import type { RedisTarget } from '../config/index.js'
 import type { Broker, MessageListener, NodeInfo, StateListener } from './broker.js'
+import { Tripwire } from './tripwire.js'
 
 type Client = Redis | Cluster
 
@@ -52,18 +53,16 @@ export class RedisBroker implements Broker {
   private replayTimer: NodeJS.Timeout | null = null
   private lastHealthy = false
   private closing = false
-  // Rejects when close() starts: commands queued while Redis is unreachable
+  // Fail what waits when close() starts: commands queued while Redis is unreachable
   // would otherwise wait for ever, since ioredis keeps its offline queue after disconnect().
-  private markClosed: (err: Error) => void = () => {}
-  private readonly whenClosed = new Promise<never>((_resolve, reject) => { this.markClosed = reject })
-  // Rejects when the publish connection drops. With autoResendUnfulfilledCommands
-  // off, ioredis forgets the commands in flight at that moment without settling
-  // them: a publish (or the probe, or a replay batch) would wait for ever.
-  private pubLost!: Promise<never>
-  private losePub: (err: Error) => void = () => {}
+  private readonly closed = new Tripwire()
+  // Fail what waits on the publish connection when it drops. With
+  // autoResendUnfulfilledCommands off, ioredis forgets the commands in flight at
+  // that moment without settling them: a publish (or the probe, or a replay
+  // batch) would wait for ever.
+  private readonly pubWaiters = new Tripwire()
 
   constructor (private readonly opts: RedisBrokerOptions) {
-    this.whenClosed.catch(() => {}) // only racers care
     const redisOptions: RedisOptions = {
       lazyConnect: true,
       // Commands wait through a reconnect instead of failing after N retries;
@@ -98,11 +97,7 @@ export class RedisBroker implements Broker {
     // the replay, which waits until the other nodes have resubscribed. Delivery
     // across an outage is therefore at least once (ids let clients dedupe).
     this.pubConn = make(false, 'herald-pub', { autoResendUnfulfilledCommands: false, enableOfflineQueue: false })
-    this.armPubLost()
-    this.pubConn.on('close', () => {
-      this.losePub(new Error('the Redis connection dropped with the publish in flight'))
-      this.armPubLost()
-    })
+    this.pubConn.on('close', () => this.pubWaiters.trip(new Error('the Redis connection dropped with the publish in flight')))
     // Registry keys share one hash slot so they can be written in one MULTI on Redis Cluster.
     this.registryKey = `${opts.keyPrefix}{registry}:nodes`
     this.nodeKey = (id) => `${opts.keyPrefix}{registry}:node:${id}`
@@ -147,7 +142,8 @@ export class RedisBroker implements Broker {
     this.pending += list.length
     try {
       const sent = list.map(async (c) => await this.onPub(this.sharded ? (this.pubConn as Cluster).spublish(c, message) : this.pubConn.publish(c, message)))
-      const results = await Promise.race([Promise.allSettled(sent), this.whenClosed])
+      // Each settles, even when the connection drops or the broker closes under it.
+      const results = await Promise.allSettled(sent)
       results.forEach((r, i) => {
         // Dropped in flight: kept for the replay rather than lost.
         if (r.status === 'rejected') { this.retry.push([list[i]!, message]); this.scheduleReplay() }
@@ -164,7 +160,7 @@ export class RedisBroker implements Broker {
 
   async subscribe (channel: string): Promise<void> {
     const done = this.sharded ? (this.sub as Cluster).ssubscribe(channel) : this.sub.subscribe(channel)
-    await Promise.race([done, this.whenClosed])
+    await this.closed.guard(done)
   }
 
   async unsubscribe (channel: string): Promise<void> {
@@ -227,7 +223,9 @@ export class RedisBroker implements Broker {
     this.closing = true
     for (const c of this.extra) c.disconnect()
     if (this.replayTimer) clearTimeout(this.replayTimer)
-    this.markClosed(new Error('broker closed'))
+    const err = new Error('broker closed')
+    this.closed.trip(err)
+    this.pubWaiters.trip(err)
     // QUIT waits behind the offline queue, which never drains while Redis is unreachable.
     await atMost(Promise.allSettled([this.client, this.sub, this.pubConn].map((c) => c.status === 'ready' ? c.quit() : undefined)), SHUTDOWN_WAIT_MS)
     this.client.disconnect()
@@ -235,14 +233,9 @@ export class RedisBroker implements Broker {
     this.pubConn.disconnect()
   }
 
-  private armPubLost (): void {
-    this.pubLost = new Promise<never>((_resolve, reject) => { this.losePub = reject })
-    this.pubLost.catch(() => {}) // only racers care
-  }
-
   /** A command on the publish connection, settled even if the connection drops under it. */
   private async onPub<T> (command: Promise<T>): Promise<T> {
-    return await Promise.race([command, this.pubLost, this.whenClosed])
+    return await this.pubWaiters.guard(command)
   }
 
   private updateState (): void {

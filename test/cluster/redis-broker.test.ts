@@ -5,6 +5,8 @@
 // sends one probe at a time, would stay 503 for ever. Seen in CI as a node
 // that never became ready after a Redis restart. Reproduced here with a proxy
 // cut while Redis is frozen, so no reply can race the drop.
+import { spawn } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import { RedisBroker } from '../../src/cluster/redis-broker.js'
 import { Probe } from '../../src/cluster/probe.js'
@@ -45,4 +47,24 @@ t.test('publishes in flight when Redis dies are replayed, and the probe recovers
   // At least once: the frozen Redis may still run what it had read, and the replay sends it again.
   await waitFor('the in-flight publish delivered after the reconnect', () => got, (g) => g.includes('in-flight-1'), { timeoutMs: 5000 })
   t.pass('readiness came back and nothing was lost')
+})
+
+// A node sends millions of commands in its life. Each one raced against a
+// promise that settles only at close (Promise.race) used to leave a reaction
+// on it, kept for ever: measured 0.8 KiB per publish, 0.4 KiB per probe and
+// 0.3 KiB per subscription. Measured in a plain node process: tap's own
+// promise tracking would add its share to the heap.
+t.test('a broker keeps nothing of the commands it has sent', { timeout: 90_000 }, async (t) => {
+  const redis = await startRedis()
+  t.teardown(() => redis.stop())
+  const n = 40_000
+  const child = spawn(process.execPath, ['--expose-gc', '--import', 'tsx', fileURLToPath(new URL('../helpers/broker-churn.ts', import.meta.url)), redis.url, String(n)], { stdio: ['ignore', 'pipe', 'inherit'] })
+  t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL') })
+  let out = ''
+  child.stdout.on('data', (d: Buffer) => { out += d.toString() })
+  const code = await new Promise((resolve) => child.once('exit', resolve))
+  t.equal(code, 0, 'the churn ran')
+  const { grownBytes } = JSON.parse(out) as { grownBytes: number }
+  // One leaked reaction per command would be over 12 MiB here.
+  t.ok(grownBytes < 6 * 2 ** 20, `heap grew ${Math.round(grownBytes / 1024)} KiB over ${n} publishes, ${n} probes and ${n / 10} subscriptions`)
 })
