@@ -2,7 +2,6 @@ import { createRequire } from 'node:module'
 import Fastify, { type FastifyInstance } from 'fastify'
 import websocket from '@fastify/websocket'
 import type { DestinationStream } from 'pino'
-import { createServer } from 'node:http'
 import { hostname, networkInterfaces } from 'node:os'
 import { createApiKeyCheck } from './auth/credentials.js'
 import { createRevocationStore } from './auth/revocation.js'
@@ -25,6 +24,7 @@ import healthEndpoint from './endpoints/health.js'
 import { startHeartbeat } from './endpoints/liveness.js'
 import socketIo from './endpoints/socketio.js'
 import wsEndpoints from './endpoints/ws.js'
+import { createHttpServer } from './http/server.js'
 import { createIdGenerator } from './events/ids.js'
 import { Hub } from './events/hub.js'
 import { Publisher } from './events/publisher.js'
@@ -62,22 +62,7 @@ export async function buildApp (config: Config, opts: BuildOptions = {}): Promis
     // Refuse what the schema does not allow instead of quietly fixing it:
     // no stripped properties, no 123 turned into "123".
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false } },
-    // A slowloris must send its whole request (upgrade included) within
-    // HANDSHAKE_TIMEOUT; Node checks that every second instead of every 30.
-    serverFactory: (handler) => {
-      const server = createServer({
-        headersTimeout: config.handshakeTimeoutMs,
-        requestTimeout: config.handshakeTimeoutMs + 5000,
-        connectionsCheckingInterval: 1000,
-      }, handler)
-      // Node's header clock starts with the first byte: a connection that
-      // never sends one would be held for ever. Not a socket timeout: that
-      // would also cut Socket.IO's long-polling requests, idle by design.
-      server.on('connection', (socket: import('node:net').Socket) => {
-        setTimeout(() => { if (socket.bytesRead === 0) socket.destroy() }, config.handshakeTimeoutMs).unref()
-      })
-      return server
-    },
+    serverFactory: (handler) => createHttpServer(handler, config.handshakeTimeoutMs),
   })
   installErrorHandlers(app)
 
@@ -160,7 +145,9 @@ export async function buildApp (config: Config, opts: BuildOptions = {}): Promis
   })
 
   await app.register(websocket, {
-    options: { maxPayload: config.limits.messageBytes, perMessageDeflate: false },
+    // No client tracking: the node keeps its own connection map, and ws's Set
+    // plus a 'close' closure per client would only duplicate it.
+    options: { maxPayload: config.limits.messageBytes, perMessageDeflate: false, clientTracking: false },
     // Connections still open at close (no drain ran) are told to go elsewhere.
     preClose: (done: () => void) => {
       for (const c of h.connections.values()) c.close(CloseCodes.DRAINING, 'server closing')

@@ -20,16 +20,25 @@ declare module 'fastify' {
 export const guestIdentity = (connectionId: string): Identity =>
   ({ userId: `guest:${connectionId}`, sessionId: null, roles: [], expiresAt: Infinity, issuedAt: null, anonymous: true })
 
-/**
- * A closure made inside the guard would keep the whole request (and reply)
- * alive as long as the socket; this one holds only what release needs.
- */
+// The slot a socket holds, released by one shared 'close' listener: a closure
+// per connection (made in the guard, it would keep the request and reply alive
+// too) and a once() wrapper cost a few hundred bytes on every idle connection.
+const kSlot = Symbol('herald.slot')
+interface Slot { readonly h: Herald, readonly record: ConnectionRecord }
+type SlotSocket = Socket & { [kSlot]?: Slot }
+
+function releaseSlot (this: Socket): void {
+  const slot = (this as SlotSocket)[kSlot]
+  if (slot === undefined) return
+  ;(this as SlotSocket)[kSlot] = undefined
+  const { h, record } = slot
+  h.connectionLimiter.release(record).catch((err: Error) => h.log.warn({ err: { message: err.message }, connectionId: record.connectionId }, 'could not release connection slot'))
+}
+
 function releaseOnClose (socket: Socket, h: Herald, record: ConnectionRecord): void {
-  const release = (): void => {
-    h.connectionLimiter.release(record).catch((err: Error) => h.log.warn({ err: { message: err.message }, connectionId: record.connectionId }, 'could not release connection slot'))
-  }
-  if (socket.destroyed) release()
-  else socket.once('close', release)
+  ;(socket as SlotSocket)[kSlot] = { h, record }
+  if (socket.destroyed) releaseSlot.call(socket)
+  else socket.on('close', releaseSlot)
 }
 
 /** Retry-After on a connection-limit refusal: a slot frees only when another connection closes. */

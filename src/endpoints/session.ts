@@ -9,35 +9,63 @@ import { WsConnection } from './ws-connection.js'
 
 export type { Handler, HandlerTable } from './lifecycle.js'
 
+/** What every connection on one endpoint shares: made once per route, not per connection. */
+export interface SessionSite {
+  readonly h: Herald
+  readonly endpoint: Endpoint
+  readonly handlers: HandlerTable
+}
+
+// The socket's listeners are shared functions that find their connection on
+// the socket, rather than closures made per connection: four closures and
+// their context cost about 300 bytes on every idle connection.
+const kConn = Symbol('herald.connection')
+type Tagged = WebSocket & { [kConn]: WsConnection }
+const connOf = (ws: WebSocket): WsConnection => (ws as Tagged)[kConn]
+
+function onMessage (this: WebSocket, data: RawData, isBinary: boolean): void {
+  const conn = connOf(this)
+  if (isBinary) return conn.close(CloseCodes.UNSUPPORTED_DATA, 'text frames only')
+  const text = data.toString()
+  received(conn.site.h, conn, conn.site.handlers, () => {
+    const p = parseClientFrame(text)
+    return p.ok ? { msg: p.msg } : { error: [p.code, p.message, p.id] }
+  })
+}
+
+function onPong (this: WebSocket): void { connOf(this).alive = true }
+
+// ws reports protocol violations (bad UTF-8: 1007, too big: 1009) here and
+// closes the socket itself; without a listener the error would crash the node.
+function onError (this: WebSocket, err: Error): void {
+  connOf(this).log.info({ err: { message: err.message, code: (err as { code?: string }).code } }, 'socket error')
+}
+
+// Logged and counted with the code this node chose (4008, 4009...), as Socket.IO does, not 1006 from a terminate.
+function onClose (this: WebSocket, code: number): void {
+  const conn = connOf(this)
+  closed(conn.site.h, conn, conn.closeCode ?? code)
+}
+
 /** Drives one authenticated WebSocket from upgrade to close. */
-export function openSession (h: Herald, ws: WebSocket, req: FastifyRequest, endpoint: Endpoint, handlers: HandlerTable): void {
-  const identity = req.identity!
-  const id = req.connectionId!
+export function openSession (site: SessionSite, ws: WebSocket, req: FastifyRequest): void {
+  const { h } = site
   // The node's logger is the parent, not the request's: the request's logger
   // would otherwise stay alive for the connection's whole life.
-  const conn = new WsConnection(id, endpoint, ws, identity, req.ip, h.log, h.config.limits.sendBufferBytes, req.id)
+  const conn = new WsConnection(req.connectionId!, site, ws, req.identity!, req.ip, h.log, req.id)
   // The upgrade ran through Fastify with a ServerResponse bound to the socket;
   // unbound, it (and the request behind it) is not kept for the connection's life.
   const raw = req.raw.socket as { _httpMessage?: { detachSocket?: (s: unknown) => void } | null }
   raw._httpMessage?.detachSocket?.(req.raw.socket)
 
-  ws.on('message', (data: RawData, isBinary: boolean) => {
-    if (isBinary) return conn.close(CloseCodes.UNSUPPORTED_DATA, 'text frames only')
-    const text = data.toString()
-    received(h, conn, handlers, () => {
-      const p = parseClientFrame(text)
-      return p.ok ? { msg: p.msg } : { error: [p.code, p.message, p.id] }
-    })
-  })
-  ws.on('pong', () => { conn.alive = true })
+  ;(ws as Tagged)[kConn] = conn
+  ws.on('message', onMessage)
+  ws.on('pong', onPong)
   // @fastify/websocket's own 'error' listener closes over the request and the
   // reply, keeping both (and the ServerResponse) alive for the connection's
-  // whole life, several KiB each. Ours replaces it: ws reports protocol
-  // violations (bad UTF-8: 1007, too big: 1009) here and closes the socket
-  // itself; without a listener the error would crash the node.
+  // whole life, several KiB each. Ours replaces it.
   ws.removeAllListeners('error')
-  ws.on('error', (err) => { conn.log.info({ err: { message: err.message, code: (err as { code?: string }).code } }, 'socket error') })
-  // Logged and counted with the code this node chose (4008, 4009...), as Socket.IO does, not 1006 from a terminate.
-  ws.on('close', (code: number) => closed(h, conn, conn.closeCode ?? code))
+  ws.on('error', onError)
+  ws.on('close', onClose)
   opened(h, conn)
 }

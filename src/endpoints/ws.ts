@@ -3,13 +3,15 @@ import { adminCommands } from '../admin/commands.js'
 import { errorBody } from '../errors.js'
 import { upgradeGuard } from './guard.js'
 import { commonCommands } from './commands.js'
-import { openSession } from './session.js'
+import { openSession, type SessionSite } from './session.js'
 
 /** /ws/events for users and /ws/admin for admins. */
 export default fp(async function wsEndpoints (app) {
   const h = app.herald
   app.decorateRequest('identity', null)
   app.decorateRequest('connectionId', null)
+  const eventsSite: SessionSite = { h, endpoint: 'events', handlers: commonCommands }
+  const adminSite: SessionSite = { h, endpoint: 'admin', handlers: adminCommands }
   const upgradeOnly = async (_req: unknown, reply: import('fastify').FastifyReply) => reply.code(426).header('upgrade', 'websocket').send(errorBody('UPGRADE_REQUIRED'))
 
   app.route({
@@ -18,7 +20,7 @@ export default fp(async function wsEndpoints (app) {
     schema: { hide: true },
     preValidation: upgradeGuard(h, 'events'),
     handler: upgradeOnly,
-    wsHandler: (ws, req) => openSession(h, ws, req, 'events', commonCommands),
+    wsHandler: (ws, req) => openSession(eventsSite, ws, req),
   })
 
   app.route({
@@ -27,6 +29,6 @@ export default fp(async function wsEndpoints (app) {
     schema: { hide: true },
     preValidation: upgradeGuard(h, 'admin', 'admin'),
     handler: upgradeOnly,
-    wsHandler: (ws, req) => openSession(h, ws, req, 'admin', adminCommands),
+    wsHandler: (ws, req) => openSession(adminSite, ws, req),
   })
 }, { name: 'herald-ws' })

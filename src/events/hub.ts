@@ -33,6 +33,7 @@ export interface Subscriber {
 }
 
 interface ChannelRef { refs: number, ready: Promise<void> }
+const SUBSCRIBED: Promise<void> = Promise.resolve()
 
 const TYPE_CACHE_MAX = 4096
 
@@ -41,7 +42,9 @@ const TYPE_CACHE_MAX = 4096
  * which Redis channels this node must listen on for them.
  */
 export class Hub {
-  private readonly byUser = new Map<string, Set<Subscriber>>()
+  // A user's one connection is held as is, a Set only from the second: most
+  // users have one, and a Set costs ~150 bytes on every idle connection.
+  private readonly byUser = new Map<string, Subscriber | Set<Subscriber>>()
   private readonly userIndex = new PatternIndex<Subscriber>()
   private readonly adminIndex = new PatternIndex<Subscriber>()
   private readonly admins = new Set<Subscriber>()
@@ -80,9 +83,10 @@ export class Hub {
       return
     }
     if (s.guest) { this.guests.add(s); return }
-    let set = this.byUser.get(s.userId)
-    if (!set) { set = new Set(); this.byUser.set(s.userId, set) }
-    set.add(s)
+    const held = this.byUser.get(s.userId)
+    if (held === undefined) this.byUser.set(s.userId, s)
+    else if (held instanceof Set) held.add(s)
+    else if (held !== s) this.byUser.set(s.userId, new Set([held, s]))
     await this.ref(this.ch.user(s.userId))
   }
 
@@ -93,11 +97,13 @@ export class Hub {
       return
     }
     if (s.guest) { this.guests.delete(s); return }
-    const set = this.byUser.get(s.userId)
-    if (set?.delete(s)) {
-      if (set.size === 0) this.byUser.delete(s.userId)
-      this.unref(this.ch.user(s.userId))
+    const held = this.byUser.get(s.userId)
+    let removed = false
+    if (held === s) { this.byUser.delete(s.userId); removed = true } else if (held instanceof Set && held.delete(s)) {
+      removed = true
+      if (held.size === 1) this.byUser.set(s.userId, held.values().next().value!)
     }
+    if (removed) this.unref(this.ch.user(s.userId))
   }
 
   addPattern (s: Subscriber, pattern: string, segs: readonly string[]): void {
@@ -113,7 +119,10 @@ export class Hub {
     this.indexOf(s).remove(segs, s)
   }
 
-  connectionsOf (userId: string): ReadonlySet<Subscriber> | undefined { return this.byUser.get(userId) }
+  connectionsOf (userId: string): readonly Subscriber[] | undefined {
+    const held = this.byUser.get(userId)
+    return held === undefined ? undefined : held instanceof Set ? [...held] : [held]
+  }
 
   /** Delivers a message this node published itself (while Redis is not delivering), instead of its later echo. */
   dispatchLocal (channel: string, raw: string): void {
@@ -153,12 +162,16 @@ export class Hub {
     if (env.kind === 'n') {
       // Notifications need no subscription and go to /ws/events connections only.
       if (channel === this.ch.broadcast) {
-        for (const set of this.byUser.values()) for (const s of set) deliver(s)
+        for (const held of this.byUser.values()) {
+          if (held instanceof Set) for (const s of held) deliver(s)
+          else deliver(held)
+        }
         for (const s of this.guests) deliver(s)
       } else if (channel.startsWith(this.ch.userPrefix)) {
         if (!this.isUserChannelOf(channel, env.userId)) return
-        const set = this.byUser.get(env.userId)
-        if (set) for (const s of set) deliver(s)
+        const held = this.byUser.get(env.userId)
+        if (held instanceof Set) for (const s of held) deliver(s)
+        else if (held !== undefined) deliver(held)
       }
     } else {
       const type = this.segmentsOf(env.type)
@@ -169,14 +182,14 @@ export class Hub {
         this.adminIndex.forEachMatch(type, deliver)
       } else if (channel.startsWith(this.ch.userPrefix)) {
         if (!this.isUserChannelOf(channel, env.userId)) return
-        const set = this.byUser.get(env.userId)
-        if (set) {
-          for (const s of set) {
-            for (const p of s.patterns.values()) {
-              if (matches(p, type)) { deliver(s); break }
-            }
+        const held = this.byUser.get(env.userId)
+        const wants = (s: Subscriber): void => {
+          for (const p of s.patterns.values()) {
+            if (matches(p, type)) { deliver(s); break }
           }
         }
+        if (held instanceof Set) for (const s of held) wants(s)
+        else if (held !== undefined) wants(held)
       }
     }
 
@@ -211,8 +224,9 @@ export class Hub {
     const ready = this.broker.subscribe(channel)
     const entry = { refs: 1, ready }
     this.refs.set(channel, entry)
-    // A failed subscribe must not poison later attaches of the same channel.
-    ready.catch(() => { if (this.refs.get(channel) === entry) this.refs.delete(channel) })
+    // Done, a channel holds one shared settled promise rather than its own;
+    // a failed subscribe must not poison later attaches of the same channel.
+    ready.then(() => { entry.ready = SUBSCRIBED }, () => { if (this.refs.get(channel) === entry) this.refs.delete(channel) })
     return ready
   }
 

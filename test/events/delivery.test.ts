@@ -270,6 +270,44 @@ t.test('a broadcast notification reaches every /ws/events connection and no admi
   await absentBefore(t, admin, isEvent(sentinel), [(f) => f.type === 'notification'], 'the admin receives no notification')
 })
 
+t.test('a user\'s connections come and go: each one left still receives, the last one out releases the user', async (t) => {
+  // The hub holds a user's single connection as is and a set from the second:
+  // every step between the two forms must keep delivery to who is left.
+  const s = await setup(t)
+  const hub = s.node.app.herald.hub
+  const first = await s.user('dora', ['authentication.*'])
+  const second = await s.user('dora', ['authentication.*'])
+  const third = await s.user('dora', ['authentication.*'])
+  const both = await s.publish({ type: 'authentication.login.success', userId: 'dora' })
+  for (const c of [first, second, third]) await c.next(isEvent(both))
+  t.equal(hub.connectionsOf('dora')?.length, 3)
+  const note = await s.notify('dora')
+  for (const c of [first, second, third]) await c.next(isNotification(note))
+
+  first.close()
+  await first.closed
+  second.close()
+  await second.closed
+  await waitFor('the hub to hold one connection of dora', () => hub.connectionsOf('dora')?.length, (n) => n === 1, { timeoutMs: 2000, intervalMs: 10 })
+  const after = await s.publish({ type: 'authentication.login.success', userId: 'dora' })
+  const broadcast = await s.notify(null)
+  await third.next(isEvent(after))
+  await third.next(isNotification(broadcast))
+  t.equal(third.count(isEvent(after)), 1, 'once')
+
+  const again = await s.user('dora', ['authentication.*'])
+  t.equal(hub.connectionsOf('dora')?.length, 2, 'a set again from the second connection')
+  third.close()
+  await third.closed
+  await waitFor('the hub to hold one connection of dora', () => hub.connectionsOf('dora')?.length, (n) => n === 1, { timeoutMs: 2000, intervalMs: 10 })
+  const last = await s.publish({ type: 'authentication.login.success', userId: 'dora' })
+  await again.next(isEvent(last))
+  again.close()
+  await again.closed
+  await waitFor('the hub to let dora go', () => hub.connectionsOf('dora'), (x) => x === undefined, { timeoutMs: 2000, intervalMs: 10 })
+  t.equal(hub.users, 0)
+})
+
 t.test('a `guest` role in a JWT makes nobody an anonymous guest', async (t) => {
   // Guests (ALLOW_ANONYMOUS) are filed apart in the hub and skip the user
   // channel; a token must not be able to opt into that, or out of its events.
