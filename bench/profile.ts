@@ -1,17 +1,21 @@
 // CPU profile of a Herald node under fan-out: `node --import tsx bench/profile.ts`
-// One node with --cpu-prof, N subscribers in a load-generator process, events
-// published straight onto Redis at a fixed rate for a few seconds; then the
-// node drains and exits, writing its profile, and the hottest functions (self
-// time) are printed. Bounded: every process is stopped at the end.
+// One node with its inspector on loopback, N subscribers in a load-generator
+// process, events published straight onto Redis at a fixed rate; the profile
+// covers only the window under load (not boot or the connection storm). The
+// hottest functions by self time are printed, then the same time grouped by
+// what it is spent on. Bounded: every process is stopped at the end.
+//
+//   SUBSCRIBERS=1000 RATE=1500 SECONDS=6 node --import tsx bench/profile.ts
 import { fork, spawn, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, readdirSync, readFileSync } from 'node:fs'
+import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { inspectorUrl, session } from './inspector.js'
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
 const SUBSCRIBERS = Number(process.env.SUBSCRIBERS ?? 1000)
-const RATE = Number(process.env.RATE ?? 300) // events/s, each to every subscriber
+const RATE = Number(process.env.RATE ?? 1500) // events/s, each to every subscriber
 const SECONDS = Number(process.env.SECONDS ?? 6)
 const SECRET = 'bench-secret-that-is-at-least-32-characters'
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
@@ -27,13 +31,13 @@ const redisPort = await freePort()
 procs.push(spawn('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' }))
 await sleep(300)
 const redisUrl = `redis://127.0.0.1:${redisPort}`
-const dir = mkdtempSync(join(tmpdir(), 'herald-prof-'))
 const port = await freePort()
-const node = spawn(process.execPath, ['--cpu-prof', '--cpu-prof-dir', dir, join(ROOT, 'dist/main.js')], {
-  env: { PATH: process.env.PATH ?? '', NODE_ENV: 'production', HOST: '127.0.0.1', PORT: String(port), REDIS_URL: redisUrl, JWT_SECRET: SECRET, LOG_LEVEL: 'warn', DRAIN_TIMEOUT: '0', MAX_CONNECTIONS_PER_IP: '1000000', MAX_CONNECTIONS_PER_USER: '100000', MAX_MESSAGES_PER_MINUTE: '1000000', WEBSOCKET_MAX_CONNECTIONS: '1000000', MAX_SEND_BUFFER_BYTES: String(8 * 1024 * 1024) },
-  stdio: 'inherit',
+const node = spawn(process.execPath, ['--inspect=127.0.0.1:0', join(ROOT, 'dist/main.js')], {
+  env: { PATH: process.env.PATH ?? '', NODE_ENV: 'production', HOST: '127.0.0.1', PORT: String(port), REDIS_URL: redisUrl, JWT_SECRET: SECRET, API_KEYS: 'bench-api-key-0123456789', LOG_LEVEL: 'warn', MAX_CONNECTIONS_PER_IP: '1000000', MAX_CONNECTIONS_PER_USER: '100000', MAX_MESSAGES_PER_MINUTE: '1000000', WEBSOCKET_MAX_CONNECTIONS: '1000000' },
+  stdio: ['ignore', 'inherit', 'pipe'],
 })
 procs.push(node)
+const inspector = inspectorUrl(node)
 for (let i = 0; i < 400; i++) { if (await fetch(`http://127.0.0.1:${port}/ws/health`).then((r) => r.status === 200, () => false)) break; await sleep(25) }
 
 const load = fork(join(ROOT, 'bench/load/subscribers.ts'), [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
@@ -41,33 +45,62 @@ procs.push(load)
 const ready = new Promise((resolve) => load.on('message', (m: { ready?: number }) => { if (m.ready !== undefined) resolve(m) }))
 load.send({ job: { kind: 'herald', url: `ws://127.0.0.1:${port}/ws/events`, count: SUBSCRIBERS, offset: 0, concurrency: 200, secret: SECRET, sampleEvery: 1000, pattern: 'system.*' } })
 await ready
-let delivered = 0
-load.on('message', (m: { tick?: boolean, delivered?: number }) => { if (m.tick === true) delivered += m.delivered ?? 0 })
+let first: { total: number, at: number } | null = null
+let last: { total: number, at: number } | null = null
+let profiling = false
+load.on('message', (m: { tick?: boolean, total: number, at: number }) => {
+  if (m.tick !== true || !profiling) return
+  if (first === null) first = m
+  else last = m
+})
 
 const pub = fork(join(ROOT, 'bench/load/publisher.ts'), [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
 procs.push(pub)
 pub.send({ kind: 'herald', redisUrl, rate: RATE })
-await sleep(SECONDS * 1000)
-pub.send({ kind: 'herald', redisUrl, rate: 0 })
-process.stdout.write(`${SUBSCRIBERS} subscribers, ${RATE} events/s for ${SECONDS} s: ${Math.round(delivered / SECONDS)} deliveries/s received\n`)
+await sleep(1500) // past the first events' compilation
 
-const exited = new Promise((resolve) => node.once('exit', resolve))
-node.kill('SIGTERM')
-await exited
-const file = readdirSync(dir).find((f) => f.endsWith('.cpuprofile'))!
-const profile = JSON.parse(readFileSync(join(dir, file), 'utf8')) as { nodes: Array<{ id: number, callFrame: { functionName: string, url: string, lineNumber: number } }>, samples: number[] }
+const s = await session(await inspector)
+await s.send('Profiler.enable')
+await s.send('Profiler.setSamplingInterval', { interval: 200 })
+await s.send('Profiler.start')
+profiling = true
+await sleep(SECONDS * 1000)
+profiling = false
+const { profile } = await s.send<{ profile: Profile }>('Profiler.stop')
+s.close()
+pub.send({ kind: 'herald', redisUrl, rate: 0 })
+const rate = first !== null && last !== null ? ((last as { total: number }).total - (first as { total: number }).total) / (((last as { at: number }).at - (first as { at: number }).at) / 1000) : NaN
+process.stdout.write(`${SUBSCRIBERS} subscribers, ${RATE} events/s offered (${Math.round(RATE * SUBSCRIBERS)} deliveries/s): ${Math.round(rate)} deliveries/s received while profiled\n`)
+
+interface Profile { nodes: Array<{ id: number, callFrame: { functionName: string, url: string, lineNumber: number } }>, samples: number[] }
+const file = join(mkdtempSync(join(tmpdir(), 'herald-prof-')), 'herald.cpuprofile')
+writeFileSync(file, JSON.stringify(profile))
 const counts = new Map<number, number>()
 for (const id of profile.samples) counts.set(id, (counts.get(id) ?? 0) + 1)
 const byFn = new Map<string, number>()
+const byWhat = new Map<string, number>()
 for (const n of profile.nodes) {
   const c = counts.get(n.id) ?? 0
   if (c === 0) continue
-  const where = n.callFrame.url.replace(/^.*\/node_modules\//, '').replace(/^file:\/\/.*\/dist\//, 'dist/').replace(/^node:/, 'node:')
-  const key = `${n.callFrame.functionName || '(anonymous)'} ${where}${where ? ':' + (n.callFrame.lineNumber + 1) : ''}`
+  const url = n.callFrame.url
+  const where = url.replace(/^.*\/node_modules\//, '').replace(/^file:\/\/.*\/dist\//, 'dist/')
+  const fn = n.callFrame.functionName || '(anonymous)'
+  const key = `${fn} ${where}${where ? ':' + (n.callFrame.lineNumber + 1) : ''}`
   byFn.set(key, (byFn.get(key) ?? 0) + c)
+  const what = fn === '(idle)' ? 'idle'
+    : fn === '(garbage collector)' ? 'garbage collection'
+      : ['writeBuffer', 'writev', 'writeUtf8String', 'writeLatin1String'].includes(fn) ? 'socket writes (the syscall)'
+        : url.includes('/dist/') ? 'Herald (dist/)'
+          : url.includes('node_modules/ioredis') || url.includes('node_modules/redis-parser') ? 'ioredis (receiving from Redis)'
+            : url.includes('node_modules/ws/') ? 'ws'
+              : url.startsWith('node:') || url === '' ? 'Node internals (streams, buffers, timers)'
+                : 'other libraries'
+  byWhat.set(what, (byWhat.get(what) ?? 0) + c)
 }
 const total = profile.samples.length
-process.stdout.write(`profile: ${join(dir, file)} (${total} samples)\n`)
-for (const [k, c] of [...byFn].sort((a, b) => b[1] - a[1]).slice(0, 25)) process.stdout.write(`${(100 * c / total).toFixed(1).padStart(5)}%  ${k}\n`)
+process.stdout.write(`profile: ${file} (${total} samples)\n\nself time by function:\n`)
+for (const [k, c] of [...byFn].sort((a, b) => b[1] - a[1]).slice(0, 20)) process.stdout.write(`${(100 * c / total).toFixed(1).padStart(5)}%  ${k}\n`)
+process.stdout.write('\nself time by what it is spent on:\n')
+for (const [k, c] of [...byWhat].sort((a, b) => b[1] - a[1])) process.stdout.write(`${(100 * c / total).toFixed(1).padStart(5)}%  ${k}\n`)
 for (const p of procs) try { p.kill('SIGKILL') } catch {}
 process.exit(0)

@@ -10,6 +10,7 @@ import { cpus, totalmem } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Redis } from 'ioredis'
+import { cdp, inspectorUrl } from './inspector.js'
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
 const SMOKE = process.argv.includes('--smoke')
@@ -23,10 +24,14 @@ const KINDS: Kind[] = (process.argv.find((a) => a.startsWith('--kinds='))?.slice
 const LABEL: Record<Kind, string> = { herald: 'Herald', ws: 'ws + ioredis', 'ws-cork': 'ws + ioredis, corked', sio: 'socket.io + redis-adapter' }
 
 const cfg = SMOKE
-  ? { idle: [200], fanout: [100], stepMs: 1500, maxSteps: 3, startRate: 2000, latencyMs: 2000, targetedUsers: 50, bigNodes: 2, big: 400 }
+  ? { idle: [200], fanout: [100], stepMs: 2000, settleMs: 300, maxSteps: 2, startRate: 2000, latencyMs: 2000, latencyRounds: 1, overloadMs: 2000, targetedUsers: 50, bigNodes: 2, big: 400 }
   : process.argv.includes('--quick')
-    ? { idle: [10_000], fanout: [1000], stepMs: 2000, maxSteps: 10, startRate: 20_000, latencyMs: 4000, targetedUsers: 1000, bigNodes: 3, big: 20_000 }
-    : { idle: [10_000, 19_000], fanout: [1000, 10_000], stepMs: 3000, maxSteps: 12, startRate: 20_000, latencyMs: 8000, targetedUsers: 2000, bigNodes: 6, big: 100_000 }
+    ? { idle: [10_000], fanout: [1000], stepMs: 2000, settleMs: 1000, maxSteps: 10, startRate: 20_000, latencyMs: 4000, latencyRounds: 1, overloadMs: 4000, targetedUsers: 1000, bigNodes: 3, big: 20_000 }
+    : { idle: [10_000, 19_000], fanout: [1000, 10_000], stepMs: 3000, settleMs: 1000, maxSteps: 12, startRate: 20_000, latencyMs: 8000, latencyRounds: 2, overloadMs: 12_000, targetedUsers: 2000, bigNodes: 6, big: 100_000 }
+
+// --subscribers=1000,… runs the fan-out scenario at those sizes only (development).
+const SIZES = process.argv.find((a) => a.startsWith('--subscribers='))?.slice(14).split(',').map(Number)
+if (SIZES !== undefined) cfg.fanout = SIZES
 
 const children = new Set<ChildProcess>()
 const cleanup = (): void => { for (const c of children) { try { c.kill('SIGKILL') } catch {} } }
@@ -76,19 +81,33 @@ async function startRedis (): Promise<{ url: string, proc: ChildProcess }> {
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
 const rssOf = (pid: number): number => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) * 1024
 
-interface Server { kind: Kind, proc: ChildProcess, url: string, http: string, pid: number }
+interface Server { kind: Kind, proc: ChildProcess, url: string, http: string, pid: number, inspector: Promise<string> | null }
 
-async function startServer (kind: Kind, redisUrl: string, env: Record<string, string> = {}): Promise<Server> {
+/**
+ * Full GC in the server (run with `inspect`), then its RSS and V8 heap in
+ * use: what connections hold, not the garbage their handshakes left, which
+ * V8 collects whenever it likes and which made per-connection figures swing
+ * by a third between runs.
+ */
+async function memoryOf (s: Server): Promise<{ rss: number, heap: number }> {
+  await cdp(await s.inspector!, 'HeapProfiler.collectGarbage')
+  const { usedSize } = await cdp<{ usedSize: number }>(await s.inspector!, 'Runtime.getHeapUsage')
+  return { rss: rssOf(s.pid), heap: usedSize }
+}
+
+async function startServer (kind: Kind, redisUrl: string, env: Record<string, string> = {}, opts: { inspect?: boolean } = {}): Promise<Server> {
+  const inspect = opts.inspect === true ? ['--inspect=127.0.0.1:0'] : []
   if (kind === 'herald') {
     const port = await freePort()
-    const proc = track(spawn(process.execPath, ['--max-old-space-size=4096', join(ROOT, 'dist/main.js')], {
+    const proc = track(spawn(process.execPath, ['--max-old-space-size=4096', ...inspect, join(ROOT, 'dist/main.js')], {
       env: {
         PATH: process.env.PATH ?? '', NODE_ENV: 'production', HOST: '127.0.0.1', PORT: String(port), REDIS_URL: redisUrl, JWT_SECRET: SECRET,
         API_KEYS: 'bench-api-key-0123456789', LOG_LEVEL: 'warn', MAX_CONNECTIONS_PER_IP: '1000000', MAX_CONNECTIONS_PER_USER: '100000',
-        MAX_MESSAGES_PER_MINUTE: '1000000', WEBSOCKET_MAX_CONNECTIONS: '1000000', MAX_SEND_BUFFER_BYTES: String(4 * 1024 * 1024), ...env,
+        MAX_MESSAGES_PER_MINUTE: '1000000', WEBSOCKET_MAX_CONNECTIONS: '1000000', ...env,
       },
-      stdio: ['ignore', 'ignore', 'inherit'],
+      stdio: ['ignore', 'ignore', inspect.length > 0 ? 'pipe' : 'inherit'],
     }))
+    const inspector = inspect.length > 0 ? inspectorUrl(proc) : null
     let exited = false
     proc.once('exit', () => { exited = true })
     // Wait for readiness (the Redis probe) before load.
@@ -99,12 +118,13 @@ async function startServer (kind: Kind, redisUrl: string, env: Record<string, st
       if (ok) break
       await sleep(25)
     }
-    return { kind, proc, url: `ws://127.0.0.1:${port}/ws/events`, http: `http://127.0.0.1:${port}`, pid: proc.pid! }
+    return { kind, proc, url: `ws://127.0.0.1:${port}/ws/events`, http: `http://127.0.0.1:${port}`, pid: proc.pid!, inspector }
   }
   const file = kind === 'sio' ? 'bench/servers/socketio-baseline.ts' : 'bench/servers/ws-baseline.ts'
-  const proc = track(fork(join(ROOT, file), [], { execArgv: TSX, env: { ...process.env, REDIS_URL: redisUrl, PORT: '0', CORK: kind === 'ws-cork' ? '1' : '0', ROLE: 'server', ...env }, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] }))
+  const proc = track(fork(join(ROOT, file), [], { execArgv: [...TSX, ...inspect], env: { ...process.env, REDIS_URL: redisUrl, PORT: '0', CORK: kind === 'ws-cork' ? '1' : '0', ROLE: 'server', ...env }, stdio: ['ignore', 'ignore', inspect.length > 0 ? 'pipe' : 'inherit', 'ipc'] }))
+  const inspector = inspect.length > 0 ? inspectorUrl(proc) : null
   const { port } = await nextMessage<{ port: number }>(proc, (m) => m.ready === true, 20_000, `${kind} start`)
-  return { kind, proc, url: kind === 'sio' ? `http://127.0.0.1:${port}` : `ws://127.0.0.1:${port}/`, http: `http://127.0.0.1:${port}`, pid: proc.pid! }
+  return { kind, proc, url: kind === 'sio' ? `http://127.0.0.1:${port}` : `ws://127.0.0.1:${port}/`, http: `http://127.0.0.1:${port}`, pid: proc.pid!, inspector }
 }
 
 interface Loadgen { procs: ChildProcess[], ready: number, connectMs: number }
@@ -113,8 +133,10 @@ async function startLoad (server: Server, count: number, opts: { pattern?: strin
   const procs: ChildProcess[] = []
   const n = Math.ceil(count / PER_LOADGEN)
   const waits: Array<Promise<{ ready: number, failed: number, connectMs: number, reasons?: unknown }>> = []
+  // Even shares: 10k as 9000 + 1000 left one generator the bottleneck.
+  const each = Math.ceil(count / n)
   for (let i = 0; i < n; i++) {
-    const share = Math.min(PER_LOADGEN, count - i * PER_LOADGEN)
+    const share = Math.min(each, count - i * each)
     const p = track(fork(join(ROOT, 'bench/load/subscribers.ts'), [], { execArgv: TSX, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] }))
     procs.push(p)
     waits.push(nextMessage(p, (m) => m.ready !== undefined, 180_000, 'subscribers ready'))
@@ -123,7 +145,7 @@ async function startLoad (server: Server, count: number, opts: { pattern?: strin
         kind: server.kind === 'herald' ? 'herald' : server.kind === 'sio' ? 'sio' : 'ws',
         url: server.url,
         count: share,
-        offset: (opts.offset ?? 0) + i * PER_LOADGEN,
+        offset: (opts.offset ?? 0) + i * each,
         // Bound source addresses only where one address would run out of ports
         // (the 100k run): bound sockets hold their port exclusively, TIME_WAIT too.
         ...(opts.addressBase !== undefined ? { localAddress: `127.0.0.${opts.addressBase + i}` } : {}),
@@ -142,29 +164,58 @@ async function startLoad (server: Server, count: number, opts: { pattern?: strin
 
 async function stopLoad (l: Loadgen): Promise<void> { await Promise.all(l.procs.map(stop)) }
 
-/** Collects deliveries and latency samples from every load generator over `ms`. */
-async function measure (l: Loadgen, ms: number, onSecond?: (delivered: number) => void): Promise<{ perSec: number, p50: number, p99: number, samples: number }> {
-  let delivered = 0
-  const lat: number[] = []
-  let seconds = 0
-  let secDelivered = 0
-  let ticks = 0
-  const on = (m: any): void => {
-    if (m.tick !== true) return
-    delivered += m.delivered
-    secDelivered += m.delivered
-    for (const s of m.samples) lat.push(s)
-    if (++ticks % l.procs.length === 0) { seconds++; onSecond?.(secDelivered); secDelivered = 0 }
-  }
-  for (const p of l.procs) p.on('message', on)
-  const t0 = performance.now()
+interface Measured {
+  perSec: number
+  p50: number
+  p99: number
+  samples: number
+  /** p50 of the first and the second half of the window: a queue building up shows as growth */
+  p50First: number
+  p50Second: number
+  /** connections the server closed, by code, since the load started */
+  closes: Record<string, number>
+}
+
+/**
+ * Deliveries and latency samples from every load generator over `ms`. The
+ * rate is taken between each generator's first and last report in the
+ * window, from its running total: counting whole one-second reports over a
+ * window that holds a partial second overstated every rate by up to a third.
+ */
+async function measure (l: Loadgen, ms: number): Promise<Measured> {
+  const first = new Map<ChildProcess, { total: number, at: number }>()
+  const last = new Map<ChildProcess, { total: number, at: number }>()
+  const early: number[] = []
+  const late: number[] = []
+  const closes: Record<string, number> = {}
+  const t0 = performance.timeOrigin + performance.now()
+  const half = t0 + ms / 2
+  const listeners = l.procs.map((p) => {
+    const on = (m: any): void => {
+      if (m.tick !== true) return
+      if (!first.has(p)) { first.set(p, { total: m.total, at: m.at }); return }
+      last.set(p, { total: m.total, at: m.at })
+      for (const x of m.samples) (m.at < half ? early : late).push(x)
+      for (const [code, n] of Object.entries(m.closes as Record<string, number>)) closes[code] = n
+    }
+    p.on('message', on)
+    return () => p.off('message', on)
+  })
   await sleep(ms)
-  const elapsed = (performance.now() - t0) / 1000
-  for (const p of l.procs) p.off('message', on)
-  lat.sort((a, b) => a - b)
-  const q = (x: number): number => lat.length === 0 ? NaN : lat[Math.min(lat.length - 1, Math.floor(x * lat.length))]!
-  void seconds
-  return { perSec: delivered / elapsed, p50: q(0.5), p99: q(0.99), samples: lat.length }
+  for (const off of listeners) off()
+  let perSec = 0
+  for (const [p, a] of first) {
+    const b = last.get(p)
+    if (b !== undefined && b.at > a.at) perSec += (b.total - a.total) / ((b.at - a.at) / 1000)
+  }
+  const all = early.concat(late)
+  return { perSec, p50: quantile(all, 0.5), p99: quantile(all, 0.99), samples: all.length, p50First: quantile(early, 0.5), p50Second: quantile(late, 0.5), closes }
+}
+
+function quantile (xs: number[], q: number): number {
+  if (xs.length === 0) return NaN
+  const sorted = [...xs].sort((a, b) => a - b)
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!
 }
 
 interface Publisher { setRate (eventsPerSec: number, users?: number): Promise<void>, burst?: (n: number) => Promise<void>, stop (): Promise<void> }
@@ -195,8 +246,11 @@ const elapsed = (): string => `${Math.round((Date.now() - t00) / 1000)}s`
 
 // ---------- scenarios ----------
 
-interface IdleRow { kind: Kind, connections: number, rssPerConn: number, heapPerConn: number | null, connectPerSec: number }
-interface FanoutRow { kind: Kind, subscribers: number, saturation: number, p50AtSat: number, p99AtSat: number, maxRssMB: number, steps: Array<{ offered: number, achieved: number, p50: number, p99: number, rssMB: number }> }
+interface IdleRow { kind: Kind, connections: number, rssPerConn: number, heapPerConn: number, connectPerSec: number }
+interface FanoutRow { kind: Kind, subscribers: number, saturation: number, p50AtSat: number, p99AtSat: number, maxRssMB: number, steps: Array<{ offered: number, achieved: number, p50: number, p99: number, p50First: number, p50Second: number, rssMB: number, sustained: boolean }> }
+interface OverloadRow { kind: Kind, subscribers: number, offered: number, achieved: number, peakRssMB: number, capped: boolean, closed: number, closes: Record<string, number> }
+/** a server past this RSS is stopped: unbounded buffering is the finding, not a reason to swap */
+const RSS_CAP = 3 * 2 ** 30
 interface LatencyRow { kind: Kind, rate: number, achieved: number, p50: number, p99: number }
 
 async function idleMemory (redisUrl: string): Promise<IdleRow[]> {
@@ -204,15 +258,13 @@ async function idleMemory (redisUrl: string): Promise<IdleRow[]> {
   for (const kind of KINDS) {
     for (const n of cfg.idle) {
       progress(`[${elapsed()}] idle memory: ${LABEL[kind]} × ${n}`)
-      const s = await startServer(kind, redisUrl)
+      const s = await startServer(kind, redisUrl, {}, { inspect: true })
       await sleep(500)
-      const before = rssOf(s.pid)
-      const heapBefore = kind === 'herald' ? await heapOf(s) : null
+      const before = await memoryOf(s)
       const l = await startLoad(s, n)
-      await sleep(1500)
-      const after = rssOf(s.pid)
-      const heapAfter = kind === 'herald' ? await heapOf(s) : null
-      rows.push({ kind, connections: l.ready, rssPerConn: (after - before) / l.ready, heapPerConn: heapBefore !== null && heapAfter !== null ? (heapAfter - heapBefore) / l.ready : null, connectPerSec: l.ready / (l.connectMs / 1000) })
+      await sleep(1000)
+      const after = await memoryOf(s)
+      rows.push({ kind, connections: l.ready, rssPerConn: (after.rss - before.rss) / l.ready, heapPerConn: (after.heap - before.heap) / l.ready, connectPerSec: l.ready / (l.connectMs / 1000) })
       await stopAll(s, l)
     }
   }
@@ -228,42 +280,78 @@ async function stopAll (s: Server, ...loads: Loadgen[]): Promise<void> {
   for (const l of loads) await stopLoad(l)
 }
 
-async function heapOf (s: Server): Promise<number> {
-  const r = await fetch(`${s.http}/api/stats`, { headers: { authorization: 'Bearer bench-api-key-0123456789' } })
-  return ((await r.json()) as { server: { memory: { heapUsed: number } } }).server.memory.heapUsed
+/**
+ * A step is sustained when delivery keeps up with the offer and latency is
+ * not growing: past saturation a queue builds up, so the second half of the
+ * window is slower than the first. The margin absorbs noise at 10k
+ * subscribers, where one broadcast alone spreads deliveries over ~100 ms.
+ */
+const sustained = (m: Measured, offered: number): boolean =>
+  m.perSec >= 0.9 * offered && m.p99 <= 1000 && !(m.p50Second > 1.5 * m.p50First + 20)
+
+/** RSS sampled every 200 ms while `work` runs; the peak. */
+async function peakRss (pid: number, work: Promise<unknown>, onSample?: (rss: number) => void): Promise<number> {
+  let peak = rssOf(pid)
+  let done = false
+  void work.finally(() => { done = true })
+  while (!done) {
+    try { peak = Math.max(peak, rssOf(pid)) } catch { break } // exited
+    onSample?.(peak)
+    await sleep(200)
+  }
+  await work
+  return peak
 }
 
-async function fanout (redisUrl: string): Promise<FanoutRow[]> {
+async function fanout (redisUrl: string): Promise<{ rows: FanoutRow[], overload: OverloadRow[] }> {
   const rows: FanoutRow[] = []
+  const overload: OverloadRow[] = []
   for (const subscribers of cfg.fanout) {
     for (const kind of KINDS) {
       const s = await startServer(kind, redisUrl)
       const l = await startLoad(s, subscribers, { sampleEvery: Math.max(10, Math.floor(subscribers / 20)) })
       const pub = await startPublisher(kind, redisUrl)
       const steps: FanoutRow['steps'] = []
-      let offered = cfg.startRate
+      // About ten events a second to start: fewer, and one event more or less in a window swings the rate.
+      let offered = Math.max(cfg.startRate, 10 * subscribers)
       let maxRss = rssOf(s.pid)
       for (let step = 0; step < cfg.maxSteps; step++) {
-        progress(`[${elapsed()}] fan-out ${LABEL[kind]}, ${subscribers} subscribers: offering ${Math.round(offered)} deliveries/s`)
+        progress(`[${elapsed()}] fan-out ${LABEL[kind]}, ${subscribers} subscribers: offering ${k(offered)} deliveries/s`)
         await pub.setRate(offered / subscribers)
-        await sleep(1000) // settle
-        const m = await measure(l, cfg.stepMs)
-        const rss = rssOf(s.pid)
+        await sleep(cfg.settleMs)
+        let m: Measured | undefined
+        const rss = await peakRss(s.pid, measure(l, cfg.stepMs).then((x) => { m = x }))
         maxRss = Math.max(maxRss, rss)
-        steps.push({ offered, achieved: m.perSec, p50: m.p50, p99: m.p99, rssMB: rss / 2 ** 20 })
-        // Past saturation: delivery falls behind the offer, or latency runs away, or memory balloons.
-        if (m.perSec < 0.9 * offered || m.p99 > 1000 || rss > 2.5 * 2 ** 30) break
+        const ok = sustained(m!, offered)
+        steps.push({ offered, achieved: m!.perSec, p50: m!.p50, p99: m!.p99, p50First: m!.p50First, p50Second: m!.p50Second, rssMB: rss / 2 ** 20, sustained: ok })
+        if (!ok || rss > RSS_CAP) break
         offered *= 1.6
       }
-      await pub.setRate(0)
-      const good = steps.filter((x) => x.achieved >= 0.9 * x.offered && x.p99 <= 1000)
+      const good = steps.filter((x) => x.sustained)
       const best = good.length > 0 ? good.reduce((a, b) => (b.achieved > a.achieved ? b : a)) : steps[0]!
       rows.push({ kind, subscribers, saturation: best.achieved, p50AtSat: best.p50, p99AtSat: best.p99, maxRssMB: maxRss / 2 ** 20, steps })
+
+      // Past saturation, at twice what this server sustains: memory must stay
+      // bounded (Herald sheds consumers that fall behind, 4008) where a plain
+      // server buffers without end. Stopped past RSS_CAP to spare the machine.
+      if (subscribers === cfg.fanout[0]) {
+        const rate = 2 * best.achieved
+        progress(`[${elapsed()}] past saturation: ${LABEL[kind]}, ${subscribers} subscribers, offering ${k(rate)} deliveries/s`)
+        await pub.setRate(rate / subscribers)
+        let capped = false
+        let m: Measured | undefined
+        const peak = await peakRss(s.pid, measure(l, cfg.overloadMs).then((x) => { m = x }), (rss) => {
+          if (rss > RSS_CAP && !capped) { capped = true; s.proc.kill('SIGKILL') }
+        })
+        const closed = Object.values(m?.closes ?? {}).reduce((a, b) => a + b, 0)
+        overload.push({ kind, subscribers, offered: rate, achieved: m?.perSec ?? 0, peakRssMB: peak / 2 ** 20, capped, closed, closes: m?.closes ?? {} })
+      }
+      await pub.setRate(0)
       await pub.stop()
       await stopAll(s, l)
     }
   }
-  return rows
+  return { rows, overload }
 }
 
 async function latency (redisUrl: string, fan: FanoutRow[]): Promise<LatencyRow[]> {
@@ -275,14 +363,14 @@ async function latency (redisUrl: string, fan: FanoutRow[]): Promise<LatencyRow[
   // the fan-out scenario's heavy load) pays for the machine settling, and a
   // tail percentile is sensitive to that. Each server keeps its better round.
   const best = new Map<Kind, LatencyRow>()
-  for (const order of [KINDS, [...KINDS].reverse()]) {
+  for (const order of [KINDS, [...KINDS].reverse()].slice(0, cfg.latencyRounds)) {
     for (const kind of order) {
       progress(`[${elapsed()}] latency at ${Math.round(rate)} deliveries/s: ${LABEL[kind]}`)
       const s = await startServer(kind, redisUrl)
       const l = await startLoad(s, subscribers, { sampleEvery: 5 })
       const pub = await startPublisher(kind, redisUrl)
       await pub.setRate(rate / subscribers)
-      await sleep(1000)
+      await sleep(cfg.settleMs)
       const m = await measure(l, cfg.latencyMs)
       const row = { kind, rate, achieved: m.perSec, p50: m.p50, p99: m.p99 }
       const prev = best.get(kind)
@@ -366,8 +454,9 @@ async function limiterCost (redisUrl: string): Promise<{ ops: number, rows: Arra
 /** Many connections across a local cluster, then one broadcast that must reach them all. */
 async function bigCluster (redisUrl: string): Promise<{ nodes: number, connections: number, connectSeconds: number, totalRssMB: number, rssPerConn: number, broadcastMs: number, reached: number }> {
   const nodes: Server[] = []
-  for (let i = 0; i < cfg.bigNodes; i++) nodes.push(await startServer('herald', redisUrl))
-  const before = nodes.reduce((a, s) => a + rssOf(s.pid), 0)
+  for (let i = 0; i < cfg.bigNodes; i++) nodes.push(await startServer('herald', redisUrl, {}, { inspect: true }))
+  const rssAfterGc = async (): Promise<number> => (await Promise.all(nodes.map(memoryOf))).reduce((a, m) => a + m.rss, 0)
+  const before = await rssAfterGc()
   const per = Math.ceil(cfg.big / nodes.length)
   const t0 = performance.now()
   const loads: Loadgen[] = []
@@ -380,7 +469,7 @@ async function bigCluster (redisUrl: string): Promise<{ nodes: number, connectio
   }
   const connectSeconds = (performance.now() - t0) / 1000
   await sleep(1000)
-  const after = nodes.reduce((a, s) => a + rssOf(s.pid), 0)
+  const after = await rssAfterGc()
   progress(`[${elapsed()}] ${connected} connections: broadcasting one event`)
   // One event; every subscriber samples it (sampleEvery 1), so the slowest
   // sample is the time for the broadcast to reach the last connection.
@@ -424,12 +513,12 @@ async function main (): Promise<void> {
   }
   const want = (s: string): boolean => ONLY === undefined || ONLY.includes(s)
   const idle = want('idle') ? await idleMemory(redis.url) : []
-  const fan = want('fanout') || (want('latency') && !process.argv.some((a) => a.startsWith('--latency-rate='))) ? await fanout(redis.url) : []
+  const { rows: fan, overload } = want('fanout') || (want('latency') && !process.argv.some((a) => a.startsWith('--latency-rate='))) ? await fanout(redis.url) : { rows: [], overload: [] }
   const lat = want('latency') && (fan.length > 0 || process.argv.some((a) => a.startsWith('--latency-rate='))) ? await latency(redis.url, fan) : []
   const tgt = want('targeted') ? await targeted(redis.url) : null
   const big = want('big') ? await bigCluster(redis.url) : null
   const lim = want('limiter') ? await limiterCost(redis.url) : null
-  Object.assign(results, { idle, fanout: fan, latency: lat, targeted: tgt, big, limiter: lim })
+  Object.assign(results, { idle, fanout: fan, overload, latency: lat, targeted: tgt, big, limiter: lim })
   process.stderr.write('\r\x1b[K')
 
   const md: string[] = []
@@ -439,22 +528,34 @@ async function main (): Promise<void> {
     md.push('## Idle memory per authenticated, subscribed connection', '', '| server | connections | RSS / conn | heap / conn | connects/s | RSS vs ws |', '|---|---|---|---|---|---|')
     for (const r of idle) {
       const ws = idle.find((x) => x.kind === 'ws' && x.connections >= r.connections * 0.95 && x.connections <= r.connections * 1.05)
-      md.push(`| ${LABEL[r.kind]} | ${r.connections} | ${kb(r.rssPerConn)} | ${r.heapPerConn === null ? '–' : kb(r.heapPerConn)} | ${k(r.connectPerSec)} | ${ws ? ratio(r.rssPerConn, ws.rssPerConn) : 'n/a'} |`)
+      md.push(`| ${LABEL[r.kind]} | ${r.connections} | ${kb(r.rssPerConn)} | ${kb(r.heapPerConn)} | ${k(r.connectPerSec)} | ${ws ? ratio(r.rssPerConn, ws.rssPerConn) : 'n/a'} |`)
     }
     md.push('')
   }
   if (fan.length > 0) {
-    md.push('## Fan-out saturation (deliveries/s sustained, latency not running away)', '', '| server | subscribers | deliveries/s | p50 | p99 | peak RSS | vs corked | vs socket.io |', '|---|---|---|---|---|---|---|---|')
+    md.push('## Fan-out saturation (deliveries/s sustained, latency not growing)', '',
+      `Offered rates step up by 1.6× every ${cfg.stepMs / 1000} s; a step is sustained when at least 90% of the offer is delivered, p99 stays under 1 s and the median of the window's second half is not above 1.5× its first half (+20 ms). The highest sustained step is shown.`, '',
+      '| server | subscribers | deliveries/s | p50 | p99 | vs corked | vs socket.io |', '|---|---|---|---|---|---|---|')
     for (const r of fan) {
-      const corked = fan.find((x) => x.kind === 'ws-cork' && x.subscribers === r.subscribers)!
-      const sio = fan.find((x) => x.kind === 'sio' && x.subscribers === r.subscribers)!
-      md.push(`| ${LABEL[r.kind]} | ${r.subscribers} | ${k(r.saturation)} | ${ms(r.p50AtSat)} | ${ms(r.p99AtSat)} | ${r.maxRssMB.toFixed(0)} MiB | ${ratio(r.saturation, corked.saturation)} | ${ratio(r.saturation, sio.saturation)} |`)
+      const corked = fan.find((x) => x.kind === 'ws-cork' && x.subscribers === r.subscribers)
+      const sio = fan.find((x) => x.kind === 'sio' && x.subscribers === r.subscribers)
+      md.push(`| ${LABEL[r.kind]} | ${r.subscribers} | ${k(r.saturation)} | ${ms(r.p50AtSat)} | ${ms(r.p99AtSat)} | ${corked ? ratio(r.saturation, corked.saturation) : 'n/a'} | ${sio ? ratio(r.saturation, sio.saturation) : 'n/a'} |`)
+    }
+    md.push('')
+  }
+  if (overload.length > 0) {
+    md.push(`## Past saturation: twice each server's sustained rate for ${cfg.overloadMs / 1000} s, ${overload[0]!.subscribers} subscribers`, '',
+      `Memory must stay bounded when subscribers cannot keep up. A server past ${RSS_CAP / 2 ** 30} GiB RSS is stopped there.`, '',
+      '| server | offered/s | delivered/s | peak RSS | closed by the server |', '|---|---|---|---|---|')
+    for (const r of overload) {
+      const codes = Object.entries(r.closes).map(([c, n]) => `${n} × ${c}`).join(', ')
+      md.push(`| ${LABEL[r.kind]} | ${k(r.offered)} | ${k(r.achieved)} | ${r.capped ? `> ${RSS_CAP / 2 ** 30} GiB (stopped)` : `${r.peakRssMB.toFixed(0)} MiB`} | ${r.closed === 0 ? 'none' : codes} |`)
     }
     md.push('')
   }
   if (lat.length > 0) {
     const base = lat.find((x) => x.kind === 'ws') ?? lat[0]!
-    md.push(`## Latency at a fixed ${k(lat[0]!.rate)} deliveries/s (half of plain ws saturation), ${cfg.fanout[0]} subscribers`, '', 'Each server measured twice, in opposite orders; the better round is shown.', '', '| server | achieved/s | p50 | p99 | p99 vs ws |', '|---|---|---|---|---|')
+    md.push(`## Latency at a fixed ${k(lat[0]!.rate)} deliveries/s (half of plain ws saturation), ${cfg.fanout[0]} subscribers`, '', cfg.latencyRounds > 1 ? 'Each server measured twice, in opposite orders; the better round is shown.' : 'Each server measured once.', '', '| server | achieved/s | p50 | p99 | p99 vs ws |', '|---|---|---|---|---|')
     for (const r of lat) md.push(`| ${LABEL[r.kind]} | ${k(r.achieved)} | ${ms(r.p50)} | ${ms(r.p99)} | ${ratio(r.p99, base.p99)} |`)
     md.push('')
   }

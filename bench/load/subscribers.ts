@@ -1,6 +1,7 @@
 // Load generator: opens `count` subscriber connections of one kind and reports
-// to the parent over IPC: when all are ready, then deliveries and sampled
-// latencies every second. Parses only sampled frames, to stay cheap.
+// to the parent over IPC: when all are ready, then deliveries, sampled
+// latencies and the close codes of connections the server closed, every
+// second. Parses only sampled frames, to stay cheap.
 import { createSigner } from 'fast-jwt'
 import { io as ioClient } from 'socket.io-client'
 import WebSocket from 'ws'
@@ -19,7 +20,11 @@ interface Job {
 }
 
 let delivered = 0
+let total = 0
 let seen = 0
+/** close codes of connections the server closed, since the start */
+const closes: Record<string, number> = {}
+const closedWith = (code: number | string): void => { closes[code] = (closes[code] ?? 0) + 1 }
 let samples: number[] = []
 const now = (): number => performance.timeOrigin + performance.now()
 
@@ -33,6 +38,7 @@ function sample (text: string): void {
 }
 
 let job: Job
+let stopping = false
 const sockets: Array<{ close: () => void }> = []
 
 async function openOne (i: number, sign: (p: object) => string): Promise<void> {
@@ -41,7 +47,8 @@ async function openOne (i: number, sign: (p: object) => string): Promise<void> {
     const s = ioClient(job.url, { transports: ['websocket'], reconnection: false, forceNew: true, ...(job.localAddress ? { localAddress: job.localAddress } : {}) } as Parameters<typeof ioClient>[1])
     sockets.push({ close: () => s.close() })
     await new Promise<void>((resolve, reject) => { s.once('welcome', () => resolve()); s.once('connect_error', reject) })
-    s.on('event', (p: { t: number }) => { delivered++; if (++seen % job.sampleEvery === 0) samples.push(now() - p.t) })
+    s.on('event', (p: { t: number }) => { delivered++; total++; if (++seen % job.sampleEvery === 0) samples.push(now() - p.t) })
+    s.on('disconnect', (reason: string) => { if (!stopping) closedWith(reason) })
     return
   }
   const url = job.kind === 'herald' ? `${job.url}?token=${sign({ sub: `u${id}`, sid: `s${id}`, roles: ['user'] })}` : job.url
@@ -58,16 +65,19 @@ async function openOne (i: number, sign: (p: object) => string): Promise<void> {
       }
       if (job.kind === 'herald' && data.length < 200 && data.includes('"subscribed"')) return resolve()
       delivered++
+      total++
       if ((seen + 1) % job.sampleEvery === 0) sample(data.toString())
       else seen++
     })
     ws.once('error', reject)
+    ws.once('close', (code: number) => { if (!stopping) closedWith(code) })
     ws.once('unexpected-response', (_r, res) => reject(new Error(`HTTP ${res.statusCode}`)))
   })
 }
 
 process.on('message', (m: { job?: Job, stop?: boolean }) => {
   if (m.stop) {
+    stopping = true
     for (const s of sockets) s.close()
     setTimeout(() => process.exit(0), 200)
     return
@@ -97,7 +107,8 @@ process.on('message', (m: { job?: Job, stop?: boolean }) => {
   void Promise.all(Array.from({ length: Math.min(job.concurrency, job.count) }, worker)).then(() => {
     process.send!({ ready: job.count - failed, failed, reasons: [...reasons].slice(0, 3), connectMs: now() - t0 })
     setInterval(() => {
-      process.send!({ tick: true, delivered, samples })
+      // `total` and `at` let the parent take a rate over exactly the ticks it saw.
+      process.send!({ tick: true, delivered, total, at: now(), samples, closes })
       delivered = 0
       samples = []
     }, 1000).unref()
