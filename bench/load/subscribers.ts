@@ -39,6 +39,23 @@ function sample (text: string): void {
 
 let job: Job
 let stopping = false
+let reporting = false
+let lastReport = 0
+
+/**
+ * A report a second. Checked from the timer and every 1024 messages: a
+ * generator flooded with frames runs its timers seconds late (one poll can
+ * hand it megabytes on every socket), and its reports must not stop then.
+ * `total` and `at` let the parent take a rate over exactly the reports it saw.
+ */
+function report (): void {
+  const t = now()
+  if (!reporting || t - lastReport < 1000) return
+  lastReport = t
+  process.send!({ tick: true, delivered, total, at: t, samples, closes })
+  delivered = 0
+  samples = []
+}
 const sockets: Array<{ close: () => void }> = []
 
 async function openOne (i: number, sign: (p: object) => string): Promise<void> {
@@ -47,7 +64,7 @@ async function openOne (i: number, sign: (p: object) => string): Promise<void> {
     const s = ioClient(job.url, { transports: ['websocket'], reconnection: false, forceNew: true, ...(job.localAddress ? { localAddress: job.localAddress } : {}) } as Parameters<typeof ioClient>[1])
     sockets.push({ close: () => s.close() })
     await new Promise<void>((resolve, reject) => { s.once('welcome', () => resolve()); s.once('connect_error', reject) })
-    s.on('event', (p: { t: number }) => { delivered++; total++; if (++seen % job.sampleEvery === 0) samples.push(now() - p.t) })
+    s.on('event', (p: { t: number }) => { delivered++; if ((++total & 1023) === 0) report(); if (++seen % job.sampleEvery === 0) samples.push(now() - p.t) })
     s.on('disconnect', (reason: string) => { if (!stopping) closedWith(reason) })
     return
   }
@@ -65,7 +82,7 @@ async function openOne (i: number, sign: (p: object) => string): Promise<void> {
       }
       if (job.kind === 'herald' && data.length < 200 && data.includes('"subscribed"')) return resolve()
       delivered++
-      total++
+      if ((++total & 1023) === 0) report()
       if ((seen + 1) % job.sampleEvery === 0) sample(data.toString())
       else seen++
     })
@@ -106,12 +123,9 @@ process.on('message', (m: { job?: Job, stop?: boolean }) => {
   }
   void Promise.all(Array.from({ length: Math.min(job.concurrency, job.count) }, worker)).then(() => {
     process.send!({ ready: job.count - failed, failed, reasons: [...reasons].slice(0, 3), connectMs: now() - t0 })
-    setInterval(() => {
-      // `total` and `at` let the parent take a rate over exactly the ticks it saw.
-      process.send!({ tick: true, delivered, total, at: now(), samples, closes })
-      delivered = 0
-      samples = []
-    }, 1000).unref()
+    reporting = true
+    lastReport = now()
+    setInterval(report, 250).unref()
   })
 })
 process.on('disconnect', () => process.exit(0))
