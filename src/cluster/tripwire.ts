@@ -10,9 +10,6 @@
 export class Tripwire {
   private waiting = new Set<(err: Error) => void>()
 
-  /** commands waiting now; zero when idle */
-  get size (): number { return this.waiting.size }
-
   guard<T> (command: Promise<T>): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       this.waiting.add(reject)

@@ -84,7 +84,8 @@ export abstract class Connection implements Subscriber {
 
   /** An event or notification from the hub. */
   deliver (d: Delivery): void {
-    if (this.hold(() => this.deliver(d))) return
+    // Checked before making the closure: deliver runs once per recipient of every event.
+    if (this.held !== null) return this.hold(() => this.deliver(d))
     if (this.closed) return
     if (this.congested()) return this.close(CloseCodes.SLOW_CONSUMER, 'slow consumer')
     this.writeDelivery(d)
@@ -93,7 +94,7 @@ export abstract class Connection implements Subscriber {
 
   /** A protocol message: a reply (with the request's id) or a server push. */
   emit (type: string, payload: unknown, id?: string): void {
-    if (this.hold(() => this.emit(type, payload, id))) return
+    if (this.held !== null) return this.hold(() => this.emit(type, payload, id))
     if (this.closed) return
     if (this.congested()) return this.close(CloseCodes.SLOW_CONSUMER, 'slow consumer')
     this.writeMessage(type, payload, id)
@@ -134,10 +135,9 @@ export abstract class Connection implements Subscriber {
   protected abstract writeMessage (type: string, payload: unknown, id?: string): void
   protected abstract terminate (code: number, reason: string): void
 
-  private hold (f: () => void): boolean {
-    if (this.held === null) return false
-    if (this.held.length < MAX_HELD_FRAMES) this.held.push(f)
+  /** Keeps a frame for after `welcome` (callers check `held` first). */
+  private hold (f: () => void): void {
+    if (this.held!.length < MAX_HELD_FRAMES) this.held!.push(f)
     else this.close(CloseCodes.SLOW_CONSUMER, 'slow consumer')
-    return true
   }
 }

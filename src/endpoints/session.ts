@@ -14,6 +14,8 @@ export interface SessionSite {
   readonly h: Herald
   readonly endpoint: Endpoint
   readonly handlers: HandlerTable
+  /** MAX_SEND_BUFFER_BYTES, read on every delivery */
+  readonly sendBufferBytes: number
 }
 
 // The socket's listeners are shared functions that find their connection on

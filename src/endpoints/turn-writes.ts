@@ -41,8 +41,8 @@ function endTurn (): void {
   lastDelivery = null
 }
 
-/** Queues `d`'s WebSocket frame on `q` for the end of this turn; its size in bytes. */
-export function enqueue (q: TurnQueue, d: Delivery): number {
+/** Queues `d`'s WebSocket frame on `q` for the end of this turn. */
+export function enqueue (q: TurnQueue, d: Delivery): void {
   // The hub hands every recipient of one event the same Delivery, one event
   // after another: a new Delivery is the next frame of the log.
   if (d !== lastDelivery) { lastDelivery = d; log.push(d.wsFrame()) }
@@ -59,7 +59,6 @@ export function enqueue (q: TurnQueue, d: Delivery): number {
     (q.qOwn ??= log.slice(q.qFirst, q.qFirst + q.qCount)).push(frame)
   }
   q.qBytes += frame.length
-  return frame.length
 }
 
 /** Takes what `q` has queued as one buffer (null if nothing), leaving it empty. */

@@ -40,7 +40,7 @@ export class WsConnection extends Connection implements TurnQueue {
 
   // A consumer that does not read is closed rather than buffered without end.
   protected congested (): boolean {
-    return this.ws.bufferedAmount + this.qBytes > this.site.h.config.limits.sendBufferBytes
+    return this.ws.bufferedAmount + this.qBytes > this.site.sendBufferBytes
   }
 
   protected writeDelivery (d: Delivery): void {

@@ -10,8 +10,9 @@ export default fp(async function wsEndpoints (app) {
   const h = app.herald
   app.decorateRequest('identity', null)
   app.decorateRequest('connectionId', null)
-  const eventsSite: SessionSite = { h, endpoint: 'events', handlers: commonCommands }
-  const adminSite: SessionSite = { h, endpoint: 'admin', handlers: adminCommands }
+  const sendBufferBytes = h.config.limits.sendBufferBytes
+  const eventsSite: SessionSite = { h, endpoint: 'events', handlers: commonCommands, sendBufferBytes }
+  const adminSite: SessionSite = { h, endpoint: 'admin', handlers: adminCommands, sendBufferBytes }
   const upgradeOnly = async (_req: unknown, reply: import('fastify').FastifyReply) => reply.code(426).header('upgrade', 'websocket').send(errorBody('UPGRADE_REQUIRED'))
 
   app.route({

@@ -33,6 +33,12 @@ export interface Subscriber {
 }
 
 interface ChannelRef { refs: number, ready: Promise<void> }
+/** A user's connections: the one connection itself, or a Set from the second. */
+type Held = Subscriber | Set<Subscriber>
+function forEachHeld (held: Held | undefined, f: (s: Subscriber) => void): void {
+  if (held instanceof Set) for (const s of held) f(s)
+  else if (held !== undefined) f(held)
+}
 const SUBSCRIBED: Promise<void> = Promise.resolve()
 
 const TYPE_CACHE_MAX = 4096
@@ -44,7 +50,7 @@ const TYPE_CACHE_MAX = 4096
 export class Hub {
   // A user's one connection is held as is, a Set only from the second: most
   // users have one, and a Set costs ~150 bytes on every idle connection.
-  private readonly byUser = new Map<string, Subscriber | Set<Subscriber>>()
+  private readonly byUser = new Map<string, Held>()
   private readonly userIndex = new PatternIndex<Subscriber>()
   private readonly adminIndex = new PatternIndex<Subscriber>()
   private readonly admins = new Set<Subscriber>()
@@ -121,7 +127,10 @@ export class Hub {
 
   connectionsOf (userId: string): readonly Subscriber[] | undefined {
     const held = this.byUser.get(userId)
-    return held === undefined ? undefined : held instanceof Set ? [...held] : [held]
+    if (held === undefined) return undefined
+    const out: Subscriber[] = []
+    forEachHeld(held, (s) => out.push(s))
+    return out
   }
 
   /** Delivers a message this node published itself (while Redis is not delivering), instead of its later echo. */
@@ -162,16 +171,11 @@ export class Hub {
     if (env.kind === 'n') {
       // Notifications need no subscription and go to /ws/events connections only.
       if (channel === this.ch.broadcast) {
-        for (const held of this.byUser.values()) {
-          if (held instanceof Set) for (const s of held) deliver(s)
-          else deliver(held)
-        }
+        for (const held of this.byUser.values()) forEachHeld(held, deliver)
         for (const s of this.guests) deliver(s)
       } else if (channel.startsWith(this.ch.userPrefix)) {
         if (!this.isUserChannelOf(channel, env.userId)) return
-        const held = this.byUser.get(env.userId)
-        if (held instanceof Set) for (const s of held) deliver(s)
-        else if (held !== undefined) deliver(held)
+        forEachHeld(this.byUser.get(env.userId), deliver)
       }
     } else {
       const type = this.segmentsOf(env.type)
@@ -182,14 +186,11 @@ export class Hub {
         this.adminIndex.forEachMatch(type, deliver)
       } else if (channel.startsWith(this.ch.userPrefix)) {
         if (!this.isUserChannelOf(channel, env.userId)) return
-        const held = this.byUser.get(env.userId)
-        const wants = (s: Subscriber): void => {
+        forEachHeld(this.byUser.get(env.userId), (s) => {
           for (const p of s.patterns.values()) {
             if (matches(p, type)) { deliver(s); break }
           }
-        }
-        if (held instanceof Set) for (const s of held) wants(s)
-        else if (held !== undefined) wants(held)
+        })
       }
     }
 
