@@ -23,15 +23,9 @@ export function inspectorUrl (proc: ChildProcess): Promise<string> {
   })
 }
 
-/** One command to an inspector, in a session of its own; its result. */
-export async function cdp<T> (url: string, method: string, params: object = {}): Promise<T> {
-  const s = await session(url)
-  try { return await s.send<T>(method, params) } finally { s.close() }
-}
-
 /**
- * A session kept open across commands: the CPU profiler belongs to the
- * session that started it.
+ * A session to an inspector. Kept open across commands: the CPU profiler
+ * belongs to the session that started it.
  */
 export async function session (url: string): Promise<{ send: <T>(method: string, params?: object) => Promise<T>, close: () => void }> {
   const ws = new WebSocket(url)

@@ -45,13 +45,13 @@ procs.push(load)
 const ready = new Promise((resolve) => load.on('message', (m: { ready?: number }) => { if (m.ready !== undefined) resolve(m) }))
 load.send({ job: { kind: 'herald', url: `ws://127.0.0.1:${port}/ws/events`, count: SUBSCRIBERS, offset: 0, concurrency: 200, secret: SECRET, sampleEvery: 1000, pattern: 'system.*' } })
 await ready
-let first: { total: number, at: number } | null = null
-let last: { total: number, at: number } | null = null
+interface Report { total: number, at: number }
+const window: { first?: Report, last?: Report } = {}
 let profiling = false
-load.on('message', (m: { tick?: boolean, total: number, at: number }) => {
+load.on('message', (m: Report & { tick?: boolean }) => {
   if (m.tick !== true || !profiling) return
-  if (first === null) first = m
-  else last = m
+  if (window.first === undefined) window.first = m
+  else window.last = m
 })
 
 const pub = fork(join(ROOT, 'bench/load/publisher.ts'), [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
@@ -69,7 +69,8 @@ profiling = false
 const { profile } = await s.send<{ profile: Profile }>('Profiler.stop')
 s.close()
 pub.send({ kind: 'herald', redisUrl, rate: 0 })
-const rate = first !== null && last !== null ? ((last as { total: number }).total - (first as { total: number }).total) / (((last as { at: number }).at - (first as { at: number }).at) / 1000) : NaN
+const { first, last } = window
+const rate = first !== undefined && last !== undefined ? (last.total - first.total) / ((last.at - first.at) / 1000) : NaN
 process.stdout.write(`${SUBSCRIBERS} subscribers, ${RATE} events/s offered (${Math.round(RATE * SUBSCRIBERS)} deliveries/s): ${Math.round(rate)} deliveries/s received while profiled\n`)
 
 interface Profile { nodes: Array<{ id: number, callFrame: { functionName: string, url: string, lineNumber: number } }>, samples: number[] }

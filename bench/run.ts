@@ -10,7 +10,7 @@ import { cpus, totalmem } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Redis } from 'ioredis'
-import { cdp, inspectorUrl } from './inspector.js'
+import { inspectorUrl, session } from './inspector.js'
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
 const SMOKE = process.argv.includes('--smoke')
@@ -90,9 +90,12 @@ interface Server { kind: Kind, proc: ChildProcess, url: string, http: string, pi
  * by a third between runs.
  */
 async function memoryOf (s: Server): Promise<{ rss: number, heap: number }> {
-  await cdp(await s.inspector!, 'HeapProfiler.collectGarbage')
-  const { usedSize } = await cdp<{ usedSize: number }>(await s.inspector!, 'Runtime.getHeapUsage')
-  return { rss: rssOf(s.pid), heap: usedSize }
+  const c = await session(await s.inspector!)
+  try {
+    await c.send('HeapProfiler.collectGarbage')
+    const { usedSize } = await c.send<{ usedSize: number }>('Runtime.getHeapUsage')
+    return { rss: rssOf(s.pid), heap: usedSize }
+  } finally { c.close() }
 }
 
 async function startServer (kind: Kind, redisUrl: string, env: Record<string, string> = {}, opts: { inspect?: boolean } = {}): Promise<Server> {
@@ -168,7 +171,6 @@ interface Measured {
   perSec: number
   p50: number
   p99: number
-  samples: number
   /** p50 of the first and the second half of the window: a queue building up shows as growth */
   p50First: number
   p50Second: number
@@ -213,7 +215,7 @@ async function measure (l: Loadgen, ms: number): Promise<Measured> {
     if (b !== undefined && b.at > a.at) perSec += (b.total - a.total) / ((b.at - a.at) / 1000)
   }
   const all = early.concat(late)
-  return { perSec, p50: quantile(all, 0.5), p99: quantile(all, 0.99), samples: all.length, p50First: quantile(early, 0.5), p50Second: quantile(late, 0.5), closes }
+  return { perSec, p50: quantile(all, 0.5), p99: quantile(all, 0.99), p50First: quantile(early, 0.5), p50Second: quantile(late, 0.5), closes }
 }
 
 function quantile (xs: number[], q: number): number {
@@ -251,7 +253,7 @@ const elapsed = (): string => `${Math.round((Date.now() - t00) / 1000)}s`
 // ---------- scenarios ----------
 
 interface IdleRow { kind: Kind, connections: number, rssPerConn: number, heapPerConn: number, connectPerSec: number }
-interface FanoutRow { kind: Kind, subscribers: number, saturation: number, p50AtSat: number, p99AtSat: number, maxRssMB: number, steps: Array<{ offered: number, achieved: number, p50: number, p99: number, p50First: number, p50Second: number, rssMB: number, sustained: boolean }> }
+interface FanoutRow { kind: Kind, subscribers: number, saturation: number, p50AtSat: number, p99AtSat: number, steps: Array<{ offered: number, achieved: number, p50: number, p99: number, p50First: number, p50Second: number, rssMB: number, sustained: boolean }> }
 interface OverloadRow { kind: Kind, subscribers: number, offered: number, achieved: number, peakRssMB: number, capped: boolean, closed: number, closes: Record<string, number> }
 /** a server past this RSS is stopped: unbounded buffering is the finding, not a reason to swap */
 const RSS_CAP = 3 * 2 ** 30
@@ -262,11 +264,11 @@ async function idleMemory (redisUrl: string): Promise<IdleRow[]> {
   for (const kind of KINDS) {
     for (const n of cfg.idle) {
       progress(`[${elapsed()}] idle memory: ${LABEL[kind]} × ${n}`)
+      // No settling time: readings follow a full GC, and the generators report
+      // ready only when every connection has been answered `subscribed`.
       const s = await startServer(kind, redisUrl, {}, { inspect: true })
-      await sleep(500)
       const before = await memoryOf(s)
       const l = await startLoad(s, n)
-      await sleep(1000)
       const after = await memoryOf(s)
       rows.push({ kind, connections: l.ready, rssPerConn: (after.rss - before.rss) / l.ready, heapPerConn: (after.heap - before.heap) / l.ready, connectPerSec: l.ready / (l.connectMs / 1000) })
       await stopAll(s, l)
@@ -333,7 +335,6 @@ async function fanout (redisUrl: string): Promise<{ rows: FanoutRow[], overload:
       const steps: FanoutRow['steps'] = []
       // About ten events a second to start: fewer, and one event more or less in a window swings the rate.
       let offered = Math.max(cfg.startRate, 10 * subscribers)
-      let maxRss = rssOf(s.pid)
       // Warm-up, not measured: the first events compile the hot path, and
       // that pause alone failed a first step.
       await pub.setRate(offered / subscribers)
@@ -349,7 +350,6 @@ async function fanout (redisUrl: string): Promise<{ rows: FanoutRow[], overload:
         await sleep(cfg.settleMs)
         let m: Measured | undefined
         const rss = await peakRss(s.pid, measure(l, cfg.stepMs).then((x) => { m = x }))
-        maxRss = Math.max(maxRss, rss)
         const ok = sustained(m!, offered)
         steps.push({ offered, achieved: m!.perSec, p50: m!.p50, p99: m!.p99, p50First: m!.p50First, p50Second: m!.p50Second, rssMB: rss / 2 ** 20, sustained: ok })
         if (rss > RSS_CAP) break
@@ -368,7 +368,7 @@ async function fanout (redisUrl: string): Promise<{ rows: FanoutRow[], overload:
       }
       const good = steps.filter((x) => x.sustained)
       const best = good.length > 0 ? good.reduce((a, b) => (b.achieved > a.achieved ? b : a)) : steps[0]!
-      rows.push({ kind, subscribers, saturation: best.achieved, p50AtSat: best.p50, p99AtSat: best.p99, maxRssMB: maxRss / 2 ** 20, steps })
+      rows.push({ kind, subscribers, saturation: best.achieved, p50AtSat: best.p50, p99AtSat: best.p99, steps })
 
       // Past saturation, at twice what this server sustains: memory must stay
       // bounded (Herald sheds consumers that fall behind, 4008) where a plain
