@@ -139,6 +139,14 @@ function jwksKeys (url: URL): KeyLookup {
   }
 }
 
+// NumericDate claims are seconds since the epoch (RFC 7519 §2). fast-jwt
+// compares them with the clock but checks no range: an exp of
+// Number.MAX_SAFE_INTEGER, or one in ms or µs, passes as "not expired" and
+// breaks whatever turns it into a date later. Every time claim is held to
+// 1970 .. 9999-12-31 here, once, for every caller of verify.
+const MAX_NUMERIC_DATE = 253_402_300_799
+const isNumericDate = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v) && v >= 0 && v <= MAX_NUMERIC_DATE
+
 function identityOf (c: Record<string, unknown>, toleranceMs: number): Identity {
   const sub = c.sub
   if (typeof sub !== 'string' || sub.length === 0 || sub.length > MAX_ID_LENGTH || /[\t\n\r\0]/.test(sub)) {
@@ -152,16 +160,21 @@ function identityOf (c: Record<string, unknown>, toleranceMs: number): Identity 
   if (roles !== undefined && (!Array.isArray(roles) || roles.length > 64 || !roles.every((r) => typeof r === 'string' && r.length <= 64))) {
     throw new HeraldError('TOKEN_INVALID', 'the token roles claim must be an array of strings')
   }
-  const iat = c.iat
-  if (iat !== undefined && typeof iat !== 'number') throw new HeraldError('TOKEN_INVALID', 'the token iat is invalid')
+  for (const claim of ['exp', 'iat', 'nbf'] as const) {
+    if ((claim === 'exp' || c[claim] !== undefined) && !isNumericDate(c[claim])) {
+      throw new HeraldError('TOKEN_INVALID', `the token ${claim} must be a time in seconds since 1970 (up to year 9999)`)
+    }
+  }
+  const exp = c.exp as number
+  const iat = c.iat as number | undefined
   // fast-jwt checks iat only with maxAge; a token "issued" in the future would
   // dodge user revocations (iat before revocation), so refuse it here.
-  if (typeof iat === 'number' && iat * 1000 > Date.now() + toleranceMs) throw new HeraldError('TOKEN_INVALID', 'the token was issued in the future')
+  if (iat !== undefined && iat * 1000 > Date.now() + toleranceMs) throw new HeraldError('TOKEN_INVALID', 'the token was issued in the future')
   return {
     userId: sub,
     sessionId: typeof sid === 'string' ? sid : null,
     roles: (roles as string[] | undefined) ?? [],
-    expiresAt: (c.exp as number) * 1000,
-    issuedAt: typeof iat === 'number' ? iat * 1000 : null,
+    expiresAt: exp * 1000,
+    issuedAt: iat !== undefined ? iat * 1000 : null,
   }
 }

@@ -157,6 +157,37 @@ t.test('time claims', async (t) => {
   t.equal((await v.verify(hs(valid({ nbf: nowS() - 1 })))).userId, 'alice', 'nbf in the past')
 })
 
+t.test('time claims out of range are refused at verification, not accepted to break later', async (t) => {
+  // fast-jwt compares exp/iat/nbf with the clock but checks no range: these
+  // all passed it, and the node threw on the first toISOString of the exp.
+  const v = createTokenVerifier(jwtConfig({ secret: SECRET }))
+  const nowMs = Date.now()
+  for (const [what, extra] of [
+    ['exp Number.MAX_SAFE_INTEGER', { exp: Number.MAX_SAFE_INTEGER }],
+    ['exp past the Date range', { exp: 8.64e12 + 1 }],
+    ['exp 1e300', { exp: 1e300 }],
+    ['exp in milliseconds', { exp: nowMs + 3600_000 }],
+    ['exp in microseconds', { exp: (nowMs + 3600_000) * 1000 }],
+    ['exp after year 9999', { exp: 253_402_300_800 }],
+    ['iat Number.MAX_SAFE_INTEGER', { iat: Number.MAX_SAFE_INTEGER }],
+    ['iat negative', { iat: -1 }],
+    ['iat -1e300', { iat: -1e300 }],
+    ['nbf Number.MAX_SAFE_INTEGER', { nbf: Number.MAX_SAFE_INTEGER }],
+    ['nbf -1e300', { nbf: -1e300 }],
+    ['nbf not a number', { nbf: 'now' }],
+  ] as const) {
+    await refused(t, v, hs(valid(extra)), 'TOKEN_INVALID', what)
+  }
+  // The far edge is a real date: accepted, and it reads back as one.
+  const far = await v.verify(hs(valid({ exp: 253_402_300_799 })))
+  t.equal(new Date(far.expiresAt).toISOString(), '9999-12-31T23:59:59.000Z', 'exp at the end of year 9999 is accepted and usable')
+  const frac = await v.verify(hs(valid({ exp: nowS() + 600.5, iat: nowS() - 0.25, nbf: 0 })))
+  t.equal(frac.expiresAt % 1000, 500, 'fractional seconds are NumericDates too')
+  // The same rule for every key type: an RS256 token with an absurd exp.
+  const viaRsa = createTokenVerifier(jwtConfig({ publicKey: RSA_PUB }))
+  await refused(t, viaRsa, signWith(rsa.privateKey, 'RS256', valid({ exp: Number.MAX_SAFE_INTEGER })), 'TOKEN_INVALID', 'RS256 with exp Number.MAX_SAFE_INTEGER')
+})
+
 t.test('iss and aud when configured', async (t) => {
   const open = createTokenVerifier(jwtConfig({ secret: SECRET }))
   t.equal((await open.verify(hs(valid({ iss: 'anyone', aud: 'anything' })))).userId, 'alice', 'not configured: not checked')
