@@ -30,7 +30,7 @@ import { Hub } from './events/hub.js'
 import { Publisher } from './events/publisher.js'
 import api from './http/api.js'
 import docs from './http/docs.js'
-import { installErrorHandlers } from './http/errors.js'
+import { clientErrorHandler, frameworkErrors, installErrorHandlers, schemaErrorFormatter } from './http/errors.js'
 import { channels as diag } from './observability/channels.js'
 import { createConnectionLimiter } from './limits/connection-limiter.js'
 import { createMessageLimiter } from './limits/message-limiter.js'
@@ -38,6 +38,7 @@ import { loggerOptions } from './observability/logger.js'
 import { installLogSubscribers } from './observability/logs.js'
 import metricsRoute from './observability/metrics.js'
 import { CloseCodes } from './protocol/close-codes.js'
+import { MAX_ID_LENGTH } from './protocol/identifiers.js'
 
 export interface BuildOptions {
   /** a broker to use instead of the one config selects (tests share a MemoryBus) */
@@ -62,6 +63,13 @@ export async function buildApp (config: Config, opts: BuildOptions = {}): Promis
     // Refuse what the schema does not allow instead of quietly fixing it:
     // no stripped properties, no 123 turned into "123".
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false } },
+    // Path parameters are ids (up to 256 characters, each up to two UTF-16
+    // units once decoded): the router must hand them to the schema, whose
+    // refusal says what an id is, instead of refusing them itself at 100.
+    routerOptions: { maxParamLength: 2 * MAX_ID_LENGTH },
+    frameworkErrors,
+    clientErrorHandler,
+    schemaErrorFormatter,
     serverFactory: (handler) => createHttpServer(handler, config.handshakeTimeoutMs),
   })
   installErrorHandlers(app)

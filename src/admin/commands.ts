@@ -4,16 +4,15 @@ import { commonCommands } from '../endpoints/commands.js'
 import type { HandlerTable } from '../endpoints/session.js'
 import { NOTIFICATION_LEVELS, type NotificationInput } from '../events/model.js'
 import type { ClientMessage } from '../protocol/envelope.js'
+import { ID_RULE, isId } from '../protocol/identifiers.js'
 import * as actions from './actions.js'
 import { statsReply } from './stats.js'
-
-const ID = /^[^\u0000-\u001f]{1,256}$/
 
 /** payload[field] when it is a usable id; otherwise answers INVALID_PAYLOAD and returns null. */
 function idField (conn: Connection, msg: ClientMessage, field: string): string | null {
   const v = msg.payload?.[field]
-  if (typeof v === 'string' && ID.test(v)) return v
-  conn.fail('INVALID_PAYLOAD', `payload.${field} must be a string of 1 to 256 characters`, msg.id)
+  if (isId(v)) return v
+  conn.fail('INVALID_PAYLOAD', `payload.${field} must be a string of ${ID_RULE}`, msg.id)
   return null
 }
 

@@ -3,6 +3,7 @@ import { createDecoder, createVerifier, TokenError } from 'fast-jwt'
 import buildGetJwks from 'get-jwks'
 import type { Config } from '../config/index.js'
 import { HeraldError } from '../errors.js'
+import { ID_RULE, isId } from '../protocol/identifiers.js'
 
 export interface Identity {
   userId: string
@@ -26,7 +27,6 @@ export interface TokenVerifier {
 type VerifyFn = (token: string) => Promise<Record<string, unknown>> | Record<string, unknown>
 
 const MAX_TOKEN_LENGTH = 8192
-const MAX_ID_LENGTH = 256
 
 /**
  * Verifies access tokens with pinned algorithms. The header's `alg` only picks
@@ -148,14 +148,9 @@ const MAX_NUMERIC_DATE = 253_402_300_799
 const isNumericDate = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v) && v >= 0 && v <= MAX_NUMERIC_DATE
 
 function identityOf (c: Record<string, unknown>, toleranceMs: number): Identity {
-  const sub = c.sub
-  if (typeof sub !== 'string' || sub.length === 0 || sub.length > MAX_ID_LENGTH || /[\t\n\r\0]/.test(sub)) {
-    throw new HeraldError('TOKEN_INVALID', 'the token subject (sub) is invalid')
-  }
+  if (!isId(c.sub)) throw new HeraldError('TOKEN_INVALID', `the token subject (sub) must be ${ID_RULE}`)
   const sid = c.sid
-  if (sid !== undefined && (typeof sid !== 'string' || sid.length === 0 || sid.length > MAX_ID_LENGTH)) {
-    throw new HeraldError('TOKEN_INVALID', 'the token session id (sid) is invalid')
-  }
+  if (sid !== undefined && !isId(sid)) throw new HeraldError('TOKEN_INVALID', `the token session id (sid) must be ${ID_RULE}`)
   const roles = c.roles
   if (roles !== undefined && (!Array.isArray(roles) || roles.length > 64 || !roles.every((r) => typeof r === 'string' && r.length <= 64))) {
     throw new HeraldError('TOKEN_INVALID', 'the token roles claim must be an array of strings')
@@ -171,7 +166,7 @@ function identityOf (c: Record<string, unknown>, toleranceMs: number): Identity 
   // dodge user revocations (iat before revocation), so refuse it here.
   if (iat !== undefined && iat * 1000 > Date.now() + toleranceMs) throw new HeraldError('TOKEN_INVALID', 'the token was issued in the future')
   return {
-    userId: sub,
+    userId: c.sub,
     sessionId: typeof sid === 'string' ? sid : null,
     roles: (roles as string[] | undefined) ?? [],
     expiresAt: exp * 1000,

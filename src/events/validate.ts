@@ -1,4 +1,5 @@
 import { HeraldError } from '../errors.js'
+import { ID_RULE, isId } from '../protocol/identifiers.js'
 import { parseEventType } from '../protocol/patterns.js'
 import { NOTIFICATION_LEVELS, type EventInput, type NotificationInput } from './model.js'
 
@@ -6,7 +7,6 @@ import { NOTIFICATION_LEVELS, type EventInput, type NotificationInput } from './
 // backend publisher writing straight to Redis). The HTTP schemas in
 // src/http/schemas.ts state the same rules for Fastify.
 
-const ID = /^[^\u0000-\u001f]{1,256}$/
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v)
 const MAX_DATA_BYTES = 60 * 1024
 
@@ -14,8 +14,8 @@ function invalid (message: string): never { throw new HeraldError('VALIDATION', 
 
 export function validateEvent (e: EventInput): EventInput {
   if (parseEventType(e.type) === null) invalid(`type ${JSON.stringify(e.type)} is not dot-separated lowercase segments`)
-  if (e.userId !== undefined && (typeof e.userId !== 'string' || !ID.test(e.userId))) invalid('userId must be 1-256 characters without control characters')
-  if (e.sessionId !== undefined && (typeof e.sessionId !== 'string' || !ID.test(e.sessionId))) invalid('sessionId must be 1-256 characters without control characters')
+  if (e.userId !== undefined && !isId(e.userId)) invalid(`userId must be ${ID_RULE}`)
+  if (e.sessionId !== undefined && !isId(e.sessionId)) invalid(`sessionId must be ${ID_RULE}`)
   if (e.data !== undefined && !isObject(e.data)) invalid('data must be an object')
   if (e.data !== undefined && JSON.stringify(e.data).length > MAX_DATA_BYTES) invalid(`data must serialise to at most ${MAX_DATA_BYTES} bytes`)
   return e
@@ -26,6 +26,6 @@ export function validateNotification (n: NotificationInput, userId: string | nul
   if (typeof n.title !== 'string' || n.title.length < 1 || n.title.length > 200) invalid('title must be 1-200 characters')
   if (typeof n.message !== 'string' || n.message.length < 1 || n.message.length > 2000) invalid('message must be 1-2000 characters')
   if (n.data !== undefined && !isObject(n.data)) invalid('data must be an object')
-  if (userId !== null && !ID.test(userId)) invalid('userId must be 1-256 characters without control characters')
+  if (userId !== null && !isId(userId)) invalid(`userId must be ${ID_RULE}`)
   return n
 }

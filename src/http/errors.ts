@@ -1,5 +1,8 @@
-import type { FastifyInstance, FastifyError } from 'fastify'
+import { STATUS_CODES } from 'node:http'
+import type { Socket } from 'node:net'
+import type { FastifyInstance, FastifyError, FastifyReply, FastifyRequest, FastifySchemaValidationError } from 'fastify'
 import { errorBody, HeraldError } from '../errors.js'
+import { ID_PATTERN, ID_RULE } from '../protocol/identifiers.js'
 
 /** Every HTTP error leaves as { error: { code, message } }, codes from the one registry. */
 export function installErrorHandlers (app: FastifyInstance): void {
@@ -18,4 +21,47 @@ export function installErrorHandlers (app: FastifyInstance): void {
     return reply.code(500).send(errorBody('INTERNAL'))
   })
   app.setNotFoundHandler((req, reply) => reply.code(404).send(errorBody('NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0]}`)))
+}
+
+/** Fastify's validation message, with the id rule said in words rather than as its regex. */
+export function schemaErrorFormatter (errors: FastifySchemaValidationError[], dataVar: string): Error {
+  return new Error(errors.map((e) => {
+    const says = e.keyword === 'pattern' && e.params.pattern === ID_PATTERN ? `must be ${ID_RULE}` : e.message
+    return `${dataVar}${e.instancePath} ${says}`
+  }).join(', '))
+}
+
+/**
+ * Fastify's router refuses some URLs before any route or error handler runs
+ * (a path parameter past maxParamLength, broken percent-encoding) and answers
+ * them in its own shape unless given this (the `frameworkErrors` option).
+ */
+export function frameworkErrors (err: FastifyError, _req: FastifyRequest, reply: FastifyReply): void {
+  if (err.code === 'FST_ERR_MAX_PARAM_LENGTH') {
+    void reply.code(400).send(errorBody('VALIDATION', `a path parameter is too long: ids are ${ID_RULE}`))
+  } else if (err.code === 'FST_ERR_BAD_URL') {
+    void reply.code(400).send(errorBody('VALIDATION', 'the URL path is not valid percent-encoding'))
+  } else if ((err.statusCode ?? 500) < 500) {
+    void reply.code(err.statusCode!).send(errorBody('VALIDATION', err.message))
+  } else {
+    reply.log.error({ err }, 'unhandled framework error')
+    void reply.code(500).send(errorBody('INTERNAL'))
+  }
+}
+
+/**
+ * Requests Node's parser refuses (malformed, headers too large, too slow) never
+ * reach Fastify: they are answered here, in the contract's shape, and logged
+ * by code only (the error carries the raw request bytes, tokens included).
+ */
+export function clientErrorHandler (this: FastifyInstance, err: NodeJS.ErrnoException, socket: Socket): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return
+  const status = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400
+  const message = status === 408 ? 'the request was not received in time' : status === 431 ? 'the request headers are too large' : 'the request is not valid HTTP'
+  this.log.debug({ err: { code: err.code, message: err.message } }, 'client error')
+  if (socket.writable) {
+    const body = JSON.stringify(errorBody('VALIDATION', message))
+    socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nContent-Type: application/json; charset=utf-8\r\nConnection: close\r\n\r\n${body}`)
+  }
+  socket.destroy()
 }

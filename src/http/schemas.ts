@@ -1,9 +1,9 @@
 import { Type } from '@sinclair/typebox'
 import { NOTIFICATION_LEVELS } from '../events/model.js'
+import { ID_PATTERN, ID_RULE, MAX_ID_LENGTH } from '../protocol/identifiers.js'
 import { MAX_TYPE_LENGTH } from '../protocol/patterns.js'
 
-// Ids travel in Redis message headers, so no control characters (tab, newline).
-const Id = (description: string) => Type.String({ minLength: 1, maxLength: 256, pattern: '^[^\\u0000-\\u001f]+$', description })
+const Id = (description: string) => Type.String({ minLength: 1, maxLength: MAX_ID_LENGTH, pattern: ID_PATTERN, description: `${description}: ${ID_RULE}` })
 
 export const ErrorReply = Type.Object({
   error: Type.Object({ code: Type.String(), message: Type.String() }),

@@ -242,13 +242,17 @@ t.test('sub, sid and roles claims', async (t) => {
   const noSub = valid()
   delete noSub.sub
   await refused(t, v, hs(noSub), 'TOKEN_INVALID', 'missing sub')
-  for (const sub of [123, '', 'a\nb', 'a\tb', 'a\u0000b', 'u'.repeat(257), null, ['alice'], { id: 'alice' }, true]) {
+  // The id rule (src/protocol/identifiers.ts), as the API and /ws/admin apply it.
+  for (const sub of [123, '', 'a\nb', 'a\tb', 'a\u0000b', 'a\u001bb', 'a\u007fb', 'a\u0085b', 'u'.repeat(257), '😀'.repeat(257), null, ['alice'], { id: 'alice' }, true]) {
     await refused(t, v, hs(valid({ sub })), 'TOKEN_INVALID', `sub ${JSON.stringify(sub)?.slice(0, 20)}`)
   }
   t.equal((await v.verify(hs(valid({ sub: 'u'.repeat(256) })))).userId, 'u'.repeat(256), 'sub of 256 characters')
-  for (const sid of [42, '', 's'.repeat(257), null, ['s']]) {
+  t.equal((await v.verify(hs(valid({ sub: '😀'.repeat(256) })))).userId, '😀'.repeat(256), 'sub of 256 characters outside the BMP (512 UTF-16 units)')
+  t.equal((await v.verify(hs(valid({ sub: 'ünïcødé user@example.com / 1' })))).userId, 'ünïcødé user@example.com / 1', 'spaces, slashes and accents are fine')
+  for (const sid of [42, '', 's'.repeat(257), null, ['s'], 'a\tb', 'a\nb', 'a\u0000b']) {
     await refused(t, v, hs(valid({ sid })), 'TOKEN_INVALID', `sid ${JSON.stringify(sid)?.slice(0, 20)}`)
   }
+  t.equal((await v.verify(hs(valid({ sid: 's'.repeat(256) })))).sessionId, 's'.repeat(256), 'sid of 256 characters')
   for (const roles of ['admin', 'user,admin', [1], ['admin', 2], { 0: 'admin' }, null, true, ['r'.repeat(65)], Array.from({ length: 65 }, (_, i) => `r${i}`)]) {
     await refused(t, v, hs(valid({ roles })), 'TOKEN_INVALID', `roles ${JSON.stringify(roles)?.slice(0, 30)}`)
   }

@@ -1,9 +1,10 @@
 // The HTTP API as a backend service and an operator use it (brief §3, §4):
 // credentials, validation, errors, stats, OpenAPI; and the admin socket's
 // stats and pushed metrics.
+import net from 'node:net'
 import t from 'tap'
 import { startApp } from '../helpers/app.js'
-import { connect } from '../helpers/client.js'
+import { connect, refusal } from '../helpers/client.js'
 import { adminToken, serviceToken, token, TEST_API_KEY, userToken } from '../helpers/tokens.js'
 import { waitFor } from '../helpers/wait.js'
 
@@ -102,6 +103,103 @@ t.test('validation failures are 400 VALIDATION', async (t) => {
   t.equal((await node.api('/api/notifications/users/ali%20ce', { body: NOTE })).status, 202, 'a space is allowed in a userId')
   // A valid body without credentials is still refused.
   t.equal((await node.api('/api/events', { body: EVENT, key: '' })).status, 401)
+})
+
+t.test('ids of 101-256 characters work on every route that names one', { timeout: 30_000 }, async (t) => {
+  // Fastify's router refused path parameters past 100 characters (414, in its
+  // own shape), so a user whose token the node accepts could not be revoked.
+  const node = await startApp()
+  t.teardown(() => node.close())
+  const ids = ['u'.repeat(101), 'ü ser/'.repeat(33), 'x'.repeat(256), '😀'.repeat(256)]
+  for (const [i, userId] of ids.entries()) {
+    const what = `id ${i + 1} (${userId.length} UTF-16 units)`
+    const enc = encodeURIComponent(userId)
+    const sid = `${'s'.repeat(200)}-${i}`
+    const open = async (session: string): Promise<Awaited<ReturnType<typeof connect>>> => {
+      const c = await connect(`${node.ws}/ws/events`, { token: userToken(userId, session) })
+      t.teardown(() => c.close())
+      return c
+    }
+    const c1 = await open(sid)
+    t.equal(c1.frames[0]!.payload.userId, userId, `${what}: the token is accepted`)
+
+    const note = await node.api(`/api/notifications/users/${enc}`, { body: NOTE })
+    t.equal(note.status, 202, `${what}: POST /api/notifications/users/:userId`)
+    t.equal((await c1.next((f) => f.type === 'notification')).payload.id, note.body.id, `${what}: the notification is delivered`)
+
+    const list = await node.api(`/api/users/${enc}/connections`)
+    t.equal(list.status, 200, `${what}: GET /api/users/:userId/connections`)
+    t.equal(list.body.userId, userId)
+    t.same(list.body.connections.map((x: { connectionId: string }) => x.connectionId), [c1.frames[0]!.payload.connectionId], `${what}: lists the connection`)
+
+    const one = await node.api(`/api/connections/${encodeURIComponent('c'.repeat(250))}/disconnect`, { method: 'POST' })
+    t.equal(one.status, 202, `${what}: POST /api/connections/:connectionId/disconnect with a 250-character id`)
+
+    const d = await node.api(`/api/users/${enc}/disconnect`, { method: 'POST' })
+    t.equal(d.status, 202, `${what}: POST /api/users/:userId/disconnect`)
+    t.equal((await c1.closed).code, 4003, `${what}: the connection is closed 4003`)
+
+    const c2 = await open(sid)
+    const rs = await node.api(`/api/sessions/${encodeURIComponent(sid)}/revoke`, { method: 'POST' })
+    t.equal(rs.status, 200, `${what}: POST /api/sessions/:sessionId/revoke with a ${sid.length}-character session id`)
+    t.same({ revoked: rs.body.revoked, id: rs.body.id }, { revoked: 'session', id: sid })
+    t.equal((await c2.closed).code, 4004, `${what}: the session's connection is closed 4004`)
+
+    const c3 = await open(`other-${i}`)
+    const ru = await node.api(`/api/users/${enc}/revoke`, { method: 'POST' })
+    t.equal(ru.status, 200, `${what}: POST /api/users/:userId/revoke`)
+    t.same({ revoked: ru.body.revoked, id: ru.body.id }, { revoked: 'user', id: userId })
+    t.equal((await c3.closed).code, 4004, `${what}: the user's connection is closed 4004`)
+    const again = await refusal(`${node.ws}/ws/events?token=${encodeURIComponent(userToken(userId, `late-${i}`))}`)
+    t.equal(again.body?.error?.code, 'SESSION_REVOKED', `${what}: the revoked user is refused`)
+  }
+})
+
+t.test('ids past the rule, bad URLs and malformed requests are refused in the error shape', async (t) => {
+  const node = await startApp()
+  t.teardown(() => node.close())
+  const refusals: Array<[string, string, string]> = [
+    ['a 257-character userId', `/api/users/${'u'.repeat(257)}/revoke`, 'POST'],
+    ['257 characters outside the BMP', `/api/users/${encodeURIComponent('😀'.repeat(257))}/revoke`, 'POST'],
+    ['a 600-character userId (past the router\'s own limit)', `/api/users/${'u'.repeat(600)}/revoke`, 'POST'],
+    ['a 5000-character userId', `/api/users/${'u'.repeat(5000)}/connections`, 'GET'],
+    ['a 600-character sessionId', `/api/sessions/${'s'.repeat(600)}/revoke`, 'POST'],
+    ['a 600-character connectionId', `/api/connections/${'c'.repeat(600)}/disconnect`, 'POST'],
+    ['a DEL character in a userId', '/api/users/ali%7Fce/revoke', 'POST'],
+    ['broken percent-encoding', '/api/users/%E0%A4%A/revoke', 'POST'],
+  ]
+  for (const [what, path, method] of refusals) {
+    const r = await node.api(path, { method })
+    t.equal(r.status, 400, `${what}: 400`)
+    t.equal(r.body?.error?.code, 'VALIDATION', `${what}: VALIDATION in {error:{code,message}}`)
+    t.type(r.body?.error?.message, 'string')
+    t.notMatch(r.body?.error?.message, /\\P\{Cc\}|\^|FST_ERR/, `${what}: says what an id is, not a regex or a Fastify code: ${r.body?.error?.message}`)
+  }
+  const long = await node.api(`/api/users/${'u'.repeat(257)}/revoke`, { method: 'POST' })
+  t.match(long.body.error.message, /256/, 'the limit is named')
+
+  // Requests Node's HTTP parser refuses never reach Fastify; they are answered in the same shape.
+  const { port } = new URL(node.http)
+  const raw = async (request: string): Promise<{ status: number, body: any }> => await new Promise((resolve, reject) => {
+    const sock = net.connect(Number(port), '127.0.0.1', () => sock.end(request))
+    let data = ''
+    sock.setEncoding('utf8')
+    sock.on('data', (c: string) => { data += c })
+    sock.on('error', reject)
+    sock.on('close', () => {
+      const [head, ...rest] = data.split('\r\n\r\n')
+      let body: unknown = rest.join('\r\n\r\n')
+      try { body = JSON.parse(body as string) } catch {}
+      resolve({ status: Number(/^HTTP\/1\.1 (\d{3})/.exec(head ?? '')?.[1] ?? 0), body })
+    })
+  })
+  const bad = await raw(`GET /api/stats HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${TEST_API_KEY}\r\nnot a header line\r\n\r\n`)
+  t.equal(bad.status, 400, 'a malformed request: 400')
+  t.equal(bad.body?.error?.code, 'VALIDATION', 'a malformed request: {error:{code,message}}')
+  const huge = await raw(`GET /api/stats HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`)
+  t.equal(huge.status, 431, 'headers past Node\'s limit: 431')
+  t.equal(huge.body?.error?.code, 'VALIDATION', 'headers past Node\'s limit: {error:{code,message}}')
+  t.equal((await node.api('/api/stats')).status, 200, 'the node serves on')
 })
 
 t.test('unknown routes answer 404 JSON', async (t) => {
