@@ -11,6 +11,7 @@ import { RedisBroker } from '../cluster/redis-broker.js'
 import type { Herald } from '../context.js'
 import { Errors, HeraldError, type ErrorCode } from '../errors.js'
 import type { Delivery } from '../events/hub.js'
+import { withValidForwardedFor } from '../http/forwarded.js'
 import type { ConnectionRecord } from '../limits/connection-limiter.js'
 import { channels as diag } from '../observability/channels.js'
 import { CloseCodes } from '../protocol/close-codes.js'
@@ -148,7 +149,7 @@ export default fp(async function socketIo (app) {
   const h = app.herald
   const server = app.server
   const trust = proxyaddr.compile(h.config.trustedProxies)
-  const clientIp = (req: IncomingMessage): string => proxyaddr(req, trust)
+  const clientIp = (req: IncomingMessage): string => proxyaddr(withValidForwardedFor(req), trust)
 
   const io = new IOServer({
     path: SOCKET_IO_PATH,
