@@ -1,6 +1,7 @@
 // Logs never carry credentials (brief §4, §8): not tokens from ?token= or the
 // Authorization header, not API keys, not service JWTs, not refused tokens;
 // logged URLs have no query string; connection logs name the connection.
+import net from 'node:net'
 import { Writable } from 'node:stream'
 import t from 'tap'
 import { startApp } from '../helpers/app.js'
@@ -86,6 +87,27 @@ t.test('no credential reaches the logs; URLs without query; connection logs carr
   t.equal((await node.api(`/nope?token=${encodeURIComponent(secrets.queryToken)}`)).status, 404)
   secrets.apiKey = TEST_API_KEY
 
+  // Requests Node's HTTP parser refuses, carrying a token in the query and in
+  // the Authorization header: the parser's error holds the raw request bytes.
+  secrets.malformedQuery = userToken('mal-q')
+  secrets.malformedHeader = userToken('mal-h')
+  secrets.oversizedHeader = userToken('mal-big')
+  const { port } = new URL(node.http)
+  const rawRequest = async (request: string): Promise<string> => await new Promise((resolve, reject) => {
+    const sock = net.connect(Number(port), '127.0.0.1', () => sock.end(request))
+    let data = ''
+    sock.setEncoding('utf8').on('data', (c: string) => { data += c })
+    sock.on('error', reject).on('close', () => resolve(data))
+  })
+  t.match(await rawRequest(`GET /ws/events?token=${secrets.malformedQuery} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${secrets.malformedHeader}\r\nthis is not a header\r\n\r\n`), /^HTTP\/1\.1 400 /, 'a malformed request is refused')
+  t.match(await rawRequest(`GET /api/stats?token=${secrets.oversizedHeader} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${secrets.oversizedHeader}\r\nX-Pad: ${'p'.repeat(20_000)}\r\n\r\n`), /^HTTP\/1\.1 431 /, 'headers too large are refused')
+  await waitFor('the parser errors logged', () => capture.records.filter((r) => r.msg === 'client error').length, (n) => n >= 1)
+  // Whoever logs such an error with its bytes (Fastify's own clientError handler did, at trace), the err serializer keeps them out.
+  secrets.loggedPacket = userToken('mal-logged')
+  const parserError = Object.assign(new Error('Parse Error: Invalid header value char'), { code: 'HPE_INVALID_HEADER_TOKEN', rawPacket: Buffer.from(`GET /?token=${secrets.loggedPacket} HTTP/1.1\r\n`) })
+  node.app.log.trace({ err: parserError }, 'client error')
+  t.match(capture.records.at(-1)?.err, { code: 'HPE_INVALID_HEADER_TOKEN', rawPacket: /^\[\d+ bytes\]$/ }, 'an error\'s bytes are logged as their size only')
+
   // Close a connection so its close is logged, and wait for that line.
   await viaHeader.close()
   await waitFor('connection closed log line', () => capture.records.some((r) => r.msg === 'connection closed' && r.userId === 'bob'))
@@ -100,8 +122,22 @@ t.test('no credential reaches the logs; URLs without query; connection logs carr
   t.equal(node.app.log.level, 'trace', 'the most verbose level is on')
   if (process.env.SHOW_LOGS) console.error(capture.lines.join('\n'))
 
-  // 1. No secret, nor any recognisable part of one, anywhere.
-  const raw = capture.lines.join('\n')
+  // 1. No secret, nor any recognisable part of one, anywhere; bytes logged as
+  // JSON arrays ({type: 'Buffer', data: [...]}) are read back as text too.
+  const bytes: string[] = []
+  for (const r of records) {
+    const walk = (v: unknown): void => {
+      if (Array.isArray(v)) { v.forEach(walk); return }
+      if (typeof v !== 'object' || v === null) return
+      const o = v as Record<string, unknown>
+      if (o.type === 'Buffer' && Array.isArray(o.data)) bytes.push(Buffer.from(o.data as number[]).toString('latin1'))
+      Object.values(o).forEach(walk)
+    }
+    walk(r)
+  }
+  t.same(bytes, [], 'no raw bytes are logged')
+  t.notOk(records.some((r) => r.err?.rawPacket !== undefined && !/^\[\d+ bytes\]$/.test(r.err.rawPacket)), 'no rawPacket is logged, only its size')
+  const raw = capture.lines.join('\n') + '\n' + bytes.join('\n')
   for (const [name, secret] of Object.entries(secrets)) {
     t.notOk(raw.includes(secret), `${name} does not appear in the logs`)
     // The signature part alone would be enough to replay nothing, but the payload+signature would.
