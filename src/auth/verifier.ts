@@ -1,9 +1,9 @@
 import { createPublicKey } from 'node:crypto'
 import { createDecoder, createVerifier, TokenError } from 'fast-jwt'
-import buildGetJwks from 'get-jwks'
 import type { Config } from '../config/index.js'
 import { HeraldError } from '../errors.js'
 import { ID_RULE, isId } from '../protocol/identifiers.js'
+import { createJwksLookup, type JwksOptions } from './jwks.js'
 
 export interface Identity {
   userId: string
@@ -33,7 +33,7 @@ const MAX_TOKEN_LENGTH = 8192
  * which pinned verifier runs; each verifier accepts its own algorithm and no
  * other, so `none` and HS/RS confusion fail in fast-jwt itself.
  */
-export function createTokenVerifier (jwt: Config['jwt']): TokenVerifier {
+export function createTokenVerifier (jwt: Config['jwt'], opts: { jwks?: JwksOptions } = {}): TokenVerifier {
   const decode = createDecoder({ complete: true })
   const common = {
     // fast-jwt checks iss/aud only when present; a configured issuer/audience must also be required.
@@ -59,9 +59,10 @@ export function createTokenVerifier (jwt: Config['jwt']): TokenVerifier {
     byAlg.set(alg, createVerifier({ ...common, key: jwt.publicKey, algorithms: [alg] }))
   }
   if (jwt.jwksUrl !== undefined) {
-    const key = jwksKeys(new URL(jwt.jwksUrl))
+    const lookup = createJwksLookup(new URL(jwt.jwksUrl), opts.jwks)
     for (const alg of ['RS256', 'ES256'] as const) {
       if (byAlg.has(alg)) continue
+      const key = async ({ header }: { header: { kid?: unknown } }): Promise<string> => await lookup(header.kid, alg)
       byAlg.set(alg, createVerifier({ ...common, algorithms: [alg], key }))
     }
   }
@@ -89,53 +90,6 @@ export function createTokenVerifier (jwt: Config['jwt']): TokenVerifier {
       }
       return identityOf(claims, jwt.clockToleranceMs)
     },
-  }
-}
-
-// An unauthenticated client chooses the token's kid, and a kid the key set
-// lacks makes get-jwks fetch the set again: without bounds, anyone could make
-// every node hammer the identity provider. Keys in the cache need no fetch; a
-// kid found missing is refused without a fetch for a minute; after a miss,
-// other unknown kids wait a second (503, retry) before the next fetch; and at
-// most a few fetches for uncached kids run at once.
-const UNKNOWN_KID_TTL_MS = 60_000
-const UNKNOWN_KIDS_MAX = 1024
-const AFTER_MISS_MS = 1000
-const MAX_UNCACHED_FETCHES = 4
-
-type KeyLookup = (decoded: { header: { kid?: string, alg?: string } }) => Promise<string>
-
-function jwksKeys (url: URL): KeyLookup {
-  const jwks = buildGetJwks({ jwksPath: url.pathname + url.search, providerDiscovery: false, max: 100, ttl: 10 * 60_000 })
-  const domain = `${url.origin}/`
-  const unknownKids = new Map<string, number>()
-  let lastMiss = 0
-  let fetching = 0
-  const busy = (): HeraldError => new HeraldError('BACKEND_UNAVAILABLE', 'the identity provider\'s keys are being refreshed; retry in a second')
-  return async ({ header }) => {
-    const kid = header.kid
-    if (typeof kid !== 'string' || kid.length === 0 || kid.length > 256) throw new HeraldError('TOKEN_INVALID', 'the token names no usable key id (kid)')
-    const now = Date.now()
-    const cached = jwks.cache.get(jwks.generateCacheKey(header.alg!, kid, domain)) !== undefined
-    if (!cached) {
-      const until = unknownKids.get(kid)
-      if (until !== undefined && until > now) throw new HeraldError('TOKEN_INVALID', 'the identity provider has no key with this kid')
-      if (now - lastMiss < AFTER_MISS_MS || fetching >= MAX_UNCACHED_FETCHES) throw busy()
-      fetching++
-    }
-    try {
-      return await jwks.getPublicKey({ domain: url.origin, kid, alg: header.alg })
-    } catch (err) {
-      if ((err as { code?: string }).code === 'JWK_NOT_FOUND') {
-        lastMiss = Date.now()
-        if (unknownKids.size >= UNKNOWN_KIDS_MAX) unknownKids.clear()
-        unknownKids.set(kid, lastMiss + UNKNOWN_KID_TTL_MS)
-        throw new HeraldError('TOKEN_INVALID', 'the identity provider has no key with this kid')
-      }
-      throw new HeraldError('BACKEND_UNAVAILABLE', 'the identity provider\'s key set (JWKS_URL) could not be fetched')
-    } finally {
-      if (!cached) fetching--
-    }
   }
 }
 
