@@ -33,8 +33,16 @@ closeWithGrace({ delay: config.drainTimeoutMs + 10_000, logger: app.log }, async
 try {
   await app.listen({ port: config.port, host: config.host })
 } catch (err) {
-  app.log.fatal({ err }, 'could not listen')
-  process.exit(1)
+  // Like a configuration error: one line naming what to change, no stack.
+  const { code, message } = err as NodeJS.ErrnoException
+  const why: Record<string, string> = {
+    EADDRINUSE: `PORT ${config.port} is already in use on ${config.host}: stop what holds it or set PORT to a free port`,
+    EACCES: `PORT ${config.port} needs privileges this process lacks: set PORT to 1024 or above`,
+    EADDRNOTAVAIL: `HOST ${config.host} is not an address of this machine: set HOST to one of its addresses (or 0.0.0.0)`,
+    ENOTFOUND: `HOST ${config.host} does not resolve: set HOST to an address of this machine`,
+  }
+  process.stderr.write(`herald: cannot listen: ${(code !== undefined ? why[code] : undefined) ?? `${message} (HOST ${config.host}, PORT ${config.port})`}\n`)
+  process.exit(code !== undefined && code in why ? 78 : 1)
 }
 
 if (config.jwt.generated || config.apiKeysGenerated) printDevBanner(config)

@@ -3,7 +3,7 @@ import { isIP } from 'node:net'
 import { hostname } from 'node:os'
 import { createOriginCheck } from '../auth/origin.js'
 import envSchema from 'env-schema'
-import { EnvSchema, type Env } from './schema.js'
+import { EnvSchema, Expected, REDIS_URL_FORM, type Env } from './schema.js'
 
 export class ConfigError extends Error {
   readonly variable: string
@@ -73,18 +73,30 @@ export interface Config {
 const list = (v: string | undefined): string[] =>
   v === undefined ? [] : v.split(',').map((s) => s.trim()).filter((s) => s.length > 0)
 
-interface AjvError { instancePath: string, message?: string, params?: Record<string, unknown> }
+interface AjvError { instancePath: string, keyword?: string, message?: string, params?: Record<string, unknown> }
+
+/** The value as a refusal may show it: secrets by length only, URLs without their userinfo. */
+const shown = (variable: string, got: string | undefined): string => got === undefined
+  ? ''
+  : ` (got ${variable.includes('SECRET') || variable.includes('KEY') ? 'a value of ' + got.length + ' characters' : JSON.stringify(got.replace(/\/\/[^/]*@/, '//***@'))})`
 
 function describe (err: AjvError, env: Record<string, string | undefined>): ConfigError {
   const variable = err.instancePath.replace(/^\//, '') || String(err.params?.missingProperty ?? 'environment')
-  const got = env[variable]
-  // URLs may carry credentials (redis://:password@host): never echo userinfo.
-  const shown = got === undefined ? '' : ` (got ${variable.includes('SECRET') || variable.includes('KEY') ? 'a value of ' + got.length + ' characters' : JSON.stringify(got.replace(/\/\/[^/]*@/, '//***@'))})`
   let why = err.message ?? 'is invalid'
   if (err.params && Array.isArray((err.params as { allowedValues?: unknown[] }).allowedValues)) {
     why = `must be one of ${((err.params as { allowedValues: unknown[] }).allowedValues).join(', ')}`
   }
-  return new ConfigError(variable, `${why}${shown}`)
+  const expected = (EnvSchema.properties as unknown as Record<string, Record<symbol, unknown> | undefined>)[variable]?.[Expected]
+  if (err.keyword === 'pattern' && typeof expected === 'string') why = `must be ${expected}`
+  return new ConfigError(variable, `${why}${shown(variable, env[variable])}`)
+}
+
+/** What ioredis would trip over at boot, found here: it parses REDIS_URL with new URL() and reads the path as the db number. */
+function checkRedisUrl (url: string): void {
+  let u: URL
+  try { u = new URL(url) } catch { throw new ConfigError('REDIS_URL', `must be ${REDIS_URL_FORM}; it is not a valid URL (a port must be a number up to 65535)${shown('REDIS_URL', url)}`) }
+  if (u.hostname === '') throw new ConfigError('REDIS_URL', `must be ${REDIS_URL_FORM}; it names no host${shown('REDIS_URL', url)}`)
+  if (!/^\/?(\d{1,5})?$/.test(u.pathname)) throw new ConfigError('REDIS_URL', `must be ${REDIS_URL_FORM}; the path must be a database number${shown('REDIS_URL', url)}`)
 }
 
 /**
@@ -161,6 +173,7 @@ export function loadConfig (source: Record<string, string | undefined> = process
       return { host: hp.slice(0, i), port }
     })
 
+  if (e.REDIS_URL !== undefined) checkRedisUrl(e.REDIS_URL)
   const password = e.REDIS_PASSWORD !== undefined ? { password: e.REDIS_PASSWORD } : {}
   const redis: RedisTarget | null = e.REDIS_URL !== undefined
     ? { url: e.REDIS_URL }

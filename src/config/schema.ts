@@ -9,29 +9,38 @@ const oneOf = <T extends string>(values: readonly T[], def: T) =>
 const int = (def: number, min: number, max: number, description: string) =>
   Type.Integer({ default: def, minimum: min, maximum: max, description })
 
+/** What a variable's pattern asks for, in words: refusals say this, never the regex. Ajv ignores symbol keys. */
+export const Expected = Symbol('expected')
+const matching = (pattern: string, expected: string, opts: { description?: string, default?: string } = {}) =>
+  Type.String({ pattern, ...opts, [Expected]: expected })
+
+export const REDIS_URL_FORM = 'a redis:// or rediss:// URL: redis://[[user]:password@]host[:port][/db]'
+const HOST_PORTS = '^[^,:\\s]+:\\d{1,5}(,[^,:\\s]+:\\d{1,5})*$'
+const HOST_PORTS_FORM = 'comma-separated host:port pairs, e.g. redis-1:6379,redis-2:6379'
+
 export const EnvSchema = Type.Object({
   NODE_ENV: oneOf(['development', 'production', 'test'] as const, 'development'),
   PORT: int(3000, 0, 65535, 'TCP port to listen on'),
   HOST: Type.Optional(Type.String({ minLength: 1, description: 'interface to bind; 127.0.0.1 in development, 0.0.0.0 in production' })),
-  SERVER_ID: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9._-]{1,64}$', description: 'stable node id; generated when unset' })),
+  SERVER_ID: Type.Optional(matching('^[A-Za-z0-9._-]{1,64}$', '1-64 letters, digits, dots, underscores or hyphens', { description: 'stable node id; generated when unset' })),
 
-  REDIS_URL: Type.Optional(Type.String({ pattern: '^rediss?://', description: 'redis://host:port/db of a standalone Redis' })),
-  REDIS_CLUSTER_NODES: Type.Optional(Type.String({ pattern: '^[^,:\\s]+:\\d{1,5}(,[^,:\\s]+:\\d{1,5})*$', description: 'host:port,host:port seeds of a Redis Cluster' })),
-  REDIS_SENTINELS: Type.Optional(Type.String({ pattern: '^[^,:\\s]+:\\d{1,5}(,[^,:\\s]+:\\d{1,5})*$', description: 'host:port,host:port of Redis Sentinels' })),
+  REDIS_URL: Type.Optional(matching('^rediss?://', REDIS_URL_FORM, { description: 'redis://host:port/db of a standalone Redis' })),
+  REDIS_CLUSTER_NODES: Type.Optional(matching(HOST_PORTS, HOST_PORTS_FORM, { description: 'host:port,host:port seeds of a Redis Cluster' })),
+  REDIS_SENTINELS: Type.Optional(matching(HOST_PORTS, HOST_PORTS_FORM, { description: 'host:port,host:port of Redis Sentinels' })),
   REDIS_SENTINEL_NAME: Type.String({ default: 'mymaster', minLength: 1, description: 'master name the Sentinels monitor' }),
   REDIS_PASSWORD: Type.Optional(Type.String({ minLength: 1, description: 'password for Redis Cluster or Sentinel-managed nodes (standalone: put it in REDIS_URL)' })),
   REDIS_PUBLISH_BUFFER: int(10000, 1, 1_000_000, 'channel messages a node holds while Redis is unreachable or stalled (a user event is two: its user and the admin channel; a system event or notification one); past it the API answers 503'),
   REDIS_REPLAY_DELAY: int(2000, 0, 60_000, 'ms after Redis is back before buffered publishes are replayed, so other nodes resubscribe first'),
-  REDIS_KEY_PREFIX: Type.String({ default: 'herald:', pattern: '^[A-Za-z0-9:._-]{1,32}$' }),
+  REDIS_KEY_PREFIX: matching('^[A-Za-z0-9:._-]{1,32}$', '1-32 letters, digits, colons, dots, underscores or hyphens', { default: 'herald:' }),
 
   JWT_SECRET: Type.Optional(Type.String({ minLength: 32, description: 'HS256 secret, at least 32 characters' })),
   JWT_PUBLIC_KEY: Type.Optional(Type.String({ minLength: 1, description: 'PEM public key (RSA for RS256, P-256 for ES256)' })),
-  JWKS_URL: Type.Optional(Type.String({ pattern: '^https?://', description: 'JWKS endpoint for RS256/ES256 keys by kid' })),
+  JWKS_URL: Type.Optional(matching('^https?://', 'an http:// or https:// URL', { description: 'JWKS endpoint for RS256/ES256 keys by kid' })),
   JWT_ISSUER: Type.Optional(Type.String({ minLength: 1 })),
   JWT_AUDIENCE: Type.Optional(Type.String({ minLength: 1 })),
   JWT_CLOCK_TOLERANCE: int(5000, 0, 300000, 'ms of clock skew tolerated on exp/nbf/iat'),
 
-  API_KEYS: Type.Optional(Type.String({ pattern: '^[^,\\s]{16,}(,[^,\\s]{16,})*$', description: 'comma-separated service API keys, each at least 16 characters' })),
+  API_KEYS: Type.Optional(matching('^[^,\\s]{16,}(,[^,\\s]{16,})*$', 'comma-separated keys, each at least 16 characters, without spaces', { description: 'comma-separated service API keys, each at least 16 characters' })),
   ALLOWED_ORIGINS: Type.Optional(Type.String({ minLength: 1 })),
   TRUSTED_PROXIES: Type.Optional(Type.String({ minLength: 1 })),
 

@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process'
 import { generateKeyPairSync } from 'node:crypto'
+import net from 'node:net'
 import t from 'tap'
 import { ConfigError, loadConfig, type Config } from '../../src/config/index.js'
 import { EnvSchema } from '../../src/config/schema.js'
@@ -313,6 +314,45 @@ t.test('other shapes', async (t) => {
   refusal(t, { JWKS_URL: 'ftp://idp/jwks' }, 'JWKS_URL')
 })
 
+t.test('refusals say what a value must look like in words, never as a regex', async (t) => {
+  const bad: Record<string, [string, RegExp]> = {
+    SERVER_ID: ['has space', /letters, digits, dots, underscores or hyphens/],
+    REDIS_URL: ['tcp://redis:6379', /redis:\/\/ or rediss:\/\/ URL/],
+    REDIS_CLUSTER_NODES: ['a:7000,b', /comma-separated host:port pairs/],
+    REDIS_SENTINELS: ['sentinel-1', /comma-separated host:port pairs/],
+    REDIS_KEY_PREFIX: ['bad prefix', /letters, digits, colons, dots, underscores or hyphens/],
+    JWKS_URL: ['ftp://idp/jwks', /http:\/\/ or https:\/\/ URL/],
+    API_KEYS: ['short', /at least 16 characters/],
+  }
+  // Every variable the schema holds to a pattern is in the table: a new pattern needs its words.
+  const patterned = Object.entries(EnvSchema.properties).filter(([, s]) => typeof (s as { pattern?: unknown }).pattern === 'string').map(([k]) => k)
+  t.same(patterned.sort(), Object.keys(bad).sort(), 'every patterned variable is covered')
+  for (const [variable, [value, says]] of Object.entries(bad)) {
+    const e = refusal(t, { [variable]: value }, variable)
+    t.match(e.message, says, `${variable}: ${e.message}`)
+    t.notMatch(e.message, /pattern|\^|\$"|\\[sd]|\[\^/, `${variable}: no regex in the message`)
+  }
+})
+
+t.test('a REDIS_URL ioredis cannot parse stops the boot here, with one line', async (t) => {
+  for (const [value, says] of [
+    ['redis://127.0.0.1:notaport', /not a valid URL/],
+    ['redis://127.0.0.1:70000', /not a valid URL/],
+    ['redis://', /names no host/],
+    ['redis://127.0.0.1:6379/zero', /database number/],
+  ] as const) {
+    const e = refusal(t, { REDIS_URL: value }, 'REDIS_URL')
+    t.match(e.message, says, e.message)
+    t.match(e.message, /redis:\/\/\[\[user\]:password@\]host\[:port\]\[\/db\]/, 'and shows the expected form')
+  }
+  const pw = 'hunter2RedisPassword'
+  const e = refusal(t, { REDIS_URL: `redis://default:${pw}@redis.internal:notaport` }, 'REDIS_URL')
+  t.notOk(e.message.includes(pw), `the password is not echoed: ${e.message}`)
+  for (const ok of ['redis://127.0.0.1:6379', 'rediss://user:pw@redis.internal:6380/2', 'redis://[::1]:6379/', 'redis://redis']) {
+    t.same(loadConfig({ REDIS_URL: ok }).redis, { url: ok }, `${ok} is accepted`)
+  }
+})
+
 t.test('secrets are never echoed', async (t) => {
   const secret = 'S3cr3tValueXyz'
   const e1 = refusal(t, { JWT_SECRET: secret }, 'JWT_SECRET')
@@ -361,7 +401,17 @@ t.test('the real entry stops with one line naming the variable', async (t) => {
       proc.once('close', (code, signal) => { clearTimeout(timer); resolve({ code, signal, stdout, stderr }) })
     })
 
-  const cases: Array<{ env: Record<string, string>, variable: string, says?: RegExp }> = [
+  // A port this test holds, so the node finds it in use.
+  const holder = net.createServer()
+  await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => { holder.close() })
+  const busy = String((holder.address() as net.AddressInfo).port)
+
+  const cases: Array<{ env: Record<string, string>, variable: string, says?: RegExp, exitCode?: number }> = [
+    // Both used to print a stack: ioredis's URL parser, then Fastify's listen error as JSON.
+    { env: { PORT: '0', REDIS_URL: 'redis://127.0.0.1:notaport' }, variable: 'REDIS_URL', says: /not a valid URL/, exitCode: 78 },
+    { env: { PORT: busy, JWT_SECRET: SECRET, API_KEYS: 'a-config-test-api-key' }, variable: 'PORT', says: new RegExp(`PORT ${busy} is already in use`), exitCode: 78 },
+    { env: { PORT: '0', HOST: '192.0.2.123', JWT_SECRET: SECRET, API_KEYS: 'a-config-test-api-key' }, variable: 'HOST', says: /not an address of this machine/, exitCode: 78 },
     { env: { PORT: 'abc' }, variable: 'PORT', says: /"abc"/ },
     { env: { NODE_ENV: 'production', PORT: '0' }, variable: 'JWT_SECRET', says: /required when NODE_ENV=production/ },
     // empty strings in the real environment count as unset too
@@ -371,8 +421,9 @@ t.test('the real entry stops with one line naming the variable', async (t) => {
     { env: { PORT: '0', ALLOWED_ORIGINS: 'https://x.example:99999' }, variable: 'ALLOWED_ORIGINS' },
     { env: { PORT: '0', JWT_PUBLIC_KEY: '-----BEGIN PUBLIC KEY-----\\nzzzz\\n-----END PUBLIC KEY-----' }, variable: 'JWT_PUBLIC_KEY' },
   ]
-  for (const { env, variable, says } of cases) {
+  for (const { env, variable, says, exitCode } of cases) {
     const r = await run(env)
+    t.equal(r.code, exitCode ?? 78, `${JSON.stringify(env).slice(0, 80)}: exit code ${exitCode ?? 78} (EX_CONFIG)`)
     t.equal(r.signal, null, `${JSON.stringify(env)}: exited on its own`)
     t.not(r.code, 0, `${JSON.stringify(env)}: non-zero exit (${r.code})`)
     t.type(r.code, 'number')
