@@ -143,7 +143,10 @@ export async function buildApp (config: Config, opts: BuildOptions = {}): Promis
     await predecessor
   }
 
+  // Set when the node closes: the connections close() ends are no outage to report.
+  let closing = false
   broker.onStateChange((healthy) => {
+    if (closing) return
     if (diag.backendState.hasSubscribers) diag.backendState.publish({ healthy, backend: broker.kind, log })
     // Beat at once on reconnect: it finds out whether Redis kept our state.
     if (healthy) {
@@ -201,6 +204,7 @@ export async function buildApp (config: Config, opts: BuildOptions = {}): Promis
     await h.registry.beat().catch(onBackendError)
   })
   app.addHook('onClose', async () => {
+    closing = true
     for (const stop of stops) stop()
     await h.registry.stop(config.serverId)
     await broker.close()

@@ -1,4 +1,5 @@
 import diagnostics from 'node:diagnostics_channel'
+import { CloseCodes } from '../protocol/close-codes.js'
 import { channels, type BackendState, type ConnectionClose, type ConnectionOpen, type HandshakeRefused } from './channels.js'
 
 // The log lines of a connection's life and of the node's backend, written by
@@ -18,7 +19,9 @@ export function installLogSubscribers (): void {
     }],
     [channels.connectionClose, (m) => {
       const x = m as ConnectionClose
-      x.log.info({ code: x.code, durationMs: x.durationMs }, 'connection closed')
+      // A client cut off for not reading (4008) is one an operator must see.
+      if (x.code === CloseCodes.SLOW_CONSUMER) x.log.warn({ code: x.code, durationMs: x.durationMs }, 'connection closed')
+      else x.log.info({ code: x.code, durationMs: x.durationMs }, 'connection closed')
     }],
     [channels.handshakeRefused, (m) => {
       const x = m as HandshakeRefused

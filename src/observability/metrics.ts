@@ -16,7 +16,8 @@ import { isAuthFailure } from '../errors.js'
 export function createMetrics (h: Herald): { registry: Registry, close: () => void } {
   const registry = new Registry()
   registry.setDefaultLabels({ server_id: h.config.serverId })
-  collectDefaultMetrics({ register: registry, prefix: 'herald_process_' })
+  // prom-client's own names already start with process_ or nodejs_.
+  collectDefaultMetrics({ register: registry, prefix: 'herald_' })
 
   new Gauge({ name: 'herald_build_info', help: 'Version of this node (always 1)', labelNames: ['version', 'node'], registers: [registry] })
     .set({ version: h.version, node: process.version }, 1)

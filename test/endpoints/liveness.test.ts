@@ -140,6 +140,7 @@ t.test('backpressure: a consumer that stops reading is closed 4008; system.* sti
   }
   t.ok(closedLine, `the node closed the slow consumer after ${userEvents} events of 8 KB`)
   t.equal(closedLine !== undefined ? JSON.parse(closedLine).code : null, 4008, 'with 4008 (slow consumer)')
+  t.equal(closedLine !== undefined ? JSON.parse(closedLine).level : null, 40, 'logged at warn: the node cut a client off')
 
   // Everything published during the flood reached the client that reads, in order.
   const got = await fast.collect((f) => f.type === 'event', ticks, 10_000)

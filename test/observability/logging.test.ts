@@ -4,8 +4,11 @@
 import net from 'node:net'
 import { Writable } from 'node:stream'
 import t from 'tap'
+import { drain } from '../../src/endpoints/drain.js'
 import { startApp } from '../helpers/app.js'
 import { connect, refusal } from '../helpers/client.js'
+import { startNode } from '../helpers/node.js'
+import { startRedis } from '../helpers/redis.js'
 import { adminToken, serviceToken, TEST_API_KEY, token, userToken } from '../helpers/tokens.js'
 import { waitFor, within } from '../helpers/wait.js'
 
@@ -182,4 +185,37 @@ t.test('no credential reaches the logs; URLs without query; connection logs carr
   const refusedLines = records.filter((r) => r.msg === 'upgrade refused')
   t.ok(refusedLines.length >= 5, 'refused upgrades are logged')
   t.ok(refusedLines.some((r) => r.code === 'TOKEN_EXPIRED'))
+})
+
+t.test('a normal shutdown logs no backend fault', { timeout: 30_000 }, async (t) => {
+  const redis = await startRedis()
+  t.teardown(() => redis.stop())
+
+  // In process, as main.ts runs it on SIGTERM: drain, then close. The Redis
+  // connections the close ends used to be reported as an outage.
+  const capture = new Capture()
+  const node = await startApp({ REDIS_URL: redis.url, LOG_LEVEL: 'info' }, { logStream: capture })
+  let closing = false
+  t.teardown(async () => { if (!closing) await node.close() })
+  const c = await connect(`${node.ws}/ws/events`, { token: userToken('shutdown') })
+  await c.subscribe(['system.*'])
+  t.ok(capture.records.some((r) => r.msg === 'backend connected'), 'the node was on Redis')
+  const ended = new Promise<void>((resolve) => node.app.herald.broker.onStateChange((healthy) => { if (!healthy) resolve() }))
+  closing = true
+  await drain(node.app.herald, 0)
+  await node.close()
+  // Listeners run in the order they were added: the node's own ran before this one.
+  await within(10_000, 'the broker\'s connections to end', ended)
+  t.equal((await c.closed).code, 1001, 'the client was told to go elsewhere')
+  const faults = capture.records.filter((r) => r.level >= 40)
+  t.same(faults.map((r) => r.msg), [], 'nothing at warn or above: no "backend unreachable"')
+
+  // And a node process stopped with SIGTERM exits 0 without one.
+  const proc = await startNode({ REDIS_URL: redis.url, DRAIN_TIMEOUT: '200' })
+  t.teardown(() => proc.stop())
+  const p = await connect(`${proc.ws}/ws/events`, { token: userToken('shutdown-proc') })
+  proc.proc.kill('SIGTERM')
+  t.equal((await p.closed).code, 1001)
+  t.same(await proc.exit, { code: 0, signal: null }, 'exit code 0')
+  t.notOk(proc.lines.some((l) => l.includes('backend unreachable')), 'no "backend unreachable" line')
 })

@@ -44,6 +44,11 @@ t.test('Prometheus text format with the build, the node and Redis state', async 
     t.match(text, new RegExp(`^# TYPE ${name} (counter|gauge|histogram)$`, 'm'), `${name} has TYPE`)
   }
   t.match(text, /^# TYPE herald_delivery_latency_seconds histogram$/m)
+  // Node's own metrics under the herald_ prefix, as the README names them (no doubled word).
+  for (const name of ['herald_process_resident_memory_bytes', 'herald_process_cpu_seconds_total', 'herald_nodejs_eventloop_lag_seconds', 'herald_nodejs_heap_size_used_bytes']) {
+    t.match(text, new RegExp(`^# TYPE ${name} `, 'm'), `${name} is exported`)
+  }
+  t.notMatch(text, /process_process_|process_nodejs_/, 'no doubled prefix')
   const s = parseMetrics(text)
   const build = s.find((x) => x.name === 'herald_build_info')!
   t.match(build, { value: 1, labels: { version: '0.1.0', server_id: A.serverId } }, 'build info with version and node')
