@@ -239,11 +239,14 @@ export default fp(async function socketIo (app) {
     // Rooms for application code using the adapter: one per user, cluster-wide.
     if (!conn.guest) void socket.join(`user:${identity.userId}`)
 
-    socket.onAny((event: string, ...args: unknown[]) => {
+    // `event` is whatever the packet's first element was: socket.io-parser
+    // lets numbers through (`42[123,{}]`).
+    socket.onAny((event: unknown, ...args: unknown[]) => {
       const ack = typeof args[args.length - 1] === 'function' ? args.pop() as (r: unknown) => void : undefined
       const payload = args[0]
       received(h, conn, commonCommands, () => {
         const id = ack !== undefined ? conn.registerAck(ack) : undefined
+        if (typeof event !== 'string') return { error: ['UNKNOWN_TYPE', `${Errors.UNKNOWN_TYPE.message}: the event name must be a string`, id] }
         if (payload !== undefined && (typeof payload !== 'object' || payload === null || Array.isArray(payload))) {
           return { error: ['INVALID_PAYLOAD', 'payload must be an object', id] }
         }
