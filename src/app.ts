@@ -18,7 +18,7 @@ import { startReclaim } from './cluster/reclaim.js'
 import { Registry } from './cluster/registry.js'
 import type { Config } from './config/index.js'
 import type { Herald } from './context.js'
-import { handleControl, startRevocationSync } from './endpoints/control.js'
+import { handleControl, restoreAfterLoss, startRevocationSync } from './endpoints/control.js'
 import { ExpiryScheduler } from './endpoints/expiry.js'
 import healthEndpoint from './endpoints/health.js'
 import { startHeartbeat } from './endpoints/liveness.js'
@@ -114,15 +114,9 @@ export async function buildApp (config: Config, opts: BuildOptions = {}): Promis
     address: '',
   } as Omit<Herald, 'registry'> as Herald
   // Our registry entry vanished (Redis lost its data, or we were taken for
-  // dead): write every local connection's slot and record back.
-  const reassert = (): void => {
-    const recs = [...h.connections.values()].map((c) => ({
-      serverId: config.serverId, connectionId: c.id, userId: c.userId, sessionId: c.identity.sessionId, ip: c.ip, endpoint: c.kind, openedAt: c.openedAt,
-    }))
-    log.warn({ connections: recs.length }, 'registry entry was gone; restoring this node\'s connections')
-    h.connectionLimiter.reassert(recs).catch(onBackendError)
-  }
-  h.registry = new Registry(broker, config.nodeTtlMs, () => nodeInfo(h), onBackendError, reassert)
+  // dead): write back what this node knows.
+  const restore = (): void => { restoreAfterLoss(h).catch(onBackendError) }
+  h.registry = new Registry(broker, config.nodeTtlMs, () => nodeInfo(h), onBackendError, restore)
   h.probe = new Probe(broker, ch.probe(config.serverId), config.healthProbeIntervalMs)
   app.decorate('herald', h)
   hub.onControl((env) => handleControl(h, env))

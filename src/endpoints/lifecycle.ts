@@ -4,7 +4,7 @@ import { channels as diag } from '../observability/channels.js'
 import { CloseCodes } from '../protocol/close-codes.js'
 import type { ClientMessage } from '../protocol/envelope.js'
 import type { Connection } from './connection.js'
-import { EVICTED_REASON, revokedWhileOpening, wasEvictedEarly } from './control.js'
+import { evictedEarly, revokedWhileOpening } from './control.js'
 import { armExpiry } from './expiry.js'
 
 // What every transport does with a connection: open (subscribe its channels,
@@ -26,7 +26,8 @@ export function opened (h: Herald, conn: Connection): void {
   if (diag.connectionOpen.hasSubscribers) {
     diag.connectionOpen.publish({ endpoint: conn.kind, transport: conn.transport, connectionId: conn.id, userId: conn.userId, sessionId: conn.identity.sessionId, ip: conn.ip, log: h.log })
   }
-  if (wasEvictedEarly(conn.id)) return conn.close(CloseCodes.FORBIDDEN, EVICTED_REASON)
+  const evicted = evictedEarly(conn.id)
+  if (evicted !== null) return conn.close(CloseCodes.FORBIDDEN, evicted)
   if (revokedWhileOpening(h, conn)) return
 
   let timer: NodeJS.Timeout | undefined

@@ -19,6 +19,7 @@ import { commonCommands } from './commands.js'
 import { Connection } from './connection.js'
 import { guestIdentity } from './guard.js'
 import { closed, opened, received } from './lifecycle.js'
+import { EngineSessions, type EngineSocket, type Queued } from './socketio-sessions.js'
 
 // Socket.IO on the same port and the same pipeline as /ws/events: same auth,
 // origin check, limits, subscriptions, delivery (through the hub, so an event
@@ -26,8 +27,11 @@ import { closed, opened, received } from './lifecycle.js'
 // The Redis adapter makes rooms, fetchSockets and disconnectSockets cluster-wide.
 
 export const SOCKET_IO_PATH = '/socket.io/'
-// Engine.io packets queued for one client before it counts as a slow consumer.
+// Engine.io packets queued for one client before it counts as a slow consumer,
+// whatever their size (each costs an object besides its bytes).
 const MAX_QUEUED_PACKETS = 1024
+// A slow consumer's WebSocket that does not answer the close is cut after this.
+const CLOSE_GRACE_MS = 2000
 
 interface SocketData { identity: Identity, record: ConnectionRecord }
 
@@ -42,7 +46,12 @@ export class SocketIoConnection extends Connection {
   private readonly acks = new Map<string, (reply: unknown) => void>()
   private ackSeq = 0
 
-  constructor (id: string, identity: Identity, ip: string, log: FastifyBaseLogger, readonly socket: Socket, private readonly sendBufferLimit: number) {
+  constructor (
+    id: string, identity: Identity, ip: string, log: FastifyBaseLogger, readonly socket: Socket,
+    private readonly sendBufferLimit: number,
+    /** what engine.io holds for this client and no transport has taken (socketio-sessions.ts) */
+    private readonly queued: Queued,
+  ) {
     super(id, 'events', identity, ip, log)
   }
 
@@ -56,10 +65,17 @@ export class SocketIoConnection extends Connection {
   // Engine.io runs its own ping/pong (pingInterval = WEBSOCKET_HEARTBEAT_INTERVAL).
   ping (): void { this.alive = true }
 
+  // The same byte bound as /ws/events, on every transport: what engine.io
+  // queues (all of it, for a polling client that does not poll; what waits
+  // behind a busy WebSocket) plus what the WebSocket itself has not sent.
   protected congested (): boolean {
-    const conn = this.socket.conn as unknown as { writeBuffer?: unknown[], transport?: { socket?: { bufferedAmount?: number } } }
-    return (conn.writeBuffer?.length ?? 0) > MAX_QUEUED_PACKETS ||
-      (conn.transport?.socket?.bufferedAmount ?? 0) > this.sendBufferLimit
+    return this.queued.packets > MAX_QUEUED_PACKETS ||
+      this.queued.bytes + (this.transportSocket()?.bufferedAmount ?? 0) > this.sendBufferLimit
+  }
+
+  /** The `ws` socket under the WebSocket transport; none under polling. */
+  private transportSocket (): { bufferedAmount: number, readyState: number, terminate: () => void } | undefined {
+    return (this.socket.conn.transport as unknown as { socket?: { bufferedAmount: number, readyState: number, terminate: () => void } }).socket
   }
 
   protected writeDelivery (d: Delivery): void {
@@ -85,6 +101,14 @@ export class SocketIoConnection extends Connection {
     }
     this.socket.emit('close', { code, reason })
     this.socket.disconnect(true)
+    if (code === CloseCodes.SLOW_CONSUMER) {
+      // engine.io would keep the session until the client collects its
+      // queue, which a client that does not read never does: drop it now.
+      // (The close above is dropped with it: the client sees the transport go.)
+      const ws = this.transportSocket()
+      this.socket.conn.close(true)
+      if (ws !== undefined) setTimeout(() => { if (ws.readyState !== 3) ws.terminate() }, CLOSE_GRACE_MS).unref()
+    }
   }
 }
 
@@ -136,8 +160,6 @@ function tryElsewhere (h: Herald): ErrorCode | null {
 
 class RetryElsewhere extends Error {}
 
-type EngineSocket = Socket['conn']
-
 function refusal (code: ErrorCode, message?: string, retryAfter?: number): Error {
   const err = new Error(message ?? Errors[code].message) as Error & { data: unknown }
   err.data = { code, status: Errors[code].status, ...(retryAfter !== undefined ? { retryAfter } : {}) }
@@ -150,6 +172,7 @@ export default fp(async function socketIo (app) {
   const server = app.server
   const trust = proxyaddr.compile(h.config.trustedProxies)
   const clientIp = (req: IncomingMessage): string => proxyaddr(withValidForwardedFor(req), trust)
+  const sessions = new EngineSessions(h.config.handshakeTimeoutMs)
 
   const io = new IOServer({
     path: SOCKET_IO_PATH,
@@ -157,7 +180,10 @@ export default fp(async function socketIo (app) {
     pingInterval: h.config.heartbeatIntervalMs,
     pingTimeout: Math.min(20_000, h.config.heartbeatIntervalMs),
     maxHttpBufferSize: h.config.limits.messageBytes,
-    connectTimeout: h.config.handshakeTimeoutMs,
+    // A fallback only: EngineSessions drops a session without a connection at
+    // HANDSHAKE_TIMEOUT, first (Socket.IO's own close would keep an idle
+    // polling session up to 30 s more, waiting for it to poll).
+    connectTimeout: 2 * h.config.handshakeTimeoutMs,
     cors: { origin: (origin, cb) => cb(null, h.originAllowed(origin)), credentials: true },
     // Runs on engine.io handshakes only (requests with a sid skip it). Two
     // kinds of refusal live here. The browser CSWSH check, before any session
@@ -167,8 +193,10 @@ export default fp(async function socketIo (app) {
     // (connect_error with data) stops it for good. Everything that depends on
     // the client (token, revocation, per-user and per-IP limits) is in the
     // middleware, where the refusal can carry a code.
+    // The bounds on sessions that have not authenticated yet live here too:
+    // the token only arrives later, in Socket.IO's CONNECT.
     allowRequest: (req, cb) => {
-      const code = transportRefusal(h, req)
+      const code = transportRefusal(h, req) ?? sessions.refusal(clientIp(req))
       if (code === null) return cb(null, true)
       if (diag.handshakeRefused.hasSubscribers) diag.handshakeRefused.publish({ endpoint: 'socket.io', code, log: h.log })
       cb(code, false)
@@ -220,11 +248,11 @@ export default fp(async function socketIo (app) {
   // the session lingers until the client gives up on it. Close it now and
   // remember why, so the disconnect counts as 1009 like a WebSocket one.
   const oversized = new WeakSet<object>()
-  const sessions = (io.engine as unknown as { clients: Record<string, EngineSocket | undefined> }).clients
+  const clients = (io.engine as unknown as { clients: Record<string, EngineSocket | undefined> }).clients
   io.engine.use((req: IncomingMessage & { _query?: Record<string, string> }, _res: unknown, next: (err?: unknown) => void) => {
     const sid = req._query?.sid
     if (req.method === 'POST' && sid !== undefined && Number(req.headers['content-length']) > h.config.limits.messageBytes) {
-      const raw = Object.hasOwn(sessions, sid) ? sessions[sid] : undefined
+      const raw = Object.hasOwn(clients, sid) ? clients[sid] : undefined
       if (raw !== undefined) {
         oversized.add(raw)
         // After engine.io answered 413, so the client sees why.
@@ -234,17 +262,23 @@ export default fp(async function socketIo (app) {
     next()
   })
 
+  io.engine.on('connection', (raw: EngineSocket) => sessions.opened(raw, clientIp(raw.request)))
+
   io.on('connection', (socket: Socket) => {
     const { identity, record } = socket.data as SocketData
-    const conn = new SocketIoConnection(record.connectionId, identity, record.ip, app.log, socket, h.config.limits.sendBufferBytes)
+    sessions.authenticated(socket.conn)
+    const conn = new SocketIoConnection(record.connectionId, identity, record.ip, app.log, socket, h.config.limits.sendBufferBytes, sessions.queued(socket.conn))
     // Rooms for application code using the adapter: one per user, cluster-wide.
     if (!conn.guest) void socket.join(`user:${identity.userId}`)
 
-    socket.onAny((event: string, ...args: unknown[]) => {
+    // `event` is whatever the packet's first element was: socket.io-parser
+    // lets numbers through (`42[123,{}]`).
+    socket.onAny((event: unknown, ...args: unknown[]) => {
       const ack = typeof args[args.length - 1] === 'function' ? args.pop() as (r: unknown) => void : undefined
       const payload = args[0]
       received(h, conn, commonCommands, () => {
         const id = ack !== undefined ? conn.registerAck(ack) : undefined
+        if (typeof event !== 'string') return { error: ['UNKNOWN_TYPE', `${Errors.UNKNOWN_TYPE.message}: the event name must be a string`, id] }
         if (payload !== undefined && (typeof payload !== 'object' || payload === null || Array.isArray(payload))) {
           return { error: ['INVALID_PAYLOAD', 'payload must be an object', id] }
         }

@@ -25,6 +25,14 @@ export type Admission =
   | { ok: true, evicted: Holder | null }
   | { ok: false, scope: 'ip' | 'user', limit: number }
 
+/**
+ * Why another node closes a connection it holds: `replaced` by a newer one of
+ * the same user (evict-oldest), or `over-limit` once slots written back after
+ * Redis lost its data came to more than a limit.
+ */
+export type EvictionCause = 'replaced' | 'over-limit'
+export interface Eviction extends Holder { cause: EvictionCause }
+
 export interface LimitPolicy {
   perIp: number
   perUser: number
@@ -40,15 +48,22 @@ export interface ConnectionLimiter {
   holders (userId: string): Promise<Holder[]>
   /** the records of a user's open connections on every node, oldest first */
   connectionsOf (userId: string): Promise<ConnectionRecord[]>
-  /** Writes records back without a limit check: after Redis lost its data, or this node was wrongly reclaimed. */
-  reassert (recs: ConnectionRecord[]): Promise<void>
   /**
-   * Connection ids of this node that other nodes evicted (evict-oldest) and
-   * that are still to be closed here; taking them clears the list. The
-   * eviction itself travels over pub/sub, which loses messages while a
-   * subscriber reconnects: this list is what a node that missed one reads.
+   * Writes this node's records back after Redis lost its data (or the node
+   * was wrongly reclaimed), under the limits: connections admitted meanwhile
+   * may have filled them. Each set keeps the members its policy would have
+   * kept had the data never been lost (the oldest under `refuse` and for IPs,
+   * the newest under `evict-oldest`); the ones pushed out, on any node, are
+   * returned and put on their node's eviction list, to be closed.
    */
-  takeEvictions (serverId: string): Promise<string[]>
+  reassert (recs: ConnectionRecord[]): Promise<Eviction[]>
+  /**
+   * Connections of this node that other nodes evicted and that are still to
+   * be closed here; taking them clears the list. The eviction itself travels
+   * over pub/sub, which loses messages while a subscriber reconnects: this
+   * list is what a node that missed one reads.
+   */
+  takeEvictions (serverId: string): Promise<Eviction[]>
   /**
    * Frees every slot a dead node held (only those opened before
    * `openedBefore`, when given); returns how many connections it had.
@@ -80,6 +95,26 @@ end
 return {0}
 `
 
+// Adds a member with its original score, then trims the set back to the limit
+// from the end the policy gives up: the newest (ARGV[4] '0', refuse) or the
+// oldest (ARGV[4] '1', evict-oldest). Returns the members trimmed.
+const REASSERT = `
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+local over = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[3])
+if over <= 0 then return {} end
+local out
+if ARGV[4] == '1' then out = redis.call('ZRANGE', KEYS[1], 0, over - 1) else out = redis.call('ZRANGE', KEYS[1], -over, -1) end
+redis.call('ZREM', KEYS[1], unpack(out))
+return out
+`
+
+/** An eviction list entry: the connection id, and the cause unless it is `replaced`. */
+const encodeEviction = (e: Eviction): string => e.cause === 'replaced' ? e.connectionId : `${e.connectionId}|${e.cause}`
+function decodeEviction (serverId: string, entry: string): Eviction {
+  const i = entry.indexOf('|')
+  return i < 0 ? { serverId, connectionId: entry, cause: 'replaced' } : { serverId, connectionId: entry.slice(0, i), cause: 'over-limit' }
+}
+
 abstract class BaseLimiter implements ConnectionLimiter {
   constructor (protected readonly prefix: string, private readonly policy: LimitPolicy) {}
 
@@ -88,13 +123,14 @@ abstract class BaseLimiter implements ConnectionLimiter {
   protected nodeKey (serverId: string): string { return `${this.prefix}node:conns:${serverId}` }
   protected abstract admit (key: string, member: string, limit: number, evict: boolean): Promise<Step>
   protected abstract remove (key: string, member: string): Promise<void>
-  protected abstract add (key: string, member: string, score: number): Promise<void>
+  /** adds a member with its score and trims the set to `limit` (REASSERT); resolves with the members trimmed */
+  protected abstract addUnder (key: string, member: string, score: number, limit: number, keepNewest: boolean): Promise<string[]>
   protected abstract putRecord (rec: ConnectionRecord): Promise<void>
   protected abstract dropRecord (rec: Holder): Promise<void>
   protected abstract records (serverId: string, connectionIds?: string[]): Promise<ConnectionRecord[]>
   protected abstract dropNode (serverId: string): Promise<void>
-  protected abstract noteEviction (h: Holder): Promise<void>
-  abstract takeEvictions (serverId: string): Promise<string[]>
+  protected abstract noteEviction (e: Eviction): Promise<void>
+  abstract takeEvictions (serverId: string): Promise<Eviction[]>
   protected evictKey (serverId: string): string { return `${this.prefix}evict:${serverId}` }
   abstract count (scope: 'ip' | 'user', key: string): Promise<number>
   abstract holders (userId: string): Promise<Holder[]>
@@ -119,7 +155,7 @@ abstract class BaseLimiter implements ConnectionLimiter {
     await this.putRecord(rec)
     const evicted = step[0] === 2 && step[1] !== null ? holderOf(step[1]) : null
     // Durable beside the pub/sub message: the holder's node reads it if it missed that.
-    if (evicted !== null) await this.noteEviction(evicted).catch(() => {})
+    if (evicted !== null) await this.noteEviction({ ...evicted, cause: 'replaced' }).catch(() => {})
     return { ok: true, evicted }
   }
 
@@ -139,11 +175,20 @@ abstract class BaseLimiter implements ConnectionLimiter {
     return found.flat().sort((a, b) => a.openedAt - b.openedAt)
   }
 
-  async reassert (recs: ConnectionRecord[]): Promise<void> {
+  async reassert (recs: ConnectionRecord[]): Promise<Eviction[]> {
+    const trimmed = new Set<string>()
     await Promise.all(recs.map(async (r) => {
       const member = memberOf(r)
-      await Promise.all([this.add(this.userKey(r.userId), member, r.openedAt), this.add(this.ipKey(r.ip), member, r.openedAt), this.putRecord(r)])
+      const [byUser, byIp] = await Promise.all([
+        this.addUnder(this.userKey(r.userId), member, r.openedAt, this.policy.perUser, this.policy.evictOldest),
+        this.addUnder(this.ipKey(r.ip), member, r.openedAt, this.policy.perIp, false),
+        this.putRecord(r),
+      ])
+      for (const m of [...byUser, ...byIp]) trimmed.add(m)
     }))
+    const out: Eviction[] = [...trimmed].map((m) => ({ ...holderOf(m), cause: 'over-limit' }))
+    await Promise.all(out.map(async (e) => await this.noteEviction(e)))
+    return out
   }
 
   async reclaim (serverId: string, openedBefore = Infinity): Promise<number> {
@@ -186,10 +231,17 @@ export class MemoryConnectionLimiter extends BaseLimiter {
     if (set.size === 0) this.bus.zsets.delete(key)
   }
 
-  protected async add (key: string, member: string, score: number): Promise<void> {
+  protected async addUnder (key: string, member: string, score: number, limit: number, keepNewest: boolean): Promise<string[]> {
     let set = this.bus.zsets.get(key)
     if (!set) { set = new Map(); this.bus.zsets.set(key, set) }
     set.set(member, score)
+    const over = set.size - limit
+    if (over <= 0) return []
+    // Ordered as a sorted set is: by score, then by member.
+    const byAge = [...set].sort((a, b) => a[1] - b[1] || (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0)).map(([m]) => m)
+    const out = keepNewest ? byAge.slice(0, over) : byAge.slice(-over)
+    for (const m of out) set.delete(m)
+    return out
   }
 
   protected async putRecord (rec: ConnectionRecord): Promise<void> {
@@ -217,18 +269,18 @@ export class MemoryConnectionLimiter extends BaseLimiter {
     this.bus.hashes.delete(this.nodeKey(serverId))
   }
 
-  protected async noteEviction (h: Holder): Promise<void> {
-    const k = this.evictKey(h.serverId)
+  protected async noteEviction (e: Eviction): Promise<void> {
+    const k = this.evictKey(e.serverId)
     let set = this.bus.hashes.get(k)
     if (!set) { set = new Map(); this.bus.hashes.set(k, set) }
-    set.set(h.connectionId, '')
+    set.set(encodeEviction(e), '')
   }
 
-  async takeEvictions (serverId: string): Promise<string[]> {
+  async takeEvictions (serverId: string): Promise<Eviction[]> {
     const k = this.evictKey(serverId)
-    const ids = [...(this.bus.hashes.get(k)?.keys() ?? [])]
+    const entries = [...(this.bus.hashes.get(k)?.keys() ?? [])]
     this.bus.hashes.delete(k)
-    return ids
+    return entries.map((entry) => decodeEviction(serverId, entry))
   }
 
   async count (scope: 'ip' | 'user', key: string): Promise<number> {
@@ -245,6 +297,7 @@ export class RedisConnectionLimiter extends BaseLimiter {
   constructor (private readonly client: RedisClient, prefix: string, policy: LimitPolicy) {
     super(prefix, policy)
     client.defineCommand('heraldAdmit', { numberOfKeys: 1, lua: ADMIT })
+    client.defineCommand('heraldReassert', { numberOfKeys: 1, lua: REASSERT })
   }
 
   protected async admit (key: string, member: string, limit: number, evict: boolean): Promise<Step> {
@@ -257,8 +310,9 @@ export class RedisConnectionLimiter extends BaseLimiter {
     await this.client.zrem(key, member)
   }
 
-  protected async add (key: string, member: string, score: number): Promise<void> {
-    await this.client.zadd(key, score, member)
+  protected async addUnder (key: string, member: string, score: number, limit: number, keepNewest: boolean): Promise<string[]> {
+    return await (this.client as unknown as { heraldReassert: (...a: Array<string | number>) => Promise<string[]> })
+      .heraldReassert(key, member, score, limit, keepNewest ? '1' : '0')
   }
 
   protected async putRecord (rec: ConnectionRecord): Promise<void> {
@@ -281,15 +335,15 @@ export class RedisConnectionLimiter extends BaseLimiter {
     await this.client.del(this.evictKey(serverId))
   }
 
-  protected async noteEviction (h: Holder): Promise<void> {
+  protected async noteEviction (e: Eviction): Promise<void> {
     // Kept a minute: long enough for the holder's next sync, short enough that
     // a dead holder's list does not linger.
-    await this.client.multi().rpush(this.evictKey(h.serverId), h.connectionId).pexpire(this.evictKey(h.serverId), 60_000).exec()
+    await this.client.multi().rpush(this.evictKey(e.serverId), encodeEviction(e)).pexpire(this.evictKey(e.serverId), 60_000).exec()
   }
 
-  async takeEvictions (serverId: string): Promise<string[]> {
+  async takeEvictions (serverId: string): Promise<Eviction[]> {
     const res = await this.client.multi().lrange(this.evictKey(serverId), 0, -1).del(this.evictKey(serverId)).exec()
-    return (res?.[0]?.[1] as string[] | undefined) ?? []
+    return ((res?.[0]?.[1] as string[] | undefined) ?? []).map((entry) => decodeEviction(serverId, entry))
   }
 
   async count (scope: 'ip' | 'user', key: string): Promise<number> {

@@ -10,13 +10,26 @@ import { userToken } from '../helpers/tokens.js'
 import { within } from '../helpers/wait.js'
 
 t.test('a connection that opens just after a revocation message is closed 4004', async (t) => {
-  // A long sync interval: only the recent-revocations check can close it in time.
+  // A long sync interval: only the check when the connection registers can close it in time.
   const node = await startApp({ REVOCATION_SYNC_INTERVAL: '600000' })
   t.teardown(() => node.close())
   const h = node.app.herald
-  // The message arrives (the store write it follows is not what the upgrade saw).
-  applyRevocation(h, { kind: 'session', sessionId: 'race-s1', at: Date.now() })
-  applyRevocation(h, { kind: 'user', userId: 'race-u2', at: Date.now() + 1000 })
+  // The message arrives right after the upgrade's check read the store (and
+  // before the node registers the connection): the check saw no revocation.
+  const check = h.revocations.check.bind(h.revocations)
+  const messages: Record<string, Parameters<typeof applyRevocation>[1]> = {
+    'race-u1': { kind: 'session', sessionId: 'race-s1', at: Date.now() },
+    'race-u2': { kind: 'user', userId: 'race-u2', at: Date.now() + 1000 },
+  }
+  h.revocations.check = async (id) => {
+    const verdict = await check(id)
+    const m = messages[id.userId]
+    if (m !== undefined) {
+      delete messages[id.userId]
+      applyRevocation(h, m)
+    }
+    return verdict
+  }
 
   const late = await connect(`${node.ws}/ws/events`, { token: userToken('race-u1', 'race-s1'), waitWelcome: false })
   t.teardown(() => late.close())
