@@ -9,7 +9,8 @@ import type { ErrorCode } from '../errors.js'
 // connection's own child, or the node's), since channels are process-wide.
 
 export interface ConnectionOpen { endpoint: 'events' | 'admin', transport: string, connectionId: string, userId: string, sessionId: string | null, ip: string, log: FastifyBaseLogger }
-export interface ConnectionClose { endpoint: 'events' | 'admin', connectionId: string, userId: string, code: number, durationMs: number, log: FastifyBaseLogger }
+/** `byClient`: the peer chose `code` (any number it likes); otherwise the node chose it, or recorded 1006 for a connection lost without a close. */
+export interface ConnectionClose { endpoint: 'events' | 'admin', connectionId: string, userId: string, code: number, byClient: boolean, durationMs: number, log: FastifyBaseLogger }
 /** A handshake refused before the upgrade (or before Socket.IO's connect), for whatever reason. */
 export interface HandshakeRefused { endpoint: 'events' | 'admin' | 'health' | 'socket.io', code: ErrorCode, log: FastifyBaseLogger }
 export interface EventPublished { kind: 'event' | 'notification', type: string, id: string }

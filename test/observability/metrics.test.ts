@@ -140,6 +140,39 @@ t.test('auth failures by reason, rate-limit hits, disconnects by code', async (t
   t.pass('herald_disconnects_total counts 1000 and 4003 separately')
 })
 
+t.test('disconnects: a code the client chose is counted as code="client", never as one of the node\'s codes or a series of its own', { timeout: 20_000 }, async (t) => {
+  await settled()
+  const before = await scrape()
+  const d = (after: Sample[], code: string): number => metric(after, 'herald_disconnects_total', { endpoint: 'events', code }) - metric(before, 'herald_disconnects_total', { endpoint: 'events', code })
+  // The node's own meanings (4004 revoked, 4008 slow consumer, 4029 rate
+  // limited), codes nobody defined, and 1001 (a browser leaving the page).
+  const clientCodes = [4004, 4008, 4029, 3999, 4500, 4999, 1001]
+  for (const code of clientCodes) {
+    const c = await open(t, `client-code-${code}`)
+    c.ws.close(code, 'chosen by the client')
+    t.equal((await within(3000, `the close with ${code}`, c.closed)).code, code, `the node answered the client's ${code}`)
+  }
+  // A normal closure means the same whoever sends it.
+  const normal = await open(t, 'client-code-1000')
+  await normal.close()
+  // Closes the node chose while the client answers: a binary frame (1003), a frame over MAX_MESSAGE_BYTES (1009, sent by ws itself).
+  const binary = await open(t, 'client-code-binary')
+  binary.ws.send(Buffer.from([1, 2, 3]), { binary: true })
+  t.equal((await within(3000, 'the 1003', binary.closed)).code, 1003)
+  const big = await open(t, 'client-code-big')
+  big.send('x'.repeat(20_000))
+  t.equal((await within(3000, 'the 1009', big.closed)).code, 1009)
+
+  const all = (x: Sample[]): number => metric(x, 'herald_disconnects_total', { endpoint: 'events' }) - metric(before, 'herald_disconnects_total', { endpoint: 'events' })
+  const s = await waitFor('every close counted', scrape, (x) => all(x) >= clientCodes.length + 3)
+  t.equal(d(s, 'client'), clientCodes.length, `the ${clientCodes.length} client-chosen codes in one bucket`)
+  for (const code of clientCodes) t.equal(d(s, String(code)), 0, `nothing counted under code="${code}"`)
+  t.same(s.filter((x) => x.name === 'herald_disconnects_total' && ['3999', '4500', '4999'].includes(x.labels.code!)), [], 'no series for a number only a client used')
+  t.equal(d(s, '1000'), 1, 'a client\'s normal closure: 1000')
+  t.equal(d(s, '1003'), 1, 'the node\'s 1003')
+  t.equal(d(s, '1009'), 1, 'ws\'s 1009 on an oversized frame: the node\'s code, though the client answered the close')
+})
+
 t.test('Socket.IO traffic: connections, messages in, auth failures on socket.io (token and Origin), disconnects by code', { timeout: 30_000 }, async (t) => {
   await settled()
   const before = await scrape()
