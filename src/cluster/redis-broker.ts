@@ -108,7 +108,12 @@ export class RedisBroker implements Broker {
       c.on('error', (err: Error) => this.opts.onError?.(err))
       for (const ev of ['ready', 'close', 'end', 'reconnecting', '+node', '-node']) c.on(ev, () => this.updateState())
     }
-    const deliver = (channel: string, message: string): void => { for (const l of this.listeners) l(channel, message) }
+    // Runs inside ioredis's reply parser: a listener's exception must not escape into it.
+    const deliver = (channel: string, message: string): void => {
+      for (const l of this.listeners) {
+        try { l(channel, message) } catch (err) { this.opts.onError?.(err as Error) }
+      }
+    }
     this.sub.on(this.sharded ? 'smessage' : 'message', deliver)
   }
 

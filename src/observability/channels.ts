@@ -21,6 +21,12 @@ export interface BackendState { healthy: boolean, backend: string, log: FastifyB
 export interface RateLimitHit { scope: 'connection-ip' | 'connection-user' | 'message-ip' | 'message-user' }
 export interface ProbeResult { ok: boolean, latencyMs: number }
 export interface MessageOut { endpoint: 'events' | 'admin', frames: number }
+/** Why a message from Redis was not delivered: nested past the limit, not an envelope (or JSON that does not parse), or a failure handling it. */
+export type DropReason = 'too_deep' | 'malformed' | 'error'
+/** One message from Redis refused by the node. */
+export interface MessageDropped { reason: DropReason, channel: string, error?: unknown, log: FastifyBaseLogger }
+/** Delivering to one connection threw; the connection is closed 1011. */
+export interface DeliveryFailed { endpoint: 'events' | 'admin', transport: string, connectionId: string, error: unknown, log: FastifyBaseLogger }
 
 export const channels = {
   connectionOpen: diagnostics.channel('herald:connection:open'),
@@ -34,4 +40,6 @@ export const channels = {
   backendState: diagnostics.channel('herald:backend:state'),
   rateLimit: diagnostics.channel('herald:ratelimit'),
   probe: diagnostics.channel('herald:backend:probe'),
+  messageDropped: diagnostics.channel('herald:message:dropped'),
+  deliveryFailed: diagnostics.channel('herald:delivery:failed'),
 } as const

@@ -4,7 +4,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import type { Herald } from '../context.js'
 import { framesOut } from '../endpoints/connection.js'
 import {
-  channels, type AuthFailure, type BackendState, type ConnectionClose, type EventDelivered,
+  channels, type AuthFailure, type BackendState, type ConnectionClose, type DeliveryFailed, type EventDelivered,
   type EventPublished, type HandshakeRefused, type MessageIn, type ProbeResult, type RateLimitHit,
 } from './channels.js'
 import { isAuthFailure } from '../errors.js'
@@ -52,6 +52,16 @@ export function createMetrics (h: Herald): { registry: Registry, close: () => vo
     registers: [registry],
     collect () { this.reset(); this.inc(h.hub.received) },
   })
+  new Counter({
+    name: 'herald_broker_messages_dropped_total',
+    help: 'Messages from Redis not delivered, by reason: too_deep (data nested past the limit), malformed, error',
+    labelNames: ['reason'],
+    registers: [registry],
+    collect () {
+      this.reset()
+      for (const [reason, n] of Object.entries(h.hub.dropped)) this.inc({ reason }, n)
+    },
+  })
   new Gauge({ name: 'herald_draining', help: '1 while this node drains', registers: [registry], collect () { this.set(h.draining ? 1 : 0) } })
   new Gauge({ name: 'herald_redis_up', help: '1 while the node is connected to Redis', registers: [registry], collect () { this.set(h.broker.kind === 'redis' && h.broker.healthy ? 1 : 0) } })
   new Gauge({ name: 'herald_backend_ready', help: '1 while the pub/sub loopback probe comes back in time', registers: [registry], collect () { this.set(h.probe.healthy ? 1 : 0) } })
@@ -82,6 +92,7 @@ export function createMetrics (h: Herald): { registry: Registry, close: () => vo
   const disconnects = new Counter({ name: 'herald_disconnects_total', help: 'Closed connections, by endpoint and close code (the node\'s codes and 1006; 1000 or "client" when the client closed)', labelNames: ['endpoint', 'code'], registers: [registry] })
   const redisState = new Counter({ name: 'herald_redis_state_changes_total', help: 'Backend connectivity transitions, by new state', labelNames: ['state'], registers: [registry] })
   const probe = new Histogram({ name: 'herald_redis_probe_latency_seconds', help: 'Round trip of the pub/sub loopback probe', buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2], registers: [registry] })
+  const deliveryFailures = new Counter({ name: 'herald_delivery_failures_total', help: 'Deliveries that threw for one connection (closed 1011), by transport', labelNames: ['transport'], registers: [registry] })
   const probeFailures = new Counter({ name: 'herald_redis_probe_failures_total', help: 'Loopback probes that did not come back in time', registers: [registry] })
 
   const subs: Array<[diagnostics.Channel, (m: unknown) => void]> = [
@@ -100,6 +111,7 @@ export function createMetrics (h: Herald): { registry: Registry, close: () => vo
     [channels.rateLimit, (m) => { rateLimits.inc({ scope: (m as RateLimitHit).scope }) }],
     [channels.connectionClose, (m) => { const x = m as ConnectionClose; disconnects.inc({ endpoint: x.endpoint, code: closeLabel(x) }) }],
     [channels.backendState, (m) => { redisState.inc({ state: (m as BackendState).healthy ? 'up' : 'down' }) }],
+    [channels.deliveryFailed, (m) => { deliveryFailures.inc({ transport: (m as DeliveryFailed).transport }) }],
     [channels.probe, (m) => { const x = m as ProbeResult; if (x.ok) probe.observe(x.latencyMs / 1000); else probeFailures.inc() }],
   ]
   for (const [ch, fn] of subs) ch.subscribe(fn)
