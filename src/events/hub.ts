@@ -6,6 +6,7 @@ import { matches, PatternIndex } from '../protocol/patterns.js'
 import { textFrame } from '../protocol/ws-frame.js'
 import { decode, type Envelope } from './codec.js'
 import { jsonShape, MAX_DATA_DEPTH } from './depth.js'
+import { Intake } from './intake.js'
 
 /**
  * One event or notification on its way to this node's recipients. Each form is
@@ -72,8 +73,9 @@ export class Hub {
   delivered = 0
   /** messages received from the broker (Redis), own echoes included: a node's Redis traffic */
   received = 0
-  /** messages from the broker this node did not deliver, by reason */
-  readonly dropped: Record<DropReason, number> = { too_deep: 0, malformed: 0, error: 0 }
+  /** messages from the broker this node did not deliver, by reason (overload: shed, see intake.ts) */
+  readonly dropped: Record<Exclude<DropReason, 'overload'>, number> = { too_deep: 0, malformed: 0, error: 0 }
+  private readonly intake: Intake
 
   constructor (
     private readonly broker: Broker,
@@ -81,8 +83,20 @@ export class Hub {
     private readonly serverId: string,
     private readonly log: FastifyBaseLogger,
   ) {
+    this.intake = new Intake((channel, env) => {
+      try { this.dispatch(channel, env) } catch (err) { this.drop('error', channel, err) }
+    }, (r) => {
+      if (diag.overload.hasSubscribers) diag.overload.publish({ ...r, log })
+    })
     broker.onMessage((channel, message) => this.onBrokerMessage(channel, message))
   }
+
+  /** messages shed past saturation since boot */
+  get shed (): number { return this.intake.shed }
+  /** messages waiting for delivery */
+  get waiting (): number { return this.intake.waiting }
+  /** how long the oldest waiting message has waited, ms: how far the node is behind its input */
+  lagMs (): number { return this.intake.lagMs() }
 
   async start (): Promise<void> {
     await Promise.all([this.broker.subscribe(this.ch.broadcast), this.broker.subscribe(this.ch.control)])
@@ -165,13 +179,13 @@ export class Hub {
       // recipient's transport might choke on is refused here, once, for all.
       const shape = jsonShape(env.json, MAX_PAYLOAD_DEPTH)
       if (shape !== 'ok') return this.drop(shape, channel)
-      this.dispatch(channel, env)
+      this.intake.offer(channel, env)
     } catch (err) {
       this.drop('error', channel, err)
     }
   }
 
-  private drop (reason: DropReason, channel: string, err?: unknown): void {
+  private drop (reason: Exclude<DropReason, 'overload'>, channel: string, err?: unknown): void {
     this.dropped[reason]++
     if (diag.messageDropped.hasSubscribers) diag.messageDropped.publish({ reason, channel, ...(err !== undefined ? { error: err } : {}), log: this.log })
   }

@@ -21,12 +21,14 @@ export interface BackendState { healthy: boolean, backend: string, log: FastifyB
 export interface RateLimitHit { scope: 'connection-ip' | 'connection-user' | 'message-ip' | 'message-user' }
 export interface ProbeResult { ok: boolean, latencyMs: number }
 export interface MessageOut { endpoint: 'events' | 'admin', frames: number }
-/** Why a message from Redis was not delivered: nested past the limit, not an envelope (or JSON that does not parse), or a failure handling it. */
-export type DropReason = 'too_deep' | 'malformed' | 'error'
-/** One message from Redis refused by the node. */
-export interface MessageDropped { reason: DropReason, channel: string, error?: unknown, log: FastifyBaseLogger }
+/** Why a message from Redis was not delivered: nested past the limit, not an envelope (or JSON that does not parse), a failure handling it, or shed past saturation. */
+export type DropReason = 'too_deep' | 'malformed' | 'error' | 'overload'
+/** One message from Redis refused by the node (overload sheds are reported by `overload`). */
+export interface MessageDropped { reason: Exclude<DropReason, 'overload'>, channel: string, error?: unknown, log: FastifyBaseLogger }
 /** Delivering to one connection threw; the connection is closed 1011. */
 export interface DeliveryFailed { endpoint: 'events' | 'admin', transport: string, connectionId: string, error: unknown, log: FastifyBaseLogger }
+/** Past saturation: shedding (at most every few seconds while it lasts, `shed` since the last report), or caught up. */
+export interface Overload { shedding: boolean, shed: number, waiting: number, lagMs: number, log: FastifyBaseLogger }
 
 export const channels = {
   connectionOpen: diagnostics.channel('herald:connection:open'),
@@ -42,4 +44,5 @@ export const channels = {
   probe: diagnostics.channel('herald:backend:probe'),
   messageDropped: diagnostics.channel('herald:message:dropped'),
   deliveryFailed: diagnostics.channel('herald:delivery:failed'),
+  overload: diagnostics.channel('herald:delivery:overload'),
 } as const

@@ -1,5 +1,5 @@
 import diagnostics from 'node:diagnostics_channel'
-import { channels, type BackendState, type ConnectionClose, type ConnectionOpen, type DeliveryFailed, type HandshakeRefused, type MessageDropped } from './channels.js'
+import { channels, type BackendState, type ConnectionClose, type ConnectionOpen, type DeliveryFailed, type HandshakeRefused, type MessageDropped, type Overload } from './channels.js'
 
 const errFields = (err: unknown): { message: string, name?: string } =>
   err instanceof Error ? { name: err.name, message: err.message } : { message: String(err) }
@@ -39,6 +39,11 @@ export function installLogSubscribers (): void {
     [channels.deliveryFailed, (m) => {
       const x = m as DeliveryFailed
       x.log.warn({ err: errFields(x.error) }, 'delivery failed; connection closed 1011')
+    }],
+    [channels.overload, (m) => {
+      const x = m as Overload
+      if (x.shedding) x.log.warn({ shed: x.shed, waiting: x.waiting, lagMs: Math.round(x.lagMs) }, 'node behind its input: shedding messages older than a second')
+      else x.log.info({ shed: x.shed }, 'node caught up with its input')
     }],
   ]
   for (const [ch, fn] of subs) ch.subscribe(fn)

@@ -54,14 +54,17 @@ export function createMetrics (h: Herald): { registry: Registry, close: () => vo
   })
   new Counter({
     name: 'herald_broker_messages_dropped_total',
-    help: 'Messages from Redis not delivered, by reason: too_deep (data nested past the limit), malformed, error',
+    help: 'Messages from Redis not delivered, by reason: too_deep (data nested past the limit), malformed, error, overload (shed past saturation)',
     labelNames: ['reason'],
     registers: [registry],
     collect () {
       this.reset()
       for (const [reason, n] of Object.entries(h.hub.dropped)) this.inc({ reason }, n)
+      this.inc({ reason: 'overload' }, h.hub.shed)
     },
   })
+  new Gauge({ name: 'herald_delivery_backlog_messages', help: 'Messages from Redis waiting for delivery (the node is behind its input)', registers: [registry], collect () { this.set(h.hub.waiting) } })
+  new Gauge({ name: 'herald_delivery_lag_seconds', help: 'How long the oldest message waiting for delivery has waited on this node', registers: [registry], collect () { this.set(h.hub.lagMs() / 1000) } })
   new Gauge({ name: 'herald_draining', help: '1 while this node drains', registers: [registry], collect () { this.set(h.draining ? 1 : 0) } })
   new Gauge({ name: 'herald_redis_up', help: '1 while the node is connected to Redis', registers: [registry], collect () { this.set(h.broker.kind === 'redis' && h.broker.healthy ? 1 : 0) } })
   new Gauge({ name: 'herald_backend_ready', help: '1 while the pub/sub loopback probe comes back in time', registers: [registry], collect () { this.set(h.probe.healthy ? 1 : 0) } })
