@@ -73,6 +73,13 @@ t.test('the API refuses data nested 4,100 levels with 400 DATA_TOO_DEEP, on ever
     t.equal(r.body.error?.code, 'DATA_TOO_DEEP', `${path}: DATA_TOO_DEEP`)
     t.match(r.body.error?.message, /at most 32 levels/, 'the message states the limit')
   }
+  // The deepest body the 64 KiB limit lets through: parsed (JSON.parse and its
+  // prototype scan are iterative), then refused like the others.
+  const deepest = `{"type":"system.deep","data":{"x":${nested(32_000)}}}`
+  t.ok(deepest.length < 64 * 1024, `${deepest.length} bytes`)
+  t.match(await within(5000, 'the deepest body', post(A, '/api/events', deepest)), { status: 400, body: { error: { code: 'DATA_TOO_DEEP' } } }, '32,000 levels: 400 DATA_TOO_DEEP')
+  const proto = `{"type":"system.deep","data":{"constructor":{"prototype":{}},"x":${nested(32_000)}}}`
+  t.match(await within(5000, 'a body the prototype scan walks', post(A, '/api/events', proto)), { status: 400 }, 'one that makes the parser scan every level for prototype keys: 400 as well')
   await allReceive(subs, await systemEvent(A, 'after-refusals'))
   t.pass('both nodes and all four subscribers are still served')
 
