@@ -210,7 +210,7 @@ export class Hub {
       },
     }
     let count = 0
-    let failed = false
+    let unusableCounted = false
     const seq = ++this.dispatchSeq
     // One recipient's failure stays its own: the others still get the message.
     const deliver = (s: Subscriber): void => {
@@ -221,7 +221,7 @@ export class Hub {
         count++
       } catch (err) {
         if (err instanceof UnusablePayload) {
-          if (!failed) { failed = true; this.drop('malformed', channel) }
+          if (!unusableCounted) { unusableCounted = true; this.drop('malformed', channel) }
           return
         }
         s.undeliverable(err)
