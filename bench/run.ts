@@ -371,7 +371,8 @@ async function fanout (redisUrl: string): Promise<{ rows: FanoutRow[], overload:
       rows.push({ kind, subscribers, saturation: best.achieved, p50AtSat: best.p50, p99AtSat: best.p99, steps })
 
       // Past saturation, at twice what this server sustains: memory must stay
-      // bounded (Herald sheds consumers that fall behind, 4008) where a plain
+      // bounded (Herald sheds at its input what it cannot deliver within a
+      // second, and closes 4008 only consumers that do not read) where a plain
       // server buffers without end. Stopped past RSS_CAP to spare the machine.
       if (subscribers === cfg.fanout[0]) {
         const rate = 2 * best.achieved

@@ -85,7 +85,7 @@ export async function buildApp (config: Config, opts: BuildOptions = {}): Promis
     ? new RedisBroker({ target: config.redis, keyPrefix: config.keyPrefix, maxPendingPublishes: config.publishBuffer, replayDelayMs: config.replayDelayMs, onError: onBackendError })
     : new MemoryBroker())
   const ch = createChannels(config.keyPrefix)
-  const hub = new Hub(broker, ch, config.serverId)
+  const hub = new Hub(broker, ch, config.serverId, log)
 
   const h = {
     config,

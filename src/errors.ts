@@ -20,6 +20,7 @@ export const Errors = {
   DRAINING: def('DRAINING', 503, 'this node is draining; connect to another'),
   BACKEND_UNAVAILABLE: def('BACKEND_UNAVAILABLE', 503, 'the cluster backend is unreachable'),
   VALIDATION: def('VALIDATION', 400, 'the request is invalid'),
+  DATA_TOO_DEEP: def('DATA_TOO_DEEP', 400, 'event or notification data nests too deeply'),
   NOT_FOUND: def('NOT_FOUND', 404, 'not found'),
   INTERNAL: def('INTERNAL', 500, 'internal error'),
   // frames

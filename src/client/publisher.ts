@@ -6,6 +6,7 @@
 import { createChannels } from '../cluster/channels.js'
 import { HeraldError } from '../errors.js'
 import { EVENT_CATALOGUE, type CatalogueType } from '../events/catalogue.js'
+import { checkDataDepth } from '../events/depth.js'
 import { createIdGenerator } from '../events/ids.js'
 import type { NotificationLevel } from '../events/model.js'
 import { Publisher } from '../events/publisher.js'
@@ -43,6 +44,17 @@ interface Transport {
   notify (userId: string | null, body: { level: NotificationLevel, title: string, message: string, data?: Data }): Promise<string>
 }
 
+/** Input refused before it leaves is a PublishError (400 and the code), as the API would answer. */
+function valid<T> (check: () => T): T {
+  try { return check() } catch (err) {
+    if (err instanceof HeraldError) throw new PublishError(err.statusCode, err.code, err.message)
+    throw err
+  }
+}
+
+/** `body` once its data is known to serialise: JSON.stringify overflows the stack on deep nesting. */
+const serialisable = <B extends { data?: Data }>(body: B): B => valid(() => { checkDataDepth(body.data); return body })
+
 function httpTransport (o: { url: string, apiKey: string, fetch?: typeof fetch, timeoutMs?: number }): Transport {
   const f = o.fetch ?? fetch
   const base = o.url.replace(/\/+$/, '')
@@ -58,8 +70,8 @@ function httpTransport (o: { url: string, apiKey: string, fetch?: typeof fetch, 
     return json.id
   }
   return {
-    event: async (b) => await post('/api/events', b),
-    notify: async (userId, b) => await post(userId === null ? '/api/notifications/broadcast' : `/api/notifications/users/${encodeURIComponent(userId)}`, b),
+    event: async (b) => await post('/api/events', serialisable(b)),
+    notify: async (userId, b) => await post(userId === null ? '/api/notifications/broadcast' : `/api/notifications/users/${encodeURIComponent(userId)}`, serialisable(b)),
   }
 }
 
@@ -74,13 +86,6 @@ function redisTransport (o: { redis: RedisLike, keyPrefix?: string, sharded?: bo
   const send = async (channels: readonly string[], m: string): Promise<void> => { await Promise.all(channels.map(async (c) => await one(c, m))) }
   // No hub: this publisher is not a node and delivers nothing itself; every node delivers what Redis brings.
   const p = new Publisher({ publish: send }, null, createChannels(o.keyPrefix ?? 'herald:'), 'publisher', createIdGenerator())
-  // Refused input is a PublishError (400 VALIDATION), as over HTTP.
-  const valid = <T>(check: () => T): T => {
-    try { return check() } catch (err) {
-      if (err instanceof HeraldError) throw new PublishError(err.statusCode, err.code, err.message)
-      throw err
-    }
-  }
   return {
     event: async (b) => (await p.publishEvent(valid(() => validateEvent(b)))).id,
     notify: async (userId, b) => (await p.publishNotification(valid(() => validateNotification(b, userId)), userId)).id,

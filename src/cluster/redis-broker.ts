@@ -21,6 +21,13 @@ const retryStrategy = (times: number): number => Math.min(50 * 2 ** Math.min(tim
 
 export type RedisClient = Client
 
+// How long a publish waits for Redis to take it before it is answered as held
+// (it stays queued on the connection). A paused Redis keeps its socket open
+// and answers nothing: without a deadline the API call waited for as long as
+// the pause, while the contract is that what is published during an outage is
+// held and delivered after.
+export const PUBLISH_WAIT_MS = 500
+
 // Best-effort work on shutdown: a socket to a Redis that just died can still
 // look ready, and its replies would then wait for a reconnect that close() cancels.
 const SHUTDOWN_WAIT_MS = 1000
@@ -48,6 +55,8 @@ export class RedisBroker implements Broker {
   private retry: Array<[string, string]> = []
   private readonly extra: Client[] = []
   private pending = 0
+  /** publishes answered as held after PUBLISH_WAIT_MS that Redis has not taken yet */
+  private overdue = 0
   /** publishes made while disconnected, replayed in order once Redis is back */
   private outbox: Array<[string, string]> = []
   private replayTimer: NodeJS.Timeout | null = null
@@ -108,7 +117,12 @@ export class RedisBroker implements Broker {
       c.on('error', (err: Error) => this.opts.onError?.(err))
       for (const ev of ['ready', 'close', 'end', 'reconnecting', '+node', '-node']) c.on(ev, () => this.updateState())
     }
-    const deliver = (channel: string, message: string): void => { for (const l of this.listeners) l(channel, message) }
+    // Runs inside ioredis's reply parser: a listener's exception must not escape into it.
+    const deliver = (channel: string, message: string): void => {
+      for (const l of this.listeners) {
+        try { l(channel, message) } catch (err) { this.opts.onError?.(err as Error) }
+      }
+    }
     this.sub.on(this.sharded ? 'smessage' : 'message', deliver)
   }
 
@@ -125,7 +139,10 @@ export class RedisBroker implements Broker {
    * Publishes made while Redis is unreachable are kept (up to the bound, then
    * refused with an error) and replayed in order after a short delay once it is
    * back, when the other nodes have had time to resubscribe. Publishes stuck on
-   * a connected but unresponsive Redis (paused) count toward the same bound.
+   * a connected but unresponsive Redis (paused) count toward the same bound,
+   * and are answered as held after PUBLISH_WAIT_MS (at once while an earlier
+   * one is overdue): Redis takes them, in order, when it resumes; if the
+   * connection drops first, they join the replay.
    */
   async publish (channels: string | readonly string[], message: string): Promise<void> {
     if (this.closing) throw new Error('broker closed')
@@ -140,17 +157,31 @@ export class RedisBroker implements Broker {
     }
     if (this.pending + list.length > this.maxPending) throw new Error(`Redis publish queue full (${this.maxPending} pending)`)
     this.pending += list.length
-    try {
-      const sent = list.map(async (c) => await this.onPub(this.sharded ? (this.pubConn as Cluster).spublish(c, message) : this.pubConn.publish(c, message)))
-      // Each settles, even when the connection drops or the broker closes under it.
-      const results = await Promise.allSettled(sent)
+    const sent = list.map(async (c) => await this.onPub(this.sharded ? (this.pubConn as Cluster).spublish(c, message) : this.pubConn.publish(c, message)))
+    // Each settles, even when the connection drops or the broker closes under it.
+    const settled = Promise.allSettled(sent).then((results) => {
+      this.pending -= list.length
       results.forEach((r, i) => {
         // Dropped in flight: kept for the replay rather than lost.
         if (r.status === 'rejected') { this.retry.push([list[i]!, message]); this.scheduleReplay() }
       })
-    } finally {
-      this.pending -= list.length
-    }
+    })
+    // Redis is already not answering: no point in waiting out another deadline.
+    if (this.overdue > 0) return
+    await this.atMostWait(settled)
+  }
+
+  /** Resolves when `settled` does, or after PUBLISH_WAIT_MS with the publish counted overdue until it settles. */
+  private async atMostWait (settled: Promise<void>): Promise<void> {
+    await new Promise<void>((resolve) => {
+      let late = false
+      const timer = setTimeout(() => { late = true; this.overdue++; resolve() }, PUBLISH_WAIT_MS)
+      void settled.then(() => {
+        clearTimeout(timer)
+        if (late) this.overdue--
+        resolve()
+      })
+    })
   }
 
   async publishNow (channel: string, message: string): Promise<void> {

@@ -1,7 +1,8 @@
 import type { FastifyBaseLogger } from 'fastify'
 import type { Identity } from '../auth/verifier.js'
 import type { ErrorCode } from '../errors.js'
-import type { Delivery, Subscriber } from '../events/hub.js'
+import { UnusablePayload, type Delivery, type Subscriber } from '../events/hub.js'
+import { channels as diag } from '../observability/channels.js'
 import { CloseCodes } from '../protocol/close-codes.js'
 
 // Frames that arrive for a connection while it is still subscribing its
@@ -105,7 +106,22 @@ export abstract class Connection implements Subscriber {
     const held = this.held ?? []
     this.held = null
     this.emit('welcome', payload)
-    for (const f of held) f()
+    for (const f of held) {
+      try { f() } catch (err) { this.undeliverable(err) }
+    }
+  }
+
+  /**
+   * Writing a delivery to this connection threw (its transport's encoder, say):
+   * reported, and the connection closed 1011 rather than left missing events.
+   * A message that cannot be used at all is the hub's to count, not this connection's fault.
+   */
+  undeliverable (err: unknown): void {
+    if (err instanceof UnusablePayload || this.closed) return
+    if (diag.deliveryFailed.hasSubscribers) diag.deliveryFailed.publish({ endpoint: this.kind, transport: this.transport, connectionId: this.id, error: err, log: this.log })
+    try {
+      this.close(CloseCodes.INTERNAL_ERROR, 'delivery failed')
+    } catch { /* its transport is gone already */ }
   }
 
   reply (type: string, payload: unknown, id?: string): void { this.emit(type, payload, id) }

@@ -94,13 +94,14 @@ export function received (h: Herald, conn: Connection, handlers: HandlerTable, p
 
 const SETTLED: Promise<void> = Promise.resolve()
 
-export function closed (h: Herald, conn: Connection, code: number): void {
+/** `byClient`: the peer closed with `code`, a number of its own choosing (the node's codes and 1006 are not). */
+export function closed (h: Herald, conn: Connection, code: number, byClient = false): void {
   conn.closed = true
   h.connections.delete(conn.id)
   h.hub.detach(conn)
   h.expiry.forget(conn)
   const durationMs = Date.now() - conn.openedAt
-  if (diag.connectionClose.hasSubscribers) diag.connectionClose.publish({ endpoint: conn.kind, connectionId: conn.id, userId: conn.userId, code, durationMs, log: conn.log })
+  if (diag.connectionClose.hasSubscribers) diag.connectionClose.publish({ endpoint: conn.kind, connectionId: conn.id, userId: conn.userId, code, byClient, durationMs, log: conn.log })
 }
 
 function internalError (conn: Connection, err: unknown, id?: string): void {

@@ -25,6 +25,9 @@ const kConn = Symbol('herald.connection')
 type Tagged = WebSocket & { [kConn]: WsConnection }
 const connOf = (ws: WebSocket): WsConnection => (ws as Tagged)[kConn]
 
+// What ws reports for a connection that ended without a close frame.
+const ABNORMAL_CLOSURE = 1006
+
 function onMessage (this: WebSocket, data: RawData, isBinary: boolean): void {
   const conn = connOf(this)
   if (isBinary) return conn.close(CloseCodes.UNSUPPORTED_DATA, 'text frames only')
@@ -37,16 +40,31 @@ function onMessage (this: WebSocket, data: RawData, isBinary: boolean): void {
 
 function onPong (this: WebSocket): void { connOf(this).alive = true }
 
+// The code ws closes with for each of its protocol errors (its WS_ERR_* codes).
+function protocolCloseCode (errCode: string | undefined): number {
+  if (errCode === 'WS_ERR_INVALID_UTF8') return CloseCodes.INVALID_PAYLOAD
+  if (errCode === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH' || errCode === 'WS_ERR_UNSUPPORTED_DATA_PAYLOAD_LENGTH') return CloseCodes.MESSAGE_TOO_BIG
+  if (errCode === 'WS_ERR_TOO_MANY_BUFFERED_PARTS') return CloseCodes.POLICY_VIOLATION
+  return CloseCodes.PROTOCOL_ERROR
+}
+
 // ws reports protocol violations (bad UTF-8: 1007, too big: 1009) here and
 // closes the socket itself; without a listener the error would crash the node.
+// The close is this node's, whatever code the peer answers with.
 function onError (this: WebSocket, err: Error): void {
-  connOf(this).log.info({ err: { message: err.message, code: (err as { code?: string }).code } }, 'socket error')
+  const conn = connOf(this)
+  const code = (err as { code?: string }).code
+  conn.closeCode ??= protocolCloseCode(code)
+  conn.log.info({ err: { message: err.message, code } }, 'socket error')
 }
 
 // Logged and counted with the code this node chose (4008, 4009...), as Socket.IO does, not 1006 from a terminate.
+// Otherwise the peer closed: with a code of its own choosing, or 1006 when the
+// connection ended without a close frame (which ws records, nobody sends).
 function onClose (this: WebSocket, code: number): void {
   const conn = connOf(this)
-  closed(conn.site.h, conn, conn.closeCode ?? code)
+  if (conn.closeCode !== null) return closed(conn.site.h, conn, conn.closeCode)
+  closed(conn.site.h, conn, code, code !== ABNORMAL_CLOSURE)
 }
 
 /** Drives one authenticated WebSocket from upgrade to close. */

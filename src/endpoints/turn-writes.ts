@@ -26,6 +26,12 @@ export interface TurnQueue {
   flush (): void
 }
 
+// A socket's queue is written as soon as it holds this much, not at the end of
+// the turn: the kernel takes it while the turn goes on, and what the node
+// holds for a socket says how far the client is behind, not how much the turn
+// has produced (ws-connection.ts congested()).
+export const FLUSH_AT_BYTES = 64 * 1024
+
 const log: Buffer[] = []
 let lastDelivery: Delivery | null = null
 const queued: TurnQueue[] = []
@@ -59,6 +65,9 @@ export function enqueue (q: TurnQueue, d: Delivery): void {
     (q.qOwn ??= log.slice(q.qFirst, q.qFirst + q.qCount)).push(frame)
   }
   q.qBytes += frame.length
+  // Sockets sent the same frames reach the threshold on the same frame, so the
+  // early runs are shared like the others.
+  if (q.qBytes >= FLUSH_AT_BYTES) q.flush()
 }
 
 /** Takes what `q` has queued as one buffer (null if nothing), leaving it empty. */

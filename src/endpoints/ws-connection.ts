@@ -39,8 +39,10 @@ export class WsConnection extends Connection implements TurnQueue {
   }
 
   // A consumer that does not read is closed rather than buffered without end.
+  // Only what its socket has not taken counts: the turn's queue is the node's
+  // own backlog (bounded by FLUSH_AT_BYTES and the intake), not the client's.
   protected congested (): boolean {
-    return this.ws.bufferedAmount + this.qBytes > this.site.sendBufferBytes
+    return this.ws.bufferedAmount > this.site.sendBufferBytes
   }
 
   protected writeDelivery (d: Delivery): void {

@@ -1,9 +1,12 @@
+import type { FastifyBaseLogger } from 'fastify'
 import type { Broker } from '../cluster/broker.js'
 import type { Channels } from '../cluster/channels.js'
-import { channels as diag } from '../observability/channels.js'
+import { channels as diag, type DropReason } from '../observability/channels.js'
 import { matches, PatternIndex } from '../protocol/patterns.js'
 import { textFrame } from '../protocol/ws-frame.js'
 import { decode, type Envelope } from './codec.js'
+import { jsonShape, MAX_DATA_DEPTH } from './depth.js'
+import { Intake } from './intake.js'
 
 /**
  * One event or notification on its way to this node's recipients. Each form is
@@ -15,9 +18,12 @@ export interface Delivery {
   frame (): Buffer
   /** the same message as a complete WebSocket text frame, header included */
   wsFrame (): Buffer
-  /** the payload object, for transports that encode their own frames (Socket.IO) */
+  /** the payload object, for transports that encode their own frames (Socket.IO); throws UnusablePayload when its JSON does not parse */
   payload (): unknown
 }
+
+/** A message whose JSON does not parse: a fault of the message, not of the recipient it was being sent to. */
+export class UnusablePayload extends Error {}
 
 /** What the hub needs of a connection. */
 export interface Subscriber {
@@ -30,6 +36,8 @@ export interface Subscriber {
   /** anonymous: receives broadcast-audience events only and has no user channel */
   readonly guest: boolean
   deliver (d: Delivery): void
+  /** `deliver` threw: the recipient reports it and closes (1011); an UnusablePayload is ignored */
+  undeliverable (err: unknown): void
 }
 
 interface ChannelRef { refs: number, ready: Promise<void> }
@@ -42,6 +50,8 @@ function forEachHeld (held: Held | undefined, f: (s: Subscriber) => void): void 
 const SUBSCRIBED: Promise<void> = Promise.resolve()
 
 const TYPE_CACHE_MAX = 4096
+// The payload is the event or notification object around `data`.
+const MAX_PAYLOAD_DEPTH = MAX_DATA_DEPTH + 1
 
 /**
  * The node-local side of delivery: which connections hold which patterns, and
@@ -63,14 +73,30 @@ export class Hub {
   delivered = 0
   /** messages received from the broker (Redis), own echoes included: a node's Redis traffic */
   received = 0
+  /** messages from the broker this node did not deliver, by reason (overload: shed, see intake.ts) */
+  readonly dropped: Record<Exclude<DropReason, 'overload'>, number> = { too_deep: 0, malformed: 0, error: 0 }
+  private readonly intake: Intake
 
   constructor (
     private readonly broker: Broker,
     private readonly ch: Channels,
     private readonly serverId: string,
+    private readonly log: FastifyBaseLogger,
   ) {
+    this.intake = new Intake((channel, env) => {
+      try { this.dispatch(channel, env) } catch (err) { this.drop('error', channel, err) }
+    }, (r) => {
+      if (diag.overload.hasSubscribers) diag.overload.publish({ ...r, log })
+    })
     broker.onMessage((channel, message) => this.onBrokerMessage(channel, message))
   }
+
+  /** messages shed past saturation since boot */
+  get shed (): number { return this.intake.shed }
+  /** messages waiting for delivery */
+  get waiting (): number { return this.intake.waiting }
+  /** how long the oldest waiting message has waited, ms: how far the node is behind its input */
+  lagMs (): number { return this.intake.lagMs() }
 
   async start (): Promise<void> {
     await Promise.all([this.broker.subscribe(this.ch.broadcast), this.broker.subscribe(this.ch.control)])
@@ -139,12 +165,29 @@ export class Hub {
     if (env) this.dispatch(channel, env)
   }
 
+  // Redis's message handler: it never throws, whatever a message holds.
   private onBrokerMessage (channel: string, raw: string): void {
     this.received++
-    const env = decode(raw)
-    // Our own messages were delivered locally when published.
-    if (env === null || env.origin === this.serverId) return
-    this.dispatch(channel, env)
+    try {
+      const env = decode(raw)
+      if (env === null) return this.drop('malformed', channel)
+      // Our own messages were delivered locally when published.
+      if (env.origin === this.serverId) return
+      // Control messages are few and must not wait behind events.
+      if (env.kind === 'c') return this.controlListener(env)
+      // Anyone with access to Redis can put a message on a channel: what a
+      // recipient's transport might choke on is refused here, once, for all.
+      const shape = jsonShape(env.json, MAX_PAYLOAD_DEPTH)
+      if (shape !== 'ok') return this.drop(shape, channel)
+      this.intake.offer(channel, env)
+    } catch (err) {
+      this.drop('error', channel, err)
+    }
+  }
+
+  private drop (reason: Exclude<DropReason, 'overload'>, channel: string, err?: unknown): void {
+    this.dropped[reason]++
+    if (diag.messageDropped.hasSubscribers) diag.messageDropped.publish({ reason, channel, ...(err !== undefined ? { error: err } : {}), log: this.log })
   }
 
   private dispatch (channel: string, env: Envelope): void {
@@ -152,20 +195,37 @@ export class Hub {
     let frame: Buffer | null = null
     let wsFrame: Buffer | null = null
     let payload: unknown
+    let unusable = false
     const kind = env.kind === 'e' ? 'event' : 'notification'
     const d: Delivery = {
       kind,
       frame: () => (frame ??= Buffer.from(`{"type":"${kind}","payload":${env.json}}`)),
       wsFrame: () => (wsFrame ??= textFrame(d.frame())),
-      payload: () => (payload ??= JSON.parse(env.json)),
+      payload: () => {
+        if (payload === undefined && !unusable) {
+          try { payload = JSON.parse(env.json) } catch { unusable = true }
+        }
+        if (unusable) throw new UnusablePayload('the message JSON does not parse')
+        return payload
+      },
     }
     let count = 0
+    let unusableCounted = false
     const seq = ++this.dispatchSeq
+    // One recipient's failure stays its own: the others still get the message.
     const deliver = (s: Subscriber): void => {
       if (s.stamp === seq) return
       s.stamp = seq
-      s.deliver(d)
-      count++
+      try {
+        s.deliver(d)
+        count++
+      } catch (err) {
+        if (err instanceof UnusablePayload) {
+          if (!unusableCounted) { unusableCounted = true; this.drop('malformed', channel) }
+          return
+        }
+        s.undeliverable(err)
+      }
     }
 
     if (env.kind === 'n') {

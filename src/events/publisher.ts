@@ -3,6 +3,7 @@ import { HeraldError } from '../errors.js'
 import { channels as diag } from '../observability/channels.js'
 import { routesFor, type Route } from './audience.js'
 import { encode, type Envelope } from './codec.js'
+import { checkDataDepth } from './depth.js'
 import type { EventInput, HeraldEvent, HeraldNotification, NotificationInput } from './model.js'
 
 /**
@@ -32,6 +33,9 @@ export class Publisher {
   ) {}
 
   async publishEvent (input: EventInput): Promise<HeraldEvent> {
+    // Every publish path of a node comes here (the API, operator actions,
+    // audit events): the one place that refuses data too deep to serialise.
+    checkDataDepth(input.data)
     const now = Date.now()
     const event: HeraldEvent = { id: this.nextId(), type: input.type, timestamp: new Date(now).toISOString(), data: input.data ?? {} }
     if (input.userId !== undefined) event.userId = input.userId
@@ -43,6 +47,7 @@ export class Publisher {
 
   /** userId null: every /ws/events connection in the cluster. */
   async publishNotification (input: NotificationInput, userId: string | null): Promise<HeraldNotification> {
+    checkDataDepth(input.data)
     const now = Date.now()
     const n: HeraldNotification = { id: this.nextId(), level: input.level, title: input.title, message: input.message, timestamp: new Date(now).toISOString() }
     if (input.data !== undefined) n.data = input.data

@@ -1,6 +1,7 @@
 import { HeraldError } from '../errors.js'
 import { ID_RULE, isId } from '../protocol/identifiers.js'
 import { parseEventType } from '../protocol/patterns.js'
+import { checkDataDepth } from './depth.js'
 import { NOTIFICATION_LEVELS, type EventInput, type NotificationInput } from './model.js'
 
 // The publish API's rules as code, for publishers that bypass HTTP (the
@@ -17,6 +18,8 @@ export function validateEvent (e: EventInput): EventInput {
   if (e.userId !== undefined && !isId(e.userId)) invalid(`userId must be ${ID_RULE}`)
   if (e.sessionId !== undefined && !isId(e.sessionId)) invalid(`sessionId must be ${ID_RULE}`)
   if (e.data !== undefined && !isObject(e.data)) invalid('data must be an object')
+  // Before anything serialises it: JSON.stringify overflows the stack on deep nesting.
+  checkDataDepth(e.data)
   if (e.data !== undefined && JSON.stringify(e.data).length > MAX_DATA_BYTES) invalid(`data must serialise to at most ${MAX_DATA_BYTES} bytes`)
   return e
 }
@@ -26,6 +29,7 @@ export function validateNotification (n: NotificationInput, userId: string | nul
   if (typeof n.title !== 'string' || n.title.length < 1 || n.title.length > 200) invalid('title must be 1-200 characters')
   if (typeof n.message !== 'string' || n.message.length < 1 || n.message.length > 2000) invalid('message must be 1-2000 characters')
   if (n.data !== undefined && !isObject(n.data)) invalid('data must be an object')
+  checkDataDepth(n.data)
   if (userId !== null && !isId(userId)) invalid(`userId must be ${ID_RULE}`)
   return n
 }

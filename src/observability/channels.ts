@@ -9,7 +9,8 @@ import type { ErrorCode } from '../errors.js'
 // connection's own child, or the node's), since channels are process-wide.
 
 export interface ConnectionOpen { endpoint: 'events' | 'admin', transport: string, connectionId: string, userId: string, sessionId: string | null, ip: string, log: FastifyBaseLogger }
-export interface ConnectionClose { endpoint: 'events' | 'admin', connectionId: string, userId: string, code: number, durationMs: number, log: FastifyBaseLogger }
+/** `byClient`: the peer chose `code` (any number it likes); otherwise the node chose it, or recorded 1006 for a connection lost without a close. */
+export interface ConnectionClose { endpoint: 'events' | 'admin', connectionId: string, userId: string, code: number, byClient: boolean, durationMs: number, log: FastifyBaseLogger }
 /** A handshake refused before the upgrade (or before Socket.IO's connect), for whatever reason. */
 export interface HandshakeRefused { endpoint: 'events' | 'admin' | 'health' | 'socket.io', code: ErrorCode, log: FastifyBaseLogger }
 export interface EventPublished { kind: 'event' | 'notification', type: string, id: string }
@@ -20,6 +21,14 @@ export interface BackendState { healthy: boolean, backend: string, log: FastifyB
 export interface RateLimitHit { scope: 'connection-ip' | 'connection-user' | 'message-ip' | 'message-user' }
 export interface ProbeResult { ok: boolean, latencyMs: number }
 export interface MessageOut { endpoint: 'events' | 'admin', frames: number }
+/** Why a message from Redis was not delivered: nested past the limit, not an envelope (or JSON that does not parse), a failure handling it, or shed past saturation. */
+export type DropReason = 'too_deep' | 'malformed' | 'error' | 'overload'
+/** One message from Redis refused by the node (overload sheds are reported by `overload`). */
+export interface MessageDropped { reason: Exclude<DropReason, 'overload'>, channel: string, error?: unknown, log: FastifyBaseLogger }
+/** Delivering to one connection threw; the connection is closed 1011. */
+export interface DeliveryFailed { endpoint: 'events' | 'admin', transport: string, connectionId: string, error: unknown, log: FastifyBaseLogger }
+/** Past saturation: shedding (at most every few seconds while it lasts, `shed` since the last report), or caught up. */
+export interface Overload { shedding: boolean, shed: number, waiting: number, lagMs: number, log: FastifyBaseLogger }
 
 export const channels = {
   connectionOpen: diagnostics.channel('herald:connection:open'),
@@ -33,4 +42,7 @@ export const channels = {
   backendState: diagnostics.channel('herald:backend:state'),
   rateLimit: diagnostics.channel('herald:ratelimit'),
   probe: diagnostics.channel('herald:backend:probe'),
+  messageDropped: diagnostics.channel('herald:message:dropped'),
+  deliveryFailed: diagnostics.channel('herald:delivery:failed'),
+  overload: diagnostics.channel('herald:delivery:overload'),
 } as const

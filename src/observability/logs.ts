@@ -1,6 +1,9 @@
 import diagnostics from 'node:diagnostics_channel'
 import { CloseCodes } from '../protocol/close-codes.js'
-import { channels, type BackendState, type ConnectionClose, type ConnectionOpen, type HandshakeRefused } from './channels.js'
+import { channels, type BackendState, type ConnectionClose, type ConnectionOpen, type DeliveryFailed, type HandshakeRefused, type MessageDropped, type Overload } from './channels.js'
+
+const errFields = (err: unknown): { message: string, name?: string } =>
+  err instanceof Error ? { name: err.name, message: err.message } : { message: String(err) }
 
 // The log lines of a connection's life and of the node's backend, written by
 // subscribing to the core's diagnostics channels (as metrics do). Errors in
@@ -31,6 +34,19 @@ export function installLogSubscribers (): void {
       const x = m as BackendState
       if (x.healthy) x.log.info({ backend: x.backend, healthy: true }, 'backend connected')
       else x.log.warn({ backend: x.backend, healthy: false }, 'backend unreachable')
+    }],
+    [channels.messageDropped, (m) => {
+      const x = m as MessageDropped
+      x.log.warn({ reason: x.reason, channel: x.channel, ...(x.error !== undefined ? { err: errFields(x.error) } : {}) }, 'message from Redis dropped')
+    }],
+    [channels.deliveryFailed, (m) => {
+      const x = m as DeliveryFailed
+      x.log.warn({ err: errFields(x.error) }, 'delivery failed; connection closed 1011')
+    }],
+    [channels.overload, (m) => {
+      const x = m as Overload
+      if (x.shedding) x.log.warn({ shed: x.shed, waiting: x.waiting, lagMs: Math.round(x.lagMs) }, 'node behind its input: shedding messages older than a second')
+      else x.log.info({ shed: x.shed }, 'node caught up with its input')
     }],
   ]
   for (const [ch, fn] of subs) ch.subscribe(fn)

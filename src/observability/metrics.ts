@@ -4,10 +4,21 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import type { Herald } from '../context.js'
 import { framesOut } from '../endpoints/connection.js'
 import {
-  channels, type AuthFailure, type BackendState, type ConnectionClose, type EventDelivered,
+  channels, type AuthFailure, type BackendState, type ConnectionClose, type DeliveryFailed, type EventDelivered,
   type EventPublished, type HandshakeRefused, type MessageIn, type ProbeResult, type RateLimitHit,
 } from './channels.js'
 import { isAuthFailure } from '../errors.js'
+import { CloseCodes } from '../protocol/close-codes.js'
+
+/**
+ * The `code` label of a disconnect: the node's own codes (the close-code
+ * registry, and 1006 for a connection lost without a close) as themselves.
+ * A code the client chose is one `client` bucket: a client may pick any of
+ * 4,000 numbers, each a new series, including the node's own 4004 or 4008;
+ * except 1000, a normal closure, which means the same whoever sends it (and is
+ * what a Socket.IO client's goodbye is counted as).
+ */
+const closeLabel = (x: ConnectionClose): string => !x.byClient || x.code === CloseCodes.NORMAL ? String(x.code) : 'client'
 
 /**
  * Prometheus metrics, fed only by the diagnostics channels and by reading
@@ -42,6 +53,19 @@ export function createMetrics (h: Herald): { registry: Registry, close: () => vo
     registers: [registry],
     collect () { this.reset(); this.inc(h.hub.received) },
   })
+  new Counter({
+    name: 'herald_broker_messages_dropped_total',
+    help: 'Messages from Redis not delivered, by reason: too_deep (data nested past the limit), malformed, error, overload (shed past saturation)',
+    labelNames: ['reason'],
+    registers: [registry],
+    collect () {
+      this.reset()
+      for (const [reason, n] of Object.entries(h.hub.dropped)) this.inc({ reason }, n)
+      this.inc({ reason: 'overload' }, h.hub.shed)
+    },
+  })
+  new Gauge({ name: 'herald_delivery_backlog_messages', help: 'Messages from Redis waiting for delivery (the node is behind its input)', registers: [registry], collect () { this.set(h.hub.waiting) } })
+  new Gauge({ name: 'herald_delivery_lag_seconds', help: 'How long the oldest message waiting for delivery has waited on this node', registers: [registry], collect () { this.set(h.hub.lagMs() / 1000) } })
   new Gauge({ name: 'herald_draining', help: '1 while this node drains', registers: [registry], collect () { this.set(h.draining ? 1 : 0) } })
   new Gauge({ name: 'herald_redis_up', help: '1 while the node is connected to Redis', registers: [registry], collect () { this.set(h.broker.kind === 'redis' && h.broker.healthy ? 1 : 0) } })
   new Gauge({ name: 'herald_backend_ready', help: '1 while the pub/sub loopback probe comes back in time', registers: [registry], collect () { this.set(h.probe.healthy ? 1 : 0) } })
@@ -69,9 +93,10 @@ export function createMetrics (h: Herald): { registry: Registry, close: () => vo
   })
   const authFailures = new Counter({ name: 'herald_auth_failures_total', help: 'Refused handshakes and API calls, by endpoint and reason', labelNames: ['endpoint', 'reason'], registers: [registry] })
   const rateLimits = new Counter({ name: 'herald_rate_limit_hits_total', help: 'Connections and frames refused by a limit, by scope', labelNames: ['scope'], registers: [registry] })
-  const disconnects = new Counter({ name: 'herald_disconnects_total', help: 'Closed connections, by endpoint and close code', labelNames: ['endpoint', 'code'], registers: [registry] })
+  const disconnects = new Counter({ name: 'herald_disconnects_total', help: 'Closed connections, by endpoint and close code (the node\'s codes and 1006; 1000 or "client" when the client closed)', labelNames: ['endpoint', 'code'], registers: [registry] })
   const redisState = new Counter({ name: 'herald_redis_state_changes_total', help: 'Backend connectivity transitions, by new state', labelNames: ['state'], registers: [registry] })
   const probe = new Histogram({ name: 'herald_redis_probe_latency_seconds', help: 'Round trip of the pub/sub loopback probe', buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2], registers: [registry] })
+  const deliveryFailures = new Counter({ name: 'herald_delivery_failures_total', help: 'Deliveries that threw for one connection (closed 1011), by transport', labelNames: ['transport'], registers: [registry] })
   const probeFailures = new Counter({ name: 'herald_redis_probe_failures_total', help: 'Loopback probes that did not come back in time', registers: [registry] })
 
   const subs: Array<[diagnostics.Channel, (m: unknown) => void]> = [
@@ -88,8 +113,9 @@ export function createMetrics (h: Herald): { registry: Registry, close: () => vo
     // on this counter must not fire on every deploy.
     [channels.handshakeRefused, (m) => { const x = m as HandshakeRefused; if (isAuthFailure(x.code)) authFailures.inc({ endpoint: x.endpoint, reason: x.code }) }],
     [channels.rateLimit, (m) => { rateLimits.inc({ scope: (m as RateLimitHit).scope }) }],
-    [channels.connectionClose, (m) => { const x = m as ConnectionClose; disconnects.inc({ endpoint: x.endpoint, code: String(x.code) }) }],
+    [channels.connectionClose, (m) => { const x = m as ConnectionClose; disconnects.inc({ endpoint: x.endpoint, code: closeLabel(x) }) }],
     [channels.backendState, (m) => { redisState.inc({ state: (m as BackendState).healthy ? 'up' : 'down' }) }],
+    [channels.deliveryFailed, (m) => { deliveryFailures.inc({ transport: (m as DeliveryFailed).transport }) }],
     [channels.probe, (m) => { const x = m as ProbeResult; if (x.ok) probe.observe(x.latencyMs / 1000); else probeFailures.inc() }],
   ]
   for (const [ch, fn] of subs) ch.subscribe(fn)

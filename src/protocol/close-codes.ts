@@ -3,8 +3,12 @@
 export const CloseCodes = {
   NORMAL: 1000,
   DRAINING: 1001,
+  /** malformed WebSocket framing (sent by ws itself) */
+  PROTOCOL_ERROR: 1002,
   UNSUPPORTED_DATA: 1003,
   INVALID_PAYLOAD: 1007,
+  /** a message in more fragments than ws buffers (sent by ws itself) */
+  POLICY_VIOLATION: 1008,
   MESSAGE_TOO_BIG: 1009,
   INTERNAL_ERROR: 1011,
   AUTH_EXPIRED: 4001,

@@ -118,7 +118,7 @@ t.test('Redis frozen (SIGSTOP): readiness 503 within ~2 probe intervals, local d
   t.ok(worst <= 2 * PROBE + 400, `every node 503 within 2 x HEALTH_PROBE_INTERVAL (+400 ms slack): worst ${worst} ms`)
   t.match(await A.api('/ws/health?probe=live', { key: '' }), { status: 200, body: { alive: true } }, 'liveness stays 200')
 
-  // Local delivery: A's own client gets an event published on A at once; the API call waits for Redis.
+  // Local delivery: A's own client gets an event published on A at once; the API call answers it as held.
   const localPublish = A.api('/api/events', { body: { type: 'session.during', userId: 'pause-local', data: { tag: 'local' } } })
   const got = await local.next((f) => f.type === 'event' && f.payload.data?.tag === 'local', 2000)
   t.ok(Date.now() - pausedAt < 3000, 'delivered on A while Redis is frozen')
@@ -162,7 +162,7 @@ t.test('Redis frozen (SIGSTOP): readiness 503 within ~2 probe intervals, local d
   // loopback probe never waits in the buffer (it measures Redis as it is).
   t.equal(accepted.length, Math.floor((BUFFER - 2) / 2), `the bound is for events: ${accepted.length} accepted`)
   t.same(accepted, accepted.map((_x, i) => i), 'the accepted ones are the first, in order; refusals only past the bound')
-  t.match(await within(3000, 'the local publish', localPublish), { status: 202, body: { id: got.payload.id } }, 'the local publish completes after SIGCONT')
+  t.match(await within(3000, 'the local publish', localPublish), { status: 202, body: { id: got.payload.id } }, 'the local publish was accepted')
 
   const acceptedIds = accepted.map((i) => results[i]!.body.id as string)
   await remote.collect((f) => f.type === 'event' && acceptedIds.includes(f.payload.id), acceptedIds.length, 5000)
@@ -179,6 +179,86 @@ t.test('Redis frozen (SIGSTOP): readiness 503 within ~2 probe intervals, local d
   await waitFor('B\'s connection slot back in Redis', async () => await rc.zrange(`${PREFIX}conn:u:pause-remote`, 0, -1), (m) => m.length === 1 && m[0] === `${B.serverId}|${remoteConnId}`, { timeoutMs: 5000 })
   await waitFor('three servers registered', async () => (await A.api('/api/stats')).body.global.servers, (n) => n === 3, { timeoutMs: 5000 })
   for (const c of [local, remote, watcherA]) t.equal(c.closeInfo, null, 'no client was dropped')
+})
+
+t.test('Redis frozen (SIGSTOP): every publish path answers within a second, 202 held or 503 past REDIS_PUBLISH_BUFFER; local connections get it at once, the other node after SIGCONT', { timeout: 40_000 }, async (t) => {
+  const BUFFER = 20
+  const { redis, A, B } = await cluster(t, {}, [{ REDIS_PUBLISH_BUFFER: String(BUFFER) }])
+  const bothA = await events(t, A, 'frz-both')
+  const bothB = await events(t, B, 'frz-both')
+  const localA = await events(t, A, 'frz-local')
+  const remoteB = await events(t, B, 'frz-remote')
+  const adminB = await events(t, B, 'frz-admin-b', '/ws/admin')
+  const adminA = await events(t, A, 'frz-admin-a', '/ws/admin')
+  const answered: Record<string, number> = {}
+  /** An API call on A that must answer within a second; its time is recorded. */
+  const timed = async (what: string, path: string, body?: unknown): Promise<{ status: number, body: any }> => {
+    const started = Date.now()
+    const r = await within(1000, what, A.api(path, { method: 'POST', ...(body !== undefined ? { body } : {}) }))
+    answered[what] = Date.now() - started
+    return r
+  }
+  const got = (c: TestClient, id: string): number => c.frames.filter((f) => (f.type === 'event' || f.type === 'notification') && f.payload?.id === id).length
+
+  redis.pause()
+  // Before the probe has noticed: the publish goes to the frozen connection and is answered as held.
+  const early = await timed('event, before the probe noticed', '/api/events', { type: 'session.early', userId: 'frz-both' })
+  t.equal(early.status, 202, 'held: 202')
+  await waitFor('A readiness 503', () => health(A), (r) => r.status === 503, { timeoutMs: 5000, intervalMs: 20 })
+
+  // While readiness fails: each transport's publish path, delivered on A at once.
+  const local = await timed('event', '/api/events', { type: 'session.during', userId: 'frz-local' })
+  const note = await timed('user notification', '/api/notifications/users/frz-local', { level: 'info', title: 'during', message: 'the freeze' })
+  const bcast = await timed('broadcast notification (audited)', '/api/notifications/broadcast', { level: 'warning', title: 'during', message: 'the freeze' })
+  const remote = await timed('event for a user on B', '/api/events', { type: 'session.during', userId: 'frz-remote' })
+  for (const r of [local, note, bcast, remote]) t.equal(r.status, 202)
+  await localA.next((f) => f.type === 'event' && f.payload.id === local.body.id, 1000)
+  await localA.next((f) => f.type === 'notification' && f.payload.id === note.body.id, 1000)
+  await localA.next((f) => f.type === 'notification' && f.payload.id === bcast.body.id, 1000)
+  await adminA.next((f) => f.type === 'event' && f.payload.type === 'admin.notification.broadcast' && f.payload.data.notificationId === bcast.body.id, 1000)
+  t.pass('A\'s own connections got the event, both notifications and the audit event during the freeze')
+  // An operator's broadcast over /ws/admin: the notification and its audit event.
+  const started = Date.now()
+  const reply = await adminA.request('broadcast', { level: 'info', title: 'from an operator', message: 'during the freeze' }, 1000)
+  answered['/ws/admin broadcast (audited)'] = Date.now() - started
+  t.equal(reply.type, 'broadcasted', `/ws/admin broadcast answered: ${JSON.stringify(reply.payload)}`)
+  // Operator actions that must be stored in Redis refuse at once.
+  t.match(await timed('disconnect', '/api/users/frz-local/disconnect'), { status: 503, body: { error: { code: 'BACKEND_UNAVAILABLE' } } })
+  t.match(await timed('revoke', '/api/users/frz-nobody/revoke'), { status: 503, body: { error: { code: 'BACKEND_UNAVAILABLE' } } })
+
+  // The bound: channel publishes held so far (an event naming a user is two:
+  // its user's and the admin channel), then events until it is full.
+  const held = 2 + 2 + 1 + 1 + 1 + 2 + 1 + 1
+  const fill: Array<{ status: number, body: any }> = []
+  for (let i = 0; i < BUFFER; i++) {
+    const r = await timed(`fill ${i}`, '/api/events', { type: 'session.fill', userId: 'frz-remote', data: { tag: 'fill', seq: i } })
+    fill.push(r)
+    if (r.status !== 202) break
+  }
+  const accepted = fill.filter((r) => r.status === 202)
+  t.equal(accepted.length, Math.floor((BUFFER - held) / 2), `${accepted.length} more events held, up to REDIS_PUBLISH_BUFFER`)
+  t.match(fill.at(-1), { status: 503, body: { error: { code: 'BACKEND_UNAVAILABLE' } } }, 'then 503, answered during the freeze')
+  const worst = Math.max(...Object.values(answered))
+  t.comment(`MEASURED answers during the freeze (ms): ${JSON.stringify(answered)}; worst ${worst} ms`)
+  t.ok(worst < 1000, `every answer within a second (worst ${worst} ms)`)
+  t.equal(remoteB.frames.filter((f) => f.type === 'event' || f.type === 'notification').length, 0, 'nothing reached B while Redis was frozen')
+
+  redis.resume()
+  // Everything held reaches B: what A had delivered itself, and what it published before the probe noticed.
+  const toRemote = [remote.body.id, ...accepted.map((r) => r.body.id)] as string[]
+  await remoteB.collect((f) => f.type === 'event' && toRemote.includes(f.payload.id), toRemote.length, 5000)
+  await remoteB.next((f) => f.type === 'notification' && f.payload.id === bcast.body.id, 5000)
+  await remoteB.next((f) => f.type === 'notification' && f.payload.id === reply.payload.id, 5000)
+  await adminB.collect((f) => f.type === 'event' && f.payload.type === 'admin.notification.broadcast', 2, 5000)
+  await bothB.next((f) => f.type === 'event' && f.payload.id === early.body.id, 5000)
+  await bothA.next((f) => f.type === 'event' && f.payload.id === early.body.id, 5000)
+  t.pass('after SIGCONT every held event and notification reached B, the audit events B\'s admin, the early event both nodes')
+  t.same(eventsOf(remoteB, 'fill').map((f) => f.payload.data.seq), accepted.map((_r, i) => i), 'the held events in publish order')
+  // A sentinel after recovery: once it is in, any duplicate would be too.
+  const sentinel = (await A.api('/api/events', { body: { type: 'session.sentinel', userId: 'frz-local' } })).body.id as string
+  await localA.next(eventWithId(sentinel), 5000)
+  for (const id of [local.body.id, note.body.id, bcast.body.id]) t.equal(got(localA, id), 1, `A's own connection got ${id} once: the echo after recovery is skipped`)
+  for (const id of toRemote) t.equal(got(remoteB, id), 1, `B got ${id} once`)
 })
 
 t.test('Redis killed and restarted empty while publishes keep coming: accepted ones are replayed to other nodes after REDIS_REPLAY_DELAY', { timeout: 40_000 }, async (t) => {

@@ -3,7 +3,7 @@
 // run of events share one buffer.
 import t from 'tap'
 import type { Delivery } from '../../src/events/hub.js'
-import { enqueue, take, type TurnQueue } from '../../src/endpoints/turn-writes.js'
+import { enqueue, FLUSH_AT_BYTES, take, type TurnQueue } from '../../src/endpoints/turn-writes.js'
 
 const delivery = (text: string): Delivery => {
   const b = Buffer.from(text)
@@ -70,4 +70,26 @@ t.test('each turn starts a new log', async (t) => {
   enqueue(q, delivery('z'))
   await endOfTurn()
   t.same(text(q), ['x', 'yz'])
+})
+
+t.test('a queue that reaches FLUSH_AT_BYTES is written at once, not at the end of the turn; sockets in step share the early buffer', async (t) => {
+  const a = queue()
+  const b = queue()
+  const frame = 'x'.repeat(1024)
+  const per = FLUSH_AT_BYTES / frame.length
+  for (let i = 0; i < per - 1; i++) { const d = delivery(frame); enqueue(a, d); enqueue(b, d) }
+  t.same(a.writes, [], 'under the threshold: still queued')
+  const last = delivery(frame)
+  enqueue(a, last)
+  enqueue(b, last)
+  t.equal(a.writes.length, 1, 'written the moment it holds FLUSH_AT_BYTES')
+  t.equal(a.writes[0]!.length, FLUSH_AT_BYTES)
+  t.equal(a.qBytes, 0, 'nothing counted as queued after it')
+  t.equal(a.writes[0], b.writes[0], 'the other socket got the same Buffer')
+  const tailFrame = delivery('tail')
+  enqueue(a, tailFrame)
+  enqueue(b, tailFrame)
+  await endOfTurn()
+  t.same(a.writes.map((w) => w.length), [FLUSH_AT_BYTES, 4], 'what came after leaves at the end of the turn')
+  t.same(Buffer.concat(a.writes).toString(), frame.repeat(per) + 'tail', 'in order')
 })

@@ -39,7 +39,8 @@ t.test('Prometheus text format with the build, the node and Redis state', async 
   t.match(r.headers.get('content-type'), /^text\/plain; version=0\.0\.4/, 'Prometheus content type')
   const text = r.body as string
   for (const name of ['herald_connections', 'herald_messages_in_total', 'herald_messages_out_total', 'herald_events_published_total', 'herald_events_delivered_total',
-    'herald_delivery_latency_seconds', 'herald_auth_failures_total', 'herald_rate_limit_hits_total', 'herald_disconnects_total', 'herald_redis_up', 'herald_redis_probe_latency_seconds', 'herald_build_info']) {
+    'herald_delivery_latency_seconds', 'herald_auth_failures_total', 'herald_rate_limit_hits_total', 'herald_disconnects_total', 'herald_redis_up', 'herald_redis_probe_latency_seconds', 'herald_build_info',
+    'herald_broker_messages_dropped_total', 'herald_delivery_failures_total', 'herald_delivery_backlog_messages', 'herald_delivery_lag_seconds']) {
     t.match(text, new RegExp(`^# HELP ${name} \\S`, 'm'), `${name} has HELP`)
     t.match(text, new RegExp(`^# TYPE ${name} (counter|gauge|histogram)$`, 'm'), `${name} has TYPE`)
   }
@@ -143,6 +144,39 @@ t.test('auth failures by reason, rate-limit hits, disconnects by code', async (t
   t.equal((await within(3000, 'the admin disconnect', mine[1]!.closed)).code, 4003)
   await waitFor('the 4003 to be counted', () => d('herald_disconnects_total', { endpoint: 'events', code: '4003' }), (n) => n === 1)
   t.pass('herald_disconnects_total counts 1000 and 4003 separately')
+})
+
+t.test('disconnects: a code the client chose is counted as code="client", never as one of the node\'s codes or a series of its own', { timeout: 20_000 }, async (t) => {
+  await settled()
+  const before = await scrape()
+  const d = (after: Sample[], code: string): number => metric(after, 'herald_disconnects_total', { endpoint: 'events', code }) - metric(before, 'herald_disconnects_total', { endpoint: 'events', code })
+  // The node's own meanings (4004 revoked, 4008 slow consumer, 4029 rate
+  // limited), codes nobody defined, and 1001 (a browser leaving the page).
+  const clientCodes = [4004, 4008, 4029, 3999, 4500, 4999, 1001]
+  for (const code of clientCodes) {
+    const c = await open(t, `client-code-${code}`)
+    c.ws.close(code, 'chosen by the client')
+    t.equal((await within(3000, `the close with ${code}`, c.closed)).code, code, `the node answered the client's ${code}`)
+  }
+  // A normal closure means the same whoever sends it.
+  const normal = await open(t, 'client-code-1000')
+  await normal.close()
+  // Closes the node chose while the client answers: a binary frame (1003), a frame over MAX_MESSAGE_BYTES (1009, sent by ws itself).
+  const binary = await open(t, 'client-code-binary')
+  binary.ws.send(Buffer.from([1, 2, 3]), { binary: true })
+  t.equal((await within(3000, 'the 1003', binary.closed)).code, 1003)
+  const big = await open(t, 'client-code-big')
+  big.send('x'.repeat(20_000))
+  t.equal((await within(3000, 'the 1009', big.closed)).code, 1009)
+
+  const all = (x: Sample[]): number => metric(x, 'herald_disconnects_total', { endpoint: 'events' }) - metric(before, 'herald_disconnects_total', { endpoint: 'events' })
+  const s = await waitFor('every close counted', scrape, (x) => all(x) >= clientCodes.length + 3)
+  t.equal(d(s, 'client'), clientCodes.length, `the ${clientCodes.length} client-chosen codes in one bucket`)
+  for (const code of clientCodes) t.equal(d(s, String(code)), 0, `nothing counted under code="${code}"`)
+  t.same(s.filter((x) => x.name === 'herald_disconnects_total' && ['3999', '4500', '4999'].includes(x.labels.code!)), [], 'no series for a number only a client used')
+  t.equal(d(s, '1000'), 1, 'a client\'s normal closure: 1000')
+  t.equal(d(s, '1003'), 1, 'the node\'s 1003')
+  t.equal(d(s, '1009'), 1, 'ws\'s 1009 on an oversized frame: the node\'s code, though the client answered the close')
 })
 
 t.test('Socket.IO traffic: connections, messages in, auth failures on socket.io (token and Origin), disconnects by code', { timeout: 30_000 }, async (t) => {

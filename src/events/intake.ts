@@ -1,0 +1,118 @@
+import type { Envelope } from './codec.js'
+
+// What a node does past saturation (docs/design.md, "Past saturation"): it
+// delivers for at most SLICE_MS per event-loop turn, so timers, pings, the API
+// and the readiness probe still run; messages it has no time for wait, in
+// order, in a backlog bounded by age and size; a message that waited longer
+// than MAX_WAIT_MS is shed, counted, and never delivered. The node reads
+// Redis at full speed throughout: left unread, messages would pile up in
+// Redis until it dropped the subscription, losing them uncounted.
+
+/** delivery work per event-loop turn before the turn yields */
+export const SLICE_MS = 20
+/** how stale a message may get in the backlog before it is shed */
+export const MAX_WAIT_MS = 1000
+/** JSON bytes the backlog may hold, whatever their age */
+export const MAX_WAITING_BYTES = 16 * 1024 * 1024
+const REPORT_EVERY_MS = 5000
+
+interface Waiting { channel: string, env: Envelope, at: number }
+
+/** A log line's worth: shedding (again), or caught up after shedding. */
+export interface OverloadReport { shedding: boolean, shed: number, waiting: number, lagMs: number }
+
+export class Intake {
+  private queue: Array<Waiting | undefined> = []
+  private head = 0
+  private bytes = 0
+  private sliceOpen = false
+  private sliceStart = 0
+  /** messages shed since boot */
+  shed = 0
+  private unreported = 0
+  private reportedAt = -Infinity
+  private shedding = false
+  private readonly endSlice = (): void => {
+    this.sliceOpen = false
+    if (this.head < this.queue.length) this.drain()
+  }
+
+  constructor (
+    private readonly run: (channel: string, env: Envelope) => void,
+    private readonly report: (r: OverloadReport) => void,
+  ) {}
+
+  /** messages waiting in the backlog */
+  get waiting (): number { return this.queue.length - this.head }
+
+  /** how long the oldest waiting message has waited (0: none waits) */
+  lagMs (): number {
+    const oldest = this.queue[this.head]
+    return oldest === undefined ? 0 : performance.now() - oldest.at
+  }
+
+  /** Delivers now while this turn has time left and nothing waits; otherwise queues. */
+  offer (channel: string, env: Envelope): void {
+    if (this.head === this.queue.length && this.hasTime()) return this.run(channel, env)
+    this.queue.push({ channel, env, at: performance.now() })
+    this.bytes += env.json.length
+    while (this.bytes > MAX_WAITING_BYTES) { this.take(); this.drop() }
+  }
+
+  private hasTime (): boolean {
+    const now = performance.now()
+    if (!this.sliceOpen) this.open(now)
+    return now - this.sliceStart < SLICE_MS
+  }
+
+  /** A slice lasts until the end of this turn (the check phase), when what waits gets the next one. */
+  private open (now: number): void {
+    this.sliceOpen = true
+    this.sliceStart = now
+    setImmediate(this.endSlice)
+  }
+
+  private drain (): void {
+    const start = performance.now()
+    let now = start
+    while (this.head < this.queue.length && now - start < SLICE_MS) {
+      const w = this.take()
+      if (now - w.at > MAX_WAIT_MS) this.drop()
+      else this.run(w.channel, w.env)
+      now = performance.now()
+    }
+    // Scheduled after what this slice delivered, so the end of the turn
+    // (turn-writes.ts) writes it before the next slice runs.
+    this.open(start)
+    if (this.head > 1024 && this.head * 2 > this.queue.length) {
+      this.queue = this.queue.slice(this.head)
+      this.head = 0
+    }
+    this.reportIfDue(now)
+  }
+
+  private take (): Waiting {
+    const w = this.queue[this.head]!
+    this.queue[this.head++] = undefined
+    this.bytes -= w.env.json.length
+    return w
+  }
+
+  private drop (): void {
+    this.shed++
+    this.unreported++
+  }
+
+  private reportIfDue (now: number): void {
+    if (this.unreported > 0 && now - this.reportedAt >= REPORT_EVERY_MS) {
+      this.shedding = true
+      this.reportedAt = now
+      this.report({ shedding: true, shed: this.unreported, waiting: this.waiting, lagMs: this.lagMs() })
+      this.unreported = 0
+    } else if (this.shedding && this.waiting === 0) {
+      this.shedding = false
+      this.report({ shedding: false, shed: this.unreported, waiting: 0, lagMs: 0 })
+      this.unreported = 0
+    }
+  }
+}
