@@ -167,6 +167,8 @@ export class Hub {
 
   // Redis's message handler: it never throws, whatever a message holds.
   private onBrokerMessage (channel: string, raw: string): void {
+    // The broker hands every listener every channel; the probe's are not ours.
+    if (!this.isHubChannel(channel)) return
     this.received++
     try {
       const env = decode(raw)
@@ -261,6 +263,10 @@ export class Hub {
   }
 
   /** The header's userId, not the channel suffix alone, picks recipients: both must agree. */
+  private isHubChannel (channel: string): boolean {
+    return channel === this.ch.broadcast || channel === this.ch.admin || channel === this.ch.control || channel.startsWith(this.ch.userPrefix)
+  }
+
   private isUserChannelOf (channel: string, userId: string): boolean {
     return userId.length > 0 && channel.length - this.ch.userPrefix.length === userId.length && channel.endsWith(userId)
   }
