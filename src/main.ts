@@ -1,9 +1,11 @@
 import closeWithGrace from 'close-with-grace'
 import { buildApp } from './app.js'
-import { signDevToken } from './auth/dev-tokens.js'
+import { signToken } from './auth/signer.js'
 import { shareDevKeys } from './config/dev-keys.js'
 import { ConfigError, loadConfig, type Config } from './config/index.js'
 import { drain } from './endpoints/drain.js'
+
+const DEV_TOKEN_TTL_MS = 12 * 3600_000
 
 let config: Config
 try {
@@ -54,8 +56,8 @@ function printDevBanner (c: Config): void {
     ? 'Herald is running in development mode with the in-process backend (one node).'
     : 'Herald is running in development mode on Redis: nodes started the same way share this key material.']
   if (c.jwt.generated) {
-    const user = signDevToken(c.jwt.secret!, { sub: 'demo-user', sid: 'demo-session', roles: ['user'] })
-    const admin = signDevToken(c.jwt.secret!, { sub: 'demo-admin', sid: 'demo-admin-session', roles: ['admin'] })
+    const user = signToken(c.jwt.secret!, { sub: 'demo-user', sid: 'demo-session', roles: ['user'] }, DEV_TOKEN_TTL_MS)
+    const admin = signToken(c.jwt.secret!, { sub: 'demo-admin', sid: 'demo-admin-session', roles: ['admin'] }, DEV_TOKEN_TTL_MS)
     lines.push(
       c.redis === null
         ? 'Key material was generated for this boot; tokens below are valid for 12 hours and until restart.'

@@ -1,0 +1,19 @@
+import { createSigner } from 'fast-jwt'
+
+export interface TokenClaims {
+  sub: string
+  sid?: string
+  roles?: string[]
+  iss?: string
+  aud?: string
+}
+
+/**
+ * The one way Herald signs access tokens: HS256 with the shared secret, for
+ * the development banner and `herald token`. fast-jwt adds iat and exp (the
+ * verifier requires exp), so a token never outlives ttlMs.
+ */
+export function signToken (secret: string, claims: TokenClaims, ttlMs: number): string {
+  const sign = createSigner({ key: secret, algorithm: 'HS256', expiresIn: ttlMs })
+  return sign({ ...claims })
+}
