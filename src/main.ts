@@ -47,21 +47,36 @@ try {
   process.exit(code !== undefined && code in why ? 78 : 1)
 }
 
-if (config.jwt.generated || config.apiKeysGenerated) printDevBanner(config)
+if (config.jwt.generated || config.apiKeysGenerated) printDevBanner(config, shared)
+// Configured keys print no tokens: say where tokens come from instead.
+if (!config.jwt.generated) {
+  app.log.info(config.jwt.secret !== undefined
+    ? 'to get a token: npx herald token --sub <user> --roles <user|admin|service> --ttl 1h, run with this node\'s JWT_SECRET (and JWT_ISSUER, JWT_AUDIENCE if set) in the environment'
+    : `to get a token: your identity provider signs them (this node verifies with ${config.jwt.publicKey !== undefined ? 'JWT_PUBLIC_KEY' : 'JWKS_URL'}); npx herald token signs only with JWT_SECRET`)
+}
+if (config.env === 'production' && config.redis === null && config.apiKeys.length === 0) {
+  app.log.warn('production without Redis or API_KEYS: only service JWTs (role service) can publish, and connections, limits and revocations are this node\'s alone; set API_KEYS, and REDIS_URL to run more than one node')
+}
 
-function printDevBanner (c: Config): void {
+function printDevBanner (c: Config, shared: boolean): void {
   const host = c.host === '0.0.0.0' ? '127.0.0.1' : c.host
   const base = `${host}:${app.server.address() !== null && typeof app.server.address() === 'object' ? (app.server.address() as { port: number }).port : c.port}`
+  // Without Redis at boot nothing was stored or adopted: this node's keys are its own, and a
+  // node started later stores other keys. Its commands work here once Redis answers (503 until then).
   const lines = ['', c.redis === null
     ? 'Herald is running in development mode with the in-process backend (one node).'
-    : 'Herald is running in development mode on Redis: nodes started the same way share this key material.']
+    : shared
+      ? 'Herald is running in development mode on Redis: nodes started the same way share this key material.'
+      : 'Herald is running in development mode on Redis, which was unreachable at boot: the key material below is this node\'s alone, not shared with other nodes.']
   if (c.jwt.generated) {
     const user = signToken(c.jwt.secret!, { sub: 'demo-user', sid: 'demo-session', roles: ['user'] }, DEV_TOKEN_TTL_MS)
     const admin = signToken(c.jwt.secret!, { sub: 'demo-admin', sid: 'demo-admin-session', roles: ['admin'] }, DEV_TOKEN_TTL_MS)
     lines.push(
       c.redis === null
         ? 'Key material was generated for this boot; tokens below are valid for 12 hours and until restart.'
-        : 'Key material was generated and stored in Redis for the development cluster; tokens below are valid for 12 hours.',
+        : shared
+          ? 'Key material was generated and stored in Redis for the development cluster; tokens below are valid for 12 hours.'
+          : 'Key material was generated for this node; tokens below are valid for 12 hours on this node only, which refuses connections (503) until it reaches Redis.',
       '', `  user token:  ${user}`, `  admin token: ${admin}`,
       '', 'Connect as the user and subscribe (paste the second line into wscat):',
       `  npx wscat -c "ws://${base}/ws/events?token=${user}"`,
@@ -72,7 +87,7 @@ function printDevBanner (c: Config): void {
   }
   if (c.apiKeysGenerated) {
     lines.push(
-      '', 'Publish an event for the user (API key generated for this boot):',
+      '', `Publish an event for the user (API key generated ${c.redis === null ? 'for this boot' : shared ? 'for the development cluster' : 'for this node only; it holds events until it reaches Redis'}):`,
       `  curl -s -X POST http://${base}/api/events -H 'authorization: Bearer ${c.apiKeys[0]}' -H 'content-type: application/json' \\`,
       `    -d '{"type":"authentication.login.success","userId":"demo-user","sessionId":"demo-session","data":{"ip":"203.0.113.7"}}'`,
       '', 'Broadcast a notification:',

@@ -1,10 +1,13 @@
 // The README quick start, as a newcomer runs it (brief §2): `npm start` with
 // no configuration prints tokens and ready-to-paste commands; pasting them
-// connects, subscribes, publishes and shows the event.
+// connects, subscribes, publishes and shows the event. With configured keys, what
+// a node says at boot instead: how to get a token, and what it cannot do.
 import t from 'tap'
-import { connect } from './helpers/client.js'
+import { npx } from './helpers/cli.js'
+import { connect, refusal } from './helpers/client.js'
 import { startNode, startNodes, type NodeProc } from './helpers/node.js'
 import { startRedis } from './helpers/redis.js'
+import { waitFor } from './helpers/wait.js'
 
 interface Curl { url: string, headers: Record<string, string>, body: string }
 
@@ -145,4 +148,93 @@ t.test('REDIS_URL=… npm start on three ports, nothing else: one cluster, any b
   const { id } = await res.json() as { id: string }
   await onB.next((f) => f.type === 'event' && f.payload.id === id)
   t.equal((await (await fetch(`http://127.0.0.1:${C.port}/api/stats`, { headers: cmd.headers })).json() as { global: { servers: number } }).global.servers, 3, 'C counts three servers')
+})
+
+/** A log line (pino JSON) whose msg matches, parsed. */
+const logs = (lines: string[], match: RegExp): Array<{ level: number, msg: string }> => lines
+  .filter((l) => l.startsWith('{'))
+  .map((l) => JSON.parse(l) as { level: number, msg: string })
+  .filter((l) => match.test(l.msg ?? ''))
+
+t.test('NODE_ENV=production with JWT_SECRET: no banner, one line saying how to get a token, and that command works', { timeout: 60_000 }, async (t) => {
+  const env = { NODE_ENV: 'production', JWT_SECRET: 'production-secret-of-at-least-32-characters' }
+  const node = await startNode(env, { cleanEnv: true })
+  t.teardown(() => node.stop())
+  await node.waitLine((l) => l.includes('to get a token'), 10_000)
+  // Boot lines come before the hint; the readiness probe logs nothing at info.
+  const hints = logs(node.lines, /to get a token/)
+  t.equal(hints.length, 1, 'one hint line')
+  t.equal(hints[0]!.level, 30, 'at info')
+  const command = /npx herald token [^,]+/.exec(hints[0]!.msg)?.[0]
+  t.equal(command, 'npx herald token --sub <user> --roles <user|admin|service> --ttl 1h', 'it names the command')
+  t.notOk(node.lines.some((l) => /development mode|user token:|admin token:|Health: http/.test(l)), 'no banner')
+
+  // Neither API_KEYS nor Redis: said once, at warn.
+  const alone = logs(node.lines, /production without Redis or API_KEYS/)
+  t.equal(alone.length, 1, 'one warning')
+  t.equal(alone[0]!.level, 40)
+  t.match(alone[0]!.msg, /only service JWTs \(role service\) can publish, and connections, limits and revocations are this node's alone/)
+
+  // The hint, pasted with a user and role filled in, in the node's environment: a
+  // service token publishes (the only way, as warned) to a user token's connection.
+  const mint = async (sub: string, role: string): Promise<string> => {
+    const args = command!.replace('<user>', sub).replace('<user|admin|service>', role).split(' ').slice(1)
+    const r = await npx(args, env)
+    t.equal(r.code, 0, `${args.join(' ')}: ${r.stderr}`)
+    return r.stdout.trim()
+  }
+  const user = await connect(`${node.ws}/ws/events?token=${await mint('u1', 'user')}`)
+  t.teardown(() => user.close())
+  await user.subscribe(['authentication.*'])
+  const res = await node.api('/api/events', { key: await mint('billing', 'service'), body: { type: 'authentication.login.success', userId: 'u1', data: {} } })
+  t.equal(res.status, 202, 'a service JWT publishes')
+  await user.next((f) => f.type === 'event' && f.payload.id === res.body.id)
+  t.equal((await node.api('/api/events', { key: await mint('u1', 'user'), body: { type: 'a.b', userId: 'u1', data: {} } })).status, 403, 'a user JWT does not')
+})
+
+t.test('a node that verifies with JWT_PUBLIC_KEY says tokens come from the identity provider; with API_KEYS and Redis, no warning', { timeout: 30_000 }, async (t) => {
+  const { generateKeyPairSync } = await import('node:crypto')
+  const redis = await startRedis()
+  t.teardown(() => redis.stop())
+  const publicKey = generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).publicKey.export({ type: 'spki', format: 'pem' }).toString()
+  const node = await startNode({ NODE_ENV: 'production', JWT_PUBLIC_KEY: publicKey, API_KEYS: 'production-api-key-0123456789', REDIS_URL: redis.url }, { cleanEnv: true })
+  t.teardown(() => node.stop())
+  const hint = await node.waitLine((l) => l.includes('to get a token'), 10_000)
+  t.match(JSON.parse(hint).msg, /^to get a token: your identity provider signs them \(this node verifies with JWT_PUBLIC_KEY\); npx herald token signs only with JWT_SECRET$/)
+  t.equal(logs(node.lines, /production without/).length, 0, 'no warning')
+})
+
+t.test('development with REDIS_URL unreachable at boot: the banner claims no shared keys, and what it says holds', { timeout: 60_000 }, async (t) => {
+  const redis = await startRedis()
+  t.teardown(() => redis.stop())
+  await redis.kill() // nothing listens on its port until restart()
+  const A = await startNode({ REDIS_URL: redis.url }, { cleanEnv: true })
+  t.teardown(() => A.stop())
+  await A.waitLine((l) => l.includes('Health: http://'), 10_000)
+  const banner = A.lines.filter((l) => !l.startsWith('{'))
+  t.notOk(banner.some((l) => /stored in Redis|share this key material|for the development cluster/.test(l)), 'no claim that keys are shared or stored')
+  t.ok(banner.some((l) => l.includes('which was unreachable at boot: the key material below is this node\'s alone')), 'says the keys are this node\'s')
+  t.ok(banner.some((l) => l.includes('valid for 12 hours on this node only, which refuses connections (503) until it reaches Redis')), 'says when its commands work')
+  const userUrl = wscatUrl(A.lines, '/ws/events')
+  t.equal(await connect(userUrl).then(() => 'accepted', (err: Error) => err.message), 'refused with 503', 'refused while Redis is unreachable, as said')
+
+  await redis.restart()
+  await waitFor('node A to reach Redis', async () => await (await fetch(`${A.http}/ws/health`)).json() as { redisConnected: boolean }, (h) => h.redisConnected, { timeoutMs: 20_000, intervalMs: 100 })
+  const user = await connect(userUrl)
+  t.teardown(() => user.close())
+  await user.subscribe(['authentication.*'])
+  const cmd = parseCurl(A.lines, '/api/events')
+  const res = await fetch(cmd.url, { method: 'POST', headers: cmd.headers, body: cmd.body })
+  t.equal(res.status, 202, 'the printed curl works against this node')
+  const { id } = await res.json() as { id: string }
+  await user.next((f) => f.type === 'event' && f.payload.id === id)
+
+  // A node started now stores its own keys: A's are on A only.
+  const B = await startNode({ REDIS_URL: redis.url }, { cleanEnv: true })
+  t.teardown(() => B.stop())
+  await B.waitLine((l) => l.includes('Health: http://'), 10_000)
+  t.ok(B.lines.some((l) => l.includes('development mode on Redis: nodes started the same way share this key material')))
+  t.equal((await refusal(userUrl.replace(`:${A.port}/`, `:${B.port}/`))).status, 401, 'A\'s token is not accepted by B')
+  const onB = parseCurl(B.lines, '/api/events')
+  t.equal((await fetch(cmd.url, { method: 'POST', headers: onB.headers, body: onB.body })).status, 401, 'B\'s API key is not accepted by A')
 })

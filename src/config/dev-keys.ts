@@ -11,7 +11,10 @@ const DEADLINE_MS = 5000
 // Kept a day past the last boot, so a dev cluster that restarts keeps its tokens.
 const TTL_MS = 24 * 3600_000
 
-/** Adopts the cluster's development secret and API key; resolves false when Redis could not be reached. */
+/**
+ * Adopts the cluster's development secret and API key. Resolves false when Redis
+ * could not be reached: the node keeps its own keys, which no other node has.
+ */
 export async function shareDevKeys (config: Config): Promise<boolean> {
   if (config.redis === null || (!config.jwt.generated && !config.apiKeysGenerated)) return true
   const broker = new RedisBroker({ target: config.redis, keyPrefix: config.keyPrefix })
