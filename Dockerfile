@@ -35,7 +35,6 @@ WORKDIR /app
 COPY --from=deps /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 COPY package.json ./
-COPY deploy/token.mjs ./deploy/token.mjs
 USER node
 EXPOSE 3000
 # Readiness: 200 when the node serves and reaches Redis, 503 while draining or cut off.

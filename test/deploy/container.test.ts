@@ -1,8 +1,8 @@
 // The image's command run the way a container runs it, as far as this machine
 // allows without a Docker engine: the runtime stage's CMD, exactly as written,
 // as PID 1 of its own PID namespace (unshare), from a temporary directory laid
-// out by the runtime stage's COPY instructions (dist/, package.json,
-// deploy/token.mjs, and node_modules holding only what `npm ci --omit=dev`
+// out by the runtime stage's COPY instructions (dist/, package.json, and
+// node_modules holding only what `npm ci --omit=dev`
 // installs, at the paths npm gave them here), with the image's ENV and
 // docker-compose.yml's environment (addresses changed for loopback). A
 // dependency the image lacks fails here as it would in the container, instead
@@ -10,8 +10,9 @@
 // A PID 1 gets no default signal handling: SIGTERM sent from outside the
 // namespace, as `docker stop` sends it, reaches node only because node itself
 // handles it. The image's HEALTHCHECK command answers 0 when the node is ready
-// and 1 once it drains. deploy/token.mjs, shipped in the image, mints tokens
-// the node accepts.
+// and 1 once it drains. `node dist/cli.js token`, run in the image with the
+// container's environment as `docker compose exec` runs it, mints tokens the
+// node accepts, and refuses plainly without a key.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -99,7 +100,7 @@ async function exitCode (argv: string[], env: Record<string, string>): Promise<{
 
 t.test('the layout is the runtime stage: production dependencies only', async (t) => {
   const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { dependencies: Record<string, string>, devDependencies: Record<string, string> }
-  for (const f of ['dist/main.js', 'package.json', 'deploy/token.mjs']) t.ok(existsSync(join(APP, f)), `${f} is in the image`)
+  for (const f of ['dist/main.js', 'dist/cli.js', 'package.json']) t.ok(existsSync(join(APP, f)), `${f} is in the image`)
   for (const d of Object.keys(pkg.dependencies)) t.ok(statSync(join(APP, 'node_modules', d)).isDirectory(), `dependency ${d} is installed`)
   // Dev tools no production package needs (tap, typescript, tsx, …) are absent.
   const needed = new Set(productionPackages().map((p) => p.split(sep).slice(1, p.split(sep)[1]!.startsWith('@') ? 3 : 2).join('/')))
@@ -109,11 +110,13 @@ t.test('the layout is the runtime stage: production dependencies only', async (t
   t.notOk(existsSync(join(APP, 'src')) || existsSync(join(APP, 'test')), 'no sources or tests')
 })
 
-t.test('deploy/token.mjs refuses to run without a usable JWT_SECRET', async (t) => {
-  const r = await exitCode([process.execPath, 'deploy/token.mjs'], {})
-  t.equal(r.code, 2)
-  t.match(r.out, /JWT_SECRET/)
-  t.equal((await exitCode([process.execPath, 'deploy/token.mjs', 'u', 'user', 's', 'soon'], { JWT_SECRET: 'x'.repeat(32) })).code, 2, 'a bad ttl is refused')
+t.test('herald token in the image refuses without a JWT_SECRET, and refuses bad arguments', async (t) => {
+  const r = await exitCode([process.execPath, 'dist/cli.js', 'token', '--sub', 'u'], { ...imageEnv })
+  t.equal(r.code, 78)
+  t.match(r.out, /^herald token: invalid configuration: JWT_SECRET is required when NODE_ENV=production/)
+  const bad = await exitCode([process.execPath, 'dist/cli.js', 'token', '--sub', 'u', '--ttl', 'soon'], { ...imageEnv, ...composeEnv })
+  t.equal(bad.code, 64, 'a bad ttl is refused')
+  t.match(bad.out, /--ttl must be/)
 })
 
 t.test('CMD as PID 1: ready, health-checked, drained by SIGTERM from outside, exit 0', async (t) => {
@@ -154,9 +157,9 @@ t.test('CMD as PID 1: ready, health-checked, drained by SIGTERM from outside, ex
   const ready = await exitCode(healthcheck, { PORT: String(port) })
   t.equal(ready.code, 0, `the image HEALTHCHECK passes on a ready node ${ready.out}`)
 
-  // Two clients with tokens from the shipped token tool: the drain spreads their closes.
+  // Two clients with tokens from the image's herald command, run with the node's environment: the drain spreads their closes.
   for (const user of ['alice', 'bob']) {
-    const minted = await exitCode([process.execPath, 'deploy/token.mjs', user], { JWT_SECRET: composeEnv.JWT_SECRET! })
+    const minted = await exitCode([process.execPath, 'dist/cli.js', 'token', '--sub', user], env)
     t.equal(minted.code, 0)
     clients.push(await connect(`ws://127.0.0.1:${port}/ws/events`, { token: minted.out.trim() }))
   }

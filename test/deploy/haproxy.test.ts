@@ -256,10 +256,10 @@ t.test('haproxy balances WebSocket clients over three nodes and takes a dead or 
   }
   const on = (conns: Conn[], n: Name): Conn[] => conns.filter((c) => c.serverId === n && c.client.closeInfo === null)
 
-  // The README's commands, through the balancer: a token from deploy/token.mjs,
+  // The README's commands, through the balancer: a token from `herald token`,
   // a subscription, a publish with the compose API key.
-  const minted = await run(process.execPath, [join(ROOT, 'deploy/token.mjs'), 'demo-user'], { JWT_SECRET: SECRET })
-  t.equal(minted.code, 0, `deploy/token.mjs: ${minted.code === 0 ? 'token minted' : minted.out}`)
+  const minted = await run(process.execPath, [join(ROOT, 'dist/cli.js'), 'token', '--sub', 'demo-user', '--sid', 'demo-user-session'], { JWT_SECRET: SECRET })
+  t.equal(minted.code, 0, `herald token: ${minted.code === 0 ? 'token minted' : minted.out}`)
   const demo = await open('demo-user', minted.out.trim())
   await demo.client.subscribe(['authentication.*', 'system.*'])
   t.equal(await publish('/api/events', { type: 'authentication.login.success', userId: 'demo-user', sessionId: 'demo-user-session', data: { ip: '203.0.113.7' } }), 202)

@@ -282,6 +282,6 @@ t.test('the README Kubernetes steps match the manifests', async (t) => {
   const keys = [...(create?.[2] ?? '').matchAll(/--from-literal=([A-Z_]+)=/g)].map((m) => m[1])
   t.same(keys.sort(), Object.keys(find('Secret', secretName).stringData).sort(), 'the keys of secret.example.yaml')
   t.match(section, /rollout status deployment\/herald\b/)
-  t.match(section, /kubectl -n herald exec deploy\/herald -- node deploy\/token\.mjs demo-user/)
+  t.match(section, /kubectl -n herald exec deploy\/herald -- node dist\/cli\.js token --sub demo-user\)/, 'the token is minted by the image\'s herald command')
   t.match(section, `wss://${find('HTTPRoute', 'herald').spec.hostnames[0]}/ws/events`, 'the client connects to the route\'s hostname')
 })
