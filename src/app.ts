@@ -90,7 +90,7 @@ export async function buildApp (config: Config, opts: BuildOptions = {}): Promis
     backend,
     channels: ch,
     hub,
-    publisher: new Publisher(broker, hub, ch, config.serverId, createIdGenerator(), () => !h.probe.healthy),
+    publisher: new Publisher(backend, hub, ch, config.serverId, createIdGenerator(), () => !h.probe.healthy),
     verifier: createTokenVerifier(config.jwt),
     revocations: createRevocations(backend.revocations, config.revocationTtlMs),
     connectionLimiter: createConnectionLimiter(backend.slots, {

@@ -1,8 +1,8 @@
 import { createAdapter, createShardedAdapter } from '@socket.io/redis-adapter'
 import type { RedisTarget } from '../config/index.js'
-import type { Broker } from './broker.js'
+import type { Broker, Publish } from './broker.js'
 import { MemoryBroker } from './broker-memory.js'
-import { RedisBroker } from './broker-redis.js'
+import { ClientPublish, RedisBroker, type PublishingClient } from './broker-redis.js'
 import { MemoryStore } from './memory-store.js'
 import type { NodeStore } from './nodes.js'
 import { MemoryNodes } from './nodes-memory.js'
@@ -26,7 +26,20 @@ import { RedisSlots } from './slots-redis.js'
 // broker-memory.ts, broker-redis.ts, ...). Modules receive the capability they
 // use and never learn which implementation it is; only this file chooses.
 
-export interface Backend {
+export type { PublishingClient }
+
+/**
+ * What the publish path (src/events/publisher.ts) uses. Every entry point
+ * supplies it: a node its whole backend, the publisher library the
+ * capabilities it builds over its caller's client (backendOverClient). A
+ * capability the publish path starts to use is added here, so an entry point
+ * that could not supply it does not compile.
+ */
+export interface PublishCapabilities {
+  readonly broker: Publish
+}
+
+export interface Backend extends PublishCapabilities {
   readonly kind: 'memory' | 'redis'
   /** pub/sub between nodes, with the outage buffer */
   readonly broker: Broker
@@ -142,4 +155,14 @@ function createRedisBackend (target: RedisTarget, config: BackendConfig, hooks: 
       await connections.close()
     },
   }
+}
+
+/**
+ * The publish path's capabilities over a Redis client the caller owns
+ * (ioredis, standalone or Cluster): the publisher library's direct mode.
+ * `sharded` (SPUBLISH) defaults to true on an ioredis Cluster. Nothing here
+ * ever closes or reconfigures the caller's client.
+ */
+export function backendOverClient (client: PublishingClient, opts: { sharded?: boolean } = {}): PublishCapabilities {
+  return { broker: new ClientPublish(client, opts.sharded) }
 }

@@ -1,5 +1,5 @@
 import type { Cluster } from 'ioredis'
-import type { Broker, MessageListener, StateListener } from './broker.js'
+import type { Broker, MessageListener, Publish, StateListener } from './broker.js'
 import type { RedisClient } from './redis-clients.js'
 import { Tripwire } from './tripwire.js'
 
@@ -207,5 +207,37 @@ export class RedisBroker implements Broker {
       this.outbox.splice(0, failedAt < 0 ? batch.length : failedAt)
       if (failedAt >= 0) return
     }
+  }
+}
+
+/** The caller's own client, as the publisher library gets it: ioredis, standalone or Cluster. */
+export interface PublishingClient {
+  publish (channel: string, message: string): Promise<unknown>
+  spublish?: (channel: string, message: string) => Promise<unknown>
+  /** ioredis: true on a Cluster */
+  readonly isCluster?: boolean
+}
+
+/**
+ * Publishing over a client someone else owns (the publisher library's
+ * direct-to-Redis mode): each channel at once, failures to the caller. No
+ * outage buffer: the caller is a service with its own retry policy, not a
+ * node that must answer within its deadline.
+ */
+export class ClientPublish implements Publish {
+  private readonly one: (channel: string, message: string) => Promise<unknown>
+
+  /** `sharded` (SPUBLISH) defaults to true on an ioredis Cluster, where nodes listen with SSUBSCRIBE. */
+  constructor (client: PublishingClient, sharded = client.isCluster === true) {
+    // Nodes on a Redis Cluster listen with SSUBSCRIBE, which a plain PUBLISH
+    // never reaches: the publish would succeed, return an id and reach no one.
+    if (sharded && typeof client.spublish !== 'function') throw new Error('sharded publishing needs a Redis client with spublish (ioredis 5 or later)')
+    this.one = sharded
+      ? async (c, m) => await client.spublish!(c, m)
+      : async (c, m) => await client.publish(c, m)
+  }
+
+  async publish (channels: string | readonly string[], message: string): Promise<void> {
+    await Promise.all((typeof channels === 'string' ? [channels] : channels).map(async (c) => await this.one(c, message)))
   }
 }
