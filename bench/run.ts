@@ -466,16 +466,17 @@ async function targeted (redisUrl: string): Promise<{ users: number, published: 
 
 /**
  * What the cluster-wide message limiter costs per client frame: its two
- * Redis-backed counters (user and IP) against a bare Redis round trip on the
- * same connection, one at a time and with 64 in flight, in this process.
+ * Redis-backed counters (user and IP) against a bare Redis round trip on a
+ * connection of its own, one at a time and with 64 in flight, in this process.
  */
 async function limiterCost (redisUrl: string): Promise<{ ops: number, rows: Array<{ what: string, serialUs: number, concurrentOpsPerSec: number }> }> {
   progress(`[${elapsed()}] message limiter cost`)
-  const { RedisBroker } = await import('../src/cluster/redis-broker.js')
+  const { createBackend } = await import('../src/backend/backend.js')
   const { createMessageLimiter } = await import('../src/limits/message-limiter.js')
-  const broker = new RedisBroker({ target: { url: redisUrl }, keyPrefix: 'bench-rl:' })
-  await broker.connect()
-  const limiter = createMessageLimiter(broker, 'bench-rl:', 1_000_000_000)
+  const backend = createBackend({ redis: { url: redisUrl }, keyPrefix: 'bench-rl:' })
+  await backend.connect()
+  const limiter = createMessageLimiter(backend.rates, 1_000_000_000)
+  const ping = new Redis(redisUrl)
   const ops = SMOKE ? 2000 : 20_000
   const run = async (what: string, one: (i: number) => Promise<unknown>): Promise<{ what: string, serialUs: number, concurrentOpsPerSec: number }> => {
     for (let i = 0; i < 500; i++) await one(i) // warm up
@@ -488,10 +489,11 @@ async function limiterCost (redisUrl: string): Promise<{ ops: number, rows: Arra
     return { what, serialUs, concurrentOpsPerSec: ops / ((performance.now() - t0) / 1000) }
   }
   const rows = [
-    await run('Redis PING (baseline)', async () => await broker.client.ping()),
+    await run('Redis PING (baseline)', async () => await ping.ping()),
     await run('limiter.consume (user + IP counters)', async (i) => await limiter.consume(`u${i % 1000}`, `10.0.${(i >> 8) & 255}.${i & 255}`)),
   ]
-  await broker.close()
+  ping.disconnect()
+  await backend.close()
   return { ops, rows }
 }
 

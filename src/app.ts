@@ -4,15 +4,13 @@ import websocket from '@fastify/websocket'
 import type { DestinationStream } from 'pino'
 import { hostname, networkInterfaces } from 'node:os'
 import { createApiKeyCheck } from './auth/credentials.js'
-import { createRevocationStore } from './auth/revocation.js'
+import { createRevocations } from './auth/revocation.js'
 import { createOriginCheck } from './auth/origin.js'
 import { createTokenVerifier } from './auth/verifier.js'
 import { startMetricsPush } from './admin/metrics-push.js'
 import { nodeInfo } from './admin/stats.js'
-import type { Broker } from './cluster/broker.js'
+import { createBackend } from './backend/backend.js'
 import { createChannels } from './cluster/channels.js'
-import { MemoryBroker } from './cluster/memory-broker.js'
-import { RedisBroker } from './cluster/redis-broker.js'
 import { Probe } from './cluster/probe.js'
 import { startReclaim } from './cluster/reclaim.js'
 import { Registry } from './cluster/registry.js'
@@ -41,8 +39,6 @@ import { CloseCodes } from './protocol/close-codes.js'
 import { MAX_ID_LENGTH } from './protocol/identifiers.js'
 
 export interface BuildOptions {
-  /** a broker to use instead of the one config selects (tests share a MemoryBus) */
-  broker?: Broker
   /** where pino writes; stdout by default */
   logStream?: DestinationStream
 }
@@ -81,9 +77,8 @@ export async function buildApp (config: Config, opts: BuildOptions = {}): Promis
     const now = Date.now()
     if (now - lastBackendError > 5000) { lastBackendError = now; log.warn({ err: { message: err.message } }, 'backend error') }
   }
-  const broker = opts.broker ?? (config.redis !== null
-    ? new RedisBroker({ target: config.redis, keyPrefix: config.keyPrefix, maxPendingPublishes: config.publishBuffer, replayDelayMs: config.replayDelayMs, onError: onBackendError })
-    : new MemoryBroker())
+  const backend = createBackend(config, { onError: onBackendError })
+  const broker = backend.broker
   const ch = createChannels(config.keyPrefix)
   const hub = new Hub(broker, ch, config.serverId, log)
 
@@ -92,18 +87,18 @@ export async function buildApp (config: Config, opts: BuildOptions = {}): Promis
     log,
     version,
     startedAt: Date.now(),
-    broker,
+    backend,
     channels: ch,
     hub,
-    publisher: new Publisher(broker, hub, ch, config.serverId, createIdGenerator(), () => !h.probe.healthy),
+    publisher: new Publisher(backend, hub, ch, config.serverId, createIdGenerator(), () => !h.probe.healthy),
     verifier: createTokenVerifier(config.jwt),
-    revocations: createRevocationStore(broker, config.keyPrefix, config.revocationTtlMs),
-    connectionLimiter: createConnectionLimiter(broker, config.keyPrefix, {
+    revocations: createRevocations(backend.revocations, config.revocationTtlMs),
+    connectionLimiter: createConnectionLimiter(backend.slots, {
       perIp: config.limits.connectionsPerIp,
       perUser: config.limits.connectionsPerUser,
       evictOldest: config.limits.userConnectionPolicy === 'evict-oldest',
     }),
-    messageLimiter: createMessageLimiter(broker, config.keyPrefix, config.limits.messagesPerMinute),
+    messageLimiter: createMessageLimiter(backend.rates, config.limits.messagesPerMinute),
     originAllowed: createOriginCheck(config.allowedOrigins),
     apiKeyValid: createApiKeyCheck(config.apiKeys),
     connections: new Map(),
@@ -116,7 +111,7 @@ export async function buildApp (config: Config, opts: BuildOptions = {}): Promis
   // Our registry entry vanished (Redis lost its data, or we were taken for
   // dead): write back what this node knows.
   const restore = (): void => { restoreAfterLoss(h).catch(onBackendError) }
-  h.registry = new Registry(broker, config.nodeTtlMs, () => nodeInfo(h), onBackendError, restore)
+  h.registry = new Registry(backend.nodes, config.nodeTtlMs, () => nodeInfo(h), onBackendError, restore)
   h.probe = new Probe(broker, ch.probe(config.serverId), config.healthProbeIntervalMs)
   app.decorate('herald', h)
   hub.onControl((env) => handleControl(h, env))
@@ -141,7 +136,7 @@ export async function buildApp (config: Config, opts: BuildOptions = {}): Promis
   let closing = false
   broker.onStateChange((healthy) => {
     if (closing) return
-    if (diag.backendState.hasSubscribers) diag.backendState.publish({ healthy, backend: broker.kind, log })
+    if (diag.backendState.hasSubscribers) diag.backendState.publish({ healthy, backend: backend.kind, log })
     // Beat at once on reconnect: it finds out whether Redis kept our state.
     if (healthy) {
       h.registry.beat().catch(onBackendError)
@@ -170,7 +165,7 @@ export async function buildApp (config: Config, opts: BuildOptions = {}): Promis
   const stops: Array<() => void> = []
   app.addHook('onReady', async () => {
     try {
-      await Promise.race([broker.connect(), new Promise((_r, reject) => setTimeout(() => reject(new Error('timed out')), BACKEND_CONNECT_TIMEOUT_MS).unref())])
+      await Promise.race([backend.connect(), new Promise((_r, reject) => setTimeout(() => reject(new Error('timed out')), BACKEND_CONNECT_TIMEOUT_MS).unref())])
     } catch (err) {
       // Start anyway: readiness reports 503 until the backend answers, and ioredis keeps retrying.
       log.error({ err: { message: (err as Error).message } }, 'backend unreachable at boot; retrying in the background')
@@ -184,6 +179,7 @@ export async function buildApp (config: Config, opts: BuildOptions = {}): Promis
     else registered.catch(onBackendError)
     const reclaim = startReclaim({
       broker,
+      nodes: backend.nodes,
       selfId: config.serverId,
       nodeTtlMs: config.nodeTtlMs,
       reclaimSlots: async (id) => await h.connectionLimiter.reclaim(id),
@@ -201,7 +197,7 @@ export async function buildApp (config: Config, opts: BuildOptions = {}): Promis
     closing = true
     for (const stop of stops) stop()
     await h.registry.stop(config.serverId)
-    await broker.close()
+    await backend.close()
   })
   return app
 }

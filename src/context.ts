@@ -1,6 +1,6 @@
 import type { OriginCheck } from './auth/origin.js'
 import type { TokenVerifier } from './auth/verifier.js'
-import type { Broker } from './cluster/broker.js'
+import type { Backend } from './backend/backend.js'
 import type { Channels } from './cluster/channels.js'
 import type { Probe } from './cluster/probe.js'
 import type { Registry } from './cluster/registry.js'
@@ -9,7 +9,7 @@ import type { Connection } from './endpoints/connection.js'
 import type { Hub } from './events/hub.js'
 import type { Publisher } from './events/publisher.js'
 import type { WebSocket } from 'ws'
-import type { RevocationStore } from './auth/revocation.js'
+import type { Revocations } from './auth/revocation.js'
 import type { ConnectionLimiter } from './limits/connection-limiter.js'
 import type { MessageLimiter } from './limits/message-limiter.js'
 
@@ -19,7 +19,8 @@ export interface Herald {
   log: import('fastify').FastifyBaseLogger
   version: string
   startedAt: number
-  broker: Broker
+  /** the cluster backend's capabilities (memory, or Redis) */
+  backend: Backend
   channels: Channels
   hub: Hub
   publisher: Publisher
@@ -27,7 +28,7 @@ export interface Herald {
   /** pub/sub loopback: readiness and new connections follow it */
   probe: Probe
   verifier: TokenVerifier
-  revocations: RevocationStore
+  revocations: Revocations
   connectionLimiter: ConnectionLimiter
   messageLimiter: MessageLimiter
   originAllowed: OriginCheck

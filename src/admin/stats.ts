@@ -1,4 +1,4 @@
-import type { NodeInfo } from '../cluster/broker.js'
+import type { NodeInfo } from '../backend/nodes.js'
 import type { Herald } from '../context.js'
 import { HeraldError } from '../errors.js'
 import { withBackend } from './actions.js'
@@ -52,8 +52,8 @@ export function serverStats (h: Herald): ServerStats {
     version: n.version,
     uptime: Math.round((Date.now() - h.startedAt) / 1000),
     draining: n.draining,
-    backend: h.broker.kind,
-    redisConnected: h.broker.kind === 'redis' && h.broker.healthy,
+    backend: h.backend.kind,
+    redisConnected: h.backend.kind === 'redis' && h.backend.broker.healthy,
     connections: { ...n.connections, total: n.connections.events + n.connections.admin },
     users: n.users,
     eventsPublished: n.eventsPublished,

@@ -1,8 +1,10 @@
 // Backend publisher for Node services: typed helpers for Herald's event
 // catalogue, publishing either over the HTTP API of any node, or, where the
-// service can reach the cluster's Redis, straight onto its channels (same
-// validation, same message format, no Herald node in the path).
+// service can reach the cluster's Redis, straight onto its channels through
+// the node's own publish path (src/events/publisher.ts: same validation, same
+// message format, same side effects), with no Herald node in between.
 
+import { backendOverClient, type PublishingClient } from '../backend/backend.js'
 import { createChannels } from '../cluster/channels.js'
 import { HeraldError } from '../errors.js'
 import { EVENT_CATALOGUE, type CatalogueType } from '../events/catalogue.js'
@@ -10,7 +12,6 @@ import { checkDataDepth } from '../events/depth.js'
 import { createIdGenerator } from '../events/ids.js'
 import type { NotificationLevel } from '../events/model.js'
 import { Publisher } from '../events/publisher.js'
-import { validateEvent, validateNotification } from '../events/validate.js'
 
 export { EVENT_CATALOGUE }
 export type { CatalogueType, NotificationLevel }
@@ -25,12 +26,8 @@ export type PublisherOptions =
    */
   | { redis: RedisLike, keyPrefix?: string, sharded?: boolean }
 
-export interface RedisLike {
-  publish (channel: string, message: string): Promise<unknown>
-  spublish?: (channel: string, message: string) => Promise<unknown>
-  /** ioredis: true on a Cluster */
-  readonly isCluster?: boolean
-}
+/** An ioredis client (Redis or Cluster), or anything that publishes like one. */
+export type RedisLike = PublishingClient
 
 type Data = Record<string, unknown>
 export type EventType = CatalogueType | (string & {})
@@ -45,11 +42,13 @@ interface Transport {
 }
 
 /** Input refused before it leaves is a PublishError (400 and the code), as the API would answer. */
+function refusedAsPublishError (err: unknown): never {
+  if (err instanceof HeraldError && err.statusCode < 500) throw new PublishError(err.statusCode, err.code, err.message)
+  throw err
+}
+
 function valid<T> (check: () => T): T {
-  try { return check() } catch (err) {
-    if (err instanceof HeraldError) throw new PublishError(err.statusCode, err.code, err.message)
-    throw err
-  }
+  try { return check() } catch (err) { refusedAsPublishError(err) }
 }
 
 /** `body` once its data is known to serialise: JSON.stringify overflows the stack on deep nesting. */
@@ -76,62 +75,78 @@ function httpTransport (o: { url: string, apiKey: string, fetch?: typeof fetch, 
 }
 
 function redisTransport (o: { redis: RedisLike, keyPrefix?: string, sharded?: boolean }): Transport {
-  // Nodes on a Redis Cluster listen with SSUBSCRIBE, which a plain PUBLISH
-  // never reaches: the publish would succeed, return an id and reach no one.
-  const sharded = o.sharded ?? o.redis.isCluster === true
-  if (sharded && typeof o.redis.spublish !== 'function') throw new Error('sharded publishing needs a Redis client with spublish (ioredis 5 or later)')
-  const one = sharded
-    ? async (c: string, m: string) => await o.redis.spublish!(c, m)
-    : async (c: string, m: string) => await o.redis.publish(c, m)
-  const send = async (channels: readonly string[], m: string): Promise<void> => { await Promise.all(channels.map(async (c) => await one(c, m))) }
+  const backend = backendOverClient(o.redis, o.sharded !== undefined ? { sharded: o.sharded } : {})
   // No hub: this publisher is not a node and delivers nothing itself; every node delivers what Redis brings.
-  const p = new Publisher({ publish: send }, null, createChannels(o.keyPrefix ?? 'herald:'), 'publisher', createIdGenerator())
+  const p = new Publisher(backend, null, createChannels(o.keyPrefix ?? 'herald:'), 'publisher', createIdGenerator())
   return {
-    event: async (b) => (await p.publishEvent(valid(() => validateEvent(b)))).id,
-    notify: async (userId, b) => (await p.publishNotification(valid(() => validateNotification(b, userId)), userId)).id,
+    event: async (b) => (await p.publishEvent(b).catch(refusedAsPublishError)).id,
+    notify: async (userId, b) => (await p.publishNotification(b, userId).catch(refusedAsPublishError)).id,
   }
 }
 
 /** Publishes Herald events and notifications from a backend service. */
 export class HeraldPublisher {
   private readonly t: Transport
+  private readonly inFlight = new Set<Promise<unknown>>()
+  private closed = false
 
   constructor (options: PublisherOptions) {
     this.t = 'redis' in options ? redisTransport(options) : httpTransport(options)
   }
 
   /** Any event type; resolves with the event id. */
-  async publish (type: EventType, opts: { userId?: string, sessionId?: string, data?: Data } = {}): Promise<string> {
-    return await this.t.event({ type, ...opts })
+  publish (type: EventType, opts: { userId?: string, sessionId?: string, data?: Data } = {}): Promise<string> {
+    return this.track(() => this.t.event({ type, ...opts }))
   }
 
-  async publishAuthenticationEvent (type: CatalogueType<'authentication'>, userId: string, sessionId?: string, data?: Data): Promise<string> {
-    return await this.publish(type, { userId, ...(sessionId !== undefined ? { sessionId } : {}), ...(data !== undefined ? { data } : {}) })
+  /**
+   * Refuses further publishes and resolves once those already started have
+   * settled (each publish's promise settles before this one does). It never
+   * closes the Redis client given in `redis`: that client is the caller's,
+   * who may use it for other things, and closes it.
+   */
+  async close (): Promise<void> {
+    this.closed = true
+    await Promise.allSettled([...this.inFlight])
   }
 
-  async publishSecurityEvent (type: CatalogueType<'security'>, userId?: string, sessionId?: string, data?: Data): Promise<string> {
-    return await this.publish(type, { ...(userId !== undefined ? { userId } : {}), ...(sessionId !== undefined ? { sessionId } : {}), ...(data !== undefined ? { data } : {}) })
+  /** The publish's own promise, handed to the caller as is, so it settles before close() does. */
+  private track (send: () => Promise<string>): Promise<string> {
+    if (this.closed) return Promise.reject(new Error('publisher closed'))
+    const p = send()
+    this.inFlight.add(p)
+    const forget = (): void => { this.inFlight.delete(p) }
+    p.then(forget, forget)
+    return p
   }
 
-  async publishSessionEvent (type: CatalogueType<'session'>, userId: string, sessionId: string, data?: Data): Promise<string> {
-    return await this.publish(type, { userId, sessionId, ...(data !== undefined ? { data } : {}) })
+  publishAuthenticationEvent (type: CatalogueType<'authentication'>, userId: string, sessionId?: string, data?: Data): Promise<string> {
+    return this.publish(type, { userId, ...(sessionId !== undefined ? { sessionId } : {}), ...(data !== undefined ? { data } : {}) })
+  }
+
+  publishSecurityEvent (type: CatalogueType<'security'>, userId?: string, sessionId?: string, data?: Data): Promise<string> {
+    return this.publish(type, { ...(userId !== undefined ? { userId } : {}), ...(sessionId !== undefined ? { sessionId } : {}), ...(data !== undefined ? { data } : {}) })
+  }
+
+  publishSessionEvent (type: CatalogueType<'session'>, userId: string, sessionId: string, data?: Data): Promise<string> {
+    return this.publish(type, { userId, sessionId, ...(data !== undefined ? { data } : {}) })
   }
 
   /** admin.* events reach admins only. */
-  async publishAdminEvent (type: CatalogueType<'admin'>, data?: Data, userId?: string): Promise<string> {
-    return await this.publish(type, { ...(userId !== undefined ? { userId } : {}), ...(data !== undefined ? { data } : {}) })
+  publishAdminEvent (type: CatalogueType<'admin'>, data?: Data, userId?: string): Promise<string> {
+    return this.publish(type, { ...(userId !== undefined ? { userId } : {}), ...(data !== undefined ? { data } : {}) })
   }
 
   /** system.* events reach every subscribed user and admin. */
-  async publishSystemEvent (type: CatalogueType<'system'>, data?: Data): Promise<string> {
-    return await this.publish(type, data !== undefined ? { data } : {})
+  publishSystemEvent (type: CatalogueType<'system'>, data?: Data): Promise<string> {
+    return this.publish(type, data !== undefined ? { data } : {})
   }
 
-  async sendUserNotification (userId: string, level: NotificationLevel, title: string, message: string, data?: Data): Promise<string> {
-    return await this.t.notify(userId, { level, title, message, ...(data !== undefined ? { data } : {}) })
+  sendUserNotification (userId: string, level: NotificationLevel, title: string, message: string, data?: Data): Promise<string> {
+    return this.track(() => this.t.notify(userId, { level, title, message, ...(data !== undefined ? { data } : {}) }))
   }
 
-  async sendBroadcastNotification (level: NotificationLevel, title: string, message: string, data?: Data): Promise<string> {
-    return await this.t.notify(null, { level, title, message, ...(data !== undefined ? { data } : {}) })
+  sendBroadcastNotification (level: NotificationLevel, title: string, message: string, data?: Data): Promise<string> {
+    return this.track(() => this.t.notify(null, { level, title, message, ...(data !== undefined ? { data } : {}) }))
   }
 }

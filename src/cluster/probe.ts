@@ -1,5 +1,5 @@
 import { channels as diag } from '../observability/channels.js'
-import type { Broker } from './broker.js'
+import type { Broker } from '../backend/broker.js'
 
 // Sub-millisecond: a loopback round trip is often under 1 ms, and a latency
 // histogram fed whole milliseconds would read 0.

@@ -1,7 +1,10 @@
-import type { Broker } from './broker.js'
+import type { Broker } from '../backend/broker.js'
+import type { NodeStore } from '../backend/nodes.js'
 
 export interface ReclaimDeps {
-  broker: Broker
+  /** the node's pub/sub: no sweep while it is unhealthy */
+  broker: Pick<Broker, 'healthy'>
+  nodes: NodeStore
   selfId: string
   nodeTtlMs: number
   /** frees a dead node's slots; resolves with how many connections it held */
@@ -23,11 +26,11 @@ export function startReclaim (d: ReclaimDeps): { stop: () => void, sweep: () => 
     if (running || !d.broker.healthy) return
     running = true
     try {
-      for (const id of await d.broker.deadNodes()) {
+      for (const id of await d.nodes.deadNodes()) {
         if (id === d.selfId) continue
-        if (!await d.broker.claim(`reclaim:${id}`, Math.max(5000, d.nodeTtlMs * 2))) continue
+        if (!await d.nodes.claim(`reclaim:${id}`, Math.max(5000, d.nodeTtlMs * 2))) continue
         const n = await d.reclaimSlots(id)
-        await d.broker.leave(id)
+        await d.nodes.leave(id)
         d.onReclaimed(id, n)
       }
     } finally {

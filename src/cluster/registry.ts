@@ -1,4 +1,4 @@
-import type { Broker, NodeInfo } from './broker.js'
+import type { NodeInfo, NodeStore } from '../backend/nodes.js'
 
 /**
  * Keeps this node's entry alive in the backend and reads everyone else's.
@@ -11,7 +11,7 @@ export class Registry {
   private inFlight = false
 
   constructor (
-    private readonly broker: Broker,
+    private readonly store: NodeStore,
     private readonly ttlMs: number,
     private readonly snapshot: () => NodeInfo,
     private readonly onError: (err: Error) => void,
@@ -30,7 +30,7 @@ export class Registry {
   async beat (): Promise<void> {
     this.inFlight = true
     try {
-      const wasAlive = await this.broker.heartbeat(this.snapshot(), this.ttlMs)
+      const wasAlive = await this.store.heartbeat(this.snapshot(), this.ttlMs)
       if (!wasAlive && this.beats > 0) this.onLost()
       this.beats++
     } finally {
@@ -39,13 +39,13 @@ export class Registry {
   }
 
   async nodes (): Promise<NodeInfo[]> {
-    const nodes = await this.broker.nodes()
+    const nodes = await this.store.nodes()
     return nodes.sort((a, b) => a.id.localeCompare(b.id))
   }
 
   async stop (nodeId: string): Promise<void> {
     if (this.timer) clearInterval(this.timer)
     this.timer = null
-    await this.broker.leave(nodeId).catch(this.onError)
+    await this.store.leave(nodeId).catch(this.onError)
   }
 }

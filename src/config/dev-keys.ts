@@ -1,4 +1,4 @@
-import { RedisBroker } from '../cluster/redis-broker.js'
+import { createBackend } from '../backend/backend.js'
 import type { Config } from './index.js'
 
 // `REDIS_URL=… npm start` on several ports with no key material must make a
@@ -17,17 +17,15 @@ const TTL_MS = 24 * 3600_000
  */
 export async function shareDevKeys (config: Config): Promise<boolean> {
   if (config.redis === null || (!config.jwt.generated && !config.apiKeysGenerated)) return true
-  const broker = new RedisBroker({ target: config.redis, keyPrefix: config.keyPrefix })
-  const key = `${config.keyPrefix}dev:keys`
+  const backend = createBackend(config)
   let timer: NodeJS.Timeout | undefined
   try {
     const work = (async () => {
-      await broker.connect()
-      const multi = broker.client.multi()
-      if (config.jwt.generated) multi.hsetnx(key, 'jwtSecret', config.jwt.secret!)
-      if (config.apiKeysGenerated) multi.hsetnx(key, 'apiKey', config.apiKeys[0]!)
-      await multi.pexpire(key, TTL_MS).exec()
-      return await broker.client.hgetall(key)
+      await backend.connect()
+      const mine: Record<string, string> = {}
+      if (config.jwt.generated) mine.jwtSecret = config.jwt.secret!
+      if (config.apiKeysGenerated) mine.apiKey = config.apiKeys[0]!
+      return await backend.settings.adopt('dev:keys', mine, TTL_MS)
     })()
     const stored = await Promise.race([work, new Promise<never>((_resolve, reject) => { timer = setTimeout(() => reject(new Error('timed out')), DEADLINE_MS) })])
     if (config.jwt.generated && stored.jwtSecret !== undefined) config.jwt.secret = stored.jwtSecret
@@ -37,6 +35,6 @@ export async function shareDevKeys (config: Config): Promise<boolean> {
     return false
   } finally {
     clearTimeout(timer)
-    await broker.close()
+    await backend.close()
   }
 }

@@ -110,13 +110,13 @@ export function startRevocationSync (h: Herald, onError: (err: Error) => void): 
   let loaded = false
   let running = false
   const load = async (): Promise<void> => {
-    if (loaded || !h.broker.healthy) return
+    if (loaded || !h.backend.broker.healthy) return
     await h.revocations.load()
     loaded = true
   }
   const loading = load().catch(onError)
   const timer = setInterval(() => {
-    if (running || !h.broker.healthy) return
+    if (running || !h.backend.broker.healthy) return
     running = true
     const startedAt = Date.now()
     const revocations = h.revocations.since(cursor - overlap).then((list) => {

@@ -4,10 +4,8 @@ import type { FastifyBaseLogger } from 'fastify'
 import fp from 'fastify-plugin'
 import proxyaddr from 'proxy-addr'
 import { Server as IOServer, type Socket } from 'socket.io'
-import { createAdapter, createShardedAdapter } from '@socket.io/redis-adapter'
 import { tokenFrom } from '../auth/credentials.js'
 import type { Identity } from '../auth/verifier.js'
-import { RedisBroker } from '../cluster/redis-broker.js'
 import type { Herald } from '../context.js'
 import { Errors, HeraldError, type ErrorCode } from '../errors.js'
 import type { Delivery } from '../events/hub.js'
@@ -203,24 +201,9 @@ export default fp(async function socketIo (app) {
     },
   })
 
-  if (h.broker instanceof RedisBroker) {
-    // Named apart: the classic adapter pattern-subscribes to its own
-    // `<prefix>sio#…` channels; Herald's connections never pattern-subscribe.
-    const pub = h.broker.duplicate(false, 'herald-sio')
-    const sub = h.broker.duplicate(true, 'herald-sio')
-    // Static: two sharded subscriptions per node (the namespace channel and
-    // its response channel), however many rooms. The default, dynamic, adds a
-    // sharded subscription per room per node, i.e. one per user on top of
-    // Herald's own per-user channel, doubling Redis subscriptions and the
-    // SSUBSCRIBE churn on every connect and disconnect. Herald's events never
-    // travel through the adapter (the hub delivers them), so the adapter only
-    // carries what application code asks for (io.to(room).emit, fetchSockets,
-    // disconnectSockets): rare enough that every node receiving every adapter
-    // broadcast costs less than a subscription per user.
-    io.adapter(h.broker.sharded
-      ? createShardedAdapter(pub, sub, { channelPrefix: `${h.config.keyPrefix}sio`, subscriptionMode: 'static' })
-      : createAdapter(pub, sub, { key: `${h.config.keyPrefix}sio` }))
-  }
+  // Rooms, fetchSockets and disconnectSockets across the cluster (src/backend/backend.ts).
+  const adapter = h.backend.socketIoAdapter(`${h.config.keyPrefix}sio`)
+  if (adapter !== undefined) io.adapter(adapter)
 
   // Both @fastify/websocket and engine.io listen for `upgrade`; each must see
   // only its own paths, or one would destroy the other's handshakes.

@@ -1,5 +1,5 @@
 import type { FastifyBaseLogger } from 'fastify'
-import type { Broker } from '../cluster/broker.js'
+import type { Broker } from '../backend/broker.js'
 import type { Channels } from '../cluster/channels.js'
 import { channels as diag, type DropReason } from '../observability/channels.js'
 import { matches, PatternIndex } from '../protocol/patterns.js'

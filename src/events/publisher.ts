@@ -1,29 +1,36 @@
+import type { PublishCapabilities } from '../backend/backend.js'
 import type { Channels } from '../cluster/channels.js'
 import { HeraldError } from '../errors.js'
 import { channels as diag } from '../observability/channels.js'
 import { routesFor, type Route } from './audience.js'
 import { encode, type Envelope } from './codec.js'
-import { checkDataDepth } from './depth.js'
 import type { EventInput, HeraldEvent, HeraldNotification, NotificationInput } from './model.js'
+import { validateEvent, validateNotification } from './validate.js'
 
 /**
- * Publishes onto the cluster. While Redis works, every node (this one too)
- * delivers what comes back from Redis: one order for everyone, so a service
- * that publishes one event through node A and the next through node B has
- * them arrive in that order everywhere. While it does not (the readiness probe
- * fails), this node delivers to its own connections at once and marks the
- * message as its own, so the echo after recovery is not delivered twice.
+ * The one place that turns what an entry point was given into a message on
+ * the cluster: validation, id, timestamp, audience (channels), encoding.
+ * Every entry point calls it (the HTTP API, operator actions and their audit
+ * events, the publisher library's direct-to-Redis mode), so what a publish
+ * does happens whichever way it came in.
+ *
+ * While Redis works, every node (this one too) delivers what comes back from
+ * Redis: one order for everyone, so a service that publishes one event
+ * through node A and the next through node B has them arrive in that order
+ * everywhere. While it does not (the readiness probe fails), this node
+ * delivers to its own connections at once and marks the message as its own,
+ * so the echo after recovery is not delivered twice.
  */
 export class Publisher {
   published = 0
 
   /**
-   * `broker` carries messages to the cluster; `hub`, when the publisher lives
-   * in a node, delivers to that node's own connections first. The backend
-   * publisher (src/client/publisher.ts) has no hub: it is nobody's node.
+   * `backend` carries messages to the cluster; `hub`, when the publisher lives
+   * in a node, delivers to that node's own connections first. The publisher
+   * library (src/client/publisher.ts) has no hub: it is nobody's node.
    */
   constructor (
-    private readonly broker: { publish (channels: readonly string[], message: string): Promise<unknown> },
+    private readonly backend: PublishCapabilities,
     private readonly hub: { dispatchLocal (channel: string, raw: string): void } | null,
     private readonly ch: Channels,
     private readonly serverId: string,
@@ -32,10 +39,11 @@ export class Publisher {
     private readonly localFirst: () => boolean = () => false,
   ) {}
 
-  async publishEvent (input: EventInput): Promise<HeraldEvent> {
-    // Every publish path of a node comes here (the API, operator actions,
-    // audit events): the one place that refuses data too deep to serialise.
-    checkDataDepth(input.data)
+  async publishEvent (given: EventInput): Promise<HeraldEvent> {
+    // Here, whatever an entry point checked before (the library's direct mode
+    // has no schema in front of it), and before anything serialises the data:
+    // JSON.stringify overflows the stack on deep nesting.
+    const input = validateEvent(given)
     const now = Date.now()
     const event: HeraldEvent = { id: this.nextId(), type: input.type, timestamp: new Date(now).toISOString(), data: input.data ?? {} }
     if (input.userId !== undefined) event.userId = input.userId
@@ -46,8 +54,8 @@ export class Publisher {
   }
 
   /** userId null: every /ws/events connection in the cluster. */
-  async publishNotification (input: NotificationInput, userId: string | null): Promise<HeraldNotification> {
-    checkDataDepth(input.data)
+  async publishNotification (given: NotificationInput, userId: string | null): Promise<HeraldNotification> {
+    const input = validateNotification(given, userId)
     const now = Date.now()
     const n: HeraldNotification = { id: this.nextId(), level: input.level, title: input.title, message: input.message, timestamp: new Date(now).toISOString() }
     if (input.data !== undefined) n.data = input.data
@@ -64,7 +72,7 @@ export class Publisher {
     const channel = userId === null ? this.ch.control : this.ch.user(userId)
     const raw = encode({ kind: 'c', origin: this.serverId, publishedAt: Date.now(), type: action, userId: userId ?? '', json: JSON.stringify(arg) })
     this.hub?.dispatchLocal(channel, raw)
-    await this.broker.publish([channel], raw)
+    await this.backend.broker.publish([channel], raw)
   }
 
   private async send (routes: readonly Route[], userId: string | undefined, msg: Omit<Envelope, 'origin'>): Promise<void> {
@@ -76,7 +84,7 @@ export class Publisher {
     const raw = encode({ ...msg, origin: local ? this.serverId : '' })
     if (local) for (const c of names) this.hub!.dispatchLocal(c, raw)
     try {
-      await this.broker.publish(names, raw)
+      await this.backend.broker.publish(names, raw)
     } catch (err) {
       throw new HeraldError('BACKEND_UNAVAILABLE', local ? `delivered on this node only: ${(err as Error).message}` : (err as Error).message)
     }

@@ -67,7 +67,7 @@ export function createMetrics (h: Herald): { registry: Registry, close: () => vo
   new Gauge({ name: 'herald_delivery_backlog_messages', help: 'Messages from Redis waiting for delivery (the node is behind its input)', registers: [registry], collect () { this.set(h.hub.waiting) } })
   new Gauge({ name: 'herald_delivery_lag_seconds', help: 'How long the oldest message waiting for delivery has waited on this node', registers: [registry], collect () { this.set(h.hub.lagMs() / 1000) } })
   new Gauge({ name: 'herald_draining', help: '1 while this node drains', registers: [registry], collect () { this.set(h.draining ? 1 : 0) } })
-  new Gauge({ name: 'herald_redis_up', help: '1 while the node is connected to Redis', registers: [registry], collect () { this.set(h.broker.kind === 'redis' && h.broker.healthy ? 1 : 0) } })
+  new Gauge({ name: 'herald_redis_up', help: '1 while the node is connected to Redis', registers: [registry], collect () { this.set(h.backend.kind === 'redis' && h.backend.broker.healthy ? 1 : 0) } })
   new Gauge({ name: 'herald_backend_ready', help: '1 while the pub/sub loopback probe comes back in time', registers: [registry], collect () { this.set(h.probe.healthy ? 1 : 0) } })
   const messagesIn = new Counter({ name: 'herald_messages_in_total', help: 'Client frames handled, by endpoint and type', labelNames: ['endpoint', 'type'], registers: [registry] })
   new Counter({

@@ -5,14 +5,14 @@
 // (revocations surviving a loss of Redis's data) is in
 // test/cluster/data-loss.test.ts.
 import t from 'tap'
-import { createRevocationStore, MAX_KNOWN_REVOCATIONS } from '../../src/auth/revocation.js'
-import { MemoryBroker } from '../../src/cluster/memory-broker.js'
+import { createRevocations, MAX_KNOWN_REVOCATIONS } from '../../src/auth/revocation.js'
+import { MemoryRevocations } from '../../src/backend/revocations-memory.js'
 
 const TTL = 3_600_000
 const who = (userId: string, sessionId: string | null = null, issuedAt: number | null = Date.now() - 60_000) => ({ userId, sessionId, issuedAt })
 
 t.test('bounded: past MAX_KNOWN_REVOCATIONS the oldest heard is forgotten first', async (t) => {
-  const store = createRevocationStore(new MemoryBroker(), 'mem:', TTL)
+  const store = createRevocations(new MemoryRevocations(), TTL)
   const at = Date.now()
   for (let i = 0; i <= MAX_KNOWN_REVOCATIONS; i++) store.heard({ kind: 'session', sessionId: `s${i}`, at })
   t.equal(store.known(who('u', 's0')), null, 'the first of MAX + 1 is forgotten')
@@ -24,7 +24,7 @@ t.test('bounded: past MAX_KNOWN_REVOCATIONS the oldest heard is forgotten first'
 })
 
 t.test('each until its TTL; a user revocation covers tokens issued up to its second', async (t) => {
-  const store = createRevocationStore(new MemoryBroker(), 'mem:', TTL)
+  const store = createRevocations(new MemoryRevocations(), TTL)
   const now = Date.now()
   t.ok(store.heard({ kind: 'session', sessionId: 'expired', at: now - TTL - 1 }), 'an expired revocation is well-formed')
   t.equal(store.known(who('u', 'expired')), null, 'but not remembered')
@@ -37,7 +37,7 @@ t.test('each until its TTL; a user revocation covers tokens issued up to its sec
 })
 
 t.test('only well-formed revocations are remembered', async (t) => {
-  const store = createRevocationStore(new MemoryBroker(), 'mem:', TTL)
+  const store = createRevocations(new MemoryRevocations(), TTL)
   for (const bad of [null, 42, 'u', [], {}, { kind: 'session', at: Date.now() }, { kind: 'user', userId: 5, at: Date.now() }, { kind: 'session', sessionId: 's', at: Number.NaN }, { kind: 'session', sessionId: 's', at: '1' }, { kind: 'other', userId: 'u', at: Date.now() }]) {
     t.equal(store.heard(bad), false, `refused: ${JSON.stringify(bad)}`)
   }

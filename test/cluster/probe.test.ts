@@ -2,7 +2,7 @@
 // resubscribed, so a reconnected socket must not turn readiness back to 200;
 // only a probe that came back through Redis does.
 import t from 'tap'
-import type { Broker, MessageListener, StateListener } from '../../src/cluster/broker.js'
+import type { Broker, MessageListener, StateListener } from '../../src/backend/broker.js'
 import { Probe } from '../../src/cluster/probe.js'
 import { waitFor } from '../helpers/wait.js'
 

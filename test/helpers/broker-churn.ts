@@ -1,12 +1,13 @@
-// Run by test/cluster/redis-broker.test.ts in a plain node process with
-// --expose-gc: sends many commands through a RedisBroker and prints how much
+// Run by test/backend/broker-redis.test.ts in a plain node process with
+// --expose-gc: sends many commands through a Redis broker and prints how much
 // the heap grew, as JSON.
-import { RedisBroker } from '../../src/cluster/redis-broker.js'
+import { createBackend } from '../../src/backend/backend.js'
 
 const [url, count] = process.argv.slice(2)
 const n = Number(count)
-const broker = new RedisBroker({ target: { url: url! }, keyPrefix: 'churn:' })
-await broker.connect()
+const backend = createBackend({ redis: { url: url! }, keyPrefix: 'churn:' })
+await backend.connect()
+const broker = backend.broker
 const gc = (globalThis as { gc?: () => void }).gc
 if (gc === undefined) throw new Error('run with --expose-gc')
 const heap = (): number => { gc(); gc(); return process.memoryUsage().heapUsed }
@@ -26,4 +27,4 @@ await work(5000, 0) // warm up: compiled code, ioredis buffers
 const before = heap()
 await work(n, 10_000)
 process.stdout.write(JSON.stringify({ grownBytes: heap() - before }))
-await broker.close()
+await backend.close()

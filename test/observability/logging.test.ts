@@ -200,7 +200,7 @@ t.test('a normal shutdown logs no backend fault', { timeout: 30_000 }, async (t)
   const c = await connect(`${node.ws}/ws/events`, { token: userToken('shutdown') })
   await c.subscribe(['system.*'])
   t.ok(capture.records.some((r) => r.msg === 'backend connected'), 'the node was on Redis')
-  const ended = new Promise<void>((resolve) => node.app.herald.broker.onStateChange((healthy) => { if (!healthy) resolve() }))
+  const ended = new Promise<void>((resolve) => node.app.herald.backend.broker.onStateChange((healthy) => { if (!healthy) resolve() }))
   closing = true
   await drain(node.app.herald, 0)
   await node.close()

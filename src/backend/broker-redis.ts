@@ -1,25 +1,32 @@
-import { Redis, Cluster, type RedisOptions } from 'ioredis'
-import type { RedisTarget } from '../config/index.js'
-import type { Broker, MessageListener, NodeInfo, StateListener } from './broker.js'
+import type { Cluster } from 'ioredis'
+import type { Broker, MessageListener, Publish, StateListener } from './broker.js'
+import type { RedisClient } from './redis-clients.js'
 import { Tripwire } from './tripwire.js'
 
-type Client = Redis | Cluster
-
 export interface RedisBrokerOptions {
-  target: RedisTarget
-  keyPrefix: string
+  /** the subscriber connection (SSUBSCRIBE on a Cluster) */
+  sub: RedisClient
+  /**
+   * the publish connection, which must never re-send on its own
+   * (autoResendUnfulfilledCommands and the offline queue off): what was in
+   * flight when Redis went away comes back to the broker as an error and
+   * joins the replay, which waits until the other nodes have resubscribed
+   */
+  pub: RedisClient
+  /**
+   * the backend's other connections: the broker is healthy only while they
+   * are ready too, since a node whose command connection is down cannot
+   * admit connections or count limits either
+   */
+  peers?: RedisClient[]
+  /** Redis Cluster: sharded pub/sub */
+  sharded: boolean
   /** publishes waiting for Redis beyond this many are refused rather than queued without end */
   maxPendingPublishes?: number
   /** ms to hold publishes buffered during an outage after Redis is back, so other nodes resubscribe first */
   replayDelayMs?: number
   onError?: (err: Error) => void
 }
-
-// Reconnect quickly at first, then every 2 s, with jitter so a fleet does not
-// reconnect in lockstep after a Redis restart.
-const retryStrategy = (times: number): number => Math.min(50 * 2 ** Math.min(times, 6), 2000) * (0.5 + Math.random() / 2)
-
-export type RedisClient = Client
 
 // How long a publish waits for Redis to take it before it is answered as held
 // (it stays queued on the connection). A paused Redis keeps its socket open
@@ -28,32 +35,16 @@ export type RedisClient = Client
 // held and delivered after.
 export const PUBLISH_WAIT_MS = 500
 
-// Best-effort work on shutdown: a socket to a Redis that just died can still
-// look ready, and its replies would then wait for a reconnect that close() cancels.
-const SHUTDOWN_WAIT_MS = 1000
-async function atMost (p: Promise<unknown>, ms: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined
-  await Promise.race([p.catch(() => {}), new Promise((resolve) => { timer = setTimeout(resolve, ms) })])
-  clearTimeout(timer)
-}
-
 export class RedisBroker implements Broker {
-  readonly kind = 'redis' as const
-  /** the command connection, shared with the limit and revocation stores */
-  readonly client: Client
-  private readonly sub: Client
+  private readonly sub: RedisClient
+  private readonly pubConn: RedisClient
+  private readonly watched: RedisClient[]
   private readonly listeners: MessageListener[] = []
   private readonly stateListeners: StateListener[] = []
-  private readonly registryKey: string
-  private readonly nodeKey: (id: string) => string
   private readonly maxPending: number
-  /** Redis Cluster: channels use sharded pub/sub */
-  readonly sharded: boolean
-  private readonly make: (subscriber: boolean, name?: string, extra?: RedisOptions) => Client
-  private readonly pubConn: Client
+  private readonly sharded: boolean
   /** publishes that were in flight when the connection dropped, replayed first */
   private retry: Array<[string, string]> = []
-  private readonly extra: Client[] = []
   private pending = 0
   /** publishes answered as held after PUBLISH_WAIT_MS that Redis has not taken yet */
   private overdue = 0
@@ -72,49 +63,13 @@ export class RedisBroker implements Broker {
   private readonly pubWaiters = new Tripwire()
 
   constructor (private readonly opts: RedisBrokerOptions) {
-    const redisOptions: RedisOptions = {
-      lazyConnect: true,
-      // Commands wait through a reconnect instead of failing after N retries;
-      // `maxPendingPublishes` bounds how many may wait.
-      maxRetriesPerRequest: null,
-      enableOfflineQueue: true,
-      retryStrategy,
-      connectTimeout: 5000,
-      // RESP2 keeps pub/sub on a dedicated connection semantics that ioredis 5 expects.
-      connectionName: 'herald',
-    }
-    const t = opts.target
-    if (t.password !== undefined) redisOptions.password = t.password
-    this.sharded = t.clusterNodes !== undefined
-    const make = (subscriber: boolean, name = 'herald', extra: RedisOptions = {}): Client => {
-      const o = { ...redisOptions, ...extra, connectionName: name }
-      return t.clusterNodes !== undefined
-        // On Redis Cluster, sharded pub/sub (SSUBSCRIBE/SPUBLISH) keeps each
-        // channel on the shard that owns its slot instead of every node.
-        ? new Cluster(t.clusterNodes, { redisOptions: o, clusterRetryStrategy: retryStrategy, lazyConnect: true, shardedSubscribers: subscriber })
-        : t.sentinels !== undefined
-          // failoverDetector: follow Sentinel's +switch-master at once rather
-          // than when the old master drops us (measured: 0.5 s against 11 s).
-          ? new Redis({ ...o, sentinels: t.sentinels, name: t.sentinelName ?? 'mymaster', sentinelRetryStrategy: retryStrategy, failoverDetector: true })
-          : new Redis(t.url!, o)
-    }
-    this.make = make
-    this.client = make(false)
-    this.sub = make(true)
-    // Publishes get their own connection that never re-sends on its own: what
-    // was in flight when Redis went away comes back to us as an error and joins
-    // the replay, which waits until the other nodes have resubscribed. Delivery
-    // across an outage is therefore at least once (ids let clients dedupe).
-    this.pubConn = make(false, 'herald-pub', { autoResendUnfulfilledCommands: false, enableOfflineQueue: false })
-    this.pubConn.on('close', () => this.pubWaiters.trip(new Error('the Redis connection dropped with the publish in flight')))
-    // Registry keys share one hash slot so they can be written in one MULTI on Redis Cluster.
-    this.registryKey = `${opts.keyPrefix}{registry}:nodes`
-    this.nodeKey = (id) => `${opts.keyPrefix}{registry}:node:${id}`
+    this.sub = opts.sub
+    this.pubConn = opts.pub
+    this.sharded = opts.sharded
+    this.watched = [opts.sub, opts.pub, ...(opts.peers ?? [])]
     this.maxPending = opts.maxPendingPublishes ?? 10_000
-
-    for (const c of [this.client, this.sub, this.pubConn]) {
-      // An unhandled 'error' event would crash the process; Redis faults are expected.
-      c.on('error', (err: Error) => this.opts.onError?.(err))
+    this.pubConn.on('close', () => this.pubWaiters.trip(new Error('the Redis connection dropped with the publish in flight')))
+    for (const c of this.watched) {
       for (const ev of ['ready', 'close', 'end', 'reconnecting', '+node', '-node']) c.on(ev, () => this.updateState())
     }
     // Runs inside ioredis's reply parser: a listener's exception must not escape into it.
@@ -127,12 +82,7 @@ export class RedisBroker implements Broker {
   }
 
   get healthy (): boolean {
-    return this.client.status === 'ready' && this.sub.status === 'ready' && this.pubConn.status === 'ready'
-  }
-
-  async connect (): Promise<void> {
-    await Promise.all([this.client.connect(), this.sub.connect(), this.pubConn.connect()])
-    this.updateState()
+    return this.watched.every((c) => c.status === 'ready')
   }
 
   /**
@@ -203,65 +153,16 @@ export class RedisBroker implements Broker {
   onMessage (listener: MessageListener): void { this.listeners.push(listener) }
   onStateChange (listener: StateListener): void { this.stateListeners.push(listener) }
 
-  async heartbeat (info: NodeInfo, ttlMs: number): Promise<boolean> {
-    // Registry members stay until a live node reclaims them (deadNodes/claim/leave).
-    const res = await this.client.multi()
-      .set(this.nodeKey(info.id), JSON.stringify(info), 'PX', ttlMs, 'GET')
-      .zadd(this.registryKey, Date.now(), info.id)
-      .exec()
-    const prev = res?.[0]?.[1]
-    return prev !== null && prev !== undefined
-  }
+  /** Tells the state listeners where the connections stand now (after the backend connected them). */
+  checkState (): void { this.updateState() }
 
-  async deadNodes (): Promise<string[]> {
-    const ids = await this.client.zrange(this.registryKey, 0, -1)
-    if (ids.length === 0) return []
-    const alive = await this.client.mget(...ids.map(this.nodeKey))
-    return ids.filter((_id, i) => alive[i] === null)
-  }
-
-  async claim (name: string, ttlMs: number): Promise<boolean> {
-    return await this.client.set(`${this.opts.keyPrefix}{registry}:claim:${name}`, '1', 'PX', ttlMs, 'NX') === 'OK'
-  }
-
-  async nodes (): Promise<NodeInfo[]> {
-    const ids = await this.client.zrange(this.registryKey, 0, -1)
-    if (ids.length === 0) return []
-    const raw = await this.client.mget(...ids.map(this.nodeKey))
-    const out: NodeInfo[] = []
-    for (const r of raw) if (r !== null) out.push(JSON.parse(r) as NodeInfo)
-    return out
-  }
-
-  async leave (nodeId: string): Promise<void> {
-    // Unreachable: the entry lapses by its TTL; waiting here would hold up shutdown.
-    if (this.client.status !== 'ready') return
-    await atMost(this.client.multi().del(this.nodeKey(nodeId)).zrem(this.registryKey, nodeId).exec(), SHUTDOWN_WAIT_MS)
-  }
-
-  /**
-   * Another connection to the same Redis, for components that need their own
-   * (the Socket.IO adapter); closed with the broker.
-   */
-  duplicate (subscriber: boolean, name: string): Client {
-    const c = this.make(subscriber, name)
-    c.on('error', (err: Error) => this.opts.onError?.(err))
-    this.extra.push(c)
-    return c
-  }
-
+  /** Stops; the backend closes the connections after. */
   async close (): Promise<void> {
     this.closing = true
-    for (const c of this.extra) c.disconnect()
     if (this.replayTimer) clearTimeout(this.replayTimer)
     const err = new Error('broker closed')
     this.closed.trip(err)
     this.pubWaiters.trip(err)
-    // QUIT waits behind the offline queue, which never drains while Redis is unreachable.
-    await atMost(Promise.allSettled([this.client, this.sub, this.pubConn].map((c) => c.status === 'ready' ? c.quit() : undefined)), SHUTDOWN_WAIT_MS)
-    this.client.disconnect()
-    this.sub.disconnect()
-    this.pubConn.disconnect()
   }
 
   /** A command on the publish connection, settled even if the connection drops under it. */
@@ -306,5 +207,37 @@ export class RedisBroker implements Broker {
       this.outbox.splice(0, failedAt < 0 ? batch.length : failedAt)
       if (failedAt >= 0) return
     }
+  }
+}
+
+/** The caller's own client, as the publisher library gets it: ioredis, standalone or Cluster. */
+export interface PublishingClient {
+  publish (channel: string, message: string): Promise<unknown>
+  spublish?: (channel: string, message: string) => Promise<unknown>
+  /** ioredis: true on a Cluster */
+  readonly isCluster?: boolean
+}
+
+/**
+ * Publishing over a client someone else owns (the publisher library's
+ * direct-to-Redis mode): each channel at once, failures to the caller. No
+ * outage buffer: the caller is a service with its own retry policy, not a
+ * node that must answer within its deadline.
+ */
+export class ClientPublish implements Publish {
+  private readonly one: (channel: string, message: string) => Promise<unknown>
+
+  /** `sharded` (SPUBLISH) defaults to true on an ioredis Cluster, where nodes listen with SSUBSCRIBE. */
+  constructor (client: PublishingClient, sharded = client.isCluster === true) {
+    // Nodes on a Redis Cluster listen with SSUBSCRIBE, which a plain PUBLISH
+    // never reaches: the publish would succeed, return an id and reach no one.
+    if (sharded && typeof client.spublish !== 'function') throw new Error('sharded publishing needs a Redis client with spublish (ioredis 5 or later)')
+    this.one = sharded
+      ? async (c, m) => await client.spublish!(c, m)
+      : async (c, m) => await client.publish(c, m)
+  }
+
+  async publish (channels: string | readonly string[], message: string): Promise<void> {
+    await Promise.all((typeof channels === 'string' ? [channels] : channels).map(async (c) => await this.one(c, message)))
   }
 }

@@ -8,7 +8,7 @@
 import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
-import { RedisBroker } from '../../src/cluster/redis-broker.js'
+import { createBackend } from '../../src/backend/backend.js'
 import { Probe } from '../../src/cluster/probe.js'
 import { startBalancer } from '../helpers/balancer.js'
 import { startRedis } from '../helpers/redis.js'
@@ -21,10 +21,11 @@ t.test('publishes in flight when Redis dies are replayed, and the probe recovers
   // connection then drops while Redis (frozen) has answered nothing.
   const proxy = await startBalancer([redis.port], { healthIntervalMs: 0 })
   t.teardown(() => proxy.close())
-  const pub = new RedisBroker({ target: { url: `redis://127.0.0.1:${proxy.port}` }, keyPrefix: 'inflight:', replayDelayMs: 200 })
-  const sub = new RedisBroker({ target: { url: redis.url }, keyPrefix: 'inflight:' })
-  t.teardown(async () => { await pub.close(); await sub.close() })
-  await Promise.all([pub.connect(), sub.connect()])
+  const pubBackend = createBackend({ redis: { url: `redis://127.0.0.1:${proxy.port}` }, keyPrefix: 'inflight:', replayDelayMs: 200 })
+  const subBackend = createBackend({ redis: { url: redis.url }, keyPrefix: 'inflight:' })
+  t.teardown(async () => { await pubBackend.close(); await subBackend.close() })
+  await Promise.all([pubBackend.connect(), subBackend.connect()])
+  const [pub, sub] = [pubBackend.broker, subBackend.broker]
   const got: string[] = []
   sub.onMessage((ch, m) => { if (ch === 'events') got.push(m) })
   await sub.subscribe('events')

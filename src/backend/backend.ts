@@ -1,0 +1,168 @@
+import { createAdapter, createShardedAdapter } from '@socket.io/redis-adapter'
+import type { RedisTarget } from '../config/index.js'
+import type { Broker, Publish } from './broker.js'
+import { MemoryBroker } from './broker-memory.js'
+import { ClientPublish, RedisBroker, type PublishingClient } from './broker-redis.js'
+import { MemoryStore } from './memory-store.js'
+import type { NodeStore } from './nodes.js'
+import { MemoryNodes } from './nodes-memory.js'
+import { RedisNodes } from './nodes-redis.js'
+import type { RateStore } from './rates.js'
+import { MemoryRates } from './rates-memory.js'
+import { RedisRates } from './rates-redis.js'
+import { RedisConnections } from './redis-clients.js'
+import type { RevocationStore } from './revocations.js'
+import { MemoryRevocations } from './revocations-memory.js'
+import { RedisRevocations } from './revocations-redis.js'
+import type { SharedSettings } from './settings.js'
+import { MemorySettings } from './settings-memory.js'
+import { RedisSettings } from './settings-redis.js'
+import type { SlotStore } from './slots.js'
+import { MemorySlots } from './slots-memory.js'
+import { RedisSlots } from './slots-redis.js'
+
+// The cluster backend a node stands on, as capabilities: each an interface
+// with a memory and a Redis implementation side by side (broker.ts,
+// broker-memory.ts, broker-redis.ts, ...). Modules receive the capability they
+// use and never learn which implementation it is; only this file chooses.
+
+export type { PublishingClient }
+
+/**
+ * What the publish path (src/events/publisher.ts) uses. Every entry point
+ * supplies it: a node its whole backend, the publisher library the
+ * capabilities it builds over its caller's client (backendOverClient). A
+ * capability the publish path starts to use is added here, so an entry point
+ * that could not supply it does not compile.
+ */
+export interface PublishCapabilities {
+  readonly broker: Publish
+}
+
+export interface Backend extends PublishCapabilities {
+  readonly kind: 'memory' | 'redis'
+  /** pub/sub between nodes, with the outage buffer */
+  readonly broker: Broker
+  /** the registry of live nodes and cluster-wide claims */
+  readonly nodes: NodeStore
+  /** connection slots per user and per IP, per-node records, eviction lists */
+  readonly slots: SlotStore
+  /** durable revocations and their log */
+  readonly revocations: RevocationStore
+  /** per-key action budgets (message limits) */
+  readonly rates: RateStore
+  /** fields the nodes agree on, first writer wins (development keys) */
+  readonly settings: SharedSettings
+  /**
+   * The Socket.IO adapter that makes rooms and fetchSockets span the
+   * cluster, on channels under `prefix`; undefined: Socket.IO's in-memory
+   * default, which is the whole cluster when the backend is memory.
+   */
+  socketIoAdapter (prefix: string): ((nsp: any) => any) | undefined
+  connect (): Promise<void>
+  close (): Promise<void>
+}
+
+export interface BackendConfig {
+  /** null: the memory backend (one process) */
+  redis: RedisTarget | null
+  keyPrefix: string
+  /** publishes a node holds through an outage (REDIS_PUBLISH_BUFFER) */
+  publishBuffer?: number
+  /** ms to wait after Redis is back before replaying them (REDIS_REPLAY_DELAY) */
+  replayDelayMs?: number
+}
+
+export interface BackendHooks {
+  /** Redis faults (expected, and repeated on every retry) */
+  onError?: (err: Error) => void
+}
+
+/** The backend configuration selects: memory without Redis, otherwise Redis standalone, Sentinel or Cluster. */
+export function createBackend (config: BackendConfig, hooks: BackendHooks = {}): Backend {
+  return config.redis === null ? createMemoryBackend({ keyPrefix: config.keyPrefix }) : createRedisBackend(config.redis, config, hooks)
+}
+
+/**
+ * A backend in this process. Backends given one store see one cluster, as
+ * nodes on one Redis do (tests run several on one store).
+ */
+export function createMemoryBackend (opts: { store?: MemoryStore, keyPrefix?: string } = {}): Backend {
+  const store = opts.store ?? new MemoryStore()
+  const prefix = opts.keyPrefix ?? 'herald:'
+  const broker = new MemoryBroker(store)
+  return {
+    kind: 'memory',
+    broker,
+    nodes: new MemoryNodes(store),
+    slots: new MemorySlots(store, prefix),
+    revocations: new MemoryRevocations(store, prefix),
+    rates: new MemoryRates(store, prefix),
+    settings: new MemorySettings(store, prefix),
+    socketIoAdapter: () => undefined,
+    async connect () {},
+    async close () { await broker.close() },
+  }
+}
+
+function createRedisBackend (target: RedisTarget, config: BackendConfig, hooks: BackendHooks): Backend {
+  const onError = hooks.onError ?? (() => {})
+  const connections = new RedisConnections(target, onError)
+  const prefix = config.keyPrefix
+  // One command connection for every capability; pub/sub on two of its own.
+  const client = connections.open('herald')
+  const broker = new RedisBroker({
+    sub: connections.open('herald', { subscriber: true }),
+    pub: connections.open('herald-pub', { options: { autoResendUnfulfilledCommands: false, enableOfflineQueue: false } }),
+    peers: [client],
+    sharded: connections.sharded,
+    ...(config.publishBuffer !== undefined ? { maxPendingPublishes: config.publishBuffer } : {}),
+    ...(config.replayDelayMs !== undefined ? { replayDelayMs: config.replayDelayMs } : {}),
+    onError,
+  })
+  return {
+    kind: 'redis',
+    broker,
+    nodes: new RedisNodes(client, prefix),
+    slots: new RedisSlots(client, prefix),
+    revocations: new RedisRevocations(client, prefix),
+    rates: new RedisRates(client, prefix),
+    settings: new RedisSettings(client, prefix),
+    socketIoAdapter (channelPrefix) {
+      // Named apart: the classic adapter pattern-subscribes to its own
+      // `<prefix>sio#…` channels; Herald's connections never pattern-subscribe.
+      const pub = connections.lend('herald-sio')
+      const sub = connections.lend('herald-sio', { subscriber: true })
+      // Static: two sharded subscriptions per node (the namespace channel and
+      // its response channel), however many rooms. The default, dynamic, adds a
+      // sharded subscription per room per node, i.e. one per user on top of
+      // Herald's own per-user channel, doubling Redis subscriptions and the
+      // SSUBSCRIBE churn on every connect and disconnect. Herald's events never
+      // travel through the adapter (the hub delivers them), so the adapter only
+      // carries what application code asks for (io.to(room).emit, fetchSockets,
+      // disconnectSockets): rare enough that every node receiving every adapter
+      // broadcast costs less than a subscription per user.
+      return connections.sharded
+        ? createShardedAdapter(pub, sub, { channelPrefix: channelPrefix, subscriptionMode: 'static' })
+        : createAdapter(pub, sub, { key: channelPrefix })
+    },
+    async connect () {
+      await connections.connect()
+      broker.checkState()
+    },
+    async close () {
+      await broker.close()
+      await connections.close()
+    },
+  }
+}
+
+/**
+ * The publish path's capabilities over a Redis client the caller owns
+ * (ioredis, standalone or Cluster): the publisher library's direct mode.
+ * `sharded` (SPUBLISH) defaults to true on an ioredis Cluster. Nothing here
+ * ever closes or reconfigures the caller's client.
+ */
+export function backendOverClient (client: PublishingClient, opts: { sharded?: boolean } = {}): PublishCapabilities {
+  return { broker: new ClientPublish(client, opts.sharded) }
+}

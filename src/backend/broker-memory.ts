@@ -1,0 +1,54 @@
+import type { Broker, MessageListener, StateListener } from './broker.js'
+import { MemoryStore } from './memory-store.js'
+
+export class MemoryBroker implements Broker {
+  private readonly listeners: MessageListener[] = []
+  private readonly channels = new Set<string>()
+  private closed = false
+
+  constructor (private readonly store: MemoryStore = new MemoryStore()) {}
+
+  get healthy (): boolean { return !this.closed }
+
+  async publish (channels: string | readonly string[], message: string): Promise<void> {
+    for (const channel of typeof channels === 'string' ? [channels] : channels) {
+      const subs = this.store.subscribers.get(channel)
+      if (!subs) continue
+      // Delivered on a later tick, in publish order, as Redis would.
+      for (const b of subs) queueMicrotask(() => b.deliver(channel, message))
+    }
+  }
+
+  async publishNow (channel: string, message: string): Promise<void> {
+    await this.publish(channel, message)
+  }
+
+  async subscribe (channel: string): Promise<void> {
+    if (this.closed) throw new Error('broker closed')
+    this.channels.add(channel)
+    let set = this.store.subscribers.get(channel)
+    if (!set) { set = new Set(); this.store.subscribers.set(channel, set) }
+    set.add(this)
+  }
+
+  async unsubscribe (channel: string): Promise<void> {
+    this.channels.delete(channel)
+    const set = this.store.subscribers.get(channel)
+    set?.delete(this)
+    if (set?.size === 0) this.store.subscribers.delete(channel)
+  }
+
+  onMessage (listener: MessageListener): void { this.listeners.push(listener) }
+  onStateChange (_listener: StateListener): void {}
+
+  async close (): Promise<void> {
+    for (const c of [...this.channels]) await this.unsubscribe(c)
+    this.closed = true
+  }
+
+  /** called by the store for a message on a channel this broker subscribed to */
+  deliver (channel: string, message: string): void {
+    if (this.closed || !this.channels.has(channel)) return
+    for (const l of this.listeners) l(channel, message)
+  }
+}

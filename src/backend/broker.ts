@@ -1,0 +1,38 @@
+// Pub/sub between nodes: events, notifications and control messages go out on
+// channels (src/cluster/channels.ts) and come back to every node subscribed.
+// Memory (broker-memory.ts) and Redis (broker-redis.ts) implementations run
+// the same contract suite (test/backend/broker.test.ts).
+
+export type MessageListener = (channel: string, message: string) => void
+export type StateListener = (healthy: boolean) => void
+
+/**
+ * What the publish path needs of a broker. Every backend has it, the one the
+ * publisher library builds over a caller's Redis client included.
+ */
+export interface Publish {
+  /**
+   * Puts one message on one or more channels. Resolves once the backend has
+   * it, or it is held for replay after an outage; rejects, for every channel
+   * at once, when it can be neither.
+   */
+  publish (channels: string | readonly string[], message: string): Promise<void>
+}
+
+export interface Broker extends Publish {
+  /** true while publishes and subscriptions reach the backend */
+  readonly healthy: boolean
+  /**
+   * Puts one message on one channel now or never: no buffering, no replay.
+   * For the readiness probe, which must measure Redis as it is, not wait in
+   * the outage buffer meant for events.
+   */
+  publishNow (channel: string, message: string): Promise<void>
+  /** Resolves once messages on the channel will reach onMessage. */
+  subscribe (channel: string): Promise<void>
+  unsubscribe (channel: string): Promise<void>
+  onMessage (listener: MessageListener): void
+  onStateChange (listener: StateListener): void
+  /** Stops: subscriptions end, waiting publishes fail, later ones are refused. */
+  close (): Promise<void>
+}

@@ -1,0 +1,24 @@
+import type { RateLimiterMemory } from 'rate-limiter-flexible'
+import type { NodeInfo } from './nodes.js'
+
+/**
+ * What memory capabilities that share it see as "the cluster": the state a
+ * Redis holds for Redis capabilities. A node started without Redis gets a
+ * private store; tests give one store to several backends, as nodes share
+ * one Redis, so every contract suite runs against memory too.
+ */
+export class MemoryStore {
+  /** pub/sub: who listens on each channel */
+  readonly subscribers = new Map<string, Set<{ deliver (channel: string, message: string): void }>>()
+  readonly nodes = new Map<string, { info: NodeInfo, expiresAt: number }>()
+  /** sorted-set stand-ins (member -> score) for the connection slots and the revocation log */
+  readonly zsets = new Map<string, Map<string, number>>()
+  /** hashes (field -> value): per-node connection records, eviction lists */
+  readonly hashes = new Map<string, Map<string, string>>()
+  /** string keys with an optional expiry (ms since epoch, 0 = none) */
+  readonly kv = new Map<string, { value: string, expiresAt: number }>()
+  /** shared settings: fields and when they lapse */
+  readonly settings = new Map<string, { fields: Map<string, string>, expiresAt: number }>()
+  /** rate counters by name and budget */
+  readonly rates = new Map<string, RateLimiterMemory>()
+}

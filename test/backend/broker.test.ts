@@ -1,0 +1,198 @@
+// The broker's contract (src/backend/broker.ts), on memory, a standalone
+// Redis and a Redis Cluster (test/helpers/backends.ts): two or three
+// backends on one space stand for nodes. Whatever a node relies on from
+// pub/sub is asserted here.
+import t from 'tap'
+import type { Backend } from '../../src/backend/backend.js'
+import type { Broker } from '../../src/backend/broker.js'
+import { forEachBackend, type Space } from '../helpers/backends.js'
+import type { RedisServer } from '../helpers/redis.js'
+import { waitFor, within } from '../helpers/wait.js'
+
+/** Records what a broker receives, so tests await messages instead of sleeping. */
+class Inbox {
+  readonly got: Array<{ channel: string, message: string }> = []
+  private waiters: Array<() => void> = []
+  constructor (b: Broker) {
+    b.onMessage((channel, message) => {
+      this.got.push({ channel, message })
+      const w = this.waiters
+      this.waiters = []
+      for (const f of w) f()
+    })
+  }
+
+  has (message: string): boolean { return this.got.some((m) => m.message === message) }
+  on (channel: string): string[] { return this.got.filter((m) => m.channel === channel).map((m) => m.message) }
+
+  async until (what: string, cond: () => boolean, timeoutMs = 3000): Promise<void> {
+    const deadline = Date.now() + timeoutMs
+    while (!cond()) {
+      const left = deadline - Date.now()
+      if (left <= 0) throw new Error(`timed out waiting for ${what}; got ${this.got.length} messages, last: ${JSON.stringify(this.got.slice(-3))}`)
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, left)
+        this.waiters.push(() => { clearTimeout(timer); resolve() })
+      })
+    }
+  }
+
+  async receive (message: string, timeoutMs = 3000): Promise<void> {
+    await this.until(`message ${JSON.stringify(message)}`, () => this.has(message), timeoutMs)
+  }
+}
+
+let seq = 0
+const channel = (name: string): string => `ch:${name}:${++seq}`
+
+/** Brokers of backends on one space: the nodes of one cluster. */
+function brokersOn (sp: Space): { broker (): Promise<Broker>, close (b: Broker): Promise<void>, residue (): Promise<number>, redis?: RedisServer } {
+  const backends = new Map<Broker, Backend>()
+  return {
+    async broker () {
+      const be = await sp.backend()
+      backends.set(be.broker, be)
+      return be.broker
+    },
+    async close (b) { await backends.get(b)!.close() },
+    residue: async () => await sp.residue(),
+    get redis () { return sp.redis },
+  }
+}
+
+forEachBackend(t, (t, space, name) => {
+  t.test('a message published by A reaches B, subscribed, and not C, unsubscribed', async (t) => {
+    const be = brokersOn(space(t))
+    const [a, b, c] = [await be.broker(), await be.broker(), await be.broker()]
+    const [ib, ic] = [new Inbox(b), new Inbox(c)]
+    const ch = channel('x')
+    const other = channel('c-only')
+    await b.subscribe(ch)
+    await c.subscribe(other)
+    await a.publish(ch, 'hello')
+    // Published after `hello` on the same broker: once C has it, C would have had `hello` too.
+    await a.publish(other, 'sentinel')
+    await ib.receive('hello')
+    await ic.receive('sentinel')
+    t.same(ib.got, [{ channel: ch, message: 'hello' }], 'B got exactly the message, on its channel')
+    t.same(ic.got, [{ channel: other, message: 'sentinel' }], 'C got nothing from a channel it did not subscribe to')
+  })
+
+  t.test('the publisher receives its own message only if it subscribed', async (t) => {
+    const be = brokersOn(space(t))
+    const [a, b] = [await be.broker(), await be.broker()]
+    const [ia, ib] = [new Inbox(a), new Inbox(b)]
+    const ch = channel('both')
+    await Promise.all([a.subscribe(ch), b.subscribe(ch)])
+    await a.publish(ch, 'm1')
+    await ia.receive('m1')
+    await ib.receive('m1')
+    t.equal(ia.on(ch).length, 1)
+    t.equal(ib.on(ch).length, 1)
+  })
+
+  t.test('unsubscribe stops delivery', async (t) => {
+    const be = brokersOn(space(t))
+    const [a, b] = [await be.broker(), await be.broker()]
+    const ib = new Inbox(b)
+    const ch = channel('u')
+    const keep = channel('keep')
+    await b.subscribe(ch)
+    await b.subscribe(keep)
+    await a.publish(ch, 'before')
+    await ib.receive('before')
+    await b.unsubscribe(ch)
+    await a.publish(ch, 'after')
+    await a.publish(keep, 'sentinel')
+    await ib.receive('sentinel')
+    t.same(ib.on(ch), ['before'], 'nothing on the channel after unsubscribe')
+    // Subscribing again resumes delivery.
+    await b.subscribe(ch)
+    await a.publish(ch, 'again')
+    await ib.receive('again')
+    t.same(ib.on(ch), ['before', 'again'])
+  })
+
+  t.test('500 messages arrive in publish order', async (t) => {
+    const be = brokersOn(space(t))
+    const [a, b] = [await be.broker(), await be.broker()]
+    const ib = new Inbox(b)
+    const ch = channel('order')
+    await b.subscribe(ch)
+    const sent = Array.from({ length: 500 }, (_v, i) => `m${i}`)
+    // Issued back to back without awaiting each, as a busy node does.
+    await Promise.all(sent.map((m) => a.publish(ch, m)))
+    await ib.until('500 messages', () => ib.on(ch).length >= 500, 10_000)
+    t.same(ib.on(ch), sent)
+  })
+
+  t.test('subscribe resolves only once delivery works', async (t) => {
+    const be = brokersOn(space(t))
+    const [a, b] = [await be.broker(), await be.broker()]
+    const ib = new Inbox(b)
+    for (let i = 0; i < 25; i++) {
+      const ch = channel('fresh')
+      await b.subscribe(ch)
+      await a.publish(ch, `first-${i}`)
+    }
+    // Each channel's only message was published right after its subscribe resolved.
+    await ib.until('25 messages', () => ib.got.length >= 25)
+    t.equal(ib.got.length, 25)
+    t.same(ib.got.map((m) => m.message), Array.from({ length: 25 }, (_v, i) => `first-${i}`))
+  })
+
+  t.test('healthy is true when connected', async (t) => {
+    const be = brokersOn(space(t))
+    const a = await be.broker()
+    t.equal(a.healthy, true)
+  })
+
+  t.test('close() leaves nothing behind on the backend', async (t) => {
+    const be = brokersOn(space(t))
+    const [a, b] = [await be.broker(), await be.broker()]
+    await a.subscribe(channel('a1'))
+    await b.subscribe(channel('b1'))
+    const before = await be.residue()
+    t.ok(before >= 2, `backend holds something for both brokers (${before})`)
+    await within(3000, 'close', be.close(a))
+    const afterA = await waitFor('A to be gone', () => be.residue(), (n) => n === before / 2, { timeoutMs: 3000 })
+    t.equal(afterA, before / 2, 'only B remains')
+    await within(3000, 'close', be.close(b))
+    t.equal(await waitFor('B to be gone', () => be.residue(), (n) => n === 0, { timeoutMs: 3000 }), 0)
+    t.equal(a.healthy, false, 'a closed broker is not healthy')
+  })
+
+  if (name === 'redis') {
+    t.test('loses and regains health with the server, and resubscribes', async (t) => {
+      const be = brokersOn(space(t))
+      const [a, b] = [await be.broker(), await be.broker()]
+      const ib = new Inbox(b)
+      const states: boolean[] = []
+      b.onStateChange((h) => states.push(h))
+      const ch = channel('survive')
+      await b.subscribe(ch)
+      await be.redis!.kill()
+      await waitFor('B to notice the outage', () => b.healthy, (h) => !h, { timeoutMs: 3000 })
+      t.same(states, [false], 'state listeners hear about it')
+      await be.redis!.restart()
+      await waitFor('both to reconnect', () => a.healthy && b.healthy, (h) => h, { timeoutMs: 6000 })
+      t.same(states, [false, true])
+      // Resubscription is sent on reconnect; a message published after it arrives.
+      await waitFor('delivery after restart', async () => { await a.publish(ch, 'back'); return ib.has('back') }, (v) => v, { timeoutMs: 3000, intervalMs: 100 })
+      t.ok(ib.has('back'))
+    })
+
+    t.test('close() finishes promptly while the server is down', async (t) => {
+      const be = brokersOn(space(t))
+      const a = await be.broker()
+      await a.subscribe(channel('down'))
+      await be.redis!.kill()
+      await waitFor('the outage to be noticed', () => a.healthy, (h) => !h, { timeoutMs: 3000 })
+      // A publish made during the outage is buffered (it settles at once) and must not keep close() waiting.
+      const pending = a.publish(channel('down'), 'queued').then(() => 'buffered', (err: Error) => err)
+      t.equal(await within(2000, 'the buffered publish to settle', pending), 'buffered')
+      await within(2000, 'close during an outage', be.close(a))
+      t.rejects(a.publish(channel('down'), 'after close'), 'publishing on a closed broker is an error')
+    })
+  }
+})

@@ -1,0 +1,139 @@
+// The three kinds every backend contract suite (test/backend/*.test.ts) runs
+// against: memory (one MemoryStore shared by the backends of a test, as
+// nodes share one Redis), a private standalone redis-server, and a real
+// 3-master Redis Cluster. What a capability promises holds on all three, or
+// the memory backend would not be a trustworthy development default.
+import type { Redis } from 'ioredis'
+import type { Test } from 'tap'
+import { createBackend, createMemoryBackend, type Backend, type BackendConfig } from '../../src/backend/backend.js'
+import { MemoryStore } from '../../src/backend/memory-store.js'
+import { startRedisCluster, type RedisClusterServer } from './redis-cluster.js'
+import { startRedis, type RedisServer } from './redis.js'
+import { within } from './wait.js'
+
+export type KindName = 'memory' | 'redis' | 'cluster'
+
+/** One test's cluster: the backends it makes share their state (a store, or a key prefix on one Redis). */
+export interface Space {
+  readonly kind: KindName
+  readonly keyPrefix: string
+  /** A new backend on this space, connected; closed at the test's teardown. */
+  backend (opts?: Pick<BackendConfig, 'publishBuffer' | 'replayDelayMs'>): Promise<Backend>
+  /** Connections the backends hold on Redis (by their name `herald`), or subscriptions in the memory store. */
+  residue (): Promise<number>
+  /** Everything stored is lost, as after FLUSHALL or a restart without persistence. */
+  loseData (): Promise<void>
+  /** the standalone server, for fault tests (kind `redis` only) */
+  readonly redis?: RedisServer
+}
+
+let spaces = 0
+
+/**
+ * Runs `suite` once per kind, each as a subtest of `t` with the kind's
+ * server started before and stopped after. `suite` makes a fresh space per
+ * test with `space(t)`.
+ */
+export function forEachBackend (t: Test, suite: (t: Test, space: (t: Test) => Space, kind: KindName) => void | Promise<void>, opts: { timeout?: number } = {}): void {
+  t.test('memory', { timeout: opts.timeout ?? 60_000 }, async (t) => {
+    await suite(t, memorySpace, 'memory')
+  })
+  t.test('standalone Redis', { timeout: opts.timeout ?? 60_000 }, async (t) => {
+    await suite(t, redisSpace, 'redis')
+  })
+  t.test('Redis Cluster', { timeout: opts.timeout ?? 120_000 }, async (t) => {
+    const cluster = await startRedisCluster(3)
+    t.teardown(() => cluster.stop())
+    await suite(t, (t) => clusterSpace(t, cluster), 'cluster')
+  })
+}
+
+/** Records the backends a test makes; at its teardown they close, then `after` runs (a server stops). */
+function tracked (t: Test, after: () => Promise<void> = async () => {}): (b: Backend) => Backend {
+  const made: Backend[] = []
+  t.teardown(async () => {
+    await Promise.allSettled(made.map(async (b) => await within(3000, 'backend close', b.close())))
+    await after()
+  })
+  return (b) => { made.push(b); return b }
+}
+
+function memorySpace (t: Test): Space {
+  const store = new MemoryStore()
+  const keyPrefix = `mem${++spaces}:`
+  const track = tracked(t)
+  return {
+    kind: 'memory',
+    keyPrefix,
+    async backend () {
+      const b = track(createMemoryBackend({ store, keyPrefix }))
+      await b.connect()
+      return b
+    },
+    async residue () {
+      let n = 0
+      for (const set of store.subscribers.values()) n += set.size
+      return n
+    },
+    async loseData () {
+      for (const m of [store.nodes, store.zsets, store.hashes, store.kv, store.settings]) m.clear()
+    },
+  }
+}
+
+/** A private redis-server per space: a test's faults (kill, pause) stay its own. */
+function redisSpace (t: Test): Space {
+  const keyPrefix = `rs${process.pid}-${++spaces}:`
+  let server: Promise<RedisServer> | null = null
+  let redis: RedisServer | undefined
+  const started = async (): Promise<RedisServer> => {
+    server ??= startRedis().then((r) => { redis = r; return r })
+    return await server
+  }
+  let assertions: Redis | null = null
+  const admin = async (): Promise<Redis> => { assertions ??= (await started()).client(); return assertions }
+  const track = tracked(t, async () => { if (server !== null) await (await server).stop() })
+  return {
+    kind: 'redis',
+    keyPrefix,
+    get redis () { return redis },
+    async backend (opts = {}) {
+      const r = await started()
+      const b = track(createBackend({ redis: { url: r.url }, keyPrefix, ...opts }, { onError: () => {} }))
+      await within(5000, 'backend connect', b.connect())
+      return b
+    },
+    async residue () {
+      return countNamed(await (await admin()).client('LIST') as string)
+    },
+    async loseData () {
+      await (await admin()).flushall()
+    },
+  }
+}
+
+function clusterSpace (t: Test, cluster: RedisClusterServer): Space {
+  const keyPrefix = `rc${process.pid}-${++spaces}:`
+  const track = tracked(t)
+  const target = { clusterNodes: cluster.ports.map((port) => ({ host: '127.0.0.1', port })) }
+  const masters = cluster.ports.map((p) => cluster.client(p))
+  return {
+    kind: 'cluster',
+    keyPrefix,
+    async backend (opts = {}) {
+      const b = track(createBackend({ redis: target, keyPrefix, ...opts }, { onError: () => {} }))
+      await within(10_000, 'backend connect', b.connect())
+      return b
+    },
+    async residue () {
+      const lists = await Promise.all(masters.map(async (c) => await c.client('LIST') as string))
+      return lists.reduce((n, l) => n + countNamed(l), 0)
+    },
+    async loseData () {
+      await Promise.all(masters.map(async (c) => await c.flushall()))
+    },
+  }
+}
+
+// Backends name their connections `herald` (and `herald-pub`); the assertion clients have no name.
+const countNamed = (list: string): number => list.split('\n').filter((l) => / name=herald /.test(` ${l} `)).length
