@@ -1,17 +1,16 @@
 // Herald client SDK for the raw WebSocket protocol (docs/protocol.md).
 // Runs in browsers and in Node: it uses only the standard WebSocket API (pass
-// `WebSocket` from the `ws` package on Node 20) and no Node built-ins; the
-// protocol modules it imports are plain code too (the browser test bundles it).
+// `WebSocket` from the `ws` package on Node) and no Node built-ins; the
+// protocol modules it imports are plain code too (the browser test bundles
+// it), and the payload types come from the protocol's schemas as types only.
 import { ClientCloseCodes, CloseCodes } from '../protocol/close-codes.js'
-import { MAX_SEGMENTS, MAX_TYPE_LENGTH, parsePattern } from '../protocol/patterns.js'
+import { parsePattern, PATTERN_RULE } from '../protocol/patterns.js'
+import type { HeraldEvent, HeraldNotification, Welcome } from '../protocol/schema.js'
 
 export { ClientCloseCodes, CloseCodes }
+export type { HeraldEvent, HeraldNotification, Welcome }
 
 export type ClientState = 'disconnected' | 'connecting' | 'connected' | 'reconnecting' | 'closed'
-
-export interface HeraldEvent { id: string, type: string, timestamp: string, userId?: string, sessionId?: string, data: Record<string, unknown> }
-export interface HeraldNotification { id: string, level: string, title: string, message: string, data?: Record<string, unknown>, timestamp: string }
-export interface Welcome { connectionId: string, serverId: string, userId: string, sessionId: string | null, expiresAt: string | null, heartbeatInterval: number }
 export interface Frame { type: string, id?: string, payload?: any }
 
 /**
@@ -147,7 +146,7 @@ const asError = (err: unknown): Error => err instanceof Error ? err : new Error(
 function checkPatterns (eventTypes: readonly string[]): void {
   const bad = eventTypes.find((t) => parsePattern(t) === null)
   if (bad !== undefined) {
-    throw new HeraldError('INVALID_PATTERN', `invalid pattern ${JSON.stringify(String(bad).slice(0, 140))}: dot-separated lowercase segments [a-z0-9_-] or *, at most ${MAX_SEGMENTS} segments and ${MAX_TYPE_LENGTH} characters`)
+    throw new HeraldError('INVALID_PATTERN', `invalid pattern ${JSON.stringify(String(bad).slice(0, 140))}: ${PATTERN_RULE}`)
   }
 }
 

@@ -2,7 +2,8 @@ import { STATUS_CODES } from 'node:http'
 import type { Socket } from 'node:net'
 import type { FastifyInstance, FastifyError, FastifyReply, FastifyRequest, FastifySchemaValidationError } from 'fastify'
 import { errorBody, HeraldError } from '../errors.js'
-import { ID_PATTERN, ID_RULE } from '../protocol/identifiers.js'
+import { ID_RULE } from '../protocol/identifiers.js'
+import { describe } from '../protocol/validation.js'
 
 /** Every HTTP error leaves as { error: { code, message } }, codes from the one registry. */
 export function installErrorHandlers (app: FastifyInstance): void {
@@ -23,12 +24,9 @@ export function installErrorHandlers (app: FastifyInstance): void {
   app.setNotFoundHandler((req, reply) => reply.code(404).send(errorBody('NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0]}`)))
 }
 
-/** Fastify's validation message, with the id rule said in words rather than as its regex. */
+/** A schema failure in words (src/protocol/validation.ts, as for frames): where, and what the rule is, never a regex. */
 export function schemaErrorFormatter (errors: FastifySchemaValidationError[], dataVar: string): Error {
-  return new Error(errors.map((e) => {
-    const says = e.keyword === 'pattern' && e.params.pattern === ID_PATTERN ? `must be ${ID_RULE}` : e.message
-    return `${dataVar}${e.instancePath} ${says}`
-  }).join(', '))
+  return new Error(describe(errors as Parameters<typeof describe>[0], dataVar).message)
 }
 
 /**

@@ -90,6 +90,18 @@ t.test('validation failures are 400 VALIDATION', async (t) => {
     t.equal(r.body?.error?.code, 'VALIDATION', `${label}: VALIDATION`)
     t.type(r.body?.error?.message, 'string')
   }
+  // The message names the field and says the rule in words (the same words as frames and the publisher library).
+  const says: Array<[string, unknown, RegExp]> = [
+    ['/api/events', { type: 'authentication.*' }, /^body\.type "authentication\.\*" is not an event type: dot-separated lowercase segments \[a-z0-9_-\], at most 12 segments and 128 characters$/],
+    ['/api/events', { type: 'a.b', userId: 'ali\tce' }, /^body\.userId must be 1-256 characters without control characters$/],
+    ['/api/events', { type: 'a.b', role: 'admin' }, /^body\.role is not allowed here$/],
+    ['/api/events', { userId: 'alice' }, /^body\.type is required$/],
+    ['/api/events', { type: 'a.b', data: [1] }, /^body\.data must be an object$/],
+    ['/api/notifications/broadcast', { ...NOTE, level: 'urgent' }, /^body\.level must be one of info, success, warning, error, critical$/],
+    ['/api/notifications/users/alice', { ...NOTE, title: '' }, /^body\.title must be 1-200 characters$/],
+    ['/api/notifications/users/ali%09ce', NOTE, /^params\.userId must be 1-256 characters without control characters$/],
+  ]
+  for (const [path, body, message] of says) t.match((await node.api(path, { body })).body?.error?.message, message, `${path} ${JSON.stringify(body)}: says what is wrong`)
   // A body that is not JSON, or not an object, is a validation failure too.
   const res = await fetch(`${node.http}/api/events`, { method: 'POST', headers: { authorization: `Bearer ${TEST_API_KEY}`, 'content-type': 'application/json' }, body: '{"type":' })
   t.equal(res.status, 400)
@@ -158,20 +170,20 @@ t.test('ids of 101-256 characters work on every route that names one', { timeout
 t.test('ids past the rule, bad URLs and malformed requests are refused in the error shape', async (t) => {
   const node = await startApp()
   t.teardown(() => node.close())
-  const refusals: Array<[string, string, string]> = [
-    ['a 257-character userId', `/api/users/${'u'.repeat(257)}/revoke`, 'POST'],
-    ['257 characters outside the BMP', `/api/users/${encodeURIComponent('😀'.repeat(257))}/revoke`, 'POST'],
-    ['a 600-character userId (past the router\'s own limit)', `/api/users/${'u'.repeat(600)}/revoke`, 'POST'],
-    ['a 5000-character userId', `/api/users/${'u'.repeat(5000)}/connections`, 'GET'],
-    ['a 600-character sessionId', `/api/sessions/${'s'.repeat(600)}/revoke`, 'POST'],
-    ['a 600-character connectionId', `/api/connections/${'c'.repeat(600)}/disconnect`, 'POST'],
-    ['a DEL character in a userId', '/api/users/ali%7Fce/revoke', 'POST'],
-    ['broken percent-encoding', '/api/users/%E0%A4%A/revoke', 'POST'],
+  const refusals: Array<[string, string, string, string]> = [
+    ['a 257-character userId', `/api/users/${'u'.repeat(257)}/revoke`, 'POST', 'VALIDATION'],
+    ['257 characters outside the BMP', `/api/users/${encodeURIComponent('😀'.repeat(257))}/revoke`, 'POST', 'VALIDATION'],
+    ['a 600-character userId (past the router\'s own limit)', `/api/users/${'u'.repeat(600)}/revoke`, 'POST', 'VALIDATION'],
+    ['a 5000-character userId', `/api/users/${'u'.repeat(5000)}/connections`, 'GET', 'VALIDATION'],
+    ['a 600-character sessionId', `/api/sessions/${'s'.repeat(600)}/revoke`, 'POST', 'VALIDATION'],
+    ['a 600-character connectionId', `/api/connections/${'c'.repeat(600)}/disconnect`, 'POST', 'VALIDATION'],
+    ['a DEL character in a userId', '/api/users/ali%7Fce/revoke', 'POST', 'VALIDATION'],
+    ['broken percent-encoding', '/api/users/%E0%A4%A/revoke', 'POST', 'VALIDATION'],
   ]
-  for (const [what, path, method] of refusals) {
+  for (const [what, path, method, code] of refusals) {
     const r = await node.api(path, { method })
     t.equal(r.status, 400, `${what}: 400`)
-    t.equal(r.body?.error?.code, 'VALIDATION', `${what}: VALIDATION in {error:{code,message}}`)
+    t.equal(r.body?.error?.code, code, `${what}: ${code} in {error:{code,message}}`)
     t.type(r.body?.error?.message, 'string')
     t.notMatch(r.body?.error?.message, /\\P\{Cc\}|\^|FST_ERR/, `${what}: says what an id is, not a regex or a Fastify code: ${r.body?.error?.message}`)
   }
