@@ -37,6 +37,7 @@ import { installLogSubscribers } from './observability/logs.js'
 import metricsRoute from './observability/metrics.js'
 import { CloseCodes } from './protocol/close-codes.js'
 import { MAX_ID_LENGTH } from './protocol/identifiers.js'
+import { AJV_OPTIONS } from './protocol/validation.js'
 
 export interface BuildOptions {
   /** where pino writes; stdout by default */
@@ -57,8 +58,9 @@ export async function buildApp (config: Config, opts: BuildOptions = {}): Promis
     // Fastify's default strips properties a schema does not allow; a publish
     // with a misspelt or unknown field must be refused (400), not half-applied.
     // Refuse what the schema does not allow instead of quietly fixing it:
-    // no stripped properties, no 123 turned into "123".
-    ajv: { customOptions: { removeAdditional: false, coerceTypes: false } },
+    // no stripped properties, no 123 turned into "123". The options the frame
+    // validators use, so both judge alike and fail in the same words.
+    ajv: { customOptions: { ...AJV_OPTIONS } },
     // Path parameters are ids (up to 256 characters, each up to two UTF-16
     // units once decoded): the router must hand them to the schema, whose
     // refusal says what an id is, instead of refusing them itself at 100.

@@ -1,38 +1,60 @@
+import { RefusalReconnect, type Reconnect } from './protocol/close-codes.js'
+import { ID_RULE } from './protocol/identifiers.js'
+
 // One registry of stable error codes, shared by HTTP refusals and `error` frames.
 // Codes never change meaning once published; add new ones instead.
-export interface ErrorDef { code: string, status: number, message: string }
+export interface ErrorDef {
+  readonly code: string
+  readonly status: number
+  /** the default message sent with the code */
+  readonly message: string
+  /** the same request may succeed later, unchanged (after Retry-After when there is one) */
+  readonly retryable: boolean
+  /** for a refused WebSocket handshake: what the client does next (src/protocol/close-codes.ts) */
+  readonly reconnect?: Reconnect
+  /** when it is sent, for docs/protocol.md */
+  readonly when: string
+}
 
-const def = (code: string, status: number, message: string): ErrorDef => ({ code, status, message })
+function def (code: string, status: number, retryable: boolean, message: string, when: string): ErrorDef {
+  const reconnect = Object.hasOwn(RefusalReconnect, code) ? RefusalReconnect[code as keyof typeof RefusalReconnect] : undefined
+  return reconnect === undefined ? { code, status, retryable, message, when } : { code, status, retryable, message, when, reconnect }
+}
 
 export const Errors = {
   // handshake / HTTP
-  TOKEN_MISSING: def('TOKEN_MISSING', 401, 'an access token is required (Authorization: Bearer or ?token=)'),
-  TOKEN_INVALID: def('TOKEN_INVALID', 401, 'the access token is invalid'),
-  TOKEN_EXPIRED: def('TOKEN_EXPIRED', 401, 'the access token has expired'),
-  ORIGIN_FORBIDDEN: def('ORIGIN_FORBIDDEN', 403, 'this Origin is not allowed'),
-  ROLE_FORBIDDEN: def('ROLE_FORBIDDEN', 403, 'the token lacks the role this endpoint requires'),
-  CREDENTIAL_MISSING: def('CREDENTIAL_MISSING', 401, 'a service credential is required (Authorization: Bearer <api key or service token>)'),
-  CREDENTIAL_INVALID: def('CREDENTIAL_INVALID', 401, 'the service credential is invalid'),
-  SESSION_REVOKED: def('SESSION_REVOKED', 401, 'this session or user has been revoked'),
-  CONNECTION_LIMIT: def('CONNECTION_LIMIT', 429, 'too many open connections'),
-  UPGRADE_REQUIRED: def('UPGRADE_REQUIRED', 426, 'this endpoint speaks WebSocket only'),
-  NODE_FULL: def('NODE_FULL', 503, 'this node is at its connection capacity'),
-  DRAINING: def('DRAINING', 503, 'this node is draining; connect to another'),
-  BACKEND_UNAVAILABLE: def('BACKEND_UNAVAILABLE', 503, 'the cluster backend is unreachable'),
-  VALIDATION: def('VALIDATION', 400, 'the request is invalid'),
-  DATA_TOO_DEEP: def('DATA_TOO_DEEP', 400, 'event or notification data nests too deeply'),
-  NOT_FOUND: def('NOT_FOUND', 404, 'not found'),
-  INTERNAL: def('INTERNAL', 500, 'internal error'),
+  TOKEN_MISSING: def('TOKEN_MISSING', 401, false, 'an access token is required (Authorization: Bearer or ?token=)', 'no token on the handshake'),
+  TOKEN_INVALID: def('TOKEN_INVALID', 401, false, 'the access token is invalid', 'bad signature or algorithm, malformed, no `exp`/`sub`, future `iat`, `exp`/`iat`/`nbf` not seconds between 1970 and 9999, `sub`/`sid` not ' + ID_RULE + ', wrong `iss`/`aud`, unknown `kid`'),
+  TOKEN_EXPIRED: def('TOKEN_EXPIRED', 401, false, 'the access token has expired', '`exp` passed (beyond `JWT_CLOCK_TOLERANCE`)'),
+  ORIGIN_FORBIDDEN: def('ORIGIN_FORBIDDEN', 403, false, 'this Origin is not allowed', 'a browser `Origin` not in `ALLOWED_ORIGINS`'),
+  ROLE_FORBIDDEN: def('ROLE_FORBIDDEN', 403, false, 'the token lacks the role this endpoint requires', '`/ws/admin` without role `admin`, an API route without the role it needs'),
+  CREDENTIAL_MISSING: def('CREDENTIAL_MISSING', 401, false, 'a service credential is required (Authorization: Bearer <api key or service token>)', 'an API call without an API key or service JWT'),
+  CREDENTIAL_INVALID: def('CREDENTIAL_INVALID', 401, false, 'the service credential is invalid', 'an API call with a key or JWT that is not valid'),
+  SESSION_REVOKED: def('SESSION_REVOKED', 401, false, 'this session or user has been revoked', 'the session, or the user since the token\'s `iat`, was revoked'),
+  CONNECTION_LIMIT: def('CONNECTION_LIMIT', 429, true, 'too many open connections', 'the IP or the user holds its cluster-wide connection quota (`Retry-After`)'),
+  UPGRADE_REQUIRED: def('UPGRADE_REQUIRED', 426, false, 'this endpoint speaks WebSocket only', 'a plain GET on a WebSocket endpoint'),
+  NODE_FULL: def('NODE_FULL', 503, true, 'this node is at its connection capacity', 'this node holds `WEBSOCKET_MAX_CONNECTIONS`: connect to another'),
+  DRAINING: def('DRAINING', 503, true, 'this node is draining; connect to another', 'the node is shutting down: connect to another'),
+  BACKEND_UNAVAILABLE: def('BACKEND_UNAVAILABLE', 503, true, 'the cluster backend is unreachable', 'Redis (or the JWKS endpoint) unreachable or not answering; for publishes, the outage buffer is full'),
+  VALIDATION: def('VALIDATION', 400, false, 'the request is invalid', 'an API body, path parameter or publisher-library input does not match its schema (the message says which field and why)'),
+  DATA_TOO_DEEP: def('DATA_TOO_DEEP', 400, false, 'event or notification data nests too deeply', 'event or notification `data` nested more than 32 levels (API, admin `broadcast`, publisher library)'),
+  BAD_JSON: def('BAD_JSON', 400, false, 'the frame is not valid JSON', 'a frame, or an API body sent as `application/json`, is not JSON (or is empty)'),
+  PAYLOAD_TOO_LARGE: def('PAYLOAD_TOO_LARGE', 413, false, 'the request body is too large', 'an API body over 64 KiB'),
+  UNSUPPORTED_MEDIA_TYPE: def('UNSUPPORTED_MEDIA_TYPE', 415, false, 'unsupported media type', 'an API body that is not `application/json`'),
+  HEADERS_TOO_LARGE: def('HEADERS_TOO_LARGE', 431, false, 'the request headers are too large', 'the request line and headers together past Node\'s limit (16 KiB)'),
+  REQUEST_TIMEOUT: def('REQUEST_TIMEOUT', 408, true, 'the request was not received in time', 'a request (or handshake) not received within `HANDSHAKE_TIMEOUT`'),
+  MALFORMED_REQUEST: def('MALFORMED_REQUEST', 400, false, 'the request is not valid HTTP', 'a request Node\'s HTTP parser or the router cannot read: broken syntax, a body that does not match its Content-Length, a path that is not valid percent-encoding'),
+  NOT_FOUND: def('NOT_FOUND', 404, false, 'not found', 'no such route'),
+  INTERNAL: def('INTERNAL', 500, true, 'internal error', 'a bug: the node failed handling a valid request'),
   // frames
-  BAD_JSON: def('BAD_JSON', 400, 'the frame is not valid JSON'),
-  BAD_MESSAGE: def('BAD_MESSAGE', 400, 'the frame is not a valid message envelope'),
-  UNKNOWN_TYPE: def('UNKNOWN_TYPE', 400, 'unknown message type'),
-  INVALID_PAYLOAD: def('INVALID_PAYLOAD', 400, 'the payload is invalid for this message type'),
-  INVALID_PATTERN: def('INVALID_PATTERN', 400, 'an event type pattern is invalid'),
-  TOO_MANY_SUBSCRIPTIONS: def('TOO_MANY_SUBSCRIPTIONS', 400, 'the connection would exceed its subscription limit'),
-  FORBIDDEN: def('FORBIDDEN', 403, 'not allowed on this connection'),
-  RATE_LIMITED: def('RATE_LIMITED', 429, 'too many messages; slow down'),
-  REFRESH_REJECTED: def('REFRESH_REJECTED', 401, 'the refresh token was not accepted'),
+  BAD_MESSAGE: def('BAD_MESSAGE', 400, false, 'the frame is not a valid message envelope', 'not an object, `type` missing or not a string of 1-64 characters, or `id` not a string of at most 128'),
+  UNKNOWN_TYPE: def('UNKNOWN_TYPE', 400, false, 'unknown message type', 'no such request type on this endpoint'),
+  INVALID_PAYLOAD: def('INVALID_PAYLOAD', 400, false, 'the payload is invalid for this message type', 'payload not an object, or a field missing or of the wrong shape (the message says which)'),
+  INVALID_PATTERN: def('INVALID_PATTERN', 400, false, 'an event type pattern is invalid', 'an event type pattern is malformed (nothing subscribed)'),
+  TOO_MANY_SUBSCRIPTIONS: def('TOO_MANY_SUBSCRIPTIONS', 400, false, 'the connection would exceed its subscription limit', 'the request would take the connection past `MAX_SUBSCRIPTIONS` (nothing subscribed)'),
+  FORBIDDEN: def('FORBIDDEN', 403, false, 'not allowed on this connection', 'a request this connection may not make'),
+  RATE_LIMITED: def('RATE_LIMITED', 429, true, 'too many messages; slow down', 'over `MAX_MESSAGES_PER_MINUTE` for the user or the IP (cluster-wide); the message was dropped'),
+  REFRESH_REJECTED: def('REFRESH_REJECTED', 401, false, 'the refresh token was not accepted', 'the `refresh` token was not accepted; the connection keeps its old expiry'),
 } as const
 
 export type ErrorCode = keyof typeof Errors

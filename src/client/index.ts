@@ -1,17 +1,16 @@
 // Herald client SDK for the raw WebSocket protocol (docs/protocol.md).
 // Runs in browsers and in Node: it uses only the standard WebSocket API (pass
-// `WebSocket` from the `ws` package on Node 20) and no Node built-ins; the
-// protocol modules it imports are plain code too (the browser test bundles it).
-import { ClientCloseCodes, CloseCodes } from '../protocol/close-codes.js'
-import { MAX_SEGMENTS, MAX_TYPE_LENGTH, parsePattern } from '../protocol/patterns.js'
+// `WebSocket` from the `ws` package on Node) and no Node built-ins; the
+// protocol modules it imports are plain code too (the browser test bundles
+// it), and the payload types come from the protocol's schemas as types only.
+import { ClientCloseCodes, closeCodeName, CloseCodes, closeReconnect, refusalReconnect, type Reconnect } from '../protocol/close-codes.js'
+import { parsePattern, PATTERN_RULE } from '../protocol/patterns.js'
+import type { HeraldEvent, HeraldNotification, Welcome } from '../protocol/schema.js'
 
 export { ClientCloseCodes, CloseCodes }
+export type { HeraldEvent, HeraldNotification, Reconnect, Welcome }
 
 export type ClientState = 'disconnected' | 'connecting' | 'connected' | 'reconnecting' | 'closed'
-
-export interface HeraldEvent { id: string, type: string, timestamp: string, userId?: string, sessionId?: string, data: Record<string, unknown> }
-export interface HeraldNotification { id: string, level: string, title: string, message: string, data?: Record<string, unknown>, timestamp: string }
-export interface Welcome { connectionId: string, serverId: string, userId: string, sessionId: string | null, expiresAt: string | null, heartbeatInterval: number }
 export interface Frame { type: string, id?: string, payload?: any }
 
 /**
@@ -66,7 +65,11 @@ export interface ClientOptions {
   /** full-jitter exponential backoff: delay = random(0, min(maxDelayMs, baseDelayMs * 2^attempt)) */
   baseDelayMs?: number
   maxDelayMs?: number
-  /** after a 1001 (node draining): reconnect within random(0, drainJitterMs) */
+  /**
+   * after "try another node" (close 1001 draining, or a handshake refused 503
+   * DRAINING or NODE_FULL): reconnect within random(0, drainJitterMs) rather
+   * than after backoff; attempts that keep being refused back off as usual
+   */
   drainJitterMs?: number
   /** floor of the backoff after 4029 (rate limited), and after a 429 without Retry-After */
   rateLimitDelayMs?: number
@@ -147,7 +150,7 @@ const asError = (err: unknown): Error => err instanceof Error ? err : new Error(
 function checkPatterns (eventTypes: readonly string[]): void {
   const bad = eventTypes.find((t) => parsePattern(t) === null)
   if (bad !== undefined) {
-    throw new HeraldError('INVALID_PATTERN', `invalid pattern ${JSON.stringify(String(bad).slice(0, 140))}: dot-separated lowercase segments [a-z0-9_-] or *, at most ${MAX_SEGMENTS} segments and ${MAX_TYPE_LENGTH} characters`)
+    throw new HeraldError('INVALID_PATTERN', `invalid pattern ${JSON.stringify(String(bad).slice(0, 140))}: ${PATTERN_RULE}`)
   }
 }
 
@@ -418,37 +421,53 @@ export class HeraldClient {
   }
 
   /**
-   * The policy for a handshake refused before the upgrade (brief §4):
-   * SESSION_REVOKED stops with `revoked`; another 401 asks getToken for a
-   * fresh token and retries, up to maxAuthRefusals in a row; 403 (origin,
-   * role) stops, since retrying cannot help; 429 waits Retry-After plus
-   * jitter; 503 and the rest back off as for a dropped connection.
+   * A handshake refused before the upgrade: the policy for the error code
+   * (src/protocol/close-codes.ts, shown in the error registry), by status for
+   * a code it does not list.
+   * SESSION_REVOKED stops with `revoked`; a refused token (401) asks getToken
+   * for a fresh one, up to maxAuthRefusals in a row; 403 (origin, role) stops,
+   * since retrying cannot help; 429 waits Retry-After plus jitter; DRAINING
+   * and NODE_FULL (503) retry soon, through the load balancer to another
+   * node; the rest back off as for a dropped connection.
    */
   private onRefused (status: number, error: { code: string, message: string }, retryAfter: number | null): void {
     // The status says why: reported through `disconnect` (and `error` when it stops), not as HANDSHAKE_FAILED.
     this.attemptFailed(null)
     const info = { code: ClientCloseCodes.ABNORMAL, reason: `${status} ${error.code}: ${error.message}`, status, error }
-    if (status !== 401) this.authRefusals = 0
-    if (status === 401 && error.code === 'SESSION_REVOKED') {
-      this.emit('revoked', error.message)
-      return this.halt(info, new HeraldError(error.code, error.message), false)
+    const policy = refusalReconnect(status, error.code)
+    if (policy !== 'new-token') this.authRefusals = 0
+    if (policy === 'stop') {
+      const revoked = error.code === 'SESSION_REVOKED'
+      if (revoked) this.emit('revoked', error.message)
+      return this.halt(info, new HeraldError(error.code, error.message), !revoked)
     }
-    if (status === 401) {
+    if (policy === 'new-token') {
       if (++this.authRefusals >= this.opts.maxAuthRefusals) {
         return this.halt(info, new HeraldError(error.code, `${error.message} (refused ${this.authRefusals} times in a row, with a new token from getToken each time)`))
       }
       this.tokenRefused = true
-      return this.schedule(info, this.backoff())
     }
-    if (status === 403) return this.halt(info, new HeraldError(error.code, error.message))
-    if (status === 429) {
+    return this.schedule(info, this.delayFor(policy, retryAfter))
+  }
+
+  /**
+   * How long to wait before the next attempt under `policy` (never `stop`).
+   * `failures`, attempts in a row that ended before a welcome, tells a first
+   * refusal from a streak: "try another node" goes at once only the first
+   * time, so that a cluster whose every node is full or draining is not
+   * hammered; a new token after a close (4001) goes at once, a refused one
+   * backs off.
+   */
+  private delayFor (policy: Exclude<Reconnect, 'stop'>, retryAfter: number | null = null): number {
+    switch (policy) {
+      case 'soon': return this.failures <= 1 ? this.opts.random() * this.opts.drainJitterMs : this.backoff()
+      case 'new-token': return this.failures === 0 ? this.opts.random() * this.opts.baseDelayMs : this.backoff()
       // Many clients are refused together when a limit is hit: spread them past Retry-After.
-      const delay = retryAfter !== null
+      case 'rate-limited': return retryAfter !== null
         ? retryAfter + this.opts.random() * Math.max(this.opts.baseDelayMs, retryAfter / 4)
         : Math.max(this.opts.rateLimitDelayMs, this.backoff())
-      return this.schedule(info, delay)
+      case 'backoff': return this.backoff()
     }
-    return this.schedule(info, this.backoff())
   }
 
   private onFrame (data: unknown): void {
@@ -568,19 +587,14 @@ export class HeraldClient {
     this.failPending(new Error(`connection closed (${code})`))
     // Browsers hide why a handshake failed (refused token or origin, limit, node down).
     if (!welcomed) this.attemptFailed(code)
-    switch (code) {
-      case CloseCodes.SESSION_REVOKED: // signing in again is the user's business
-      case CloseCodes.FORBIDDEN: // or replaced by a newer connection: retrying would not help
-        return this.halt({ code, reason }, new HeraldError(code === CloseCodes.SESSION_REVOKED ? 'SESSION_REVOKED' : 'FORBIDDEN', reason), false)
-      case CloseCodes.DRAINING: // go elsewhere soon, spread out
-        return this.schedule({ code, reason }, this.opts.random() * this.opts.drainJitterMs)
-      case CloseCodes.AUTH_EXPIRED: // open() fetches a new token
-        return this.schedule({ code, reason }, this.opts.random() * this.opts.baseDelayMs)
-      case CloseCodes.RATE_LIMITED: // back off harder
-        return this.schedule({ code, reason }, Math.max(this.opts.rateLimitDelayMs, this.backoff()))
-      default:
-        return this.schedule({ code, reason }, this.backoff())
+    // The close-code table's policy (src/protocol/close-codes.ts), by range for a code it does not list.
+    const policy = closeReconnect(code)
+    if (policy === 'stop') {
+      // 4004: signing in again is the user's business (`revoked` came with session_revoked); 4003: an operator's decision.
+      return this.halt({ code, reason }, new HeraldError(closeCodeName(code) ?? 'CLOSED', reason), false)
     }
+    // new-token: open() asks getToken before every attempt.
+    return this.schedule({ code, reason }, this.delayFor(policy))
   }
 
   /**

@@ -1,27 +1,21 @@
 import type { Herald } from '../context.js'
 import { HeraldError } from '../errors.js'
 import { armExpiry } from './expiry.js'
-import { parsePattern } from '../protocol/patterns.js'
 import type { Connection } from './connection.js'
 import type { ClientMessage } from '../protocol/envelope.js'
+import { ClientFrames, type ClientFrameType, type ClientPayload } from '../protocol/schema.js'
+import { payloadCheck, type Refusal } from '../protocol/validation.js'
 import type { HandlerTable } from './session.js'
 
-const MAX_PATTERNS_PER_REQUEST = 1000
+const checks = Object.fromEntries(Object.entries(ClientFrames).map(([type, f]) => [type, payloadCheck(f.payload)])) as Record<ClientFrameType, (p: unknown) => Refusal | null>
 
-/** eventTypes of a subscribe/unsubscribe payload, or an error already sent. */
-function eventTypesOf (conn: Connection, msg: ClientMessage): string[] | null {
-  const list = msg.payload?.eventTypes
-  if (!Array.isArray(list) || list.length === 0 || list.length > MAX_PATTERNS_PER_REQUEST) {
-    conn.fail('INVALID_PAYLOAD', `payload.eventTypes must be a non-empty array of at most ${MAX_PATTERNS_PER_REQUEST} patterns`, msg.id)
-    return null
-  }
-  for (const p of list) {
-    if (typeof p !== 'string') {
-      conn.fail('INVALID_PAYLOAD', 'payload.eventTypes must contain strings only', msg.id)
-      return null
-    }
-  }
-  return list as string[]
+/** The request's payload once its schema (schema.ts) holds; otherwise the refusal is sent and the result is null. */
+export function payloadOf<T extends ClientFrameType> (conn: Connection, msg: ClientMessage, type: T): ClientPayload<T> | null {
+  const payload = msg.payload ?? {}
+  const refused = checks[type](payload)
+  if (refused === null) return payload as ClientPayload<T>
+  conn.fail(refused.code, refused.message, msg.id)
+  return null
 }
 
 const current = (conn: Connection): string[] => [...conn.patterns.keys()]
@@ -29,29 +23,22 @@ const current = (conn: Connection): string[] => [...conn.patterns.keys()]
 /** Requests shared by /ws/events and /ws/admin (brief §5). */
 export const commonCommands: HandlerTable = {
   subscribe (h: Herald, conn: Connection, msg: ClientMessage) {
-    const types = eventTypesOf(conn, msg)
-    if (types === null) return
-    const parsed: Array<[string, readonly string[]]> = []
-    for (const t of types) {
-      const segs = parsePattern(t)
-      if (segs === null) {
-        return conn.fail('INVALID_PATTERN', `invalid pattern ${JSON.stringify(t.slice(0, 140))}: dot-separated lowercase segments [a-z0-9_-] or *, at most 12 segments and 128 characters`, msg.id)
-      }
-      parsed.push([t, segs])
-    }
+    const p = payloadOf(conn, msg, 'subscribe')
+    if (p === null) return
     // All or nothing: a request that would pass the limit changes nothing.
-    const added = new Set(parsed.map(([t]) => t).filter((t) => !conn.patterns.has(t)))
+    const added = new Set(p.eventTypes.filter((t) => !conn.patterns.has(t)))
     if (conn.patterns.size + added.size > h.config.limits.subscriptions) {
       return conn.fail('TOO_MANY_SUBSCRIPTIONS', `at most ${h.config.limits.subscriptions} patterns per connection (${conn.patterns.size} held)`, msg.id)
     }
-    for (const [t, segs] of parsed) h.hub.addPattern(conn, t, segs)
+    // The schema held every pattern to the rule: its segments are its dot-separated parts.
+    for (const t of added) h.hub.addPattern(conn, t, t.split('.'))
     conn.reply('subscribed', { eventTypes: current(conn) }, msg.id)
   },
 
   unsubscribe (h: Herald, conn: Connection, msg: ClientMessage) {
-    const types = eventTypesOf(conn, msg)
-    if (types === null) return
-    for (const t of types) h.hub.removePattern(conn, t)
+    const p = payloadOf(conn, msg, 'unsubscribe')
+    if (p === null) return
+    for (const t of p.eventTypes) h.hub.removePattern(conn, t)
     conn.reply('unsubscribed', { eventTypes: current(conn) }, msg.id)
   },
 
@@ -65,8 +52,9 @@ export const commonCommands: HandlerTable = {
 
   /** In-band token renewal (brief §4): same subject, and for admins still the admin role. */
   async refresh (h: Herald, conn: Connection, msg: ClientMessage) {
-    const token = msg.payload?.token
-    if (typeof token !== 'string' || token.length === 0) return conn.fail('INVALID_PAYLOAD', 'payload.token must be a string', msg.id)
+    const p = payloadOf(conn, msg, 'refresh')
+    if (p === null) return
+    const { token } = p
     let identity
     try {
       identity = await h.verifier.verify(token)

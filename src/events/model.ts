@@ -1,36 +1,4 @@
-// What services publish and clients receive (brief §3, §5).
-
-export interface HeraldEvent {
-  id: string
-  type: string
-  timestamp: string
-  userId?: string
-  sessionId?: string
-  data: Record<string, unknown>
-}
-
-export const NOTIFICATION_LEVELS = ['info', 'success', 'warning', 'error', 'critical'] as const
-export type NotificationLevel = typeof NOTIFICATION_LEVELS[number]
-
-export interface HeraldNotification {
-  id: string
-  level: NotificationLevel
-  title: string
-  message: string
-  data?: Record<string, unknown>
-  timestamp: string
-}
-
-export interface EventInput {
-  type: string
-  userId?: string
-  sessionId?: string
-  data?: Record<string, unknown>
-}
-
-export interface NotificationInput {
-  level: NotificationLevel
-  title: string
-  message: string
-  data?: Record<string, unknown>
-}
+// What services publish and clients receive: the types of the schemas in
+// src/protocol/schema.ts, where the rules are stated once.
+export { NOTIFICATION_LEVELS } from '../protocol/schema.js'
+export type { EventInput, HeraldEvent, HeraldNotification, NotificationInput, NotificationLevel } from '../protocol/schema.js'

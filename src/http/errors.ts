@@ -1,8 +1,32 @@
 import { STATUS_CODES } from 'node:http'
 import type { Socket } from 'node:net'
 import type { FastifyInstance, FastifyError, FastifyReply, FastifyRequest, FastifySchemaValidationError } from 'fastify'
-import { errorBody, HeraldError } from '../errors.js'
-import { ID_PATTERN, ID_RULE } from '../protocol/identifiers.js'
+import { errorBody, Errors, HeraldError, type ErrorCode } from '../errors.js'
+import { ID_RULE } from '../protocol/identifiers.js'
+import { describe } from '../protocol/validation.js'
+
+// Fastify's own refusals, each with its specific code: VALIDATION is for a
+// request that breaks its schema, not for every 4xx.
+const FASTIFY_CODES: Record<string, { code: ErrorCode, message?: string }> = {
+  FST_ERR_CTP_INVALID_JSON_BODY: { code: 'BAD_JSON', message: 'the request body is not valid JSON' },
+  FST_ERR_CTP_EMPTY_JSON_BODY: { code: 'BAD_JSON', message: 'the request body is empty; application/json needs a JSON value' },
+  FST_ERR_CTP_BODY_TOO_LARGE: { code: 'PAYLOAD_TOO_LARGE' },
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: { code: 'UNSUPPORTED_MEDIA_TYPE', message: 'the request body must be application/json' },
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: { code: 'MALFORMED_REQUEST', message: 'the request body does not match its Content-Length' },
+  FST_ERR_BAD_URL: { code: 'MALFORMED_REQUEST', message: 'the URL path is not valid percent-encoding' },
+  // Path parameters are ids: one past the router's length limit breaks the id rule.
+  FST_ERR_MAX_PARAM_LENGTH: { code: 'VALIDATION', message: `a path parameter is too long: ids are ${ID_RULE}` },
+}
+
+// For a client error Fastify may raise that the table does not name yet.
+const BY_STATUS: Record<number, ErrorCode> = { 404: 'NOT_FOUND', 408: 'REQUEST_TIMEOUT', 413: 'PAYLOAD_TOO_LARGE', 415: 'UNSUPPORTED_MEDIA_TYPE', 431: 'HEADERS_TOO_LARGE' }
+
+/** A 4xx Fastify raised itself, in the contract's shape, with its specific code. */
+function clientError (err: FastifyError, reply: FastifyReply): FastifyReply {
+  const known = err.code !== undefined && Object.hasOwn(FASTIFY_CODES, err.code) ? FASTIFY_CODES[err.code]! : undefined
+  if (known !== undefined) return reply.code(Errors[known.code].status).send(errorBody(known.code, known.message))
+  return reply.code(err.statusCode!).send(errorBody(BY_STATUS[err.statusCode!] ?? 'MALFORMED_REQUEST', err.message))
+}
 
 /** Every HTTP error leaves as { error: { code, message } }, codes from the one registry. */
 export function installErrorHandlers (app: FastifyInstance): void {
@@ -12,23 +36,16 @@ export function installErrorHandlers (app: FastifyInstance): void {
       return reply.code(err.statusCode).send(errorBody(err.code, err.message))
     }
     if (err.validation) return reply.code(400).send(errorBody('VALIDATION', err.message))
-    const status = err.statusCode ?? 500
-    if (status < 500) {
-      // Fastify's own client errors (bad JSON body, too large, unsupported media type).
-      return reply.code(status).send(errorBody('VALIDATION', err.message))
-    }
+    if ((err.statusCode ?? 500) < 500) return clientError(err, reply)
     req.log.error({ err }, 'unhandled error')
     return reply.code(500).send(errorBody('INTERNAL'))
   })
   app.setNotFoundHandler((req, reply) => reply.code(404).send(errorBody('NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0]}`)))
 }
 
-/** Fastify's validation message, with the id rule said in words rather than as its regex. */
+/** A schema failure in words (src/protocol/validation.ts, as for frames): where, and what the rule is, never a regex. */
 export function schemaErrorFormatter (errors: FastifySchemaValidationError[], dataVar: string): Error {
-  return new Error(errors.map((e) => {
-    const says = e.keyword === 'pattern' && e.params.pattern === ID_PATTERN ? `must be ${ID_RULE}` : e.message
-    return `${dataVar}${e.instancePath} ${says}`
-  }).join(', '))
+  return new Error(describe(errors as Parameters<typeof describe>[0], dataVar).message)
 }
 
 /**
@@ -37,12 +54,8 @@ export function schemaErrorFormatter (errors: FastifySchemaValidationError[], da
  * them in its own shape unless given this (the `frameworkErrors` option).
  */
 export function frameworkErrors (err: FastifyError, _req: FastifyRequest, reply: FastifyReply): void {
-  if (err.code === 'FST_ERR_MAX_PARAM_LENGTH') {
-    void reply.code(400).send(errorBody('VALIDATION', `a path parameter is too long: ids are ${ID_RULE}`))
-  } else if (err.code === 'FST_ERR_BAD_URL') {
-    void reply.code(400).send(errorBody('VALIDATION', 'the URL path is not valid percent-encoding'))
-  } else if ((err.statusCode ?? 500) < 500) {
-    void reply.code(err.statusCode!).send(errorBody('VALIDATION', err.message))
+  if ((err.statusCode ?? 500) < 500) {
+    void clientError(err, reply)
   } else {
     reply.log.error({ err }, 'unhandled framework error')
     void reply.code(500).send(errorBody('INTERNAL'))
@@ -56,11 +69,11 @@ export function frameworkErrors (err: FastifyError, _req: FastifyRequest, reply:
  */
 export function clientErrorHandler (this: FastifyInstance, err: NodeJS.ErrnoException, socket: Socket): void {
   if (err.code === 'ECONNRESET' || socket.destroyed) return
-  const status = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400
-  const message = status === 408 ? 'the request was not received in time' : status === 431 ? 'the request headers are too large' : 'the request is not valid HTTP'
+  const code: ErrorCode = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'REQUEST_TIMEOUT' : err.code === 'HPE_HEADER_OVERFLOW' ? 'HEADERS_TOO_LARGE' : 'MALFORMED_REQUEST'
+  const status = Errors[code].status
   this.log.debug({ err: { code: err.code, message: err.message } }, 'client error')
   if (socket.writable) {
-    const body = JSON.stringify(errorBody('VALIDATION', message))
+    const body = JSON.stringify(errorBody(code))
     socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nContent-Type: application/json; charset=utf-8\r\nConnection: close\r\n\r\n${body}`)
   }
   socket.destroy()

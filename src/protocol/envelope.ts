@@ -1,7 +1,9 @@
 import type { ErrorCode } from '../errors.js'
 import { Errors } from '../errors.js'
+import { Envelope, FrameId } from './schema.js'
+import { compile, describe } from './validation.js'
 
-// One envelope both ways: { type, id?, payload? } (brief §5).
+// One envelope both ways: { type, id?, payload? } (schema.ts).
 
 export interface ClientMessage {
   type: string
@@ -13,11 +15,8 @@ export type ParseResult =
   | { ok: true, msg: ClientMessage }
   | { ok: false, code: ErrorCode, message: string, id?: string }
 
-const MAX_ID_LENGTH = 128
-const MAX_TYPE_LENGTH = 64
-
-const isPlainObject = (v: unknown): v is Record<string, unknown> =>
-  typeof v === 'object' && v !== null && !Array.isArray(v)
+const validEnvelope = compile(Envelope)
+const validId = compile(FrameId)
 
 export function parseClientFrame (text: string): ParseResult {
   let raw: unknown
@@ -26,20 +25,19 @@ export function parseClientFrame (text: string): ParseResult {
   } catch {
     return { ok: false, code: 'BAD_JSON', message: Errors.BAD_JSON.message }
   }
-  if (!isPlainObject(raw)) return { ok: false, code: 'BAD_MESSAGE', message: 'a frame must be a JSON object {type, id?, payload?}' }
+  if (validEnvelope(raw)) {
+    // Only the envelope's own fields go on: nothing else a client adds is read.
+    const msg: ClientMessage = { type: raw.type }
+    if (raw.id !== undefined) msg.id = raw.id
+    if (raw.payload !== undefined) msg.payload = raw.payload
+    return { ok: true, msg }
+  }
+  const { error, message } = describe(validEnvelope.errors!, '')
+  if (error.instancePath === '' && error.keyword === 'type') return { ok: false, code: 'BAD_MESSAGE', message: 'a frame must be a JSON object {type, id?, payload?}' }
   // Echo an id only when it is well formed, so replies never carry attacker-sized strings.
-  const id = typeof raw.id === 'string' && raw.id.length <= MAX_ID_LENGTH ? raw.id : undefined
-  if (raw.id !== undefined && id === undefined) return { ok: false, code: 'BAD_MESSAGE', message: `id must be a string of at most ${MAX_ID_LENGTH} characters` }
-  if (typeof raw.type !== 'string' || raw.type.length === 0 || raw.type.length > MAX_TYPE_LENGTH) {
-    return { ok: false, code: 'BAD_MESSAGE', message: 'type must be a non-empty string', id }
-  }
-  if (raw.payload !== undefined && !isPlainObject(raw.payload)) {
-    return { ok: false, code: 'INVALID_PAYLOAD', message: 'payload must be an object', id }
-  }
-  const msg: ClientMessage = { type: raw.type }
-  if (id !== undefined) msg.id = id
-  if (raw.payload !== undefined) msg.payload = raw.payload as Record<string, unknown>
-  return { ok: true, msg }
+  const rawId = (raw as { id?: unknown }).id
+  const id = rawId !== undefined && validId(rawId) ? rawId : undefined
+  return { ok: false, code: error.instancePath === '/payload' ? 'INVALID_PAYLOAD' : 'BAD_MESSAGE', message, ...(id !== undefined ? { id } : {}) }
 }
 
 export function serverFrame (type: string, payload?: unknown, id?: string): string {

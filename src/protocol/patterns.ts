@@ -7,7 +7,23 @@
 export const MAX_TYPE_LENGTH = 128
 export const MAX_SEGMENTS = 12
 
-const SEGMENT = /^[a-z0-9_-]+$/
+const SEGMENT_SOURCE = '[a-z0-9_-]+'
+const SEGMENT = new RegExp(`^${SEGMENT_SOURCE}$`)
+
+// The same rules as JSON Schema patterns, for the schemas in schema.ts (the
+// API's OpenAPI, the frame validators); the segment walk below is what
+// matching uses, and a test holds the two to agreement. The length limit is a
+// lookahead rather than maxLength: Ajv counts maxLength in code points, a
+// walk over every pattern of a subscribe that cost more than the rest of the
+// check, and these strings are ASCII when valid.
+const LENGTH = `(?=.{1,${MAX_TYPE_LENGTH}}$)`
+const STAR_OR_SEGMENT = `(?:${SEGMENT_SOURCE}|\\*)`
+export const EVENT_TYPE_PATTERN = `^${LENGTH}${SEGMENT_SOURCE}(?:\\.${SEGMENT_SOURCE}){0,${MAX_SEGMENTS - 1}}$`
+export const SUBSCRIPTION_PATTERN = `^${LENGTH}${STAR_OR_SEGMENT}(?:\\.${STAR_OR_SEGMENT}){0,${MAX_SEGMENTS - 1}}$`
+
+/** The rules in words, for descriptions and refusals. */
+export const TYPE_RULE = `dot-separated lowercase segments [a-z0-9_-], at most ${MAX_SEGMENTS} segments and ${MAX_TYPE_LENGTH} characters`
+export const PATTERN_RULE = `dot-separated lowercase segments [a-z0-9_-] or *, at most ${MAX_SEGMENTS} segments and ${MAX_TYPE_LENGTH} characters`
 
 function segmentsOf (s: unknown, allowStar: boolean): string[] | null {
   if (typeof s !== 'string' || s.length === 0 || s.length > MAX_TYPE_LENGTH) return null

@@ -7,6 +7,7 @@ import t from 'tap'
 import WebSocket from 'ws'
 import { ClientCloseCodes, CloseCodes, type WebSocketLike } from '../../src/client/index.js'
 import { startBalancer } from '../helpers/balancer.js'
+import { connect, refusal } from '../helpers/client.js'
 import { startCluster } from '../helpers/cluster.js'
 import { startNode, type NodeProc } from '../helpers/node.js'
 import { sdk, untilState, user } from '../helpers/sdk.js'
@@ -64,6 +65,41 @@ t.test('429 connection limit: the retry waits for Retry-After (plus jitter), the
   t.ok(connectedAt - refusal.at >= 5000, `connected ${connectedAt - refusal.at} ms after the refusal, not before Retry-After`)
   t.equal(second.tokens.length, 2, 'exactly one retry')
   t.equal(second.disconnects.length, 1)
+})
+
+t.test('503 NODE_FULL and DRAINING: "try another node" retries at once within drainJitterMs, not after backoff; refused again and again, it backs off', { timeout: 40_000 }, async (t) => {
+  // The SDK used to treat every 503 as an outage and back off (here 10 s, half
+  // of baseDelayMs); these two say the next node will do, and a load balancer
+  // sends the retry there.
+  const full = await startNode({ REDIS_URL: redis.url, WEBSOCKET_MAX_CONNECTIONS: '1' })
+  t.teardown(() => full.stop())
+  const holder = await connect(`${full.ws}/ws/events`, { token: userToken(user('holder')) })
+  t.teardown(() => holder.close())
+  const draining = await startNode({ REDIS_URL: redis.url, DRAIN_TIMEOUT: '20000' })
+  t.teardown(() => draining.stop())
+  // Two connections keep it draining (they are closed over DRAIN_TIMEOUT) while it refuses upgrades.
+  const kept = [await connect(`${draining.ws}/ws/events`, { token: userToken(user('kept')) }), await connect(`${draining.ws}/ws/events`, { token: userToken(user('kept')) })]
+  t.teardown(() => { for (const k of kept) void k.close() })
+  draining.proc.kill('SIGTERM')
+  await waitFor('the node draining', async () => (await refusal(`${draining.ws}/ws/events?token=${userToken(user('probe'))}`)).body?.error?.code, (c) => c === 'DRAINING', { timeoutMs: 5000, intervalMs: 50 })
+
+  for (const [node, code] of [[full, 'NODE_FULL'], [draining, 'DRAINING']] as const) {
+    // Round-robin: the first attempt goes to the refusing node, the retry to N1.
+    const lb = await startBalancer([node.port, N1.port], { healthIntervalMs: 0 })
+    t.teardown(() => lb.close())
+    const p = sdk(t, { url: `${lb.ws}/ws/events`, getToken: () => userToken(user('elsewhere')), random: () => 0.5, baseDelayMs: 20_000, maxDelayMs: 60_000, drainJitterMs: 400 })
+    await within(5000, `connect() after ${code}`, p.client.connect())
+    t.match(p.disconnects, [{ code: 1006, status: 503, error: { code }, delayMs: 200 }], `${code}: one refusal, retried after random() * drainJitterMs (200 ms), not after backoff (10 s)`)
+    t.equal(p.welcomes[0]?.serverId, N1.serverId, `${code}: the retry reached another node`)
+    t.same(p.errors, [], `${code}: no error reported`)
+  }
+
+  // Straight at the full node: the first refusal retries soon, the ones after it back off (full jitter over 300, 600 ms).
+  const q = sdk(t, { url: `${full.ws}/ws/events`, getToken: () => userToken(user('all-full')), random: () => 0.5, baseDelayMs: 300, maxDelayMs: 60_000, drainJitterMs: 100 })
+  void q.client.connect().catch(() => {})
+  await waitFor('three refusals', () => q.disconnects.length, (n) => n >= 3, { timeoutMs: 5000, intervalMs: 10 })
+  t.same(q.disconnects.slice(0, 3).map((d) => [d.status, d.error?.code, d.delayMs]), [[503, 'NODE_FULL', 50], [503, 'NODE_FULL', 150], [503, 'NODE_FULL', 300]], 'soon once, then backoff: a cluster full everywhere is not hammered')
+  q.client.close()
 })
 
 t.test('403: a refusal that retrying cannot fix stops the client with the error', { timeout: 20_000 }, async (t) => {

@@ -3,6 +3,7 @@
 // stats and pushed metrics.
 import net from 'node:net'
 import t from 'tap'
+import { Errors } from '../../src/errors.js'
 import { startApp } from '../helpers/app.js'
 import { connect, refusal } from '../helpers/client.js'
 import { adminToken, serviceToken, token, TEST_API_KEY, userToken } from '../helpers/tokens.js'
@@ -90,10 +91,19 @@ t.test('validation failures are 400 VALIDATION', async (t) => {
     t.equal(r.body?.error?.code, 'VALIDATION', `${label}: VALIDATION`)
     t.type(r.body?.error?.message, 'string')
   }
-  // A body that is not JSON, or not an object, is a validation failure too.
-  const res = await fetch(`${node.http}/api/events`, { method: 'POST', headers: { authorization: `Bearer ${TEST_API_KEY}`, 'content-type': 'application/json' }, body: '{"type":' })
-  t.equal(res.status, 400)
-  t.equal(((await res.json()) as any).error.code, 'VALIDATION')
+  // The message names the field and says the rule in words (the same words as frames and the publisher library).
+  const says: Array<[string, unknown, RegExp]> = [
+    ['/api/events', { type: 'authentication.*' }, /^body\.type "authentication\.\*" is not an event type: dot-separated lowercase segments \[a-z0-9_-\], at most 12 segments and 128 characters$/],
+    ['/api/events', { type: 'a.b', userId: 'ali\tce' }, /^body\.userId must be 1-256 characters without control characters$/],
+    ['/api/events', { type: 'a.b', role: 'admin' }, /^body\.role is not allowed here$/],
+    ['/api/events', { userId: 'alice' }, /^body\.type is required$/],
+    ['/api/events', { type: 'a.b', data: [1] }, /^body\.data must be an object$/],
+    ['/api/notifications/broadcast', { ...NOTE, level: 'urgent' }, /^body\.level must be one of info, success, warning, error, critical$/],
+    ['/api/notifications/users/alice', { ...NOTE, title: '' }, /^body\.title must be 1-200 characters$/],
+    ['/api/notifications/users/ali%09ce', NOTE, /^params\.userId must be 1-256 characters without control characters$/],
+  ]
+  for (const [path, body, message] of says) t.match((await node.api(path, { body })).body?.error?.message, message, `${path} ${JSON.stringify(body)}: says what is wrong`)
+  // A body that is not an object breaks the schema too.
   const arr = await node.api('/api/events', { body: [EVENT] })
   t.equal(arr.status, 400)
   t.equal(arr.body?.error?.code, 'VALIDATION')
@@ -158,20 +168,20 @@ t.test('ids of 101-256 characters work on every route that names one', { timeout
 t.test('ids past the rule, bad URLs and malformed requests are refused in the error shape', async (t) => {
   const node = await startApp()
   t.teardown(() => node.close())
-  const refusals: Array<[string, string, string]> = [
-    ['a 257-character userId', `/api/users/${'u'.repeat(257)}/revoke`, 'POST'],
-    ['257 characters outside the BMP', `/api/users/${encodeURIComponent('😀'.repeat(257))}/revoke`, 'POST'],
-    ['a 600-character userId (past the router\'s own limit)', `/api/users/${'u'.repeat(600)}/revoke`, 'POST'],
-    ['a 5000-character userId', `/api/users/${'u'.repeat(5000)}/connections`, 'GET'],
-    ['a 600-character sessionId', `/api/sessions/${'s'.repeat(600)}/revoke`, 'POST'],
-    ['a 600-character connectionId', `/api/connections/${'c'.repeat(600)}/disconnect`, 'POST'],
-    ['a DEL character in a userId', '/api/users/ali%7Fce/revoke', 'POST'],
-    ['broken percent-encoding', '/api/users/%E0%A4%A/revoke', 'POST'],
+  const refusals: Array<[string, string, string, string]> = [
+    ['a 257-character userId', `/api/users/${'u'.repeat(257)}/revoke`, 'POST', 'VALIDATION'],
+    ['257 characters outside the BMP', `/api/users/${encodeURIComponent('😀'.repeat(257))}/revoke`, 'POST', 'VALIDATION'],
+    ['a 600-character userId (past the router\'s own limit)', `/api/users/${'u'.repeat(600)}/revoke`, 'POST', 'VALIDATION'],
+    ['a 5000-character userId', `/api/users/${'u'.repeat(5000)}/connections`, 'GET', 'VALIDATION'],
+    ['a 600-character sessionId', `/api/sessions/${'s'.repeat(600)}/revoke`, 'POST', 'VALIDATION'],
+    ['a 600-character connectionId', `/api/connections/${'c'.repeat(600)}/disconnect`, 'POST', 'VALIDATION'],
+    ['a DEL character in a userId', '/api/users/ali%7Fce/revoke', 'POST', 'VALIDATION'],
+    ['broken percent-encoding', '/api/users/%E0%A4%A/revoke', 'POST', 'MALFORMED_REQUEST'],
   ]
-  for (const [what, path, method] of refusals) {
+  for (const [what, path, method, code] of refusals) {
     const r = await node.api(path, { method })
     t.equal(r.status, 400, `${what}: 400`)
-    t.equal(r.body?.error?.code, 'VALIDATION', `${what}: VALIDATION in {error:{code,message}}`)
+    t.equal(r.body?.error?.code, code, `${what}: ${code} in {error:{code,message}}`)
     t.type(r.body?.error?.message, 'string')
     t.notMatch(r.body?.error?.message, /\\P\{Cc\}|\^|FST_ERR/, `${what}: says what an id is, not a regex or a Fastify code: ${r.body?.error?.message}`)
   }
@@ -195,11 +205,49 @@ t.test('ids past the rule, bad URLs and malformed requests are refused in the er
   })
   const bad = await raw(`GET /api/stats HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${TEST_API_KEY}\r\nnot a header line\r\n\r\n`)
   t.equal(bad.status, 400, 'a malformed request: 400')
-  t.equal(bad.body?.error?.code, 'VALIDATION', 'a malformed request: {error:{code,message}}')
+  t.equal(bad.body?.error?.code, 'MALFORMED_REQUEST', 'a malformed request: {error:{code,message}}')
   const huge = await raw(`GET /api/stats HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`)
   t.equal(huge.status, 431, 'headers past Node\'s limit: 431')
-  t.equal(huge.body?.error?.code, 'VALIDATION', 'headers past Node\'s limit: {error:{code,message}}')
+  t.equal(huge.body?.error?.code, 'HEADERS_TOO_LARGE', 'headers past Node\'s limit: {error:{code,message}}')
   t.equal((await node.api('/api/stats')).status, 200, 'the node serves on')
+})
+
+t.test('what Fastify and Node refuse before any schema has a code of its own, not VALIDATION', { timeout: 20_000 }, async (t) => {
+  // VALIDATION used to answer every 4xx: a client could not tell a body too
+  // large (413) or not JSON from a field breaking its schema.
+  const node = await startApp({ HANDSHAKE_TIMEOUT: '1000' })
+  t.teardown(() => node.close())
+  const post = async (body: string, type = 'application/json'): Promise<{ status: number, body: any }> => {
+    const res = await fetch(`${node.http}/api/events`, { method: 'POST', headers: { authorization: `Bearer ${TEST_API_KEY}`, 'content-type': type }, body })
+    return { status: res.status, body: await res.json() }
+  }
+  const cases: Array<[string, () => Promise<{ status: number, body: any }>, number, string]> = [
+    ['a body that is not JSON', async () => await post('{"type":'), 400, 'BAD_JSON'],
+    ['an empty JSON body', async () => await post(''), 400, 'BAD_JSON'],
+    ['a body with a __proto__ key', async () => await post('{"type":"a.b","__proto__":{"x":1}}'), 400, 'BAD_JSON'],
+    ['a body over 64 KiB', async () => await post(JSON.stringify({ type: 'a.b', data: { pad: 'x'.repeat(70_000) } })), 413, 'PAYLOAD_TOO_LARGE'],
+    ['an application/xml body', async () => await post('<event/>', 'application/xml'), 415, 'UNSUPPORTED_MEDIA_TYPE'],
+  ]
+  for (const [what, send, status, code] of cases) {
+    const r = await send()
+    t.equal(r.status, status, `${what}: ${status}`)
+    t.equal(r.body?.error?.code, code, `${what}: ${code}`)
+    t.equal(Errors[code as keyof typeof Errors].status, status, `${what}: the registry says ${status} for ${code}`)
+    t.notMatch(r.body?.error?.message, /FST_ERR/, `${what}: no Fastify code in the message (${r.body?.error?.message})`)
+  }
+  // A request not received within HANDSHAKE_TIMEOUT: 408 REQUEST_TIMEOUT, from Node's parser.
+  const { port } = new URL(node.http)
+  const answer = await new Promise<string>((resolve, reject) => {
+    const sock = net.connect(Number(port), '127.0.0.1', () => sock.write('POST /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\n'))
+    let data = ''
+    sock.setEncoding('utf8')
+    sock.on('data', (c: string) => { data += c })
+    sock.on('error', reject)
+    sock.on('close', () => resolve(data))
+  })
+  t.match(answer, /^HTTP\/1\.1 408 /, 'a request never finished: 408')
+  t.match(answer, /"code":"REQUEST_TIMEOUT"/, 'with REQUEST_TIMEOUT')
+  t.equal((await node.api('/api/events', { body: EVENT })).status, 202, 'the node serves on')
 })
 
 t.test('unknown routes answer 404 JSON', async (t) => {

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { matches, MAX_SEGMENTS, MAX_TYPE_LENGTH, parseEventType, parsePattern, PatternIndex } from '../../src/protocol/patterns.js'
+import { EVENT_TYPE_PATTERN, matches, MAX_SEGMENTS, MAX_TYPE_LENGTH, parseEventType, parsePattern, PatternIndex, SUBSCRIPTION_PATTERN } from '../../src/protocol/patterns.js'
 
 const P = (s: string): string[] => {
   const p = parsePattern(s)
@@ -42,6 +42,42 @@ t.test('parsePattern', async (t) => {
   ]
   for (const b of bad) t.equal(parsePattern(b), null, `refuses ${JSON.stringify(b)?.slice(0, 40)}`)
   t.ok(parsePattern(Array.from({ length: MAX_SEGMENTS }, () => '*').join('.')), 'MAX_SEGMENTS stars')
+})
+
+t.test('the schemas\' regular expressions accept exactly what the segment walk accepts', async (t) => {
+  // The schemas (frames, API, OpenAPI) say the rule as a JSON Schema pattern,
+  // compiled with the u flag as Ajv does; matching walks segments. Were they
+  // to disagree, a subscription the validator let through would be split into
+  // segments the rule does not allow.
+  const typeRe = new RegExp(EVENT_TYPE_PATTERN, 'u')
+  const patternRe = new RegExp(SUBSCRIPTION_PATTERN, 'u')
+  const n = (k: number, seg = 'a'): string => Array.from({ length: k }, () => seg).join('.')
+  const fixed = [
+    '', '.', 'a', 'a.', '.a', 'a..b', '*', '**', 'a.*', '*.a', 'a.*.b', '*.*', 'a*', 'A', 'a b', 'a\nb', 'a.b\n', '\na', 'é', '😀', 'a.😀',
+    'x'.repeat(MAX_TYPE_LENGTH), 'x'.repeat(MAX_TYPE_LENGTH + 1), `${'x'.repeat(MAX_TYPE_LENGTH - 2)}.*`, `${'x'.repeat(MAX_TYPE_LENGTH - 1)}.*`,
+    n(MAX_SEGMENTS), n(MAX_SEGMENTS + 1), n(MAX_SEGMENTS, '*'), n(MAX_SEGMENTS + 1, '*'), 'a_b-c.0', 'a.b.c.d.e.f.g.h.i.j.k.l',
+  ]
+  // Random strings made of segments, mostly well formed, near both limits.
+  let seed = 7
+  const rnd = (k: number): number => { seed = (seed * 1103515245 + 12345) % 2 ** 31; return seed % k }
+  const good = 'az09_-'
+  const bad = ['A', ' ', '\u0000', 'é', '😀', '**', '?', '.']
+  const segment = (): string => {
+    const r = rnd(20)
+    if (r === 0) return ''
+    if (r < 3) return '*'
+    let seg = Array.from({ length: 1 + rnd(r < 5 ? 40 : 8) }, () => good[rnd(good.length)]).join('')
+    if (rnd(12) === 0) { const i = rnd(seg.length + 1); seg = seg.slice(0, i) + bad[rnd(bad.length)]! + seg.slice(i) }
+    return seg
+  }
+  const random = Array.from({ length: 5000 }, () => Array.from({ length: 1 + rnd(MAX_SEGMENTS + 2) }, segment).join('.'))
+  let disagree = 0
+  for (const s of [...fixed, ...random]) {
+    if (typeRe.test(s) !== (parseEventType(s) !== null)) { disagree++; t.fail(`event type ${JSON.stringify(s.slice(0, 40))}: regex ${typeRe.test(s)}, walk ${parseEventType(s) !== null}`) }
+    if (patternRe.test(s) !== (parsePattern(s) !== null)) { disagree++; t.fail(`pattern ${JSON.stringify(s.slice(0, 40))}: regex ${patternRe.test(s)}, walk ${parsePattern(s) !== null}`) }
+  }
+  t.equal(disagree, 0, `${fixed.length + random.length} strings, no disagreement`)
+  t.ok(random.filter((s) => parsePattern(s) !== null).length > 100, 'the random strings include many valid patterns')
 })
 
 t.test('matches: the rules of brief §5', async (t) => {

@@ -1,0 +1,280 @@
+import { Type, type Static, type TSchema } from '@sinclair/typebox'
+import { MAX_DATA_DEPTH } from '../events/depth.js'
+import { ID_PATTERN, ID_RULE, MAX_ID_LENGTH } from './identifiers.js'
+import { EVENT_TYPE_PATTERN, PATTERN_RULE, SUBSCRIPTION_PATTERN, TYPE_RULE } from './patterns.js'
+
+// The protocol, stated once: what services publish, what clients send and
+// receive on /ws/events and /ws/admin. From these schemas come the frame
+// validators (validation.ts), the HTTP API's route schemas and its OpenAPI
+// (src/http), the message tables of docs/protocol.md (npm run docs:protocol)
+// and the SDK's payload types (imported as types only: the SDK bundles none of this).
+
+export const NOTIFICATION_LEVELS = ['info', 'success', 'warning', 'error', 'critical'] as const
+export type NotificationLevel = typeof NOTIFICATION_LEVELS[number]
+
+/** Client frames past these limits are BAD_MESSAGE. */
+export const MAX_FRAME_ID_LENGTH = 128
+export const MAX_FRAME_TYPE_LENGTH = 64
+export const MAX_PATTERNS_PER_REQUEST = 1000
+export const MAX_TITLE_LENGTH = 200
+export const MAX_MESSAGE_LENGTH = 2000
+
+// --- building blocks
+
+/** An id a caller names (user, session, connection). */
+export const Id = (description: string) => Type.String({ minLength: 1, maxLength: MAX_ID_LENGTH, pattern: ID_PATTERN, description: `${description}: ${ID_RULE}` })
+
+export const EventType = Type.String({ pattern: EVENT_TYPE_PATTERN, description: `${TYPE_RULE}, e.g. authentication.login.success` })
+
+export const SubscriptionPattern = Type.String({ pattern: SUBSCRIPTION_PATTERN, description: `${PATTERN_RULE}; a \`*\` matches one segment, or one or more as the last` })
+
+/** Free-form data; its depth is checked apart (src/events/depth.ts), before anything walks it. */
+const Data = (description: string) => Type.Unsafe<Record<string, unknown>>({ type: 'object', description: `${description}; nests at most ${MAX_DATA_DEPTH} levels of objects and arrays` })
+
+const Level = Type.Unsafe<NotificationLevel>({ type: 'string', enum: [...NOTIFICATION_LEVELS], description: 'how the app should present it' })
+
+const Time = (description: string) => Type.String({ description: `${description} (ISO 8601)` })
+
+const Patterns = (description: string) => Type.Array(Type.String(), { description })
+
+// --- what services publish: API bodies, the publisher library, admin `broadcast`
+
+export const EventInput = Type.Object({
+  type: EventType,
+  userId: Type.Optional(Id('the user whose /ws/events connections may receive it')),
+  sessionId: Type.Optional(Id('the session it concerns')),
+  data: Type.Optional(Data('free-form event data')),
+}, { additionalProperties: false })
+export type EventInput = Static<typeof EventInput>
+
+export const NotificationInput = Type.Object({
+  level: Level,
+  title: Type.String({ minLength: 1, maxLength: MAX_TITLE_LENGTH }),
+  message: Type.String({ minLength: 1, maxLength: MAX_MESSAGE_LENGTH }),
+  data: Type.Optional(Data('free-form data for the app')),
+}, { additionalProperties: false })
+export type NotificationInput = Static<typeof NotificationInput>
+
+// --- what clients receive
+
+export const EventPayload = Type.Object({
+  id: Type.String({ description: 'sorts by time; ids minted by one node strictly increase' }),
+  type: Type.String({ description: 'the event type' }),
+  timestamp: Time('when it was published'),
+  userId: Type.Optional(Type.String({ description: 'the user it concerns' })),
+  sessionId: Type.Optional(Type.String({ description: 'the session it concerns' })),
+  data: Data('as published, `{}` when none'),
+})
+export type HeraldEvent = Static<typeof EventPayload>
+
+export const NotificationPayload = Type.Object({
+  id: Type.String(),
+  level: Level,
+  title: Type.String(),
+  message: Type.String(),
+  data: Type.Optional(Data('as published')),
+  timestamp: Time('when it was published'),
+})
+export type HeraldNotification = Static<typeof NotificationPayload>
+
+export const ErrorPayload = Type.Object({
+  code: Type.String({ description: 'a stable code (see the table of error codes)' }),
+  message: Type.String({ description: 'what was wrong, for people' }),
+})
+
+/** Every HTTP refusal, the handshake's included. */
+export const ErrorReply = Type.Object({ error: ErrorPayload }, { $id: 'ErrorReply' })
+
+export const Accepted = Type.Object({ id: Type.String({ description: 'event or notification id; ids from one node sort in publish order' }) })
+
+export const Welcome = Type.Object({
+  connectionId: Type.String(),
+  serverId: Type.String({ description: 'the node holding the connection' }),
+  userId: Type.String({ description: 'the token\'s `sub`; `guest:<connectionId>` for an anonymous guest' }),
+  sessionId: Type.Union([Type.String(), Type.Null()], { description: 'the token\'s `sid`' }),
+  expiresAt: Type.Union([Type.String(), Type.Null()], { description: 'the token\'s `exp` (ISO 8601); null for a guest' }),
+  heartbeatInterval: Type.Integer({ description: 'ms between the node\'s pings' }),
+})
+export type Welcome = Static<typeof Welcome>
+
+export const Revoked = Type.Object({
+  revoked: Type.Union([Type.Literal('session'), Type.Literal('user')]),
+  id: Type.String({ description: 'the session or user id' }),
+  revokedAt: Time('user revocations cover tokens issued at or before this second'),
+})
+
+export const ConnectionView = Type.Object({
+  connectionId: Type.String(),
+  serverId: Type.String(),
+  userId: Type.String(),
+  sessionId: Type.Union([Type.String(), Type.Null()]),
+  ip: Type.String(),
+  endpoint: Type.Union([Type.Literal('events'), Type.Literal('admin')]),
+  connectedAt: Time('when it opened'),
+})
+
+export const Connections = Type.Object({
+  userId: Type.String(),
+  connections: Type.Array(ConnectionView, { description: 'on every node' }),
+})
+
+const Counts = Type.Object({ events: Type.Integer(), admin: Type.Integer(), total: Type.Integer() }, { additionalProperties: true })
+
+// Open-ended objects, so a field added later is not dropped by the HTTP serializer.
+const ServerStats = Type.Object({
+  serverId: Type.String(),
+  address: Type.String(),
+  version: Type.String(),
+  uptime: Type.Integer({ description: 'seconds' }),
+  draining: Type.Boolean(),
+  backend: Type.String({ description: 'memory or redis' }),
+  redisConnected: Type.Boolean(),
+  connections: Counts,
+  users: Type.Integer(),
+  eventsPublished: Type.Integer(),
+  eventsDelivered: Type.Integer(),
+  brokerMessagesIn: Type.Integer(),
+  memory: Type.Object({ rss: Type.Integer(), heapUsed: Type.Integer() }),
+}, { additionalProperties: true, description: 'this node' })
+
+const ClusterStats = Type.Object({
+  servers: Type.Integer(),
+  connections: Counts,
+  users: Type.Integer(),
+  eventsPublished: Type.Integer(),
+  eventsDelivered: Type.Integer(),
+  socketio: Type.Object({ sockets: Type.Integer() }),
+  nodes: Type.Array(Type.Object({
+    serverId: Type.String(),
+    address: Type.String(),
+    version: Type.String(),
+    draining: Type.Boolean(),
+    connections: Type.Integer(),
+    socketio: Type.Integer(),
+    users: Type.Integer(),
+    eventsPublished: Type.Integer(),
+    eventsDelivered: Type.Integer(),
+    memoryRss: Type.Integer(),
+    lastHeartbeat: Type.String(),
+    uptime: Type.Integer(),
+  }, { additionalProperties: true })),
+}, { additionalProperties: true })
+
+const statsFields = {
+  server: ServerStats,
+  global: Type.Union([Type.Null(), ClusterStats], { description: 'the live nodes\' registry rows summed; null while the cluster backend is unreachable' }),
+  globalError: Type.Optional(Type.Object({ code: Type.String(), message: Type.String() }, { description: 'why `global` is null' })),
+}
+
+/** GET /api/stats and admin `stats`. */
+export const Stats = Type.Object(statsFields)
+
+export const Metrics = Type.Object({ timestamp: Time('when the figures were taken'), ...statsFields })
+
+export const Health = Type.Object({
+  healthy: Type.Boolean({ description: 'ready: the backend answers and the node is not draining' }),
+  serverId: Type.String(),
+  connections: Type.Integer(),
+  redisConnected: Type.Boolean(),
+  backend: Type.Union([Type.Literal('memory'), Type.Literal('redis')]),
+  uptime: Type.Integer({ description: 'seconds' }),
+  draining: Type.Boolean(),
+  probeLatencyMs: Type.Union([Type.Number(), Type.Null()], { description: 'the last loopback probe through the backend' }),
+})
+
+// --- frames
+
+/** One envelope both ways: { type, id?, payload? }. */
+export const Envelope = Type.Object({
+  type: Type.String({ minLength: 1, maxLength: MAX_FRAME_TYPE_LENGTH }),
+  id: Type.Optional(Type.String({ maxLength: MAX_FRAME_ID_LENGTH, description: 'echoed on every reply' })),
+  payload: Type.Optional(Type.Unsafe<Record<string, unknown>>({ type: 'object' })),
+})
+
+export const FrameId = Envelope.properties.id
+
+/** No payload needed; one that comes is ignored. */
+const Nothing = Type.Object({})
+
+const EventTypes = (description: string) => Type.Object({ eventTypes: Patterns(description) })
+
+export interface ClientFrameDef {
+  readonly endpoint: 'both' | 'admin'
+  readonly payload: TSchema
+  /** the reply's type */
+  readonly reply: keyof typeof ServerFrames
+  readonly description: string
+}
+
+export interface ServerFrameDef {
+  readonly endpoint: 'both' | 'events' | 'admin' | 'health'
+  readonly payload: TSchema
+  readonly description: string
+}
+
+export const ServerFrames = {
+  welcome: { endpoint: 'both', payload: Welcome, description: 'always the first frame' },
+  subscribed: { endpoint: 'both', payload: EventTypes('every pattern the connection now holds'), description: 'reply to `subscribe`' },
+  unsubscribed: { endpoint: 'both', payload: EventTypes('every pattern the connection still holds'), description: 'reply to `unsubscribe`' },
+  subscriptions: { endpoint: 'both', payload: EventTypes('every pattern the connection holds'), description: 'reply to `get_subscriptions`' },
+  pong: { endpoint: 'both', payload: Type.Object({ timestamp: Time('the node\'s clock') }), description: 'reply to `ping`' },
+  refreshed: { endpoint: 'both', payload: Type.Object({ expiresAt: Time('the new token\'s `exp`') }), description: 'reply to `refresh`' },
+  error: { endpoint: 'both', payload: ErrorPayload, description: 'a refused request, with its `id` when it had one; the connection stays open' },
+  event: { endpoint: 'both', payload: EventPayload, description: 'an event matching one of the connection\'s patterns, for its audience' },
+  notification: { endpoint: 'events', payload: NotificationPayload, description: 'a notification for the user, or a broadcast; needs no subscription' },
+  auth_expiring: { endpoint: 'both', payload: Type.Object({ expiresAt: Time('the token\'s `exp`'), expiresIn: Type.Integer({ description: 'ms left' }) }), description: '`AUTH_EXPIRY_WARNING` before `exp`: answer with `refresh`' },
+  auth_expired: { endpoint: 'both', payload: Type.Object({ expiredAt: Time('the token\'s `exp`') }), description: 'right before close 4001' },
+  session_revoked: { endpoint: 'both', payload: Type.Object({ reason: Type.String() }), description: 'right before close 4004' },
+  stats: { endpoint: 'admin', payload: Stats, description: 'reply to `get_stats`: this node, and the cluster as of each node\'s last heartbeat (at most `NODE_TTL / 3` old); also `GET /api/stats`' },
+  metrics: { endpoint: 'admin', payload: Metrics, description: 'every `ADMIN_METRICS_INTERVAL`, the figures of `stats`' },
+  connections: { endpoint: 'admin', payload: Connections, description: 'reply to `list_connections`' },
+  disconnected: { endpoint: 'admin', payload: Type.Union([Type.Object({ connectionId: Type.String() }), Type.Object({ userId: Type.String() })]), description: 'reply to `disconnect`: the target closes 4003 on whatever node holds it' },
+  revoked: { endpoint: 'admin', payload: Revoked, description: 'reply to `revoke_session` and `revoke_user`' },
+  broadcasted: { endpoint: 'admin', payload: Accepted, description: 'reply to `broadcast`' },
+  health: { endpoint: 'health', payload: Health, description: 'the `/ws/health` JSON, every `HEALTH_STREAM_INTERVAL`' },
+} as const satisfies Record<string, ServerFrameDef>
+
+export const ClientFrames = {
+  subscribe: {
+    endpoint: 'both',
+    payload: Type.Object({ eventTypes: Type.Array(SubscriptionPattern, { minItems: 1, maxItems: MAX_PATTERNS_PER_REQUEST, description: `1-${MAX_PATTERNS_PER_REQUEST} patterns to add` }) }),
+    reply: 'subscribed',
+    description: 'all or nothing: one invalid pattern, or passing `MAX_SUBSCRIPTIONS`, changes nothing; a pattern already held is a no-op',
+  },
+  unsubscribe: {
+    endpoint: 'both',
+    payload: Type.Object({ eventTypes: Type.Array(Type.String(), { minItems: 1, maxItems: MAX_PATTERNS_PER_REQUEST, description: `1-${MAX_PATTERNS_PER_REQUEST} patterns to drop; one not held is ignored` }) }),
+    reply: 'unsubscribed',
+    description: '',
+  },
+  get_subscriptions: { endpoint: 'both', payload: Nothing, reply: 'subscriptions', description: '' },
+  ping: { endpoint: 'both', payload: Nothing, reply: 'pong', description: 'also measures the round trip' },
+  refresh: {
+    endpoint: 'both',
+    payload: Type.Object({ token: Type.String({ minLength: 1, description: 'a new access token for the same `sub`' }) }),
+    reply: 'refreshed',
+    description: 'or `error` `REFRESH_REJECTED` (invalid, expired, revoked, another `sub`, or no `admin` role on `/ws/admin`); a token of the same `sub` with another `sid` is accepted, and the connection then belongs to that session',
+  },
+  get_stats: { endpoint: 'admin', payload: Nothing, reply: 'stats', description: '' },
+  list_connections: { endpoint: 'admin', payload: Type.Object({ userId: Id('whose connections') }), reply: 'connections', description: '' },
+  disconnect: {
+    endpoint: 'admin',
+    // connectionId when both come, as the handler reads them.
+    payload: Type.Object({
+      connectionId: Type.Optional(Id('one connection to close')),
+      userId: Type.Optional(Id('every connection of this user to close')),
+    }, { anyOf: [{ required: ['connectionId'] }, { required: ['userId'] }], description: '`connectionId` or `userId`' }),
+    reply: 'disconnected',
+    description: 'published as `admin.connection.disconnected` / `admin.user.disconnected`',
+  },
+  revoke_session: { endpoint: 'admin', payload: Type.Object({ sessionId: Id('the session to revoke') }), reply: 'revoked', description: 'its connections close 4004 everywhere; new ones are refused' },
+  revoke_user: { endpoint: 'admin', payload: Type.Object({ userId: Id('the user to revoke') }), reply: 'revoked', description: 'every token of the user issued up to now' },
+  broadcast: { endpoint: 'admin', payload: NotificationInput, reply: 'broadcasted', description: 'a notification to every `/ws/events` connection in the cluster' },
+} as const satisfies Record<string, ClientFrameDef>
+
+export type ClientFrameType = keyof typeof ClientFrames
+export type ServerFrameType = keyof typeof ServerFrames
+/** The payload a client sends with `type`. */
+export type ClientPayload<T extends ClientFrameType> = Static<typeof ClientFrames[T]['payload']>
+/** The payload a server frame of `type` carries. */
+export type ServerPayload<T extends ServerFrameType> = Static<typeof ServerFrames[T]['payload']>
