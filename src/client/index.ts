@@ -418,7 +418,7 @@ export class HeraldClient {
   }
 
   /**
-   * The policy for a handshake refused before the upgrade (brief §4):
+   * The policy for a handshake refused before the upgrade (an HTTP status and code):
    * SESSION_REVOKED stops with `revoked`; another 401 asks getToken for a
    * fresh token and retries, up to maxAuthRefusals in a row; 403 (origin,
    * role) stops, since retrying cannot help; 429 waits Retry-After plus

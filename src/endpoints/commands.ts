@@ -26,7 +26,7 @@ function eventTypesOf (conn: Connection, msg: ClientMessage): string[] | null {
 
 const current = (conn: Connection): string[] => [...conn.patterns.keys()]
 
-/** Requests shared by /ws/events and /ws/admin (brief §5). */
+/** Requests shared by /ws/events and /ws/admin. */
 export const commonCommands: HandlerTable = {
   subscribe (h: Herald, conn: Connection, msg: ClientMessage) {
     const types = eventTypesOf(conn, msg)
@@ -63,7 +63,7 @@ export const commonCommands: HandlerTable = {
     conn.reply('pong', { timestamp: new Date().toISOString() }, msg.id)
   },
 
-  /** In-band token renewal (brief §4): same subject, and for admins still the admin role. */
+  /** In-band token renewal, so a connection outlives its token: same subject, and for admins still the admin role. */
   async refresh (h: Herald, conn: Connection, msg: ClientMessage) {
     const token = msg.payload?.token
     if (typeof token !== 'string' || token.length === 0) return conn.fail('INVALID_PAYLOAD', 'payload.token must be a string', msg.id)

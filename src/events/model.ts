@@ -1,4 +1,5 @@
-// What services publish and clients receive (brief §3, §5).
+// What services publish and clients receive: the event and notification
+// objects of the HTTP API and of `event`/`notification` frames (docs/protocol.md).
 
 export interface HeraldEvent {
   id: string

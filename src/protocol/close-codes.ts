@@ -1,4 +1,4 @@
-// WebSocket close codes the gateway sends (brief §5). Clients key their
+// WebSocket close codes the gateway sends (docs/protocol.md, Close codes). Clients key their
 // reconnect policy on these; never reuse a number for another meaning.
 export const CloseCodes = {
   NORMAL: 1000,

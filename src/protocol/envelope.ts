@@ -1,7 +1,7 @@
 import type { ErrorCode } from '../errors.js'
 import { Errors } from '../errors.js'
 
-// One envelope both ways: { type, id?, payload? } (brief §5).
+// One envelope both ways: { type, id?, payload? }, on /ws/events and /ws/admin (docs/protocol.md, Frames).
 
 export interface ClientMessage {
   type: string
@@ -48,6 +48,3 @@ export function serverFrame (type: string, payload?: unknown, id?: string): stri
   if (payload !== undefined) out.payload = payload
   return JSON.stringify(out)
 }
-
-export const errorFrame = (code: ErrorCode, message: string, id?: string): string =>
-  serverFrame('error', { code, message }, id)

@@ -1,4 +1,4 @@
-// Delivery end to end on one node (brief §3, §5): POST /api/events and the
+// Delivery end to end on one node: POST /api/events and the
 // notification routes, to real WebSocket clients, under the audience rules of
 // src/events/audience.ts. "Not received" is always shown by a later sentinel
 // the same client must receive: delivery to one connection keeps publish order.
@@ -59,7 +59,7 @@ async function absentBefore (t: Test, c: TestClient, sentinel: (f: Frame) => boo
   for (const [i, pred] of absent.entries()) t.notOk(c.frames.some(pred), `${label}${absent.length > 1 ? ` (#${i + 1})` : ''}`)
 }
 
-t.test('an event reaches its subscriber with the brief\'s payload', async (t) => {
+t.test('an event reaches its subscriber with the documented payload', async (t) => {
   const s = await setup(t)
   const alice = await s.user('alice', ['authentication.*'])
   const before = Date.now()
@@ -249,7 +249,7 @@ t.test('a user notification reaches only that user\'s /ws/events connections, wi
   await absentBefore(t, bob, isNotification(bobSentinel), [isNotification(id), isNotification(plain)], 'bob does not receive alice\'s notification')
   const adminSentinel = await s.publish({ type: 'authentication.login.success', userId: 'alice' })
   await absentBefore(t, adminAlice, isEvent(adminSentinel), [(f) => f.type === 'notification'], 'an admin connection of the same user receives no notification')
-  // Levels are the brief's set.
+  // Every documented level (docs/protocol.md).
   for (const level of ['info', 'success', 'warning', 'error', 'critical']) {
     const n = await s.notify('alice', { level, title: level, message: level })
     t.equal((await a1.next(isNotification(n))).payload.level, level)
