@@ -71,7 +71,11 @@ export class SocketIoConnection extends Connection {
       this.queued.bytes + (this.transportSocket()?.bufferedAmount ?? 0) > this.sendBufferLimit
   }
 
-  /** The `ws` socket under the WebSocket transport; none under polling. */
+  /**
+   * The `ws` socket under the WebSocket transport (a private field of
+   * engine.io's, pinned and checked by test/dependencies/internals.test.ts);
+   * none under polling.
+   */
   private transportSocket (): { bufferedAmount: number, readyState: number, terminate: () => void } | undefined {
     return (this.socket.conn.transport as unknown as { socket?: { bufferedAmount: number, readyState: number, terminate: () => void } }).socket
   }
@@ -230,12 +234,14 @@ export default fp(async function socketIo (app) {
   // Polling: a POST over maxHttpBufferSize gets a bare 413 from engine.io and
   // the session lingers until the client gives up on it. Close it now and
   // remember why, so the disconnect counts as 1009 like a WebSocket one.
+  // Sessions by id: engine.io's own table (a protected field of its types; engine.io is pinned and
+  // test/dependencies/internals.test.ts checks it), not a second one costing memory per session.
   const oversized = new WeakSet<object>()
   const clients = (io.engine as unknown as { clients: Record<string, EngineSocket | undefined> }).clients
-  io.engine.use((req: IncomingMessage & { _query?: Record<string, string> }, _res: unknown, next: (err?: unknown) => void) => {
-    const sid = req._query?.sid
-    if (req.method === 'POST' && sid !== undefined && Number(req.headers['content-length']) > h.config.limits.messageBytes) {
-      const raw = Object.hasOwn(clients, sid) ? clients[sid] : undefined
+  io.engine.use((req: IncomingMessage, _res: unknown, next: (err?: unknown) => void) => {
+    if (req.method === 'POST' && Number(req.headers['content-length']) > h.config.limits.messageBytes) {
+      const sid = new URL(req.url ?? '/', 'http://localhost').searchParams.get('sid')
+      const raw = sid !== null && Object.hasOwn(clients, sid) ? clients[sid] : undefined
       if (raw !== undefined) {
         oversized.add(raw)
         // After engine.io answered 413, so the client sees why.

@@ -51,7 +51,12 @@ export class WsConnection extends Connection implements TurnQueue {
     if (this.ws.readyState === 1) enqueue(this, d)
   }
 
-  /** Writes the frames queued this turn, in order, as one buffer. */
+  /**
+   * Writes the frames queued this turn, in order, as one buffer, straight to
+   * the TCP socket under ws (`_socket`, private to ws: ws is pinned and
+   * test/dependencies/internals.test.ts checks it): the frames are complete
+   * already, and ws.send would frame and copy each one again.
+   */
   flush (): void {
     const out = take(this)
     if (out === null || this.ws.readyState !== 1) return
