@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
 import type { FastifyBaseLogger } from 'fastify'
 import fp from 'fastify-plugin'
@@ -7,15 +6,15 @@ import { Server as IOServer, type Socket } from 'socket.io'
 import { tokenFrom } from '../auth/credentials.js'
 import type { Identity } from '../auth/verifier.js'
 import type { Herald } from '../context.js'
-import { Errors, HeraldError, type ErrorCode } from '../errors.js'
+import { Errors, type ErrorCode } from '../errors.js'
 import type { Delivery } from '../events/hub.js'
 import { withValidForwardedFor } from '../http/forwarded.js'
 import type { ConnectionRecord } from '../limits/connection-limiter.js'
 import { channels as diag } from '../observability/channels.js'
 import { CloseCodes } from '../protocol/close-codes.js'
+import { admit, nodeRefusal, releaseSlot } from './admission.js'
 import { commonCommands } from './commands.js'
 import { Connection } from './connection.js'
-import { guestIdentity } from './guard.js'
 import { closed, opened, received } from './lifecycle.js'
 import { EngineSessions, type EngineSocket, type Queued } from './socketio-sessions.js'
 
@@ -146,21 +145,16 @@ function isTooBig (description: unknown): boolean {
   return description instanceof Error && description.message.includes('Max payload size exceeded')
 }
 
-/** Refusals engine.io answers at the handshake (allowRequest), before any Socket.IO packet. */
+/**
+ * Refusals engine.io answers at the handshake (allowRequest), before any
+ * Socket.IO packet, in the handshake table's order: what needs no token.
+ */
 function transportRefusal (h: Herald, req: IncomingMessage): ErrorCode | null {
+  const busy = nodeRefusal(h, false)
+  if (busy !== null) return busy
   if (!h.originAllowed(req.headers.origin)) return 'ORIGIN_FORBIDDEN'
-  return tryElsewhere(h)
+  return nodeRefusal(h, true)
 }
-
-/** Conditions of this node, not of the client: another node may well take it. */
-function tryElsewhere (h: Herald): ErrorCode | null {
-  if (h.draining) return 'DRAINING'
-  if (!h.probe.healthy) return 'BACKEND_UNAVAILABLE'
-  if (h.connections.size >= h.config.limits.nodeConnections) return 'NODE_FULL'
-  return null
-}
-
-class RetryElsewhere extends Error {}
 
 function refusal (code: ErrorCode, message?: string, retryAfter?: number): Error {
   const err = new Error(message ?? Errors[code].message) as Error & { data: unknown }
@@ -222,13 +216,27 @@ export default fp(async function socketIo (app) {
   })
 
   io.use((socket, next) => {
-    admit(h, socket, clientIp(socket.request)).then(() => next(), (err: Error) => {
-      // allowRequest refused these at the handshake; they came true while the
-      // token was checked. Closing the transport (not a connect_error, which
-      // socket.io-client never retries) keeps them "try again".
-      if (err instanceof RetryElsewhere) socket.conn.close()
-      next(err)
-    })
+    const auth = socket.handshake.auth as { token?: unknown } | undefined
+    const token = typeof auth?.token === 'string' && auth.token.length > 0 ? auth.token : tokenFrom(socket.request.headers, socket.handshake.query)
+    admit(h, { endpoint: 'events', transport: 'socket.io', origin: socket.handshake.headers.origin, token, ip: clientIp(socket.request), log: h.log }).then((a) => {
+      if (!a.ok) {
+        if (!a.elsewhere) return next(refusal(a.code, a.message, a.retryAfter))
+        // allowRequest refused these at the handshake; they came true since.
+        // Closing the transport (not a connect_error with a code, which
+        // socket.io-client never retries) keeps them "try again".
+        socket.conn.close()
+        return next(new Error(a.message ?? Errors[a.code].message))
+      }
+      // The slot lives exactly as long as the engine.io connection, whether or
+      // not Socket.IO ever emits `connection` for it.
+      if (socket.conn.readyState !== 'open') {
+        releaseSlot(h, a.record)
+        return next(refusal('INTERNAL', 'the client left during the handshake'))
+      }
+      socket.conn.once('close', () => releaseSlot(h, a.record))
+      ;(socket.data as SocketData) = { identity: a.identity, record: a.record }
+      next()
+    }, (err: Error) => next(err))
   })
 
   // Polling: a POST over maxHttpBufferSize gets a bare 413 from engine.io and
@@ -289,45 +297,3 @@ export default fp(async function socketIo (app) {
   })
 }, { name: 'herald-socketio', dependencies: ['herald-ws'] })
 
-/** The /ws/events handshake checks, for a Socket.IO connection. */
-async function admit (h: Herald, socket: Socket, ip: string): Promise<void> {
-  const refuse = (code: ErrorCode, message?: string, retryAfter?: number): never => {
-    if (diag.handshakeRefused.hasSubscribers) diag.handshakeRefused.publish({ endpoint: 'socket.io', code, log: h.log })
-    throw refusal(code, message, retryAfter)
-  }
-  if (!h.originAllowed(socket.handshake.headers.origin)) refuse('ORIGIN_FORBIDDEN')
-  const connectionId = randomUUID()
-  const auth = socket.handshake.auth as { token?: unknown } | undefined
-  const token = typeof auth?.token === 'string' && auth.token.length > 0 ? auth.token : tokenFrom(socket.request.headers, socket.handshake.query)
-  let identity: Identity
-  if (token === undefined) {
-    if (!h.config.allowAnonymous) refuse('TOKEN_MISSING')
-    identity = guestIdentity(connectionId)
-  } else {
-    try {
-      identity = await h.verifier.verify(token)
-    } catch (err) {
-      if (err instanceof HeraldError) refuse(err.code, err.message)
-      throw err
-    }
-  }
-  const busy = tryElsewhere(h)
-  if (busy !== null) throw new RetryElsewhere(Errors[busy].message)
-  if (identity.anonymous !== true && await h.revocations.check(identity) !== null) refuse('SESSION_REVOKED')
-  const record: ConnectionRecord = { serverId: h.config.serverId, connectionId, userId: identity.userId, sessionId: identity.sessionId, ip, endpoint: 'events', openedAt: Date.now() }
-  const admission = await h.connectionLimiter.acquire(record)
-  if (!admission.ok) {
-    if (diag.rateLimit.hasSubscribers) diag.rateLimit.publish({ scope: admission.scope === 'ip' ? 'connection-ip' : 'connection-user' })
-    refuse('CONNECTION_LIMIT', `at most ${admission.limit} open connections per ${admission.scope === 'ip' ? 'IP address' : 'user'}`, 5)
-  }
-  if (admission.ok && admission.evicted !== null) h.publisher.publishControl('evict', admission.evicted, null).catch(() => {})
-  // The slot lives exactly as long as the engine.io connection, whether or
-  // not Socket.IO ever emits `connection` for it.
-  const release = (): void => { h.connectionLimiter.release(record).catch(() => {}) }
-  if (socket.conn.readyState !== 'open') {
-    release()
-    throw refusal('INTERNAL', 'the client left during the handshake')
-  }
-  socket.conn.once('close', release)
-  ;(socket.data as SocketData) = { identity, record }
-}

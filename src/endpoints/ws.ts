@@ -28,7 +28,7 @@ export default fp(async function wsEndpoints (app) {
     method: 'GET',
     url: '/ws/admin',
     schema: { hide: true },
-    preValidation: upgradeGuard(h, 'admin', 'admin'),
+    preValidation: upgradeGuard(h, 'admin'),
     handler: upgradeOnly,
     wsHandler: (ws, req) => openSession(adminSite, ws, req),
   })
