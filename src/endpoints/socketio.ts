@@ -1,5 +1,4 @@
 import type { IncomingMessage } from 'node:http'
-import type { FastifyBaseLogger } from 'fastify'
 import fp from 'fastify-plugin'
 import proxyaddr from 'proxy-addr'
 import { Server as IOServer, type Socket } from 'socket.io'
@@ -14,8 +13,9 @@ import { channels as diag } from '../observability/channels.js'
 import { CloseCodes } from '../protocol/close-codes.js'
 import { admit, nodeRefusal, releaseSlot } from './admission.js'
 import { commonCommands } from './commands.js'
-import { Connection } from './connection.js'
+import { Connection, type Site } from './connection.js'
 import { closed, opened, received } from './lifecycle.js'
+import { heardFrom } from './liveness.js'
 import { EngineSessions, type EngineSocket, type Queued } from './socketio-sessions.js'
 
 // Socket.IO on the same port and the same pipeline as /ws/events: same auth,
@@ -44,12 +44,12 @@ export class SocketIoConnection extends Connection {
   private ackSeq = 0
 
   constructor (
-    id: string, identity: Identity, ip: string, log: FastifyBaseLogger, readonly socket: Socket,
+    id: string, site: Site, identity: Identity, ip: string, readonly socket: Socket,
     private readonly sendBufferLimit: number,
     /** what engine.io holds for this client and no transport has taken (socketio-sessions.ts) */
     private readonly queued: Queued,
   ) {
-    super(id, 'events', identity, ip, log)
+    super(id, site, identity, ip)
   }
 
   /** Remembers an acknowledgement callback; its id stands in for the request id. */
@@ -60,7 +60,7 @@ export class SocketIoConnection extends Connection {
   }
 
   // Engine.io runs its own ping/pong (pingInterval = WEBSOCKET_HEARTBEAT_INTERVAL).
-  ping (): void { this.alive = true }
+  ping (): void { heardFrom(this) }
 
   // The same byte bound as /ws/events, on every transport: what engine.io
   // queues (all of it, for a polling client that does not poll; what waits
@@ -169,6 +169,7 @@ export default fp(async function socketIo (app) {
   const trust = proxyaddr.compile(h.config.trustedProxies)
   const clientIp = (req: IncomingMessage): string => proxyaddr(withValidForwardedFor(req), trust)
   const sessions = new EngineSessions(h.config.handshakeTimeoutMs)
+  const site: Site = { endpoint: 'events', serverId: h.config.serverId, log: app.log, framesOut: h.connections.framesOut }
 
   const io = new IOServer({
     path: SOCKET_IO_PATH,
@@ -264,7 +265,7 @@ export default fp(async function socketIo (app) {
   io.on('connection', (socket: Socket) => {
     const { identity, record } = socket.data as SocketData
     sessions.authenticated(socket.conn)
-    const conn = new SocketIoConnection(record.connectionId, identity, record.ip, app.log, socket, h.config.limits.sendBufferBytes, sessions.queued(socket.conn))
+    const conn = new SocketIoConnection(record.connectionId, site, identity, record.ip, socket, h.config.limits.sendBufferBytes, sessions.queued(socket.conn))
     // Rooms for application code using the adapter: one per user, cluster-wide.
     if (!conn.guest) void socket.join(`user:${identity.userId}`)
 
@@ -290,10 +291,8 @@ export default fp(async function socketIo (app) {
   })
 
   app.decorate('io', io)
-  h.io = io
   app.addHook('preClose', async () => {
     // Sockets still open at close are told to reconnect elsewhere.
     for (const s of io.of('/').sockets.values()) s.conn.close()
   })
 }, { name: 'herald-socketio', dependencies: ['herald-ws'] })
-
