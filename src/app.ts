@@ -113,7 +113,7 @@ export async function buildApp (config: Config, opts: BuildOptions = {}): Promis
   // dead): write back what this node knows.
   const restore = (): void => { restoreAfterLoss(h).catch(onBackendError) }
   h.registry = new Registry(backend.nodes, config.nodeTtlMs, () => nodeInfo(h), onBackendError, restore)
-  h.probe = new Probe(broker, ch.probe(config.serverId), config.healthProbeIntervalMs)
+  h.probe = new Probe(broker, ch.probe(config.serverId), config.healthProbeIntervalMs, config.serverId)
   app.decorate('herald', h)
   hub.onControl((env) => handleControl(h, env))
 
@@ -137,7 +137,7 @@ export async function buildApp (config: Config, opts: BuildOptions = {}): Promis
   let closing = false
   broker.onStateChange((healthy) => {
     if (closing) return
-    if (diag.backendState.hasSubscribers) diag.backendState.publish({ healthy, backend: backend.kind, log })
+    if (diag.backendState.hasSubscribers) diag.backendState.publish({ serverId: config.serverId, healthy, backend: backend.kind, log })
     // Beat at once on reconnect: it finds out whether Redis kept our state.
     if (healthy) {
       h.registry.beat().catch(onBackendError)

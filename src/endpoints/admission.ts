@@ -62,7 +62,7 @@ export function nodeRefusal (h: Herald, capacity: boolean): ErrorCode | null {
 export async function admit (h: Herald, req: AdmissionRequest): Promise<Admission> {
   const label = req.transport === 'socket.io' ? 'socket.io' : req.endpoint
   const refuse = (code: ErrorCode, opts: { message?: string, retryAfter?: number, elsewhere?: boolean } = {}): Admission => {
-    if (diag.handshakeRefused.hasSubscribers) diag.handshakeRefused.publish({ endpoint: label, code, log: req.log })
+    if (diag.handshakeRefused.hasSubscribers) diag.handshakeRefused.publish({ serverId: h.config.serverId, endpoint: label, code, log: req.log })
     return { ok: false, code, ...(opts.message !== undefined ? { message: opts.message } : {}), ...(opts.retryAfter !== undefined ? { retryAfter: opts.retryAfter } : {}), elsewhere: opts.elsewhere === true }
   }
 
@@ -91,7 +91,7 @@ export async function admit (h: Herald, req: AdmissionRequest): Promise<Admissio
   const record: ConnectionRecord = { serverId: h.config.serverId, connectionId, userId: identity.userId, sessionId: identity.sessionId, ip: req.ip, endpoint: req.endpoint, openedAt: Date.now() }
   const slot = await h.connectionLimiter.acquire(record)
   if (!slot.ok) {
-    if (diag.rateLimit.hasSubscribers) diag.rateLimit.publish({ scope: slot.scope === 'ip' ? 'connection-ip' : 'connection-user' })
+    if (diag.rateLimit.hasSubscribers) diag.rateLimit.publish({ serverId: h.config.serverId, scope: slot.scope === 'ip' ? 'connection-ip' : 'connection-user' })
     return refuse('CONNECTION_LIMIT', { message: `at most ${slot.limit} open connections per ${slot.scope === 'ip' ? 'IP address' : 'user'}`, retryAfter: CONNECTION_RETRY_AFTER_S })
   }
   if (slot.evicted !== null) {

@@ -120,7 +120,7 @@ export abstract class Connection implements Subscriber {
    */
   undeliverable (err: unknown): void {
     if (err instanceof UnusablePayload || this.closed) return
-    if (diag.deliveryFailed.hasSubscribers) diag.deliveryFailed.publish({ endpoint: this.kind, transport: this.transport, connectionId: this.id, error: err, log: this.log })
+    if (diag.deliveryFailed.hasSubscribers) diag.deliveryFailed.publish({ serverId: this.site.serverId, endpoint: this.kind, transport: this.transport, connectionId: this.id, error: err, log: this.log })
     try {
       this.close(CloseCodes.INTERNAL_ERROR, 'delivery failed')
     } catch { /* its transport is gone already */ }

@@ -70,7 +70,7 @@ export function opened (h: Herald, conn: Connection): void {
   // Logged through the node's logger with the connection's fields, so an idle
   // connection does not need its own child logger yet.
   if (diag.connectionOpen.hasSubscribers) {
-    diag.connectionOpen.publish({ endpoint: conn.kind, transport: conn.transport, connectionId: conn.id, userId: conn.userId, sessionId: conn.identity.sessionId, ip: conn.ip, log: h.log })
+    diag.connectionOpen.publish({ serverId: h.config.serverId, endpoint: conn.kind, transport: conn.transport, connectionId: conn.id, userId: conn.userId, sessionId: conn.identity.sessionId, ip: conn.ip, log: h.log })
   }
   const evicted = evictedEarly(conn.id)
   if (evicted !== null) return conn.close(CloseCodes.FORBIDDEN, evicted)
@@ -115,7 +115,7 @@ export function received (h: Herald, connection: Connection, handlers: HandlerTa
     if (conn.closed) return
     const parsed = parse()
     if (!verdict.ok) {
-      if (diag.rateLimit.hasSubscribers) diag.rateLimit.publish({ scope: verdict.scope === 'ip' ? 'message-ip' : 'message-user' })
+      if (diag.rateLimit.hasSubscribers) diag.rateLimit.publish({ serverId: h.config.serverId, scope: verdict.scope === 'ip' ? 'message-ip' : 'message-user' })
       if (++conn[kLimited] > MAX_LIMITED_MESSAGES) return conn.close(CloseCodes.RATE_LIMITED, 'rate limit exceeded')
       const retryAfter = Math.ceil(verdict.retryAfterMs / 1000)
       const id = 'msg' in parsed ? parsed.msg.id : parsed.error[2]
@@ -126,7 +126,7 @@ export function received (h: Herald, connection: Connection, handlers: HandlerTa
     const { msg } = parsed
     const handler = Object.hasOwn(handlers, msg.type) ? handlers[msg.type] : undefined
     if (handler === undefined) return conn.fail('UNKNOWN_TYPE', `${Errors.UNKNOWN_TYPE.message}: ${msg.type.slice(0, 64)}`, msg.id)
-    if (diag.messageIn.hasSubscribers) diag.messageIn.publish({ endpoint: conn.kind, type: msg.type })
+    if (diag.messageIn.hasSubscribers) diag.messageIn.publish({ serverId: h.config.serverId, endpoint: conn.kind, type: msg.type })
     try {
       const r = handler(h, conn, msg)
       if (r instanceof Promise) r.catch((err: unknown) => internalError(conn, err, msg.id))
@@ -147,7 +147,7 @@ export function closed (h: Herald, conn: Connection, code: number, byClient = fa
   if (h.connections.delete(conn)) h.hub.detach(conn)
   h.expiry.forget(conn)
   const durationMs = Date.now() - conn.openedAt
-  if (diag.connectionClose.hasSubscribers) diag.connectionClose.publish({ endpoint: conn.kind, connectionId: conn.id, userId: conn.userId, code, byClient, durationMs, log: conn.log })
+  if (diag.connectionClose.hasSubscribers) diag.connectionClose.publish({ serverId: h.config.serverId, endpoint: conn.kind, connectionId: conn.id, userId: conn.userId, code, byClient, durationMs, log: conn.log })
 }
 
 function internalError (conn: Connection, err: unknown, id?: string): void {

@@ -195,7 +195,7 @@ export default fp(async function socketIo (app) {
     allowRequest: (req, cb) => {
       const code = transportRefusal(h, req) ?? sessions.refusal(clientIp(req))
       if (code === null) return cb(null, true)
-      if (diag.handshakeRefused.hasSubscribers) diag.handshakeRefused.publish({ endpoint: 'socket.io', code, log: h.log })
+      if (diag.handshakeRefused.hasSubscribers) diag.handshakeRefused.publish({ serverId: h.config.serverId, endpoint: 'socket.io', code, log: h.log })
       cb(code, false)
     },
   })

@@ -95,7 +95,7 @@ export class Hub {
     this.intake = new Intake((channel, env) => {
       try { this.dispatch(channel, env) } catch (err) { this.drop('error', channel, err) }
     }, (r) => {
-      if (diag.overload.hasSubscribers) diag.overload.publish({ ...r, log })
+      if (diag.overload.hasSubscribers) diag.overload.publish({ serverId, ...r, log })
     })
     broker.onMessage((channel, message) => this.onBrokerMessage(channel, message))
   }
@@ -174,7 +174,7 @@ export class Hub {
 
   private drop (reason: Exclude<DropReason, 'overload'>, channel: string, err?: unknown): void {
     this.dropped[reason]++
-    if (diag.messageDropped.hasSubscribers) diag.messageDropped.publish({ reason, channel, ...(err !== undefined ? { error: err } : {}), log: this.log })
+    if (diag.messageDropped.hasSubscribers) diag.messageDropped.publish({ serverId: this.serverId, reason, channel, ...(err !== undefined ? { error: err } : {}), log: this.log })
   }
 
   private dispatch (channel: string, env: Envelope): void {
@@ -242,7 +242,7 @@ export class Hub {
 
     this.delivered += count
     if (diag.eventDelivered.hasSubscribers) {
-      diag.eventDelivered.publish({ kind: env.kind === 'e' ? 'event' : 'notification', type: env.type, recipients: count, latencyMs: Date.now() - env.publishedAt })
+      diag.eventDelivered.publish({ serverId: this.serverId, kind: env.kind === 'e' ? 'event' : 'notification', type: env.type, recipients: count, latencyMs: Date.now() - env.publishedAt })
     }
   }
 

@@ -21,13 +21,15 @@ import { CloseCodes } from '../protocol/close-codes.js'
 const closeLabel = (x: ConnectionClose): string => !x.byClient || x.code === CloseCodes.NORMAL ? String(x.code) : 'client'
 
 /**
- * Prometheus metrics, fed only by the diagnostics channels and by the node's
- * snapshot at scrape time (nodeSnapshot); the core never calls into this module.
+ * Prometheus metrics, fed only by the diagnostics channels (the messages of
+ * this node: channels are process-wide) and by the node's snapshot at scrape
+ * time (nodeSnapshot); the core never calls into this module.
  */
 export function createMetrics (h: Herald): { registry: Registry, close: () => void } {
+  const serverId = h.config.serverId
   const node = (): ReturnType<typeof nodeSnapshot> => nodeSnapshot(h)
   const registry = new Registry()
-  registry.setDefaultLabels({ server_id: h.config.serverId })
+  registry.setDefaultLabels({ server_id: serverId })
   // prom-client's own names already start with process_ or nodejs_.
   collectDefaultMetrics({ register: registry, prefix: 'herald_' })
 
@@ -115,10 +117,12 @@ export function createMetrics (h: Herald): { registry: Registry, close: () => vo
     [channels.deliveryFailed, (m) => { deliveryFailures.inc({ transport: (m as DeliveryFailed).transport }) }],
     [channels.probe, (m) => { const x = m as ProbeResult; if (x.ok) probe.observe(x.latencyMs / 1000); else probeFailures.inc() }],
   ]
-  for (const [ch, fn] of subs) ch.subscribe(fn)
+  // This node's messages only: another node in the same process publishes on the same channels.
+  const mine = subs.map(([ch, fn]): [diagnostics.Channel, (m: unknown) => void] => [ch, (m) => { if ((m as { serverId?: unknown }).serverId === serverId) fn(m) }])
+  for (const [ch, fn] of mine) ch.subscribe(fn)
   return {
     registry,
-    close () { for (const [ch, fn] of subs) ch.unsubscribe(fn) },
+    close () { for (const [ch, fn] of mine) ch.unsubscribe(fn) },
   }
 }
 

@@ -84,7 +84,7 @@ t.test('a recipient whose delivery throws is closed 1011 and reported; the other
   t.equal(failing.closedWith, 1011, 'the failing recipient was closed 1011')
   t.same(failing.got, [], 'and was sent nothing after')
   t.equal(failures.length, 1, 'one failure reported')
-  t.match(failures[0], { endpoint: 'events', transport: 'ws', connectionId: 'failing' })
+  t.match(failures[0], { serverId: 'node-1', endpoint: 'events', transport: 'ws', connectionId: 'failing' })
   t.match(failures[0]!.error, RangeError, 'with the error')
   t.equal(first.closedWith, null)
   t.equal(last.closedWith, null)
