@@ -16,6 +16,7 @@ import { startReclaim } from './cluster/reclaim.js'
 import { Registry } from './cluster/registry.js'
 import type { Config } from './config/index.js'
 import type { Herald } from './context.js'
+import { Connections } from './endpoints/connections.js'
 import { handleControl, restoreAfterLoss, startRevocationSync } from './endpoints/control.js'
 import { ExpiryScheduler } from './endpoints/expiry.js'
 import healthEndpoint from './endpoints/health.js'
@@ -82,7 +83,8 @@ export async function buildApp (config: Config, opts: BuildOptions = {}): Promis
   const backend = createBackend(config, { onError: onBackendError })
   const broker = backend.broker
   const ch = createChannels(config.keyPrefix)
-  const hub = new Hub(broker, ch, config.serverId, log)
+  const connections = new Connections()
+  const hub = new Hub(broker, ch, config.serverId, log, connections)
 
   const h = {
     config,
@@ -103,10 +105,9 @@ export async function buildApp (config: Config, opts: BuildOptions = {}): Promis
     messageLimiter: createMessageLimiter(backend.rates, config.limits.messagesPerMinute),
     originAllowed: createOriginCheck(config.allowedOrigins),
     apiKeyValid: createApiKeyCheck(config.apiKeys),
-    connections: new Map(),
+    connections,
     healthStreams: new Set(),
     draining: false,
-    io: null,
     expiry: new ExpiryScheduler(config.authExpiryWarningMs),
     address: '',
   } as Omit<Herald, 'registry'> as Herald
@@ -114,7 +115,7 @@ export async function buildApp (config: Config, opts: BuildOptions = {}): Promis
   // dead): write back what this node knows.
   const restore = (): void => { restoreAfterLoss(h).catch(onBackendError) }
   h.registry = new Registry(backend.nodes, config.nodeTtlMs, () => nodeInfo(h), onBackendError, restore)
-  h.probe = new Probe(broker, ch.probe(config.serverId), config.healthProbeIntervalMs)
+  h.probe = new Probe(broker, ch.probe(config.serverId), config.healthProbeIntervalMs, config.serverId)
   app.decorate('herald', h)
   hub.onControl((env) => handleControl(h, env))
 
@@ -138,7 +139,7 @@ export async function buildApp (config: Config, opts: BuildOptions = {}): Promis
   let closing = false
   broker.onStateChange((healthy) => {
     if (closing) return
-    if (diag.backendState.hasSubscribers) diag.backendState.publish({ healthy, backend: backend.kind, log })
+    if (diag.backendState.hasSubscribers) diag.backendState.publish({ serverId: config.serverId, healthy, backend: backend.kind, log })
     // Beat at once on reconnect: it finds out whether Redis kept our state.
     if (healthy) {
       h.registry.beat().catch(onBackendError)
@@ -147,7 +148,7 @@ export async function buildApp (config: Config, opts: BuildOptions = {}): Promis
   })
 
   await app.register(websocket, {
-    // No client tracking: the node keeps its own connection map, and ws's Set
+    // No client tracking: the node keeps its own registry of connections, and ws's Set
     // plus a 'close' closure per client would only duplicate it.
     options: { maxPayload: config.limits.messageBytes, perMessageDeflate: false, clientTracking: false },
     // Connections still open at close (no drain ran) are told to go elsewhere.

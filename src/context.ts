@@ -5,7 +5,7 @@ import type { Channels } from './cluster/channels.js'
 import type { Probe } from './cluster/probe.js'
 import type { Registry } from './cluster/registry.js'
 import type { Config } from './config/index.js'
-import type { Connection } from './endpoints/connection.js'
+import type { Connections } from './endpoints/connections.js'
 import type { Hub } from './events/hub.js'
 import type { Publisher } from './events/publisher.js'
 import type { WebSocket } from 'ws'
@@ -33,13 +33,11 @@ export interface Herald {
   messageLimiter: MessageLimiter
   originAllowed: OriginCheck
   apiKeyValid: (candidate: string) => boolean
-  /** authenticated connections on this node */
-  connections: Map<string, Connection>
+  /** this node's authenticated connections: the one registry of them */
+  readonly connections: Connections
   /** unauthenticated health streams on this node */
   healthStreams: Set<WebSocket>
   draining: boolean
-  /** the Socket.IO server sharing this node's port (its adapter spans the cluster) */
-  io: import('socket.io').Server | null
   /** auth_expiring / auth_expired deadlines of every connection on this node */
   expiry: import('./endpoints/expiry.js').ExpiryScheduler
   /** listen address, known once the server listens */

@@ -1,4 +1,4 @@
-// The README quick start, as a newcomer runs it (brief §2): `npm start` with
+// The README quick start, as a newcomer runs it: `npm start` with
 // no configuration prints tokens and ready-to-paste commands; pasting them
 // connects, subscribes, publishes and shows the event. With configured keys, what
 // a node says at boot instead: how to get a token, and what it cannot do.

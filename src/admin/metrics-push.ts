@@ -10,7 +10,7 @@ export function startMetricsPush (h: Herald, onError: (err: Error) => void): () 
   let running = false
   const timer = setInterval(() => {
     if (running) return
-    const admins = [...h.connections.values()].filter((c) => c.kind === 'admin' && c.welcomed)
+    const admins = [...h.connections.admins()].filter((c) => c.welcomed)
     if (admins.length === 0) return
     running = true
     statsReply(h).then((stats) => {

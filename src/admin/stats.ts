@@ -1,28 +1,76 @@
 import type { NodeInfo } from '../backend/nodes.js'
 import type { Herald } from '../context.js'
 import { HeraldError } from '../errors.js'
+import type { DropReason } from '../observability/channels.js'
 import { withBackend } from './actions.js'
 
-export function nodeInfo (h: Herald): NodeInfo {
-  let events = 0
-  let admin = 0
-  let socketio = 0
-  for (const c of h.connections.values()) {
-    c.kind === 'admin' ? admin++ : events++
-    if (c.transport === 'socket.io') socketio++
-  }
+/** What a node's figures are at one moment, read without changing anything. */
+export interface NodeSnapshot {
+  serverId: string
+  draining: boolean
+  backend: 'memory' | 'redis'
+  /** connected to Redis (false on the memory backend) */
+  redisConnected: boolean
+  /** the pub/sub loopback probe comes back in time */
+  backendReady: boolean
+  connections: { events: number, admin: number, health: number }
+  /** of `connections`, those carried by Socket.IO */
+  socketio: number
+  /** distinct signed-in users with /ws/events connections */
+  users: number
+  /** frames written to clients since boot, by endpoint */
+  framesOut: { events: number, admin: number }
+  eventsPublished: number
+  eventsDelivered: number
+  /** messages received from Redis, own echoes included */
+  brokerMessagesIn: number
+  /** messages from Redis not delivered since boot, by reason */
+  dropped: Record<DropReason, number>
+  /** messages from Redis waiting for delivery, and how long the oldest has waited */
+  backlog: number
+  lagMs: number
+}
+
+/**
+ * The one read of a node's state for stats, the registry row and metrics
+ * (which otherwise hear only diagnostics messages): O(1), the counts are kept
+ * as connections come and go.
+ */
+export function nodeSnapshot (h: Herald): NodeSnapshot {
+  const c = h.connections
   return {
-    id: h.config.serverId,
+    serverId: h.config.serverId,
+    draining: h.draining,
+    backend: h.backend.kind,
+    redisConnected: h.backend.kind === 'redis' && h.backend.broker.healthy,
+    backendReady: h.probe.healthy,
+    connections: { events: c.endpoints.events, admin: c.endpoints.admin, health: h.healthStreams.size },
+    socketio: c.transports['socket.io'],
+    users: c.users,
+    framesOut: { ...c.framesOut },
+    eventsPublished: h.publisher.published,
+    eventsDelivered: h.hub.delivered,
+    brokerMessagesIn: h.hub.received,
+    dropped: { ...h.hub.dropped, overload: h.hub.shed },
+    backlog: h.hub.waiting,
+    lagMs: h.hub.lagMs(),
+  }
+}
+
+export function nodeInfo (h: Herald): NodeInfo {
+  const n = nodeSnapshot(h)
+  return {
+    id: n.serverId,
     address: h.address,
     version: h.version,
     startedAt: h.startedAt,
     heartbeatAt: Date.now(),
-    draining: h.draining,
-    connections: { events, admin, health: h.healthStreams.size },
-    socketio,
-    users: h.hub.users,
-    eventsPublished: h.publisher.published,
-    eventsDelivered: h.hub.delivered,
+    draining: n.draining,
+    connections: n.connections,
+    socketio: n.socketio,
+    users: n.users,
+    eventsPublished: n.eventsPublished,
+    eventsDelivered: n.eventsDelivered,
     memoryRss: process.memoryUsage.rss(),
   }
 }
@@ -45,21 +93,22 @@ export interface ServerStats {
 }
 
 export function serverStats (h: Herald): ServerStats {
-  const n = nodeInfo(h)
+  const n = nodeSnapshot(h)
+  const memory = process.memoryUsage()
   return {
-    serverId: n.id,
-    address: n.address,
-    version: n.version,
+    serverId: n.serverId,
+    address: h.address,
+    version: h.version,
     uptime: Math.round((Date.now() - h.startedAt) / 1000),
     draining: n.draining,
-    backend: h.backend.kind,
-    redisConnected: h.backend.kind === 'redis' && h.backend.broker.healthy,
+    backend: n.backend,
+    redisConnected: n.redisConnected,
     connections: { ...n.connections, total: n.connections.events + n.connections.admin },
     users: n.users,
     eventsPublished: n.eventsPublished,
     eventsDelivered: n.eventsDelivered,
-    brokerMessagesIn: h.hub.received,
-    memory: { rss: n.memoryRss, heapUsed: process.memoryUsage().heapUsed },
+    brokerMessagesIn: n.brokerMessagesIn,
+    memory: { rss: memory.rss, heapUsed: memory.heapUsed },
   }
 }
 

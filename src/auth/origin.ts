@@ -1,4 +1,5 @@
-// Browser Origin check against ALLOWED_ORIGINS (brief §4): exact entries and
+// Browser Origin check against ALLOWED_ORIGINS, before any upgrade (a page on
+// another site must not open a socket with its visitor's token): exact entries and
 // `scheme://*.domain[:port]` wildcards. Comparison is on parsed parts, never on
 // substrings, so `https://app.example.com.evil.io` and `https://evil-example.com`
 // fail for `https://*.example.com`.

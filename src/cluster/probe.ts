@@ -24,6 +24,8 @@ export class Probe {
     private readonly broker: Broker,
     private readonly channel: string,
     private readonly intervalMs: number,
+    /** the node probing, named on its diagnostics messages */
+    private readonly serverId: string,
   ) {
     broker.onMessage((ch, msg) => { if (ch === this.channel) this.received(msg) })
     // ioredis reports `ready` before it has resubscribed, so a reconnect
@@ -63,7 +65,7 @@ export class Probe {
     if (this.outstanding !== null) {
       if (now - this.outstanding.sentAt <= this.intervalMs) return
       this.ok = false
-      if (diag.probe.hasSubscribers) diag.probe.publish({ ok: false, latencyMs: now - this.outstanding.sentAt })
+      if (diag.probe.hasSubscribers) diag.probe.publish({ serverId: this.serverId, ok: false, latencyMs: now - this.outstanding.sentAt })
     }
     if (!this.broker.healthy) { this.outstanding = null; return }
     // Redis has not even taken the last probe (stalled): one stuck probe says it all,
@@ -84,6 +86,6 @@ export class Probe {
     this.ok = true
     if (this.outstanding !== null && seq >= this.outstanding.seq) this.outstanding = null
     this.lastLatencyMs = latencyMs
-    if (diag.probe.hasSubscribers) diag.probe.publish({ ok: true, latencyMs })
+    if (diag.probe.hasSubscribers) diag.probe.publish({ serverId: this.serverId, ok: true, latencyMs })
   }
 }

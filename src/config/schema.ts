@@ -1,7 +1,8 @@
 import { Type, type Static } from '@sinclair/typebox'
 
-// The environment contract (brief §10). Names are fixed; defaults are the brief's
-// suggestions. Every value arrives as a string and is coerced once, here.
+// The environment contract: every variable a node reads, with its default and
+// bounds (README.md, Configuration, lists them). Names are fixed, since
+// deployments set them. Every value arrives as a string and is coerced once, here.
 // A plain `enum` (not a union of literals) so a bad value yields one error listing the allowed ones.
 const oneOf = <T extends string>(values: readonly T[], def: T) =>
   Type.Unsafe<T>({ type: 'string', enum: values, default: def })

@@ -20,7 +20,7 @@ export function payloadOf<T extends ClientFrameType> (conn: Connection, msg: Cli
 
 const current = (conn: Connection): string[] => [...conn.patterns.keys()]
 
-/** Requests shared by /ws/events and /ws/admin (brief §5). */
+/** Requests shared by /ws/events and /ws/admin. */
 export const commonCommands: HandlerTable = {
   subscribe (h: Herald, conn: Connection, msg: ClientMessage) {
     const p = payloadOf(conn, msg, 'subscribe')
@@ -50,7 +50,7 @@ export const commonCommands: HandlerTable = {
     conn.reply('pong', { timestamp: new Date().toISOString() }, msg.id)
   },
 
-  /** In-band token renewal (brief §4): same subject, and for admins still the admin role. */
+  /** In-band token renewal, so a connection outlives its token: same subject, and for admins still the admin role. */
   async refresh (h: Herald, conn: Connection, msg: ClientMessage) {
     const p = payloadOf(conn, msg, 'refresh')
     if (p === null) return

@@ -1,71 +1,73 @@
 import type { FastifyBaseLogger } from 'fastify'
 import type { Identity } from '../auth/verifier.js'
 import type { ErrorCode } from '../errors.js'
-import { UnusablePayload, type Delivery, type Subscriber } from '../events/hub.js'
+import { stampable, UnusablePayload, type Delivery, type Subscriber } from '../events/hub.js'
 import { channels as diag } from '../observability/channels.js'
 import { CloseCodes } from '../protocol/close-codes.js'
+import { expirable } from './expiry.js'
+import { inboxed, strike } from './lifecycle.js'
+import { watched } from './liveness.js'
 
 // Frames that arrive for a connection while it is still subscribing its
 // channels are held, then sent right after `welcome`, so `welcome` is first.
 const MAX_HELD_FRAMES = 256
-// Error replies tolerated per minute; past that the client is abusive (4029).
-const MAX_STRIKES_PER_MINUTE = 20
 
 export type Endpoint = 'events' | 'admin'
 export type Transport = 'ws' | 'socket.io'
 
-// Every connection's inbox starts from this one settled promise.
-const SETTLED: Promise<void> = Promise.resolve()
-
-/** Frames written per endpoint since boot; read by metrics on scrape, so the send path only increments. */
-export const framesOut = { events: 0, admin: 0 }
+/** What every connection of one endpoint on one transport shares: made once, not per connection. */
+export interface Site {
+  readonly endpoint: Endpoint
+  /** the node's id, on what the connection reports to the diagnostics channels */
+  readonly serverId: string
+  /** the node's logger, parent of the connection's own */
+  readonly log: FastifyBaseLogger
+  /** the node's count of frames written, by endpoint (Connections.framesOut) */
+  readonly framesOut: Record<Endpoint, number>
+}
 
 /**
  * One authenticated client connection, whatever carries it. The protocol
  * (commands, expiry, revocation, limits, delivery) talks to this class; the
  * WebSocket and Socket.IO subclasses only know how to write and close.
+ *
+ * State other modules keep per connection is theirs, declared and touched in
+ * their own file under a private symbol: the hub's delivery mark
+ * (events/hub.ts), the expiry marks (expiry.ts), the inbox, rate and strike
+ * counts (lifecycle.ts), the heartbeat mark (liveness.ts). Each is set up
+ * here, in the constructor, so that every connection has one shape.
  */
 export abstract class Connection implements Subscriber {
   abstract readonly transport: Transport
   readonly openedAt = Date.now()
   readonly patterns = new Map<string, readonly string[]>()
+  readonly kind: Endpoint
   readonly userId: string
   /**
    * Anonymous guests (ALLOW_ANONYMOUS) receive broadcast-audience events only.
-   * Fixed at open: the hub files the connection by it, and must find it in the
-   * same place when it closes, whatever a refresh did to the identity.
+   * Fixed at open: the registry files the connection by it, and must find it
+   * in the same place when it closes, whatever a refresh did to the identity.
    */
   readonly guest: boolean
-  stamp = 0
-  /** set by a pong or any frame; cleared by each heartbeat sweep */
-  alive = true
   closed = false
-  /** error replies in the current minute; repeated abuse closes the connection */
-  strikes = 0
-  strikesWindowStart = Date.now()
-  /** frames refused by the rate limiter since the last accepted one */
-  limited = 0
-  /** frames received and not yet handled; serialises handling through the limiter */
-  inflight = 0
-  inbox: Promise<void> = SETTLED
-  /** the exp that auth_expiring was sent for */
-  warnedFor = 0
-  /** the exp the node's expiry schedule holds a live entry for (0: none) */
-  armedFor = 0
   private held: Array<() => void> | null = []
   private _log: FastifyBaseLogger | null = null
 
-  /** `parentLog` is the node's logger; `reqId` ties the connection's lines to its upgrade request. */
+  /** `reqId` ties the connection's lines to its upgrade request. */
   constructor (
     readonly id: string,
-    readonly kind: Endpoint,
+    readonly site: Site,
     public identity: Identity,
     readonly ip: string,
-    private readonly parentLog: FastifyBaseLogger,
     private readonly reqId?: string,
   ) {
+    this.kind = site.endpoint
     this.userId = identity.userId
     this.guest = identity.anonymous === true
+    stampable(this)
+    watched(this)
+    inboxed(this)
+    expirable(this)
   }
 
   /**
@@ -74,7 +76,7 @@ export abstract class Connection implements Subscriber {
    * logs nothing carries no logger, which keeps per-connection memory small.
    */
   get log (): FastifyBaseLogger {
-    return (this._log ??= this.parentLog.child({
+    return (this._log ??= this.site.log.child({
       ...(this.reqId !== undefined ? { reqId: this.reqId } : {}),
       connectionId: this.id, userId: this.userId, endpoint: this.kind, transport: this.transport,
     }))
@@ -90,7 +92,7 @@ export abstract class Connection implements Subscriber {
     if (this.closed) return
     if (this.congested()) return this.close(CloseCodes.SLOW_CONSUMER, 'slow consumer')
     this.writeDelivery(d)
-    framesOut[this.kind]++
+    this.site.framesOut[this.kind]++
   }
 
   /** A protocol message: a reply (with the request's id) or a server push. */
@@ -99,7 +101,7 @@ export abstract class Connection implements Subscriber {
     if (this.closed) return
     if (this.congested()) return this.close(CloseCodes.SLOW_CONSUMER, 'slow consumer')
     this.writeMessage(type, payload, id)
-    framesOut[this.kind]++
+    this.site.framesOut[this.kind]++
   }
 
   welcome (payload: Record<string, unknown>): void {
@@ -118,7 +120,7 @@ export abstract class Connection implements Subscriber {
    */
   undeliverable (err: unknown): void {
     if (err instanceof UnusablePayload || this.closed) return
-    if (diag.deliveryFailed.hasSubscribers) diag.deliveryFailed.publish({ endpoint: this.kind, transport: this.transport, connectionId: this.id, error: err, log: this.log })
+    if (diag.deliveryFailed.hasSubscribers) diag.deliveryFailed.publish({ serverId: this.site.serverId, endpoint: this.kind, transport: this.transport, connectionId: this.id, error: err, log: this.log })
     try {
       this.close(CloseCodes.INTERNAL_ERROR, 'delivery failed')
     } catch { /* its transport is gone already */ }
@@ -129,12 +131,7 @@ export abstract class Connection implements Subscriber {
   /** Answers a bad request with `error`; every one counts toward closing an abusive client. */
   fail (code: ErrorCode, message: string, id?: string): void {
     this.emit('error', { code, message }, id)
-    const now = Date.now()
-    if (now - this.strikesWindowStart > 60_000) { this.strikes = 0; this.strikesWindowStart = now }
-    if (++this.strikes > MAX_STRIKES_PER_MINUTE) {
-      this.log.warn({ strikes: this.strikes }, 'closing abusive connection')
-      this.close(CloseCodes.RATE_LIMITED, 'too many invalid messages')
-    }
+    strike(this)
   }
 
   close (code: number, reason: string): void {

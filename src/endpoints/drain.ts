@@ -2,7 +2,7 @@ import type { Herald } from '../context.js'
 import { CloseCodes } from '../protocol/close-codes.js'
 
 /**
- * Graceful drain (brief §7): readiness turns 503 and upgrades are refused at
+ * Graceful drain, on SIGTERM: readiness turns 503 and upgrades are refused at
  * once; open connections are closed with 1001 spread evenly over the window,
  * so their reconnects land on the other nodes as a trickle, not a wave.
  */

@@ -13,24 +13,40 @@ import type { Connection } from './connection.js'
 
 interface Entry { at: number, conn: Connection, exp: number }
 
+// What the schedule keeps on each connection, declared and touched here only.
+const kWarnedFor = Symbol('herald.expiry.warnedFor')
+const kArmedFor = Symbol('herald.expiry.armedFor')
+interface Marks {
+  /** the exp that auth_expiring was sent for */
+  [kWarnedFor]: number
+  /** the exp the schedule holds a live entry for (0: none) */
+  [kArmedFor]: number
+}
+const marks = (c: Connection): Marks => c as Connection & Marks
+
+/** Sets up a connection's expiry marks; called by its constructor. */
+export function expirable (c: Connection): void {
+  const m = marks(c)
+  m[kWarnedFor] = 0
+  m[kArmedFor] = 0
+}
+
 // setTimeout cannot wait longer than ~24.8 days; the timer re-arms past that.
 const MAX_DELAY = 2 ** 31 - 1
 
 export class ExpiryScheduler {
   private readonly heap: Entry[] = []
   private timer: NodeJS.Timeout | null = null
-  private armedFor = Infinity
+  /** when the timer fires (Infinity: not armed) */
+  private wakeAt = Infinity
   /** entries known to be stale (their connection closed or re-armed) */
   private stale = 0
 
   constructor (private readonly warningMs: number) {}
 
-  /** entries held, stale ones included */
-  get size (): number { return this.heap.length }
-
   /** A connection closed (or is about to be re-armed): its entry is stale. */
   forget (c: Connection): void {
-    if (c.armedFor === 0) return
+    if (marks(c)[kArmedFor] === 0) return
     this.stale++
     if (this.stale > 64 && this.stale * 2 > this.heap.length) this.compact()
   }
@@ -39,11 +55,12 @@ export class ExpiryScheduler {
   arm (c: Connection): void {
     const exp = c.identity.expiresAt
     if (!Number.isFinite(exp)) return
-    if (c.armedFor !== 0) this.forget(c)
-    c.armedFor = exp
+    const m = marks(c)
+    if (m[kArmedFor] !== 0) this.forget(c)
+    m[kArmedFor] = exp
     const warnAt = exp - this.warningMs
     // A token that is already inside its warning window is warned at once.
-    this.push({ at: c.warnedFor === exp ? exp : Math.max(warnAt, Date.now()), conn: c, exp })
+    this.push({ at: m[kWarnedFor] === exp ? exp : Math.max(warnAt, Date.now()), conn: c, exp })
   }
 
   stop (): void {
@@ -53,7 +70,7 @@ export class ExpiryScheduler {
     this.stale = 0
   }
 
-  private isStale (e: Entry): boolean { return e.conn.closed || e.conn.identity.expiresAt !== e.exp || e.conn.armedFor !== e.exp }
+  private isStale (e: Entry): boolean { return e.conn.closed || e.conn.identity.expiresAt !== e.exp || marks(e.conn)[kArmedFor] !== e.exp }
 
   /** Drops stale entries and rebuilds the heap: O(n), run when half are stale. */
   private compact (): void {
@@ -75,7 +92,7 @@ export class ExpiryScheduler {
       ;[h[p], h[i]] = [h[i]!, h[p]!]
       i = p
     }
-    if (e.at < this.armedFor) this.schedule()
+    if (e.at < this.wakeAt) this.schedule()
   }
 
   private pop (): Entry | undefined {
@@ -107,15 +124,15 @@ export class ExpiryScheduler {
   private schedule (): void {
     if (this.timer) clearTimeout(this.timer)
     const next = this.heap[0]
-    if (next === undefined) { this.timer = null; this.armedFor = Infinity; return }
-    this.armedFor = next.at
+    if (next === undefined) { this.timer = null; this.wakeAt = Infinity; return }
+    this.wakeAt = next.at
     this.timer = setTimeout(() => this.run(), Math.min(MAX_DELAY, Math.max(0, next.at - Date.now())))
     this.timer.unref()
   }
 
   private run (): void {
     this.timer = null
-    this.armedFor = Infinity
+    this.wakeAt = Infinity
     const now = Date.now()
     while (this.heap.length > 0 && this.heap[0]!.at <= now) {
       const e = this.pop()!
@@ -127,8 +144,8 @@ export class ExpiryScheduler {
         c.close(CloseCodes.AUTH_EXPIRED, 'authentication expired')
         continue
       }
-      if (c.warnedFor !== exp) {
-        c.warnedFor = exp
+      if (marks(c)[kWarnedFor] !== exp) {
+        marks(c)[kWarnedFor] = exp
         c.reply('auth_expiring', { expiresAt: new Date(exp).toISOString(), expiresIn: exp - now })
       }
       this.push({ at: exp, conn: c, exp })

@@ -6,6 +6,7 @@ import type { ClientMessage } from '../protocol/envelope.js'
 import type { Connection } from './connection.js'
 import { evictedEarly, revokedWhileOpening } from './control.js'
 import { armExpiry } from './expiry.js'
+import { heardFrom } from './liveness.js'
 
 // What every transport does with a connection: open (subscribe its channels,
 // then welcome), receive (rate limit, then the command), close (release).
@@ -18,18 +19,66 @@ const ATTACH_TIMEOUT_MS = 5000
 const MAX_LIMITED_MESSAGES = 10
 // Messages queued behind the rate limiter; a client this far ahead is flooding.
 const MAX_INFLIGHT = 64
+// Error replies tolerated per minute; past that the client is abusive (4029).
+const MAX_STRIKES_PER_MINUTE = 20
+
+// What this module keeps per connection, declared and touched here only.
+const kInflight = Symbol('herald.inflight')
+const kInbox = Symbol('herald.inbox')
+const kLimited = Symbol('herald.limited')
+const kStrikes = Symbol('herald.strikes')
+const kStrikesSince = Symbol('herald.strikesSince')
+interface Inbox {
+  /** frames received and not yet handled; serialises handling through the limiter */
+  [kInflight]: number
+  [kInbox]: Promise<void>
+  /** frames refused by the rate limiter since the last accepted one */
+  [kLimited]: number
+  /** error replies since kStrikesSince; repeated abuse closes the connection */
+  [kStrikes]: number
+  [kStrikesSince]: number
+}
+type Inboxed = Connection & Inbox
+
+// Every connection's inbox starts from this one settled promise, and an idle
+// connection goes back to it rather than holding its promise chain.
+const SETTLED: Promise<void> = Promise.resolve()
+
+/** Sets up a connection's inbox; called by its constructor. */
+export function inboxed (conn: Connection): void {
+  const c = conn as Inboxed
+  c[kInflight] = 0
+  c[kInbox] = SETTLED
+  c[kLimited] = 0
+  c[kStrikes] = 0
+  // A window that starts at its first strike: 0 is long past.
+  c[kStrikesSince] = 0
+}
+
+/** An error reply was sent: past MAX_STRIKES_PER_MINUTE the client is abusive and is closed 4029. */
+export function strike (conn: Connection): void {
+  const c = conn as Inboxed
+  const now = Date.now()
+  if (now - c[kStrikesSince] > 60_000) { c[kStrikes] = 0; c[kStrikesSince] = now }
+  if (++c[kStrikes] > MAX_STRIKES_PER_MINUTE) {
+    c.log.warn({ strikes: c[kStrikes] }, 'closing abusive connection')
+    c.close(CloseCodes.RATE_LIMITED, 'too many invalid messages')
+  }
+}
 
 export function opened (h: Herald, conn: Connection): void {
-  h.connections.set(conn.id, conn)
   // Logged through the node's logger with the connection's fields, so an idle
   // connection does not need its own child logger yet.
   if (diag.connectionOpen.hasSubscribers) {
-    diag.connectionOpen.publish({ endpoint: conn.kind, transport: conn.transport, connectionId: conn.id, userId: conn.userId, sessionId: conn.identity.sessionId, ip: conn.ip, log: h.log })
+    diag.connectionOpen.publish({ serverId: h.config.serverId, endpoint: conn.kind, transport: conn.transport, connectionId: conn.id, userId: conn.userId, sessionId: conn.identity.sessionId, ip: conn.ip, log: h.log })
   }
   const evicted = evictedEarly(conn.id)
   if (evicted !== null) return conn.close(CloseCodes.FORBIDDEN, evicted)
   if (revokedWhileOpening(h, conn)) return
 
+  // In the registry (where deliveries, control messages and counts find it)
+  // and on its channels together: `closed` undoes both together.
+  h.connections.add(conn)
   let timer: NodeJS.Timeout | undefined
   const timeout = new Promise<never>((_resolve, reject) => { timer = setTimeout(() => reject(new Error('subscribe timed out')), ATTACH_TIMEOUT_MS) })
   Promise.race([h.hub.attach(conn), timeout]).then(() => {
@@ -54,29 +103,30 @@ export function opened (h: Herald, conn: Connection): void {
  * Every client message passes the cluster-wide rate limiter, in arrival order,
  * before `parse` turns it into a command.
  */
-export function received (h: Herald, conn: Connection, handlers: HandlerTable, parse: () => { msg: ClientMessage } | { error: Parameters<Connection['fail']>, id?: string }): void {
-  conn.alive = true
+export function received (h: Herald, connection: Connection, handlers: HandlerTable, parse: () => { msg: ClientMessage } | { error: Parameters<Connection['fail']>, id?: string }): void {
+  const conn = connection as Inboxed
+  heardFrom(conn)
   if (conn.closed) return
-  if (conn.inflight >= MAX_INFLIGHT) return conn.close(CloseCodes.RATE_LIMITED, 'message flood')
-  conn.inflight++
-  conn.inbox = conn.inbox.then(async () => {
+  if (conn[kInflight] >= MAX_INFLIGHT) return conn.close(CloseCodes.RATE_LIMITED, 'message flood')
+  conn[kInflight]++
+  conn[kInbox] = conn[kInbox].then(async () => {
     const verdict = await h.messageLimiter.consume(conn.userId, conn.ip)
-    conn.inflight--
+    conn[kInflight]--
     if (conn.closed) return
     const parsed = parse()
     if (!verdict.ok) {
-      if (diag.rateLimit.hasSubscribers) diag.rateLimit.publish({ scope: verdict.scope === 'ip' ? 'message-ip' : 'message-user' })
-      if (++conn.limited > MAX_LIMITED_MESSAGES) return conn.close(CloseCodes.RATE_LIMITED, 'rate limit exceeded')
+      if (diag.rateLimit.hasSubscribers) diag.rateLimit.publish({ serverId: h.config.serverId, scope: verdict.scope === 'ip' ? 'message-ip' : 'message-user' })
+      if (++conn[kLimited] > MAX_LIMITED_MESSAGES) return conn.close(CloseCodes.RATE_LIMITED, 'rate limit exceeded')
       const retryAfter = Math.ceil(verdict.retryAfterMs / 1000)
       const id = 'msg' in parsed ? parsed.msg.id : parsed.error[2]
       return conn.fail('RATE_LIMITED', `at most ${h.config.limits.messagesPerMinute} messages per minute per ${verdict.scope === 'ip' ? 'IP address' : 'user'}; retry in ${retryAfter} s`, id)
     }
-    conn.limited = 0
+    conn[kLimited] = 0
     if (!('msg' in parsed)) return conn.fail(...parsed.error)
     const { msg } = parsed
     const handler = Object.hasOwn(handlers, msg.type) ? handlers[msg.type] : undefined
     if (handler === undefined) return conn.fail('UNKNOWN_TYPE', `${Errors.UNKNOWN_TYPE.message}: ${msg.type.slice(0, 64)}`, msg.id)
-    if (diag.messageIn.hasSubscribers) diag.messageIn.publish({ endpoint: conn.kind, type: msg.type })
+    if (diag.messageIn.hasSubscribers) diag.messageIn.publish({ serverId: h.config.serverId, endpoint: conn.kind, type: msg.type })
     try {
       const r = handler(h, conn, msg)
       if (r instanceof Promise) r.catch((err: unknown) => internalError(conn, err, msg.id))
@@ -84,24 +134,20 @@ export function received (h: Herald, conn: Connection, handlers: HandlerTable, p
       internalError(conn, err, msg.id)
     }
   }).catch((err: unknown) => {
-    conn.inflight = Math.max(0, conn.inflight - 1)
+    conn[kInflight] = Math.max(0, conn[kInflight] - 1)
     internalError(conn, err)
   }).finally(() => {
-    // An idle connection drops its promise chain rather than holding it.
-    if (conn.inflight === 0) conn.inbox = SETTLED
+    if (conn[kInflight] === 0) conn[kInbox] = SETTLED
   })
 }
-
-const SETTLED: Promise<void> = Promise.resolve()
 
 /** `byClient`: the peer closed with `code`, a number of its own choosing (the node's codes and 1006 are not). */
 export function closed (h: Herald, conn: Connection, code: number, byClient = false): void {
   conn.closed = true
-  h.connections.delete(conn.id)
-  h.hub.detach(conn)
+  if (h.connections.delete(conn)) h.hub.detach(conn)
   h.expiry.forget(conn)
   const durationMs = Date.now() - conn.openedAt
-  if (diag.connectionClose.hasSubscribers) diag.connectionClose.publish({ endpoint: conn.kind, connectionId: conn.id, userId: conn.userId, code, byClient, durationMs, log: conn.log })
+  if (diag.connectionClose.hasSubscribers) diag.connectionClose.publish({ serverId: h.config.serverId, endpoint: conn.kind, connectionId: conn.id, userId: conn.userId, code, byClient, durationMs, log: conn.log })
 }
 
 function internalError (conn: Connection, err: unknown, id?: string): void {

@@ -1,6 +1,18 @@
 import type { WebSocket } from 'ws'
 import type { Herald } from '../context.js'
 import { CloseCodes } from '../protocol/close-codes.js'
+import type { Connection } from './connection.js'
+
+// A connection heard from (pong or any frame) since the last sweep: this
+// module's mark on each connection, declared and touched here only.
+const kAlive = Symbol('herald.alive')
+type Watched = Connection & { [kAlive]: boolean }
+
+/** Sets up a connection's heartbeat mark; called by its constructor. */
+export function watched (c: Connection): void { (c as Watched)[kAlive] = true }
+
+/** The peer answered a ping or sent a frame. */
+export function heardFrom (c: Connection): void { (c as Watched)[kAlive] = true }
 
 /** Health streams heard from (pong or frame) since the last sweep. */
 const answered = new WeakSet<WebSocket>()
@@ -13,13 +25,14 @@ export function streamAnswered (ws: WebSocket): void { answered.add(ws) }
  */
 export function startHeartbeat (h: Herald): () => void {
   const timer = setInterval(() => {
-    for (const c of h.connections.values()) {
-      if (!c.alive) {
+    for (const conn of h.connections.values()) {
+      const c = conn as Watched
+      if (!c[kAlive]) {
         c.log.info('heartbeat timeout')
         c.close(CloseCodes.HEARTBEAT_TIMEOUT, 'heartbeat timeout')
         continue
       }
-      c.alive = false
+      c[kAlive] = false
       c.ping()
     }
     // Unauthenticated health streams get the same treatment: a peer gone

@@ -1,22 +1,21 @@
-import { randomUUID } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
-import type { FastifyBaseLogger } from 'fastify'
 import fp from 'fastify-plugin'
 import proxyaddr from 'proxy-addr'
 import { Server as IOServer, type Socket } from 'socket.io'
 import { tokenFrom } from '../auth/credentials.js'
 import type { Identity } from '../auth/verifier.js'
 import type { Herald } from '../context.js'
-import { Errors, HeraldError, type ErrorCode } from '../errors.js'
+import { Errors, type ErrorCode } from '../errors.js'
 import type { Delivery } from '../events/hub.js'
 import { withValidForwardedFor } from '../http/forwarded.js'
 import type { ConnectionRecord } from '../limits/connection-limiter.js'
 import { channels as diag } from '../observability/channels.js'
 import { CloseCodes } from '../protocol/close-codes.js'
+import { admit, nodeRefusal, releaseSlot } from './admission.js'
 import { commonCommands } from './commands.js'
-import { Connection } from './connection.js'
-import { guestIdentity } from './guard.js'
+import { Connection, type Site } from './connection.js'
 import { closed, opened, received } from './lifecycle.js'
+import { heardFrom } from './liveness.js'
 import { EngineSessions, type EngineSocket, type Queued } from './socketio-sessions.js'
 
 // Socket.IO on the same port and the same pipeline as /ws/events: same auth,
@@ -45,12 +44,12 @@ export class SocketIoConnection extends Connection {
   private ackSeq = 0
 
   constructor (
-    id: string, identity: Identity, ip: string, log: FastifyBaseLogger, readonly socket: Socket,
+    id: string, site: Site, identity: Identity, ip: string, readonly socket: Socket,
     private readonly sendBufferLimit: number,
     /** what engine.io holds for this client and no transport has taken (socketio-sessions.ts) */
     private readonly queued: Queued,
   ) {
-    super(id, 'events', identity, ip, log)
+    super(id, site, identity, ip)
   }
 
   /** Remembers an acknowledgement callback; its id stands in for the request id. */
@@ -61,7 +60,7 @@ export class SocketIoConnection extends Connection {
   }
 
   // Engine.io runs its own ping/pong (pingInterval = WEBSOCKET_HEARTBEAT_INTERVAL).
-  ping (): void { this.alive = true }
+  ping (): void { heardFrom(this) }
 
   // The same byte bound as /ws/events, on every transport: what engine.io
   // queues (all of it, for a polling client that does not poll; what waits
@@ -71,7 +70,11 @@ export class SocketIoConnection extends Connection {
       this.queued.bytes + (this.transportSocket()?.bufferedAmount ?? 0) > this.sendBufferLimit
   }
 
-  /** The `ws` socket under the WebSocket transport; none under polling. */
+  /**
+   * The `ws` socket under the WebSocket transport (a private field of
+   * engine.io's, pinned and checked by test/dependencies/internals.test.ts);
+   * none under polling.
+   */
   private transportSocket (): { bufferedAmount: number, readyState: number, terminate: () => void } | undefined {
     return (this.socket.conn.transport as unknown as { socket?: { bufferedAmount: number, readyState: number, terminate: () => void } }).socket
   }
@@ -142,21 +145,16 @@ function isTooBig (description: unknown): boolean {
   return description instanceof Error && description.message.includes('Max payload size exceeded')
 }
 
-/** Refusals engine.io answers at the handshake (allowRequest), before any Socket.IO packet. */
+/**
+ * Refusals engine.io answers at the handshake (allowRequest), before any
+ * Socket.IO packet, in the handshake table's order: what needs no token.
+ */
 function transportRefusal (h: Herald, req: IncomingMessage): ErrorCode | null {
+  const busy = nodeRefusal(h, false)
+  if (busy !== null) return busy
   if (!h.originAllowed(req.headers.origin)) return 'ORIGIN_FORBIDDEN'
-  return tryElsewhere(h)
+  return nodeRefusal(h, true)
 }
-
-/** Conditions of this node, not of the client: another node may well take it. */
-function tryElsewhere (h: Herald): ErrorCode | null {
-  if (h.draining) return 'DRAINING'
-  if (!h.probe.healthy) return 'BACKEND_UNAVAILABLE'
-  if (h.connections.size >= h.config.limits.nodeConnections) return 'NODE_FULL'
-  return null
-}
-
-class RetryElsewhere extends Error {}
 
 function refusal (code: ErrorCode, message?: string, retryAfter?: number): Error {
   const err = new Error(message ?? Errors[code].message) as Error & { data: unknown }
@@ -171,6 +169,7 @@ export default fp(async function socketIo (app) {
   const trust = proxyaddr.compile(h.config.trustedProxies)
   const clientIp = (req: IncomingMessage): string => proxyaddr(withValidForwardedFor(req), trust)
   const sessions = new EngineSessions(h.config.handshakeTimeoutMs)
+  const site: Site = { endpoint: 'events', serverId: h.config.serverId, log: app.log, framesOut: h.connections.framesOut }
 
   const io = new IOServer({
     path: SOCKET_IO_PATH,
@@ -196,7 +195,7 @@ export default fp(async function socketIo (app) {
     allowRequest: (req, cb) => {
       const code = transportRefusal(h, req) ?? sessions.refusal(clientIp(req))
       if (code === null) return cb(null, true)
-      if (diag.handshakeRefused.hasSubscribers) diag.handshakeRefused.publish({ endpoint: 'socket.io', code, log: h.log })
+      if (diag.handshakeRefused.hasSubscribers) diag.handshakeRefused.publish({ serverId: h.config.serverId, endpoint: 'socket.io', code, log: h.log })
       cb(code, false)
     },
   })
@@ -218,24 +217,40 @@ export default fp(async function socketIo (app) {
   })
 
   io.use((socket, next) => {
-    admit(h, socket, clientIp(socket.request)).then(() => next(), (err: Error) => {
-      // allowRequest refused these at the handshake; they came true while the
-      // token was checked. Closing the transport (not a connect_error, which
-      // socket.io-client never retries) keeps them "try again".
-      if (err instanceof RetryElsewhere) socket.conn.close()
-      next(err)
-    })
+    const auth = socket.handshake.auth as { token?: unknown } | undefined
+    const token = typeof auth?.token === 'string' && auth.token.length > 0 ? auth.token : tokenFrom(socket.request.headers, socket.handshake.query)
+    admit(h, { endpoint: 'events', transport: 'socket.io', origin: socket.handshake.headers.origin, token, ip: clientIp(socket.request), log: h.log }).then((a) => {
+      if (!a.ok) {
+        if (!a.elsewhere) return next(refusal(a.code, a.message, a.retryAfter))
+        // allowRequest refused these at the handshake; they came true since.
+        // Closing the transport (not a connect_error with a code, which
+        // socket.io-client never retries) keeps them "try again".
+        socket.conn.close()
+        return next(new Error(a.message ?? Errors[a.code].message))
+      }
+      // The slot lives exactly as long as the engine.io connection, whether or
+      // not Socket.IO ever emits `connection` for it.
+      if (socket.conn.readyState !== 'open') {
+        releaseSlot(h, a.record)
+        return next(refusal('INTERNAL', 'the client left during the handshake'))
+      }
+      socket.conn.once('close', () => releaseSlot(h, a.record))
+      ;(socket.data as SocketData) = { identity: a.identity, record: a.record }
+      next()
+    }, (err: Error) => next(err))
   })
 
   // Polling: a POST over maxHttpBufferSize gets a bare 413 from engine.io and
   // the session lingers until the client gives up on it. Close it now and
   // remember why, so the disconnect counts as 1009 like a WebSocket one.
+  // Sessions by id: engine.io's own table (a protected field of its types; engine.io is pinned and
+  // test/dependencies/internals.test.ts checks it), not a second one costing memory per session.
   const oversized = new WeakSet<object>()
   const clients = (io.engine as unknown as { clients: Record<string, EngineSocket | undefined> }).clients
-  io.engine.use((req: IncomingMessage & { _query?: Record<string, string> }, _res: unknown, next: (err?: unknown) => void) => {
-    const sid = req._query?.sid
-    if (req.method === 'POST' && sid !== undefined && Number(req.headers['content-length']) > h.config.limits.messageBytes) {
-      const raw = Object.hasOwn(clients, sid) ? clients[sid] : undefined
+  io.engine.use((req: IncomingMessage, _res: unknown, next: (err?: unknown) => void) => {
+    if (req.method === 'POST' && Number(req.headers['content-length']) > h.config.limits.messageBytes) {
+      const sid = new URL(req.url ?? '/', 'http://localhost').searchParams.get('sid')
+      const raw = sid !== null && Object.hasOwn(clients, sid) ? clients[sid] : undefined
       if (raw !== undefined) {
         oversized.add(raw)
         // After engine.io answered 413, so the client sees why.
@@ -250,7 +265,7 @@ export default fp(async function socketIo (app) {
   io.on('connection', (socket: Socket) => {
     const { identity, record } = socket.data as SocketData
     sessions.authenticated(socket.conn)
-    const conn = new SocketIoConnection(record.connectionId, identity, record.ip, app.log, socket, h.config.limits.sendBufferBytes, sessions.queued(socket.conn))
+    const conn = new SocketIoConnection(record.connectionId, site, identity, record.ip, socket, h.config.limits.sendBufferBytes, sessions.queued(socket.conn))
     // Rooms for application code using the adapter: one per user, cluster-wide.
     if (!conn.guest) void socket.join(`user:${identity.userId}`)
 
@@ -276,52 +291,8 @@ export default fp(async function socketIo (app) {
   })
 
   app.decorate('io', io)
-  h.io = io
   app.addHook('preClose', async () => {
     // Sockets still open at close are told to reconnect elsewhere.
     for (const s of io.of('/').sockets.values()) s.conn.close()
   })
 }, { name: 'herald-socketio', dependencies: ['herald-ws'] })
-
-/** The /ws/events handshake checks, for a Socket.IO connection. */
-async function admit (h: Herald, socket: Socket, ip: string): Promise<void> {
-  const refuse = (code: ErrorCode, message?: string, retryAfter?: number): never => {
-    if (diag.handshakeRefused.hasSubscribers) diag.handshakeRefused.publish({ endpoint: 'socket.io', code, log: h.log })
-    throw refusal(code, message, retryAfter)
-  }
-  if (!h.originAllowed(socket.handshake.headers.origin)) refuse('ORIGIN_FORBIDDEN')
-  const connectionId = randomUUID()
-  const auth = socket.handshake.auth as { token?: unknown } | undefined
-  const token = typeof auth?.token === 'string' && auth.token.length > 0 ? auth.token : tokenFrom(socket.request.headers, socket.handshake.query)
-  let identity: Identity
-  if (token === undefined) {
-    if (!h.config.allowAnonymous) refuse('TOKEN_MISSING')
-    identity = guestIdentity(connectionId)
-  } else {
-    try {
-      identity = await h.verifier.verify(token)
-    } catch (err) {
-      if (err instanceof HeraldError) refuse(err.code, err.message)
-      throw err
-    }
-  }
-  const busy = tryElsewhere(h)
-  if (busy !== null) throw new RetryElsewhere(Errors[busy].message)
-  if (identity.anonymous !== true && await h.revocations.check(identity) !== null) refuse('SESSION_REVOKED')
-  const record: ConnectionRecord = { serverId: h.config.serverId, connectionId, userId: identity.userId, sessionId: identity.sessionId, ip, endpoint: 'events', openedAt: Date.now() }
-  const admission = await h.connectionLimiter.acquire(record)
-  if (!admission.ok) {
-    if (diag.rateLimit.hasSubscribers) diag.rateLimit.publish({ scope: admission.scope === 'ip' ? 'connection-ip' : 'connection-user' })
-    refuse('CONNECTION_LIMIT', `at most ${admission.limit} open connections per ${admission.scope === 'ip' ? 'IP address' : 'user'}`, 5)
-  }
-  if (admission.ok && admission.evicted !== null) h.publisher.publishControl('evict', admission.evicted, null).catch(() => {})
-  // The slot lives exactly as long as the engine.io connection, whether or
-  // not Socket.IO ever emits `connection` for it.
-  const release = (): void => { h.connectionLimiter.release(record).catch(() => {}) }
-  if (socket.conn.readyState !== 'open') {
-    release()
-    throw refusal('INTERNAL', 'the client left during the handshake')
-  }
-  socket.conn.once('close', release)
-  ;(socket.data as SocketData) = { identity, record }
-}

@@ -1,5 +1,4 @@
 import type { Socket } from 'node:net'
-import type { FastifyBaseLogger } from 'fastify'
 import type { WebSocket } from 'ws'
 import type { Identity } from '../auth/verifier.js'
 import type { Delivery } from '../events/hub.js'
@@ -20,18 +19,11 @@ export class WsConnection extends Connection implements TurnQueue {
   qCount = 0
   qOwn: Buffer[] | null = null
   qBytes = 0
+  /** the endpoint's shared context (the node, the command table) */
+  declare readonly site: SessionSite
 
-  constructor (
-    id: string,
-    /** the endpoint's shared context (the node, the command table) */
-    readonly site: SessionSite,
-    readonly ws: WebSocket,
-    identity: Identity,
-    ip: string,
-    log: FastifyBaseLogger,
-    reqId?: string,
-  ) {
-    super(id, site.endpoint, identity, ip, log, reqId)
+  constructor (id: string, site: SessionSite, readonly ws: WebSocket, identity: Identity, ip: string, reqId?: string) {
+    super(id, site, identity, ip, reqId)
   }
 
   ping (): void {
@@ -51,7 +43,12 @@ export class WsConnection extends Connection implements TurnQueue {
     if (this.ws.readyState === 1) enqueue(this, d)
   }
 
-  /** Writes the frames queued this turn, in order, as one buffer. */
+  /**
+   * Writes the frames queued this turn, in order, as one buffer, straight to
+   * the TCP socket under ws (`_socket`, private to ws: ws is pinned and
+   * test/dependencies/internals.test.ts checks it): the frames are complete
+   * already, and ws.send would frame and copy each one again.
+   */
   flush (): void {
     const out = take(this)
     if (out === null || this.ws.readyState !== 1) return

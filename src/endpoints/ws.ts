@@ -10,9 +10,9 @@ export default fp(async function wsEndpoints (app) {
   const h = app.herald
   app.decorateRequest('identity', null)
   app.decorateRequest('connectionId', null)
-  const sendBufferBytes = h.config.limits.sendBufferBytes
-  const eventsSite: SessionSite = { h, endpoint: 'events', handlers: commonCommands, sendBufferBytes }
-  const adminSite: SessionSite = { h, endpoint: 'admin', handlers: adminCommands, sendBufferBytes }
+  const shared = { h, serverId: h.config.serverId, log: h.log, framesOut: h.connections.framesOut, sendBufferBytes: h.config.limits.sendBufferBytes }
+  const eventsSite: SessionSite = { ...shared, endpoint: 'events', handlers: commonCommands }
+  const adminSite: SessionSite = { ...shared, endpoint: 'admin', handlers: adminCommands }
   const upgradeOnly = async (_req: unknown, reply: import('fastify').FastifyReply) => reply.code(426).header('upgrade', 'websocket').send(errorBody('UPGRADE_REQUIRED'))
 
   app.route({
@@ -28,7 +28,7 @@ export default fp(async function wsEndpoints (app) {
     method: 'GET',
     url: '/ws/admin',
     schema: { hide: true },
-    preValidation: upgradeGuard(h, 'admin', 'admin'),
+    preValidation: upgradeGuard(h, 'admin'),
     handler: upgradeOnly,
     wsHandler: (ws, req) => openSession(adminSite, ws, req),
   })

@@ -1,4 +1,4 @@
-// Who may receive what (brief §5, Audience), expressed as the channels an
+// Who may receive what (docs/protocol.md, Audience), expressed as the channels an
 // event is published on. Precedence: admin.* > userId > system.*.
 //
 //   admin.*              -> admin channel: admins only

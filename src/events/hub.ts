@@ -31,8 +31,6 @@ export interface Subscriber {
   readonly userId: string
   /** pattern text -> its segments */
   readonly patterns: Map<string, readonly string[]>
-  /** last dispatch this subscriber was sent, so overlapping patterns deliver once */
-  stamp: number
   /** anonymous: receives broadcast-audience events only and has no user channel */
   readonly guest: boolean
   deliver (d: Delivery): void
@@ -40,13 +38,29 @@ export interface Subscriber {
   undeliverable (err: unknown): void
 }
 
-interface ChannelRef { refs: number, ready: Promise<void> }
-/** A user's connections: the one connection itself, or a Set from the second. */
-type Held = Subscriber | Set<Subscriber>
-function forEachHeld (held: Held | undefined, f: (s: Subscriber) => void): void {
-  if (held instanceof Set) for (const s of held) f(s)
-  else if (held !== undefined) f(held)
+/**
+ * Where the hub finds the recipients of notifications and of events on a
+ * user's channel: the node's connection registry (src/endpoints/connections.ts),
+ * not a second one kept here.
+ */
+export interface Recipients {
+  /** a signed-in user's /ws/events subscribers on this node */
+  forEachOfUser (userId: string, f: (s: Subscriber) => void): void
+  /** every /ws/events subscriber on this node, guests included */
+  forEachOnEvents (f: (s: Subscriber) => void): void
 }
+
+// The last dispatch a subscriber was sent, so overlapping patterns deliver
+// once: the hub's own mark on each subscriber, touched nowhere else. A field
+// of the subscriber (set up in its constructor by stampable(), one shape for
+// all), not a map: it is read and written once per recipient of every message.
+const kStamp = Symbol('herald.hub.stamp')
+interface Stamped { [kStamp]: number }
+
+/** Gives a subscriber the hub's delivery mark; called by its constructor. */
+export function stampable (s: object): void { (s as Stamped)[kStamp] = 0 }
+
+interface ChannelRef { refs: number, ready: Promise<void> }
 const SUBSCRIBED: Promise<void> = Promise.resolve()
 
 const TYPE_CACHE_MAX = 4096
@@ -58,14 +72,8 @@ const MAX_PAYLOAD_DEPTH = MAX_DATA_DEPTH + 1
  * which Redis channels this node must listen on for them.
  */
 export class Hub {
-  // A user's one connection is held as is, a Set only from the second: most
-  // users have one, and a Set costs ~150 bytes on every idle connection.
-  private readonly byUser = new Map<string, Held>()
   private readonly userIndex = new PatternIndex<Subscriber>()
   private readonly adminIndex = new PatternIndex<Subscriber>()
-  private readonly admins = new Set<Subscriber>()
-  /** guests are in no user's set and hold no user channel */
-  private readonly guests = new Set<Subscriber>()
   private readonly refs = new Map<string, ChannelRef>()
   private readonly typeSegments = new Map<string, string[]>()
   private dispatchSeq = 0
@@ -82,11 +90,12 @@ export class Hub {
     private readonly ch: Channels,
     private readonly serverId: string,
     private readonly log: FastifyBaseLogger,
+    private readonly recipients: Recipients,
   ) {
     this.intake = new Intake((channel, env) => {
       try { this.dispatch(channel, env) } catch (err) { this.drop('error', channel, err) }
     }, (r) => {
-      if (diag.overload.hasSubscribers) diag.overload.publish({ ...r, log })
+      if (diag.overload.hasSubscribers) diag.overload.publish({ serverId, ...r, log })
     })
     broker.onMessage((channel, message) => this.onBrokerMessage(channel, message))
   }
@@ -105,37 +114,21 @@ export class Hub {
   /** Control messages (kind c) from any channel this node hears, its own included. */
   onControl (listener: (env: Envelope) => void): void { this.controlListener = listener }
 
-  get users (): number { return this.byUser.size }
-
-  /** Resolves once events for this subscriber reach the node; send `welcome` after. */
+  /**
+   * Listens on the channel a subscriber newly in the recipients needs (its
+   * user's, or the admins'); resolves once events for it reach the node: send
+   * `welcome` after. Called once per subscriber, and `detach` once after it.
+   */
   async attach (s: Subscriber): Promise<void> {
-    if (s.kind === 'admin') {
-      this.admins.add(s)
-      await this.ref(this.ch.admin)
-      return
-    }
-    if (s.guest) { this.guests.add(s); return }
-    const held = this.byUser.get(s.userId)
-    if (held === undefined) this.byUser.set(s.userId, s)
-    else if (held instanceof Set) held.add(s)
-    else if (held !== s) this.byUser.set(s.userId, new Set([held, s]))
-    await this.ref(this.ch.user(s.userId))
+    const channel = this.channelOf(s)
+    if (channel !== null) await this.ref(channel)
   }
 
+  /** The subscriber left the recipients: its patterns and its hold on its channel go. */
   detach (s: Subscriber): void {
     for (const segs of s.patterns.values()) this.indexOf(s).remove(segs, s)
-    if (s.kind === 'admin') {
-      if (this.admins.delete(s)) this.unref(this.ch.admin)
-      return
-    }
-    if (s.guest) { this.guests.delete(s); return }
-    const held = this.byUser.get(s.userId)
-    let removed = false
-    if (held === s) { this.byUser.delete(s.userId); removed = true } else if (held instanceof Set && held.delete(s)) {
-      removed = true
-      if (held.size === 1) this.byUser.set(s.userId, held.values().next().value!)
-    }
-    if (removed) this.unref(this.ch.user(s.userId))
+    const channel = this.channelOf(s)
+    if (channel !== null) this.unref(channel)
   }
 
   addPattern (s: Subscriber, pattern: string, segs: readonly string[]): void {
@@ -149,14 +142,6 @@ export class Hub {
     if (!segs) return
     s.patterns.delete(pattern)
     this.indexOf(s).remove(segs, s)
-  }
-
-  connectionsOf (userId: string): readonly Subscriber[] | undefined {
-    const held = this.byUser.get(userId)
-    if (held === undefined) return undefined
-    const out: Subscriber[] = []
-    forEachHeld(held, (s) => out.push(s))
-    return out
   }
 
   /** Delivers a message this node published itself (while Redis is not delivering), instead of its later echo. */
@@ -189,7 +174,7 @@ export class Hub {
 
   private drop (reason: Exclude<DropReason, 'overload'>, channel: string, err?: unknown): void {
     this.dropped[reason]++
-    if (diag.messageDropped.hasSubscribers) diag.messageDropped.publish({ reason, channel, ...(err !== undefined ? { error: err } : {}), log: this.log })
+    if (diag.messageDropped.hasSubscribers) diag.messageDropped.publish({ serverId: this.serverId, reason, channel, ...(err !== undefined ? { error: err } : {}), log: this.log })
   }
 
   private dispatch (channel: string, env: Envelope): void {
@@ -216,8 +201,8 @@ export class Hub {
     const seq = ++this.dispatchSeq
     // One recipient's failure stays its own: the others still get the message.
     const deliver = (s: Subscriber): void => {
-      if (s.stamp === seq) return
-      s.stamp = seq
+      if ((s as Subscriber & Stamped)[kStamp] === seq) return
+      ;(s as Subscriber & Stamped)[kStamp] = seq
       try {
         s.deliver(d)
         count++
@@ -233,11 +218,10 @@ export class Hub {
     if (env.kind === 'n') {
       // Notifications need no subscription and go to /ws/events connections only.
       if (channel === this.ch.broadcast) {
-        for (const held of this.byUser.values()) forEachHeld(held, deliver)
-        for (const s of this.guests) deliver(s)
+        this.recipients.forEachOnEvents(deliver)
       } else if (channel.startsWith(this.ch.userPrefix)) {
         if (!this.isUserChannelOf(channel, env.userId)) return
-        forEachHeld(this.byUser.get(env.userId), deliver)
+        this.recipients.forEachOfUser(env.userId, deliver)
       }
     } else {
       const type = this.segmentsOf(env.type)
@@ -248,7 +232,7 @@ export class Hub {
         this.adminIndex.forEachMatch(type, deliver)
       } else if (channel.startsWith(this.ch.userPrefix)) {
         if (!this.isUserChannelOf(channel, env.userId)) return
-        forEachHeld(this.byUser.get(env.userId), (s) => {
+        this.recipients.forEachOfUser(env.userId, (s) => {
           for (const p of s.patterns.values()) {
             if (matches(p, type)) { deliver(s); break }
           }
@@ -258,7 +242,7 @@ export class Hub {
 
     this.delivered += count
     if (diag.eventDelivered.hasSubscribers) {
-      diag.eventDelivered.publish({ kind: env.kind === 'e' ? 'event' : 'notification', type: env.type, recipients: count, latencyMs: Date.now() - env.publishedAt })
+      diag.eventDelivered.publish({ serverId: this.serverId, kind: env.kind === 'e' ? 'event' : 'notification', type: env.type, recipients: count, latencyMs: Date.now() - env.publishedAt })
     }
   }
 
@@ -279,6 +263,12 @@ export class Hub {
       this.typeSegments.set(type, segs)
     }
     return segs
+  }
+
+  /** the channel a subscriber's events come on besides the broadcast: its user's, the admins', none for a guest */
+  private channelOf (s: Subscriber): string | null {
+    if (s.kind === 'admin') return this.ch.admin
+    return s.guest ? null : this.ch.user(s.userId)
   }
 
   private indexOf (s: Subscriber): PatternIndex<Subscriber> {

@@ -49,7 +49,7 @@ export class Publisher {
     if (input.userId !== undefined) event.userId = input.userId
     if (input.sessionId !== undefined) event.sessionId = input.sessionId
     await this.send(routesFor(event.type, input.userId), input.userId, { kind: 'e', publishedAt: now, type: event.type, userId: input.userId ?? '', json: JSON.stringify(event) })
-    if (diag.eventPublished.hasSubscribers) diag.eventPublished.publish({ kind: 'event', type: event.type, id: event.id })
+    if (diag.eventPublished.hasSubscribers) diag.eventPublished.publish({ serverId: this.serverId, kind: 'event', type: event.type, id: event.id })
     return event
   }
 
@@ -60,7 +60,7 @@ export class Publisher {
     const n: HeraldNotification = { id: this.nextId(), level: input.level, title: input.title, message: input.message, timestamp: new Date(now).toISOString() }
     if (input.data !== undefined) n.data = input.data
     await this.send(userId === null ? ['broadcast'] : ['user'], userId ?? undefined, { kind: 'n', publishedAt: now, type: 'notification', userId: userId ?? '', json: JSON.stringify(n) })
-    if (diag.eventPublished.hasSubscribers) diag.eventPublished.publish({ kind: 'notification', type: 'notification', id: n.id })
+    if (diag.eventPublished.hasSubscribers) diag.eventPublished.publish({ serverId: this.serverId, kind: 'notification', type: 'notification', id: n.id })
     return n
   }
 

@@ -9,7 +9,7 @@ import { serviceAuth } from './service-auth.js'
 const security = [{ bearer: [] }]
 const errors = { 400: { $ref: 'ErrorReply#' }, 401: { $ref: 'ErrorReply#' }, 403: { $ref: 'ErrorReply#' }, 503: { $ref: 'ErrorReply#' } }
 
-/** The publish API for backend services (brief §3). */
+/** The HTTP API: publishing for backend services, operator actions and stats (docs/protocol.md, README.md HTTP API). */
 export default fp(async function api (app) {
   const h = app.herald
   const asService = serviceAuth(h, ['service'])

@@ -16,27 +16,27 @@ declare module 'fastify' {
 const keyName = (key: string): string => 'key-' + createHash('sha256').update(key).digest('hex').slice(0, 8)
 
 /**
- * Services authenticate with an API key or a JWT carrying one of `roles`
- * (brief §4). Both ride in `Authorization: Bearer`; an API key is tried first.
+ * Services authenticate with an API key or a JWT carrying one of `roles`.
+ * Both ride in `Authorization: Bearer`; an API key is tried first.
  */
 export function serviceAuth (h: Herald, roles: readonly string[] = ['service']) {
   return async function authenticate (req: FastifyRequest): Promise<void> {
     const m = /^Bearer[ ]+(\S+)\s*$/i.exec(req.headers.authorization ?? '')
-    if (!m) return fail('CREDENTIAL_MISSING')
+    if (!m) return fail(h, 'CREDENTIAL_MISSING')
     const credential = m[1]!
     if (h.apiKeyValid(credential)) { req.actor = { kind: 'api-key', id: keyName(credential) }; return }
     let identity
     try {
       identity = await h.verifier.verify(credential)
     } catch {
-      return fail('CREDENTIAL_INVALID')
+      return fail(h, 'CREDENTIAL_INVALID')
     }
-    if (!identity.roles.some((r) => roles.includes(r))) return fail('ROLE_FORBIDDEN', `this route requires the role ${roles.join(' or ')}`)
+    if (!identity.roles.some((r) => roles.includes(r))) return fail(h, 'ROLE_FORBIDDEN', `this route requires the role ${roles.join(' or ')}`)
     req.actor = { kind: identity.roles.includes('admin') && roles.includes('admin') ? 'admin' : 'service', id: identity.userId }
   }
 }
 
-function fail (code: 'CREDENTIAL_MISSING' | 'CREDENTIAL_INVALID' | 'ROLE_FORBIDDEN', message?: string): never {
-  if (diag.authFailure.hasSubscribers) diag.authFailure.publish({ endpoint: 'api', reason: code })
+function fail (h: Herald, code: 'CREDENTIAL_MISSING' | 'CREDENTIAL_INVALID' | 'ROLE_FORBIDDEN', message?: string): never {
+  if (diag.authFailure.hasSubscribers) diag.authFailure.publish({ serverId: h.config.serverId, endpoint: 'api', reason: code })
   throw new HeraldError(code, message)
 }

@@ -5,30 +5,34 @@ import type { ErrorCode } from '../errors.js'
 // Named diagnostics channels: the core publishes, and logs and metrics
 // subscribe, so the core imports neither prom-client nor decides what is
 // worth a log line. Publishers check hasSubscribers first to keep the hot
-// path free. Messages that logs need carry the logger to write with (the
-// connection's own child, or the node's), since channels are process-wide.
+// path free. Channels are process-wide and a process may run several nodes
+// (tests do): every message names its node (`serverId`), and a node's
+// metrics count only messages of their own node. Messages that logs need
+// carry the logger to write with (the connection's own child, or the node's).
 
-export interface ConnectionOpen { endpoint: 'events' | 'admin', transport: string, connectionId: string, userId: string, sessionId: string | null, ip: string, log: FastifyBaseLogger }
+/** The node a message comes from. */
+interface OnNode { serverId: string }
+export interface ConnectionOpen extends OnNode { endpoint: 'events' | 'admin', transport: string, connectionId: string, userId: string, sessionId: string | null, ip: string, log: FastifyBaseLogger }
 /** `byClient`: the peer chose `code` (any number it likes); otherwise the node chose it, or recorded 1006 for a connection lost without a close. */
-export interface ConnectionClose { endpoint: 'events' | 'admin', connectionId: string, userId: string, code: number, byClient: boolean, durationMs: number, log: FastifyBaseLogger }
+export interface ConnectionClose extends OnNode { endpoint: 'events' | 'admin', connectionId: string, userId: string, code: number, byClient: boolean, durationMs: number, log: FastifyBaseLogger }
 /** A handshake refused before the upgrade (or before Socket.IO's connect), for whatever reason. */
-export interface HandshakeRefused { endpoint: 'events' | 'admin' | 'health' | 'socket.io', code: ErrorCode, log: FastifyBaseLogger }
-export interface EventPublished { kind: 'event' | 'notification', type: string, id: string }
-export interface EventDelivered { kind: 'event' | 'notification', type: string, recipients: number, latencyMs: number }
-export interface AuthFailure { endpoint: string, reason: string }
-export interface MessageIn { endpoint: 'events' | 'admin', type: string }
-export interface BackendState { healthy: boolean, backend: string, log: FastifyBaseLogger }
-export interface RateLimitHit { scope: 'connection-ip' | 'connection-user' | 'message-ip' | 'message-user' }
-export interface ProbeResult { ok: boolean, latencyMs: number }
-export interface MessageOut { endpoint: 'events' | 'admin', frames: number }
+export interface HandshakeRefused extends OnNode { endpoint: 'events' | 'admin' | 'health' | 'socket.io', code: ErrorCode, log: FastifyBaseLogger }
+/** `serverId`: the publishing node's, or the publisher library's own name for a direct publish. */
+export interface EventPublished extends OnNode { kind: 'event' | 'notification', type: string, id: string }
+export interface EventDelivered extends OnNode { kind: 'event' | 'notification', type: string, recipients: number, latencyMs: number }
+export interface AuthFailure extends OnNode { endpoint: string, reason: string }
+export interface MessageIn extends OnNode { endpoint: 'events' | 'admin', type: string }
+export interface BackendState extends OnNode { healthy: boolean, backend: string, log: FastifyBaseLogger }
+export interface RateLimitHit extends OnNode { scope: 'connection-ip' | 'connection-user' | 'message-ip' | 'message-user' }
+export interface ProbeResult extends OnNode { ok: boolean, latencyMs: number }
 /** Why a message from Redis was not delivered: nested past the limit, not an envelope (or JSON that does not parse), a failure handling it, or shed past saturation. */
 export type DropReason = 'too_deep' | 'malformed' | 'error' | 'overload'
 /** One message from Redis refused by the node (overload sheds are reported by `overload`). */
-export interface MessageDropped { reason: Exclude<DropReason, 'overload'>, channel: string, error?: unknown, log: FastifyBaseLogger }
+export interface MessageDropped extends OnNode { reason: Exclude<DropReason, 'overload'>, channel: string, error?: unknown, log: FastifyBaseLogger }
 /** Delivering to one connection threw; the connection is closed 1011. */
-export interface DeliveryFailed { endpoint: 'events' | 'admin', transport: string, connectionId: string, error: unknown, log: FastifyBaseLogger }
+export interface DeliveryFailed extends OnNode { endpoint: 'events' | 'admin', transport: string, connectionId: string, error: unknown, log: FastifyBaseLogger }
 /** Past saturation: shedding (at most every few seconds while it lasts, `shed` since the last report), or caught up. */
-export interface Overload { shedding: boolean, shed: number, waiting: number, lagMs: number, log: FastifyBaseLogger }
+export interface Overload extends OnNode { shedding: boolean, shed: number, waiting: number, lagMs: number, log: FastifyBaseLogger }
 
 export const channels = {
   connectionOpen: diagnostics.channel('herald:connection:open'),

@@ -1,8 +1,8 @@
 import diagnostics from 'node:diagnostics_channel'
 import fp from 'fastify-plugin'
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+import { nodeSnapshot } from '../admin/stats.js'
 import type { Herald } from '../context.js'
-import { framesOut } from '../endpoints/connection.js'
 import {
   channels, type AuthFailure, type BackendState, type ConnectionClose, type DeliveryFailed, type EventDelivered,
   type EventPublished, type HandshakeRefused, type MessageIn, type ProbeResult, type RateLimitHit,
@@ -21,12 +21,15 @@ import { CloseCodes } from '../protocol/close-codes.js'
 const closeLabel = (x: ConnectionClose): string => !x.byClient || x.code === CloseCodes.NORMAL ? String(x.code) : 'client'
 
 /**
- * Prometheus metrics, fed only by the diagnostics channels and by reading
- * the node's state at scrape time; the core never calls into this module.
+ * Prometheus metrics, fed only by the diagnostics channels (the messages of
+ * this node: channels are process-wide) and by the node's snapshot at scrape
+ * time (nodeSnapshot); the core never calls into this module.
  */
 export function createMetrics (h: Herald): { registry: Registry, close: () => void } {
+  const serverId = h.config.serverId
+  const node = (): ReturnType<typeof nodeSnapshot> => nodeSnapshot(h)
   const registry = new Registry()
-  registry.setDefaultLabels({ server_id: h.config.serverId })
+  registry.setDefaultLabels({ server_id: serverId })
   // prom-client's own names already start with process_ or nodejs_.
   collectDefaultMetrics({ register: registry, prefix: 'herald_' })
 
@@ -38,20 +41,16 @@ export function createMetrics (h: Herald): { registry: Registry, close: () => vo
     labelNames: ['endpoint'],
     registers: [registry],
     collect () {
-      let events = 0
-      let admin = 0
-      for (const c of h.connections.values()) c.kind === 'admin' ? admin++ : events++
-      this.set({ endpoint: 'events' }, events)
-      this.set({ endpoint: 'admin' }, admin)
-      this.set({ endpoint: 'health' }, h.healthStreams.size)
+      const { connections } = node()
+      for (const endpoint of ['events', 'admin', 'health'] as const) this.set({ endpoint }, connections[endpoint])
     },
   })
-  new Gauge({ name: 'herald_users', help: 'Distinct users with /ws/events connections on this node', registers: [registry], collect () { this.set(h.hub.users) } })
+  new Gauge({ name: 'herald_users', help: 'Distinct users with /ws/events connections on this node', registers: [registry], collect () { this.set(node().users) } })
   new Counter({
     name: 'herald_broker_messages_in_total',
     help: 'Messages received from Redis pub/sub (follows the users this node holds)',
     registers: [registry],
-    collect () { this.reset(); this.inc(h.hub.received) },
+    collect () { this.reset(); this.inc(node().brokerMessagesIn) },
   })
   new Counter({
     name: 'herald_broker_messages_dropped_total',
@@ -60,15 +59,14 @@ export function createMetrics (h: Herald): { registry: Registry, close: () => vo
     registers: [registry],
     collect () {
       this.reset()
-      for (const [reason, n] of Object.entries(h.hub.dropped)) this.inc({ reason }, n)
-      this.inc({ reason: 'overload' }, h.hub.shed)
+      for (const [reason, n] of Object.entries(node().dropped)) this.inc({ reason }, n)
     },
   })
-  new Gauge({ name: 'herald_delivery_backlog_messages', help: 'Messages from Redis waiting for delivery (the node is behind its input)', registers: [registry], collect () { this.set(h.hub.waiting) } })
-  new Gauge({ name: 'herald_delivery_lag_seconds', help: 'How long the oldest message waiting for delivery has waited on this node', registers: [registry], collect () { this.set(h.hub.lagMs() / 1000) } })
-  new Gauge({ name: 'herald_draining', help: '1 while this node drains', registers: [registry], collect () { this.set(h.draining ? 1 : 0) } })
-  new Gauge({ name: 'herald_redis_up', help: '1 while the node is connected to Redis', registers: [registry], collect () { this.set(h.backend.kind === 'redis' && h.backend.broker.healthy ? 1 : 0) } })
-  new Gauge({ name: 'herald_backend_ready', help: '1 while the pub/sub loopback probe comes back in time', registers: [registry], collect () { this.set(h.probe.healthy ? 1 : 0) } })
+  new Gauge({ name: 'herald_delivery_backlog_messages', help: 'Messages from Redis waiting for delivery (the node is behind its input)', registers: [registry], collect () { this.set(node().backlog) } })
+  new Gauge({ name: 'herald_delivery_lag_seconds', help: 'How long the oldest message waiting for delivery has waited on this node', registers: [registry], collect () { this.set(node().lagMs / 1000) } })
+  new Gauge({ name: 'herald_draining', help: '1 while this node drains', registers: [registry], collect () { this.set(node().draining ? 1 : 0) } })
+  new Gauge({ name: 'herald_redis_up', help: '1 while the node is connected to Redis', registers: [registry], collect () { this.set(node().redisConnected ? 1 : 0) } })
+  new Gauge({ name: 'herald_backend_ready', help: '1 while the pub/sub loopback probe comes back in time', registers: [registry], collect () { this.set(node().backendReady ? 1 : 0) } })
   const messagesIn = new Counter({ name: 'herald_messages_in_total', help: 'Client frames handled, by endpoint and type', labelNames: ['endpoint', 'type'], registers: [registry] })
   new Counter({
     name: 'herald_messages_out_total',
@@ -76,7 +74,8 @@ export function createMetrics (h: Herald): { registry: Registry, close: () => vo
     labelNames: ['endpoint'],
     registers: [registry],
     collect () {
-      // framesOut only grows; expose it as the counter's value.
+      // The node's count only grows; expose it as the counter's value.
+      const { framesOut } = node()
       this.reset()
       this.inc({ endpoint: 'events' }, framesOut.events)
       this.inc({ endpoint: 'admin' }, framesOut.admin)
@@ -118,10 +117,12 @@ export function createMetrics (h: Herald): { registry: Registry, close: () => vo
     [channels.deliveryFailed, (m) => { deliveryFailures.inc({ transport: (m as DeliveryFailed).transport }) }],
     [channels.probe, (m) => { const x = m as ProbeResult; if (x.ok) probe.observe(x.latencyMs / 1000); else probeFailures.inc() }],
   ]
-  for (const [ch, fn] of subs) ch.subscribe(fn)
+  // This node's messages only: another node in the same process publishes on the same channels.
+  const mine = subs.map(([ch, fn]): [diagnostics.Channel, (m: unknown) => void] => [ch, (m) => { if ((m as { serverId?: unknown }).serverId === serverId) fn(m) }])
+  for (const [ch, fn] of mine) ch.subscribe(fn)
   return {
     registry,
-    close () { for (const [ch, fn] of subs) ch.unsubscribe(fn) },
+    close () { for (const [ch, fn] of mine) ch.unsubscribe(fn) },
   }
 }
 

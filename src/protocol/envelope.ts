@@ -46,6 +46,3 @@ export function serverFrame (type: string, payload?: unknown, id?: string): stri
   if (payload !== undefined) out.payload = payload
   return JSON.stringify(out)
 }
-
-export const errorFrame = (code: ErrorCode, message: string, id?: string): string =>
-  serverFrame('error', { code, message }, id)

@@ -1,4 +1,4 @@
-// Event types and subscription patterns (brief §5).
+// Event types and subscription patterns (docs/protocol.md, Event types and patterns).
 //
 // A type is dot-separated lowercase segments. In a pattern, `*` matches exactly
 // one segment, except as the last segment, where it matches one or more.
@@ -113,11 +113,6 @@ export class PatternIndex<T> {
   /** Calls fn once per matching (subscriber, pattern) pair; callers dedupe subscribers. */
   forEachMatch (type: readonly string[], fn: (sub: T) => void): void {
     this.walk(this.root, type, 0, fn)
-  }
-
-  get empty (): boolean {
-    const r = this.root
-    return !r.children && !r.star && !r.tail && !r.ends
   }
 
   private step (n: TrieNode<T>, seg: string): TrieNode<T> {

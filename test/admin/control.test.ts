@@ -1,4 +1,4 @@
-// Operator control (brief §3, §7): from /ws/admin on one node and over the
+// Operator control: from /ws/admin on one node and over the
 // HTTP API, an operator lists a user's connections on every node, disconnects
 // one connection or a whole user, revokes a session or a user, and broadcasts.
 // Every action is an admin.* audit event that another admin, on another node,

@@ -1,5 +1,5 @@
-// The Origin check and the client address, on three node processes (brief §4,
-// §6): every node refuses the same look-alike origins before the upgrade and
+// The Origin check and the client address, on three node processes: every
+// node refuses the same look-alike origins before the upgrade and
 // welcomes the listed ones and clients that send no Origin; X-Forwarded-For is
 // believed only from a peer inside TRUSTED_PROXIES (here a CIDR), and ignored
 // by a node whose list does not hold the peer.

@@ -1,4 +1,4 @@
-// Revocation across the cluster (brief §4): a revoked session (sid), or a user
+// Revocation across the cluster: a revoked session (sid), or a user
 // revoked after a token's iat, is refused on connect by every node and
 // disconnected everywhere (session_revoked, then 4004) within a second.
 //

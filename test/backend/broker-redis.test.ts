@@ -29,7 +29,7 @@ t.test('publishes in flight when Redis dies are replayed, and the probe recovers
   const got: string[] = []
   sub.onMessage((ch, m) => { if (ch === 'events') got.push(m) })
   await sub.subscribe('events')
-  const probe = new Probe(pub, 'inflight:p', 200)
+  const probe = new Probe(pub, 'inflight:p', 200, 'node-1')
   t.teardown(() => probe.stop())
   await probe.start()
   await waitFor('the probe healthy', () => probe.healthy, (ok) => ok, { timeoutMs: 3000 })

@@ -1,5 +1,5 @@
-// Three gateway nodes, each its own process, sharing one private Redis
-// (brief §7): cross-node delivery, order, audience isolation, broadcasts,
+// Three gateway nodes, each its own process, sharing one private Redis:
+// cross-node delivery, order, audience isolation, broadcasts,
 // admin views and stats, what each node subscribes to in Redis, and a node
 // that dies without leaving.
 import t, { type Test } from 'tap'

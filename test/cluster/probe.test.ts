@@ -29,7 +29,7 @@ const settle = async (): Promise<void> => await new Promise((resolve) => setImme
 
 t.test('after a reconnect, readiness waits for a probe to come back', async (t) => {
   const b = new ScriptedBroker()
-  const probe = new Probe(b as unknown as Broker, 'p:self', 50)
+  const probe = new Probe(b as unknown as Broker, 'p:self', 50, 'self')
   t.teardown(() => probe.stop())
   await probe.start()
   t.equal(b.sent.length, 1, 'the first probe goes out at start')

@@ -1,4 +1,4 @@
-// More Redis faults (brief §7), each on three fresh node processes and a fresh
+// More Redis faults, each on three fresh node processes and a fresh
 // private Redis: pub/sub connections killed by the server, Redis frozen with
 // SIGSTOP (TCP stays open, nothing answers), and Redis killed and restarted
 // empty while publishes keep coming. Readiness must tell the truth, local

@@ -1,4 +1,4 @@
-// Redis outages (brief §7): readiness turns 503 and upgrades are refused while
+// Redis outages: readiness turns 503 and upgrades are refused while
 // local delivery goes on; ioredis reconnects to the restarted server, the node
 // resubscribes, and delivery across nodes resumes. The node never exits.
 import t, { type Test } from 'tap'

@@ -1,4 +1,4 @@
-// The connection registry (brief §6, §7): three node processes on one private
+// The cluster's connection registry: three node processes on one private
 // Redis. A node killed with SIGKILL is noticed by the others within NODE_TTL
 // plus a quarter of it, and its share of every per-user and per-IP limit is freed;
 // a Redis that restarts empty gets every live connection written back by the

@@ -1,4 +1,4 @@
-// Graceful drain (brief §7): SIGTERM turns readiness 503 at once, refuses new
+// Graceful drain: SIGTERM turns readiness 503 at once, refuses new
 // upgrades with 503 DRAINING, closes open connections with 1001 spread over
 // DRAIN_TIMEOUT (so their reconnects trickle onto other nodes), then exits 0.
 // Three node processes on a private Redis: one drains, the other two take

@@ -1,4 +1,4 @@
-// Token expiry on a live connection (brief §4), on a cluster node process:
+// Token expiry on a live connection, on a cluster node process:
 // `auth_expiring` AUTH_EXPIRY_WARNING before exp; `refresh {token}` with a fresh
 // token of the same sub answers `refreshed {expiresAt}` and keeps the connection
 // past the old exp; a refresh for another sub, garbage, or an expired token is

@@ -1,4 +1,4 @@
-// Handshake refusals (brief §4): every refusal is a plain HTTP response before
+// Handshake refusals: every refusal is a plain HTTP response before
 // any 101, with a JSON body {error:{code,message}}; accepted handshakes welcome.
 import t, { type Test } from 'tap'
 import { startApp } from '../helpers/app.js'

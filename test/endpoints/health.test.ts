@@ -1,4 +1,4 @@
-// /ws/health as load balancers and operators use it (brief §3, §7), and the
+// /ws/health as load balancers and operators use it, and the
 // graceful drain.
 import t from 'tap'
 import { drain } from '../../src/endpoints/drain.js'

@@ -1,4 +1,4 @@
-// Liveness and resource bounds on three cluster node processes (brief §5, §6):
+// Liveness and resource bounds on three cluster node processes:
 // a peer that neither answers pings nor sends anything is closed 4009; a slow
 // consumer is closed 4008 once its send buffer passes MAX_SEND_BUFFER_BYTES,
 // while readers on its node and on another keep receiving on time; a

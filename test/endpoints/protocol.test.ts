@@ -26,8 +26,8 @@ t.test('welcome, then request/reply with ids', async (t) => {
 })
 
 // ---------------------------------------------------------------------------
-// Hostile and malformed input (brief §5): answered with `error` and the
-// connection stays open, or closed with the brief's code; the node keeps
+// Hostile and malformed input: answered with `error` and the connection
+// stays open, or closed with the documented code; the node keeps
 // serving everyone else.
 
 const ROOMY = { MAX_CONNECTIONS_PER_IP: '1000', MAX_CONNECTIONS_PER_USER: '1000', MAX_MESSAGES_PER_MINUTE: '100000' }

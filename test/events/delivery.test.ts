@@ -1,4 +1,4 @@
-// Delivery end to end on one node (brief §3, §5): POST /api/events and the
+// Delivery end to end on one node: POST /api/events and the
 // notification routes, to real WebSocket clients, under the audience rules of
 // src/events/audience.ts. "Not received" is always shown by a later sentinel
 // the same client must receive: delivery to one connection keeps publish order.
@@ -59,7 +59,7 @@ async function absentBefore (t: Test, c: TestClient, sentinel: (f: Frame) => boo
   for (const [i, pred] of absent.entries()) t.notOk(c.frames.some(pred), `${label}${absent.length > 1 ? ` (#${i + 1})` : ''}`)
 }
 
-t.test('an event reaches its subscriber with the brief\'s payload', async (t) => {
+t.test('an event reaches its subscriber with the documented payload', async (t) => {
   const s = await setup(t)
   const alice = await s.user('alice', ['authentication.*'])
   const before = Date.now()
@@ -249,7 +249,7 @@ t.test('a user notification reaches only that user\'s /ws/events connections, wi
   await absentBefore(t, bob, isNotification(bobSentinel), [isNotification(id), isNotification(plain)], 'bob does not receive alice\'s notification')
   const adminSentinel = await s.publish({ type: 'authentication.login.success', userId: 'alice' })
   await absentBefore(t, adminAlice, isEvent(adminSentinel), [(f) => f.type === 'notification'], 'an admin connection of the same user receives no notification')
-  // Levels are the brief's set.
+  // Every documented level (docs/protocol.md).
   for (const level of ['info', 'success', 'warning', 'error', 'critical']) {
     const n = await s.notify('alice', { level, title: level, message: level })
     t.equal((await a1.next(isNotification(n))).payload.level, level)
@@ -271,16 +271,17 @@ t.test('a broadcast notification reaches every /ws/events connection and no admi
 })
 
 t.test('a user\'s connections come and go: each one left still receives, the last one out releases the user', async (t) => {
-  // The hub holds a user's single connection as is and a set from the second:
+  // The node's registry holds a user's single connection as is and a set from the second:
   // every step between the two forms must keep delivery to who is left.
   const s = await setup(t)
-  const hub = s.node.app.herald.hub
+  const registry = s.node.app.herald.connections
+  const held = (userId: string): number => { let n = 0; registry.forEachOfUser(userId, () => n++); return n }
   const first = await s.user('dora', ['authentication.*'])
   const second = await s.user('dora', ['authentication.*'])
   const third = await s.user('dora', ['authentication.*'])
   const both = await s.publish({ type: 'authentication.login.success', userId: 'dora' })
   for (const c of [first, second, third]) await c.next(isEvent(both))
-  t.equal(hub.connectionsOf('dora')?.length, 3)
+  t.equal(held('dora'), 3)
   const note = await s.notify('dora')
   for (const c of [first, second, third]) await c.next(isNotification(note))
 
@@ -288,7 +289,7 @@ t.test('a user\'s connections come and go: each one left still receives, the las
   await first.closed
   second.close()
   await second.closed
-  await waitFor('the hub to hold one connection of dora', () => hub.connectionsOf('dora')?.length, (n) => n === 1, { timeoutMs: 2000, intervalMs: 10 })
+  await waitFor('the node to hold one connection of dora', () => held('dora'), (n) => n === 1, { timeoutMs: 2000, intervalMs: 10 })
   const after = await s.publish({ type: 'authentication.login.success', userId: 'dora' })
   const broadcast = await s.notify(null)
   await third.next(isEvent(after))
@@ -296,16 +297,16 @@ t.test('a user\'s connections come and go: each one left still receives, the las
   t.equal(third.count(isEvent(after)), 1, 'once')
 
   const again = await s.user('dora', ['authentication.*'])
-  t.equal(hub.connectionsOf('dora')?.length, 2, 'a set again from the second connection')
+  t.equal(held('dora'), 2, 'a set again from the second connection')
   third.close()
   await third.closed
-  await waitFor('the hub to hold one connection of dora', () => hub.connectionsOf('dora')?.length, (n) => n === 1, { timeoutMs: 2000, intervalMs: 10 })
+  await waitFor('the node to hold one connection of dora', () => held('dora'), (n) => n === 1, { timeoutMs: 2000, intervalMs: 10 })
   const last = await s.publish({ type: 'authentication.login.success', userId: 'dora' })
   await again.next(isEvent(last))
   again.close()
   await again.closed
-  await waitFor('the hub to let dora go', () => hub.connectionsOf('dora'), (x) => x === undefined, { timeoutMs: 2000, intervalMs: 10 })
-  t.equal(hub.users, 0)
+  await waitFor('the node to let dora go', () => held('dora'), (n) => n === 0, { timeoutMs: 2000, intervalMs: 10 })
+  t.equal(registry.users, 0)
 })
 
 t.test('a `guest` role in a JWT makes nobody an anonymous guest', async (t) => {
@@ -329,7 +330,8 @@ t.test('a `guest` role in a JWT makes nobody an anonymous guest', async (t) => {
   t.equal((await gina.next((f) => f.id === 'gina-refresh')).type, 'refreshed')
   gina.close()
   await gina.closed
-  const hub = node.app.herald.hub
-  await waitFor('the hub to let gina go', () => hub.connectionsOf('gina'), (s) => s === undefined, { timeoutMs: 2000, intervalMs: 10 })
-  t.equal(hub.users, 0)
+  const registry = node.app.herald.connections
+  let held = 0
+  await waitFor('the node to let gina go', () => { held = 0; registry.forEachOfUser('gina', () => held++); return held }, (n) => n === 0, { timeoutMs: 2000, intervalMs: 10 })
+  t.equal(registry.users, 0)
 })

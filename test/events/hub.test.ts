@@ -11,13 +11,15 @@ import { pino } from 'pino'
 import t, { type Test } from 'tap'
 import { createChannels } from '../../src/cluster/channels.js'
 import { MemoryBroker } from '../../src/backend/broker-memory.js'
-import { Connection } from '../../src/endpoints/connection.js'
+import { Connection, type Site } from '../../src/endpoints/connection.js'
+import { Connections } from '../../src/endpoints/connections.js'
 import { encode } from '../../src/events/codec.js'
 import { Hub, type Delivery } from '../../src/events/hub.js'
 import { channels, type DeliveryFailed } from '../../src/observability/channels.js'
 
 const log = pino({ level: 'silent' }) as unknown as FastifyBaseLogger
 const ch = createChannels('hub-test:')
+const site: Site = { endpoint: 'events', serverId: 'node-1', log, framesOut: { events: 0, admin: 0 } }
 
 /** A connection whose transport records event ids, and throws on events whose id contains `failOn`. */
 class Recorder extends Connection {
@@ -26,7 +28,7 @@ class Recorder extends Connection {
   closedWith: number | null = null
 
   constructor (id: string, private readonly failOn: string | null = null) {
-    super(id, 'events', { userId: id, sessionId: null, roles: ['user'], expiresAt: Infinity, issuedAt: null }, '127.0.0.1', log)
+    super(id, site, { userId: id, sessionId: null, roles: ['user'], expiresAt: Infinity, issuedAt: null }, '127.0.0.1')
   }
 
   ping (): void {}
@@ -41,9 +43,10 @@ class Recorder extends Connection {
   protected terminate (code: number): void { this.closedWith = code }
 }
 
-async function setup (t: Test): Promise<{ hub: Hub, broker: MemoryBroker, failures: DeliveryFailed[], publish: (id: string) => Promise<void> }> {
+async function setup (t: Test): Promise<{ hub: Hub, registry: Connections, broker: MemoryBroker, failures: DeliveryFailed[], publish: (id: string) => Promise<void> }> {
   const broker = new MemoryBroker()
-  const hub = new Hub(broker, ch, 'node-1', log)
+  const registry = new Connections()
+  const hub = new Hub(broker, ch, 'node-1', log, registry)
   await hub.start()
   const failures: DeliveryFailed[] = []
   const onFailure = (m: unknown): void => { failures.push(m as DeliveryFailed) }
@@ -54,10 +57,12 @@ async function setup (t: Test): Promise<{ hub: Hub, broker: MemoryBroker, failur
     // The MemoryBroker delivers on a microtask, the hub at once: a turn covers both.
     await new Promise((resolve) => setImmediate(resolve))
   }
-  return { hub, broker, failures, publish }
+  return { hub, registry, broker, failures, publish }
 }
 
-async function subscribed (hub: Hub, c: Recorder, welcome = true): Promise<Recorder> {
+/** Opened as lifecycle.ts opens a connection: in the node's registry and on its channels. */
+async function subscribed ({ hub, registry }: { hub: Hub, registry: Connections }, c: Recorder, welcome = true): Promise<Recorder> {
+  registry.add(c)
   await hub.attach(c)
   hub.addPattern(c, '*', ['*'])
   if (welcome) c.welcome({})
@@ -65,11 +70,12 @@ async function subscribed (hub: Hub, c: Recorder, welcome = true): Promise<Recor
 }
 
 t.test('a recipient whose delivery throws is closed 1011 and reported; the others get the message and the next', async (t) => {
-  const { hub, failures, publish } = await setup(t)
+  const s = await setup(t)
+  const { failures, publish } = s
   t.ok(channels.deliveryFailed.hasSubscribers)
-  const first = await subscribed(hub, new Recorder('first'))
-  const failing = await subscribed(hub, new Recorder('failing', 'boom'))
-  const last = await subscribed(hub, new Recorder('last'))
+  const first = await subscribed(s, new Recorder('first'))
+  const failing = await subscribed(s, new Recorder('failing', 'boom'))
+  const last = await subscribed(s, new Recorder('last'))
 
   await publish('boom-1')
   await publish('after-1')
@@ -78,16 +84,17 @@ t.test('a recipient whose delivery throws is closed 1011 and reported; the other
   t.equal(failing.closedWith, 1011, 'the failing recipient was closed 1011')
   t.same(failing.got, [], 'and was sent nothing after')
   t.equal(failures.length, 1, 'one failure reported')
-  t.match(failures[0], { endpoint: 'events', transport: 'ws', connectionId: 'failing' })
+  t.match(failures[0], { serverId: 'node-1', endpoint: 'events', transport: 'ws', connectionId: 'failing' })
   t.match(failures[0]!.error, RangeError, 'with the error')
   t.equal(first.closedWith, null)
   t.equal(last.closedWith, null)
 })
 
 t.test('a delivery held until welcome that throws when replayed: closed 1011 and reported, welcome itself does not throw', async (t) => {
-  const { hub, failures, publish } = await setup(t)
-  const other = await subscribed(hub, new Recorder('other'))
-  const opening = await subscribed(hub, new Recorder('opening', 'boom'), false)
+  const s = await setup(t)
+  const { failures, publish } = s
+  const other = await subscribed(s, new Recorder('other'))
+  const opening = await subscribed(s, new Recorder('opening', 'boom'), false)
   await publish('boom-2')
   t.same(other.got, ['boom-2'])
   t.equal(opening.closedWith, null, 'held, not yet written')

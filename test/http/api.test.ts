@@ -1,4 +1,4 @@
-// The HTTP API as a backend service and an operator use it (brief §3, §4):
+// The HTTP API as a backend service and an operator use it:
 // credentials, validation, errors, stats, OpenAPI; and the admin socket's
 // stats and pushed metrics.
 import net from 'node:net'

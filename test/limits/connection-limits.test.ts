@@ -1,4 +1,4 @@
-// Connection limits hold across the whole cluster (brief §6): three node
+// Connection limits hold across the whole cluster: three node
 // processes on one private Redis admit, together, at most MAX_CONNECTIONS_PER_USER
 // per user and MAX_CONNECTIONS_PER_IP per client address; refusals are HTTP 429
 // CONNECTION_LIMIT with Retry-After before any 101; X-Forwarded-For counts only

@@ -1,4 +1,4 @@
-// Message limits hold across the whole cluster (brief §6): MAX_MESSAGES_PER_MINUTE
+// Message limits hold across the whole cluster: MAX_MESSAGES_PER_MINUTE
 // client frames per user and, separately, per client IP, counted in Redis, so a
 // user (or an address) spreading frames over several nodes gets one budget. Over
 // the limit a frame is answered `error` RATE_LIMITED (with its id) and the

@@ -1,4 +1,4 @@
-// Logs never carry credentials (brief §4, §8): not tokens from ?token= or the
+// Logs never carry credentials: not tokens from ?token= or the
 // Authorization header, not API keys, not service JWTs, not refused tokens;
 // logged URLs have no query string; connection logs name the connection.
 import net from 'node:net'

@@ -1,4 +1,4 @@
-// GET /metrics (brief §8): Prometheus text with connections, messages, events
+// GET /metrics: Prometheus text with connections, messages, events
 // published and delivered, delivery latency, auth failures by reason,
 // rate-limit hits, disconnects by code and Redis state. Every value is read
 // before and after the test acts on the node, so each must move for real.

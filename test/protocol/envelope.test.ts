@@ -1,6 +1,6 @@
 import t from 'tap'
 import { Errors } from '../../src/errors.js'
-import { errorFrame, parseClientFrame, serverFrame, type ParseResult } from '../../src/protocol/envelope.js'
+import { parseClientFrame, serverFrame, type ParseResult } from '../../src/protocol/envelope.js'
 
 type Test = Parameters<Parameters<typeof t.test>[0]>[0]
 
@@ -130,7 +130,9 @@ t.test('deep nesting does not throw out of the parser', async (t) => {
   t.same(parseClientFrame('{"type":"ping"}'), { ok: true, msg: { type: 'ping' } })
 })
 
-t.test('serverFrame and errorFrame', async (t) => {
+t.test('serverFrame, for replies and for errors', async (t) => {
+  // An error reply is serverFrame('error', {code, message}, id), as Connection.fail sends it.
+  const errorFrame = (code: string, message: string, id?: string): string => serverFrame('error', { code, message }, id)
   t.same(JSON.parse(serverFrame('pong', { timestamp: '2024-01-01T00:00:00.000Z' }, 'r1')), { type: 'pong', id: 'r1', payload: { timestamp: '2024-01-01T00:00:00.000Z' } })
   t.same(JSON.parse(serverFrame('auth_expiring')), { type: 'auth_expiring' }, 'no id, no payload: neither key present')
   t.notMatch(serverFrame('auth_expiring'), /"id"|"payload"/)

@@ -1,4 +1,4 @@
-// Hostile input against a cluster of node processes (brief §4, §5, docs/protocol.md).
+// Hostile input against a cluster of node processes (docs/protocol.md).
 // Every case is one named subtest from a table: it sends one kind of abuse on a
 // connection of its own, asserts the documented answer (an `error` frame with the
 // documented code while the connection stays open, a documented close code, or a

@@ -1,0 +1,112 @@
+import { randomUUID } from 'node:crypto'
+import type { FastifyBaseLogger } from 'fastify'
+import type { Identity } from '../auth/verifier.js'
+import type { Herald } from '../context.js'
+import { HeraldError, type ErrorCode } from '../errors.js'
+import type { ConnectionRecord } from '../limits/connection-limiter.js'
+import { channels as diag } from '../observability/channels.js'
+import type { Endpoint, Transport } from './connection.js'
+
+// The handshake checks of every client connection, raw WebSocket or
+// Socket.IO, in one place and in the order docs/protocol.md's handshake
+// table gives: the node's own state, the Origin, the token, the role, the
+// node's capacity, revocation, then a slot under the cluster-wide limits.
+
+/** A client asking to connect, as its transport read it. */
+export interface AdmissionRequest {
+  endpoint: Endpoint
+  transport: Transport
+  origin: string | undefined
+  /** the bearer token, wherever the transport found it; undefined: none given */
+  token: string | undefined
+  ip: string
+  /** where refusals are logged (the upgrade request's logger, or the node's) */
+  log: FastifyBaseLogger
+}
+
+export type Admission =
+  | { ok: true, identity: Identity, record: ConnectionRecord }
+  | {
+    ok: false
+    code: ErrorCode
+    message?: string
+    /** seconds, for a refusal that clears only when something else changes (a slot frees) */
+    retryAfter?: number
+    /** a condition of this node, not of the client (draining, backend unreachable, full): another node may take it */
+    elsewhere: boolean
+  }
+
+/** The role /ws/admin requires. */
+export const ADMIN_ROLE = 'admin'
+/** Retry-After on a connection-limit refusal: a slot frees only when another connection closes. */
+export const CONNECTION_RETRY_AFTER_S = 5
+
+/** The identity of an anonymous guest (ALLOW_ANONYMOUS): no token, no expiry, broadcast audience only. */
+export const guestIdentity = (connectionId: string): Identity =>
+  ({ userId: `guest:${connectionId}`, sessionId: null, roles: [], expiresAt: Infinity, issuedAt: null, anonymous: true })
+
+/** Why this node cannot take a connection now, whoever asks; `capacity` adds the node's connection cap. */
+export function nodeRefusal (h: Herald, capacity: boolean): ErrorCode | null {
+  if (h.draining) return 'DRAINING'
+  if (!h.probe.healthy) return 'BACKEND_UNAVAILABLE'
+  if (capacity && h.connections.size >= h.config.limits.nodeConnections) return 'NODE_FULL'
+  return null
+}
+
+/**
+ * Admits a connection or says why not. Admitted, it holds a slot under the
+ * cluster-wide limits: the caller ties the slot to its transport and gives
+ * it back with `releaseSlot` when that closes. Backend faults while checking
+ * revocations or taking the slot are thrown.
+ */
+export async function admit (h: Herald, req: AdmissionRequest): Promise<Admission> {
+  const label = req.transport === 'socket.io' ? 'socket.io' : req.endpoint
+  const refuse = (code: ErrorCode, opts: { message?: string, retryAfter?: number, elsewhere?: boolean } = {}): Admission => {
+    if (diag.handshakeRefused.hasSubscribers) diag.handshakeRefused.publish({ serverId: h.config.serverId, endpoint: label, code, log: req.log })
+    return { ok: false, code, ...(opts.message !== undefined ? { message: opts.message } : {}), ...(opts.retryAfter !== undefined ? { retryAfter: opts.retryAfter } : {}), elsewhere: opts.elsewhere === true }
+  }
+
+  const busy = nodeRefusal(h, false)
+  if (busy !== null) return refuse(busy, { elsewhere: true })
+  if (!h.originAllowed(req.origin)) return refuse('ORIGIN_FORBIDDEN')
+  const connectionId = randomUUID()
+  let identity: Identity
+  if (req.token === undefined) {
+    if (!h.config.allowAnonymous || req.endpoint !== 'events') return refuse('TOKEN_MISSING')
+    identity = guestIdentity(connectionId)
+  } else {
+    try {
+      identity = await h.verifier.verify(req.token)
+    } catch (err) {
+      if (err instanceof HeraldError) return refuse(err.code, { message: err.message })
+      throw err
+    }
+  }
+  if (req.endpoint === 'admin' && !identity.roles.includes(ADMIN_ROLE)) return refuse('ROLE_FORBIDDEN')
+  // Draining and the backend again: either may have come true while the token was checked.
+  const full = nodeRefusal(h, true)
+  if (full !== null) return refuse(full, { elsewhere: true })
+  if (identity.anonymous !== true && await h.revocations.check(identity) !== null) return refuse('SESSION_REVOKED')
+
+  const record: ConnectionRecord = { serverId: h.config.serverId, connectionId, userId: identity.userId, sessionId: identity.sessionId, ip: req.ip, endpoint: req.endpoint, openedAt: Date.now() }
+  const slot = await h.connectionLimiter.acquire(record)
+  if (!slot.ok) {
+    if (diag.rateLimit.hasSubscribers) diag.rateLimit.publish({ serverId: h.config.serverId, scope: slot.scope === 'ip' ? 'connection-ip' : 'connection-user' })
+    return refuse('CONNECTION_LIMIT', { message: `at most ${slot.limit} open connections per ${slot.scope === 'ip' ? 'IP address' : 'user'}`, retryAfter: CONNECTION_RETRY_AFTER_S })
+  }
+  if (slot.evicted !== null) {
+    const evicted = slot.evicted
+    // The eviction list has it too: the holder's node closes it at its next sync.
+    h.publisher.publishControl('evict', evicted, null).catch((err: Error) => {
+      h.log.warn({ err: { message: err.message }, connectionId, userId: identity.userId, evictedConnectionId: evicted.connectionId, evictedServerId: evicted.serverId }, 'could not publish the eviction of the oldest connection')
+    })
+  }
+  return { ok: true, identity, record }
+}
+
+/** Gives an admitted connection's slot back; a failure is logged with the connection's ids. */
+export function releaseSlot (h: Herald, record: ConnectionRecord): void {
+  h.connectionLimiter.release(record).catch((err: Error) => {
+    h.log.warn({ err: { message: err.message }, connectionId: record.connectionId, userId: record.userId }, 'could not release connection slot')
+  })
+}
