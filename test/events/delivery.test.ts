@@ -67,8 +67,8 @@ t.test('an event reaches its subscriber with the brief\'s payload', async (t) =>
   const ev = await alice.next(isEvent(id))
   t.equal(ev.id, undefined, 'a push carries no request id')
   t.same(Object.keys(ev).sort(), ['payload', 'type'])
-  t.same(Object.keys(ev.payload).sort(), ['data', 'id', 'sessionId', 'timestamp', 'type', 'userId'])
-  t.match(ev.payload, { id, type: 'authentication.login.success', userId: 'alice', sessionId: 'sess-9' })
+  t.same(Object.keys(ev.payload).sort(), ['data', 'epoch', 'id', 'offset', 'sessionId', 'stream', 'timestamp', 'type', 'userId'])
+  t.match(ev.payload, { id, type: 'authentication.login.success', userId: 'alice', sessionId: 'sess-9', stream: 'user:alice', offset: Number, epoch: String })
   t.same(ev.payload.data, { ip: '203.0.113.7', method: 'password', nested: { ok: true } })
   const ts = Date.parse(ev.payload.timestamp)
   t.ok(ts >= before - 1000 && ts <= Date.now() + 1000, 'timestamp is the publish time')
@@ -237,7 +237,7 @@ t.test('a user notification reaches only that user\'s /ws/events connections, wi
   for (const c of [a1, a2]) {
     const n = await c.next(isNotification(id))
     t.equal(n.id, undefined)
-    t.same(Object.keys(n.payload).sort(), ['data', 'id', 'level', 'message', 'timestamp', 'title'])
+    t.same(Object.keys(n.payload).sort(), ['data', 'epoch', 'id', 'level', 'message', 'offset', 'stream', 'timestamp', 'title'])
     t.match(n.payload, { id, level: 'warning', title: 'New sign-in', message: 'From a new device', data: { device: 'phone' } })
     t.ok(Date.parse(n.payload.timestamp) >= before - 1000)
   }
