@@ -3,7 +3,7 @@ import { place } from '../events/codec.js'
 import type { Broker, MessageListener, Publish, StateListener } from './broker.js'
 import type { RedisClient } from './redis-clients.js'
 import type { Append, HistoryConfig, Position } from './streams.js'
-import { defineAppend, type ScriptingClient } from './streams-redis.js'
+import { Appender, type ScriptingClient } from './streams-redis.js'
 import { Tripwire } from './tripwire.js'
 
 export interface RedisBrokerOptions {
@@ -58,7 +58,7 @@ export class RedisBroker implements Broker {
   private readonly maxPending: number
   private readonly sharded: boolean
   readonly history: HistoryConfig | null
-  private readonly appendScript: ReturnType<typeof defineAppend> | null
+  private readonly appender: Appender | null
   /** publishes that were in flight when the connection dropped, replayed first */
   private retry: Job[] = []
   private pending = 0
@@ -87,7 +87,7 @@ export class RedisBroker implements Broker {
     this.watched = [opts.sub, opts.pub, ...(opts.peers ?? [])]
     this.maxPending = opts.maxPendingPublishes ?? 10_000
     this.history = opts.history ?? null
-    this.appendScript = this.history === null ? null : defineAppend(this.pubConn as ScriptingClient)
+    this.appender = this.history === null ? null : new Appender(this.pubConn as ScriptingClient, this.history, this.sharded ? 'spublish' : 'publish', !this.sharded)
     this.pubConn.on('close', () => this.pubWaiters.trip(new Error('the Redis connection dropped with the publish in flight')))
     for (const c of this.watched) {
       for (const ev of ['ready', 'close', 'end', 'reconnecting', '+node', '-node']) c.on(ev, () => this.updateState())
@@ -130,7 +130,7 @@ export class RedisBroker implements Broker {
    * past PUBLISH_WAIT_MS.
    */
   async append (a: Append): Promise<Position | null> {
-    if (this.appendScript === null) throw new Error('history is off: nothing to append to')
+    if (this.appender === null) throw new Error('history is off: nothing to append to')
     return await this.submit([{ append: a }], async () => await this.appendOne(a))
   }
 
@@ -164,6 +164,8 @@ export class RedisBroker implements Broker {
   /** What Redis did not take of one message on one channel: nothing, or the message again. */
   private async publishOne (channel: string, message: string): Promise<Job[]> {
     try {
+      // Appends issued before go first: one order on the connection.
+      this.appender?.flush()
       await this.onPub(this.sharded ? (this.pubConn as Cluster).spublish(channel, message) : this.pubConn.publish(channel, message))
       return []
     } catch {
@@ -179,7 +181,7 @@ export class RedisBroker implements Broker {
   private async appendOne (a: Append): Promise<Outcome> {
     let position: Position
     try {
-      position = await this.onPub(this.appendScript!(a, this.history!, this.sharded ? 'spublish' : 'publish', !this.sharded))
+      position = await this.onPub(this.appender!.append(a))
     } catch (err) {
       // A reply error (not a dropped connection) is a fault worth a log line: it is retried like a drop.
       if ((err as Error).name === 'ReplyError') this.opts.onError?.(err as Error)
@@ -306,10 +308,7 @@ export interface PublishingClient {
  */
 export class ClientPublish implements Publish {
   private readonly one: (channel: string, message: string) => Promise<unknown>
-  private readonly appendScript: ReturnType<typeof defineAppend> | null = null
-  private readonly command: 'publish' | 'spublish'
-  /** the live-only copies go in the script where they share its server (not a Cluster) */
-  private readonly liveInScript: boolean
+  private readonly appender: Appender | null = null
 
   /**
    * `sharded` (SPUBLISH) defaults to true on an ioredis Cluster, where nodes
@@ -323,22 +322,23 @@ export class ClientPublish implements Publish {
     this.one = sharded
       ? async (c, m) => await client.spublish!(c, m)
       : async (c, m) => await client.publish(c, m)
-    this.command = sharded ? 'spublish' : 'publish'
-    this.liveInScript = !sharded && client.isCluster !== true
     if (history !== null) {
       if (typeof client.defineCommand !== 'function') throw new Error('history needs a Redis client that runs scripts (ioredis: defineCommand); with the nodes\' history off, pass history: false')
-      this.appendScript = defineAppend(client as ScriptingClient)
+      // The live-only copies go in the script where they share its server (not a Cluster).
+      this.appender = new Appender(client as ScriptingClient, history, sharded ? 'spublish' : 'publish', !sharded && client.isCluster !== true)
     }
   }
 
   async publish (channels: string | readonly string[], message: string): Promise<void> {
+    // Appends issued before go first: one order on the connection.
+    this.appender?.flush()
     await Promise.all((typeof channels === 'string' ? [channels] : channels).map(async (c) => await this.one(c, message)))
   }
 
   async append (a: Append): Promise<Position> {
-    if (this.appendScript === null) throw new Error('history is off: nothing to append to')
-    const position = await this.appendScript(a, this.history!, this.command, this.liveInScript)
-    if (!this.liveInScript && a.also.length > 0) await this.publish(a.also, place(a.draft, position))
+    if (this.appender === null) throw new Error('history is off: nothing to append to')
+    const position = await this.appender.append(a)
+    if (!this.appender.liveInScript && a.also.length > 0) await this.publish(a.also, place(a.draft, position))
     return position
   }
 }

@@ -48,8 +48,17 @@ export const metaTtlMs = (h: HistoryConfig): number => Math.max(DAY_MS, 2 * h.tt
 export const streamKey = (channel: string): string => `${channel}:s`
 export const metaKey = (channel: string): string => `${channel}:m`
 
+// Every append carries an epoch for a stream that turns out to have none:
+// random bytes drawn in blocks, not a system call per publish.
+let pool = Buffer.alloc(0)
+let drawn = 0
+
 /** A fresh epoch: 48 random bits, base64url (no tab, nothing JSON must escape). */
-export const newEpoch = (): string => randomBytes(6).toString('base64url')
+export function newEpoch (): string {
+  if (drawn + 6 > pool.length) { pool = randomBytes(6 * 256); drawn = 0 }
+  drawn += 6
+  return pool.toString('base64url', drawn - 6, drawn)
+}
 
 /** One append: `draft` goes on `channel`'s stream and out on `channel`, positioned; `also` get the same message live only. */
 export interface Append {

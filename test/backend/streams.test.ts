@@ -237,6 +237,31 @@ forEachBackend(t, (t, space, kind) => {
     t.same(await readAll(sub, ch), got, 'the stream holds the same, in the same order')
   })
 
+  t.test('appends to many streams issued at once each get their own count, and plain publishes keep their place among them', async (t) => {
+    const sp = space(t)
+    const [a, b] = [await sp.backend({ history: H }), await sp.backend({ history: H })]
+    const inbox = new Inbox(b.broker)
+    const chans = range(1, 20).map(() => userChannel(sp))
+    for (const ch of chans) await b.broker.subscribe(ch)
+    // All issued in one turn: the Redis broker sends them as batches of one script call.
+    const issued: Array<Promise<Position | null>> = []
+    const plain: Array<Promise<void>> = []
+    for (let i = 1; i <= 10; i++) {
+      for (const [j, ch] of chans.entries()) {
+        issued.push(a.broker.append({ channel: ch, also: [], draft: event(`s${j}-${i}`) }))
+        if (i === 5) plain.push(a.broker.publish(ch, `plain-${j}`))
+      }
+    }
+    const positions = await Promise.all(issued)
+    await Promise.all(plain)
+    for (const [j, ch] of chans.entries()) {
+      const got = await inbox.count(ch, 11)
+      t.same(got.map((m) => m.startsWith('plain-') ? 'plain' : labels([m])[0]), [...range(1, 5).map((i) => `s${j}-${i}`), 'plain', ...range(6, 10).map((i) => `s${j}-${i}`)], `stream ${j}: in the order issued, the plain publish in its place`)
+      t.same(offsets(got.filter((m) => !m.startsWith('plain-'))), range(1, 10), `stream ${j}: 1 to 10`)
+      t.same(positions.filter((_p, k) => k % chans.length === j).map((p) => p!.offset), range(1, 10), `stream ${j}: each append told its own offset`)
+    }
+  })
+
   t.test('a subscriber never receives offset N before N can be read back', { timeout: 60_000 }, async (t) => {
     const sp = space(t)
     const [pub, sub] = [await sp.backend({ history: H }), await sp.backend({ history: H })]

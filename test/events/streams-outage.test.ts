@@ -56,6 +56,8 @@ t.test('a publish while Redis is away: delivered at once on its node without a p
   redis.resume()
   const positioned = (await onB.next((f) => f.payload?.id === during.body.id, 10_000)).payload
   t.same([positioned.offset, positioned.epoch], [2, epoch], 'node B\'s client gets it at the next offset of the same epoch')
+  // Node A's probe goes out after the held append on one connection: once it is back, so is the append's answer.
+  await waitFor('node A ready again', () => health(a), (s) => s === 200, { timeoutMs: 5000 })
   const after = await a.api('/api/events', { body: { type: 'authentication.login.success', userId: u, data: { n: 2 } } })
   t.same([after.body.offset, after.body.epoch], [3, epoch], 'and the stream goes on from there')
   await onA.next((f) => f.payload?.id === after.body.id)
