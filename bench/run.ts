@@ -11,6 +11,7 @@ import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Redis } from 'ioredis'
 import { inspectorUrl, session } from './inspector.js'
+import { streamsBench, streamsMarkdown } from './streams.js'
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
 const SMOKE = process.argv.includes('--smoke')
@@ -564,7 +565,9 @@ async function main (): Promise<void> {
   const tgt = want('targeted') ? await targeted(redis.url) : null
   const big = want('big') ? await bigCluster(redis.url) : null
   const lim = want('limiter') ? await limiterCost(redis.url) : null
-  Object.assign(results, { idle, fanout: fan, overload, latency: lat, targeted: tgt, big, limiter: lim })
+  // On Redis servers of its own: its memory figures must start from empty.
+  const str = want('streams') ? await streamsBench({ smoke: SMOKE, progress: (s) => progress(`[${elapsed()}] ${s}`) }) : null
+  Object.assign(results, { idle, fanout: fan, overload, latency: lat, targeted: tgt, big, limiter: lim, streams: str })
   process.stderr.write('\r\x1b[K')
 
   const md: string[] = []
@@ -622,6 +625,7 @@ async function main (): Promise<void> {
       '| operation | one at a time | vs PING | 64 in flight | vs PING |', '|---|---|---|---|---|',
       ...lim.rows.map((r) => `| ${r.what} | ${r.serialUs.toFixed(0)} µs | ${ratio(r.serialUs, base.serialUs)} | ${k(r.concurrentOpsPerSec)}/s | ${ratio(r.concurrentOpsPerSec, base.concurrentOpsPerSec)} |`), '')
   }
+  if (str !== null) md.push(...streamsMarkdown(str))
   const dir = join(ROOT, 'bench/results')
   mkdirSync(dir, { recursive: true })
   // A partial run (--only=…) must not replace the full results.

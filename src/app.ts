@@ -37,7 +37,7 @@ import { loggerOptions } from './observability/logger.js'
 import { installLogSubscribers } from './observability/logs.js'
 import metricsRoute from './observability/metrics.js'
 import { CloseCodes } from './protocol/close-codes.js'
-import { MAX_ID_LENGTH } from './protocol/identifiers.js'
+import { MAX_STREAM_NAME_LENGTH } from './protocol/streams.js'
 import { AJV_OPTIONS } from './protocol/validation.js'
 
 export interface BuildOptions {
@@ -63,9 +63,10 @@ export async function buildApp (config: Config, opts: BuildOptions = {}): Promis
     // validators use, so both judge alike and fail in the same words.
     ajv: { customOptions: { ...AJV_OPTIONS } },
     // Path parameters are ids (up to 256 characters, each up to two UTF-16
-    // units once decoded): the router must hand them to the schema, whose
-    // refusal says what an id is, instead of refusing them itself at 100.
-    routerOptions: { maxParamLength: 2 * MAX_ID_LENGTH },
+    // units once decoded) or stream names (`user:` and an id): the router
+    // must hand them to the schema, whose refusal says what an id is,
+    // instead of refusing them itself at 100.
+    routerOptions: { maxParamLength: MAX_STREAM_NAME_LENGTH },
     frameworkErrors,
     clientErrorHandler,
     schemaErrorFormatter,

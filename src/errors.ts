@@ -45,6 +45,8 @@ export const Errors = {
   REQUEST_TIMEOUT: def('REQUEST_TIMEOUT', 408, true, 'the request was not received in time', 'a request (or handshake) not received within `HANDSHAKE_TIMEOUT`'),
   MALFORMED_REQUEST: def('MALFORMED_REQUEST', 400, false, 'the request is not valid HTTP', 'a request Node\'s HTTP parser or the router cannot read: broken syntax, a body that does not match its Content-Length, a path that is not valid percent-encoding'),
   NOT_FOUND: def('NOT_FOUND', 404, false, 'not found', 'no such route'),
+  UNKNOWN_STREAM: def('UNKNOWN_STREAM', 404, false, 'no such stream: streams are user:<userId>, broadcast and admin', 'a stream name that is not `user:<userId>`, `broadcast` or `admin`'),
+  HISTORY_OFF: def('HISTORY_OFF', 404, false, 'this cluster keeps no history (HISTORY_SIZE or HISTORY_TTL is 0)', 'reading a stream from a cluster whose history is off'),
   INTERNAL: def('INTERNAL', 500, true, 'internal error', 'a bug: the node failed handling a valid request'),
   // frames
   BAD_MESSAGE: def('BAD_MESSAGE', 400, false, 'the frame is not a valid message envelope', 'not an object, `type` missing or not a string of 1-64 characters, or `id` not a string of at most 128'),

@@ -2,6 +2,7 @@ import type { Revocation } from '../auth/revocation.js'
 import type { Herald } from '../context.js'
 import { HeraldError } from '../errors.js'
 import type { NotificationInput } from '../events/model.js'
+import { receipt, type Placement } from '../events/publisher.js'
 import type { ConnectionRecord } from '../limits/connection-limiter.js'
 
 // Operator actions, shared by /ws/admin and the HTTP API. Each one is
@@ -80,8 +81,9 @@ export async function revoke (h: Herald, actor: Actor, r: Revocation): Promise<{
   return { revoked: r.kind, id, revokedAt: new Date(r.at).toISOString() }
 }
 
-export async function broadcast (h: Herald, actor: Actor, n: NotificationInput): Promise<{ id: string }> {
+/** Answers as a publish does: the notification's id, and its stream and position when history is on. */
+export async function broadcast (h: Herald, actor: Actor, n: NotificationInput): Promise<{ id: string } & Placement> {
   const sent = await h.publisher.publishNotification(n, null)
   await audit(h, 'admin.notification.broadcast', actor, { notificationId: sent.id, level: n.level, title: n.title })
-  return { id: sent.id }
+  return receipt(sent)
 }

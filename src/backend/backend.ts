@@ -20,6 +20,9 @@ import { RedisSettings } from './settings-redis.js'
 import type { SlotStore } from './slots.js'
 import { MemorySlots } from './slots-memory.js'
 import { RedisSlots } from './slots-redis.js'
+import type { HistoryConfig, StreamStore } from './streams.js'
+import { MemoryStreams } from './streams-memory.js'
+import { RedisStreams } from './streams-redis.js'
 
 // The cluster backend a node stands on, as capabilities: each an interface
 // with a memory and a Redis implementation side by side (broker.ts,
@@ -36,6 +39,7 @@ export type { PublishingClient }
  * that could not supply it does not compile.
  */
 export interface PublishCapabilities {
+  /** pub/sub, and the stream append (when history is on) */
   readonly broker: Publish
 }
 
@@ -53,6 +57,8 @@ export interface Backend extends PublishCapabilities {
   readonly rates: RateStore
   /** fields the nodes agree on, first writer wins (development keys) */
   readonly settings: SharedSettings
+  /** reading the streams' history (appends go through the broker); null when history is off */
+  readonly streams: StreamStore | null
   /**
    * The Socket.IO adapter that makes rooms and fetchSockets span the
    * cluster, on channels under `prefix`; undefined: Socket.IO's in-memory
@@ -71,6 +77,8 @@ export interface BackendConfig {
   publishBuffer?: number
   /** ms to wait after Redis is back before replaying them (REDIS_REPLAY_DELAY) */
   replayDelayMs?: number
+  /** what each stream keeps (HISTORY_SIZE, HISTORY_TTL); null or absent: history off */
+  history?: HistoryConfig | null
 }
 
 export interface BackendHooks {
@@ -80,17 +88,18 @@ export interface BackendHooks {
 
 /** The backend configuration selects: memory without Redis, otherwise Redis standalone, Sentinel or Cluster. */
 export function createBackend (config: BackendConfig, hooks: BackendHooks = {}): Backend {
-  return config.redis === null ? createMemoryBackend({ keyPrefix: config.keyPrefix }) : createRedisBackend(config.redis, config, hooks)
+  return config.redis === null ? createMemoryBackend({ keyPrefix: config.keyPrefix, history: config.history ?? null }) : createRedisBackend(config.redis, config, hooks)
 }
 
 /**
  * A backend in this process. Backends given one store see one cluster, as
  * nodes on one Redis do (tests run several on one store).
  */
-export function createMemoryBackend (opts: { store?: MemoryStore, keyPrefix?: string } = {}): Backend {
+export function createMemoryBackend (opts: { store?: MemoryStore, keyPrefix?: string, history?: HistoryConfig | null } = {}): Backend {
   const store = opts.store ?? new MemoryStore()
   const prefix = opts.keyPrefix ?? 'herald:'
-  const broker = new MemoryBroker(store)
+  const history = opts.history ?? null
+  const broker = new MemoryBroker(store, history)
   return {
     kind: 'memory',
     broker,
@@ -99,6 +108,7 @@ export function createMemoryBackend (opts: { store?: MemoryStore, keyPrefix?: st
     revocations: new MemoryRevocations(store, prefix),
     rates: new MemoryRates(store, prefix),
     settings: new MemorySettings(store, prefix),
+    streams: history === null ? null : new MemoryStreams(store, history),
     socketIoAdapter: () => undefined,
     async connect () {},
     async close () { await broker.close() },
@@ -109,6 +119,7 @@ function createRedisBackend (target: RedisTarget, config: BackendConfig, hooks: 
   const onError = hooks.onError ?? (() => {})
   const connections = new RedisConnections(target, onError)
   const prefix = config.keyPrefix
+  const history = config.history ?? null
   // One command connection for every capability; pub/sub on two of its own.
   const client = connections.open('herald')
   const broker = new RedisBroker({
@@ -118,6 +129,8 @@ function createRedisBackend (target: RedisTarget, config: BackendConfig, hooks: 
     sharded: connections.sharded,
     ...(config.publishBuffer !== undefined ? { maxPendingPublishes: config.publishBuffer } : {}),
     ...(config.replayDelayMs !== undefined ? { replayDelayMs: config.replayDelayMs } : {}),
+    // Appends run on the publish connection, with publishes, in one order.
+    history,
     onError,
   })
   return {
@@ -128,6 +141,7 @@ function createRedisBackend (target: RedisTarget, config: BackendConfig, hooks: 
     revocations: new RedisRevocations(client, prefix),
     rates: new RedisRates(client, prefix),
     settings: new RedisSettings(client, prefix),
+    streams: history === null ? null : new RedisStreams(client, history),
     socketIoAdapter (channelPrefix) {
       // Named apart: the classic adapter pattern-subscribes to its own
       // `<prefix>sio#…` channels; Herald's connections never pattern-subscribe.
@@ -160,9 +174,11 @@ function createRedisBackend (target: RedisTarget, config: BackendConfig, hooks: 
 /**
  * The publish path's capabilities over a Redis client the caller owns
  * (ioredis, standalone or Cluster): the publisher library's direct mode.
- * `sharded` (SPUBLISH) defaults to true on an ioredis Cluster. Nothing here
- * ever closes or reconfigures the caller's client.
+ * `sharded` (SPUBLISH) defaults to true on an ioredis Cluster; `history` is
+ * what the nodes keep (null: off). Nothing here ever closes or reconfigures
+ * the caller's client; with history, the append script is defined on it
+ * (ioredis `defineCommand`, as `heraldAppend`).
  */
-export function backendOverClient (client: PublishingClient, opts: { sharded?: boolean } = {}): PublishCapabilities {
-  return { broker: new ClientPublish(client, opts.sharded) }
+export function backendOverClient (client: PublishingClient, opts: { sharded?: boolean, history?: HistoryConfig | null } = {}): PublishCapabilities {
+  return { broker: new ClientPublish(client, opts.sharded ?? client.isCluster === true, opts.history ?? null) }
 }

@@ -1,17 +1,31 @@
 import type { Broker, MessageListener, StateListener } from './broker.js'
 import { MemoryStore } from './memory-store.js'
+import type { Append, HistoryConfig, Position } from './streams.js'
+import { appendInMemory } from './streams-memory.js'
 
 export class MemoryBroker implements Broker {
   private readonly listeners: MessageListener[] = []
   private readonly channels = new Set<string>()
   private closed = false
 
-  constructor (private readonly store: MemoryStore = new MemoryStore()) {}
+  constructor (private readonly store: MemoryStore = new MemoryStore(), readonly history: HistoryConfig | null = null) {}
 
   get healthy (): boolean { return !this.closed }
 
   async publish (channels: string | readonly string[], message: string): Promise<void> {
-    for (const channel of typeof channels === 'string' ? [channels] : channels) {
+    this.deliverAll(typeof channels === 'string' ? [channels] : channels, message)
+  }
+
+  /** In the stream and on its way to subscribers in one synchronous step, as the Redis script does it. */
+  async append (a: Append): Promise<Position> {
+    if (this.history === null) throw new Error('history is off: nothing to append to')
+    const { position, message } = appendInMemory(this.store, a, this.history)
+    this.deliverAll([a.channel, ...a.also], message)
+    return position
+  }
+
+  private deliverAll (channels: readonly string[], message: string): void {
+    for (const channel of channels) {
       const subs = this.store.subscribers.get(channel)
       if (!subs) continue
       // Delivered on a later tick, in publish order, as Redis would.

@@ -1,6 +1,9 @@
 import type { Cluster } from 'ioredis'
+import { place } from '../events/codec.js'
 import type { Broker, MessageListener, Publish, StateListener } from './broker.js'
 import type { RedisClient } from './redis-clients.js'
+import type { Append, HistoryConfig, Position } from './streams.js'
+import { Appender, type ScriptingClient } from './streams-redis.js'
 import { Tripwire } from './tripwire.js'
 
 export interface RedisBrokerOptions {
@@ -25,8 +28,19 @@ export interface RedisBrokerOptions {
   maxPendingPublishes?: number
   /** ms to hold publishes buffered during an outage after Redis is back, so other nodes resubscribe first */
   replayDelayMs?: number
+  /** what each stream keeps (HISTORY_SIZE, HISTORY_TTL); null or absent: history off */
+  history?: HistoryConfig | null
   onError?: (err: Error) => void
 }
+
+/** What the broker sends Redis, or holds for it: a message for one channel, or an append (which publishes too). */
+type Job = { readonly channel: string, readonly message: string } | { readonly append: Append }
+
+/** Channel messages a job puts out: what REDIS_PUBLISH_BUFFER counts. */
+const weight = (j: Job): number => 'append' in j ? 1 + j.append.also.length : 1
+
+/** The parts of a job Redis did not take (none: all done), and the position an append got. */
+interface Outcome { failed: Job[], position: Position | null }
 
 // How long a publish waits for Redis to take it before it is answered as held
 // (it stays queued on the connection). A paused Redis keeps its socket open
@@ -43,13 +57,17 @@ export class RedisBroker implements Broker {
   private readonly stateListeners: StateListener[] = []
   private readonly maxPending: number
   private readonly sharded: boolean
+  readonly history: HistoryConfig | null
+  private readonly appender: Appender | null
   /** publishes that were in flight when the connection dropped, replayed first */
-  private retry: Array<[string, string]> = []
+  private retry: Job[] = []
   private pending = 0
   /** publishes answered as held after PUBLISH_WAIT_MS that Redis has not taken yet */
   private overdue = 0
   /** publishes made while disconnected, replayed in order once Redis is back */
-  private outbox: Array<[string, string]> = []
+  private outbox: Job[] = []
+  /** channel messages in retry and outbox */
+  private held = 0
   private replayTimer: NodeJS.Timeout | null = null
   private lastHealthy = false
   private closing = false
@@ -68,6 +86,8 @@ export class RedisBroker implements Broker {
     this.sharded = opts.sharded
     this.watched = [opts.sub, opts.pub, ...(opts.peers ?? [])]
     this.maxPending = opts.maxPendingPublishes ?? 10_000
+    this.history = opts.history ?? null
+    this.appender = this.history === null ? null : new Appender(this.pubConn as ScriptingClient, this.history, this.sharded ? 'spublish' : 'publish', !this.sharded)
     this.pubConn.on('close', () => this.pubWaiters.trip(new Error('the Redis connection dropped with the publish in flight')))
     for (const c of this.watched) {
       for (const ev of ['ready', 'close', 'end', 'reconnecting', '+node', '-node']) c.on(ev, () => this.updateState())
@@ -95,41 +115,93 @@ export class RedisBroker implements Broker {
    * connection drops first, they join the replay.
    */
   async publish (channels: string | readonly string[], message: string): Promise<void> {
-    if (this.closing) throw new Error('broker closed')
     const list = typeof channels === 'string' ? [channels] : channels
     // All of a message's channels fit, or none is taken: a 503 then means nowhere.
-    const held = this.outbox.length + this.retry.length
-    if (held > 0 || !this.healthy || this.replayTimer !== null) {
-      if (held + this.pending + list.length > this.maxPending) throw new Error(`Redis unreachable and the publish buffer is full (${this.maxPending})`)
-      for (const c of list) this.outbox.push([c, message])
-      this.scheduleReplay()
-      return
-    }
-    if (this.pending + list.length > this.maxPending) throw new Error(`Redis publish queue full (${this.maxPending} pending)`)
-    this.pending += list.length
-    const sent = list.map(async (c) => await this.onPub(this.sharded ? (this.pubConn as Cluster).spublish(c, message) : this.pubConn.publish(c, message)))
-    // Each settles, even when the connection drops or the broker closes under it.
-    const settled = Promise.allSettled(sent).then((results) => {
-      this.pending -= list.length
-      results.forEach((r, i) => {
-        // Dropped in flight: kept for the replay rather than lost.
-        if (r.status === 'rejected') { this.retry.push([list[i]!, message]); this.scheduleReplay() }
-      })
+    await this.submit(list.map((channel) => ({ channel, message })), async () => {
+      const failed = await Promise.all(list.map(async (channel) => await this.publishOne(channel, message)))
+      return { failed: failed.flat(), position: null }
     })
-    // Redis is already not answering: no point in waiting out another deadline.
-    if (this.overdue > 0) return
-    await this.atMostWait(settled)
   }
 
-  /** Resolves when `settled` does, or after PUBLISH_WAIT_MS with the publish counted overdue until it settles. */
-  private async atMostWait (settled: Promise<void>): Promise<void> {
-    await new Promise<void>((resolve) => {
+  /**
+   * The append script (streams-redis.ts), under the same rules as publish():
+   * held through an outage and replayed through the script, in order, so held
+   * messages get their positions when Redis is back; answered as held (null)
+   * past PUBLISH_WAIT_MS.
+   */
+  async append (a: Append): Promise<Position | null> {
+    if (this.appender === null) throw new Error('history is off: nothing to append to')
+    return await this.submit([{ append: a }], async () => await this.appendOne(a))
+  }
+
+  private async submit (jobs: Job[], run: () => Promise<Outcome>): Promise<Position | null> {
+    if (this.closing) throw new Error('broker closed')
+    const w = jobs.reduce((n, j) => n + weight(j), 0)
+    if (this.held > 0 || !this.healthy || this.replayTimer !== null) {
+      if (this.held + this.pending + w > this.maxPending) throw new Error(`Redis unreachable and the publish buffer is full (${this.maxPending})`)
+      this.hold(this.outbox, jobs)
+      this.scheduleReplay()
+      return null
+    }
+    if (this.pending + w > this.maxPending) throw new Error(`Redis publish queue full (${this.maxPending} pending)`)
+    this.pending += w
+    // Settles, even when the connection drops or the broker closes under it.
+    const settled = run().then((r) => {
+      this.pending -= w
+      // Dropped in flight: kept for the replay rather than lost.
+      if (r.failed.length > 0) { this.hold(this.retry, r.failed); this.scheduleReplay() }
+      return r.position
+    })
+    // Redis is already not answering: no point in waiting out another deadline.
+    if (this.overdue > 0) return null
+    return await this.atMostWait(settled)
+  }
+
+  private hold (list: Job[], jobs: readonly Job[]): void {
+    for (const j of jobs) { list.push(j); this.held += weight(j) }
+  }
+
+  /** What Redis did not take of one message on one channel: nothing, or the message again. */
+  private async publishOne (channel: string, message: string): Promise<Job[]> {
+    try {
+      // Appends issued before go first: one order on the connection.
+      this.appender?.flush()
+      await this.onPub(this.sharded ? (this.pubConn as Cluster).spublish(channel, message) : this.pubConn.publish(channel, message))
+      return []
+    } catch {
+      return [{ channel, message }]
+    }
+  }
+
+  /**
+   * One append. Standalone, the script publishes the live-only copies too; on
+   * a Cluster they live in other slots, so they follow the script, and one
+   * that fails is retried as a plain message (its position is already given).
+   */
+  private async appendOne (a: Append): Promise<Outcome> {
+    let position: Position
+    try {
+      position = await this.onPub(this.appender!.append(a))
+    } catch (err) {
+      // A reply error (not a dropped connection) is a fault worth a log line: it is retried like a drop.
+      if ((err as Error).name === 'ReplyError') this.opts.onError?.(err as Error)
+      return { failed: [{ append: a }], position: null }
+    }
+    if (!this.sharded || a.also.length === 0) return { failed: [], position }
+    const message = place(a.draft, position)
+    const failed = await Promise.all(a.also.map(async (channel) => await this.publishOne(channel, message)))
+    return { failed: failed.flat(), position }
+  }
+
+  /** Resolves with what `settled` does, or null after PUBLISH_WAIT_MS with the publish counted overdue until it settles. */
+  private async atMostWait (settled: Promise<Position | null>): Promise<Position | null> {
+    return await new Promise<Position | null>((resolve) => {
       let late = false
-      const timer = setTimeout(() => { late = true; this.overdue++; resolve() }, PUBLISH_WAIT_MS)
-      void settled.then(() => {
+      const timer = setTimeout(() => { late = true; this.overdue++; resolve(null) }, PUBLISH_WAIT_MS)
+      void settled.then((position) => {
         clearTimeout(timer)
         if (late) this.overdue--
-        resolve()
+        resolve(position)
       })
     })
   }
@@ -181,7 +253,7 @@ export class RedisBroker implements Broker {
   /** Replays held publishes REDIS_REPLAY_DELAY after Redis is back, when the other nodes have resubscribed. */
   private scheduleReplay (): void {
     if (!this.healthy || this.replayTimer !== null || this.closing) return
-    if (this.outbox.length === 0 && this.retry.length === 0) return
+    if (this.held === 0) return
     this.replayTimer = setTimeout(() => {
       this.replay().catch((err: Error) => this.opts.onError?.(err)).finally(() => {
         this.replayTimer = null
@@ -195,17 +267,25 @@ export class RedisBroker implements Broker {
     // In-flight failures first: they were published before anything held since.
     if (this.retry.length > 0) { this.outbox = this.retry.concat(this.outbox); this.retry = [] }
     while (this.outbox.length > 0 && this.healthy && !this.closing) {
+      // Sent back to back, not one by one: one connection (one per shard on a
+      // Cluster) keeps them in order, so a stream's held appends take their
+      // offsets in the order they were published.
       const batch = this.outbox.slice(0, 500)
-      const pipe = this.pubConn.pipeline()
-      for (const [c, m] of batch) {
-        if (this.sharded) pipe.spublish(c, m)
-        else pipe.publish(c, m)
+      const outcomes = await Promise.all(batch.map(async (j) => 'append' in j
+        ? await this.appendOne(j.append)
+        : { failed: await this.publishOne(j.channel, j.message), position: null }))
+      this.outbox.splice(0, batch.length)
+      for (const j of batch) this.held -= weight(j)
+      // What failed (the connection dropped again) goes first next time; what
+      // Redis took is not sent twice.
+      const failed = outcomes.flatMap((o) => o.failed)
+      if (failed.length > 0) {
+        const rest = this.outbox
+        this.outbox = []
+        this.hold(this.outbox, failed)
+        this.outbox.push(...rest)
+        return
       }
-      const res = await this.onPub(pipe.exec())
-      // A failure part-way keeps the rest (and the failed ones) for the next attempt.
-      const failedAt = res === null ? 0 : res.findIndex(([err]) => err !== null)
-      this.outbox.splice(0, failedAt < 0 ? batch.length : failedAt)
-      if (failedAt >= 0) return
     }
   }
 }
@@ -214,6 +294,8 @@ export class RedisBroker implements Broker {
 export interface PublishingClient {
   publish (channel: string, message: string): Promise<unknown>
   spublish?: (channel: string, message: string) => Promise<unknown>
+  /** ioredis: the stream append is a script defined on the client */
+  defineCommand?: ScriptingClient['defineCommand']
   /** ioredis: true on a Cluster */
   readonly isCluster?: boolean
 }
@@ -226,18 +308,37 @@ export interface PublishingClient {
  */
 export class ClientPublish implements Publish {
   private readonly one: (channel: string, message: string) => Promise<unknown>
+  private readonly appender: Appender | null = null
 
-  /** `sharded` (SPUBLISH) defaults to true on an ioredis Cluster, where nodes listen with SSUBSCRIBE. */
-  constructor (client: PublishingClient, sharded = client.isCluster === true) {
+  /**
+   * `sharded` (SPUBLISH) defaults to true on an ioredis Cluster, where nodes
+   * listen with SSUBSCRIBE. `history`: what the nodes keep per stream
+   * (HISTORY_SIZE, HISTORY_TTL), null when they keep nothing.
+   */
+  constructor (client: PublishingClient, sharded = client.isCluster === true, readonly history: HistoryConfig | null = null) {
     // Nodes on a Redis Cluster listen with SSUBSCRIBE, which a plain PUBLISH
     // never reaches: the publish would succeed, return an id and reach no one.
     if (sharded && typeof client.spublish !== 'function') throw new Error('sharded publishing needs a Redis client with spublish (ioredis 5 or later)')
     this.one = sharded
       ? async (c, m) => await client.spublish!(c, m)
       : async (c, m) => await client.publish(c, m)
+    if (history !== null) {
+      if (typeof client.defineCommand !== 'function') throw new Error('history needs a Redis client that runs scripts (ioredis: defineCommand); with the nodes\' history off, pass history: false')
+      // The live-only copies go in the script where they share its server (not a Cluster).
+      this.appender = new Appender(client as ScriptingClient, history, sharded ? 'spublish' : 'publish', !sharded && client.isCluster !== true)
+    }
   }
 
   async publish (channels: string | readonly string[], message: string): Promise<void> {
+    // Appends issued before go first: one order on the connection.
+    this.appender?.flush()
     await Promise.all((typeof channels === 'string' ? [channels] : channels).map(async (c) => await this.one(c, message)))
+  }
+
+  async append (a: Append): Promise<Position> {
+    if (this.appender === null) throw new Error('history is off: nothing to append to')
+    const position = await this.appender.append(a)
+    if (!this.appender.liveInScript && a.also.length > 0) await this.publish(a.also, place(a.draft, position))
+    return position
   }
 }

@@ -3,6 +3,8 @@
 // Memory (broker-memory.ts) and Redis (broker-redis.ts) implementations run
 // the same contract suite (test/backend/broker.test.ts).
 
+import type { Append, HistoryConfig, Position } from './streams.js'
+
 export type MessageListener = (channel: string, message: string) => void
 export type StateListener = (healthy: boolean) => void
 
@@ -17,6 +19,17 @@ export interface Publish {
    * at once, when it can be neither.
    */
   publish (channels: string | readonly string[], message: string): Promise<void>
+  /** what each stream keeps; null: history is off, and append() refuses */
+  readonly history: HistoryConfig | null
+  /**
+   * Appends a message to its channel's stream and publishes it there (and on
+   * `also`) with the position the stream gave it, in one step: nobody sees
+   * it on pub/sub before it is in the stream, and a stream's offsets go out
+   * in order. Resolves with the position; null when the append is held for
+   * after an outage (it gets its position then, in order with the others
+   * held). Rejects as publish() does.
+   */
+  append (a: Append): Promise<Position | null>
 }
 
 export interface Broker extends Publish {

@@ -21,4 +21,8 @@ export class MemoryStore {
   readonly settings = new Map<string, { fields: Map<string, string>, expiresAt: number }>()
   /** rate counters by name and budget */
   readonly rates = new Map<string, RateLimiterMemory>()
+  /** history: each stream's meta (epoch, top) by channel, outliving its messages */
+  readonly streamMeta = new Map<string, { epoch: string, top: number, expiresAt: number }>()
+  /** history: each stream's retained messages by channel, oldest first */
+  readonly streams = new Map<string, { messages: Array<{ offset: number, message: string }>, expiresAt: number }>()
 }

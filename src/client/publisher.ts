@@ -5,13 +5,14 @@
 // message format, same side effects), with no Herald node in between.
 
 import { backendOverClient, type PublishingClient } from '../backend/backend.js'
+import { DEFAULT_HISTORY, type HistoryConfig } from '../backend/streams.js'
 import { createChannels } from '../cluster/channels.js'
 import { HeraldError } from '../errors.js'
 import { EVENT_CATALOGUE, type CatalogueType } from '../events/catalogue.js'
 import { checkDataDepth } from '../events/depth.js'
 import { createIdGenerator } from '../events/ids.js'
 import type { NotificationLevel } from '../events/model.js'
-import { Publisher } from '../events/publisher.js'
+import { Publisher, receipt } from '../events/publisher.js'
 
 export { EVENT_CATALOGUE }
 export type { CatalogueType, NotificationLevel }
@@ -23,8 +24,21 @@ export type PublisherOptions =
    * straight onto Redis: an ioredis client (standalone or Cluster) and the
    * cluster's key prefix. `sharded` (SPUBLISH) defaults to true on an ioredis
    * Cluster, where nodes listen with SSUBSCRIBE; set it only to override.
+   * `history`: the nodes' HISTORY_SIZE and HISTORY_TTL (ms), which each
+   * publish is appended under, as a node appends it; their defaults unless
+   * given; `false` when the nodes run with history off.
    */
-  | { redis: RedisLike, keyPrefix?: string, sharded?: boolean }
+  | { redis: RedisLike, keyPrefix?: string, sharded?: boolean, history?: { size: number, ttlMs: number } | false }
+
+/** What a publish answers: the id, and with history on its stream and position (as the API's 202). */
+export interface Receipt {
+  id: string
+  /** absent when history is off */
+  stream?: string
+  /** absent when history is off, or when a node held the publish through a Redis outage (it gets its position then) */
+  offset?: number
+  epoch?: string
+}
 
 /** An ioredis client (Redis or Cluster), or anything that publishes like one. */
 export type RedisLike = PublishingClient
@@ -37,8 +51,8 @@ export class PublishError extends Error {
 }
 
 interface Transport {
-  event (body: { type: string, userId?: string, sessionId?: string, data?: Data }): Promise<string>
-  notify (userId: string | null, body: { level: NotificationLevel, title: string, message: string, data?: Data }): Promise<string>
+  event (body: { type: string, userId?: string, sessionId?: string, data?: Data }): Promise<Receipt>
+  notify (userId: string | null, body: { level: NotificationLevel, title: string, message: string, data?: Data }): Promise<Receipt>
 }
 
 /** Input refused before it leaves is a PublishError (400 and the code), as the API would answer. */
@@ -57,16 +71,16 @@ const serialisable = <B extends { data?: Data }>(body: B): B => valid(() => { ch
 function httpTransport (o: { url: string, apiKey: string, fetch?: typeof fetch, timeoutMs?: number }): Transport {
   const f = o.fetch ?? fetch
   const base = o.url.replace(/\/+$/, '')
-  const post = async (path: string, body: unknown): Promise<string> => {
+  const post = async (path: string, body: unknown): Promise<Receipt> => {
     const res = await f(base + path, {
       method: 'POST',
       headers: { authorization: `Bearer ${o.apiKey}`, 'content-type': 'application/json' },
       body: JSON.stringify(body),
       signal: AbortSignal.timeout(o.timeoutMs ?? 10_000),
     })
-    const json = await res.json().catch(() => ({})) as { id?: string, error?: { code: string, message: string } }
+    const json = await res.json().catch(() => ({})) as Partial<Receipt> & { error?: { code: string, message: string } }
     if (res.status !== 202 || json.id === undefined) throw new PublishError(res.status, json.error?.code ?? 'HTTP_ERROR', json.error?.message ?? `HTTP ${res.status}`)
-    return json.id
+    return receipt({ ...json, id: json.id })
   }
   return {
     event: async (b) => await post('/api/events', serialisable(b)),
@@ -74,13 +88,23 @@ function httpTransport (o: { url: string, apiKey: string, fetch?: typeof fetch, 
   }
 }
 
-function redisTransport (o: { redis: RedisLike, keyPrefix?: string, sharded?: boolean }): Transport {
-  const backend = backendOverClient(o.redis, o.sharded !== undefined ? { sharded: o.sharded } : {})
+/** The retention a direct publisher appends under: the nodes' defaults, theirs as given, or none (0 turns it off, as on the nodes). */
+function historyOf (h: { size: number, ttlMs: number } | false | undefined): HistoryConfig | null {
+  if (h === undefined) return DEFAULT_HISTORY
+  if (h === false) return null
+  for (const k of ['size', 'ttlMs'] as const) {
+    if (!Number.isSafeInteger(h[k]) || h[k] < 0) throw new TypeError(`history.${k} must be a whole number >= 0 (the nodes' ${k === 'size' ? 'HISTORY_SIZE' : 'HISTORY_TTL'})`)
+  }
+  return h.size === 0 || h.ttlMs === 0 ? null : { size: h.size, ttlMs: h.ttlMs }
+}
+
+function redisTransport (o: { redis: RedisLike, keyPrefix?: string, sharded?: boolean, history?: { size: number, ttlMs: number } | false }): Transport {
+  const backend = backendOverClient(o.redis, { ...(o.sharded !== undefined ? { sharded: o.sharded } : {}), history: historyOf(o.history) })
   // No hub: this publisher is not a node and delivers nothing itself; every node delivers what Redis brings.
   const p = new Publisher(backend, null, createChannels(o.keyPrefix ?? 'herald:'), 'publisher', createIdGenerator())
   return {
-    event: async (b) => (await p.publishEvent(b).catch(refusedAsPublishError)).id,
-    notify: async (userId, b) => (await p.publishNotification(b, userId).catch(refusedAsPublishError)).id,
+    event: async (b) => receipt(await p.publishEvent(b).catch(refusedAsPublishError)),
+    notify: async (userId, b) => receipt(await p.publishNotification(b, userId).catch(refusedAsPublishError)),
   }
 }
 
@@ -96,7 +120,17 @@ export class HeraldPublisher {
 
   /** Any event type; resolves with the event id. */
   publish (type: EventType, opts: { userId?: string, sessionId?: string, data?: Data } = {}): Promise<string> {
+    return this.track(async () => (await this.t.event({ type, ...opts })).id)
+  }
+
+  /** As publish(), resolving with the receipt: the id, the stream and the position it got. */
+  publishWithReceipt (type: EventType, opts: { userId?: string, sessionId?: string, data?: Data } = {}): Promise<Receipt> {
     return this.track(() => this.t.event({ type, ...opts }))
+  }
+
+  /** A notification to one user (userId) or to everyone (null), resolving with the receipt. */
+  notifyWithReceipt (userId: string | null, level: NotificationLevel, title: string, message: string, data?: Data): Promise<Receipt> {
+    return this.track(() => this.t.notify(userId, { level, title, message, ...(data !== undefined ? { data } : {}) }))
   }
 
   /**
@@ -111,7 +145,7 @@ export class HeraldPublisher {
   }
 
   /** The publish's own promise, handed to the caller as is, so it settles before close() does. */
-  private track (send: () => Promise<string>): Promise<string> {
+  private track<T> (send: () => Promise<T>): Promise<T> {
     if (this.closed) return Promise.reject(new Error('publisher closed'))
     const p = send()
     this.inFlight.add(p)
@@ -143,10 +177,10 @@ export class HeraldPublisher {
   }
 
   sendUserNotification (userId: string, level: NotificationLevel, title: string, message: string, data?: Data): Promise<string> {
-    return this.track(() => this.t.notify(userId, { level, title, message, ...(data !== undefined ? { data } : {}) }))
+    return this.track(async () => (await this.t.notify(userId, { level, title, message, ...(data !== undefined ? { data } : {}) })).id)
   }
 
   sendBroadcastNotification (level: NotificationLevel, title: string, message: string, data?: Data): Promise<string> {
-    return this.track(() => this.t.notify(null, { level, title, message, ...(data !== undefined ? { data } : {}) }))
+    return this.track(async () => (await this.t.notify(null, { level, title, message, ...(data !== undefined ? { data } : {}) })).id)
   }
 }

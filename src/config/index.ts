@@ -2,6 +2,7 @@ import { createPublicKey, randomBytes } from 'node:crypto'
 import { isIP } from 'node:net'
 import { hostname } from 'node:os'
 import { createOriginCheck } from '../auth/origin.js'
+import type { HistoryConfig } from '../backend/streams.js'
 import envSchema from 'env-schema'
 import { EnvSchema, Expected, REDIS_URL_FORM, type Env } from './schema.js'
 
@@ -31,6 +32,8 @@ export interface Config {
   keyPrefix: string
   publishBuffer: number
   replayDelayMs: number
+  /** HISTORY_SIZE and HISTORY_TTL; null when either is 0 */
+  history: HistoryConfig | null
   jwt: {
     secret?: string
     publicKey?: string
@@ -192,6 +195,7 @@ export function loadConfig (source: Record<string, string | undefined> = process
     keyPrefix: e.REDIS_KEY_PREFIX,
     publishBuffer: e.REDIS_PUBLISH_BUFFER,
     replayDelayMs: e.REDIS_REPLAY_DELAY,
+    history: e.HISTORY_SIZE === 0 || e.HISTORY_TTL === 0 ? null : { size: e.HISTORY_SIZE, ttlMs: e.HISTORY_TTL },
     jwt: {
       secret: jwtSecret,
       publicKey,

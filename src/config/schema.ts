@@ -1,4 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox'
+import { DEFAULT_HISTORY } from '../backend/streams.js'
 
 // The environment contract: every variable a node reads, with its default and
 // bounds (README.md, Configuration, lists them). Names are fixed, since
@@ -32,6 +33,8 @@ export const EnvSchema = Type.Object({
   REDIS_PASSWORD: Type.Optional(Type.String({ minLength: 1, description: 'password for Redis Cluster or Sentinel-managed nodes (standalone: put it in REDIS_URL)' })),
   REDIS_PUBLISH_BUFFER: int(10000, 1, 1_000_000, 'channel messages a node holds while Redis is unreachable or stalled (a user event is two: its user and the admin channel; a system event or notification one); past it the API answers 503'),
   REDIS_REPLAY_DELAY: int(2000, 0, 60_000, 'ms after Redis is back before buffered publishes are replayed, so other nodes resubscribe first'),
+  HISTORY_SIZE: int(DEFAULT_HISTORY.size, 0, 1_000_000, 'messages each stream keeps for clients to resume from (0: no history, no positions)'),
+  HISTORY_TTL: int(DEFAULT_HISTORY.ttlMs, 0, 30 * 86_400_000, 'ms a stream keeps its messages after its last one; older ones are not replayed (0: no history)'),
   REDIS_KEY_PREFIX: matching('^[A-Za-z0-9:._-]{1,32}$', '1-32 letters, digits, colons, dots, underscores or hyphens', { default: 'herald:' }),
 
   JWT_SECRET: Type.Optional(Type.String({ minLength: 32, description: 'HS256 secret, at least 32 characters' })),

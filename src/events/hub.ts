@@ -252,7 +252,7 @@ export class Hub {
   }
 
   private isUserChannelOf (channel: string, userId: string): boolean {
-    return userId.length > 0 && channel.length - this.ch.userPrefix.length === userId.length && channel.endsWith(userId)
+    return this.ch.isUserChannelOf(channel, userId)
   }
 
   private segmentsOf (type: string): string[] {

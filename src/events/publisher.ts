@@ -2,24 +2,48 @@ import type { PublishCapabilities } from '../backend/backend.js'
 import type { Channels } from '../cluster/channels.js'
 import { HeraldError } from '../errors.js'
 import { channels as diag } from '../observability/channels.js'
+import { ADMIN_STREAM, BROADCAST_STREAM, streamName, userStream, type Stream } from '../protocol/streams.js'
 import { routesFor, type Route } from './audience.js'
-import { encode, type Envelope } from './codec.js'
+import { draft, encode, place, type Envelope, type Position } from './codec.js'
 import type { EventInput, HeraldEvent, HeraldNotification, NotificationInput } from './model.js'
 import { validateEvent, validateNotification } from './validate.js'
 
+/** Where a published message went: its stream, and its position once the backend gave it one. */
+export interface Placement {
+  /** absent when history is off */
+  stream?: string
+  /** absent when history is off, or the message is held for Redis (an outage) */
+  offset?: number
+  epoch?: string
+}
+
+/** What a publish answers (the API's 202, admin `broadcasted`): the id, and where it went when history is on. */
+export const receipt = (m: { id: string } & Placement): { id: string } & Placement => ({
+  id: m.id,
+  ...(m.stream !== undefined ? { stream: m.stream } : {}),
+  ...(m.offset !== undefined ? { offset: m.offset, epoch: m.epoch! } : {}),
+})
+
 /**
  * The one place that turns what an entry point was given into a message on
- * the cluster: validation, id, timestamp, audience (channels), encoding.
- * Every entry point calls it (the HTTP API, operator actions and their audit
- * events, the publisher library's direct-to-Redis mode), so what a publish
- * does happens whichever way it came in.
+ * the cluster: validation, id, timestamp, audience (channels), its stream,
+ * encoding. Every entry point calls it (the HTTP API, operator actions and
+ * their audit events, the publisher library's direct-to-Redis mode), so what
+ * a publish does happens whichever way it came in.
+ *
+ * With history on, every event and notification is appended to its one
+ * stream (src/protocol/streams.ts), which gives it its position, in the same
+ * step as it goes out on the stream's channel; a user's event also goes out
+ * live, with the same position, on the admin channel (admins see every
+ * user's events; they do not resume them).
  *
  * While Redis works, every node (this one too) delivers what comes back from
  * Redis: one order for everyone, so a service that publishes one event
  * through node A and the next through node B has them arrive in that order
  * everywhere. While it does not (the readiness probe fails), this node
- * delivers to its own connections at once and marks the message as its own,
- * so the echo after recovery is not delivered twice.
+ * delivers to its own connections at once, without a position (none exists
+ * yet), and marks the message as its own, so the echo after recovery is not
+ * delivered twice.
  */
 export class Publisher {
   published = 0
@@ -39,6 +63,7 @@ export class Publisher {
     private readonly localFirst: () => boolean = () => false,
   ) {}
 
+  /** The event as clients receive it, with its stream and position when history gave it one. */
   async publishEvent (given: EventInput): Promise<HeraldEvent> {
     // Here, whatever an entry point checked before (the library's direct mode
     // has no schema in front of it), and before anything serialises the data:
@@ -48,9 +73,9 @@ export class Publisher {
     const event: HeraldEvent = { id: this.nextId(), type: input.type, timestamp: new Date(now).toISOString(), data: input.data ?? {} }
     if (input.userId !== undefined) event.userId = input.userId
     if (input.sessionId !== undefined) event.sessionId = input.sessionId
-    await this.send(routesFor(event.type, input.userId), input.userId, { kind: 'e', publishedAt: now, type: event.type, userId: input.userId ?? '', json: JSON.stringify(event) })
+    const placed = await this.send(routesFor(event.type, input.userId), input.userId, event, { kind: 'e', publishedAt: now, type: event.type, userId: input.userId ?? '' })
     if (diag.eventPublished.hasSubscribers) diag.eventPublished.publish({ serverId: this.serverId, kind: 'event', type: event.type, id: event.id })
-    return event
+    return Object.assign(event, placed)
   }
 
   /** userId null: every /ws/events connection in the cluster. */
@@ -59,32 +84,52 @@ export class Publisher {
     const now = Date.now()
     const n: HeraldNotification = { id: this.nextId(), level: input.level, title: input.title, message: input.message, timestamp: new Date(now).toISOString() }
     if (input.data !== undefined) n.data = input.data
-    await this.send(userId === null ? ['broadcast'] : ['user'], userId ?? undefined, { kind: 'n', publishedAt: now, type: 'notification', userId: userId ?? '', json: JSON.stringify(n) })
+    const placed = await this.send(userId === null ? ['broadcast'] : ['user'], userId ?? undefined, n, { kind: 'n', publishedAt: now, type: 'notification', userId: userId ?? '' })
     if (diag.eventPublished.hasSubscribers) diag.eventPublished.publish({ serverId: this.serverId, kind: 'notification', type: 'notification', id: n.id })
-    return n
+    return Object.assign(n, placed)
   }
 
   /**
    * A node-to-node instruction: on a user's channel it reaches only the nodes
    * holding that user's connections; on the control channel, every node.
+   * Control messages belong to no stream.
    */
   async publishControl (action: string, arg: unknown, userId: string | null): Promise<void> {
     const channel = userId === null ? this.ch.control : this.ch.user(userId)
-    const raw = encode({ kind: 'c', origin: this.serverId, publishedAt: Date.now(), type: action, userId: userId ?? '', json: JSON.stringify(arg) })
+    const raw = encode({ kind: 'c', origin: this.serverId, publishedAt: Date.now(), type: action, userId: userId ?? '', stream: '', offset: null, epoch: '', json: JSON.stringify(arg) })
     this.hub?.dispatchLocal(channel, raw)
     await this.backend.broker.publish([channel], raw)
   }
 
-  private async send (routes: readonly Route[], userId: string | undefined, msg: Omit<Envelope, 'origin'>): Promise<void> {
+  /**
+   * Out on the routes' channels. The first route's stream is the message's
+   * own (audience.ts gives a user's route before the admin copy); the others
+   * get it live only.
+   */
+  private async send (routes: readonly Route[], userId: string | undefined, payload: object, head: Pick<Envelope, 'kind' | 'publishedAt' | 'type' | 'userId'>): Promise<Placement> {
     this.published++
-    const names = routes.map((r) => r === 'user' ? this.ch.user(userId!) : r === 'broadcast' ? this.ch.broadcast : this.ch.admin)
+    const streams = routes.map((r): Stream => r === 'user' ? userStream(userId!) : r === 'broadcast' ? BROADCAST_STREAM : ADMIN_STREAM)
+    const names = streams.map((s) => this.ch.of(s))
     const local = this.hub !== null && this.localFirst()
     // The origin names a node only when that node delivered it itself; an
     // empty origin means every node, the publisher's included, delivers the echo.
-    const raw = encode({ ...msg, origin: local ? this.serverId : '' })
-    if (local) for (const c of names) this.hub!.dispatchLocal(c, raw)
+    const origin = local ? this.serverId : ''
+    const broker = this.backend.broker
     try {
-      await this.backend.broker.publish(names, raw)
+      if (broker.history === null) {
+        const raw = encode({ ...head, origin, stream: '', offset: null, epoch: '', json: JSON.stringify(payload) })
+        if (local) for (const c of names) this.hub!.dispatchLocal(c, raw)
+        await broker.publish(names, raw)
+        return {}
+      }
+      const stream = streamName(streams[0]!)
+      const d = draft({ ...head, origin, stream, json: JSON.stringify({ ...payload, stream }) })
+      if (local) {
+        const raw = place(d, null)
+        for (const c of names) this.hub!.dispatchLocal(c, raw)
+      }
+      const position: Position | null = await broker.append({ channel: names[0]!, also: names.slice(1), draft: d })
+      return position === null ? { stream } : { stream, offset: position.offset, epoch: position.epoch }
     } catch (err) {
       throw new HeraldError('BACKEND_UNAVAILABLE', local ? `delivered on this node only: ${(err as Error).message}` : (err as Error).message)
     }

@@ -3,7 +3,12 @@ import type { Static } from '@sinclair/typebox'
 import { statsReply } from '../admin/stats.js'
 import type { EventInput, NotificationInput } from '../events/model.js'
 import * as actions from '../admin/actions.js'
-import { Accepted, ConnectionParams, Connections, EventBody, NotificationBody, Revoked, SessionParams, Stats, UserParams } from './schemas.js'
+import { HeraldError } from '../errors.js'
+import { readHistory } from '../events/history.js'
+import { receipt } from '../events/publisher.js'
+import { DEFAULT_PAGE } from '../protocol/schema.js'
+import { parseStream, streamName } from '../protocol/streams.js'
+import { Accepted, ConnectionParams, Connections, EventBody, NotificationBody, Revoked, SessionParams, Stats, StreamPage, StreamParams, StreamQuery, UserParams } from './schemas.js'
 import { serviceAuth } from './service-auth.js'
 
 const security = [{ bearer: [] }]
@@ -20,16 +25,14 @@ export default fp(async function api (app) {
     schema: { summary: 'Publish an event', tags: ['events'], security, body: EventBody, response: { 202: Accepted, ...errors } },
     preHandler: asService,
   }, async (req, reply) => {
-    const e = await h.publisher.publishEvent(req.body as EventInput)
-    return reply.code(202).send({ id: e.id })
+    return reply.code(202).send(receipt(await h.publisher.publishEvent(req.body as EventInput)))
   })
 
   app.post<{ Params: Static<typeof UserParams>, Body: Static<typeof NotificationBody> }>('/api/notifications/users/:userId', {
     schema: { summary: 'Notify every /ws/events connection of one user', tags: ['notifications'], security, params: UserParams, body: NotificationBody, response: { 202: Accepted, ...errors } },
     preHandler: asService,
   }, async (req, reply) => {
-    const n = await h.publisher.publishNotification(req.body as NotificationInput, req.params.userId)
-    return reply.code(202).send({ id: n.id })
+    return reply.code(202).send(receipt(await h.publisher.publishNotification(req.body as NotificationInput, req.params.userId)))
   })
 
   app.post<{ Body: Static<typeof NotificationBody> }>('/api/notifications/broadcast', {
@@ -69,6 +72,24 @@ export default fp(async function api (app) {
   }, async (req, reply) => {
     await actions.disconnectUser(h, req.actor!, req.params.userId)
     return reply.code(202).send({ userId: req.params.userId })
+  })
+
+  app.get<{ Params: Static<typeof StreamParams>, Querystring: Static<typeof StreamQuery> }>('/api/streams/:stream/events', {
+    schema: { summary: "A stream's retained events and notifications after an offset, a page at a time (service catch-up)", tags: ['streams'], security, params: StreamParams, querystring: StreamQuery, response: { 200: StreamPage, 404: { $ref: 'ErrorReply#' }, ...errors } },
+    preHandler: asService,
+  }, async (req, reply) => {
+    const streams = h.backend.streams
+    if (streams === null) throw new HeraldError('HISTORY_OFF')
+    const stream = parseStream(req.params.stream)
+    if (stream === null) throw new HeraldError('UNKNOWN_STREAM')
+    const after = Number(req.query.after ?? 0)
+    const limit = Number(req.query.limit ?? DEFAULT_PAGE)
+    const page = await actions.withBackend(h, 'reading the stream', async () => await readHistory(streams, h.channels, stream, after, limit))
+    // The payloads are kept as the JSON clients receive, not parsed and serialised again.
+    const events = page.messages.map((m) => m.json).join(',')
+    const next = page.next === null ? '' : `,"next":${page.next}`
+    return reply.code(200).type('application/json; charset=utf-8')
+      .send(`{"stream":${JSON.stringify(streamName(stream))},"epoch":${JSON.stringify(page.epoch)},"top":${page.top},"events":[${events}]${next}}`)
   })
 
   app.get('/api/stats', {

@@ -2,6 +2,7 @@ import { Type, type Static, type TSchema } from '@sinclair/typebox'
 import { MAX_DATA_DEPTH } from '../events/depth.js'
 import { ID_PATTERN, ID_RULE, MAX_ID_LENGTH } from './identifiers.js'
 import { EVENT_TYPE_PATTERN, PATTERN_RULE, SUBSCRIPTION_PATTERN, TYPE_RULE } from './patterns.js'
+import { STREAM_RULE } from './streams.js'
 
 // The protocol, stated once: what services publish, what clients send and
 // receive on /ws/events and /ws/admin. From these schemas come the frame
@@ -57,6 +58,20 @@ export type NotificationInput = Static<typeof NotificationInput>
 
 // --- what clients receive
 
+/** A stream's name (src/protocol/streams.ts checks the shape). */
+export const StreamName = (description: string) => Type.String({ description: `${description}: ${STREAM_RULE}` })
+/** +1 per message of its stream, so a gap is visible. */
+export const Offset = (description: string) => Type.Integer({ minimum: 0, description })
+/** Changes when the stream's history is lost (Redis restarted empty): offsets of another epoch name other messages. */
+export const Epoch = (description: string) => Type.String({ description })
+
+/** Where a message sits in its stream; absent when history is off, and on a message a node delivered itself during an outage. */
+const positioned = {
+  stream: Type.Optional(StreamName('the stream it belongs to')),
+  offset: Type.Optional(Offset('its position in the stream: +1 per message of that stream')),
+  epoch: Type.Optional(Epoch('the history the offset counts in; another epoch means history was lost')),
+}
+
 export const EventPayload = Type.Object({
   id: Type.String({ description: 'sorts by time; ids minted by one node strictly increase' }),
   type: Type.String({ description: 'the event type' }),
@@ -64,6 +79,7 @@ export const EventPayload = Type.Object({
   userId: Type.Optional(Type.String({ description: 'the user it concerns' })),
   sessionId: Type.Optional(Type.String({ description: 'the session it concerns' })),
   data: Data('as published, `{}` when none'),
+  ...positioned,
 })
 export type HeraldEvent = Static<typeof EventPayload>
 
@@ -74,6 +90,7 @@ export const NotificationPayload = Type.Object({
   message: Type.String(),
   data: Type.Optional(Data('as published')),
   timestamp: Time('when it was published'),
+  ...positioned,
 })
 export type HeraldNotification = Static<typeof NotificationPayload>
 
@@ -85,7 +102,31 @@ export const ErrorPayload = Type.Object({
 /** Every HTTP refusal, the handshake's included. */
 export const ErrorReply = Type.Object({ error: ErrorPayload }, { $id: 'ErrorReply' })
 
-export const Accepted = Type.Object({ id: Type.String({ description: 'event or notification id; ids from one node sort in publish order' }) })
+export const Accepted = Type.Object({
+  id: Type.String({ description: 'event or notification id; ids from one node sort in publish order' }),
+  stream: Type.Optional(StreamName('the stream it went on (absent: history is off)')),
+  offset: Type.Optional(Offset('its position in the stream (absent: history is off, or Redis had not taken it within 500 ms and it is held for it)')),
+  epoch: Type.Optional(Epoch('the history the offset counts in')),
+})
+
+/** A page's bounds, in a query string (strings there: nothing is coerced). */
+export const AFTER_PATTERN = '^(0|[1-9][0-9]{0,14})$'
+export const LIMIT_PATTERN = '^([1-9][0-9]{0,2}|1000)$'
+export const DEFAULT_PAGE = 100
+
+export const StreamQuery = Type.Object({
+  after: Type.Optional(Type.String({ pattern: AFTER_PATTERN, description: 'the offset of the last message you have, in `epoch` (default 0: from the oldest retained)' })),
+  limit: Type.Optional(Type.String({ pattern: LIMIT_PATTERN, description: `messages per page, 1-1000 (default ${DEFAULT_PAGE})` })),
+})
+
+/** GET /api/streams/:stream/events: one page of a stream's retained messages. */
+export const StreamPage = Type.Object({
+  stream: StreamName('the stream read'),
+  epoch: Epoch('the history the offsets count in; compare it with the one your `after` came from'),
+  top: Offset('the offset of the stream\'s latest message (0: none yet in this epoch)'),
+  events: Type.Array(Type.Union([EventPayload, NotificationPayload]), { description: 'retained messages after `after`, in stream order, as clients receive them (a notification has `level`, an event `type`); the first offset above `after + 1` means what lies between is no longer retained' }),
+  next: Type.Optional(Offset('more are retained: read again with `after` set to this')),
+})
 
 export const Welcome = Type.Object({
   connectionId: Type.String(),

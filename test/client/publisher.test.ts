@@ -170,7 +170,7 @@ t.test('straight onto Redis: invalid input is rejected before anything is publis
   await arrives(u, ok)
   // A user event goes to the user's channel and the admin channel: two messages, and nothing before them.
   await waitFor('the spy saw the valid event on both its channels', () => seen.length, (n) => n >= 2)
-  t.same([...seen].sort(), [`herald:a authentication.login.success`, `herald:u:${uId} authentication.login.success`], 'only the valid event reached Redis')
+  t.same([...seen].sort(), [`herald:{a} authentication.login.success`, `herald:{u:${uId}} authentication.login.success`], 'only the valid event reached Redis')
   t.notOk(seen.some((s) => s.includes('\tx')), 'no rejected call published')
   t.same(u.ids(), [ok], 'and the user received only that')
 })
@@ -201,11 +201,39 @@ t.test('straight onto a Redis Cluster: an ioredis Cluster is detected and publis
   const spy = rcl.client(rcl.ports[0]!)
   const seen: string[] = []
   spy.on('message', (_c: string, m: string) => seen.push(m))
-  await spy.subscribe(`herald:u:${uId}`)
+  await spy.subscribe(`herald:{u:${uId}}`)
   const classic = new HeraldPublisher({ redis: cluster, keyPrefix: 'herald:', sharded: false })
   const lost = await classic.publishAuthenticationEvent('authentication.logout', uId)
   await waitFor('the classic message on the wire', () => seen.some((m) => m.includes(lost)), Boolean, { timeoutMs: 5000, intervalMs: 10 })
   const sentinel = await p.publishAuthenticationEvent('authentication.logout', uId)
   await arrives(u, sentinel)
   t.notOk(u.has(lost), 'the node did not deliver the classic publish (why sharding is detected)')
+})
+
+t.test('straight onto Redis: each publish is appended to its stream as a node appends it, unless told the nodes keep no history', { timeout: 30_000 }, async (t) => {
+  const rc = new Redis({ port: redis.port, host: '127.0.0.1', maxRetriesPerRequest: 1 })
+  t.teardown(() => rc.disconnect())
+  const uId = user('history-u')
+  const u = await wsReceiver(t, A, '/ws/events', userToken(uId), 'u on A')
+  const p = new HeraldPublisher({ redis: rc, keyPrefix: 'herald:' })
+  const first = await p.publishWithReceipt('authentication.login.success', { userId: uId })
+  const second = await p.notifyWithReceipt(uId, 'info', 'Hi', 'there')
+  t.match(first, { stream: `user:${uId}`, offset: 1, epoch: /^[A-Za-z0-9_-]{8}$/ }, 'an event: its stream and position')
+  t.same([second.stream, second.offset, second.epoch], [first.stream, 2, first.epoch], 'a notification to the same user: the next offset of that stream')
+  await arrives(u, second.id)
+  t.match(u.c.frames.find((f) => f.payload?.id === first.id)!.payload, { stream: first.stream, offset: 1, epoch: first.epoch }, 'delivered at that position')
+  const viaNode = await A.api('/api/events', { body: { type: 'authentication.logout', userId: uId } })
+  t.same([viaNode.body.offset, viaNode.body.epoch], [3, first.epoch], 'a node publishing to the same stream continues the count')
+
+  for (const history of [false, { size: 0, ttlMs: 60_000 }] as const) {
+    const off = new HeraldPublisher({ redis: rc, keyPrefix: 'herald:', history })
+    const r = await off.publishWithReceipt('authentication.login.success', { userId: uId })
+    t.same(r, { id: r.id }, `history ${JSON.stringify(history)}: the receipt is the id alone`)
+    await arrives(u, r.id)
+    t.notOk('offset' in u.c.frames.find((f) => f.payload?.id === r.id)!.payload, 'and the message carries no position')
+  }
+  t.throws(() => new HeraldPublisher({ redis: rc, history: { size: -1, ttlMs: 1000 } }), /history\.size must be a whole number >= 0/, 'a history that is no retention is refused')
+  const plain = { publish: async () => 1 }
+  t.throws(() => new HeraldPublisher({ redis: plain }), /history needs a Redis client that runs scripts/, 'a client that cannot run the append script is refused at once, not at the first publish')
+  t.doesNotThrow(() => new HeraldPublisher({ redis: plain, history: false }), 'it publishes with history off')
 })

@@ -3,6 +3,7 @@
 // admin views and stats, what each node subscribes to in Redis, and a node
 // that dies without leaving.
 import t, { type Test } from 'tap'
+import { createChannels } from '../../src/cluster/channels.js'
 import { connect, type Frame, type TestClient } from '../helpers/client.js'
 import { startNode, type NodeProc } from '../helpers/node.js'
 import { startRedis } from '../helpers/redis.js'
@@ -12,9 +13,10 @@ import { waitFor } from '../helpers/wait.js'
 const NODE_TTL = 1500
 const CLUSTER_ENV = { NODE_TTL: String(NODE_TTL), ADMIN_METRICS_INTERVAL: '300' }
 const PREFIX = 'herald:' // the default REDIS_KEY_PREFIX
-const userChannel = (userId: string): string => `${PREFIX}u:${userId}`
-const ADMIN_CHANNEL = `${PREFIX}a`
-const BROADCAST_CHANNEL = `${PREFIX}b`
+const CHANNELS = createChannels(PREFIX)
+const userChannel = (userId: string): string => CHANNELS.user(userId)
+const ADMIN_CHANNEL = CHANNELS.admin
+const BROADCAST_CHANNEL = CHANNELS.broadcast
 
 const redis = await startRedis()
 const names = ['node-a', 'node-b', 'node-c'].map((n) => `${n}-${process.pid}`)

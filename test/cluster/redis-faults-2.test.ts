@@ -5,6 +5,7 @@
 // delivery goes on, what was accepted is delivered after (bounded, overflow
 // answered 503), and no node process ever exits.
 import t, { type Test } from 'tap'
+import { createChannels } from '../../src/cluster/channels.js'
 import { connect, type Frame, type TestClient } from '../helpers/client.js'
 import type { NodeProc } from '../helpers/node.js'
 import { health, mustStayUp, opsCluster, type OpsCluster } from '../helpers/ops.js'
@@ -60,7 +61,8 @@ t.test('CLIENT KILL TYPE pubsub: every node resubscribes, delivery and readiness
   const [onA, onB, onC] = [await events(t, A, u), await events(t, B, u), await events(t, C, u)]
   const adminB = await events(t, B, 'kill-pubsub-admin', '/ws/admin')
   const numsub = async (ch: string): Promise<number> => Number(((await rc.call('PUBSUB', 'NUMSUB', ch)) as [string, number])[1])
-  const channels = { user: `${PREFIX}u:${u}`, broadcast: `${PREFIX}b`, control: `${PREFIX}c`, admin: `${PREFIX}a` }
+  const ch = createChannels(PREFIX)
+  const channels = { user: ch.user(u), broadcast: ch.broadcast, control: ch.control, admin: ch.admin }
   const probes = async (): Promise<number[]> => await Promise.all([A, B, C].map(async (n) => await numsub(`${PREFIX}p:${n.serverId}`)))
   const before = { user: await numsub(channels.user), broadcast: await numsub(channels.broadcast), control: await numsub(channels.control), admin: await numsub(channels.admin) }
   t.same(before, { user: 3, broadcast: 3, control: 3, admin: 1 }, 'subscriptions before the kill')

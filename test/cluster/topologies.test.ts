@@ -43,7 +43,7 @@ t.test('three nodes over a 3-master Redis Cluster with sharded pub/sub', async (
   for (const cl of clients) await cl.next((f) => f.type === 'event' && f.payload.id === sys.body.id)
 
   // Sharded channels live on the master owning their slot: more than one shard is used.
-  const perShard = await Promise.all(rc.ports.map(async (p) => (await rc.client(p).call('PUBSUB', 'SHARDCHANNELS', 'herald:u:*') as string[]).length))
+  const perShard = await Promise.all(rc.ports.map(async (p) => (await rc.client(p).call('PUBSUB', 'SHARDCHANNELS', 'herald:{u:*') as string[]).length))
   t.equal(perShard.reduce((x, y) => x + y, 0), users.length, `every user channel is a sharded channel (${perShard.join('/')})`)
   t.ok(perShard.filter((n) => n > 0).length >= 2, 'user channels spread over at least two shards')
   const classic = await Promise.all(rc.ports.map(async (p) => (await rc.client(p).call('PUBSUB', 'CHANNELS', 'herald:*') as string[]).length))

@@ -251,6 +251,14 @@ t.test('every integer variable enforces its bounds and names itself', async (t) 
   t.equal(loadConfig({ MAX_MESSAGE_BYTES: '128' }).limits.messageBytes, 128)
 })
 
+t.test('HISTORY_SIZE and HISTORY_TTL: history on by default; either at 0 turns it off', async (t) => {
+  t.same(loadConfig({}).history, { size: 1000, ttlMs: 300_000 }, 'on by default: 1000 messages a stream, for 5 minutes')
+  t.same(loadConfig({ HISTORY_SIZE: '50', HISTORY_TTL: '60000' }).history, { size: 50, ttlMs: 60_000 })
+  t.equal(loadConfig({ HISTORY_SIZE: '0' }).history, null, 'HISTORY_SIZE=0: off')
+  t.equal(loadConfig({ HISTORY_TTL: '0' }).history, null, 'HISTORY_TTL=0: off')
+  refusal(t, { HISTORY_TTL: String(31 * 86_400_000) }, 'HISTORY_TTL')
+})
+
 t.test('JWT_SECRET and API_KEYS', async (t) => {
   refusal(t, { JWT_SECRET: 'x'.repeat(31) }, 'JWT_SECRET')
   t.equal(loadConfig({ JWT_SECRET: 'x'.repeat(32) }).jwt.secret, 'x'.repeat(32))

@@ -96,13 +96,13 @@ t.test('past saturation: the clients that keep up stay connected, the one that d
   // Redis itself publishes each batch (one script call), so this process
   // spends its time reading, as the clients of a real node would.
   const pad = 'x'.repeat(100)
-  const head = `e\t\t${Date.now()}\tsystem.flood\t\t{"id":"flood-`
+  const head = `e\t\t${Date.now()}\tsystem.flood\t\t\t\t\t{"id":"flood-`
   const tail = `","type":"system.flood","timestamp":"${new Date().toISOString()}","data":{"pad":"${pad}"}}`
   const script = 'for i = 1, tonumber(ARGV[1]) do redis.call("PUBLISH", KEYS[1], ARGV[2] .. ARGV[3] .. "-" .. i .. ARGV[4]) end'
   const total = RATE * SECONDS
   const started = Date.now()
   for (let sent = 0; sent < total; sent += BATCH) {
-    await rc.eval(script, 1, 'herald:b', BATCH, head, sent, tail)
+    await rc.eval(script, 1, 'herald:{b}', BATCH, head, sent, tail)
     const due = started + ((sent + BATCH) / RATE) * 1000
     if (due > Date.now()) await new Promise((resolve) => setTimeout(resolve, due - Date.now())) // pacing the offer
   }

@@ -274,7 +274,7 @@ t.test('subscriptions with acks; an event published on A reaches Socket.IO on B 
 
 t.test('exactly once: one ws and one Socket.IO client of a user on one node, one Redis subscription', { timeout: 30_000 }, async (t) => {
   const u = user('once')
-  const channel = `herald:u:${u}`
+  const channel = `herald:{u:${u}}`
   t.equal(await numsub(channel), 0, 'nobody listens for u yet')
   const raw = await wsOn(t, B, userToken(u), ['*'])
   const s = await sioOn(t, B, userToken(u))
@@ -490,8 +490,8 @@ t.test('anonymous guests on both transports: broadcast audience only; refused wi
   await real.next((f) => f.type === 'notification' && f.payload.id === userNote)
   t.ok(real.frames.some((f) => f.type === 'event' && f.payload.id === userEvent))
   // G does not subscribe to any user channel for its guests.
-  t.equal(await numsub(`herald:u:${guestSio.welcome.userId}`), 0)
-  t.equal(await numsub(`herald:u:${wsWelcome.userId}`), 0)
+  t.equal(await numsub(`herald:{u:${guestSio.welcome.userId}}`), 0)
+  t.equal(await numsub(`herald:{u:${wsWelcome.userId}}`), 0)
 })
 
 t.test('backend unreachable: a Socket.IO client is refused at the transport, keeps retrying by itself, and gets in once Redis is back', { timeout: 40_000 }, async (t) => {

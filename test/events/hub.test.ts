@@ -53,7 +53,7 @@ async function setup (t: Test): Promise<{ hub: Hub, registry: Connections, broke
   diagnostics.subscribe('herald:delivery:failed', onFailure)
   t.teardown(() => { diagnostics.unsubscribe('herald:delivery:failed', onFailure) })
   const publish = async (id: string): Promise<void> => {
-    await broker.publish(ch.broadcast, encode({ kind: 'e', origin: '', publishedAt: Date.now(), type: 'system.check', userId: '', json: JSON.stringify({ id, type: 'system.check', timestamp: new Date().toISOString(), data: {} }) }))
+    await broker.publish(ch.broadcast, encode({ kind: 'e', origin: '', publishedAt: Date.now(), type: 'system.check', userId: '', stream: '', offset: null, epoch: '', json: JSON.stringify({ id, type: 'system.check', timestamp: new Date().toISOString(), data: {} }) }))
     // The MemoryBroker delivers on a microtask, the hub at once: a turn covers both.
     await new Promise((resolve) => setImmediate(resolve))
   }

@@ -134,8 +134,8 @@ t.test('a message nested 4,100 or 10,000 levels put straight on Redis: no node s
     const id = `deep-${depth}`
     ids.push(id)
     const json = `{"id":"${id}","type":"system.deep","timestamp":"2030-01-01T00:00:00.000Z","data":{"x":${nested(depth)}}}`
-    t.equal(await rc.publish('herald:b', `e\t\t${Date.now()}\tsystem.deep\t\t${json}`), 2, `${depth} levels: both nodes hear it`)
-    t.equal(await rc.publish('herald:b', `n\t\t${Date.now()}\tnotification\t\t${json}`), 2, 'as a notification too')
+    t.equal(await rc.publish('herald:{b}', `e\t\t${Date.now()}\tsystem.deep\t\t\t\t\t${json}`), 2, `${depth} levels: both nodes hear it`)
+    t.equal(await rc.publish('herald:{b}', `n\t\t${Date.now()}\tnotification\t\t\t\t\t${json}`), 2, 'as a notification too')
   }
   // Ordered after the deep ones on the same channel: once it arrives, they have been handled.
   await allReceive(subs, await systemEvent(B, 'after-raw'))
@@ -148,7 +148,7 @@ t.test('a message nested 4,100 or 10,000 levels put straight on Redis: no node s
     const after = await scrape(n)
     t.equal(metric(after, 'herald_broker_messages_dropped_total', { reason: 'too_deep' }) - metric(before[i]!, 'herald_broker_messages_dropped_total', { reason: 'too_deep' }), 4, `${n.serverId}: four drops counted as too_deep`)
     const line = await n.waitLine((l) => n.lines.indexOf(l) >= fromLine[i]! && l.includes('message from Redis dropped') && l.includes('"too_deep"'), 1000)
-    t.match(JSON.parse(line), { level: 40, reason: 'too_deep', channel: 'herald:b' }, 'logged at warn with the reason')
+    t.match(JSON.parse(line), { level: 40, reason: 'too_deep', channel: 'herald:{b}' }, 'logged at warn with the reason')
   }
 })
 
@@ -159,7 +159,7 @@ t.test('a message whose JSON does not parse: Socket.IO subscribers skip it and s
   const before = await Promise.all(nodes.map(scrape))
   // Balanced brackets, not JSON: only a parse finds out, and only Socket.IO parses.
   const bad = '{"id":"unparsable","type":"system.bad","data":{"a":}}'
-  t.equal(await rc.publish('herald:b', `e\t\t${Date.now()}\tsystem.bad\t\t${bad}`), 2)
+  t.equal(await rc.publish('herald:{b}', `e\t\t${Date.now()}\tsystem.bad\t\t\t\t\t${bad}`), 2)
   await allReceive(subs, await systemEvent(A, 'after-unparsable'))
   for (const s of subs) {
     t.ok(s.sio.socket.connected, 'the Socket.IO subscriber is still connected')

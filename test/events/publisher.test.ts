@@ -7,14 +7,19 @@
 //     published by the Publisher and nothing else) names the id that went out;
 //   - the message on Redis is the same: same channels, same header fields,
 //     the same client payload but for the id and the time;
-//   - it is delivered alike: an admin on a node receives the same payload.
+//   - it is delivered alike: an admin on a node receives the same payload;
+//   - it was appended to its stream: the message carries its stream and
+//     position (header and payload alike, the admin copy too), the stream
+//     keeps that very message at that offset, and an entry point that
+//     answers with a receipt (the API's 202, `broadcasted`, the library's
+//     publishWithReceipt) answers with that position.
 //
-// Whatever the publish path does next (a stream append, a webhook job) gets
-// its check in `observe`, and every entry point is held to it.
+// Whatever the publish path does next (a webhook job) gets its check in
+// `observe`, and every entry point is held to it.
 import diagnostics from 'node:diagnostics_channel'
 import t, { type Test } from 'tap'
 import { Cluster, type Redis } from 'ioredis'
-import { HeraldPublisher } from '../../src/client/publisher.js'
+import { HeraldPublisher, type Receipt } from '../../src/client/publisher.js'
 import { decode } from '../../src/events/codec.js'
 import type { EventPublished } from '../../src/observability/channels.js'
 import { startApp, type RunningApp } from '../helpers/app.js'
@@ -28,8 +33,8 @@ import { waitFor } from '../helpers/wait.js'
 interface Seen { channel: string, raw: string }
 
 /** What the Publisher reported (process-wide: the nodes and the library all run in this process). */
-const published: EventPublished[] = []
-const onPublished = (m: unknown): void => { published.push(m as EventPublished) }
+const publishedReports: EventPublished[] = []
+const onPublished = (m: unknown): void => { publishedReports.push(m as EventPublished) }
 diagnostics.subscribe('herald:event:published', onPublished)
 t.teardown(() => { diagnostics.unsubscribe('herald:event:published', onPublished) })
 
@@ -45,6 +50,14 @@ interface Site {
   /** starts watching a user's channel (sharded channels are subscribed one by one) */
   watchUser (userId: string): Promise<void>
   library: HeraldPublisher
+  /** what the stream of `channel` keeps at `offset`, read straight from Redis */
+  kept (channel: string, offset: number): Promise<string | null>
+}
+
+/** The entry of a stream (a Redis Stream keyed `<channel>:s`, entry id `<offset>-0`, one field). */
+async function keptIn (client: { xrange (key: string, start: string, end: string): Promise<Array<[string, string[]]>> }, channel: string, offset: number): Promise<string | null> {
+  const entries = await client.xrange(`${channel}:s`, `${offset}-0`, `${offset}-0`)
+  return entries[0]?.[1][1] ?? null
 }
 
 async function standaloneSite (t: Test): Promise<Site> {
@@ -59,7 +72,8 @@ async function standaloneSite (t: Test): Promise<Site> {
   const caller = redis.client()
   const library = new HeraldPublisher({ redis: caller, keyPrefix: 'herald:' })
   t.teardown(() => library.close())
-  return { name: 'standalone', node, ...await receiversOn(t, node), seen, watchUser: async () => {}, library }
+  const reader = redis.client()
+  return { name: 'standalone', node, ...await receiversOn(t, node), seen, watchUser: async () => {}, library, kept: async (c, o) => await keptIn(reader, c, o) }
 }
 
 async function clusterSite (t: Test): Promise<Site> {
@@ -74,11 +88,11 @@ async function clusterSite (t: Test): Promise<Site> {
   const seen: Seen[] = []
   spy.on('smessage', (channel: string, raw: string) => { seen.push({ channel, raw }) })
   // One at a time: the two channels live in different slots.
-  await spy.ssubscribe('herald:a')
-  await spy.ssubscribe('herald:b')
+  await spy.ssubscribe('herald:{a}')
+  await spy.ssubscribe('herald:{b}')
   const library = new HeraldPublisher({ redis: caller, keyPrefix: 'herald:' })
   t.teardown(() => library.close())
-  return { name: 'Redis Cluster', node, ...await receiversOn(t, node), seen, watchUser: async (u) => { await spy.ssubscribe(`herald:u:${u}`) }, library }
+  return { name: 'Redis Cluster', node, ...await receiversOn(t, node), seen, watchUser: async (u) => { await spy.ssubscribe(`herald:{u:${u}}`) }, library, kept: async (c, o) => await keptIn(caller, c, o) }
 }
 
 async function receiversOn (t: Test, node: RunningApp): Promise<{ admin: TestClient, watcher: TestClient }> {
@@ -96,36 +110,62 @@ interface Observed {
   /** what the Publisher reported of it (kind and type): once, or it did not go through the Publisher */
   reports: Array<{ kind: string, type: string }>
   channels: string[]
-  header: { kind: string, origin: string, type: string, userId: string }
+  header: { kind: string, origin: string, type: string, userId: string, stream: string }
+  /** the client payload, but for its id, time and position */
   payload: Record<string, unknown>
   delivered: Record<string, unknown>
+  /** the stream append, as seen on Redis and by the receiver */
+  appended: {
+    /** header and payload carry the same position, on every channel */
+    positioned: boolean
+    /** the stream keeps this very message at its offset */
+    kept: boolean
+    /** the receiver got it at that position */
+    delivered: boolean
+  }
 }
 
 /**
  * Everything a publish of `id` left: the Publisher's report, the messages on
  * Redis, the frame a receiver got. `user` (the event's) is replaced by U.
  */
-async function observe (site: Site, id: string, user: string | null, channels: number, receiver: TestClient): Promise<Observed> {
+async function observe (t: Test, site: Site, how: string, published: Published, user: string | null, channels: number, receiver: TestClient): Promise<Observed> {
+  const id = published.id
   const anonymise = (s: string): string => user === null ? s : s.split(user).join('U')
   const mine = (): Seen[] => site.seen.filter((m) => m.raw.includes(`"id":${JSON.stringify(id)}`))
   await waitFor(`${id} on Redis (${site.name})`, () => mine().length, (n) => n >= channels)
-  const envs = mine().map((m) => ({ channel: m.channel, env: decode(m.raw)! }))
+  const envs = mine().map((m) => ({ channel: m.channel, raw: m.raw, env: decode(m.raw)! }))
   const first = envs[0]!.env
-  for (const e of envs) if (e.env.json !== first.json) throw new Error('one message, the same on every channel')
+  for (const e of envs) if (e.raw !== envs[0]!.raw) throw new Error('one message, the same on every channel')
   const strip = (json: string): Record<string, unknown> => {
-    const { id: _id, timestamp, ...rest } = JSON.parse(anonymise(json)) as Record<string, unknown>
+    const { id: _id, timestamp, offset: _offset, epoch: _epoch, ...rest } = JSON.parse(anonymise(json)) as Record<string, unknown>
     if (typeof timestamp !== 'string' || Number.isNaN(Date.parse(timestamp))) throw new Error(`no timestamp in ${json}`)
     return rest
   }
   const frame = await receiver.next((f) => f.payload?.id === id, 5000)
+  const payload = JSON.parse(first.json) as Record<string, unknown>
+  const position = { stream: first.stream, offset: first.offset, epoch: first.epoch }
+  // The stream's own channel is the one its name gives: the user's, or the broadcast or admin channel.
+  const own = envs.find((e) => e.channel === (first.stream.startsWith('user:') ? `herald:{u:${first.stream.slice(5)}}` : first.stream === 'broadcast' ? 'herald:{b}' : 'herald:{a}'))
+  const kept = own !== undefined && first.offset !== null ? await site.kept(own.channel, first.offset) : null
+  if (published.receipt !== undefined) t.same(published.receipt, { id, ...position }, `${how}: answered with the position it got`)
   return {
-    reports: published.filter((p) => p.id === id).map((p) => ({ kind: p.kind, type: p.type })),
+    reports: publishedReports.filter((p) => p.id === id).map((p) => ({ kind: p.kind, type: p.type })),
     channels: envs.map((e) => anonymise(e.channel)).sort(),
-    header: { kind: first.kind, origin: first.origin, type: first.type, userId: anonymise(first.userId) },
+    header: { kind: first.kind, origin: first.origin, type: first.type, userId: anonymise(first.userId), stream: anonymise(first.stream) },
     payload: strip(first.json),
     delivered: strip(JSON.stringify(frame.payload)),
+    appended: {
+      positioned: Number.isInteger(first.offset) && first.offset! > 0 && /^[A-Za-z0-9_-]{8}$/.test(first.epoch) &&
+        payload.stream === first.stream && payload.offset === first.offset && payload.epoch === first.epoch,
+      kept: kept === envs[0]!.raw,
+      delivered: frame.payload.stream === first.stream && frame.payload.offset === first.offset && frame.payload.epoch === first.epoch,
+    },
   }
 }
+
+/** What an entry point gives back: the id, and the receipt when it answers with one. */
+interface Published { id: string, receipt?: Receipt }
 
 let n = 0
 const target = (): string => `pp-user-${process.pid}-${++n}`
@@ -134,13 +174,16 @@ const auditData = (userId: string): Record<string, unknown> => ({ actor: { kind:
 interface EventInput { type: string, userId: string, data: Record<string, unknown> }
 
 /** Ways in that publish any event. */
-const anyEvent: Array<[string, (site: Site, e: EventInput) => Promise<string>]> = [
+const anyEvent: Array<[string, (site: Site, e: EventInput) => Promise<Published>]> = [
   ['the HTTP API', async (site, e) => {
     const r = await site.node.api('/api/events', { body: e })
     if (r.status !== 202) throw new Error(`HTTP ${r.status} ${JSON.stringify(r.body)}`)
-    return r.body.id as string
+    return { id: r.body.id, receipt: r.body }
   }],
-  ['the publisher library, straight onto Redis', async (site, e) => await site.library.publish(e.type, { userId: e.userId, data: e.data })],
+  ['the publisher library, straight onto Redis', async (site, e) => {
+    const receipt = await site.library.publishWithReceipt(e.type, { userId: e.userId, data: e.data })
+    return { id: receipt.id, receipt }
+  }],
 ]
 
 interface EventCase {
@@ -149,45 +192,51 @@ interface EventCase {
   event: (u: string) => EventInput
   /** the channels it goes out on, the user's as U */
   channels: string[]
+  /** the stream it belongs to */
+  stream: string
   /** a way in that publishes only this event */
-  own?: [string, (site: Site, u: string) => Promise<string>]
+  own?: [string, (site: Site, u: string) => Promise<Published>]
 }
 
 const eventCases: EventCase[] = [
   {
     name: 'an event for a user',
     event: (u) => ({ type: 'authentication.login.success', userId: u, data: { ip: '203.0.113.5' } }),
-    channels: ['herald:a', 'herald:u:U'],
+    channels: ['herald:{a}', 'herald:{u:U}'],
+    stream: 'user:U',
   },
   {
     // admin.* reaches admins only, even when it names a user.
     name: 'an operator\'s audit event',
     event: (u) => ({ type: 'admin.user.disconnected', userId: u, data: auditData(u) }),
-    channels: ['herald:a'],
+    channels: ['herald:{a}'],
+    stream: 'admin',
     own: ['an operator action on /ws/admin', async (site, u) => {
       const r = await site.admin.request('disconnect', { userId: u })
       if (r.type !== 'disconnected') throw new Error(JSON.stringify(r))
-      const report = await waitFor('the audit event', () => published.find((p) => p.type === 'admin.user.disconnected' && site.seen.some((m) => m.raw.includes(p.id) && m.raw.includes(u))), Boolean)
-      return report!.id
+      const report = await waitFor('the audit event', () => publishedReports.find((p) => p.type === 'admin.user.disconnected' && site.seen.some((m) => m.raw.includes(p.id) && m.raw.includes(u))), Boolean)
+      return { id: report!.id }
     }],
   },
 ]
 
 const note = { level: 'warning', title: 'Maintenance', message: 'tonight at 01:00', data: { window: '01:00-02:00' } } as const
 
-const notificationEntries: Array<[string, (site: Site) => Promise<string>]> = [
+const notificationEntries: Array<[string, (site: Site) => Promise<Published>]> = [
   ['the HTTP API (an operator broadcast)', async (site) => {
     const r = await site.node.api('/api/notifications/broadcast', { body: note, key: adminToken('operator') })
     if (r.status !== 202) throw new Error(`HTTP ${r.status} ${JSON.stringify(r.body)}`)
-    return r.body.id as string
+    return { id: r.body.id, receipt: r.body }
   }],
   ['an operator action on /ws/admin', async (site) => {
     const r = await site.admin.request('broadcast', note)
     if (r.type !== 'broadcasted') throw new Error(JSON.stringify(r))
-    return r.payload.id as string
+    return { id: r.payload.id, receipt: r.payload }
   }],
-  ['the publisher library, straight onto Redis', async (site) =>
-    await site.library.sendBroadcastNotification(note.level, note.title, note.message, note.data)],
+  ['the publisher library, straight onto Redis', async (site) => {
+    const receipt = await site.library.notifyWithReceipt(null, note.level, note.title, note.message, note.data)
+    return { id: receipt.id, receipt }
+  }],
 ]
 
 /** Every observation is the first one. */
@@ -200,33 +249,38 @@ t.test('every entry point publishes through the one Publisher: same message on R
   for (const c of eventCases) {
     const seen: Array<[string, Observed]> = []
     for (const site of sites) {
-      const ways: Array<[string, (u: string) => Promise<string>]> = anyEvent.map(([how, f]) => [how, async (u) => await f(site, c.event(u))])
+      const ways: Array<[string, (u: string) => Promise<Published>]> = anyEvent.map(([how, f]) => [how, async (u) => await f(site, c.event(u))])
       if (c.own !== undefined) ways.push([c.own[0], async (u) => await c.own![1](site, u)])
       for (const [how, publish] of ways) {
         const u = target()
         await site.watchUser(u)
-        const id = await publish(u)
-        seen.push([`${c.name} through ${how} (${site.name})`, await observe(site, id, u, c.channels.length, site.admin)])
+        const name = `${c.name} through ${how} (${site.name})`
+        seen.push([name, await observe(t, site, name, await publish(u), u, c.channels.length, site.admin)])
       }
     }
-    const { reports, channels, header, payload } = seen[0]![1]
+    const { reports, channels, header, payload, appended } = seen[0]![1]
     const e = c.event('U')
     t.same(reports, [{ kind: 'event', type: e.type }], `${c.name}: the Publisher published it, once`)
     t.same(channels, c.channels, `${c.name}: on ${c.channels.join(' and ')}`)
-    t.same(header, { kind: 'e', origin: '', type: e.type, userId: 'U' }, `${c.name}: its header`)
-    t.same(payload, e, `${c.name}: its payload is what was published`)
+    t.same(header, { kind: 'e', origin: '', type: e.type, userId: 'U', stream: c.stream }, `${c.name}: its header`)
+    t.same(payload, { ...e, stream: c.stream }, `${c.name}: its payload is what was published, and its stream`)
+    t.same(appended, { positioned: true, kept: true, delivered: true }, `${c.name}: appended to ${c.stream}, positioned, kept and delivered at its position`)
     allAlike(t, seen)
   }
 
   const notes: Array<[string, Observed]> = []
   for (const site of sites) {
-    for (const [how, publish] of notificationEntries) notes.push([`a broadcast notification through ${how} (${site.name})`, await observe(site, await publish(site), null, 1, site.watcher)])
+    for (const [how, publish] of notificationEntries) {
+      const name = `a broadcast notification through ${how} (${site.name})`
+      notes.push([name, await observe(t, site, name, await publish(site), null, 1, site.watcher)])
+    }
   }
-  const { reports, channels, header, payload } = notes[0]![1]
+  const { reports, channels, header, payload, appended } = notes[0]![1]
   t.same(reports, [{ kind: 'notification', type: 'notification' }], 'a broadcast notification: the Publisher published it, once')
-  t.same(channels, ['herald:b'], 'a broadcast notification: on the broadcast channel')
-  t.same(header, { kind: 'n', origin: '', type: 'notification', userId: '' })
-  t.same(payload, note)
+  t.same(channels, ['herald:{b}'], 'a broadcast notification: on the broadcast channel')
+  t.same(header, { kind: 'n', origin: '', type: 'notification', userId: '', stream: 'broadcast' })
+  t.same(payload, { ...note, stream: 'broadcast' })
+  t.same(appended, { positioned: true, kept: true, delivered: true }, 'a broadcast notification: appended to the broadcast stream, kept and delivered at its position')
   allAlike(t, notes)
 })
 
@@ -237,7 +291,7 @@ t.test('the library\'s close() waits for what it started, refuses more, and leav
   const spy = redis.client()
   const seen: string[] = []
   spy.on('message', (_c: string, raw: string) => { seen.push(raw) })
-  await spy.subscribe('herald:b')
+  await spy.subscribe('herald:{b}')
   const library = new HeraldPublisher({ redis: caller, keyPrefix: 'herald:' })
   let id: string | null = null
   const started = library.publishSystemEvent('system.maintenance.scheduled', { at: '01:00' }).then((x) => { id = x })

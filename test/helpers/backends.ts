@@ -3,10 +3,11 @@
 // nodes share one Redis), a private standalone redis-server, and a real
 // 3-master Redis Cluster. What a capability promises holds on all three, or
 // the memory backend would not be a trustworthy development default.
-import type { Redis } from 'ioredis'
+import { Cluster, type Redis } from 'ioredis'
 import type { Test } from 'tap'
 import { createBackend, createMemoryBackend, type Backend, type BackendConfig } from '../../src/backend/backend.js'
 import { MemoryStore } from '../../src/backend/memory-store.js'
+import { metaKey, streamKey } from '../../src/backend/streams.js'
 import { startRedisCluster, type RedisClusterServer } from './redis-cluster.js'
 import { startRedis, type RedisServer } from './redis.js'
 import { within } from './wait.js'
@@ -18,11 +19,15 @@ export interface Space {
   readonly kind: KindName
   readonly keyPrefix: string
   /** A new backend on this space, connected; closed at the test's teardown. */
-  backend (opts?: Pick<BackendConfig, 'publishBuffer' | 'replayDelayMs'>): Promise<Backend>
+  backend (opts?: Pick<BackendConfig, 'publishBuffer' | 'replayDelayMs' | 'history'>): Promise<Backend>
   /** Connections the backends hold on Redis (by their name `herald`), or subscriptions in the memory store. */
   residue (): Promise<number>
   /** Everything stored is lost, as after FLUSHALL or a restart without persistence. */
   loseData (): Promise<void>
+  /** The meta of the stream on `channel` alone is lost (evicted, deleted), its messages left. */
+  loseMeta (channel: string): Promise<void>
+  /** Whether the backend still holds the messages of the stream on `channel` (on Redis: its key exists). */
+  holdsStream (channel: string): Promise<boolean>
   /** the standalone server, for fault tests (kind `redis` only) */
   readonly redis?: RedisServer
 }
@@ -65,8 +70,8 @@ function memorySpace (t: Test): Space {
   return {
     kind: 'memory',
     keyPrefix,
-    async backend () {
-      const b = track(createMemoryBackend({ store, keyPrefix }))
+    async backend (opts = {}) {
+      const b = track(createMemoryBackend({ store, keyPrefix, history: opts.history ?? null }))
       await b.connect()
       return b
     },
@@ -76,8 +81,10 @@ function memorySpace (t: Test): Space {
       return n
     },
     async loseData () {
-      for (const m of [store.nodes, store.zsets, store.hashes, store.kv, store.settings]) m.clear()
+      for (const m of [store.nodes, store.zsets, store.hashes, store.kv, store.settings, store.streamMeta, store.streams]) m.clear()
     },
+    async loseMeta (channel) { store.streamMeta.delete(channel) },
+    async holdsStream (channel) { return (store.streams.get(channel)?.expiresAt ?? 0) > Date.now() },
   }
 }
 
@@ -109,6 +116,8 @@ function redisSpace (t: Test): Space {
     async loseData () {
       await (await admin()).flushall()
     },
+    async loseMeta (channel) { await (await admin()).del(metaKey(channel)) },
+    async holdsStream (channel) { return await (await admin()).exists(streamKey(channel)) === 1 },
   }
 }
 
@@ -117,6 +126,10 @@ function clusterSpace (t: Test, cluster: RedisClusterServer): Space {
   const track = tracked(t)
   const target = { clusterNodes: cluster.ports.map((port) => ({ host: '127.0.0.1', port })) }
   const masters = cluster.ports.map((p) => cluster.client(p))
+  // Keys live on the master owning their slot: a cluster client finds it.
+  const routed = new Cluster(target.clusterNodes, { lazyConnect: true, redisOptions: { maxRetriesPerRequest: 1 } })
+  routed.on('error', () => {})
+  t.teardown(() => { routed.disconnect() })
   return {
     kind: 'cluster',
     keyPrefix,
@@ -132,6 +145,8 @@ function clusterSpace (t: Test, cluster: RedisClusterServer): Space {
     async loseData () {
       await Promise.all(masters.map(async (c) => await c.flushall()))
     },
+    async loseMeta (channel) { await routed.del(metaKey(channel)) },
+    async holdsStream (channel) { return await routed.exists(streamKey(channel)) === 1 },
   }
 }
 
