@@ -76,7 +76,7 @@ function memorySpace (t: Test): Space {
       return n
     },
     async loseData () {
-      for (const m of [store.nodes, store.zsets, store.hashes, store.kv, store.settings]) m.clear()
+      for (const m of [store.nodes, store.zsets, store.hashes, store.kv, store.settings, store.boards]) m.clear()
     },
   }
 }
