@@ -8,6 +8,8 @@ import { createRevocations } from './auth/revocation.js'
 import { createOriginCheck } from './auth/origin.js'
 import { createTokenVerifier } from './auth/verifier.js'
 import { startMetricsPush } from './admin/metrics-push.js'
+import { Tails } from './admin/tail.js'
+import { startTopCounts } from './admin/top.js'
 import { nodeInfo } from './admin/stats.js'
 import { createBackend } from './backend/backend.js'
 import { createChannels } from './cluster/channels.js'
@@ -33,6 +35,7 @@ import { clientErrorHandler, frameworkErrors, installErrorHandlers, schemaErrorF
 import { channels as diag } from './observability/channels.js'
 import { createConnectionLimiter } from './limits/connection-limiter.js'
 import { createMessageLimiter } from './limits/message-limiter.js'
+import { createActivity } from './observability/activity.js'
 import { loggerOptions } from './observability/logger.js'
 import { installLogSubscribers } from './observability/logs.js'
 import metricsRoute from './observability/metrics.js'
@@ -109,6 +112,8 @@ export async function buildApp (config: Config, opts: BuildOptions = {}): Promis
     healthStreams: new Set(),
     draining: false,
     expiry: new ExpiryScheduler(config.authExpiryWarningMs),
+    activity: createActivity(config.serverId),
+    tails: new Tails(hub),
     address: '',
   } as Omit<Herald, 'registry'> as Herald
   // Our registry entry vanished (Redis lost its data, or we were taken for
@@ -189,7 +194,7 @@ export async function buildApp (config: Config, opts: BuildOptions = {}): Promis
       onReclaimed: (id, n) => log.warn({ node: id, connections: n }, 'reclaimed a dead node'),
       onError: onBackendError,
     })
-    stops.push(startHeartbeat(h), startMetricsPush(h, onBackendError), startRevocationSync(h, onBackendError), reclaim.stop, () => h.probe.stop(), () => h.expiry.stop())
+    stops.push(startHeartbeat(h), startMetricsPush(h, onBackendError), startTopCounts(h, onBackendError), startRevocationSync(h, onBackendError), reclaim.stop, () => h.probe.stop(), () => h.expiry.stop())
   })
   app.addHook('onListen', async () => {
     const a = app.server.address()
@@ -199,6 +204,8 @@ export async function buildApp (config: Config, opts: BuildOptions = {}): Promis
   app.addHook('onClose', async () => {
     closing = true
     for (const stop of stops) stop()
+    h.activity.close()
+    h.tails.close()
     await h.registry.stop(config.serverId)
     await backend.close()
   })
