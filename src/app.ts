@@ -33,6 +33,7 @@ import api from './http/api.js'
 import docs from './http/docs.js'
 import { clientErrorHandler, frameworkErrors, installErrorHandlers, schemaErrorFormatter } from './http/errors.js'
 import { channels as diag } from './observability/channels.js'
+import dashboard from './dashboard/plugin.js'
 import { createConnectionLimiter } from './limits/connection-limiter.js'
 import { createMessageLimiter } from './limits/message-limiter.js'
 import { createActivity } from './observability/activity.js'
@@ -169,6 +170,7 @@ export async function buildApp (config: Config, opts: BuildOptions = {}): Promis
   await app.register(socketIo)
   await app.register(api)
   await app.register(metricsRoute)
+  await app.register(dashboard)
 
   const stops: Array<() => void> = []
   app.addHook('onReady', async () => {
