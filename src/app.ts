@@ -8,6 +8,8 @@ import { createRevocations } from './auth/revocation.js'
 import { createOriginCheck } from './auth/origin.js'
 import { createTokenVerifier } from './auth/verifier.js'
 import { startMetricsPush } from './admin/metrics-push.js'
+import { Tails } from './admin/tail.js'
+import { startTopCounts } from './admin/top.js'
 import { nodeInfo } from './admin/stats.js'
 import { createBackend } from './backend/backend.js'
 import { createChannels } from './cluster/channels.js'
@@ -31,8 +33,10 @@ import api from './http/api.js'
 import docs from './http/docs.js'
 import { clientErrorHandler, frameworkErrors, installErrorHandlers, schemaErrorFormatter } from './http/errors.js'
 import { channels as diag } from './observability/channels.js'
+import dashboard from './dashboard/plugin.js'
 import { createConnectionLimiter } from './limits/connection-limiter.js'
 import { createMessageLimiter } from './limits/message-limiter.js'
+import { createActivity } from './observability/activity.js'
 import { loggerOptions } from './observability/logger.js'
 import { installLogSubscribers } from './observability/logs.js'
 import metricsRoute from './observability/metrics.js'
@@ -110,6 +114,8 @@ export async function buildApp (config: Config, opts: BuildOptions = {}): Promis
     healthStreams: new Set(),
     draining: false,
     expiry: new ExpiryScheduler(config.authExpiryWarningMs),
+    activity: createActivity(config.serverId),
+    tails: new Tails(hub),
     address: '',
   } as Omit<Herald, 'registry'> as Herald
   // Our registry entry vanished (Redis lost its data, or we were taken for
@@ -165,6 +171,7 @@ export async function buildApp (config: Config, opts: BuildOptions = {}): Promis
   await app.register(socketIo)
   await app.register(api)
   await app.register(metricsRoute)
+  await app.register(dashboard)
 
   const stops: Array<() => void> = []
   app.addHook('onReady', async () => {
@@ -190,7 +197,7 @@ export async function buildApp (config: Config, opts: BuildOptions = {}): Promis
       onReclaimed: (id, n) => log.warn({ node: id, connections: n }, 'reclaimed a dead node'),
       onError: onBackendError,
     })
-    stops.push(startHeartbeat(h), startMetricsPush(h, onBackendError), startRevocationSync(h, onBackendError), reclaim.stop, () => h.probe.stop(), () => h.expiry.stop())
+    stops.push(startHeartbeat(h), startMetricsPush(h, onBackendError), startTopCounts(h, onBackendError), startRevocationSync(h, onBackendError), reclaim.stop, () => h.probe.stop(), () => h.expiry.stop())
   })
   app.addHook('onListen', async () => {
     const a = app.server.address()
@@ -200,6 +207,8 @@ export async function buildApp (config: Config, opts: BuildOptions = {}): Promis
   app.addHook('onClose', async () => {
     closing = true
     for (const stop of stops) stop()
+    h.activity.close()
+    h.tails.close()
     await h.registry.stop(config.serverId)
     await backend.close()
   })

@@ -12,6 +12,8 @@ import type { WebSocket } from 'ws'
 import type { Revocations } from './auth/revocation.js'
 import type { ConnectionLimiter } from './limits/connection-limiter.js'
 import type { MessageLimiter } from './limits/message-limiter.js'
+import type { Activity } from './observability/activity.js'
+import type { Tails } from './admin/tail.js'
 
 /** Everything a node runs on, built once by buildApp and shared by its plugins. */
 export interface Herald {
@@ -40,6 +42,10 @@ export interface Herald {
   draining: boolean
   /** auth_expiring / auth_expired deadlines of every connection on this node */
   expiry: import('./endpoints/expiry.js').ExpiryScheduler
+  /** what the node saw lately (latency percentiles, disconnects, limit hits, auth failures), from the diagnostics channels */
+  activity: Activity
+  /** the live tails of this node's admin connections */
+  tails: Tails
   /** listen address, known once the server listens */
   address: string
 }

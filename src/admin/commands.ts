@@ -5,6 +5,7 @@ import type { HandlerTable } from '../endpoints/session.js'
 import type { ClientMessage } from '../protocol/envelope.js'
 import * as actions from './actions.js'
 import { statsReply } from './stats.js'
+import { TAIL_MAX_PER_SECOND } from './tail.js'
 
 const actorOf = (conn: Connection): actions.Actor => ({ kind: 'admin', id: conn.userId })
 
@@ -49,5 +50,19 @@ export const adminCommands: HandlerTable = {
     const p = payloadOf(conn, msg, 'broadcast')
     if (p === null) return
     conn.reply('broadcasted', await actions.broadcast(h, actorOf(conn), p), msg.id)
+  },
+
+  start_tail (h: Herald, conn: Connection, msg: ClientMessage) {
+    const p = payloadOf(conn, msg, 'start_tail')
+    if (p === null) return
+    const eventTypes = [...new Set(p.eventTypes ?? ['*'])]
+    const userId = p.userId ?? null
+    h.tails.start(conn, eventTypes, userId)
+    conn.reply('tail_started', { eventTypes, userId, maxPerSecond: TAIL_MAX_PER_SECOND }, msg.id)
+  },
+
+  stop_tail (h: Herald, conn: Connection, msg: ClientMessage) {
+    h.tails.stop(conn)
+    conn.reply('tail_stopped', {}, msg.id)
   },
 }

@@ -1,6 +1,7 @@
 import type { NodeInfo } from '../backend/nodes.js'
 import type { Herald } from '../context.js'
 import { HeraldError } from '../errors.js'
+import type { ActivitySnapshot } from '../observability/activity.js'
 import type { DropReason } from '../observability/channels.js'
 import { withBackend } from './actions.js'
 
@@ -72,6 +73,8 @@ export function nodeInfo (h: Herald): NodeInfo {
     eventsPublished: n.eventsPublished,
     eventsDelivered: n.eventsDelivered,
     memoryRss: process.memoryUsage.rss(),
+    ready: n.backendReady,
+    activity: h.activity.snapshot(),
   }
 }
 
@@ -83,13 +86,18 @@ export interface ServerStats {
   draining: boolean
   backend: 'memory' | 'redis'
   redisConnected: boolean
+  /** the loopback probe through the backend comes back: the node admits connections unless draining */
+  ready: boolean
   connections: { events: number, admin: number, health: number, total: number }
+  /** of `connections`, those carried by Socket.IO */
+  socketio: number
   users: number
   eventsPublished: number
   eventsDelivered: number
   /** messages this node received from Redis: it follows the node's own users */
   brokerMessagesIn: number
   memory: { rss: number, heapUsed: number }
+  activity: ActivitySnapshot
 }
 
 export function serverStats (h: Herald): ServerStats {
@@ -103,13 +111,30 @@ export function serverStats (h: Herald): ServerStats {
     draining: n.draining,
     backend: n.backend,
     redisConnected: n.redisConnected,
+    ready: n.backendReady,
     connections: { ...n.connections, total: n.connections.events + n.connections.admin },
+    socketio: n.socketio,
     users: n.users,
     eventsPublished: n.eventsPublished,
     eventsDelivered: n.eventsDelivered,
     brokerMessagesIn: n.brokerMessagesIn,
     memory: { rss: memory.rss, heapUsed: memory.heapUsed },
+    activity: h.activity.snapshot(),
   }
+}
+
+/**
+ * A node as the cluster sees it. `unreachable`: no heartbeat for more than two
+ * heartbeat intervals (a third of NODE_TTL each), so it has missed two in a
+ * row; its entry lapses at NODE_TTL, and it is listed in `lapsed` until a
+ * live node reclaims it. Otherwise draining, or ready as its probe says.
+ */
+export type NodeState = 'ready' | 'not-ready' | 'draining' | 'unreachable'
+
+export function nodeState (n: Pick<NodeInfo, 'heartbeatAt' | 'draining' | 'ready'>, nodeTtlMs: number, now = Date.now()): NodeState {
+  if (now - n.heartbeatAt > 2 * Math.max(100, Math.floor(nodeTtlMs / 3))) return 'unreachable'
+  if (n.draining) return 'draining'
+  return n.ready === false ? 'not-ready' : 'ready'
 }
 
 export interface ClusterStats {
@@ -121,15 +146,36 @@ export interface ClusterStats {
   eventsDelivered: number
   /** Socket.IO sockets in the whole cluster, from each live node's registry entry */
   socketio: { sockets: number }
-  nodes: Array<{ serverId: string, address: string, version: string, draining: boolean, connections: number, socketio: number, users: number, eventsPublished: number, eventsDelivered: number, memoryRss: number, lastHeartbeat: string, uptime: number }>
+  nodes: Array<{
+    serverId: string
+    address: string
+    version: string
+    state: NodeState
+    draining: boolean
+    connections: number
+    /** of `connections`, by transport */
+    transports: { ws: number, socketio: number }
+    socketio: number
+    users: number
+    eventsPublished: number
+    eventsDelivered: number
+    memoryRss: number
+    lastHeartbeat: string
+    uptime: number
+    /** null from a node of an older version */
+    activity: ActivitySnapshot | null
+  }>
+  /** registered nodes whose heartbeat lapsed, not reclaimed yet: dead, or cut off from the backend */
+  lapsed: string[]
 }
 
 export async function clusterStats (h: Herald): Promise<ClusterStats> {
-  const nodes = await h.registry.nodes()
+  const [nodes, lapsed] = await Promise.all([h.registry.nodes(), h.registry.lapsed(h.config.serverId)])
   // This node's own row is always current, whatever its last heartbeat said.
   const self = nodeInfo(h)
   const rows = nodes.filter((n) => n.id !== self.id).concat(self).sort((a, b) => a.id.localeCompare(b.id))
-  const out: ClusterStats = { servers: rows.length, connections: { events: 0, admin: 0, total: 0 }, users: 0, eventsPublished: 0, eventsDelivered: 0, socketio: { sockets: 0 }, nodes: [] }
+  const out: ClusterStats = { servers: rows.length, connections: { events: 0, admin: 0, total: 0 }, users: 0, eventsPublished: 0, eventsDelivered: 0, socketio: { sockets: 0 }, nodes: [], lapsed }
+  const now = Date.now()
   for (const n of rows) {
     const sio = n.socketio ?? 0
     out.socketio.sockets += sio
@@ -138,19 +184,23 @@ export async function clusterStats (h: Herald): Promise<ClusterStats> {
     out.users += n.users
     out.eventsPublished += n.eventsPublished
     out.eventsDelivered += n.eventsDelivered
+    const connections = n.connections.events + n.connections.admin
     out.nodes.push({
       serverId: n.id,
       address: n.address,
       version: n.version,
+      state: nodeState(n, h.config.nodeTtlMs, now),
       draining: n.draining,
-      connections: n.connections.events + n.connections.admin,
+      connections,
+      transports: { ws: Math.max(0, connections - sio), socketio: sio },
       socketio: sio,
       users: n.users,
       eventsPublished: n.eventsPublished,
       eventsDelivered: n.eventsDelivered,
       memoryRss: n.memoryRss,
       lastHeartbeat: new Date(n.heartbeatAt).toISOString(),
-      uptime: Math.round((Date.now() - n.startedAt) / 1000),
+      uptime: Math.round((now - n.startedAt) / 1000),
+      activity: n.activity ?? null,
     })
   }
   out.connections.total = out.connections.events + out.connections.admin

@@ -23,6 +23,37 @@ function parseOrigin (origin: string): { scheme: string, host: string, port: str
 
 export type OriginCheck = (origin: string | undefined) => boolean
 
+/**
+ * The origin a request was sent to, as a page this node served at that
+ * address has it: the scheme and the host the client used. A node speaks
+ * no TLS, so the scheme is `http`, unless a proxy in TRUSTED_PROXIES (the
+ * nearest hop) says otherwise in X-Forwarded-Proto; the host is the Host
+ * header, or that proxy's X-Forwarded-Host. `protocol` and `host` are what
+ * Fastify's request.protocol and request.host make of exactly that. Null when
+ * they do not make an origin (no Host, a scheme other than http/https).
+ */
+export function requestOrigin (protocol: string | undefined, host: string | undefined): string | null {
+  if (protocol === undefined || host === undefined || host === '') return null
+  const origin = `${protocol.toLowerCase()}://${host}`
+  const p = parseOrigin(origin)
+  // URL keeps an IPv6 host in brackets, as an Origin writes it.
+  return p === null ? null : `${p.scheme}//${p.host}:${p.port}`
+}
+
+/**
+ * True when a browser's Origin is the request's own origin (requestOrigin):
+ * the page that opens the socket was served from the address the socket goes
+ * to. Scheme, host and port compare equal after the same parsing as
+ * ALLOWED_ORIGINS entries (case, default ports). No Origin is not a match:
+ * such clients are not browsers and the allow list already admits them.
+ */
+export function isOwnOrigin (origin: string | undefined, own: string | null): boolean {
+  if (origin === undefined || own === null) return false
+  const o = parseOrigin(origin)
+  const s = parseOrigin(own)
+  return o !== null && s !== null && o.scheme === s.scheme && o.host === s.host && o.port === s.port
+}
+
 /** allowed === null allows every origin (development default). */
 export function createOriginCheck (allowed: string[] | null): OriginCheck {
   if (allowed === null) return () => true

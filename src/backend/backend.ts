@@ -3,6 +3,9 @@ import type { RedisTarget } from '../config/index.js'
 import type { Broker, Publish } from './broker.js'
 import { MemoryBroker } from './broker-memory.js'
 import { ClientPublish, RedisBroker, type PublishingClient } from './broker-redis.js'
+import type { Leaderboards } from './leaderboards.js'
+import { MemoryLeaderboards } from './leaderboards-memory.js'
+import { RedisLeaderboards } from './leaderboards-redis.js'
 import { MemoryStore } from './memory-store.js'
 import type { NodeStore } from './nodes.js'
 import { MemoryNodes } from './nodes-memory.js'
@@ -59,6 +62,8 @@ export interface Backend extends PublishCapabilities {
   readonly settings: SharedSettings
   /** reading the streams' history (appends go through the broker); null when history is off */
   readonly streams: StreamStore | null
+  /** counts per member per minute, the highest kept (the dashboard's top users and event types) */
+  readonly leaderboards: Leaderboards
   /**
    * The Socket.IO adapter that makes rooms and fetchSockets span the
    * cluster, on channels under `prefix`; undefined: Socket.IO's in-memory
@@ -109,6 +114,7 @@ export function createMemoryBackend (opts: { store?: MemoryStore, keyPrefix?: st
     rates: new MemoryRates(store, prefix),
     settings: new MemorySettings(store, prefix),
     streams: history === null ? null : new MemoryStreams(store, history),
+    leaderboards: new MemoryLeaderboards(store, prefix),
     socketIoAdapter: () => undefined,
     async connect () {},
     async close () { await broker.close() },
@@ -142,6 +148,7 @@ function createRedisBackend (target: RedisTarget, config: BackendConfig, hooks: 
     rates: new RedisRates(client, prefix),
     settings: new RedisSettings(client, prefix),
     streams: history === null ? null : new RedisStreams(client, history),
+    leaderboards: new RedisLeaderboards(client, prefix),
     socketIoAdapter (channelPrefix) {
       // Named apart: the classic adapter pattern-subscribes to its own
       // `<prefix>sio#…` channels; Herald's connections never pattern-subscribe.

@@ -19,6 +19,8 @@ export class MemoryStore {
   readonly kv = new Map<string, { value: string, expiresAt: number }>()
   /** shared settings: fields and when they lapse */
   readonly settings = new Map<string, { fields: Map<string, string>, expiresAt: number }>()
+  /** leaderboards: a board's minute (its key) -> counts per member, and when it lapses */
+  readonly boards = new Map<string, { scores: Map<string, number>, expiresAt: number }>()
   /** rate counters by name and budget */
   readonly rates = new Map<string, RateLimiterMemory>()
   /** history: each stream's meta (epoch, top) by channel, outliving its messages */

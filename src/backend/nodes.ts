@@ -1,6 +1,7 @@
 // The registry of live nodes, and cluster-wide claims (one node at a time
 // reclaims a dead node's share). Memory (nodes-memory.ts) and Redis
 // (nodes-redis.ts) implementations run test/backend/nodes.test.ts.
+import type { ActivitySnapshot } from '../observability/activity.js'
 
 export interface NodeInfo {
   id: string
@@ -21,6 +22,10 @@ export interface NodeInfo {
    * token included, through Redis
    */
   socketio?: number
+  /** the loopback probe through the backend comes back (absent in entries of older versions) */
+  ready?: boolean
+  /** what the node saw lately: latency percentiles, disconnects, limit hits, auth failures (absent in entries of older versions) */
+  activity?: ActivitySnapshot
 }
 
 export interface NodeStore {

@@ -43,6 +43,11 @@ export class Registry {
     return nodes.sort((a, b) => a.id.localeCompare(b.id))
   }
 
+  /** Nodes whose heartbeat lapsed and that no node has reclaimed yet (this one aside). */
+  async lapsed (selfId: string): Promise<string[]> {
+    return (await this.store.deadNodes()).filter((id) => id !== selfId).sort()
+  }
+
   async stop (nodeId: string): Promise<void> {
     if (this.timer) clearInterval(this.timer)
     this.timer = null

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import type { FastifyBaseLogger } from 'fastify'
+import { isOwnOrigin } from '../auth/origin.js'
 import type { Identity } from '../auth/verifier.js'
 import type { Herald } from '../context.js'
 import { HeraldError, type ErrorCode } from '../errors.js'
@@ -11,12 +12,21 @@ import type { Endpoint, Transport } from './connection.js'
 // Socket.IO, in one place and in the order docs/protocol.md's handshake
 // table gives: the node's own state, the Origin, the token, the role, the
 // node's capacity, revocation, then a slot under the cluster-wide limits.
+// The admin dashboard's sign-in (src/dashboard) runs the same checks but the
+// slot, so a page is told why its token would be refused before the
+// browser's WebSocket, which shows no refusal, is opened.
 
 /** A client asking to connect, as its transport read it. */
 export interface AdmissionRequest {
   endpoint: Endpoint
   transport: Transport
   origin: string | undefined
+  /**
+   * The origin the request was sent to (requestOrigin in src/auth/origin.ts):
+   * on /ws/admin, a browser Origin equal to it is accepted whatever
+   * ALLOWED_ORIGINS says, since it is a page this node served (the dashboard).
+   */
+  ownOrigin?: string | null
   /** the bearer token, wherever the transport found it; undefined: none given */
   token: string | undefined
   ip: string
@@ -24,17 +34,21 @@ export interface AdmissionRequest {
   log: FastifyBaseLogger
 }
 
-export type Admission =
-  | { ok: true, identity: Identity, record: ConnectionRecord }
-  | {
-    ok: false
-    code: ErrorCode
-    message?: string
-    /** seconds, for a refusal that clears only when something else changes (a slot frees) */
-    retryAfter?: number
-    /** a condition of this node, not of the client (draining, backend unreachable, full): another node may take it */
-    elsewhere: boolean
-  }
+/** A refusal, whatever asked. */
+export interface Refused {
+  ok: false
+  code: ErrorCode
+  message?: string
+  /** seconds, for a refusal that clears only when something else changes (a slot frees) */
+  retryAfter?: number
+  /** a condition of this node, not of the client (draining, backend unreachable, full): another node may take it */
+  elsewhere: boolean
+}
+
+export type Admission = { ok: true, identity: Identity, record: ConnectionRecord } | Refused
+
+/** Every check of the handshake but the slot: who the client is, and that this node would take it now. */
+export type Vetting = { ok: true, identity: Identity, connectionId: string } | Refused
 
 /** The role /ws/admin requires. */
 export const ADMIN_ROLE = 'admin'
@@ -53,22 +67,32 @@ export function nodeRefusal (h: Herald, capacity: boolean): ErrorCode | null {
   return null
 }
 
-/**
- * Admits a connection or says why not. Admitted, it holds a slot under the
- * cluster-wide limits: the caller ties the slot to its transport and gives
- * it back with `releaseSlot` when that closes. Backend faults while checking
- * revocations or taking the slot are thrown.
- */
-export async function admit (h: Herald, req: AdmissionRequest): Promise<Admission> {
+type Refuse = (code: ErrorCode, opts?: { message?: string, retryAfter?: number, elsewhere?: boolean }) => Refused
+
+/** Refusals are published (metrics count them by code) under the endpoint the client asked for. */
+function refuser (h: Herald, req: AdmissionRequest): Refuse {
   const label = req.transport === 'socket.io' ? 'socket.io' : req.endpoint
-  const refuse = (code: ErrorCode, opts: { message?: string, retryAfter?: number, elsewhere?: boolean } = {}): Admission => {
+  return (code, opts = {}) => {
     if (diag.handshakeRefused.hasSubscribers) diag.handshakeRefused.publish({ serverId: h.config.serverId, endpoint: label, code, log: req.log })
     return { ok: false, code, ...(opts.message !== undefined ? { message: opts.message } : {}), ...(opts.retryAfter !== undefined ? { retryAfter: opts.retryAfter } : {}), elsewhere: opts.elsewhere === true }
   }
+}
 
+/** The Origin rule: ALLOWED_ORIGINS, or, on /ws/admin only, the request's own origin (a page this node served). */
+export function originAccepted (h: Herald, req: Pick<AdmissionRequest, 'endpoint' | 'origin' | 'ownOrigin'>): boolean {
+  return h.originAllowed(req.origin) || (req.endpoint === 'admin' && isOwnOrigin(req.origin, req.ownOrigin ?? null))
+}
+
+/**
+ * Every check of the handshake but the slot, in the handshake's order:
+ * whether this node takes connections, the Origin, the token, the role, the
+ * node's capacity, revocation. Backend faults while checking revocations are thrown.
+ */
+export async function vet (h: Herald, req: AdmissionRequest): Promise<Vetting> {
+  const refuse = refuser(h, req)
   const busy = nodeRefusal(h, false)
   if (busy !== null) return refuse(busy, { elsewhere: true })
-  if (!h.originAllowed(req.origin)) return refuse('ORIGIN_FORBIDDEN')
+  if (!originAccepted(h, req)) return refuse('ORIGIN_FORBIDDEN')
   const connectionId = randomUUID()
   let identity: Identity
   if (req.token === undefined) {
@@ -87,7 +111,20 @@ export async function admit (h: Herald, req: AdmissionRequest): Promise<Admissio
   const full = nodeRefusal(h, true)
   if (full !== null) return refuse(full, { elsewhere: true })
   if (identity.anonymous !== true && await h.revocations.check(identity) !== null) return refuse('SESSION_REVOKED')
+  return { ok: true, identity, connectionId }
+}
 
+/**
+ * Admits a connection or says why not. Admitted, it holds a slot under the
+ * cluster-wide limits: the caller ties the slot to its transport and gives
+ * it back with `releaseSlot` when that closes. Backend faults while checking
+ * revocations or taking the slot are thrown.
+ */
+export async function admit (h: Herald, req: AdmissionRequest): Promise<Admission> {
+  const v = await vet(h, req)
+  if (!v.ok) return v
+  const refuse = refuser(h, req)
+  const { identity, connectionId } = v
   const record: ConnectionRecord = { serverId: h.config.serverId, connectionId, userId: identity.userId, sessionId: identity.sessionId, ip: req.ip, endpoint: req.endpoint, openedAt: Date.now() }
   const slot = await h.connectionLimiter.acquire(record)
   if (!slot.ok) {

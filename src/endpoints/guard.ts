@@ -2,6 +2,7 @@ import type { Socket } from 'node:net'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { ConnectionRecord } from '../limits/connection-limiter.js'
 import { tokenFrom } from '../auth/credentials.js'
+import { requestOrigin } from '../auth/origin.js'
 import type { Identity } from '../auth/verifier.js'
 import type { Herald } from '../context.js'
 import { errorBody, HeraldError } from '../errors.js'
@@ -44,7 +45,16 @@ function releaseOnClose (socket: Socket, h: Herald, record: ConnectionRecord): v
 export function upgradeGuard (h: Herald, endpoint: Endpoint) {
   return async function guard (req: FastifyRequest, reply: FastifyReply): Promise<void> {
     if (!req.ws) return // plain GET: the route answers 426
-    const a = await admit(h, { endpoint, transport: 'ws', origin: req.headers.origin, token: tokenFrom(req.headers, req.query), ip: req.ip, log: req.log })
+    const a = await admit(h, {
+      endpoint,
+      transport: 'ws',
+      origin: req.headers.origin,
+      // Only /ws/admin accepts its own origin (the dashboard this node serves).
+      ownOrigin: endpoint === 'admin' ? requestOrigin(req.protocol, req.host) : null,
+      token: tokenFrom(req.headers, req.query),
+      ip: req.ip,
+      log: req.log,
+    })
     if (!a.ok) {
       if (a.retryAfter !== undefined) reply.header('retry-after', String(a.retryAfter))
       return void reply.code(new HeraldError(a.code).statusCode).send(errorBody(a.code, a.message))

@@ -70,7 +70,7 @@ export function opened (h: Herald, conn: Connection): void {
   // Logged through the node's logger with the connection's fields, so an idle
   // connection does not need its own child logger yet.
   if (diag.connectionOpen.hasSubscribers) {
-    diag.connectionOpen.publish({ serverId: h.config.serverId, endpoint: conn.kind, transport: conn.transport, connectionId: conn.id, userId: conn.userId, sessionId: conn.identity.sessionId, ip: conn.ip, log: h.log })
+    diag.connectionOpen.publish({ serverId: h.config.serverId, endpoint: conn.kind, transport: conn.transport, connectionId: conn.id, userId: conn.userId, guest: conn.guest, sessionId: conn.identity.sessionId, ip: conn.ip, log: h.log })
   }
   const evicted = evictedEarly(conn.id)
   if (evicted !== null) return conn.close(CloseCodes.FORBIDDEN, evicted)

@@ -78,6 +78,7 @@ export class Hub {
   private readonly typeSegments = new Map<string, string[]>()
   private dispatchSeq = 0
   private controlListener: (env: Envelope) => void = () => {}
+  private tap: ((env: Envelope, type: readonly string[]) => void) | null = null
   delivered = 0
   /** messages received from the broker (Redis), own echoes included: a node's Redis traffic */
   received = 0
@@ -110,6 +111,15 @@ export class Hub {
   async start (): Promise<void> {
     await Promise.all([this.broker.subscribe(this.ch.broadcast), this.broker.subscribe(this.ch.control)])
   }
+
+  /**
+   * Shows `tap` every event this node hears on the admins' channels (the
+   * admin channel and the broadcast: every event is on exactly one of them),
+   * after its delivery; null stops. The admins' live tails (src/admin/tail.ts)
+   * set it only while one runs, which is also while the node, holding that
+   * admin connection, listens on the admin channel.
+   */
+  setTap (tap: ((env: Envelope, type: readonly string[]) => void) | null): void { this.tap = tap }
 
   /** Control messages (kind c) from any channel this node hears, its own included. */
   onControl (listener: (env: Envelope) => void): void { this.controlListener = listener }
@@ -197,6 +207,7 @@ export class Hub {
       },
     }
     let count = 0
+    let tapped: readonly string[] | null = null
     let unusableCounted = false
     const seq = ++this.dispatchSeq
     // One recipient's failure stays its own: the others still get the message.
@@ -228,8 +239,10 @@ export class Hub {
       if (channel === this.ch.broadcast) {
         this.userIndex.forEachMatch(type, deliver)
         this.adminIndex.forEachMatch(type, deliver)
+        tapped = type
       } else if (channel === this.ch.admin) {
         this.adminIndex.forEachMatch(type, deliver)
+        tapped = type
       } else if (channel.startsWith(this.ch.userPrefix)) {
         if (!this.isUserChannelOf(channel, env.userId)) return
         this.recipients.forEachOfUser(env.userId, (s) => {
@@ -244,6 +257,7 @@ export class Hub {
     if (diag.eventDelivered.hasSubscribers) {
       diag.eventDelivered.publish({ serverId: this.serverId, kind: env.kind === 'e' ? 'event' : 'notification', type: env.type, recipients: count, latencyMs: Date.now() - env.publishedAt })
     }
+    if (tapped !== null && this.tap !== null) this.tap(env, tapped)
   }
 
   /** The header's userId, not the channel suffix alone, picks recipients: both must agree. */

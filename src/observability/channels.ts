@@ -1,6 +1,7 @@
 import diagnostics from 'node:diagnostics_channel'
 import type { FastifyBaseLogger } from 'fastify'
 import type { ErrorCode } from '../errors.js'
+import { CloseCodes } from '../protocol/close-codes.js'
 
 // Named diagnostics channels: the core publishes, and logs and metrics
 // subscribe, so the core imports neither prom-client nor decides what is
@@ -12,9 +13,20 @@ import type { ErrorCode } from '../errors.js'
 
 /** The node a message comes from. */
 interface OnNode { serverId: string }
-export interface ConnectionOpen extends OnNode { endpoint: 'events' | 'admin', transport: string, connectionId: string, userId: string, sessionId: string | null, ip: string, log: FastifyBaseLogger }
+/** `guest`: an anonymous guest (ALLOW_ANONYMOUS), whose userId is made up for the connection. */
+export interface ConnectionOpen extends OnNode { endpoint: 'events' | 'admin', transport: string, connectionId: string, userId: string, guest: boolean, sessionId: string | null, ip: string, log: FastifyBaseLogger }
 /** `byClient`: the peer chose `code` (any number it likes); otherwise the node chose it, or recorded 1006 for a connection lost without a close. */
 export interface ConnectionClose extends OnNode { endpoint: 'events' | 'admin', connectionId: string, userId: string, code: number, byClient: boolean, durationMs: number, log: FastifyBaseLogger }
+
+/**
+ * What a close is counted as: the node's own codes (the close-code registry,
+ * and 1006 for a connection lost without a close) as themselves. A code the
+ * client chose is one `client` bucket: a client may pick any of 4,000
+ * numbers, each a new series, including the node's own 4004 or 4008; except
+ * 1000, a normal closure, which means the same whoever sends it (and is what
+ * a Socket.IO client's goodbye is counted as).
+ */
+export const disconnectLabel = (x: ConnectionClose): string => !x.byClient || x.code === CloseCodes.NORMAL ? String(x.code) : 'client'
 /** A handshake refused before the upgrade (or before Socket.IO's connect), for whatever reason. */
 export interface HandshakeRefused extends OnNode { endpoint: 'events' | 'admin' | 'health' | 'socket.io', code: ErrorCode, log: FastifyBaseLogger }
 /** `serverId`: the publishing node's, or the publisher library's own name for a direct publish. */

@@ -4,21 +4,10 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import { nodeSnapshot } from '../admin/stats.js'
 import type { Herald } from '../context.js'
 import {
-  channels, type AuthFailure, type BackendState, type ConnectionClose, type DeliveryFailed, type EventDelivered,
+  channels, disconnectLabel, type AuthFailure, type BackendState, type ConnectionClose, type DeliveryFailed, type EventDelivered,
   type EventPublished, type HandshakeRefused, type MessageIn, type ProbeResult, type RateLimitHit,
 } from './channels.js'
 import { isAuthFailure } from '../errors.js'
-import { CloseCodes } from '../protocol/close-codes.js'
-
-/**
- * The `code` label of a disconnect: the node's own codes (the close-code
- * registry, and 1006 for a connection lost without a close) as themselves.
- * A code the client chose is one `client` bucket: a client may pick any of
- * 4,000 numbers, each a new series, including the node's own 4004 or 4008;
- * except 1000, a normal closure, which means the same whoever sends it (and is
- * what a Socket.IO client's goodbye is counted as).
- */
-const closeLabel = (x: ConnectionClose): string => !x.byClient || x.code === CloseCodes.NORMAL ? String(x.code) : 'client'
 
 /**
  * Prometheus metrics, fed only by the diagnostics channels (the messages of
@@ -112,7 +101,7 @@ export function createMetrics (h: Herald): { registry: Registry, close: () => vo
     // on this counter must not fire on every deploy.
     [channels.handshakeRefused, (m) => { const x = m as HandshakeRefused; if (isAuthFailure(x.code)) authFailures.inc({ endpoint: x.endpoint, reason: x.code }) }],
     [channels.rateLimit, (m) => { rateLimits.inc({ scope: (m as RateLimitHit).scope }) }],
-    [channels.connectionClose, (m) => { const x = m as ConnectionClose; disconnects.inc({ endpoint: x.endpoint, code: closeLabel(x) }) }],
+    [channels.connectionClose, (m) => { const x = m as ConnectionClose; disconnects.inc({ endpoint: x.endpoint, code: disconnectLabel(x) }) }],
     [channels.backendState, (m) => { redisState.inc({ state: (m as BackendState).healthy ? 'up' : 'down' }) }],
     [channels.deliveryFailed, (m) => { deliveryFailures.inc({ transport: (m as DeliveryFailed).transport }) }],
     [channels.probe, (m) => { const x = m as ProbeResult; if (x.ok) probe.observe(x.latencyMs / 1000); else probeFailures.inc() }],

@@ -161,6 +161,24 @@ export const Connections = Type.Object({
 
 const Counts = Type.Object({ events: Type.Integer(), admin: Type.Integer(), total: Type.Integer() }, { additionalProperties: true })
 
+const Tally = (description: string) => Type.Record(Type.String(), Type.Integer(), { description })
+
+/** What a node saw lately (src/observability/activity.ts). */
+export const Activity = Type.Object({
+  latencyMs: Type.Object({
+    p50: Type.Union([Type.Number(), Type.Null()]),
+    p99: Type.Union([Type.Number(), Type.Null()]),
+    samples: Type.Integer({ description: 'deliveries the percentiles are over' }),
+  }, { description: 'delivery latency on the node, publish (on any node) to delivery, ms, over its last 60 s (at most its last 4,096 deliveries); null without any' }),
+  disconnects: Tally('closed connections since the node started, by close code as `herald_disconnects_total` labels it'),
+  limitHits: Tally('refusals by a limit since the node started, by scope: `connection-ip`, `connection-user`, `message-ip`, `message-user`'),
+  authFailures: Tally('refused handshakes and API calls since the node started, by error code'),
+}, { additionalProperties: true, description: 'what the node saw lately' })
+
+const NodeStateSchema = Type.Union([Type.Literal('ready'), Type.Literal('not-ready'), Type.Literal('draining'), Type.Literal('unreachable')], {
+  description: '`unreachable`: no heartbeat for two heartbeat intervals (2/3 of `NODE_TTL`); `not-ready`: its probe through the backend fails',
+})
+
 // Open-ended objects, so a field added later is not dropped by the HTTP serializer.
 const ServerStats = Type.Object({
   serverId: Type.String(),
@@ -170,12 +188,15 @@ const ServerStats = Type.Object({
   draining: Type.Boolean(),
   backend: Type.String({ description: 'memory or redis' }),
   redisConnected: Type.Boolean(),
+  ready: Type.Boolean(),
   connections: Counts,
+  socketio: Type.Integer({ description: 'of `connections`, those carried by Socket.IO' }),
   users: Type.Integer(),
   eventsPublished: Type.Integer(),
   eventsDelivered: Type.Integer(),
   brokerMessagesIn: Type.Integer(),
   memory: Type.Object({ rss: Type.Integer(), heapUsed: Type.Integer() }),
+  activity: Activity,
 }, { additionalProperties: true, description: 'this node' })
 
 const ClusterStats = Type.Object({
@@ -189,8 +210,10 @@ const ClusterStats = Type.Object({
     serverId: Type.String(),
     address: Type.String(),
     version: Type.String(),
+    state: NodeStateSchema,
     draining: Type.Boolean(),
     connections: Type.Integer(),
+    transports: Type.Object({ ws: Type.Integer(), socketio: Type.Integer() }),
     socketio: Type.Integer(),
     users: Type.Integer(),
     eventsPublished: Type.Integer(),
@@ -198,7 +221,9 @@ const ClusterStats = Type.Object({
     memoryRss: Type.Integer(),
     lastHeartbeat: Type.String(),
     uptime: Type.Integer(),
+    activity: Type.Union([Activity, Type.Null()]),
   }, { additionalProperties: true })),
+  lapsed: Type.Array(Type.String(), { description: 'registered nodes whose heartbeat lapsed and that no node has reclaimed yet' }),
 }, { additionalProperties: true })
 
 const statsFields = {
@@ -210,7 +235,30 @@ const statsFields = {
 /** GET /api/stats and admin `stats`. */
 export const Stats = Type.Object(statsFields)
 
-export const Metrics = Type.Object({ timestamp: Time('when the figures were taken'), ...statsFields })
+const Ranked = (description: string) => Type.Array(Type.Object({ name: Type.String(), count: Type.Integer() }), { description })
+
+/** The dashboard's leaderboards (src/admin/top.ts), counted per minute in the backend. */
+export const Top = Type.Object({
+  windowMinutes: Type.Integer({ description: 'minutes summed: the current one and those before it' }),
+  users: Ranked('users by connections opened (guests not counted), highest first'),
+  eventTypes: Ranked('event types by events published through the nodes (not the publisher library\'s direct mode), highest first'),
+}, { additionalProperties: true })
+
+export const Metrics = Type.Object({
+  timestamp: Time('when the figures were taken'),
+  ...statsFields,
+  top: Type.Union([Type.Null(), Top], { description: 'the leaders of the last minutes, counted every few seconds by each node; null while the cluster backend is unreachable' }),
+})
+
+/** POST /admin/verify: whether /ws/admin would take a token now, or why not (the dashboard's sign-in). */
+export const AdminVerdict = Type.Union([
+  Type.Object({ ok: Type.Literal(true), userId: Type.String({ description: 'the token\'s `sub`' }), expiresAt: Type.Union([Type.String(), Type.Null()], { description: 'the token\'s `exp` (ISO 8601)' }) }),
+  Type.Object({ ok: Type.Literal(false), error: ErrorPayload }),
+])
+
+/** Filters of an admin's live tail. */
+export const TAIL_MAX_PATTERNS = 100
+
 
 export const Health = Type.Object({
   healthy: Type.Boolean({ description: 'ready: the backend answers and the node is not draining' }),
@@ -272,6 +320,24 @@ export const ServerFrames = {
   disconnected: { endpoint: 'admin', payload: Type.Union([Type.Object({ connectionId: Type.String() }), Type.Object({ userId: Type.String() })]), description: 'reply to `disconnect`: the target closes 4003 on whatever node holds it' },
   revoked: { endpoint: 'admin', payload: Revoked, description: 'reply to `revoke_session` and `revoke_user`' },
   broadcasted: { endpoint: 'admin', payload: Accepted, description: 'reply to `broadcast`' },
+  tail_started: {
+    endpoint: 'admin',
+    payload: Type.Object({
+      eventTypes: Type.Array(Type.String(), { description: 'the patterns the tail matches' }),
+      userId: Type.Union([Type.String(), Type.Null()], { description: 'the user whose events only it shows; null: anyone\'s' }),
+      maxPerSecond: Type.Integer({ description: 'events a second the tail sends at most' }),
+    }),
+    description: 'reply to `start_tail`',
+  },
+  tail_stopped: { endpoint: 'admin', payload: Nothing, description: 'reply to `stop_tail`' },
+  tail: {
+    endpoint: 'admin',
+    payload: Type.Object({
+      events: Type.Array(EventPayload, { description: 'matching events, oldest first' }),
+      dropped: Type.Integer({ description: 'matching events left out since the previous `tail` frame: over `maxPerSecond`' }),
+    }),
+    description: 'while a tail runs, at most every 200 ms when there is something to say: at most a fifth of `maxPerSecond` events each time',
+  },
   health: { endpoint: 'health', payload: Health, description: 'the `/ws/health` JSON, every `HEALTH_STREAM_INTERVAL`' },
 } as const satisfies Record<string, ServerFrameDef>
 
@@ -311,6 +377,16 @@ export const ClientFrames = {
   revoke_session: { endpoint: 'admin', payload: Type.Object({ sessionId: Id('the session to revoke') }), reply: 'revoked', description: 'its connections close 4004 everywhere; new ones are refused' },
   revoke_user: { endpoint: 'admin', payload: Type.Object({ userId: Id('the user to revoke') }), reply: 'revoked', description: 'every token of the user issued up to now' },
   broadcast: { endpoint: 'admin', payload: NotificationInput, reply: 'broadcasted', description: 'a notification to every `/ws/events` connection in the cluster' },
+  start_tail: {
+    endpoint: 'admin',
+    payload: Type.Object({
+      eventTypes: Type.Optional(Type.Array(SubscriptionPattern, { minItems: 1, maxItems: TAIL_MAX_PATTERNS, description: `1-${TAIL_MAX_PATTERNS} patterns; default \`["*"]\`` })),
+      userId: Type.Optional(Id('only events of this user')),
+    }),
+    reply: 'tail_started',
+    description: 'a live tail of every event published in the cluster that matches the filters (whatever the connection subscribed to; notifications not included), pushed as `tail`, capped per connection; replaces the connection\'s tail',
+  },
+  stop_tail: { endpoint: 'admin', payload: Nothing, reply: 'tail_stopped', description: '' },
 } as const satisfies Record<string, ClientFrameDef>
 
 export type ClientFrameType = keyof typeof ClientFrames

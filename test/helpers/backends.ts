@@ -81,7 +81,7 @@ function memorySpace (t: Test): Space {
       return n
     },
     async loseData () {
-      for (const m of [store.nodes, store.zsets, store.hashes, store.kv, store.settings, store.streamMeta, store.streams]) m.clear()
+      for (const m of [store.nodes, store.zsets, store.hashes, store.kv, store.settings, store.streamMeta, store.streams, store.boards]) m.clear()
     },
     async loseMeta (channel) { store.streamMeta.delete(channel) },
     async holdsStream (channel) { return (store.streams.get(channel)?.expiresAt ?? 0) > Date.now() },

@@ -40,6 +40,10 @@ t.test('every frame a node sends matches its schema, and every declared type is 
   await admin.request('list_connections', { userId: 'schema-alice' })
   await admin.request('broadcast', { level: 'info', title: 'hello', message: 'everyone' })
   await alice.nextOfType('notification')
+  await admin.request('start_tail', { eventTypes: ['authentication.*'] })
+  await node.api('/api/events', { body: { type: 'authentication.logout', userId: 'schema-alice' } })
+  await admin.nextOfType('tail')
+  await admin.request('stop_tail')
   await health.nextOfType('health')
 
   // Expiry: a token with 3 s left is warned 2 s before exp, then expires (4001).
@@ -94,13 +98,17 @@ t.test('a payload that breaks its schema: the specific code, and a message namin
     ['broadcast', { level: 'info', title: 'x'.repeat(201), message: 'm' }, 'INVALID_PAYLOAD', /^payload\.title must be 1-200 characters$/],
     ['broadcast', { level: 'info', title: 't', message: 'm', data: [1] }, 'INVALID_PAYLOAD', /^payload\.data must be an object$/],
     ['broadcast', { level: 'info', title: 't', message: 'm', userId: 'bob' }, 'INVALID_PAYLOAD', /^payload\.userId is not allowed here$/],
+    ['start_tail', { eventTypes: [] }, 'INVALID_PAYLOAD', /^payload\.eventTypes must hold 1-100 items$/],
+    ['start_tail', { eventTypes: Array(101).fill('a') }, 'INVALID_PAYLOAD', /1-100 items/],
+    ['start_tail', { eventTypes: ['orders.*', 'Orders'] }, 'INVALID_PATTERN', /^invalid pattern "Orders": /],
+    ['start_tail', { userId: '' }, 'INVALID_PAYLOAD', /^payload\.userId must be 1-256 characters without control characters$/],
   ]
   for (const [type, payload, code, message] of cases) {
     const r = check[type]!(payload)
     t.equal(r?.code, code, `${type} ${JSON.stringify(payload).slice(0, 60)}: ${code}`)
     t.match(r?.message, message, `  says: ${r?.message.slice(0, 120)}`)
   }
-  for (const [type, payload] of [['subscribe', { eventTypes: ['*', 'a.*.c'] }], ['disconnect', { userId: 'ok' }], ['ping', { anything: 1 }], ['broadcast', { level: 'info', title: 't', message: 'm', data: {} }]] as const) {
+  for (const [type, payload] of [['subscribe', { eventTypes: ['*', 'a.*.c'] }], ['disconnect', { userId: 'ok' }], ['ping', { anything: 1 }], ['broadcast', { level: 'info', title: 't', message: 'm', data: {} }], ['start_tail', {}], ['start_tail', { eventTypes: ['orders.*'], userId: 'u' }], ['stop_tail', {}]] as const) {
     t.equal(check[type]!(payload), null, `${type} ${JSON.stringify(payload)} is valid`)
   }
 })
