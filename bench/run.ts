@@ -99,30 +99,45 @@ async function memoryOf (s: Server): Promise<{ rss: number, heap: number }> {
   } finally { c.close() }
 }
 
+/** The node exited before it was ready: most likely the port found free was taken meanwhile. */
+class ExitedAtStart extends Error {}
+
+async function startHerald (redisUrl: string, env: Record<string, string>, inspect: string[]): Promise<Server> {
+  const port = await freePort()
+  const proc = track(spawn(process.execPath, ['--max-old-space-size=4096', ...inspect, join(ROOT, 'dist/main.js')], {
+    env: {
+      PATH: process.env.PATH ?? '', NODE_ENV: 'production', HOST: '127.0.0.1', PORT: String(port), REDIS_URL: redisUrl, JWT_SECRET: SECRET,
+      API_KEYS: 'bench-api-key-0123456789', LOG_LEVEL: 'warn', MAX_CONNECTIONS_PER_IP: '1000000', MAX_CONNECTIONS_PER_USER: '100000',
+      MAX_MESSAGES_PER_MINUTE: '1000000', WEBSOCKET_MAX_CONNECTIONS: '1000000', ...env,
+    },
+    stdio: ['ignore', 'ignore', inspect.length > 0 ? 'pipe' : 'inherit'],
+  }))
+  const inspector = inspect.length > 0 ? inspectorUrl(proc) : null
+  let exited = false
+  proc.once('exit', () => { exited = true })
+  // Wait for readiness (the Redis probe) before load.
+  for (let i = 0; ; i++) {
+    if (exited) throw new ExitedAtStart('herald exited during start')
+    if (i > 800) throw new Error('herald did not become ready')
+    const ok = await fetch(`http://127.0.0.1:${port}/ws/health`).then((r) => r.status === 200, () => false)
+    if (ok) break
+    await sleep(25)
+  }
+  return { kind: 'herald', proc, url: `ws://127.0.0.1:${port}/ws/events`, http: `http://127.0.0.1:${port}`, pid: proc.pid!, inspector }
+}
+
 async function startServer (kind: Kind, redisUrl: string, env: Record<string, string> = {}, opts: { inspect?: boolean } = {}): Promise<Server> {
   const inspect = opts.inspect === true ? ['--inspect=127.0.0.1:0'] : []
   if (kind === 'herald') {
-    const port = await freePort()
-    const proc = track(spawn(process.execPath, ['--max-old-space-size=4096', ...inspect, join(ROOT, 'dist/main.js')], {
-      env: {
-        PATH: process.env.PATH ?? '', NODE_ENV: 'production', HOST: '127.0.0.1', PORT: String(port), REDIS_URL: redisUrl, JWT_SECRET: SECRET,
-        API_KEYS: 'bench-api-key-0123456789', LOG_LEVEL: 'warn', MAX_CONNECTIONS_PER_IP: '1000000', MAX_CONNECTIONS_PER_USER: '100000',
-        MAX_MESSAGES_PER_MINUTE: '1000000', WEBSOCKET_MAX_CONNECTIONS: '1000000', ...env,
-      },
-      stdio: ['ignore', 'ignore', inspect.length > 0 ? 'pipe' : 'inherit'],
-    }))
-    const inspector = inspect.length > 0 ? inspectorUrl(proc) : null
-    let exited = false
-    proc.once('exit', () => { exited = true })
-    // Wait for readiness (the Redis probe) before load.
-    for (let i = 0; ; i++) {
-      if (exited) throw new Error('herald exited during start')
-      if (i > 800) throw new Error('herald did not become ready')
-      const ok = await fetch(`http://127.0.0.1:${port}/ws/health`).then((r) => r.status === 200, () => false)
-      if (ok) break
-      await sleep(25)
+    // A port found free can be taken by another process before the node binds
+    // it (a busy machine); the node then exits at once, and another port is tried.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await startHerald(redisUrl, env, inspect)
+      } catch (err) {
+        if (attempt >= 3 || !(err instanceof ExitedAtStart)) throw err
+      }
     }
-    return { kind, proc, url: `ws://127.0.0.1:${port}/ws/events`, http: `http://127.0.0.1:${port}`, pid: proc.pid!, inspector }
   }
   const file = kind === 'sio' ? 'bench/servers/socketio-baseline.ts' : 'bench/servers/ws-baseline.ts'
   const proc = track(fork(join(ROOT, file), [], { execArgv: [...TSX, ...inspect], env: { ...process.env, REDIS_URL: redisUrl, PORT: '0', CORK: kind === 'ws-cork' ? '1' : '0', ROLE: 'server', ...env }, stdio: ['ignore', 'ignore', inspect.length > 0 ? 'pipe' : 'inherit', 'ipc'] }))
