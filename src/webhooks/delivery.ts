@@ -69,7 +69,7 @@ export class Sender {
         const allowed = addresses.filter((a) => o.policy.refusal(a.address) === null)
         if (allowed.length === 0) {
           const why = addresses.map((a) => o.policy.refusal(a.address)).filter((x) => x !== null)
-          return cb(new Blocked(`${hostname} resolves to ${why.join('; ')}`), '')
+          return cb(new Blocked(`${hostname} resolves only to refused addresses: ${why.join('; ')}`), '')
         }
         if (options.all === true) cb(null, allowed)
         else cb(null, allowed[0]!.address, allowed[0]!.family)
