@@ -118,58 +118,75 @@ return n
 // KEYS: br, ep, then per settlement its endpoint's q, r, age, dl, dlb, dlm, log.
 // ARGV: now, group, log size, deadMax, window, min attempts, failure ratio,
 // cool-down, max cool-down, PUBLISH or SPUBLISH, the wake channel; then per
-// settlement: kind, endpoint id, entry, webhook-id, job, attempts (after this
-// one), due time (retry) or reason (dead), the attempt (JSON).
-// A settlement whose entry is no longer in the queue (settled by a node that
-// took it over, or moved away when its endpoint was disabled) changes nothing.
+// settlement: kind, endpoint id, entry, webhook-id, job (retry, dead and
+// release only), attempts (after this one), due time (retry) or reason
+// (dead), the attempt (JSON).
+// A settlement whose entry is no longer pending (XACK answers 0: settled by
+// a node that took it over, or gone with its queue when its endpoint was
+// disabled) changes nothing. Each endpoint's breaker is read once and
+// written once per call, each attempt a step of it in order.
 // Returns the breakers' changes: endpoint id, change, ...
 const SETTLE_LUA = BURY_LUA + `
 local br, ep = KEYS[1], KEYS[2]
 local now, group, logMax, deadMax = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local window, minA, ratio, cooldown, maxCd = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
-local function step(id, ok)
+local states, order, logs = {}, {}, {}
+local function load(id)
+  local b = states[id]
+  if b ~= nil then return b end
+  if redis.call('HEXISTS', ep, id) == 0 then
+    states[id] = false
+    return false
+  end
   local s = redis.call('HGET', br, id)
-  local phase, untl, cd, ws, okc, fail, watch = 'closed', 0, 0, now, 0, 0, '0'
+  b = { 'closed', 0, 0, now, 0, 0, '0' }
   if s then
     local t = {}
     for x in string.gmatch(s, '[^|]+') do t[#t + 1] = x end
-    phase, untl, cd, ws, okc, fail, watch = t[1], tonumber(t[2]), tonumber(t[3]), tonumber(t[4]), tonumber(t[5]), tonumber(t[6]), t[7]
+    b = { t[1], tonumber(t[2]), tonumber(t[3]), tonumber(t[4]), tonumber(t[5]), tonumber(t[6]), t[7] }
   end
+  states[id] = b
+  order[#order + 1] = id
+  return b
+end
+local changes = {}
+local function step(id, ok)
+  local b = load(id)
+  if not b then return end
   local change = false
-  if phase == 'half-open' then
+  if b[1] == 'half-open' then
     if ok then
-      phase, untl, cd, ws, okc, fail, watch = 'closed', 0, 0, now, 0, 0, '0'
+      b[1], b[2], b[3], b[4], b[5], b[6], b[7] = 'closed', 0, 0, now, 0, 0, '0'
       change = 'recovered'
     else
-      cd = math.min(cd * 2, maxCd)
-      phase, untl = 'open', now + cd
+      b[3] = math.min(b[3] * 2, maxCd)
+      b[1], b[2] = 'open', now + b[3]
       change = 'opened'
     end
-  elseif phase == 'closed' then
-    if now - ws >= window then ws, okc, fail = now, 0, 0 end
+  elseif b[1] == 'closed' then
+    if now - b[4] >= window then b[4], b[5], b[6] = now, 0, 0 end
     if ok then
-      okc = okc + 1
-      if watch == '1' then watch, change = '0', 'recovered' end
+      b[5] = b[5] + 1
+      if b[7] == '1' then b[7], change = '0', 'recovered' end
     else
-      fail = fail + 1
-      if okc + fail >= minA and fail / (okc + fail) >= ratio then
-        phase, untl, cd, change = 'open', now + cooldown, cooldown, 'opened'
+      b[6] = b[6] + 1
+      if b[5] + b[6] >= minA and b[6] / (b[5] + b[6]) >= ratio then
+        b[1], b[2], b[3], change = 'open', now + cooldown, cooldown, 'opened'
       end
     end
   end
-  redis.call('HSET', br, id, phase .. '|' .. untl .. '|' .. cd .. '|' .. ws .. '|' .. okc .. '|' .. fail .. '|' .. watch)
-  return change
+  if change then
+    changes[#changes + 1] = id
+    changes[#changes + 1] = change
+  end
 end
-local changes = {}
 local released = false
 local a = 12
 for k = 3, #KEYS, 7 do
   local q, r, age, dl, dlb, dlm, log = KEYS[k], KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4], KEYS[k + 5], KEYS[k + 6]
   local kind, id, entry, w, job, n, extra, attempt = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5], ARGV[a + 6], ARGV[a + 7]
   a = a + 8
-  local live = #redis.call('XRANGE', q, entry, entry) > 0
-  redis.call('XACK', q, group, entry)
-  if live then
+  if redis.call('XACK', q, group, entry) == 1 then
     redis.call('XDEL', q, entry)
     if kind == 'release' then
       redis.call('XADD', q, '*', 'j', job, 'n', n)
@@ -183,16 +200,15 @@ for k = 3, #KEYS, 7 do
         bury(dl, dlb, dlm, age, w, job, n, extra, now, deadMax)
       end
       redis.call('LPUSH', log, attempt)
-      redis.call('LTRIM', log, 0, logMax - 1)
-      if redis.call('HEXISTS', ep, id) == 1 then
-        local change = step(id, kind == 'delivered')
-        if change then
-          changes[#changes + 1] = id
-          changes[#changes + 1] = change
-        end
-      end
+      logs[log] = true
+      step(id, kind == 'delivered')
     end
   end
+end
+for log in pairs(logs) do redis.call('LTRIM', log, 0, logMax - 1) end
+for _, id in ipairs(order) do
+  local b = states[id]
+  redis.call('HSET', br, id, b[1] .. '|' .. b[2] .. '|' .. b[3] .. '|' .. b[4] .. '|' .. b[5] .. '|' .. b[6] .. '|' .. b[7])
 end
 if released then redis.call(ARGV[10], ARGV[11], '') end
 return changes
@@ -381,7 +397,8 @@ export class RedisWebhooks implements WebhookStore {
       const c = st.claimed
       const id = c.job.endpointId
       keys.push(...this.endpointKeys(id), k.log(id))
-      const job = JSON.stringify(c.job)
+      // A delivered job is only removed: its JSON need not travel.
+      const job = st.kind === 'delivered' ? '' : JSON.stringify(c.job)
       const n = st.kind === 'release' ? c.attempts : c.attempts + 1
       const extra = st.kind === 'retry' ? st.dueAt : st.kind === 'dead' ? st.reason : ''
       argv.push(st.kind, id, c.entry, c.job.webhookId, job, n, extra, st.kind === 'release' ? '' : JSON.stringify(st.attempt))

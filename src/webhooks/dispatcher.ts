@@ -2,7 +2,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import type { Broker } from '../backend/broker.js'
 import type { AttemptRecord, BreakerChange, BreakerConfig, BreakerState, ClaimedJob, EndpointRecord, Settlement, WebhookStore } from '../backend/webhooks.js'
 import { channels as diag } from '../observability/channels.js'
-import type { AttemptResult, Sender } from './delivery.js'
+import { Cancel, type AttemptResult, type Sender } from './delivery.js'
 import type { EndpointDirectory } from './directory.js'
 import { nextDelay } from './schedule.js'
 import { signatures } from './signing.js'
@@ -55,7 +55,7 @@ export class Dispatcher {
   private readonly inFlight = new Map<string, number>()
   /** endpoints whose last read filled what was asked: more may wait */
   private readonly more = new Set<string>()
-  private readonly active = new Map<ClaimedJob, AbortController>()
+  private readonly active = new Map<ClaimedJob, Cancel>()
   private breakers = new Map<string, BreakerState>()
   private waiting: Settlement[] = []
   private flushing: Promise<void> | null = null
@@ -108,7 +108,7 @@ export class Dispatcher {
     if (this.stopped) return
     this.stopped = true
     for (const t of this.timers) clearInterval(t)
-    for (const c of this.active.values()) c.abort()
+    for (const c of this.active.values()) c.cancel()
     await this.d.broker.unsubscribe(this.d.wakeChannel).catch(() => {})
     // Aborted attempts settle on the next microtasks.
     await new Promise((resolve) => setImmediate(resolve))
@@ -156,8 +156,10 @@ export class Dispatcher {
     const now = Date.now()
     for (const e of this.d.directory.all()) {
       if (!e.enabled) continue
-      const room = this.o.concurrency - (this.inFlight.get(e.id) ?? 0)
-      if (room <= 0) continue
+      const busy = this.inFlight.get(e.id) ?? 0
+      const room = this.o.concurrency - busy
+      // Busy: read again once a quarter of its slots are free, a batch rather than a round trip per slot.
+      if (room <= 0 || (busy > 0 && room < Math.ceil(this.o.concurrency / 4))) continue
       const b = this.breakers.get(e.id)
       if (b === undefined || b.phase === 'closed') {
         asks.push({ endpointId: e.id, count: Math.min(room, MAX_READ) })
@@ -177,9 +179,9 @@ export class Dispatcher {
     for (const j of jobs) {
       const id = j.job.endpointId
       this.inFlight.set(id, (this.inFlight.get(id) ?? 0) + 1)
-      const abort = new AbortController()
-      this.active.set(j, abort)
-      void this.attempt(j, abort.signal).catch(this.d.onError).finally(() => {
+      const cancel = new Cancel()
+      this.active.set(j, cancel)
+      void this.attempt(j, cancel).catch(this.d.onError).finally(() => {
         this.active.delete(j)
         const n = (this.inFlight.get(id) ?? 1) - 1
         if (n <= 0) this.inFlight.delete(id)
@@ -189,7 +191,7 @@ export class Dispatcher {
     }
   }
 
-  private async attempt (c: ClaimedJob, signal: AbortSignal): Promise<void> {
+  private async attempt (c: ClaimedJob, cancel: Cancel): Promise<void> {
     const e = this.d.directory.get(c.job.endpointId)
     // Removed or disabled since: its queue went with it, so this settles nothing.
     if (e === undefined || !e.enabled) { this.settle({ kind: 'release', claimed: c }); return }
@@ -199,7 +201,7 @@ export class Dispatcher {
       'webhook-id': c.job.webhookId,
       'webhook-timestamp': String(timestamp),
       'webhook-signature': signatures(e.secrets, at, c.job.webhookId, timestamp, c.job.body),
-    }, c.job.body, signal)
+    }, c.job.body, cancel)
     if (r.outcome === 'aborted') { this.settle({ kind: 'release', claimed: c }); return }
     const n = c.attempts + 1
     const delay = r.outcome === 'success' || r.outcome === 'gone' ? null : nextDelay(n, this.o.retryBaseMs, r.retryAfterMs)

@@ -24,8 +24,17 @@ export function secretKey (secret: string): Buffer {
 
 export const SECRET_RULE = 'whsec_ followed by the base64 of 24 to 64 random bytes'
 
+// Keys decoded once per secret, not per delivery (a node signs thousands a second).
+const keys = new Map<string, Buffer>()
+
 export function sign (secret: string, webhookId: string, timestamp: number, body: string): string {
-  return 'v1,' + createHmac('sha256', secretKey(secret)).update(`${webhookId}.${timestamp}.${body}`).digest('base64')
+  let key = keys.get(secret)
+  if (key === undefined) {
+    key = secretKey(secret)
+    if (keys.size >= 4096) keys.clear()
+    keys.set(secret, key)
+  }
+  return 'v1,' + createHmac('sha256', key).update(`${webhookId}.${timestamp}.${body}`).digest('base64')
 }
 
 /** The `webhook-signature` header: one signature per secret still in force at `now` (ms). */

@@ -34,10 +34,9 @@ const attempt = (c: ClaimedJob, outcome = 'server_error'): AttemptRecord =>
 
 const bodies = (jobs: readonly ClaimedJob[]): number[] => jobs.map((j) => (JSON.parse(j.job.body) as { n: number }).n).sort((a, b) => a - b)
 
-async function nodes (space: { backend: () => Promise<Backend> }, n: number): Promise<Backend[]> {
-  const out: Backend[] = []
-  for (let i = 0; i < n; i++) out.push(await space.backend())
-  return out
+/** Two backends on one space: two nodes. */
+async function nodes (space: { backend: () => Promise<Backend> }, _n: number): Promise<[Backend, Backend]> {
+  return [await space.backend(), await space.backend()]
 }
 
 forEachBackend(t, (t, space) => {
