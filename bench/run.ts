@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url'
 import { Redis } from 'ioredis'
 import { inspectorUrl, session } from './inspector.js'
 import { streamsBench, streamsMarkdown } from './streams.js'
+import { webhooksBench, webhooksMarkdown } from './webhooks.js'
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
 const SMOKE = process.argv.includes('--smoke')
@@ -582,7 +583,9 @@ async function main (): Promise<void> {
   const lim = want('limiter') ? await limiterCost(redis.url) : null
   // On Redis servers of its own: its memory figures must start from empty.
   const str = want('streams') ? await streamsBench({ smoke: SMOKE, progress: (s) => progress(`[${elapsed()}] ${s}`) }) : null
-  Object.assign(results, { idle, fanout: fan, overload, latency: lat, targeted: tgt, big, limiter: lim, streams: str })
+  // Its own Redis and nodes too.
+  const wh = want('webhooks') ? await webhooksBench({ smoke: SMOKE, progress: (s) => progress(`[${elapsed()}] ${s}`) }) : null
+  Object.assign(results, { idle, fanout: fan, overload, latency: lat, targeted: tgt, big, limiter: lim, streams: str, webhooks: wh })
   process.stderr.write('\r\x1b[K')
 
   const md: string[] = []
@@ -641,6 +644,7 @@ async function main (): Promise<void> {
       ...lim.rows.map((r) => `| ${r.what} | ${r.serialUs.toFixed(0)} µs | ${ratio(r.serialUs, base.serialUs)} | ${k(r.concurrentOpsPerSec)}/s | ${ratio(r.concurrentOpsPerSec, base.concurrentOpsPerSec)} |`), '')
   }
   if (str !== null) md.push(...streamsMarkdown(str))
+  if (wh !== null) md.push(...webhooksMarkdown(wh))
   const dir = join(ROOT, 'bench/results')
   mkdirSync(dir, { recursive: true })
   // A partial run (--only=…) must not replace the full results.

@@ -43,6 +43,18 @@ import metricsRoute from './observability/metrics.js'
 import { CloseCodes } from './protocol/close-codes.js'
 import { MAX_STREAM_NAME_LENGTH } from './protocol/streams.js'
 import { AJV_OPTIONS } from './protocol/validation.js'
+import webhooksApi from './http/webhooks.js'
+import { webhookKeys } from './backend/webhooks.js'
+import { Sender } from './webhooks/delivery.js'
+import { Dispatcher } from './webhooks/dispatcher.js'
+import { EndpointService } from './webhooks/endpoints.js'
+import { AddressPolicy } from './webhooks/ssrf.js'
+
+// A breaker opens when half of at least ten attempts within a minute failed;
+// each failed probe doubles its cool-down, up to 32 times WEBHOOK_BREAKER_COOLDOWN.
+const BREAKER = { windowMs: 60_000, minAttempts: 10, failureRatio: 0.5 }
+/** How often a node asks Redis whether it persists. */
+const PERSISTENCE_CHECK_MS = 60_000
 
 export interface BuildOptions {
   /** where pino writes; stdout by default */
@@ -99,7 +111,7 @@ export async function buildApp (config: Config, opts: BuildOptions = {}): Promis
     backend,
     channels: ch,
     hub,
-    publisher: new Publisher(backend, hub, ch, config.serverId, createIdGenerator(), () => !h.probe.healthy),
+    publisher: new Publisher(backend, hub, ch, config.serverId, createIdGenerator(), () => !h.probe.healthy, onBackendError),
     verifier: createTokenVerifier(config.jwt),
     revocations: createRevocations(backend.revocations, config.revocationTtlMs),
     connectionLimiter: createConnectionLimiter(backend.slots, {
@@ -117,7 +129,38 @@ export async function buildApp (config: Config, opts: BuildOptions = {}): Promis
     activity: createActivity(config.serverId),
     tails: new Tails(hub),
     address: '',
+    persistent: null,
   } as Omit<Herald, 'registry'> as Herald
+  const wh = config.webhooks
+  const policy = new AddressPolicy(wh.allowPrivate)
+  const sender = new Sender({ policy, allowHttp: wh.allowHttp, timeoutMs: wh.timeoutMs, userAgent: `Herald-Webhooks/${version}` })
+  h.webhooks = {
+    endpoints: new EndpointService(backend.webhooks, { policy, allowHttp: wh.allowHttp, secretOverlapMs: wh.secretOverlapMs }),
+    dispatcher: new Dispatcher({
+      store: backend.webhooks,
+      directory: h.publisher.webhooks,
+      broker,
+      wakeChannel: webhookKeys(config.keyPrefix).wake,
+      sender,
+      serverId: config.serverId,
+      log,
+      onChange: (e, change, until) => {
+        if (diag.webhookState.hasSubscribers) diag.webhookState.publish({ serverId: config.serverId, endpointId: e.id, change, log })
+        // On the bus, for admins (and webhooks subscribed to admin.*): one node tells, the one that saw it.
+        const data = change === 'recovered'
+          ? { endpointId: e.id, url: e.url }
+          : { endpointId: e.id, url: e.url, reason: change === 'gone' ? 'gone' : 'circuit_open', ...(change === 'opened' && until !== undefined ? { until: new Date(until).toISOString() } : {}) }
+        h.publisher.publishEvent({ type: change === 'recovered' ? 'admin.webhook.recovered' : 'admin.webhook.disabled', data }).catch(onBackendError)
+      },
+      onError: onBackendError,
+    }, {
+      timeoutMs: wh.timeoutMs,
+      retryBaseMs: wh.retryBaseMs,
+      concurrency: wh.concurrency,
+      breaker: { ...BREAKER, cooldownMs: wh.breakerCooldownMs, maxCooldownMs: wh.breakerCooldownMs * 32 },
+    }),
+  }
+  const checkPersistence = async (): Promise<void> => { h.persistent = await backend.persistent() }
   // Our registry entry vanished (Redis lost its data, or we were taken for
   // dead): write back what this node knows.
   const restore = (): void => { restoreAfterLoss(h).catch(onBackendError) }
@@ -170,6 +213,7 @@ export async function buildApp (config: Config, opts: BuildOptions = {}): Promis
   await app.register(wsEndpoints)
   await app.register(socketIo)
   await app.register(api)
+  await app.register(webhooksApi)
   await app.register(metricsRoute)
   await app.register(dashboard)
 
@@ -193,11 +237,38 @@ export async function buildApp (config: Config, opts: BuildOptions = {}): Promis
       nodes: backend.nodes,
       selfId: config.serverId,
       nodeTtlMs: config.nodeTtlMs,
-      reclaimSlots: async (id) => await h.connectionLimiter.reclaim(id),
+      reclaimSlots: async (id) => {
+        const n = await h.connectionLimiter.reclaim(id)
+        // Its webhook deliveries too: what it had claimed is delivered here.
+        const jobs = await h.webhooks.dispatcher.takeOverFrom(id)
+        if (jobs > 0) log.warn({ node: id, webhooks: jobs }, 'took over the webhook deliveries of a dead node')
+        return n
+      },
       onReclaimed: (id, n) => log.warn({ node: id, connections: n }, 'reclaimed a dead node'),
       onError: onBackendError,
     })
     stops.push(startHeartbeat(h), startMetricsPush(h, onBackendError), startTopCounts(h, onBackendError), startRevocationSync(h, onBackendError), reclaim.stop, () => h.probe.stop(), () => h.expiry.stop())
+    // Webhooks: the configured endpoints written, then this node delivers. With
+    // Redis unreachable at boot, both wait for it in the background.
+    const startWebhooks = async (): Promise<void> => {
+      await h.webhooks.endpoints.seed(config.webhooks.seeds)
+      await h.webhooks.dispatcher.start()
+    }
+    if (broker.healthy) await startWebhooks().catch(onBackendError)
+    else {
+      const retry = setInterval(() => {
+        if (!broker.healthy) return
+        clearInterval(retry)
+        startWebhooks().catch(onBackendError)
+      }, 1000)
+      retry.unref()
+      stops.push(() => clearInterval(retry))
+    }
+    if (broker.healthy) await checkPersistence().catch(onBackendError)
+    const persistence = setInterval(() => { if (broker.healthy) checkPersistence().catch(onBackendError) }, PERSISTENCE_CHECK_MS)
+    persistence.unref()
+    stops.push(() => clearInterval(persistence))
+    broker.onStateChange((healthy) => { if (healthy && !closing) checkPersistence().catch(onBackendError) })
   })
   app.addHook('onListen', async () => {
     const a = app.server.address()
@@ -209,6 +280,10 @@ export async function buildApp (config: Config, opts: BuildOptions = {}): Promis
     for (const stop of stops) stop()
     h.activity.close()
     h.tails.close()
+    // In-flight deliveries are handed back before the backend closes.
+    await h.webhooks.dispatcher.stop().catch(onBackendError)
+    sender.close()
+    h.publisher.close()
     await h.registry.stop(config.serverId)
     await backend.close()
   })

@@ -48,6 +48,13 @@ export interface Herald {
   tails: Tails
   /** listen address, known once the server listens */
   address: string
+  /** outbound webhooks: managing endpoints, and this node's share of delivering */
+  webhooks: {
+    endpoints: import('./webhooks/endpoints.js').EndpointService
+    dispatcher: import('./webhooks/dispatcher.js').Dispatcher
+  }
+  /** the backend keeps its data across its restart (AOF); null until known */
+  persistent: boolean | null
 }
 
 declare module 'fastify' {

@@ -47,6 +47,9 @@ export const Errors = {
   NOT_FOUND: def('NOT_FOUND', 404, false, 'not found', 'no such route'),
   UNKNOWN_STREAM: def('UNKNOWN_STREAM', 404, false, 'no such stream: streams are user:<userId>, broadcast and admin', 'a stream name that is not `user:<userId>`, `broadcast` or `admin`'),
   HISTORY_OFF: def('HISTORY_OFF', 404, false, 'this cluster keeps no history (HISTORY_SIZE or HISTORY_TTL is 0)', 'reading a stream from a cluster whose history is off'),
+  WEBHOOK_NOT_FOUND: def('WEBHOOK_NOT_FOUND', 404, false, 'no such webhook endpoint', 'an `/api/webhooks/:id` route naming an endpoint that does not exist'),
+  WEBHOOK_URL_REFUSED: def('WEBHOOK_URL_REFUSED', 400, false, 'this webhook URL may not be delivered to', 'a webhook URL that is not https (unless `WEBHOOK_ALLOW_HTTP`), carries credentials, or is an IP address that is not public (unless in `WEBHOOK_ALLOW_PRIVATE`)'),
+  TOO_MANY_WEBHOOKS: def('TOO_MANY_WEBHOOKS', 409, false, 'the cluster has as many webhook endpoints as it may (1000)', 'creating a webhook endpoint past 1000'),
   INTERNAL: def('INTERNAL', 500, true, 'internal error', 'a bug: the node failed handling a valid request'),
   // frames
   BAD_MESSAGE: def('BAD_MESSAGE', 400, false, 'the frame is not a valid message envelope', 'not an object, `type` missing or not a string of 1-64 characters, or `id` not a string of at most 128'),

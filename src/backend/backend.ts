@@ -1,4 +1,5 @@
 import { createAdapter, createShardedAdapter } from '@socket.io/redis-adapter'
+import { Cluster } from 'ioredis'
 import type { RedisTarget } from '../config/index.js'
 import type { Broker, Publish } from './broker.js'
 import { MemoryBroker } from './broker-memory.js'
@@ -13,7 +14,7 @@ import { RedisNodes } from './nodes-redis.js'
 import type { RateStore } from './rates.js'
 import { MemoryRates } from './rates-memory.js'
 import { RedisRates } from './rates-redis.js'
-import { RedisConnections } from './redis-clients.js'
+import { RedisConnections, type RedisClient } from './redis-clients.js'
 import type { RevocationStore } from './revocations.js'
 import { MemoryRevocations } from './revocations-memory.js'
 import { RedisRevocations } from './revocations-redis.js'
@@ -26,6 +27,9 @@ import { RedisSlots } from './slots-redis.js'
 import type { HistoryConfig, StreamStore } from './streams.js'
 import { MemoryStreams } from './streams-memory.js'
 import { RedisStreams } from './streams-redis.js'
+import type { WebhookEndpointSource, WebhookStore } from './webhooks.js'
+import { MemoryWebhooks } from './webhooks-memory.js'
+import { RedisWebhooks } from './webhooks-redis.js'
 
 // The cluster backend a node stands on, as capabilities: each an interface
 // with a memory and a Redis implementation side by side (broker.ts,
@@ -42,8 +46,10 @@ export type { PublishingClient }
  * that could not supply it does not compile.
  */
 export interface PublishCapabilities {
-  /** pub/sub, and the stream append (when history is on) */
+  /** pub/sub, the stream append (when history is on), and the webhook jobs of each publish */
   readonly broker: Publish
+  /** the webhook endpoints, which each publish is matched against */
+  readonly webhooks: WebhookEndpointSource
 }
 
 export interface Backend extends PublishCapabilities {
@@ -64,6 +70,14 @@ export interface Backend extends PublishCapabilities {
   readonly streams: StreamStore | null
   /** counts per member per minute, the highest kept (the dashboard's top users and event types) */
   readonly leaderboards: Leaderboards
+  /** webhook endpoints and the durable queue of deliveries (enqueues go through the broker, with their publish) */
+  readonly webhooks: WebhookStore
+  /**
+   * Whether what the backend holds survives its restart: Redis with AOF on
+   * (every master of a Cluster); never the memory backend. The webhook queue
+   * is only as durable as this.
+   */
+  persistent (): Promise<boolean>
   /**
    * The Socket.IO adapter that makes rooms and fetchSockets span the
    * cluster, on channels under `prefix`; undefined: Socket.IO's in-memory
@@ -104,7 +118,7 @@ export function createMemoryBackend (opts: { store?: MemoryStore, keyPrefix?: st
   const store = opts.store ?? new MemoryStore()
   const prefix = opts.keyPrefix ?? 'herald:'
   const history = opts.history ?? null
-  const broker = new MemoryBroker(store, history)
+  const broker = new MemoryBroker(store, history, prefix)
   return {
     kind: 'memory',
     broker,
@@ -115,6 +129,8 @@ export function createMemoryBackend (opts: { store?: MemoryStore, keyPrefix?: st
     settings: new MemorySettings(store, prefix),
     streams: history === null ? null : new MemoryStreams(store, history),
     leaderboards: new MemoryLeaderboards(store, prefix),
+    webhooks: new MemoryWebhooks(store, prefix),
+    persistent: async () => false,
     socketIoAdapter: () => undefined,
     async connect () {},
     async close () { await broker.close() },
@@ -137,6 +153,7 @@ function createRedisBackend (target: RedisTarget, config: BackendConfig, hooks: 
     ...(config.replayDelayMs !== undefined ? { replayDelayMs: config.replayDelayMs } : {}),
     // Appends run on the publish connection, with publishes, in one order.
     history,
+    keyPrefix: prefix,
     onError,
   })
   return {
@@ -149,6 +166,14 @@ function createRedisBackend (target: RedisTarget, config: BackendConfig, hooks: 
     settings: new RedisSettings(client, prefix),
     streams: history === null ? null : new RedisStreams(client, history),
     leaderboards: new RedisLeaderboards(client, prefix),
+    webhooks: new RedisWebhooks(client, prefix, connections.sharded),
+    async persistent () {
+      // AOF: what an acknowledged write needs to outlive a restart (RDB
+      // snapshots lose what came after the last one). Every master of a Cluster.
+      const servers = client instanceof Cluster ? client.nodes('master') : [client]
+      const infos = await Promise.all(servers.map(async (c) => await c.info('persistence')))
+      return infos.length > 0 && infos.every((i) => /^aof_enabled:1\s*$/m.test(i))
+    },
     socketIoAdapter (channelPrefix) {
       // Named apart: the classic adapter pattern-subscribes to its own
       // `<prefix>sio#…` channels; Herald's connections never pattern-subscribe.
@@ -184,8 +209,19 @@ function createRedisBackend (target: RedisTarget, config: BackendConfig, hooks: 
  * `sharded` (SPUBLISH) defaults to true on an ioredis Cluster; `history` is
  * what the nodes keep (null: off). Nothing here ever closes or reconfigures
  * the caller's client; with history, the append script is defined on it
- * (ioredis `defineCommand`, as `heraldAppend`).
+ * (ioredis `defineCommand`, as `heraldAppend`), and so are the webhook
+ * scripts unless `webhooks` is false (the cluster has no endpoints).
  */
-export function backendOverClient (client: PublishingClient, opts: { sharded?: boolean, history?: HistoryConfig | null } = {}): PublishCapabilities {
-  return { broker: new ClientPublish(client, opts.sharded ?? client.isCluster === true, opts.history ?? null) }
+export function backendOverClient (client: PublishingClient, opts: { sharded?: boolean, history?: HistoryConfig | null, keyPrefix?: string, webhooks?: boolean } = {}): PublishCapabilities {
+  const sharded = opts.sharded ?? client.isCluster === true
+  const keyPrefix = opts.keyPrefix ?? 'herald:'
+  const webhooks = opts.webhooks ?? true
+  return {
+    broker: new ClientPublish(client, sharded, opts.history ?? null, webhooks ? { keyPrefix } : null),
+    // The endpoints are read with the caller's client too (ioredis: the constructor above refused any other).
+    webhooks: webhooks ? new RedisWebhooks(client as unknown as RedisClient, keyPrefix, sharded) : NO_WEBHOOKS,
+  }
 }
+
+/** A publisher told the cluster has no webhooks (the library's `webhooks: false`). */
+const NO_WEBHOOKS: WebhookEndpointSource = { version: async () => 0, endpoints: async () => [] }

@@ -1,26 +1,35 @@
-import type { Broker, MessageListener, StateListener } from './broker.js'
+import { placedJson } from '../events/codec.js'
+import type { Broker, MessageListener, StateListener, Webhooks } from './broker.js'
 import { MemoryStore } from './memory-store.js'
 import type { Append, HistoryConfig, Position } from './streams.js'
 import { appendInMemory } from './streams-memory.js'
+import { jobsOf } from './webhooks.js'
+import { MemoryWebhooks } from './webhooks-memory.js'
 
 export class MemoryBroker implements Broker {
   private readonly listeners: MessageListener[] = []
   private readonly channels = new Set<string>()
   private closed = false
 
-  constructor (private readonly store: MemoryStore = new MemoryStore(), readonly history: HistoryConfig | null = null) {}
+  private readonly webhooks: MemoryWebhooks
+
+  constructor (private readonly store: MemoryStore = new MemoryStore(), readonly history: HistoryConfig | null = null, keyPrefix = 'herald:') {
+    this.webhooks = new MemoryWebhooks(store, keyPrefix)
+  }
 
   get healthy (): boolean { return !this.closed }
 
-  async publish (channels: string | readonly string[], message: string): Promise<void> {
+  async publish (channels: string | readonly string[], message: string, webhooks?: Webhooks): Promise<void> {
     this.deliverAll(typeof channels === 'string' ? [channels] : channels, message)
+    if (webhooks !== undefined) await this.webhooks.enqueue(jobsOf(webhooks.fanout, webhooks.body), Date.now())
   }
 
-  /** In the stream and on its way to subscribers in one synchronous step, as the Redis script does it. */
+  /** In the stream and on its way to subscribers in one synchronous step, as the Redis script does it; its webhook jobs right after. */
   async append (a: Append): Promise<Position> {
     if (this.history === null) throw new Error('history is off: nothing to append to')
     const { position, message } = appendInMemory(this.store, a, this.history)
     this.deliverAll([a.channel, ...a.also], message)
+    if (a.webhooks !== undefined) await this.webhooks.enqueue(jobsOf(a.webhooks, placedJson(a.draft, position)), Date.now())
     return position
   }
 

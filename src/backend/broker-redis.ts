@@ -1,10 +1,12 @@
 import type { Cluster } from 'ioredis'
-import { place } from '../events/codec.js'
-import type { Broker, MessageListener, Publish, StateListener } from './broker.js'
+import { place, placedJson } from '../events/codec.js'
+import type { Broker, MessageListener, Publish, StateListener, Webhooks } from './broker.js'
 import type { RedisClient } from './redis-clients.js'
 import type { Append, HistoryConfig, Position } from './streams.js'
 import { Appender, type ScriptingClient } from './streams-redis.js'
 import { Tripwire } from './tripwire.js'
+import { jobsOf, type Enqueue } from './webhooks.js'
+import { Enqueuer } from './webhooks-redis.js'
 
 export interface RedisBrokerOptions {
   /** the subscriber connection (SSUBSCRIBE on a Cluster) */
@@ -30,14 +32,20 @@ export interface RedisBrokerOptions {
   replayDelayMs?: number
   /** what each stream keeps (HISTORY_SIZE, HISTORY_TTL); null or absent: history off */
   history?: HistoryConfig | null
+  /** REDIS_KEY_PREFIX: where the webhook queues are */
+  keyPrefix: string
   onError?: (err: Error) => void
 }
 
-/** What the broker sends Redis, or holds for it: a message for one channel, or an append (which publishes too). */
-type Job = { readonly channel: string, readonly message: string } | { readonly append: Append }
+/**
+ * What the broker sends Redis, or holds for it: a message for one channel,
+ * an append (which publishes too, and enqueues its webhook jobs), or webhook
+ * jobs alone (a message without a stream's, or jobs that failed after their append).
+ */
+type Job = { readonly channel: string, readonly message: string } | { readonly append: Append } | { readonly enqueue: readonly Enqueue[] }
 
-/** Channel messages a job puts out: what REDIS_PUBLISH_BUFFER counts. */
-const weight = (j: Job): number => 'append' in j ? 1 + j.append.also.length : 1
+/** Channel messages and enqueues a job puts out: what REDIS_PUBLISH_BUFFER counts. */
+const weight = (j: Job): number => 'append' in j ? 1 + j.append.also.length + (j.append.webhooks !== undefined ? 1 : 0) : 1
 
 /** The parts of a job Redis did not take (none: all done), and the position an append got. */
 interface Outcome { failed: Job[], position: Position | null }
@@ -59,6 +67,7 @@ export class RedisBroker implements Broker {
   private readonly sharded: boolean
   readonly history: HistoryConfig | null
   private readonly appender: Appender | null
+  private readonly enqueuer: Enqueuer
   /** publishes that were in flight when the connection dropped, replayed first */
   private retry: Job[] = []
   private pending = 0
@@ -88,6 +97,8 @@ export class RedisBroker implements Broker {
     this.maxPending = opts.maxPendingPublishes ?? 10_000
     this.history = opts.history ?? null
     this.appender = this.history === null ? null : new Appender(this.pubConn as ScriptingClient, this.history, this.sharded ? 'spublish' : 'publish', !this.sharded)
+    // On the publish connection, after the appends they follow: one order, one outage buffer.
+    this.enqueuer = new Enqueuer(this.pubConn as ScriptingClient, opts.keyPrefix, this.sharded ? 'spublish' : 'publish')
     this.pubConn.on('close', () => this.pubWaiters.trip(new Error('the Redis connection dropped with the publish in flight')))
     for (const c of this.watched) {
       for (const ev of ['ready', 'close', 'end', 'reconnecting', '+node', '-node']) c.on(ev, () => this.updateState())
@@ -114,13 +125,28 @@ export class RedisBroker implements Broker {
    * one is overdue): Redis takes them, in order, when it resumes; if the
    * connection drops first, they join the replay.
    */
-  async publish (channels: string | readonly string[], message: string): Promise<void> {
+  async publish (channels: string | readonly string[], message: string, webhooks?: Webhooks): Promise<void> {
     const list = typeof channels === 'string' ? [channels] : channels
+    const jobs: Job[] = list.map((channel) => ({ channel, message }))
+    const enqueue = webhooks === undefined ? [] : jobsOf(webhooks.fanout, webhooks.body)
+    if (enqueue.length > 0) jobs.push({ enqueue })
     // All of a message's channels fit, or none is taken: a 503 then means nowhere.
-    await this.submit(list.map((channel) => ({ channel, message })), async () => {
-      const failed = await Promise.all(list.map(async (channel) => await this.publishOne(channel, message)))
+    await this.submit(jobs, async () => {
+      const failed = await Promise.all(jobs.map(async (j) => 'enqueue' in j ? await this.enqueueOne(j.enqueue) : await this.publishOne((j as { channel: string }).channel, message)))
       return { failed: failed.flat(), position: null }
     })
+  }
+
+  /** What Redis did not take of webhook jobs: nothing, or the jobs again. */
+  private async enqueueOne (jobs: readonly Enqueue[]): Promise<Job[]> {
+    try {
+      this.appender?.flush()
+      await this.onPub(this.enqueuer.enqueue(jobs))
+      return []
+    } catch (err) {
+      if ((err as Error).name === 'ReplyError') this.opts.onError?.(err as Error)
+      return [{ enqueue: jobs }]
+    }
   }
 
   /**
@@ -187,9 +213,14 @@ export class RedisBroker implements Broker {
       if ((err as Error).name === 'ReplyError') this.opts.onError?.(err as Error)
       return { failed: [{ append: a }], position: null }
     }
-    if (!this.sharded || a.also.length === 0) return { failed: [], position }
+    const enqueue = a.webhooks === undefined ? [] : jobsOf(a.webhooks, placedJson(a.draft, position))
+    const copies = this.sharded ? a.also : []
+    if (copies.length === 0 && enqueue.length === 0) return { failed: [], position }
     const message = place(a.draft, position)
-    const failed = await Promise.all(a.also.map(async (channel) => await this.publishOne(channel, message)))
+    const failed = await Promise.all([
+      ...copies.map(async (channel) => await this.publishOne(channel, message)),
+      ...(enqueue.length > 0 ? [this.enqueueOne(enqueue)] : []),
+    ])
     return { failed: failed.flat(), position }
   }
 
@@ -273,7 +304,9 @@ export class RedisBroker implements Broker {
       const batch = this.outbox.slice(0, 500)
       const outcomes = await Promise.all(batch.map(async (j) => 'append' in j
         ? await this.appendOne(j.append)
-        : { failed: await this.publishOne(j.channel, j.message), position: null }))
+        : 'enqueue' in j
+          ? { failed: await this.enqueueOne(j.enqueue), position: null }
+          : { failed: await this.publishOne(j.channel, j.message), position: null }))
       this.outbox.splice(0, batch.length)
       for (const j of batch) this.held -= weight(j)
       // What failed (the connection dropped again) goes first next time; what
@@ -309,13 +342,14 @@ export interface PublishingClient {
 export class ClientPublish implements Publish {
   private readonly one: (channel: string, message: string) => Promise<unknown>
   private readonly appender: Appender | null = null
+  private readonly enqueuer: Enqueuer | null = null
 
   /**
    * `sharded` (SPUBLISH) defaults to true on an ioredis Cluster, where nodes
    * listen with SSUBSCRIBE. `history`: what the nodes keep per stream
    * (HISTORY_SIZE, HISTORY_TTL), null when they keep nothing.
    */
-  constructor (client: PublishingClient, sharded = client.isCluster === true, readonly history: HistoryConfig | null = null) {
+  constructor (client: PublishingClient, sharded = client.isCluster === true, readonly history: HistoryConfig | null = null, webhooks: { keyPrefix: string } | null = null) {
     // Nodes on a Redis Cluster listen with SSUBSCRIBE, which a plain PUBLISH
     // never reaches: the publish would succeed, return an id and reach no one.
     if (sharded && typeof client.spublish !== 'function') throw new Error('sharded publishing needs a Redis client with spublish (ioredis 5 or later)')
@@ -327,18 +361,34 @@ export class ClientPublish implements Publish {
       // The live-only copies go in the script where they share its server (not a Cluster).
       this.appender = new Appender(client as ScriptingClient, history, sharded ? 'spublish' : 'publish', !sharded && client.isCluster !== true)
     }
+    if (webhooks !== null) {
+      if (typeof client.defineCommand !== 'function') throw new Error('webhooks need a Redis client that runs scripts (ioredis: defineCommand); with no webhook endpoints on the cluster, pass webhooks: false')
+      this.enqueuer = new Enqueuer(client as ScriptingClient, webhooks.keyPrefix, sharded ? 'spublish' : 'publish')
+    }
   }
 
-  async publish (channels: string | readonly string[], message: string): Promise<void> {
+  async publish (channels: string | readonly string[], message: string, webhooks?: Webhooks): Promise<void> {
     // Appends issued before go first: one order on the connection.
     this.appender?.flush()
-    await Promise.all((typeof channels === 'string' ? [channels] : channels).map(async (c) => await this.one(c, message)))
+    await Promise.all([
+      ...(typeof channels === 'string' ? [channels] : channels).map(async (c) => await this.one(c, message)),
+      ...(webhooks !== undefined ? [this.enqueue(jobsOf(webhooks.fanout, webhooks.body))] : []),
+    ])
   }
 
   async append (a: Append): Promise<Position> {
     if (this.appender === null) throw new Error('history is off: nothing to append to')
     const position = await this.appender.append(a)
-    if (!this.appender.liveInScript && a.also.length > 0) await this.publish(a.also, place(a.draft, position))
+    await Promise.all([
+      ...(!this.appender.liveInScript && a.also.length > 0 ? [this.publish(a.also, place(a.draft, position))] : []),
+      ...(a.webhooks !== undefined ? [this.enqueue(jobsOf(a.webhooks, placedJson(a.draft, position)))] : []),
+    ])
     return position
+  }
+
+  private async enqueue (jobs: readonly Enqueue[]): Promise<void> {
+    if (jobs.length === 0) return
+    if (this.enqueuer === null) throw new Error('webhooks are off for this publisher (webhooks: false), yet an endpoint matched')
+    await this.enqueuer.enqueue(jobs)
   }
 }

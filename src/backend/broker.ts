@@ -4,6 +4,10 @@
 // the same contract suite (test/backend/broker.test.ts).
 
 import type { Append, HistoryConfig, Position } from './streams.js'
+import type { Fanout } from './webhooks.js'
+
+/** A message's webhook jobs: the endpoints it goes to, and the body they are POSTed. */
+export interface Webhooks { readonly fanout: Fanout, readonly body: string }
 
 export type MessageListener = (channel: string, message: string) => void
 export type StateListener = (healthy: boolean) => void
@@ -14,20 +18,23 @@ export type StateListener = (healthy: boolean) => void
  */
 export interface Publish {
   /**
-   * Puts one message on one or more channels. Resolves once the backend has
-   * it, or it is held for replay after an outage; rejects, for every channel
-   * at once, when it can be neither.
+   * Puts one message on one or more channels, and enqueues its webhook
+   * jobs. Resolves once the backend has both, or they are held for replay
+   * after an outage; rejects, for every channel at once, when they can be
+   * neither.
    */
-  publish (channels: string | readonly string[], message: string): Promise<void>
+  publish (channels: string | readonly string[], message: string, webhooks?: Webhooks): Promise<void>
   /** what each stream keeps; null: history is off, and append() refuses */
   readonly history: HistoryConfig | null
   /**
    * Appends a message to its channel's stream and publishes it there (and on
    * `also`) with the position the stream gave it, in one step: nobody sees
    * it on pub/sub before it is in the stream, and a stream's offsets go out
-   * in order. Resolves with the position; null when the append is held for
-   * after an outage (it gets its position then, in order with the others
-   * held). Rejects as publish() does.
+   * in order. Its webhook jobs (`a.webhooks`) are enqueued once it has its
+   * position, before this resolves. Resolves with the position; null when
+   * the append is held for after an outage (it gets its position then, in
+   * order with the others held, and its jobs after it). Rejects as
+   * publish() does.
    */
   append (a: Append): Promise<Position | null>
 }

@@ -27,4 +27,26 @@ export class MemoryStore {
   readonly streamMeta = new Map<string, { epoch: string, top: number, expiresAt: number }>()
   /** history: each stream's retained messages by channel, oldest first */
   readonly streams = new Map<string, { messages: Array<{ offset: number, message: string }>, expiresAt: number }>()
+  /** webhooks: the endpoints, and per endpoint its queue, retries, dead letters, log (src/backend/webhooks-memory.ts) */
+  readonly webhooks = new MemoryWebhookState()
+}
+
+/** A ready or claimed job in an endpoint's queue. */
+export interface MemoryQueued { entry: string, attempts: number, job: string, owner: string | null, claimedAt: number }
+
+export class MemoryWebhookState {
+  /** id -> definition JSON */
+  readonly endpoints = new Map<string, string>()
+  readonly enabled = new Set<string>()
+  readonly disabled = new Map<string, string>()
+  version = 0
+  /** per endpoint, in enqueue order */
+  readonly queues = new Map<string, Map<string, MemoryQueued>>()
+  seq = 0
+  readonly retries = new Map<string, Array<{ due: number, attempts: number, job: string }>>()
+  readonly age = new Map<string, Map<string, number>>()
+  /** per endpoint, oldest first */
+  readonly dead = new Map<string, Map<string, { job: string, meta: string, at: number }>>()
+  readonly log = new Map<string, string[]>()
+  readonly breakers = new Map<string, string>()
 }

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import { publishedAtOf, type Draft, type Position } from '../events/codec.js'
+import type { Fanout } from './webhooks.js'
 
 // History: each stream (src/protocol/streams.ts) keeps its latest messages, so
 // a client that missed some can read them back. The append happens in the
@@ -66,6 +67,8 @@ export interface Append {
   /** channels that receive the positioned message without it being theirs (the admin copy of a user's event) */
   readonly also: readonly string[]
   readonly draft: Draft
+  /** webhook endpoints it goes to: their jobs are enqueued once it has its position, before the append resolves */
+  readonly webhooks?: Fanout
 }
 
 export interface StreamMessage {

@@ -26,9 +26,12 @@ export type PublisherOptions =
    * Cluster, where nodes listen with SSUBSCRIBE; set it only to override.
    * `history`: the nodes' HISTORY_SIZE and HISTORY_TTL (ms), which each
    * publish is appended under, as a node appends it; their defaults unless
-   * given; `false` when the nodes run with history off.
+   * given; `false` when the nodes run with history off. `webhooks: false`
+   * when the cluster has no webhook endpoints: otherwise each publish is
+   * matched against them (read with the same client, refreshed within a
+   * second of a change) and enqueues their jobs, as a node's publish does.
    */
-  | { redis: RedisLike, keyPrefix?: string, sharded?: boolean, history?: { size: number, ttlMs: number } | false }
+  | { redis: RedisLike, keyPrefix?: string, sharded?: boolean, history?: { size: number, ttlMs: number } | false, webhooks?: boolean }
 
 /** What a publish answers: the id, and with history on its stream and position (as the API's 202). */
 export interface Receipt {
@@ -53,6 +56,7 @@ export class PublishError extends Error {
 interface Transport {
   event (body: { type: string, userId?: string, sessionId?: string, data?: Data }): Promise<Receipt>
   notify (userId: string | null, body: { level: NotificationLevel, title: string, message: string, data?: Data }): Promise<Receipt>
+  close (): void
 }
 
 /** Input refused before it leaves is a PublishError (400 and the code), as the API would answer. */
@@ -85,6 +89,7 @@ function httpTransport (o: { url: string, apiKey: string, fetch?: typeof fetch, 
   return {
     event: async (b) => await post('/api/events', serialisable(b)),
     notify: async (userId, b) => await post(userId === null ? '/api/notifications/broadcast' : `/api/notifications/users/${encodeURIComponent(userId)}`, serialisable(b)),
+    close: () => {},
   }
 }
 
@@ -98,13 +103,15 @@ function historyOf (h: { size: number, ttlMs: number } | false | undefined): His
   return h.size === 0 || h.ttlMs === 0 ? null : { size: h.size, ttlMs: h.ttlMs }
 }
 
-function redisTransport (o: { redis: RedisLike, keyPrefix?: string, sharded?: boolean, history?: { size: number, ttlMs: number } | false }): Transport {
-  const backend = backendOverClient(o.redis, { ...(o.sharded !== undefined ? { sharded: o.sharded } : {}), history: historyOf(o.history) })
+function redisTransport (o: { redis: RedisLike, keyPrefix?: string, sharded?: boolean, history?: { size: number, ttlMs: number } | false, webhooks?: boolean }): Transport {
+  const keyPrefix = o.keyPrefix ?? 'herald:'
+  const backend = backendOverClient(o.redis, { ...(o.sharded !== undefined ? { sharded: o.sharded } : {}), history: historyOf(o.history), keyPrefix, webhooks: o.webhooks ?? true })
   // No hub: this publisher is not a node and delivers nothing itself; every node delivers what Redis brings.
-  const p = new Publisher(backend, null, createChannels(o.keyPrefix ?? 'herald:'), 'publisher', createIdGenerator())
+  const p = new Publisher(backend, null, createChannels(keyPrefix), 'publisher', createIdGenerator())
   return {
     event: async (b) => receipt(await p.publishEvent(b).catch(refusedAsPublishError)),
     notify: async (userId, b) => receipt(await p.publishNotification(b, userId).catch(refusedAsPublishError)),
+    close: () => { p.close() },
   }
 }
 
@@ -142,6 +149,7 @@ export class HeraldPublisher {
   async close (): Promise<void> {
     this.closed = true
     await Promise.allSettled([...this.inFlight])
+    this.t.close()
   }
 
   /** The publish's own promise, handed to the caller as is, so it settles before close() does. */

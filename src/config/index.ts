@@ -5,6 +5,9 @@ import { createOriginCheck } from '../auth/origin.js'
 import type { HistoryConfig } from '../backend/streams.js'
 import envSchema from 'env-schema'
 import { EnvSchema, Expected, REDIS_URL_FORM, type Env } from './schema.js'
+import { parseSeeds } from './webhooks.js'
+import { parseAllowlist } from '../webhooks/ssrf.js'
+import type { SeedEndpoint } from '../webhooks/endpoints.js'
 
 export class ConfigError extends Error {
   readonly variable: string
@@ -70,6 +73,18 @@ export interface Config {
   revocationTtlMs: number
   revocationSyncIntervalMs: number
   handshakeTimeoutMs: number
+  webhooks: {
+    /** WEBHOOKS */
+    seeds: SeedEndpoint[]
+    /** WEBHOOK_ALLOW_PRIVATE: CIDRs */
+    allowPrivate: string[]
+    allowHttp: boolean
+    timeoutMs: number
+    retryBaseMs: number
+    concurrency: number
+    breakerCooldownMs: number
+    secretOverlapMs: number
+  }
   logLevel: Env['LOG_LEVEL']
 }
 
@@ -177,6 +192,16 @@ export function loadConfig (source: Record<string, string | undefined> = process
     })
 
   if (e.REDIS_URL !== undefined) checkRedisUrl(e.REDIS_URL)
+  const allowPrivate = list(e.WEBHOOK_ALLOW_PRIVATE)
+  for (const c of allowPrivate) {
+    try { parseAllowlist([c]) } catch { throw new ConfigError('WEBHOOK_ALLOW_PRIVATE', `has an invalid entry ${JSON.stringify(c)}: expected a CIDR (10.0.0.0/8, fd00::/8) or an address`) }
+  }
+  let seeds: SeedEndpoint[] = []
+  try {
+    if (e.WEBHOOKS !== undefined) seeds = parseSeeds(e.WEBHOOKS, { allowPrivate, allowHttp: e.WEBHOOK_ALLOW_HTTP })
+  } catch (err) {
+    throw new ConfigError('WEBHOOKS', (err as Error).message)
+  }
   const password = e.REDIS_PASSWORD !== undefined ? { password: e.REDIS_PASSWORD } : {}
   const redis: RedisTarget | null = e.REDIS_URL !== undefined
     ? { url: e.REDIS_URL }
@@ -230,6 +255,16 @@ export function loadConfig (source: Record<string, string | undefined> = process
     revocationTtlMs: e.REVOCATION_TTL,
     revocationSyncIntervalMs: e.REVOCATION_SYNC_INTERVAL,
     handshakeTimeoutMs: e.HANDSHAKE_TIMEOUT,
+    webhooks: {
+      seeds,
+      allowPrivate,
+      allowHttp: e.WEBHOOK_ALLOW_HTTP,
+      timeoutMs: e.WEBHOOK_TIMEOUT,
+      retryBaseMs: e.WEBHOOK_RETRY_BASE,
+      concurrency: e.WEBHOOK_CONCURRENCY,
+      breakerCooldownMs: e.WEBHOOK_BREAKER_COOLDOWN,
+      secretOverlapMs: e.WEBHOOK_SECRET_OVERLAP,
+    },
     logLevel: e.LOG_LEVEL,
   }
 }

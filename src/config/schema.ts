@@ -67,6 +67,14 @@ export const EnvSchema = Type.Object({
   REVOCATION_TTL: int(86_400_000, 60_000, 31 * 86_400_000, 'ms a revocation is kept; set it above your longest token lifetime'),
   REVOCATION_SYNC_INTERVAL: int(5000, 100, 600_000, 'ms between each node re-reading the revocation log'),
   HANDSHAKE_TIMEOUT: int(10000, 500, 120_000, 'ms a client has to complete the HTTP upgrade request'),
+  WEBHOOKS: Type.Optional(Type.String({ minLength: 1, description: 'webhook endpoints to seed, a JSON array of {id, url, eventTypes, secret, enabled?, description?}' })),
+  WEBHOOK_ALLOW_PRIVATE: Type.Optional(Type.String({ minLength: 1, description: 'comma-separated CIDRs (or addresses) webhooks may be delivered to although not public' })),
+  WEBHOOK_ALLOW_HTTP: Type.Boolean({ default: false, description: 'allow plain http:// webhook URLs' }),
+  WEBHOOK_TIMEOUT: int(10_000, 100, 60_000, 'ms one webhook attempt may take, connect to the end of the answer'),
+  WEBHOOK_RETRY_BASE: int(5000, 1, 3_600_000, 'ms of the first retry; the schedule scales with it (for tests and tuning)'),
+  WEBHOOK_CONCURRENCY: int(16, 1, 1000, 'webhook attempts in flight per endpoint on one node'),
+  WEBHOOK_BREAKER_COOLDOWN: int(30_000, 100, 3_600_000, 'ms an endpoint\'s breaker stays open before one delivery is tried again'),
+  WEBHOOK_SECRET_OVERLAP: int(86_400_000, 0, 30 * 86_400_000, 'ms a replaced webhook secret keeps signing'),
   LOG_LEVEL: oneOf(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const, 'info'),
 })
 

@@ -22,6 +22,8 @@ export interface Health {
   draining: boolean
   /** ms of the last loopback probe through the backend */
   probeLatencyMs: number | null
+  /** the backend keeps its data across its restart (AOF): what the webhook queue's durability needs; null until known */
+  persistent: boolean | null
 }
 
 export function health (h: Herald): Health {
@@ -34,6 +36,7 @@ export function health (h: Herald): Health {
     uptime: Math.round((Date.now() - h.startedAt) / 1000),
     draining: h.draining,
     probeLatencyMs: h.probe.lastLatencyMs,
+    persistent: h.persistent,
   }
 }
 

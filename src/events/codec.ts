@@ -57,6 +57,11 @@ export const place = (d: Draft, p: Position | null): string => p === null
   ? `${d.head}\t\t${d.body}}`
   : `${d.head}${p.offset}\t${p.epoch}\t${d.body},"offset":${p.offset},"epoch":"${p.epoch}"}`
 
+/** The client payload of a placed message: what place() puts after the header. */
+export const placedJson = (d: Draft, p: Position | null): string => p === null
+  ? `${d.body}}`
+  : `${d.body},"offset":${p.offset},"epoch":"${p.epoch}"}`
+
 const OFFSET = /^[1-9][0-9]{0,15}$/
 
 export function decode (raw: string): Envelope | null {

@@ -1,4 +1,5 @@
 import type { PublishCapabilities } from '../backend/backend.js'
+import type { Fanout } from '../backend/webhooks.js'
 import type { Channels } from '../cluster/channels.js'
 import { HeraldError } from '../errors.js'
 import { channels as diag } from '../observability/channels.js'
@@ -7,6 +8,12 @@ import { routesFor, type Route } from './audience.js'
 import { draft, encode, place, type Envelope, type Position } from './codec.js'
 import type { EventInput, HeraldEvent, HeraldNotification, NotificationInput } from './model.js'
 import { validateEvent, validateNotification } from './validate.js'
+import { EndpointDirectory, NOTIFICATION_TYPE } from '../webhooks/directory.js'
+
+// How long a publish waits for a first read of the webhook endpoints
+// (Redis unreachable since this process started): then it fails rather than
+// go out without the jobs it may owe them.
+const DIRECTORY_WAIT_MS = 500
 
 /** Where a published message went: its stream, and its position once the backend gave it one. */
 export interface Placement {
@@ -44,9 +51,16 @@ export const receipt = (m: { id: string } & Placement): { id: string } & Placeme
  * delivers to its own connections at once, without a position (none exists
  * yet), and marks the message as its own, so the echo after recovery is not
  * delivered twice.
+ *
+ * Each event (notifications as the type `notification`) is matched against
+ * the webhook endpoints: the jobs of those it matches are enqueued with it,
+ * once it has its position, before the publish resolves (the broker holds
+ * them through an outage with the message).
  */
 export class Publisher {
   published = 0
+  /** the webhook endpoints this process knows, refreshed within a second of a change */
+  readonly webhooks: EndpointDirectory
 
   /**
    * `backend` carries messages to the cluster; `hub`, when the publisher lives
@@ -61,7 +75,35 @@ export class Publisher {
     private readonly nextId: () => string,
     /** true while Redis is not delivering: deliver to this node's connections directly */
     private readonly localFirst: () => boolean = () => false,
-  ) {}
+    onError: (err: Error) => void = () => {},
+  ) {
+    this.webhooks = new EndpointDirectory(backend.webhooks, onError)
+  }
+
+  /** Stops refreshing the endpoints. */
+  close (): void { this.webhooks.stop() }
+
+  /** The endpoints a message of `type` goes to; undefined when none. */
+  private async fanout (eventId: string, type: string, at: number): Promise<Fanout | undefined> {
+    await this.knowEndpoints()
+    const endpoints = this.webhooks.match(type)
+    return endpoints.length === 0 ? undefined : { eventId, type, at, endpoints }
+  }
+
+  private async knowEndpoints (): Promise<void> {
+    const ready = this.webhooks.ready()
+    let timer: NodeJS.Timeout | undefined
+    try {
+      await Promise.race([ready, new Promise<never>((_resolve, reject) => {
+        timer = setTimeout(() => reject(new Error(`the webhook endpoints could not be read within ${DIRECTORY_WAIT_MS} ms`)), DIRECTORY_WAIT_MS)
+      })])
+    } catch (err) {
+      ready.catch(() => {})
+      throw new HeraldError('BACKEND_UNAVAILABLE', (err as Error).message)
+    } finally {
+      clearTimeout(timer)
+    }
+  }
 
   /** The event as clients receive it, with its stream and position when history gave it one. */
   async publishEvent (given: EventInput): Promise<HeraldEvent> {
@@ -73,7 +115,7 @@ export class Publisher {
     const event: HeraldEvent = { id: this.nextId(), type: input.type, timestamp: new Date(now).toISOString(), data: input.data ?? {} }
     if (input.userId !== undefined) event.userId = input.userId
     if (input.sessionId !== undefined) event.sessionId = input.sessionId
-    const placed = await this.send(routesFor(event.type, input.userId), input.userId, event, { kind: 'e', publishedAt: now, type: event.type, userId: input.userId ?? '' })
+    const placed = await this.send(routesFor(event.type, input.userId), input.userId, event, { kind: 'e', publishedAt: now, type: event.type, userId: input.userId ?? '' }, await this.fanout(event.id, event.type, now))
     if (diag.eventPublished.hasSubscribers) diag.eventPublished.publish({ serverId: this.serverId, kind: 'event', type: event.type, id: event.id })
     return Object.assign(event, placed)
   }
@@ -84,7 +126,7 @@ export class Publisher {
     const now = Date.now()
     const n: HeraldNotification = { id: this.nextId(), level: input.level, title: input.title, message: input.message, timestamp: new Date(now).toISOString() }
     if (input.data !== undefined) n.data = input.data
-    const placed = await this.send(userId === null ? ['broadcast'] : ['user'], userId ?? undefined, n, { kind: 'n', publishedAt: now, type: 'notification', userId: userId ?? '' })
+    const placed = await this.send(userId === null ? ['broadcast'] : ['user'], userId ?? undefined, n, { kind: 'n', publishedAt: now, type: 'notification', userId: userId ?? '' }, await this.fanout(n.id, NOTIFICATION_TYPE, now))
     if (diag.eventPublished.hasSubscribers) diag.eventPublished.publish({ serverId: this.serverId, kind: 'notification', type: 'notification', id: n.id })
     return Object.assign(n, placed)
   }
@@ -106,7 +148,7 @@ export class Publisher {
    * own (audience.ts gives a user's route before the admin copy); the others
    * get it live only.
    */
-  private async send (routes: readonly Route[], userId: string | undefined, payload: object, head: Pick<Envelope, 'kind' | 'publishedAt' | 'type' | 'userId'>): Promise<Placement> {
+  private async send (routes: readonly Route[], userId: string | undefined, payload: object, head: Pick<Envelope, 'kind' | 'publishedAt' | 'type' | 'userId'>, webhooks: Fanout | undefined): Promise<Placement> {
     this.published++
     const streams = routes.map((r): Stream => r === 'user' ? userStream(userId!) : r === 'broadcast' ? BROADCAST_STREAM : ADMIN_STREAM)
     const names = streams.map((s) => this.ch.of(s))
@@ -117,9 +159,10 @@ export class Publisher {
     const broker = this.backend.broker
     try {
       if (broker.history === null) {
-        const raw = encode({ ...head, origin, stream: '', offset: null, epoch: '', json: JSON.stringify(payload) })
+        const json = JSON.stringify(payload)
+        const raw = encode({ ...head, origin, stream: '', offset: null, epoch: '', json })
         if (local) for (const c of names) this.hub!.dispatchLocal(c, raw)
-        await broker.publish(names, raw)
+        await broker.publish(names, raw, webhooks === undefined ? undefined : { fanout: webhooks, body: json })
         return {}
       }
       const stream = streamName(streams[0]!)
@@ -128,7 +171,7 @@ export class Publisher {
         const raw = place(d, null)
         for (const c of names) this.hub!.dispatchLocal(c, raw)
       }
-      const position: Position | null = await broker.append({ channel: names[0]!, also: names.slice(1), draft: d })
+      const position: Position | null = await broker.append({ channel: names[0]!, also: names.slice(1), draft: d, ...(webhooks !== undefined ? { webhooks } : {}) })
       return position === null ? { stream } : { stream, offset: position.offset, epoch: position.epoch }
     } catch (err) {
       throw new HeraldError('BACKEND_UNAVAILABLE', local ? `delivered on this node only: ${(err as Error).message}` : (err as Error).message)

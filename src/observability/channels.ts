@@ -46,6 +46,13 @@ export interface DeliveryFailed extends OnNode { endpoint: 'events' | 'admin', t
 /** Past saturation: shedding (at most every few seconds while it lasts, `shed` since the last report), or caught up. */
 export interface Overload extends OnNode { shedding: boolean, shed: number, waiting: number, lagMs: number, log: FastifyBaseLogger }
 
+/** One attempt to deliver a webhook, and what became of the delivery: delivered, tried again later, or a dead letter. */
+export interface WebhookAttempt extends OnNode { endpointId: string, webhookId: string, attempt: number, outcome: string, status?: number, durationMs: number, result: 'delivered' | 'retry' | 'dead', log: FastifyBaseLogger }
+/** The webhook queues as this node last read them (cluster-wide figures, sampled every few seconds). */
+export interface WebhookQueues extends OnNode { endpoints: Array<{ endpointId: string, depth: number, oldestAgeMs: number, breaker: 'closed' | 'open' | 'half-open' }> }
+/** An endpoint's deliveries stopped (disabled on a 410, or its breaker opened) or resumed. */
+export interface WebhookState extends OnNode { endpointId: string, change: 'gone' | 'opened' | 'recovered', log: FastifyBaseLogger }
+
 export const channels = {
   connectionOpen: diagnostics.channel('herald:connection:open'),
   connectionClose: diagnostics.channel('herald:connection:close'),
@@ -61,4 +68,7 @@ export const channels = {
   messageDropped: diagnostics.channel('herald:message:dropped'),
   deliveryFailed: diagnostics.channel('herald:delivery:failed'),
   overload: diagnostics.channel('herald:delivery:overload'),
+  webhookAttempt: diagnostics.channel('herald:webhook:attempt'),
+  webhookQueues: diagnostics.channel('herald:webhook:queues'),
+  webhookState: diagnostics.channel('herald:webhook:state'),
 } as const

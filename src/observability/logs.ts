@@ -1,6 +1,6 @@
 import diagnostics from 'node:diagnostics_channel'
 import { CloseCodes } from '../protocol/close-codes.js'
-import { channels, type BackendState, type ConnectionClose, type ConnectionOpen, type DeliveryFailed, type HandshakeRefused, type MessageDropped, type Overload } from './channels.js'
+import { channels, type BackendState, type ConnectionClose, type ConnectionOpen, type DeliveryFailed, type HandshakeRefused, type MessageDropped, type Overload, type WebhookAttempt, type WebhookState } from './channels.js'
 
 const errFields = (err: unknown): { message: string, name?: string } =>
   err instanceof Error ? { name: err.name, message: err.message } : { message: String(err) }
@@ -47,6 +47,16 @@ export function installLogSubscribers (): void {
       const x = m as Overload
       if (x.shedding) x.log.warn({ shed: x.shed, waiting: x.waiting, lagMs: Math.round(x.lagMs) }, 'node behind its input: shedding messages older than a second')
       else x.log.info({ shed: x.shed }, 'node caught up with its input')
+    }],
+    [channels.webhookAttempt, (m) => {
+      const x = m as WebhookAttempt
+      if (x.result === 'dead') x.log.warn({ endpointId: x.endpointId, webhookId: x.webhookId, attempt: x.attempt, outcome: x.outcome, status: x.status }, 'webhook delivery given up: now a dead letter')
+    }],
+    [channels.webhookState, (m) => {
+      const x = m as WebhookState
+      if (x.change === 'gone') x.log.warn({ endpointId: x.endpointId }, 'webhook endpoint answered 410: disabled')
+      else if (x.change === 'opened') x.log.warn({ endpointId: x.endpointId }, 'webhook endpoint failing: its circuit breaker opened')
+      else x.log.info({ endpointId: x.endpointId }, 'webhook endpoint recovered')
     }],
   ]
   for (const [ch, fn] of subs) ch.subscribe(fn)

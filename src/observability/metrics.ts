@@ -5,7 +5,7 @@ import { nodeSnapshot } from '../admin/stats.js'
 import type { Herald } from '../context.js'
 import {
   channels, disconnectLabel, type AuthFailure, type BackendState, type ConnectionClose, type DeliveryFailed, type EventDelivered,
-  type EventPublished, type HandshakeRefused, type MessageIn, type ProbeResult, type RateLimitHit,
+  type EventPublished, type HandshakeRefused, type MessageIn, type ProbeResult, type RateLimitHit, type WebhookAttempt, type WebhookQueues,
 } from './channels.js'
 import { isAuthFailure } from '../errors.js'
 
@@ -86,6 +86,16 @@ export function createMetrics (h: Herald): { registry: Registry, close: () => vo
   const probe = new Histogram({ name: 'herald_redis_probe_latency_seconds', help: 'Round trip of the pub/sub loopback probe', buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2], registers: [registry] })
   const deliveryFailures = new Counter({ name: 'herald_delivery_failures_total', help: 'Deliveries that threw for one connection (closed 1011), by transport', labelNames: ['transport'], registers: [registry] })
   const probeFailures = new Counter({ name: 'herald_redis_probe_failures_total', help: 'Loopback probes that did not come back in time', registers: [registry] })
+  new Gauge({ name: 'herald_backend_persistent', help: '1 when the backend keeps its data across its restart (Redis with AOF on every master), which the webhook queue needs to survive one; 0 otherwise (the memory backend, Redis without AOF)', registers: [registry], collect () { this.set(h.persistent === true ? 1 : 0) } })
+  const webhookAttempts = new Counter({ name: 'herald_webhook_attempts_total', help: 'Webhook delivery attempts made by this node, by endpoint and outcome (success, redirect, client_error, gone, rate_limited, server_error, timeout, network, blocked)', labelNames: ['endpoint', 'outcome'], registers: [registry] })
+  const webhookDead = new Counter({ name: 'herald_webhook_dead_letters_total', help: 'Webhook deliveries this node made dead letters, by endpoint and reason (exhausted: every attempt failed; gone: the endpoint answered 410)', labelNames: ['endpoint', 'reason'], registers: [registry] })
+  const webhookDuration = new Histogram({ name: 'herald_webhook_attempt_duration_seconds', help: 'How long webhook attempts took until their answer', labelNames: ['endpoint'], buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10], registers: [registry] })
+  // The queues as this node last sampled them: cluster-wide figures, the same on every node.
+  let queues: WebhookQueues['endpoints'] = []
+  const phase = { closed: 0, 'half-open': 1, open: 2 } as const
+  new Gauge({ name: 'herald_webhook_queue_depth', help: 'Undelivered webhooks per endpoint, cluster-wide: ready, in flight or waiting for a retry', labelNames: ['endpoint'], registers: [registry], collect () { this.reset(); for (const q of queues) this.set({ endpoint: q.endpointId }, q.depth) } })
+  new Gauge({ name: 'herald_webhook_oldest_pending_seconds', help: 'Age of the oldest undelivered webhook per endpoint, cluster-wide (0 when none)', labelNames: ['endpoint'], registers: [registry], collect () { this.reset(); for (const q of queues) this.set({ endpoint: q.endpointId }, q.oldestAgeMs / 1000) } })
+  new Gauge({ name: 'herald_webhook_breaker_state', help: 'Each endpoint\'s circuit breaker, cluster-wide: 0 closed, 1 half-open (one delivery probing), 2 open', labelNames: ['endpoint'], registers: [registry], collect () { this.reset(); for (const q of queues) this.set({ endpoint: q.endpointId }, phase[q.breaker]) } })
 
   const subs: Array<[diagnostics.Channel, (m: unknown) => void]> = [
     [channels.messageIn, (m) => { const x = m as MessageIn; messagesIn.inc({ endpoint: x.endpoint, type: x.type }) }],
@@ -105,6 +115,13 @@ export function createMetrics (h: Herald): { registry: Registry, close: () => vo
     [channels.backendState, (m) => { redisState.inc({ state: (m as BackendState).healthy ? 'up' : 'down' }) }],
     [channels.deliveryFailed, (m) => { deliveryFailures.inc({ transport: (m as DeliveryFailed).transport }) }],
     [channels.probe, (m) => { const x = m as ProbeResult; if (x.ok) probe.observe(x.latencyMs / 1000); else probeFailures.inc() }],
+    [channels.webhookAttempt, (m) => {
+      const x = m as WebhookAttempt
+      webhookAttempts.inc({ endpoint: x.endpointId, outcome: x.outcome })
+      if (x.outcome !== 'blocked') webhookDuration.observe({ endpoint: x.endpointId }, x.durationMs / 1000)
+      if (x.result === 'dead') webhookDead.inc({ endpoint: x.endpointId, reason: x.outcome === 'gone' ? 'gone' : 'exhausted' })
+    }],
+    [channels.webhookQueues, (m) => { queues = (m as WebhookQueues).endpoints }],
   ]
   // This node's messages only: another node in the same process publishes on the same channels.
   const mine = subs.map(([ch, fn]): [diagnostics.Channel, (m: unknown) => void] => [ch, (m) => { if ((m as { serverId?: unknown }).serverId === serverId) fn(m) }])

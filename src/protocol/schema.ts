@@ -260,6 +260,113 @@ export const AdminVerdict = Type.Union([
 export const TAIL_MAX_PATTERNS = 100
 
 
+// --- webhooks: /api/webhooks
+
+export const WEBHOOK_ID_PATTERN = '^[A-Za-z0-9_-]{1,64}$'
+export const WEBHOOK_ID_RULE = '1-64 letters, digits, underscores or hyphens'
+export const MAX_WEBHOOK_PATTERNS = 100
+export const MAX_WEBHOOK_URL_LENGTH = 2048
+export const MAX_WEBHOOKS = 1000
+
+const WebhookId = (description: string) => Type.String({ pattern: WEBHOOK_ID_PATTERN, description: `${description}: ${WEBHOOK_ID_RULE}` })
+const WebhookUrl = Type.String({ minLength: 1, maxLength: MAX_WEBHOOK_URL_LENGTH, description: 'https:// (http:// only where WEBHOOK_ALLOW_HTTP allows it); its address must be public unless WEBHOOK_ALLOW_PRIVATE allows it, checked on every connection' })
+const WebhookPatterns = Type.Array(SubscriptionPattern, { minItems: 1, maxItems: MAX_WEBHOOK_PATTERNS, description: `1-${MAX_WEBHOOK_PATTERNS} event type patterns, matched as subscriptions are (notifications match as the type \`notification\`)` })
+const SECRET_FORM = 'whsec_ followed by the base64 of 24 to 64 random bytes'
+const WebhookSecret = (description: string) => Type.String({ maxLength: 100, description: `${SECRET_FORM}${description}` })
+const Description = Type.String({ maxLength: 500 })
+
+export const WebhookCreate = Type.Object({
+  url: WebhookUrl,
+  eventTypes: WebhookPatterns,
+  secret: Type.Optional(WebhookSecret('; generated when not given')),
+  enabled: Type.Optional(Type.Boolean({ description: 'default true' })),
+  description: Type.Optional(Description),
+}, { additionalProperties: false })
+
+export const WebhookPatch = Type.Object({
+  url: Type.Optional(WebhookUrl),
+  eventTypes: Type.Optional(WebhookPatterns),
+  secret: Type.Optional(WebhookSecret(': rotates to it; the previous secret keeps signing (both signatures sent) for WEBHOOK_SECRET_OVERLAP')),
+  rotateSecret: Type.Optional(Type.Boolean({ description: 'true: rotates to a generated secret, returned in the answer' })),
+  enabled: Type.Optional(Type.Boolean({ description: 'false moves what is queued for it to its dead letters; true starts it afresh' })),
+  description: Type.Optional(Description),
+}, { additionalProperties: false })
+
+export const WebhookParams = Type.Object({ id: WebhookId('the endpoint') })
+
+const QueueView = Type.Object({
+  depth: Type.Integer({ description: 'undelivered: ready, in flight or waiting for a retry' }),
+  oldestAgeMs: Type.Union([Type.Integer(), Type.Null()], { description: 'ms since the oldest undelivered one was published' }),
+  breaker: Type.Union([Type.Literal('closed'), Type.Literal('open'), Type.Literal('half-open')]),
+  breakerUntil: Type.Optional(Time('open: when one delivery is tried again')),
+})
+
+export const WebhookView = Type.Object({
+  id: Type.String(),
+  url: Type.String(),
+  eventTypes: Type.Array(Type.String()),
+  enabled: Type.Boolean(),
+  disabledReason: Type.Optional(Type.String({ description: '`gone`: it answered 410; `operator`: disabled through the API' })),
+  description: Type.Optional(Type.String()),
+  createdAt: Time('created'),
+  updatedAt: Time('last changed'),
+  secretRotation: Type.Optional(Type.Object({ previousExpiresAt: Time('until when the previous secret still signs') })),
+  seeded: Type.Boolean({ description: 'seeded from the WEBHOOKS configuration' }),
+  queue: Type.Optional(QueueView),
+}, { additionalProperties: false })
+
+export const WebhookWithSecret = Type.Object({
+  ...WebhookView.properties,
+  secret: Type.String({ description: 'the signing secret: shown once, here' }),
+}, { additionalProperties: false })
+
+/** A PATCH answer: the secret only when the request rotated it. */
+export const WebhookUpdated = Type.Object({
+  ...WebhookView.properties,
+  secret: Type.Optional(Type.String({ description: 'the new signing secret, when the request rotated it: shown once, here' })),
+}, { additionalProperties: false })
+
+export const WebhookList = Type.Object({ webhooks: Type.Array(WebhookView) })
+
+export const WebhookAttempt = Type.Object({
+  webhookId: Type.String({ description: 'the `webhook-id` header' }),
+  eventId: Type.String(),
+  attempt: Type.Integer({ description: '1 for the first' }),
+  at: Time('when it was made'),
+  durationMs: Type.Number(),
+  outcome: Type.String({ description: 'success, redirect, client_error, gone, rate_limited, server_error, timeout, network, blocked' }),
+  status: Type.Optional(Type.Integer({ description: 'the HTTP status answered' })),
+  serverId: Type.String({ description: 'the node that made it' }),
+  error: Type.Optional(Type.String()),
+  retryInMs: Type.Optional(Type.Integer({ description: 'when the next attempt is due' })),
+}, { additionalProperties: false })
+
+export const WebhookAttempts = Type.Object({ attempts: Type.Array(WebhookAttempt, { description: 'the latest, newest first' }) })
+
+export const DeadLetterView = Type.Object({
+  webhookId: Type.String(),
+  eventId: Type.String(),
+  type: Type.String(),
+  reason: Type.Union([Type.Literal('exhausted'), Type.Literal('gone'), Type.Literal('disabled')], { description: 'every attempt failed; the endpoint answered 410; or it was disabled with this queued' }),
+  deadAt: Time('when it became a dead letter'),
+  attempts: Type.Integer(),
+  publishedAt: Time('when the event was published'),
+  payload: Type.Unsafe<Record<string, unknown>>({ type: 'object', description: 'the body that was POSTed' }),
+}, { additionalProperties: false })
+
+export const DeadLetterQuery = Type.Object({
+  limit: Type.Optional(Type.String({ pattern: LIMIT_PATTERN, description: `1-1000 (default ${DEFAULT_PAGE})` })),
+})
+
+export const DeadLetters = Type.Object({ deadLetters: Type.Array(DeadLetterView, { description: 'newest first' }) })
+
+export const ReplayBody = Type.Object({
+  webhookIds: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 200 }), { minItems: 1, maxItems: 1000, description: 'the dead letters to deliver again; absent: the newest `limit`' })),
+  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, description: 'without webhookIds: how many of the newest (default 1000)' })),
+}, { additionalProperties: false })
+
+export const Replayed = Type.Object({ replayed: Type.Integer({ description: 'dead letters queued again, attempts counted from 0' }) })
+
 export const Health = Type.Object({
   healthy: Type.Boolean({ description: 'ready: the backend answers and the node is not draining' }),
   serverId: Type.String(),
@@ -269,6 +376,7 @@ export const Health = Type.Object({
   uptime: Type.Integer({ description: 'seconds' }),
   draining: Type.Boolean(),
   probeLatencyMs: Type.Union([Type.Number(), Type.Null()], { description: 'the last loopback probe through the backend' }),
+  persistent: Type.Union([Type.Boolean(), Type.Null()], { description: 'the backend keeps its data across its restart (Redis with AOF on every master; never the memory backend): what the webhook queue needs to survive one; null until known' }),
 })
 
 // --- frames

@@ -235,5 +235,6 @@ t.test('straight onto Redis: each publish is appended to its stream as a node ap
   t.throws(() => new HeraldPublisher({ redis: rc, history: { size: -1, ttlMs: 1000 } }), /history\.size must be a whole number >= 0/, 'a history that is no retention is refused')
   const plain = { publish: async () => 1 }
   t.throws(() => new HeraldPublisher({ redis: plain }), /history needs a Redis client that runs scripts/, 'a client that cannot run the append script is refused at once, not at the first publish')
-  t.doesNotThrow(() => new HeraldPublisher({ redis: plain, history: false }), 'it publishes with history off')
+  t.throws(() => new HeraldPublisher({ redis: plain, history: false }), /webhooks need a Redis client that runs scripts/, 'nor can it enqueue webhook jobs')
+  t.doesNotThrow(() => new HeraldPublisher({ redis: plain, history: false, webhooks: false }), 'it publishes with history and webhooks off')
 })

@@ -1,7 +1,8 @@
 // deploy/grafana/: the Grafana dashboard and the Prometheus alert rules.
 // A real node on a private Redis is driven through what an operator's panels
 // show (connections, an event published and delivered, a refused handshake,
-// a connection limit, a normal close, a slow consumer closed 4008), then:
+// a connection limit, a normal close, a slow consumer closed 4008, webhooks
+// delivered to an endpoint seeded from its configuration), then:
 // - every PromQL expression of the dashboard, of the rules and of the rules'
 //   unit tests is parsed with the Prometheus project's grammar
 //   (@prometheus-io/lezer-promql) and must read only metrics, label names and
@@ -26,6 +27,7 @@ import { connect, refusal } from '../helpers/client.js'
 import { startNode } from '../helpers/node.js'
 import { metric, parseMetrics } from '../helpers/ops.js'
 import { freePort } from '../helpers/ports.js'
+import { startReceiver } from '../helpers/receiver.js'
 import { startRedis } from '../helpers/redis.js'
 import { adminToken, token, userToken } from '../helpers/tokens.js'
 import { waitFor, within } from '../helpers/wait.js'
@@ -49,7 +51,13 @@ const variables: any[] = dashboard.templating.list
 
 const redis = await startRedis()
 t.teardown(() => redis.stop())
+// The webhook panels and HeraldWebhookBacklog read per-endpoint series: an
+// endpoint with a fixed id (the rules' unit tests name it), seeded at boot.
+const receiver = await startReceiver(t)
 const node = await startNode({
+  WEBHOOKS: JSON.stringify([{ id: 'audit-store', url: receiver.url, eventTypes: ['session.*'], secret: 'whsec_' + Buffer.alloc(32, 5).toString('base64') }]),
+  WEBHOOK_ALLOW_PRIVATE: '127.0.0.0/8',
+  WEBHOOK_ALLOW_HTTP: 'true',
   REDIS_URL: redis.url,
   MAX_CONNECTIONS_PER_USER: '1',
   MAX_SEND_BUFFER_BYTES: '16384',
@@ -158,6 +166,10 @@ t.test('the traffic an operator\'s panels are about', { timeout: 60_000 }, async
   slowSocket.resume()
   t.equal((await within(15_000, 'the slow consumer to see its close', slow.closed)).code, 4008, `the node closed the slow consumer 4008 (${flood} events of 32 KB published)`)
   await waitFor('the 4008 close to be counted', async () => parseMetrics(await scrape()), (s) => metric(s, 'herald_disconnects_total', { code: '4008' }) === 1, { timeoutMs: 10_000 })
+  // The session.* events went to the webhook endpoint too; its queue is sampled every few seconds.
+  await receiver.count(5)
+  await waitFor('the webhook metrics', async () => parseMetrics(await scrape()), (s) => metric(s, 'herald_webhook_attempts_total', { endpoint: 'audit-store', outcome: 'success' }) >= 5 &&
+    s.some((x) => x.name === 'herald_webhook_queue_depth' && x.labels.endpoint === 'audit-store'), { timeoutMs: 10_000 })
   afterTraffic = parseMetrics(await scrape())
   exp = exported(afterTraffic)
 })
@@ -206,7 +218,8 @@ t.test('every query of the dashboard, the rules and their tests reads only what 
   for (const m of ['herald_connections', 'herald_events_published_total', 'herald_events_delivered_total', 'herald_delivery_latency_seconds_bucket',
     'herald_disconnects_total', 'herald_rate_limit_hits_total', 'herald_auth_failures_total', 'herald_redis_up', 'herald_backend_ready',
     'herald_redis_probe_latency_seconds_bucket', 'herald_broker_messages_dropped_total', 'herald_delivery_backlog_messages', 'herald_delivery_lag_seconds',
-    'herald_process_resident_memory_bytes', 'herald_nodejs_eventloop_lag_p99_seconds']) {
+    'herald_process_resident_memory_bytes', 'herald_nodejs_eventloop_lag_p99_seconds',
+    'herald_webhook_queue_depth', 'herald_webhook_oldest_pending_seconds', 'herald_webhook_attempts_total', 'herald_webhook_breaker_state', 'herald_backend_persistent']) {
     t.ok(read.has(m), `a panel reads ${m}`)
   }
   t.ok(exp.get('herald_disconnects_total')?.get('code')?.has('4008'), 'the traffic produced the slow-consumer close the alert matches')
@@ -339,7 +352,7 @@ t.test('the alert rules: Prometheus rule format, promtool checks them and runs t
     t.equal(r.annotations?.runbook, `docs/operations.md#${(r.alert as string).toLowerCase()}`, `${r.alert as string}: runbook anchor`)
   }
   // What the issue asks to be alerted on.
-  for (const a of ['HeraldNodeDown', 'HeraldReadinessFlapping', 'HeraldRedisUnreachable', 'HeraldSlowConsumerCloses', 'HeraldNodeBehindInput', 'HeraldMessagesShed', 'HeraldAuthFailureBurst']) {
+  for (const a of ['HeraldNodeDown', 'HeraldReadinessFlapping', 'HeraldRedisUnreachable', 'HeraldSlowConsumerCloses', 'HeraldNodeBehindInput', 'HeraldMessagesShed', 'HeraldAuthFailureBurst', 'HeraldWebhookBacklog']) {
     t.ok(names.includes(a), `${a} is defined`)
   }
 

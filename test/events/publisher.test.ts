@@ -12,10 +12,13 @@
 //     position (header and payload alike, the admin copy too), the stream
 //     keeps that very message at that offset, and an entry point that
 //     answers with a receipt (the API's 202, `broadcasted`, the library's
-//     publishWithReceipt) answers with that position.
+//     publishWithReceipt) answers with that position;
+//   - its webhook job was enqueued with it: an endpoint subscribed to every
+//     type receives it, under the webhook-id of the event and the endpoint,
+//     with the very JSON the stream keeps as its client payload.
 //
-// Whatever the publish path does next (a webhook job) gets its check in
-// `observe`, and every entry point is held to it.
+// Whatever the publish path does next gets its check in `observe`, and every
+// entry point is held to it.
 import diagnostics from 'node:diagnostics_channel'
 import t, { type Test } from 'tap'
 import { Cluster, type Redis } from 'ioredis'
@@ -24,6 +27,7 @@ import { decode } from '../../src/events/codec.js'
 import type { EventPublished } from '../../src/observability/channels.js'
 import { startApp, type RunningApp } from '../helpers/app.js'
 import { connect, type TestClient } from '../helpers/client.js'
+import { startReceiver, type Receiver } from '../helpers/receiver.js'
 import { startRedisCluster } from '../helpers/redis-cluster.js'
 import { startRedis } from '../helpers/redis.js'
 import { adminToken, userToken } from '../helpers/tokens.js'
@@ -52,7 +56,19 @@ interface Site {
   library: HeraldPublisher
   /** what the stream of `channel` keeps at `offset`, read straight from Redis */
   kept (channel: string, offset: number): Promise<string | null>
+  /** a webhook endpoint for every type, and its receiver */
+  hook: { id: string, rx: Receiver }
 }
+
+/** Made before anything is published, so every publisher's first read of the endpoints finds it. */
+async function hookOn (t: Test, node: RunningApp): Promise<Site['hook']> {
+  const rx = await startReceiver(t)
+  const r = await node.api('/api/webhooks', { body: { url: rx.url, eventTypes: ['*'] } })
+  if (r.status !== 201) throw new Error(`webhook: ${r.status} ${JSON.stringify(r.body)}`)
+  return { id: r.body.id, rx }
+}
+
+const LOOPBACK_HOOKS = { WEBHOOK_ALLOW_PRIVATE: '127.0.0.0/8', WEBHOOK_ALLOW_HTTP: 'true' }
 
 /** The entry of a stream (a Redis Stream keyed `<channel>:s`, entry id `<offset>-0`, one field). */
 async function keptIn (client: { xrange (key: string, start: string, end: string): Promise<Array<[string, string[]]>> }, channel: string, offset: number): Promise<string | null> {
@@ -63,8 +79,9 @@ async function keptIn (client: { xrange (key: string, start: string, end: string
 async function standaloneSite (t: Test): Promise<Site> {
   const redis = await startRedis()
   t.teardown(() => redis.stop())
-  const node = await startApp({ REDIS_URL: redis.url, SERVER_ID: `pp-standalone-${process.pid}` })
+  const node = await startApp({ REDIS_URL: redis.url, SERVER_ID: `pp-standalone-${process.pid}`, ...LOOPBACK_HOOKS })
   t.teardown(() => node.close())
+  const hook = await hookOn(t, node)
   const spy = redis.client()
   const seen: Seen[] = []
   spy.on('pmessage', (_p: string, channel: string, raw: string) => { seen.push({ channel, raw }) })
@@ -73,14 +90,15 @@ async function standaloneSite (t: Test): Promise<Site> {
   const library = new HeraldPublisher({ redis: caller, keyPrefix: 'herald:' })
   t.teardown(() => library.close())
   const reader = redis.client()
-  return { name: 'standalone', node, ...await receiversOn(t, node), seen, watchUser: async () => {}, library, kept: async (c, o) => await keptIn(reader, c, o) }
+  return { name: 'standalone', node, ...await receiversOn(t, node), seen, watchUser: async () => {}, library, kept: async (c, o) => await keptIn(reader, c, o), hook }
 }
 
 async function clusterSite (t: Test): Promise<Site> {
   const rc = await startRedisCluster(3)
   t.teardown(() => rc.stop())
-  const node = await startApp({ REDIS_CLUSTER_NODES: rc.nodes, SERVER_ID: `pp-cluster-${process.pid}` })
+  const node = await startApp({ REDIS_CLUSTER_NODES: rc.nodes, SERVER_ID: `pp-cluster-${process.pid}`, ...LOOPBACK_HOOKS })
   t.teardown(() => node.close())
+  const hook = await hookOn(t, node)
   const nodes = rc.ports.map((port) => ({ host: '127.0.0.1', port }))
   const spy = new Cluster(nodes, { shardedSubscribers: true, redisOptions: { maxRetriesPerRequest: 1 } })
   const caller = new Cluster(nodes, { redisOptions: { maxRetriesPerRequest: 1 } })
@@ -92,7 +110,7 @@ async function clusterSite (t: Test): Promise<Site> {
   await spy.ssubscribe('herald:{b}')
   const library = new HeraldPublisher({ redis: caller, keyPrefix: 'herald:' })
   t.teardown(() => library.close())
-  return { name: 'Redis Cluster', node, ...await receiversOn(t, node), seen, watchUser: async (u) => { await spy.ssubscribe(`herald:{u:${u}}`) }, library, kept: async (c, o) => await keptIn(caller, c, o) }
+  return { name: 'Redis Cluster', node, ...await receiversOn(t, node), seen, watchUser: async (u) => { await spy.ssubscribe(`herald:{u:${u}}`) }, library, kept: async (c, o) => await keptIn(caller, c, o), hook }
 }
 
 async function receiversOn (t: Test, node: RunningApp): Promise<{ admin: TestClient, watcher: TestClient }> {
@@ -123,6 +141,8 @@ interface Observed {
     /** the receiver got it at that position */
     delivered: boolean
   }
+  /** its webhook job: POSTed under its webhook-id, the body the stream keeps as its client payload */
+  webhook: { id: boolean, body: boolean }
 }
 
 /**
@@ -149,6 +169,8 @@ async function observe (t: Test, site: Site, how: string, published: Published, 
   const own = envs.find((e) => e.channel === (first.stream.startsWith('user:') ? `herald:{u:${first.stream.slice(5)}}` : first.stream === 'broadcast' ? 'herald:{b}' : 'herald:{a}'))
   const kept = own !== undefined && first.offset !== null ? await site.kept(own.channel, first.offset) : null
   if (published.receipt !== undefined) t.same(published.receipt, { id, ...position }, `${how}: answered with the position it got`)
+  const webhookId = `msg_${id}_${site.hook.id}`
+  const [posted] = await site.hook.rx.count(1, (r) => r.headers['webhook-id'] === webhookId)
   return {
     reports: publishedReports.filter((p) => p.id === id).map((p) => ({ kind: p.kind, type: p.type })),
     channels: envs.map((e) => anonymise(e.channel)).sort(),
@@ -161,6 +183,7 @@ async function observe (t: Test, site: Site, how: string, published: Published, 
       kept: kept === envs[0]!.raw,
       delivered: frame.payload.stream === first.stream && frame.payload.offset === first.offset && frame.payload.epoch === first.epoch,
     },
+    webhook: { id: posted !== undefined, body: posted?.body === first.json },
   }
 }
 
@@ -265,6 +288,7 @@ t.test('every entry point publishes through the one Publisher: same message on R
     t.same(header, { kind: 'e', origin: '', type: e.type, userId: 'U', stream: c.stream }, `${c.name}: its header`)
     t.same(payload, { ...e, stream: c.stream }, `${c.name}: its payload is what was published, and its stream`)
     t.same(appended, { positioned: true, kept: true, delivered: true }, `${c.name}: appended to ${c.stream}, positioned, kept and delivered at its position`)
+    t.same(seen[0]![1].webhook, { id: true, body: true }, `${c.name}: its webhook job enqueued with it, the body as clients receive it`)
     allAlike(t, seen)
   }
 
@@ -281,6 +305,7 @@ t.test('every entry point publishes through the one Publisher: same message on R
   t.same(header, { kind: 'n', origin: '', type: 'notification', userId: '', stream: 'broadcast' })
   t.same(payload, { ...note, stream: 'broadcast' })
   t.same(appended, { positioned: true, kept: true, delivered: true }, 'a broadcast notification: appended to the broadcast stream, kept and delivered at its position')
+  t.same(notes[0]![1].webhook, { id: true, body: true }, 'a broadcast notification: its webhook job enqueued with it')
   allAlike(t, notes)
 })
 
