@@ -91,6 +91,9 @@ export class Publisher {
   }
 
   private async knowEndpoints (): Promise<void> {
+    // Known once, refreshed in the background after: the wait (a timer and a
+    // race per publish) is for a process that never read the list yet.
+    if (this.webhooks.known) return
     const ready = this.webhooks.ready()
     let timer: NodeJS.Timeout | undefined
     try {

@@ -1,0 +1,249 @@
+// HTTP publish (a scenario of `npm run bench`; alone:
+// `node --import tsx bench/publish.ts [--smoke] [--profile]`). In one run, on
+// one machine, each server its own process, the load from another, all on
+// 127.0.0.1, in alternating rounds (the order flips each round; medians
+// reported):
+//
+//   - a bare Fastify route (bench/servers/bare-fastify.ts) that parses the
+//     same JSON body and answers 202: the floor any JSON endpoint pays;
+//   - Herald's POST /api/events, a user event (its user stream plus the
+//     admin copy), history on, on its own Redis;
+//   - Herald's POST /api/events/batch, BATCH such events per request.
+//
+// CPU is the server process's own (user + system, what process.cpuUsage()
+// reads, here from /proc/<pid>/stat so the server runs unmodified) over the
+// window, divided by the requests (or events) answered 202 in it.
+// `--profile` adds a CPU profile of the node over one single-publish window,
+// printed as self time by function and by what it is spent on.
+import { fork, spawn, type ChildProcess } from 'node:child_process'
+import { readFileSync, mkdtempSync, writeFileSync } from 'node:fs'
+import { createServer } from 'node:net'
+import { tmpdir } from 'node:os'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { Redis } from 'ioredis'
+import { inspectorUrl, session } from './inspector.js'
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
+const SECRET = 'bench-secret-that-is-at-least-32-characters'
+const API_KEY = 'bench-api-key-0123456789'
+const TSX = ['--import', 'tsx']
+const TICKS = 100 // USER_HZ: /proc/<pid>/stat counts CPU time in hundredths of a second on Linux
+
+export interface PublishRound { target: Target, requests: number, events: number, seconds: number, cpuMs: number, failed: number }
+export interface PublishResult {
+  rounds: PublishRound[]
+  batchSize: number
+  inFlight: number
+  /** medians over the rounds */
+  bare: { cpuUsPerRequest: number, requestsPerSec: number }
+  single: { cpuUsPerRequest: number, requestsPerSec: number }
+  batch: { cpuUsPerEvent: number, eventsPerSec: number, requestsPerSec: number }
+  /** Herald single publish CPU ÷ bare route CPU (goal ≤ 1.5) */
+  cpuRatio: number
+  /** batch events/s ÷ single publishes/s (goal ≥ 20) */
+  batchRatio: number
+  profile?: string[]
+}
+
+type Target = 'bare' | 'single' | 'batch'
+// PUBLISH_TARGETS=bare,single: a subset while developing.
+const TARGETS = (process.env.PUBLISH_TARGETS?.split(',') ?? ['bare', 'single', 'batch']) as Target[]
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
+const children = new Set<ChildProcess>()
+const track = <T extends ChildProcess>(c: T): T => { children.add(c); c.once('exit', () => children.delete(c)); return c }
+async function stop (c: ChildProcess): Promise<void> {
+  if (c.exitCode !== null || c.signalCode !== null) return
+  const done = new Promise((resolve) => c.once('exit', resolve))
+  c.kill('SIGKILL')
+  await done
+}
+process.on('exit', () => { for (const c of children) try { c.kill('SIGKILL') } catch {} })
+
+async function freePort (): Promise<number> {
+  return await new Promise((resolve) => { const s = createServer(); s.listen(0, '127.0.0.1', () => { const p = (s.address() as { port: number }).port; s.close(() => resolve(p)) }) })
+}
+
+function next<T> (c: ChildProcess, pred: (m: any) => boolean, what: string, timeoutMs = 60_000): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => { c.off('message', on); reject(new Error(`timed out: ${what}`)) }, timeoutMs)
+    const on = (m: any): void => {
+      if (m.error !== undefined) { clearTimeout(timer); c.off('message', on); reject(new Error(`${what}: ${m.error as string}`)); return }
+      if (!pred(m)) return
+      clearTimeout(timer)
+      c.off('message', on)
+      resolve(m as T)
+    }
+    c.on('message', on)
+  })
+}
+
+async function startRedis (): Promise<{ url: string, proc: ChildProcess }> {
+  const port = await freePort()
+  const proc = track(spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--loglevel', 'warning'], { stdio: 'ignore' }))
+  const url = `redis://127.0.0.1:${port}`
+  for (let i = 0; i < 200; i++) {
+    const r = new Redis(url, { lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 })
+    r.on('error', () => {})
+    try { await r.connect(); await r.ping(); r.disconnect(); return { url, proc } } catch { r.disconnect(); await sleep(25) }
+  }
+  throw new Error('redis-server did not start')
+}
+
+async function startHerald (redisUrl: string, inspect: boolean): Promise<{ proc: ChildProcess, http: string, inspector: Promise<string> | null }> {
+  for (let attempt = 1; ; attempt++) {
+    const port = await freePort()
+    const proc = track(spawn(process.execPath, [...(inspect ? ['--inspect=127.0.0.1:0'] : []), join(ROOT, 'dist/main.js')], {
+      env: { PATH: process.env.PATH ?? '', NODE_ENV: 'production', HOST: '127.0.0.1', PORT: String(port), REDIS_URL: redisUrl, JWT_SECRET: SECRET, API_KEYS: API_KEY, LOG_LEVEL: process.env.HERALD_LOG_LEVEL ?? 'warn' },
+      stdio: ['ignore', 'ignore', inspect ? 'pipe' : 'inherit'],
+    }))
+    const inspector = inspect ? inspectorUrl(proc) : null
+    let exited = false
+    proc.once('exit', () => { exited = true })
+    const http = `http://127.0.0.1:${port}`
+    for (let i = 0; i < 800 && !exited; i++) {
+      if (await fetch(`${http}/ws/health`).then((r) => r.status === 200, () => false)) return { proc, http, inspector }
+      await sleep(25)
+    }
+    await stop(proc)
+    // A port found free can be taken before the node binds it: another port.
+    if (!exited || attempt >= 3) throw new Error('herald did not become ready')
+  }
+}
+
+/** utime + stime of a process, in ms. */
+function cpuMsOf (pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  return (Number(fields[11]) + Number(fields[12])) * 1000 / TICKS
+}
+
+const median = (xs: number[]): number => { const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2 }
+
+/** A login event of about 150 bytes, as services publish them. */
+const event = (i: number): object => ({ type: 'authentication.login.success', userId: `user-${i % 500}`, sessionId: `sess-${i % 500}`, data: { ip: '203.0.113.7', agent: 'Mozilla/5.0 (X11; Linux x86_64)', method: 'password' } })
+
+export async function publishBench (o: { smoke: boolean, profile?: boolean, progress?: (s: string) => void }): Promise<PublishResult> {
+  const say = o.progress ?? (() => {})
+  const rounds = o.smoke ? 1 : 5
+  const windowMs = o.smoke ? 500 : 3000
+  const inFlight = 16
+  const batchSize = o.smoke ? 20 : 100
+  const redis = await startRedis()
+  const herald = await startHerald(redis.url, o.profile === true)
+  const bare = track(fork(join(ROOT, 'bench/servers/bare-fastify.ts'), [], { execArgv: TSX, env: { PATH: process.env.PATH ?? '', PORT: '0' }, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] }))
+  const bareUrl = `http://127.0.0.1:${(await next<{ ready: number }>(bare, (m) => m.ready !== undefined, 'bare Fastify start')).ready}`
+  const load = track(fork(join(ROOT, 'bench/load/http-publish.ts'), [], { execArgv: TSX, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] }))
+  const auth = { authorization: `Bearer ${API_KEY}` }
+  const single = JSON.stringify(event(1))
+  const batch = JSON.stringify({ events: Array.from({ length: batchSize }, (_, i) => event(i)) })
+  const jobs: Record<Target, { url: string, path: string, body: string, pid: number, events: number }> = {
+    bare: { url: bareUrl, path: '/api/events', body: single, pid: bare.pid!, events: 1 },
+    single: { url: herald.http, path: '/api/events', body: single, pid: herald.proc.pid!, events: 1 },
+    batch: { url: herald.http, path: '/api/events/batch', body: batch, pid: herald.proc.pid!, events: batchSize },
+  }
+  const measure = async (t: Target, ms: number): Promise<PublishRound> => {
+    const j = jobs[t]
+    const before = cpuMsOf(j.pid)
+    load.send({ url: j.url, path: j.path, body: j.body, headers: auth, inFlight, ms, status: t === 'batch' ? 200 : 202 })
+    const { done } = await next<{ done: { ok: number, failed: number, firstError?: string, ms: number } }>(load, (m) => m.done !== undefined, `${t} load`, ms + 60_000)
+    const cpuMs = cpuMsOf(j.pid) - before
+    if (done.failed > 0 && done.ok === 0) throw new Error(`${t}: every request failed: ${done.firstError ?? '?'}`)
+    return { target: t, requests: done.ok, events: done.ok * j.events, seconds: done.ms / 1000, cpuMs, failed: done.failed }
+  }
+  try {
+    // Warm-up: JIT, connections, Redis scripts loaded.
+    for (const t of TARGETS) await measure(t, o.smoke ? 300 : 1500)
+    let profile: string[] | undefined
+    if (o.profile === true) profile = await profiled(herald.inspector!, async () => { await measure('single', windowMs) })
+    const out: PublishRound[] = []
+    const order = TARGETS
+    for (let r = 0; r < rounds; r++) {
+      for (const t of r % 2 === 0 ? order : [...order].reverse()) {
+        const m = await measure(t, windowMs)
+        say(`publish round ${r + 1}/${rounds}: ${t} ${Math.round(m.requests / m.seconds)} req/s, ${(1000 * m.cpuMs / m.requests).toFixed(0)} µs CPU/req`)
+        out.push(m)
+      }
+    }
+    const of = (t: Target): PublishRound[] => out.filter((m) => m.target === t)
+    const cpuPerReq = (t: Target): number => median(of(t).map((m) => 1000 * m.cpuMs / m.requests))
+    const reqPerSec = (t: Target): number => median(of(t).map((m) => m.requests / m.seconds))
+    const res: PublishResult = {
+      rounds: out,
+      batchSize,
+      inFlight,
+      bare: { cpuUsPerRequest: cpuPerReq('bare'), requestsPerSec: reqPerSec('bare') },
+      single: { cpuUsPerRequest: cpuPerReq('single'), requestsPerSec: reqPerSec('single') },
+      batch: { cpuUsPerEvent: median(of('batch').map((m) => 1000 * m.cpuMs / m.events)), eventsPerSec: median(of('batch').map((m) => m.events / m.seconds)), requestsPerSec: reqPerSec('batch') },
+      cpuRatio: 0,
+      batchRatio: 0,
+      ...(profile !== undefined ? { profile } : {}),
+    }
+    res.cpuRatio = res.single.cpuUsPerRequest / res.bare.cpuUsPerRequest
+    res.batchRatio = res.batch.eventsPerSec / res.single.requestsPerSec
+    return res
+  } finally {
+    await Promise.all([stop(load), stop(bare), stop(herald.proc)])
+    await stop(redis.proc)
+  }
+}
+
+interface Profile { nodes: Array<{ id: number, callFrame: { functionName: string, url: string, lineNumber: number } }>, samples: number[] }
+
+/** The node's CPU profile over `work`: self time by function (top 25), then by where it is spent. */
+async function profiled (inspector: Promise<string>, work: () => Promise<void>): Promise<string[]> {
+  const s = await session(await inspector)
+  await s.send('Profiler.enable')
+  await s.send('Profiler.setSamplingInterval', { interval: 100 })
+  await s.send('Profiler.start')
+  await work()
+  const { profile } = await s.send<{ profile: Profile }>('Profiler.stop')
+  s.close()
+  const file = join(mkdtempSync(join(tmpdir(), 'herald-publish-prof-')), 'herald.cpuprofile')
+  writeFileSync(file, JSON.stringify(profile))
+  const counts = new Map<number, number>()
+  for (const id of profile.samples) counts.set(id, (counts.get(id) ?? 0) + 1)
+  const byFn = new Map<string, number>()
+  const byWhat = new Map<string, number>()
+  for (const n of profile.nodes) {
+    const c = counts.get(n.id) ?? 0
+    if (c === 0) continue
+    const url = n.callFrame.url
+    const where = url.replace(/^.*\/node_modules\//, '').replace(/^file:\/\/.*\/dist\//, 'dist/')
+    const fn = n.callFrame.functionName || '(anonymous)'
+    const key = `${fn} ${where}${where ? ':' + (n.callFrame.lineNumber + 1) : ''}`
+    byFn.set(key, (byFn.get(key) ?? 0) + c)
+    const lib = /node_modules\/(@[^/]+\/[^/]+|[^/]+)\//.exec(url)?.[1]
+    const what = fn === '(idle)' || fn === '(program)' || fn === '(garbage collector)' ? fn
+      : url.includes('/dist/') ? `Herald ${where.replace(/^dist\//, '').replace(/\.js$/, '')}`
+        : lib !== undefined ? lib
+          : 'Node internals (http, streams, buffers, timers)'
+    byWhat.set(what, (byWhat.get(what) ?? 0) + c)
+  }
+  const busy = profile.samples.length - (byWhat.get('(idle)') ?? 0)
+  const lines = [`profile: ${file} (${profile.samples.length} samples, ${busy} busy)`, '', 'self time by function (share of busy samples):']
+  for (const [k, c] of [...byFn].filter(([k]) => !k.startsWith('(idle)')).sort((a, b) => b[1] - a[1]).slice(0, 25)) lines.push(`${(100 * c / busy).toFixed(1).padStart(5)}%  ${k}`)
+  lines.push('', 'self time by where it is spent:')
+  for (const [k, c] of [...byWhat].filter(([k]) => k !== '(idle)').sort((a, b) => b[1] - a[1])) lines.push(`${(100 * c / busy).toFixed(1).padStart(5)}%  ${k}`)
+  return lines
+}
+
+export function publishMarkdown (r: PublishResult): string[] {
+  const us = (x: number): string => `${x.toFixed(0)} µs`
+  const k = (x: number): string => x >= 1e6 ? `${(x / 1e6).toFixed(2)}M` : x >= 1000 ? `${(x / 1000).toFixed(x >= 1e4 ? 0 : 1)}k` : x.toFixed(0)
+  return ['## HTTP publish: node CPU per request, and the batch endpoint', '',
+    `${r.inFlight} requests in flight over keep-alive connections on 127.0.0.1, each server in its own process, in alternating rounds of equal length; medians of ${r.rounds.length / 3} rounds. CPU is the server process's user + system time over the window divided by the requests answered. Herald: a user event (its stream and the admin copy), history on, standalone Redis; the batch carries ${r.batchSize} such events.`, '',
+    '| what | requests/s | events/s | CPU / request | CPU / event | vs bare route |', '|---|---|---|---|---|---|',
+    `| bare Fastify route (JSON parse, 202) | ${k(r.bare.requestsPerSec)} | ${k(r.bare.requestsPerSec)} | ${us(r.bare.cpuUsPerRequest)} | ${us(r.bare.cpuUsPerRequest)} | 1.00× |`,
+    `| Herald POST /api/events | ${k(r.single.requestsPerSec)} | ${k(r.single.requestsPerSec)} | ${us(r.single.cpuUsPerRequest)} | ${us(r.single.cpuUsPerRequest)} | ${r.cpuRatio.toFixed(2)}× CPU |`,
+    `| Herald POST /api/events/batch (${r.batchSize}) | ${k(r.batch.requestsPerSec)} | ${k(r.batch.eventsPerSec)} | ${us(r.batch.cpuUsPerEvent * r.batchSize)} | ${us(r.batch.cpuUsPerEvent)} | ${r.batchRatio.toFixed(1)}× events/s of single |`,
+    '']
+}
+
+if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.argv[1]) {
+  const r = await publishBench({ smoke: process.argv.includes('--smoke'), profile: process.argv.includes('--profile'), progress: (s) => process.stderr.write(s + '\n') })
+  if (r.profile !== undefined) process.stdout.write(r.profile.join('\n') + '\n\n')
+  process.stdout.write(publishMarkdown(r).join('\n') + '\n')
+  process.exit(0)
+}
