@@ -123,6 +123,23 @@ export class Publisher {
     return Object.assign(event, placed)
   }
 
+  /**
+   * Each event as publishEvent() publishes it, all started in this turn of
+   * the event loop: their appends go to Redis together (src/backend/streams-redis.ts),
+   * in this order, so events of one stream take their offsets in it. Each is
+   * answered on its own, in order: the event, or why it was refused or not
+   * published (one refused event does not hold back the others).
+   */
+  async publishEvents (given: readonly EventInput[]): Promise<Array<HeraldEvent | HeraldError>> {
+    return await Promise.all(given.map(async (g) => {
+      try {
+        return await this.publishEvent(g)
+      } catch (err) {
+        return err instanceof HeraldError ? err : new HeraldError('INTERNAL', (err as Error).message)
+      }
+    }))
+  }
+
   /** userId null: every /ws/events connection in the cluster. */
   async publishNotification (given: NotificationInput, userId: string | null): Promise<HeraldNotification> {
     const input = validateNotification(given, userId)
