@@ -129,7 +129,8 @@ export async function publishBench (o: { smoke: boolean, profile?: boolean, prog
   const rounds = o.smoke ? 1 : 5
   const windowMs = o.smoke ? 500 : 3000
   const inFlight = 16
-  const batchSize = o.smoke ? 20 : 100
+  const batchInFlight = Number(process.env.BATCH_IN_FLIGHT ?? 4)
+  const batchSize = Number(process.env.BATCH_SIZE ?? (o.smoke ? 20 : 100))
   const redis = await startRedis()
   const herald = await startHerald(redis.url, o.profile === true)
   const bare = track(fork(join(ROOT, 'bench/servers/bare-fastify.ts'), [], { execArgv: TSX, env: { PATH: process.env.PATH ?? '', PORT: '0' }, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] }))
@@ -146,7 +147,7 @@ export async function publishBench (o: { smoke: boolean, profile?: boolean, prog
   const measure = async (t: Target, ms: number): Promise<PublishRound> => {
     const j = jobs[t]
     const before = cpuMsOf(j.pid)
-    load.send({ url: j.url, path: j.path, body: j.body, headers: auth, inFlight, ms, status: t === 'batch' ? 200 : 202 })
+    load.send({ url: j.url, path: j.path, body: j.body, headers: auth, inFlight: t === 'batch' ? batchInFlight : inFlight, ms, status: t === 'batch' ? 200 : 202 })
     const { done } = await next<{ done: { ok: number, failed: number, firstError?: string, ms: number } }>(load, (m) => m.done !== undefined, `${t} load`, ms + 60_000)
     const cpuMs = cpuMsOf(j.pid) - before
     if (done.failed > 0 && done.ok === 0) throw new Error(`${t}: every request failed: ${done.firstError ?? '?'}`)
@@ -156,7 +157,7 @@ export async function publishBench (o: { smoke: boolean, profile?: boolean, prog
     // Warm-up: JIT, connections, Redis scripts loaded.
     for (const t of TARGETS) await measure(t, o.smoke ? 300 : 1500)
     let profile: string[] | undefined
-    if (o.profile === true) profile = await profiled(herald.inspector!, async () => { await measure('single', windowMs) })
+    if (o.profile === true) profile = await profiled(herald.inspector!, async () => { await measure((process.env.PROFILE_TARGET ?? 'single') as Target, windowMs) })
     const out: PublishRound[] = []
     const order = TARGETS
     for (let r = 0; r < rounds; r++) {
@@ -197,7 +198,13 @@ async function profiled (inspector: Promise<string>, work: () => Promise<void>):
   await s.send('Profiler.enable')
   await s.send('Profiler.setSamplingInterval', { interval: 100 })
   await s.send('Profiler.start')
+  const heap = process.env.HEAP_PROFILE === '1'
+  if (heap) { await s.send('HeapProfiler.enable'); await s.send('HeapProfiler.startSampling', { samplingInterval: 4096, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true }) }
   await work()
+  if (heap) {
+    const { profile: hp } = await s.send<{ profile: unknown }>('HeapProfiler.stopSampling')
+    writeFileSync('/tmp/herald-publish.heapprofile', JSON.stringify(hp))
+  }
   const { profile } = await s.send<{ profile: Profile }>('Profiler.stop')
   s.close()
   const file = join(mkdtempSync(join(tmpdir(), 'herald-publish-prof-')), 'herald.cpuprofile')
