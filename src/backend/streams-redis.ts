@@ -134,6 +134,23 @@ export class Appender {
     })
   }
 
+  /** append() of each, in order, answered together: each its position or its error. */
+  appendMany (list: readonly Append[]): Promise<Array<Position | Error>> {
+    return new Promise((resolve) => {
+      const out: Array<Position | Error> = new Array(list.length)
+      let left = list.length
+      if (left === 0) { resolve(out); return }
+      list.forEach((a, i) => {
+        this.queue.push({
+          a,
+          resolve: (p) => { out[i] = p; if (--left === 0) resolve(out) },
+          reject: (err) => { out[i] = err instanceof Error ? err : new Error(String(err)); if (--left === 0) resolve(out) },
+        })
+      })
+      this.scheduled ??= setImmediate(() => { this.flush() })
+    })
+  }
+
   /**
    * Sends what waits now. Called before any other command on the same
    * connection (a plain publish), so Redis takes them in the order they
