@@ -28,21 +28,29 @@ const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
 const SECRET = 'bench-secret-that-is-at-least-32-characters'
 const API_KEY = 'bench-api-key-0123456789'
 const TSX = ['--import', 'tsx']
+// As the other scenarios run nodes; HERALD_LOG_LEVEL=info measures the default (two log lines a request).
+const LOG_LEVEL = process.env.HERALD_LOG_LEVEL ?? 'warn'
 const TICKS = 100 // USER_HZ: /proc/<pid>/stat counts CPU time in hundredths of a second on Linux
 
-export interface PublishRound { target: Target, requests: number, events: number, seconds: number, cpuMs: number, failed: number }
+export interface PublishRound { target: Target, requests: number, events: number, seconds: number, cpuMs: number, redisCpuMs: number, loadCpuMs: number, failed: number }
 export interface PublishResult {
   rounds: PublishRound[]
+  /** rounds per target */
+  roundsEach: number
   batchSize: number
   inFlight: number
+  batchInFlight: number
+  logLevel: string
   /** medians over the rounds */
   bare: { cpuUsPerRequest: number, requestsPerSec: number }
-  single: { cpuUsPerRequest: number, requestsPerSec: number }
-  batch: { cpuUsPerEvent: number, eventsPerSec: number, requestsPerSec: number }
+  single: { cpuUsPerRequest: number, requestsPerSec: number, redisUsPerEvent: number }
+  batch: { cpuUsPerEvent: number, eventsPerSec: number, requestsPerSec: number, redisUsPerEvent: number }
   /** Herald single publish CPU ÷ bare route CPU (goal ≤ 1.5) */
   cpuRatio: number
   /** batch events/s ÷ single publishes/s (goal ≥ 20) */
   batchRatio: number
+  /** node CPU per event, single ÷ batch */
+  batchCpuRatio: number
   profile?: string[]
 }
 
@@ -95,7 +103,7 @@ async function startHerald (redisUrl: string, inspect: boolean): Promise<{ proc:
   for (let attempt = 1; ; attempt++) {
     const port = await freePort()
     const proc = track(spawn(process.execPath, [...(inspect ? ['--inspect=127.0.0.1:0'] : []), join(ROOT, 'dist/main.js')], {
-      env: { PATH: process.env.PATH ?? '', NODE_ENV: 'production', HOST: '127.0.0.1', PORT: String(port), REDIS_URL: redisUrl, JWT_SECRET: SECRET, API_KEYS: API_KEY, LOG_LEVEL: process.env.HERALD_LOG_LEVEL ?? 'warn' },
+      env: { PATH: process.env.PATH ?? '', NODE_ENV: 'production', HOST: '127.0.0.1', PORT: String(port), REDIS_URL: redisUrl, JWT_SECRET: SECRET, API_KEYS: API_KEY, LOG_LEVEL },
       stdio: ['ignore', 'ignore', inspect ? 'pipe' : 'inherit'],
     }))
     const inspector = inspect ? inspectorUrl(proc) : null
@@ -147,11 +155,15 @@ export async function publishBench (o: { smoke: boolean, profile?: boolean, prog
   const measure = async (t: Target, ms: number): Promise<PublishRound> => {
     const j = jobs[t]
     const before = cpuMsOf(j.pid)
+    const redisBefore = cpuMsOf(redis.proc.pid!)
+    const loadBefore = cpuMsOf(load.pid!)
     load.send({ url: j.url, path: j.path, body: j.body, headers: auth, inFlight: t === 'batch' ? batchInFlight : inFlight, ms, status: t === 'batch' ? 200 : 202 })
     const { done } = await next<{ done: { ok: number, failed: number, firstError?: string, ms: number } }>(load, (m) => m.done !== undefined, `${t} load`, ms + 60_000)
     const cpuMs = cpuMsOf(j.pid) - before
+    const redisCpuMs = cpuMsOf(redis.proc.pid!) - redisBefore
+    const loadCpuMs = cpuMsOf(load.pid!) - loadBefore
     if (done.failed > 0 && done.ok === 0) throw new Error(`${t}: every request failed: ${done.firstError ?? '?'}`)
-    return { target: t, requests: done.ok, events: done.ok * j.events, seconds: done.ms / 1000, cpuMs, failed: done.failed }
+    return { target: t, requests: done.ok, events: done.ok * j.events, seconds: done.ms / 1000, cpuMs, redisCpuMs, loadCpuMs, failed: done.failed }
   }
   try {
     // Warm-up: JIT, connections, Redis scripts loaded.
@@ -163,26 +175,32 @@ export async function publishBench (o: { smoke: boolean, profile?: boolean, prog
     for (let r = 0; r < rounds; r++) {
       for (const t of r % 2 === 0 ? order : [...order].reverse()) {
         const m = await measure(t, windowMs)
-        say(`publish round ${r + 1}/${rounds}: ${t} ${Math.round(m.requests / m.seconds)} req/s, ${(1000 * m.cpuMs / m.requests).toFixed(0)} µs CPU/req`)
+        say(`publish round ${r + 1}/${rounds}: ${t} ${Math.round(m.requests / m.seconds)} req/s, ${(1000 * m.cpuMs / m.requests).toFixed(0)} µs CPU/req; per event: Redis ${(1000 * m.redisCpuMs / m.events).toFixed(1)} µs, load generator ${(1000 * m.loadCpuMs / m.events).toFixed(1)} µs; machine busy ${(100 * (m.cpuMs + m.redisCpuMs + m.loadCpuMs) / (m.seconds * 1000)).toFixed(0)}% of a core by these three`)
         out.push(m)
       }
     }
     const of = (t: Target): PublishRound[] => out.filter((m) => m.target === t)
     const cpuPerReq = (t: Target): number => median(of(t).map((m) => 1000 * m.cpuMs / m.requests))
     const reqPerSec = (t: Target): number => median(of(t).map((m) => m.requests / m.seconds))
+    const redisPerEvent = (t: Target): number => median(of(t).map((m) => 1000 * m.redisCpuMs / m.events))
     const res: PublishResult = {
       rounds: out,
+      roundsEach: rounds,
       batchSize,
       inFlight,
+      batchInFlight,
+      logLevel: LOG_LEVEL,
       bare: { cpuUsPerRequest: cpuPerReq('bare'), requestsPerSec: reqPerSec('bare') },
-      single: { cpuUsPerRequest: cpuPerReq('single'), requestsPerSec: reqPerSec('single') },
-      batch: { cpuUsPerEvent: median(of('batch').map((m) => 1000 * m.cpuMs / m.events)), eventsPerSec: median(of('batch').map((m) => m.events / m.seconds)), requestsPerSec: reqPerSec('batch') },
+      single: { cpuUsPerRequest: cpuPerReq('single'), requestsPerSec: reqPerSec('single'), redisUsPerEvent: redisPerEvent('single') },
+      batch: { cpuUsPerEvent: median(of('batch').map((m) => 1000 * m.cpuMs / m.events)), eventsPerSec: median(of('batch').map((m) => m.events / m.seconds)), requestsPerSec: reqPerSec('batch'), redisUsPerEvent: redisPerEvent('batch') },
       cpuRatio: 0,
       batchRatio: 0,
+      batchCpuRatio: 0,
       ...(profile !== undefined ? { profile } : {}),
     }
     res.cpuRatio = res.single.cpuUsPerRequest / res.bare.cpuUsPerRequest
     res.batchRatio = res.batch.eventsPerSec / res.single.requestsPerSec
+    res.batchCpuRatio = res.single.cpuUsPerRequest / res.batch.cpuUsPerEvent
     return res
   } finally {
     await Promise.all([stop(load), stop(bare), stop(herald.proc)])
@@ -237,14 +255,14 @@ async function profiled (inspector: Promise<string>, work: () => Promise<void>):
 }
 
 export function publishMarkdown (r: PublishResult): string[] {
-  const us = (x: number): string => `${x.toFixed(0)} µs`
+  const us = (x: number): string => `${x.toFixed(x < 10 ? 1 : 0)} µs`
   const k = (x: number): string => x >= 1e6 ? `${(x / 1e6).toFixed(2)}M` : x >= 1000 ? `${(x / 1000).toFixed(x >= 1e4 ? 0 : 1)}k` : x.toFixed(0)
   return ['## HTTP publish: node CPU per request, and the batch endpoint', '',
-    `${r.inFlight} requests in flight over keep-alive connections on 127.0.0.1, each server in its own process, in alternating rounds of equal length; medians of ${r.rounds.length / 3} rounds. CPU is the server process's user + system time over the window divided by the requests answered. Herald: a user event (its stream and the admin copy), history on, standalone Redis; the batch carries ${r.batchSize} such events.`, '',
-    '| what | requests/s | events/s | CPU / request | CPU / event | vs bare route |', '|---|---|---|---|---|---|',
-    `| bare Fastify route (JSON parse, 202) | ${k(r.bare.requestsPerSec)} | ${k(r.bare.requestsPerSec)} | ${us(r.bare.cpuUsPerRequest)} | ${us(r.bare.cpuUsPerRequest)} | 1.00× |`,
-    `| Herald POST /api/events | ${k(r.single.requestsPerSec)} | ${k(r.single.requestsPerSec)} | ${us(r.single.cpuUsPerRequest)} | ${us(r.single.cpuUsPerRequest)} | ${r.cpuRatio.toFixed(2)}× CPU |`,
-    `| Herald POST /api/events/batch (${r.batchSize}) | ${k(r.batch.requestsPerSec)} | ${k(r.batch.eventsPerSec)} | ${us(r.batch.cpuUsPerEvent * r.batchSize)} | ${us(r.batch.cpuUsPerEvent)} | ${r.batchRatio.toFixed(1)}× events/s of single |`,
+    `Keep-alive connections on 127.0.0.1 (${r.inFlight} requests in flight for single events and the bare route, ${r.batchInFlight} for batches), each server in its own process, in alternating rounds of equal length; medians of ${r.roundsEach} rounds. CPU is a process's user + system time over the window, per request or per event answered. Herald: a user event of ~150 B (its stream and the admin copy), history on, standalone Redis, LOG_LEVEL ${r.logLevel}; a batch carries ${r.batchSize} such events.`, '',
+    '| what | requests/s | events/s | node CPU / request | node CPU / event | Redis CPU / event | ratio |', '|---|---|---|---|---|---|---|',
+    `| bare Fastify route (JSON parse, 202) | ${k(r.bare.requestsPerSec)} | ${k(r.bare.requestsPerSec)} | ${us(r.bare.cpuUsPerRequest)} | ${us(r.bare.cpuUsPerRequest)} | – | 1.00× CPU |`,
+    `| Herald POST /api/events | ${k(r.single.requestsPerSec)} | ${k(r.single.requestsPerSec)} | ${us(r.single.cpuUsPerRequest)} | ${us(r.single.cpuUsPerRequest)} | ${us(r.single.redisUsPerEvent)} | ${r.cpuRatio.toFixed(2)}× the bare route's CPU |`,
+    `| Herald POST /api/events/batch (${r.batchSize}) | ${k(r.batch.requestsPerSec)} | ${k(r.batch.eventsPerSec)} | ${us(r.batch.cpuUsPerEvent * r.batchSize)} | ${us(r.batch.cpuUsPerEvent)} | ${us(r.batch.redisUsPerEvent)} | ${r.batchRatio.toFixed(1)}× the events/s of single publishes; ${r.batchCpuRatio.toFixed(1)}× less node CPU per event |`,
     '']
 }
 
