@@ -8,7 +8,9 @@
 //     same JSON body and answers 202: the floor any JSON endpoint pays;
 //   - Herald's POST /api/events, a user event (its user stream plus the
 //     admin copy), history on, on its own Redis;
-//   - Herald's POST /api/events/batch, BATCH such events per request.
+//   - Herald's POST /api/events/batch, BATCH such events per request;
+//   - with --herald-before=<path to dist/main.js>, another build's POST
+//     /api/events in the same rounds: the figures before a change.
 //
 // CPU is the server process's own (user + system, what process.cpuUsage()
 // reads, here from /proc/<pid>/stat so the server runs unmodified) over the
@@ -45,6 +47,8 @@ export interface PublishResult {
   bare: { cpuUsPerRequest: number, requestsPerSec: number }
   single: { cpuUsPerRequest: number, requestsPerSec: number, redisUsPerEvent: number }
   batch: { cpuUsPerEvent: number, eventsPerSec: number, requestsPerSec: number, redisUsPerEvent: number }
+  /** the --herald-before node's POST /api/events, when measured */
+  before?: { cpuUsPerRequest: number, requestsPerSec: number, redisUsPerEvent: number, cpuRatio: number }
   /** Herald single publish CPU ÷ bare route CPU (goal ≤ 1.5) */
   cpuRatio: number
   /** batch events/s ÷ single publishes/s (goal ≥ 20) */
@@ -54,9 +58,13 @@ export interface PublishResult {
   profile?: string[]
 }
 
-type Target = 'bare' | 'single' | 'batch'
+type Target = 'bare' | 'single' | 'batch' | 'before'
+// --herald-before=<another checkout>/dist/main.js: its POST /api/events
+// measured in the same rounds (the figures before a change), on the same
+// Redis under another key prefix.
+const BEFORE = process.argv.find((a) => a.startsWith('--herald-before='))?.slice(16)
 // PUBLISH_TARGETS=bare,single: a subset while developing.
-const TARGETS = (process.env.PUBLISH_TARGETS?.split(',') ?? ['bare', 'single', 'batch']) as Target[]
+const TARGETS = (process.env.PUBLISH_TARGETS?.split(',') ?? ['bare', 'single', 'batch', ...(BEFORE !== undefined ? ['before'] : [])]) as Target[]
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 const children = new Set<ChildProcess>()
@@ -99,11 +107,11 @@ async function startRedis (): Promise<{ url: string, proc: ChildProcess }> {
   throw new Error('redis-server did not start')
 }
 
-async function startHerald (redisUrl: string, inspect: boolean): Promise<{ proc: ChildProcess, http: string, inspector: Promise<string> | null }> {
+async function startHerald (redisUrl: string, inspect: boolean, main = join(ROOT, 'dist/main.js'), keyPrefix = 'herald:'): Promise<{ proc: ChildProcess, http: string, inspector: Promise<string> | null }> {
   for (let attempt = 1; ; attempt++) {
     const port = await freePort()
-    const proc = track(spawn(process.execPath, [...(inspect ? ['--inspect=127.0.0.1:0'] : []), join(ROOT, 'dist/main.js')], {
-      env: { PATH: process.env.PATH ?? '', NODE_ENV: 'production', HOST: '127.0.0.1', PORT: String(port), REDIS_URL: redisUrl, JWT_SECRET: SECRET, API_KEYS: API_KEY, LOG_LEVEL },
+    const proc = track(spawn(process.execPath, [...(inspect ? ['--inspect=127.0.0.1:0'] : []), main], {
+      env: { PATH: process.env.PATH ?? '', NODE_ENV: 'production', HOST: '127.0.0.1', PORT: String(port), REDIS_URL: redisUrl, REDIS_KEY_PREFIX: keyPrefix, JWT_SECRET: SECRET, API_KEYS: API_KEY, LOG_LEVEL },
       stdio: ['ignore', 'ignore', inspect ? 'pipe' : 'inherit'],
     }))
     const inspector = inspect ? inspectorUrl(proc) : null
@@ -141,6 +149,7 @@ export async function publishBench (o: { smoke: boolean, profile?: boolean, prog
   const batchSize = Number(process.env.BATCH_SIZE ?? (o.smoke ? 20 : 100))
   const redis = await startRedis()
   const herald = await startHerald(redis.url, o.profile === true)
+  const before = BEFORE !== undefined ? await startHerald(redis.url, false, BEFORE, 'before:') : null
   const bare = track(fork(join(ROOT, 'bench/servers/bare-fastify.ts'), [], { execArgv: TSX, env: { PATH: process.env.PATH ?? '', PORT: '0' }, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] }))
   const bareUrl = `http://127.0.0.1:${(await next<{ ready: number }>(bare, (m) => m.ready !== undefined, 'bare Fastify start')).ready}`
   const load = track(fork(join(ROOT, 'bench/load/http-publish.ts'), [], { execArgv: TSX, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] }))
@@ -151,6 +160,7 @@ export async function publishBench (o: { smoke: boolean, profile?: boolean, prog
     bare: { url: bareUrl, path: '/api/events', body: single, pid: bare.pid!, events: 1 },
     single: { url: herald.http, path: '/api/events', body: single, pid: herald.proc.pid!, events: 1 },
     batch: { url: herald.http, path: '/api/events/batch', body: batch, pid: herald.proc.pid!, events: batchSize },
+    before: { url: before?.http ?? '', path: '/api/events', body: single, pid: before?.proc.pid ?? 0, events: 1 },
   }
   const measure = async (t: Target, ms: number): Promise<PublishRound> => {
     const j = jobs[t]
@@ -199,11 +209,12 @@ export async function publishBench (o: { smoke: boolean, profile?: boolean, prog
       ...(profile !== undefined ? { profile } : {}),
     }
     res.cpuRatio = res.single.cpuUsPerRequest / res.bare.cpuUsPerRequest
+    if (before !== null) res.before = { cpuUsPerRequest: cpuPerReq('before'), requestsPerSec: reqPerSec('before'), redisUsPerEvent: redisPerEvent('before'), cpuRatio: cpuPerReq('before') / res.bare.cpuUsPerRequest }
     res.batchRatio = res.batch.eventsPerSec / res.single.requestsPerSec
     res.batchCpuRatio = res.single.cpuUsPerRequest / res.batch.cpuUsPerEvent
     return res
   } finally {
-    await Promise.all([stop(load), stop(bare), stop(herald.proc)])
+    await Promise.all([stop(load), stop(bare), stop(herald.proc), ...(before !== null ? [stop(before.proc)] : [])])
     await stop(redis.proc)
   }
 }
@@ -262,6 +273,7 @@ export function publishMarkdown (r: PublishResult): string[] {
     '| what | requests/s | events/s | node CPU / request | node CPU / event | Redis CPU / event | ratio |', '|---|---|---|---|---|---|---|',
     `| bare Fastify route (JSON parse, 202) | ${k(r.bare.requestsPerSec)} | ${k(r.bare.requestsPerSec)} | ${us(r.bare.cpuUsPerRequest)} | ${us(r.bare.cpuUsPerRequest)} | – | 1.00× CPU |`,
     `| Herald POST /api/events | ${k(r.single.requestsPerSec)} | ${k(r.single.requestsPerSec)} | ${us(r.single.cpuUsPerRequest)} | ${us(r.single.cpuUsPerRequest)} | ${us(r.single.redisUsPerEvent)} | ${r.cpuRatio.toFixed(2)}× the bare route's CPU |`,
+    ...(r.before !== undefined ? [`| before (--herald-before) POST /api/events | ${k(r.before.requestsPerSec)} | ${k(r.before.requestsPerSec)} | ${us(r.before.cpuUsPerRequest)} | ${us(r.before.cpuUsPerRequest)} | ${us(r.before.redisUsPerEvent)} | ${r.before.cpuRatio.toFixed(2)}× the bare route's CPU |`] : []),
     `| Herald POST /api/events/batch (${r.batchSize}) | ${k(r.batch.requestsPerSec)} | ${k(r.batch.eventsPerSec)} | ${us(r.batch.cpuUsPerEvent * r.batchSize)} | ${us(r.batch.cpuUsPerEvent)} | ${us(r.batch.redisUsPerEvent)} | ${r.batchRatio.toFixed(1)}× the events/s of single publishes; ${r.batchCpuRatio.toFixed(1)}× less node CPU per event |`,
     '']
 }
