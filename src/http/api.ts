@@ -20,8 +20,15 @@ export default fp(async function api (app) {
   const asService = serviceAuth(h, ['service'])
   const asServiceOrAdmin = serviceAuth(h, ['service', 'admin'])
   app.decorateRequest('actor', null)
+  // A service may publish thousands a second: at info, two lines each
+  // (incoming, completed) cost the node more CPU than the publish itself
+  // (bench/publish.ts, HERALD_LOG_LEVEL=info) and flood the log with what
+  // the metrics count. The publish routes log their requests from debug; at
+  // info, only their warnings and errors. Other levels apply as set.
+  const publishLog = h.config.logLevel === 'info' ? { logLevel: 'warn' as const } : {}
 
   app.post<{ Body: Static<typeof EventBody> }>('/api/events', {
+    ...publishLog,
     schema: { summary: 'Publish an event', tags: ['events'], security, body: EventBody, response: { 202: Accepted, ...errors } },
     preHandler: asService,
   }, async (req, reply) => {
@@ -29,6 +36,7 @@ export default fp(async function api (app) {
   })
 
   app.post<{ Body: Static<typeof EventBatchBody> }>('/api/events/batch', {
+    ...publishLog,
     schema: { summary: 'Publish up to 500 events in one request: each checked and published as POST /api/events would, answered in order', tags: ['events'], security, body: EventBatchBody, response: { 200: BatchAccepted, ...errors } },
     bodyLimit: MAX_BATCH_BYTES,
     preHandler: asService,
@@ -45,6 +53,7 @@ export default fp(async function api (app) {
   })
 
   app.post<{ Params: Static<typeof UserParams>, Body: Static<typeof NotificationBody> }>('/api/notifications/users/:userId', {
+    ...publishLog,
     schema: { summary: 'Notify every /ws/events connection of one user', tags: ['notifications'], security, params: UserParams, body: NotificationBody, response: { 202: Accepted, ...errors } },
     preHandler: asService,
   }, async (req, reply) => {
