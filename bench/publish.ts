@@ -19,12 +19,11 @@
 // printed as self time by function and by what it is spent on.
 import { fork, spawn, type ChildProcess } from 'node:child_process'
 import { readFileSync, mkdtempSync, writeFileSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { Redis } from 'ioredis'
-import { inspectorUrl, session } from './inspector.js'
+import { inspectorUrl, selfTime, session, type CpuProfile } from './inspector.js'
+import { freePort, next, sleep, startRedis, stop, track } from './procs.js'
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
 const SECRET = 'bench-secret-that-is-at-least-32-characters'
@@ -65,47 +64,6 @@ type Target = 'bare' | 'single' | 'batch' | 'before'
 const BEFORE = process.argv.find((a) => a.startsWith('--herald-before='))?.slice(16)
 // PUBLISH_TARGETS=bare,single: a subset while developing.
 const TARGETS = (process.env.PUBLISH_TARGETS?.split(',') ?? ['bare', 'single', 'batch', ...(BEFORE !== undefined ? ['before'] : [])]) as Target[]
-
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
-const children = new Set<ChildProcess>()
-const track = <T extends ChildProcess>(c: T): T => { children.add(c); c.once('exit', () => children.delete(c)); return c }
-async function stop (c: ChildProcess): Promise<void> {
-  if (c.exitCode !== null || c.signalCode !== null) return
-  const done = new Promise((resolve) => c.once('exit', resolve))
-  c.kill('SIGKILL')
-  await done
-}
-process.on('exit', () => { for (const c of children) try { c.kill('SIGKILL') } catch {} })
-
-async function freePort (): Promise<number> {
-  return await new Promise((resolve) => { const s = createServer(); s.listen(0, '127.0.0.1', () => { const p = (s.address() as { port: number }).port; s.close(() => resolve(p)) }) })
-}
-
-function next<T> (c: ChildProcess, pred: (m: any) => boolean, what: string, timeoutMs = 60_000): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => { c.off('message', on); reject(new Error(`timed out: ${what}`)) }, timeoutMs)
-    const on = (m: any): void => {
-      if (m.error !== undefined) { clearTimeout(timer); c.off('message', on); reject(new Error(`${what}: ${m.error as string}`)); return }
-      if (!pred(m)) return
-      clearTimeout(timer)
-      c.off('message', on)
-      resolve(m as T)
-    }
-    c.on('message', on)
-  })
-}
-
-async function startRedis (): Promise<{ url: string, proc: ChildProcess }> {
-  const port = await freePort()
-  const proc = track(spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--loglevel', 'warning'], { stdio: 'ignore' }))
-  const url = `redis://127.0.0.1:${port}`
-  for (let i = 0; i < 200; i++) {
-    const r = new Redis(url, { lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 })
-    r.on('error', () => {})
-    try { await r.connect(); await r.ping(); r.disconnect(); return { url, proc } } catch { r.disconnect(); await sleep(25) }
-  }
-  throw new Error('redis-server did not start')
-}
 
 async function startHerald (redisUrl: string, inspect: boolean, main = join(ROOT, 'dist/main.js'), keyPrefix = 'herald:'): Promise<{ proc: ChildProcess, http: string, inspector: Promise<string> | null }> {
   for (let attempt = 1; ; attempt++) {
@@ -219,44 +177,29 @@ export async function publishBench (o: { smoke: boolean, profile?: boolean, prog
   }
 }
 
-interface Profile { nodes: Array<{ id: number, callFrame: { functionName: string, url: string, lineNumber: number } }>, samples: number[] }
-
 /** The node's CPU profile over `work`: self time by function (top 25), then by where it is spent. */
 async function profiled (inspector: Promise<string>, work: () => Promise<void>): Promise<string[]> {
   const s = await session(await inspector)
   await s.send('Profiler.enable')
   await s.send('Profiler.setSamplingInterval', { interval: 100 })
   await s.send('Profiler.start')
+  // HEAP_PROFILE=1: allocations sampled over the same window, written beside the CPU profile.
   const heap = process.env.HEAP_PROFILE === '1'
   if (heap) { await s.send('HeapProfiler.enable'); await s.send('HeapProfiler.startSampling', { samplingInterval: 4096, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true }) }
   await work()
-  if (heap) {
-    const { profile: hp } = await s.send<{ profile: unknown }>('HeapProfiler.stopSampling')
-    writeFileSync('/tmp/herald-publish.heapprofile', JSON.stringify(hp))
-  }
-  const { profile } = await s.send<{ profile: Profile }>('Profiler.stop')
+  const dir = mkdtempSync(join(tmpdir(), 'herald-publish-prof-'))
+  if (heap) writeFileSync(join(dir, 'herald.heapprofile'), JSON.stringify((await s.send<{ profile: unknown }>('HeapProfiler.stopSampling')).profile))
+  const { profile } = await s.send<{ profile: CpuProfile }>('Profiler.stop')
   s.close()
-  const file = join(mkdtempSync(join(tmpdir(), 'herald-publish-prof-')), 'herald.cpuprofile')
+  const file = join(dir, 'herald.cpuprofile')
   writeFileSync(file, JSON.stringify(profile))
-  const counts = new Map<number, number>()
-  for (const id of profile.samples) counts.set(id, (counts.get(id) ?? 0) + 1)
-  const byFn = new Map<string, number>()
-  const byWhat = new Map<string, number>()
-  for (const n of profile.nodes) {
-    const c = counts.get(n.id) ?? 0
-    if (c === 0) continue
-    const url = n.callFrame.url
-    const where = url.replace(/^.*\/node_modules\//, '').replace(/^file:\/\/.*\/dist\//, 'dist/')
-    const fn = n.callFrame.functionName || '(anonymous)'
-    const key = `${fn} ${where}${where ? ':' + (n.callFrame.lineNumber + 1) : ''}`
-    byFn.set(key, (byFn.get(key) ?? 0) + c)
+  // By package, and Herald by source file: where a publish's time goes.
+  const { byFn, byWhat } = selfTime(profile, (fn, url, where) => {
     const lib = /node_modules\/(@[^/]+\/[^/]+|[^/]+)\//.exec(url)?.[1]
-    const what = fn === '(idle)' || fn === '(program)' || fn === '(garbage collector)' ? fn
+    return fn === '(idle)' || fn === '(program)' || fn === '(garbage collector)' ? fn
       : url.includes('/dist/') ? `Herald ${where.replace(/^dist\//, '').replace(/\.js$/, '')}`
-        : lib !== undefined ? lib
-          : 'Node internals (http, streams, buffers, timers)'
-    byWhat.set(what, (byWhat.get(what) ?? 0) + c)
-  }
+        : lib ?? 'Node internals (http, streams, buffers, timers)'
+  })
   const busy = profile.samples.length - (byWhat.get('(idle)') ?? 0)
   const lines = [`profile: ${file} (${profile.samples.length} samples, ${busy} busy)`, '', 'self time by function (share of busy samples):']
   for (const [k, c] of [...byFn].filter(([k]) => !k.startsWith('(idle)')).sort((a, b) => b[1] - a[1]).slice(0, 25)) lines.push(`${(100 * c / busy).toFixed(1).padStart(5)}%  ${k}`)

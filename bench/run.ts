@@ -11,6 +11,7 @@ import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Redis } from 'ioredis'
 import { inspectorUrl, session } from './inspector.js'
+import { startRedis as startBenchRedis } from './procs.js'
 import { publishBench, publishMarkdown } from './publish.js'
 import { streamsBench, streamsMarkdown } from './streams.js'
 import { webhooksBench, webhooksMarkdown } from './webhooks.js'
@@ -69,16 +70,11 @@ async function freePort (): Promise<number> {
   return await new Promise((resolve) => { const s = net.createServer(); s.listen(0, '127.0.0.1', () => { const p = (s.address() as { port: number }).port; s.close(() => resolve(p)) }) })
 }
 
+/** A redis-server of the bench's own (bench/procs.ts), tracked with this file's children too. */
 async function startRedis (): Promise<{ url: string, proc: ChildProcess }> {
-  const port = await freePort()
-  const proc = track(spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--loglevel', 'warning'], { stdio: 'ignore' }))
-  const url = `redis://127.0.0.1:${port}`
-  for (let i = 0; i < 200; i++) {
-    const r = new Redis(url, { lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 })
-    r.on('error', () => {})
-    try { await r.connect(); await r.ping(); r.disconnect(); return { url, proc } } catch { r.disconnect(); await sleep(25) }
-  }
-  throw new Error('redis-server did not start')
+  const r = await startBenchRedis()
+  track(r.proc)
+  return r
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))

@@ -4,12 +4,12 @@
 // gets its receipt or its refusal, in order; users receive what was theirs,
 // in order; a refused event holds back none of the others.
 import { Cluster, Redis } from 'ioredis'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { BATCH_EVENTS, HeraldPublisher, PublishError, type EventToPublish, type Receipt } from '../../src/client/publisher.js'
 import { startApp, type RunningApp } from '../helpers/app.js'
-import { connect } from '../helpers/client.js'
+import { connect, type TestClient } from '../helpers/client.js'
 import { startRedisCluster } from '../helpers/redis-cluster.js'
-import { startRedis } from '../helpers/redis.js'
+import { startRedis, type RedisServer } from '../helpers/redis.js'
 import { TEST_API_KEY, userToken } from '../helpers/tokens.js'
 import { waitFor } from '../helpers/wait.js'
 
@@ -35,15 +35,21 @@ function offsetsByUser (events: EventToPublish[], results: Array<Receipt | Publi
   return out
 }
 
-t.test('over HTTP: more than one request\'s worth, in order; refused events answered in their places', { timeout: 60_000 }, async (t) => {
+/** A node on a private Redis, and `userId` connected to it, subscribed to billing.*. */
+async function onRedis (t: Test, userId: string): Promise<{ redis: RedisServer, node: RunningApp, user: TestClient }> {
   const redis = await startRedis()
   t.teardown(() => redis.stop())
   const node = await startApp({ REDIS_URL: redis.url, HEALTH_PROBE_INTERVAL: '200' })
   t.teardown(() => node.close())
   await ready(node)
-  const alice = await connect(`${node.ws}/ws/events`, { token: userToken('many-alice') })
-  t.teardown(() => alice.close())
-  await alice.subscribe(['billing.*'])
+  const user = await connect(`${node.ws}/ws/events`, { token: userToken(userId) })
+  t.teardown(() => user.close())
+  await user.subscribe(['billing.*'])
+  return { redis, node, user }
+}
+
+t.test('over HTTP: more than one request\'s worth, in order; refused events answered in their places', { timeout: 60_000 }, async (t) => {
+  const { node, user: alice } = await onRedis(t, 'many-alice')
   const p = new HeraldPublisher({ url: node.http, apiKey: TEST_API_KEY })
   t.teardown(() => p.close())
 
@@ -70,14 +76,7 @@ t.test('over HTTP: more than one request\'s worth, in order; refused events answ
 })
 
 t.test('straight onto Redis: the node\'s batch path, its appends in a handful of script calls', { timeout: 60_000 }, async (t) => {
-  const redis = await startRedis()
-  t.teardown(() => redis.stop())
-  const node = await startApp({ REDIS_URL: redis.url, HEALTH_PROBE_INTERVAL: '200' })
-  t.teardown(() => node.close())
-  await ready(node)
-  const bob = await connect(`${node.ws}/ws/events`, { token: userToken('direct-bob') })
-  t.teardown(() => bob.close())
-  await bob.subscribe(['billing.*'])
+  const { redis, user: bob } = await onRedis(t, 'direct-bob')
   const client = new Redis(redis.url)
   t.teardown(() => client.disconnect())
   const p = new HeraldPublisher({ redis: client })
