@@ -7,17 +7,21 @@ export function createIdGenerator (): () => string {
   const tag = randomBytes(4).toString('hex').slice(0, 6)
   let lastMs = 0
   let seq = 0
+  // The ms part is spelt once per ms, not once per id: a batch takes
+  // hundreds of ids in one.
+  let prefix = ''
   return () => {
     let ms = Date.now()
     if (ms <= lastMs) {
       ms = lastMs
       seq++
       // 36^4 ids per ms; past that borrow the next ms rather than repeat.
-      if (seq >= 1_679_616) { ms = ++lastMs; seq = 0 }
+      if (seq >= 1_679_616) { ms = ++lastMs; seq = 0; prefix = ms.toString(36).padStart(9, '0') }
     } else {
       lastMs = ms
       seq = 0
+      prefix = ms.toString(36).padStart(9, '0')
     }
-    return ms.toString(36).padStart(9, '0') + seq.toString(36).padStart(4, '0') + tag
+    return prefix + seq.toString(36).padStart(4, '0') + tag
   }
 }
