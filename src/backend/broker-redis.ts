@@ -165,8 +165,26 @@ export class RedisBroker implements Broker {
    * script call per 64 (per hash slot on a Cluster) in one turn; what Redis
    * did not take is held and replayed in order like any append.
    */
-  async appendMany (list: readonly Append[]): Promise<Array<Position | null>> {
+  async appendMany (list: readonly Append[]): Promise<Array<Position | null | Error>> {
     if (this.appender === null) throw new Error('history is off: nothing to append to')
+    // A batch heavier than the whole bound (a small REDIS_PUBLISH_BUFFER)
+    // would be refused even by an idle Redis: taken in slices that fit, in
+    // order, each answered as it went, as the same events published one by one.
+    let w = 0
+    for (const a of list) w += weight({ append: a })
+    if (w > this.maxPending && list.length > 1) {
+      const out: Array<Position | null | Error> = []
+      let from = 0
+      while (from < list.length) {
+        let to = from
+        let sw = 0
+        while (to < list.length && (to === from || sw + weight({ append: list[to]! }) <= this.maxPending)) sw += weight({ append: list[to++]! })
+        const slice = list.slice(from, to)
+        try { out.push(...await this.appendMany(slice)) } catch (err) { for (let i = 0; i < slice.length; i++) out.push(err as Error) }
+        from = to
+      }
+      return out
+    }
     const held: null[] = list.map(() => null)
     return await this.submit(list.map((a) => ({ append: a })), async () => {
       let got: Array<Position | Error>

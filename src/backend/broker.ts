@@ -41,7 +41,9 @@ export interface Publish {
    * append() of each, in order, handed to the backend together (one turn,
    * so one round trip to Redis): each answered in its place with its
    * position, null (held), or the error that kept it out. Rejects, for all
-   * at once, where append() would reject for any (the outage buffer full).
+   * at once, where append() would reject for any (the outage buffer full);
+   * a list heavier than the whole buffer is taken in slices that fit, each
+   * answered (or refused) as it went.
    */
   appendMany (list: readonly Append[]): Promise<Array<Position | null | Error>>
 }

@@ -114,6 +114,20 @@ t.test('standalone Redis: the same, and the appends of a batch go to Redis toget
   })
 })
 
+t.test('a batch heavier than REDIS_PUBLISH_BUFFER is taken in slices that fit, not refused by an idle Redis', { timeout: 60_000 }, async (t) => {
+  const redis = await startRedis()
+  t.teardown(() => redis.stop())
+  const node = await startApp({ REDIS_URL: redis.url, HEALTH_PROBE_INTERVAL: '200', REDIS_PUBLISH_BUFFER: '10' })
+  t.teardown(() => node.close())
+  await ready(node)
+  // A user event is two channel messages (its stream's and the admin copy): 60 for the 30.
+  const events = Array.from({ length: 30 }, (_, i) => ({ type: 'billing.item.added', userId: 'slices', data: { i } }))
+  const r = await node.api('/api/events/batch', { body: { events } })
+  t.equal(r.status, 200)
+  t.equal(r.body.published, 30, 'all published')
+  t.same(r.body.results.map((x: { offset: number }) => x.offset), Array.from({ length: 30 }, (_, i) => i + 1), 'in order')
+})
+
 t.test('Redis Cluster: the same, the appends grouped by hash slot', { timeout: 120_000 }, async (t) => {
   const rc = await startRedisCluster(3)
   t.teardown(() => rc.stop())
