@@ -10,7 +10,7 @@ import { startApp, type RunningApp } from '../helpers/app.js'
 import { connect } from '../helpers/client.js'
 import { startReceiver } from '../helpers/receiver.js'
 import { startRedisCluster } from '../helpers/redis-cluster.js'
-import { startRedis } from '../helpers/redis.js'
+import { startRedis, type RedisServer } from '../helpers/redis.js'
 import { adminToken, userToken } from '../helpers/tokens.js'
 import { waitFor } from '../helpers/wait.js'
 
@@ -114,12 +114,18 @@ t.test('standalone Redis: the same, and the appends of a batch go to Redis toget
   })
 })
 
-t.test('a batch heavier than REDIS_PUBLISH_BUFFER is taken in slices that fit, not refused by an idle Redis', { timeout: 60_000 }, async (t) => {
+/** A node on a private Redis holding at most `buffer` channel messages for it (REDIS_PUBLISH_BUFFER). */
+async function withBuffer (t: Test, buffer: number): Promise<{ redis: RedisServer, node: RunningApp }> {
   const redis = await startRedis()
   t.teardown(() => redis.stop())
-  const node = await startApp({ REDIS_URL: redis.url, HEALTH_PROBE_INTERVAL: '200', REDIS_PUBLISH_BUFFER: '10' })
+  const node = await startApp({ REDIS_URL: redis.url, HEALTH_PROBE_INTERVAL: '200', REDIS_PUBLISH_BUFFER: String(buffer) })
   t.teardown(() => node.close())
   await ready(node)
+  return { redis, node }
+}
+
+t.test('a batch heavier than REDIS_PUBLISH_BUFFER is taken in slices that fit, not refused by an idle Redis', { timeout: 60_000 }, async (t) => {
+  const { node } = await withBuffer(t, 10)
   // A user event is two channel messages (its stream's and the admin copy): 60 for the 30.
   const events = Array.from({ length: 30 }, (_, i) => ({ type: 'billing.item.added', userId: 'slices', data: { i } }))
   const r = await node.api('/api/events/batch', { body: { events } })
@@ -160,11 +166,7 @@ t.test('refused whole, nothing published: too many events, none, not a list, too
 })
 
 t.test('Redis unreachable with its outage buffer full: 503 for the batch as a whole, as for a single publish', { timeout: 60_000 }, async (t) => {
-  const redis = await startRedis()
-  t.teardown(() => redis.stop())
-  const node = await startApp({ REDIS_URL: redis.url, HEALTH_PROBE_INTERVAL: '200', REDIS_PUBLISH_BUFFER: '3' })
-  t.teardown(() => node.close())
-  await ready(node)
+  const { redis, node } = await withBuffer(t, 3)
   await redis.kill()
   await waitFor('the node sees Redis gone', async () => (await node.api('/ws/health', { key: '' })).status, (s) => s === 503, { timeoutMs: 15_000 })
   const events = Array.from({ length: 3 }, (_, i) => ({ type: 'system.batch.outage', data: { i } }))
