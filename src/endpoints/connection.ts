@@ -11,6 +11,13 @@ import { watched } from './liveness.js'
 // Frames that arrive for a connection while it is still subscribing its
 // channels are held, then sent right after `welcome`, so `welcome` is first.
 const MAX_HELD_FRAMES = 256
+// Live deliveries held while a resume replays history (src/events/resume.ts).
+// The replay is bounded by HISTORY_SIZE; live traffic past this while it
+// runs is a client that cannot keep up anyway.
+const MAX_RESUME_HELD = 10_000
+// How long a replay waits for a client's socket to take what it was sent before the next page.
+const REPLAY_DRAIN_TIMEOUT_MS = 10_000
+const SETTLED: Promise<void> = Promise.resolve()
 
 export type Endpoint = 'events' | 'admin'
 export type Transport = 'ws' | 'socket.io'
@@ -50,7 +57,11 @@ export abstract class Connection implements Subscriber {
    */
   readonly guest: boolean
   closed = false
-  private held: Array<() => void> | null = []
+  private held: Array<Delivery | (() => void)> | null = []
+  /** live deliveries held while a resume replays history; null when none runs */
+  private resuming: Delivery[] | null = null
+  /** the subscribes of this connection, one after the other (a resume must not overlap another) */
+  private subscribes: Promise<void> = SETTLED
   private _log: FastifyBaseLogger | null = null
 
   /** `reqId` ties the connection's lines to its upgrade request. */
@@ -88,11 +99,66 @@ export abstract class Connection implements Subscriber {
   /** An event or notification from the hub. */
   deliver (d: Delivery): void {
     // Checked before making the closure: deliver runs once per recipient of every event.
-    if (this.held !== null) return this.hold(() => this.deliver(d))
+    if (this.held !== null) return this.hold(d)
+    if (this.resuming !== null) return this.holdLive(d)
     if (this.closed) return
     if (this.congested()) return this.close(CloseCodes.SLOW_CONSUMER, 'slow consumer')
     this.writeDelivery(d)
     this.site.framesOut[this.kind]++
+  }
+
+  /**
+   * Runs `f` after every subscribe this connection sent before has finished:
+   * a resume holds live deliveries until its reply, and two must not interleave.
+   */
+  serially (f: () => Promise<void>): Promise<void> {
+    const run = this.subscribes.then(f)
+    const settled = run.then(() => {}, () => {})
+    this.subscribes = settled
+    // An idle connection goes back to the one settled promise rather than holding its chain.
+    void settled.then(() => { if (this.subscribes === settled) this.subscribes = SETTLED })
+    return run
+  }
+
+  /**
+   * The seam of a resume (src/events/resume.ts): from now on live deliveries
+   * are held, while `replay` sends history; `endReplay` then sends the reply
+   * and the held deliveries that the replay did not already cover.
+   */
+  startReplay (): void { this.resuming ??= [] }
+
+  /** A message read back from history, sent ahead of the live ones held meanwhile. */
+  replay (d: Delivery): void {
+    if (this.closed) return
+    this.writeDelivery(d)
+    this.site.framesOut[this.kind]++
+  }
+
+  /** Resolves once the transport has taken what it was given (false: closed, or not within the timeout, and then closed 4008). */
+  async drained (): Promise<boolean> {
+    const deadline = Date.now() + REPLAY_DRAIN_TIMEOUT_MS
+    while (!this.closed && this.congested()) {
+      if (Date.now() > deadline) { this.close(CloseCodes.SLOW_CONSUMER, 'slow consumer'); break }
+      await new Promise((resolve) => setTimeout(resolve, 10))
+    }
+    return !this.closed
+  }
+
+  /**
+   * Ends the seam: `reply` goes out, then every held delivery except those
+   * the replay covered: of a stream in `tops`, in its epoch, at or below its
+   * top. Those are exactly what the replay read (it read after the hold
+   * began), so nothing is sent twice and nothing is skipped.
+   */
+  endReplay (tops: ReadonlyMap<string, { offset: number, epoch: string }>, reply: () => void): void {
+    const held = this.resuming ?? []
+    this.resuming = null
+    reply()
+    for (const d of held) {
+      const top = tops.get(d.stream)
+      if (top !== undefined && d.offset !== null && d.epoch === top.epoch && d.offset <= top.offset) continue
+      try { this.deliver(d) } catch (err) { this.undeliverable(err) }
+    }
   }
 
   /** A protocol message: a reply (with the request's id) or a server push. */
@@ -104,12 +170,22 @@ export abstract class Connection implements Subscriber {
     this.site.framesOut[this.kind]++
   }
 
-  welcome (payload: Record<string, unknown>): void {
+  /**
+   * Sends `welcome`, then what was held for after it: deliveries of a stream
+   * in `positions` at or below its top are left out, since the welcome says
+   * live messages continue after that top (they were published before it was read).
+   */
+  welcome (payload: Record<string, unknown>, positions?: Readonly<Record<string, { offset: number, epoch: string }>>): void {
     const held = this.held ?? []
     this.held = null
     this.emit('welcome', payload)
-    for (const f of held) {
-      try { f() } catch (err) { this.undeliverable(err) }
+    for (const x of held) {
+      try {
+        if (typeof x === 'function') { x(); continue }
+        const top = positions !== undefined && Object.hasOwn(positions, x.stream) ? positions[x.stream] : undefined
+        if (top !== undefined && x.offset !== null && x.epoch === top.epoch && x.offset <= top.offset) continue
+        this.deliver(x)
+      } catch (err) { this.undeliverable(err) }
     }
   }
 
@@ -148,8 +224,14 @@ export abstract class Connection implements Subscriber {
   protected abstract writeMessage (type: string, payload: unknown, id?: string): void
   protected abstract terminate (code: number, reason: string): void
 
+  private holdLive (d: Delivery): void {
+    if (this.closed) return
+    if (this.resuming!.length < MAX_RESUME_HELD) this.resuming!.push(d)
+    else this.close(CloseCodes.SLOW_CONSUMER, 'slow consumer')
+  }
+
   /** Keeps a frame for after `welcome` (callers check `held` first). */
-  private hold (f: () => void): void {
+  private hold (f: Delivery | (() => void)): void {
     if (this.held!.length < MAX_HELD_FRAMES) this.held!.push(f)
     else this.close(CloseCodes.SLOW_CONSUMER, 'slow consumer')
   }
