@@ -60,6 +60,14 @@ export abstract class Connection implements Subscriber {
   private held: Array<Delivery | (() => void)> | null = []
   /** live deliveries held while a resume replays history; null when none runs */
   private resuming: Delivery[] | null = null
+  /**
+   * Per stream, the position up to which this connection has had (or given
+   * up) every message: a live message at or below it is not sent. Pub/sub
+   * runs on its own Redis connection, behind the reads: a message a replay
+   * read can still come live after the replay. A stream's floor goes with the
+   * first message above it, in the order its channel keeps.
+   */
+  private floors: Map<string, { offset: number, epoch: string }> | null = null
   /** the subscribes of this connection, one after the other (a resume must not overlap another) */
   private subscribes: Promise<void> = SETTLED
   private _log: FastifyBaseLogger | null = null
@@ -101,6 +109,7 @@ export abstract class Connection implements Subscriber {
     // Checked before making the closure: deliver runs once per recipient of every event.
     if (this.held !== null) return this.hold(d)
     if (this.resuming !== null) return this.holdLive(d)
+    if (this.floors !== null && this.belowFloor(d)) return
     if (this.closed) return
     if (this.congested()) return this.close(CloseCodes.SLOW_CONSUMER, 'slow consumer')
     this.writeDelivery(d)
@@ -145,20 +154,39 @@ export abstract class Connection implements Subscriber {
   }
 
   /**
-   * Ends the seam: `reply` goes out, then every held delivery except those
+   * Ends the seam: `reply` goes out, then the held deliveries, except those
    * the replay covered: of a stream in `tops`, in its epoch, at or below its
-   * top. Those are exactly what the replay read (it read after the hold
-   * began), so nothing is sent twice and nothing is skipped.
+   * top (the floor keeps them out when they come later). Those are exactly
+   * what the replay read, since it read after the hold began: nothing is sent
+   * twice and nothing is skipped.
    */
   endReplay (tops: ReadonlyMap<string, { offset: number, epoch: string }>, reply: () => void): void {
     const held = this.resuming ?? []
     this.resuming = null
+    this.raiseFloors(tops.entries())
     reply()
     for (const d of held) {
-      const top = tops.get(d.stream)
-      if (top !== undefined && d.offset !== null && d.epoch === top.epoch && d.offset <= top.offset) continue
       try { this.deliver(d) } catch (err) { this.undeliverable(err) }
     }
+  }
+
+  private raiseFloors (tops: Iterable<[string, { offset: number, epoch: string }]>): void {
+    for (const [stream, top] of tops) {
+      const f = (this.floors ??= new Map()).get(stream)
+      if (f === undefined || f.epoch !== top.epoch || f.offset < top.offset) this.floors.set(stream, { offset: top.offset, epoch: top.epoch })
+    }
+    if (this.floors?.size === 0) this.floors = null
+  }
+
+  /** `d` was sent already (replayed), or comes before the position the client was given; a message above the floor lifts it. */
+  private belowFloor (d: Delivery): boolean {
+    if (d.offset === null) return false
+    const f = this.floors!.get(d.stream)
+    if (f === undefined) return false
+    if (d.epoch === f.epoch && d.offset <= f.offset) return true
+    this.floors!.delete(d.stream)
+    if (this.floors!.size === 0) this.floors = null
+    return false
   }
 
   /** A protocol message: a reply (with the request's id) or a server push. */
@@ -171,20 +199,20 @@ export abstract class Connection implements Subscriber {
   }
 
   /**
-   * Sends `welcome`, then what was held for after it: deliveries of a stream
-   * in `positions` at or below its top are left out, since the welcome says
-   * live messages continue after that top (they were published before it was read).
+   * Sends `welcome`, then what was held for after it. With `positions`, live
+   * messages continue after them: a message of one of those streams at or
+   * below its top (published before the top was read, and still on its way
+   * through pub/sub) is not sent, now or later (the floor, see below).
    */
   welcome (payload: Record<string, unknown>, positions?: Readonly<Record<string, { offset: number, epoch: string }>>): void {
     const held = this.held ?? []
     this.held = null
+    if (positions !== undefined) this.raiseFloors(Object.entries(positions))
     this.emit('welcome', payload)
     for (const x of held) {
       try {
-        if (typeof x === 'function') { x(); continue }
-        const top = positions !== undefined && Object.hasOwn(positions, x.stream) ? positions[x.stream] : undefined
-        if (top !== undefined && x.offset !== null && x.epoch === top.epoch && x.offset <= top.offset) continue
-        this.deliver(x)
+        if (typeof x === 'function') x()
+        else this.deliver(x)
       } catch (err) { this.undeliverable(err) }
     }
   }
