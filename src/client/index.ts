@@ -639,10 +639,12 @@ export class HeraldClient {
     if (held !== undefined) { held.push({ kind, p }); return }
     const l = this.last.get(s)!
     if (p.epoch !== l.epoch) {
+      // Still unsure after an outage: what this node delivered without a
+      // position may be in the new epoch, and the next message resumes from here.
       this.last.set(s, { epoch: p.epoch, offset: p.offset })
-      this.unsure.delete(s)
       this.emit('recovered', { recovered: false, unrecovered: [s], reconnect: false })
-      return this.deliver(kind, p)
+      if (!this.seenUnplaced(s, p.id)) this.deliver(kind, p)
+      return
     }
     if (p.offset <= l.offset) return
     if (this.unsure.delete(s) && this.ws !== null) return this.resumeOpen(this.ws, s, l, { kind, p })
