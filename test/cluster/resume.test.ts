@@ -10,10 +10,11 @@
 // recovered:false, then goes on in the new epoch without a gap.
 import t, { type Test } from 'tap'
 import { startBalancer, type Balancer } from '../helpers/balancer.js'
-import { startFleets, percentile, type Fleets } from '../helpers/fleets.js'
-import type { ClientReport } from '../helpers/fleet.js'
+import { startFleets, percentile, type Fleets } from '../../bench/load/sdk-fleets.js'
+import type { ClientReport } from '../../bench/load/sdk-fleet.js'
 import { startNode, type NodeProc } from '../helpers/node.js'
 import { startRedis } from '../helpers/redis.js'
+import { TEST_SECRET } from '../helpers/tokens.js'
 import { waitFor } from '../helpers/wait.js'
 
 const CLIENTS = 1000
@@ -128,7 +129,7 @@ async function userStreamsComplete (t: Test, rs: ClientReport[]): Promise<void> 
 }
 
 t.test('1,000 SDK clients over three nodes, publishing at 50 events a second', { timeout: 600_000 }, async (t) => {
-  fleets = await startFleets({ url: `${balancer.ws}/ws/events`, users, eventTypes: ['*'] }, 2)
+  fleets = await startFleets({ url: `${balancer.ws}/ws/events`, users, eventTypes: ['*'], secret: TEST_SECRET }, 2)
   startPublishing()
   let last = await caughtUp('start')
   t.equal(last.length, CLIENTS, 'every client reports')

@@ -1,10 +1,10 @@
-// The parent side of test/helpers/fleet.ts: SDK clients spread over child
+// The parent side of sdk-fleet.ts: SDK clients spread over child
 // processes, each process checking its clients' sequences.
 import { fork, type ChildProcess } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
-import type { ClientReport, FleetConfig, FleetReport } from './fleet.js'
+import type { ClientReport, FleetConfig, FleetReport } from './sdk-fleet.js'
 
-const FLEET = fileURLToPath(new URL('./fleet.ts', import.meta.url))
+const FLEET = fileURLToPath(new URL('./sdk-fleet.ts', import.meta.url))
 
 export interface Fleets {
   /** every client's report, from every process */

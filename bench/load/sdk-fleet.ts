@@ -7,9 +7,10 @@
 //   child -> { type: 'ready' } once every client is connected
 //
 // Configured by FLEET_CONFIG (JSON, FleetConfig). Run with `node --import tsx`.
+// Used by test/cluster/resume.test.ts and bench/resume.ts.
 import WebSocket from 'ws'
+import { createSigner } from 'fast-jwt'
 import { HeraldClient, type ClientOptions } from '../../src/client/index.js'
-import { token } from './tokens.js'
 
 export interface FleetConfig {
   url: string
@@ -17,7 +18,8 @@ export interface FleetConfig {
   users: string[]
   /** patterns each client holds */
   eventTypes: string[]
-  secret?: string
+  /** the nodes' JWT_SECRET (HS256) */
+  secret: string
   /** SDK options (backoff and jitter) */
   options?: Partial<ClientOptions>
 }
@@ -37,6 +39,11 @@ export interface ClientReport {
   /** ms from each close to the `recovered` of the connection that followed */
   catchUpMs: number[]
   connected: boolean
+  /** distinct system.* events received */
+  ticks: number
+  /** when the last resume after a reconnect recovered, and the first message after it (ms since the epoch) */
+  recoveredAt: number | null
+  liveAt: number | null
 }
 
 export interface FleetReport { clients: ClientReport[] }
@@ -44,24 +51,27 @@ export interface FleetReport { clients: ClientReport[] }
 const cfg = JSON.parse(process.env.FLEET_CONFIG ?? '{}') as FleetConfig
 
 if (process.send !== undefined && cfg.url !== undefined) {
+  const sign = createSigner({ key: cfg.secret, algorithm: 'HS256', expiresIn: 3600_000 })
   const clients: Array<{ client: HeraldClient, report: ClientReport }> = []
   for (const user of cfg.users) {
-    const report: ClientReport = { user, streams: {}, gaps: [], duplicates: 0, unrecovered: 0, recoveredAfterReconnect: 0, reconnects: 0, catchUpMs: [], connected: false }
+    const report: ClientReport = { user, streams: {}, gaps: [], duplicates: 0, unrecovered: 0, recoveredAfterReconnect: 0, reconnects: 0, catchUpMs: [], connected: false, ticks: 0, recoveredAt: null, liveAt: null }
     const seen = new Set<string>()
     const last = new Map<string, { epoch: string, offset: number }>()
     let closedAt: number | null = null
     const client = new HeraldClient({
       url: cfg.url,
       WebSocket: WebSocket as unknown as ClientOptions['WebSocket'],
-      getToken: () => token({ sub: user, sid: `${user}-s`, roles: ['user'] }, cfg.secret !== undefined ? { key: cfg.secret } : {}),
+      getToken: () => sign({ sub: user, sid: `${user}-s`, roles: ['user'] }),
       eventTypes: cfg.eventTypes,
       baseDelayMs: 200,
       maxDelayMs: 2000,
       ...cfg.options,
     })
-    const onMessage = (p: { id: string, stream?: string, offset?: number, epoch?: string }): void => {
+    const onMessage = (p: { id: string, type?: string, stream?: string, offset?: number, epoch?: string }): void => {
       if (seen.has(p.id)) { report.duplicates++; return }
       seen.add(p.id)
+      if (p.type?.startsWith('system.') === true) report.ticks++
+      if (report.recoveredAt !== null && report.liveAt === null) report.liveAt = Date.now()
       if (p.stream === undefined || p.offset === undefined || p.epoch === undefined) return
       const s = (report.streams[p.stream] ??= { count: 0, from: p.offset, to: p.offset, epoch: p.epoch, epochs: 1 })
       const l = last.get(p.stream)
@@ -84,14 +94,26 @@ if (process.send !== undefined && cfg.url !== undefined) {
         report.unrecovered++
         // Told: the app refetches; the sequence starts again with the next message of those streams.
         for (const s of r.unrecovered) last.delete(s)
-      } else if (r.reconnect) report.recoveredAfterReconnect++
+      } else if (r.reconnect) {
+        report.recoveredAfterReconnect++
+        report.recoveredAt = Date.now()
+        report.liveAt = null
+      }
       if (r.reconnect) {
         report.reconnects++
         if (closedAt !== null) report.catchUpMs.push(Date.now() - closedAt)
       }
       closedAt = null
     })
-    client.on('state', (s) => { report.connected = s === 'connected' })
+    client.on('state', (s) => {
+      report.connected = s === 'connected'
+      // History off: no resume, so back is when it is connected again.
+      if (s === 'connected' && client.welcome?.positions === undefined && closedAt !== null) {
+        report.reconnects++
+        report.catchUpMs.push(Date.now() - closedAt)
+        closedAt = null
+      }
+    })
     clients.push({ client, report })
   }
   // Connected in waves, not all 1,000 handshakes at once.
