@@ -14,6 +14,7 @@
 //     release before resume: 5 s drain jitter, one quick retry) and after
 //     (history and resume on, default settings). Events lost per client, and
 //     from close to caught up per client.
+import { fork, type ChildProcess } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { Redis } from 'ioredis'
 import { HeraldPublisher } from '../src/client/publisher.js'
@@ -110,6 +111,25 @@ function sampleCpu (pids: () => number[], redis: Redis): { stop: () => Promise<{
   return { async stop () { running = false; await loop; return { node, redis: rpeak } } }
 }
 
+/** A balancer process (bench/load/balancer.ts) over `ports`. */
+async function balancerProcess (ports: number[]): Promise<{ ws: string, add: (port: number) => void, stop: () => Promise<void> }> {
+  const c: ChildProcess = fork(fileURLToPath(new URL('./load/balancer.ts', import.meta.url)), [], { execArgv: ['--import', 'tsx'], env: { ...process.env, BALANCER_PORTS: JSON.stringify(ports) }, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+  const port = await new Promise<number>((resolve, reject) => {
+    c.once('message', (m: { port: number }) => resolve(m.port))
+    c.once('exit', (code) => reject(new Error(`the balancer exited (${code})`)))
+  })
+  return {
+    ws: `ws://127.0.0.1:${port}`,
+    add: (p) => c.send({ add: p }),
+    async stop () {
+      if (c.exitCode !== null) return
+      const exited = new Promise((resolve) => c.once('exit', resolve))
+      c.kill('SIGKILL')
+      await exited
+    },
+  }
+}
+
 interface Rig { redis: RedisServer, rc: Redis, nodes: NodeProc[], lb: Balancer, stop: () => Promise<void> }
 
 async function rig (env: Record<string, string>, count: number): Promise<Rig> {
@@ -140,7 +160,16 @@ async function storm (clients: number, processes: number, progress: (s: string) 
     const [a] = r.nodes as [NodeProc]
     const users = Array.from({ length: clients }, (_x, i) => `storm-${i}`)
     progress(`resume storm: connecting ${clients} clients`)
-    const fleets = await startFleets({ url: `${r.lb.ws}/ws/events`, users, eventTypes: ['*'], secret: TEST_SECRET, options: { baseDelayMs: 500, maxDelayMs: 3000 } }, processes, 600_000)
+    // Two balancer processes, each for half the clients: one proxy holds two sockets per client.
+    const lbs = [await balancerProcess([a.port]), await balancerProcess([a.port])]
+    const half = Math.ceil(clients / 2)
+    const fleetsOf = async (i: number): Promise<Awaited<ReturnType<typeof startFleets>>> =>
+      await startFleets({ url: `${lbs[i]!.ws}/ws/events`, users: users.slice(i * half, (i + 1) * half), eventTypes: ['*'], secret: TEST_SECRET, options: { baseDelayMs: 500, maxDelayMs: 3000 } }, Math.max(1, processes / 2), 600_000)
+    const parts = [await fleetsOf(0), await fleetsOf(1)]
+    const fleets = {
+      report: async () => (await Promise.all(parts.map(async (f) => await f.report()))).flat(),
+      stop: async () => { await Promise.all(parts.map(async (f) => await f.stop())); await Promise.all(lbs.map(async (l) => await l.stop())) },
+    }
     try {
       const spare = [await startNode({ REDIS_URL: r.redis.url, NODE_TTL: '3000' }), await startNode({ REDIS_URL: r.redis.url, NODE_TTL: '3000' })]
       r.nodes.push(...spare)
@@ -159,7 +188,7 @@ async function storm (clients: number, processes: number, progress: (s: string) 
       progress('resume storm: two nodes join; every client reconnects')
       const cpu = sampleCpu(() => spare.map((n) => n.proc.pid!), r.rc)
       const t0 = Date.now()
-      for (const n of spare) r.lb.backends.push({ port: n.port, alive: true, connections: 0 })
+      for (const n of spare) for (const l of lbs) l.add(n.port)
       // Live traffic from now on: every client must see some after its recovery.
       let live = true
       const ticker = (async () => { while (live) { await herald.publish('system.tick', { data: {} }).catch(() => {}); await sleep(200) } })()
