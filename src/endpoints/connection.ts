@@ -18,6 +18,17 @@ const MAX_RESUME_HELD = 10_000
 // How long a replay waits for a client's socket to take what it was sent before the next page.
 const REPLAY_DRAIN_TIMEOUT_MS = 10_000
 const SETTLED: Promise<void> = Promise.resolve()
+// How long a floor (see Connection.floors) outlives the read that set it:
+// far longer than pub/sub lags behind a read, even with the node's intake
+// backed up; after that a floor is only memory on an idle connection.
+const FLOOR_MS = 30_000
+const floored = new Set<Connection>()
+let sweeper: NodeJS.Timeout | null = null
+function sweepFloors (): void {
+  const now = Date.now()
+  for (const c of floored) c.expireFloors(now)
+  if (floored.size === 0 && sweeper !== null) { clearInterval(sweeper); sweeper = null }
+}
 
 export type Endpoint = 'events' | 'admin'
 export type Transport = 'ws' | 'socket.io'
@@ -65,9 +76,11 @@ export abstract class Connection implements Subscriber {
    * up) every message: a live message at or below it is not sent. Pub/sub
    * runs on its own Redis connection, behind the reads: a message a replay
    * read can still come live after the replay. A stream's floor goes with the
-   * first message above it, in the order its channel keeps.
+   * first message above it, in the order its channel keeps, or FLOOR_MS
+   * after it was set (a sweep: an idle connection does not keep it).
    */
   private floors: Map<string, { offset: number, epoch: string }> | null = null
+  private floorsAt = 0
   /** the subscribes of this connection, one after the other (a resume must not overlap another) */
   private subscribes: Promise<void> = SETTLED
   private _log: FastifyBaseLogger | null = null
@@ -175,7 +188,17 @@ export abstract class Connection implements Subscriber {
       const f = (this.floors ??= new Map()).get(stream)
       if (f === undefined || f.epoch !== top.epoch || f.offset < top.offset) this.floors.set(stream, { offset: top.offset, epoch: top.epoch })
     }
-    if (this.floors?.size === 0) this.floors = null
+    if (this.floors?.size === 0) { this.floors = null; return }
+    this.floorsAt = Date.now()
+    floored.add(this)
+    sweeper ??= setInterval(sweepFloors, 5000).unref()
+  }
+
+  /** Called by the sweep: floors older than FLOOR_MS go, and a closed connection's. */
+  expireFloors (now: number): void {
+    if (this.floors !== null && !this.closed && now - this.floorsAt < FLOOR_MS) return
+    this.floors = null
+    floored.delete(this)
   }
 
   /** `d` was sent already (replayed), or comes before the position the client was given; a message above the floor lifts it. */
@@ -185,7 +208,7 @@ export abstract class Connection implements Subscriber {
     if (f === undefined) return false
     if (d.epoch === f.epoch && d.offset <= f.offset) return true
     this.floors!.delete(d.stream)
-    if (this.floors!.size === 0) this.floors = null
+    if (this.floors!.size === 0) { this.floors = null; floored.delete(this) }
     return false
   }
 
