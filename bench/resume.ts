@@ -1,5 +1,5 @@
 // Resume (a scenario of `npm run bench`; alone: `node --import tsx
-// bench/resume.ts [--smoke]`). Node processes on a fresh Redis behind a
+// bench/resume.ts [--smoke] [--storm-clients=N] [--loss-clients=N]`). Node processes on a fresh Redis behind a
 // round-robin balancer, SDK clients in child processes (bench/load/sdk-fleet.ts).
 //
 //   - storm: clients of distinct users all on one node; it is killed (-9);
@@ -306,6 +306,10 @@ async function losses (mode: 'before' | 'after', clients: number, processes: num
 
 export async function resumeBench (opts: { smoke: boolean, progress: (s: string) => void }): Promise<ResumeResult> {
   const s = opts.smoke ? { storm: 100, stormProcs: 1, loss: 50, lossProcs: 1 } : { storm: 10_000, stormProcs: 4, loss: 1000, lossProcs: 2 }
+  // Development on a busy machine: --storm-clients=N, --loss-clients=N.
+  const flag = (name: string): number | undefined => { const v = process.argv.find((a) => a.startsWith(`--${name}=`)); return v === undefined ? undefined : Number(v.slice(name.length + 3)) }
+  s.storm = flag('storm-clients') ?? s.storm
+  s.loss = flag('loss-clients') ?? s.loss
   const storm_ = await storm(s.storm, s.stormProcs, opts.progress)
   const drainMs = opts.smoke ? 1000 : 3000
   const rows = [...await losses('before', s.loss, s.lossProcs, drainMs, opts.progress), ...await losses('after', s.loss, s.lossProcs, drainMs, opts.progress)]
