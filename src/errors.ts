@@ -59,6 +59,7 @@ export const Errors = {
   TOO_MANY_SUBSCRIPTIONS: def('TOO_MANY_SUBSCRIPTIONS', 400, false, 'the connection would exceed its subscription limit', 'the request would take the connection past `MAX_SUBSCRIPTIONS` (nothing subscribed)'),
   FORBIDDEN: def('FORBIDDEN', 403, false, 'not allowed on this connection', 'a request this connection may not make'),
   RATE_LIMITED: def('RATE_LIMITED', 429, true, 'too many messages; slow down', 'over `MAX_MESSAGES_PER_MINUTE` for the user or the IP (cluster-wide); the message was dropped'),
+  STREAM_FORBIDDEN: def('STREAM_FORBIDDEN', 403, false, 'this connection may not read that stream', 'a `since` naming a stream the connection does not read (another user\'s, or `admin` on `/ws/events`): nothing subscribed, nothing replayed'),
   REFRESH_REJECTED: def('REFRESH_REJECTED', 401, false, 'the refresh token was not accepted', 'the `refresh` token was not accepted; the connection keeps its old expiry'),
 } as const
 

@@ -5,6 +5,7 @@ import { CloseCodes } from '../protocol/close-codes.js'
 import type { ClientMessage } from '../protocol/envelope.js'
 import type { Connection } from './connection.js'
 import { evictedEarly, revokedWhileOpening } from './control.js'
+import { positionsOf } from '../events/resume.js'
 import { armExpiry } from './expiry.js'
 import { heardFrom } from './liveness.js'
 
@@ -81,7 +82,11 @@ export function opened (h: Herald, conn: Connection): void {
   h.connections.add(conn)
   let timer: NodeJS.Timeout | undefined
   const timeout = new Promise<never>((_resolve, reject) => { timer = setTimeout(() => reject(new Error('subscribe timed out')), ATTACH_TIMEOUT_MS) })
-  Promise.race([h.hub.attach(conn), timeout]).then(() => {
+  // The positions are read once the node listens on the connection's
+  // channels: a message published after the read reaches it live.
+  const streams = h.backend.streams
+  const attached = h.hub.attach(conn).then(async () => streams === null || conn.closed ? undefined : await positionsOf(streams, h.channels, conn))
+  Promise.race([attached, timeout]).then((positions) => {
     if (conn.closed) return
     const { identity } = conn
     conn.welcome({
@@ -91,7 +96,8 @@ export function opened (h: Herald, conn: Connection): void {
       sessionId: identity.sessionId,
       expiresAt: Number.isFinite(identity.expiresAt) ? new Date(identity.expiresAt).toISOString() : null,
       heartbeatInterval: h.config.heartbeatIntervalMs,
-    })
+      ...(positions !== undefined ? { positions } : {}),
+    }, positions)
     if (Number.isFinite(identity.expiresAt)) armExpiry(h, conn)
   }, (err: unknown) => {
     conn.log.warn({ err: { message: (err as Error).message } }, 'could not subscribe connection channels')

@@ -14,6 +14,10 @@ import { Intake } from './intake.js'
  */
 export interface Delivery {
   readonly kind: 'event' | 'notification'
+  /** the stream it belongs to ('' when none: history off) and its position there (offset null: none, as during an outage) */
+  readonly stream: string
+  readonly offset: number | null
+  readonly epoch: string
   /** the message, {"type":kind,"payload":…}, as bytes */
   frame (): Buffer
   /** the same message as a complete WebSocket text frame, header included */
@@ -189,23 +193,7 @@ export class Hub {
 
   private dispatch (channel: string, env: Envelope): void {
     if (env.kind === 'c') return this.controlListener(env)
-    let frame: Buffer | null = null
-    let wsFrame: Buffer | null = null
-    let payload: unknown
-    let unusable = false
-    const kind = env.kind === 'e' ? 'event' : 'notification'
-    const d: Delivery = {
-      kind,
-      frame: () => (frame ??= Buffer.from(`{"type":"${kind}","payload":${env.json}}`)),
-      wsFrame: () => (wsFrame ??= textFrame(d.frame())),
-      payload: () => {
-        if (payload === undefined && !unusable) {
-          try { payload = JSON.parse(env.json) } catch { unusable = true }
-        }
-        if (unusable) throw new UnusablePayload('the message JSON does not parse')
-        return payload
-      },
-    }
+    const d = deliveryOf(env)
     let count = 0
     let tapped: readonly string[] | null = null
     let unusableCounted = false
@@ -226,6 +214,7 @@ export class Hub {
       }
     }
 
+    const kind = d.kind
     if (env.kind === 'n') {
       // Notifications need no subscription and go to /ws/events connections only.
       if (channel === this.ch.broadcast) {
@@ -308,4 +297,48 @@ export class Hub {
     // Redis processes UNSUBSCRIBE and a later SUBSCRIBE in order on one connection.
     this.broker.unsubscribe(channel).catch(() => {})
   }
+}
+
+/** A message as its recipients get it; each form built at most once, whatever their number. */
+export function deliveryOf (env: Envelope): Delivery {
+  let frame: Buffer | null = null
+  let wsFrame: Buffer | null = null
+  let payload: unknown
+  let unusable = false
+  const kind = env.kind === 'e' ? 'event' : 'notification'
+  const d: Delivery = {
+    kind,
+    stream: env.stream,
+    offset: env.offset,
+    epoch: env.epoch,
+    frame: () => (frame ??= Buffer.from(`{"type":"${kind}","payload":${env.json}}`)),
+    wsFrame: () => (wsFrame ??= textFrame(d.frame())),
+    payload: () => {
+      if (payload === undefined && !unusable) {
+        try { payload = JSON.parse(env.json) } catch { unusable = true }
+      }
+      if (unusable) throw new UnusablePayload('the message JSON does not parse')
+      return payload
+    },
+  }
+  return d
+}
+
+/**
+ * Would the hub deliver `env`, read back from the stream named `stream`, to
+ * `s` live? The rules of dispatch() above, for one subscriber: a resume
+ * replays exactly what the connection would have received.
+ */
+export function receives (s: Subscriber, stream: string, env: Envelope): boolean {
+  const user = stream !== 'broadcast' && stream !== 'admin'
+  if (env.kind === 'n') {
+    if (s.kind !== 'events') return false
+    return user ? !s.guest && env.userId === s.userId && stream === env.stream : stream === 'broadcast'
+  }
+  if (env.kind !== 'e') return false
+  if (user && (s.kind !== 'events' || s.guest || env.userId !== s.userId)) return false
+  if (stream === 'admin' && s.kind !== 'admin') return false
+  const type = env.type.split('.')
+  for (const p of s.patterns.values()) if (matches(p, type)) return true
+  return false
 }

@@ -128,6 +128,15 @@ export const StreamPage = Type.Object({
   next: Type.Optional(Offset('more are retained: read again with `after` set to this')),
 })
 
+/** A stream's position: the offset of a message (or of its latest) in an epoch of its history. */
+export const StreamPosition = (description: string) => Type.Object({
+  epoch: Type.String({ minLength: 1, maxLength: 64, description: 'the history the offset counts in' }),
+  offset: Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER, description: 'the offset of a message in that history; 0: before the first' }),
+}, { additionalProperties: false, description })
+
+/** Positions by stream name. */
+const Positions = (description: string) => Type.Record(Type.String(), StreamPosition('a position'), { description })
+
 export const Welcome = Type.Object({
   connectionId: Type.String(),
   serverId: Type.String({ description: 'the node holding the connection' }),
@@ -135,6 +144,7 @@ export const Welcome = Type.Object({
   sessionId: Type.Union([Type.String(), Type.Null()], { description: 'the token\'s `sid`' }),
   expiresAt: Type.Union([Type.String(), Type.Null()], { description: 'the token\'s `exp` (ISO 8601); null for a guest' }),
   heartbeatInterval: Type.Integer({ description: 'ms between the node\'s pings' }),
+  positions: Type.Optional(Positions('the current top of every stream the connection reads (`user:<userId>` and `broadcast` on `/ws/events`, `broadcast` alone for a guest; `admin` and `broadcast` on `/ws/admin`); absent when history is off')),
 })
 export type Welcome = Static<typeof Welcome>
 
@@ -407,6 +417,14 @@ const Nothing = Type.Object({})
 
 const EventTypes = (description: string) => Type.Object({ eventTypes: Patterns(description) })
 
+export const Subscribed = Type.Object({
+  eventTypes: Patterns('every pattern the connection now holds'),
+  recovered: Type.Optional(Type.Boolean({ description: 'only with `since`: true when every message after every position named was replayed (same epoch, all still retained); false when anything may be missing' })),
+  positions: Type.Optional(Positions('only with `since`: per stream named, where the client now is: live messages continue after it. A stream not recovered is not replayed; its position is its top')),
+  unrecovered: Type.Optional(Type.Array(Type.String(), { description: 'only with `since`: the streams named that were not recovered (empty when `recovered`)' })),
+})
+export type Subscribed = Static<typeof Subscribed>
+
 export interface ClientFrameDef {
   readonly endpoint: 'both' | 'admin'
   readonly payload: TSchema
@@ -423,7 +441,7 @@ export interface ServerFrameDef {
 
 export const ServerFrames = {
   welcome: { endpoint: 'both', payload: Welcome, description: 'always the first frame' },
-  subscribed: { endpoint: 'both', payload: EventTypes('every pattern the connection now holds'), description: 'reply to `subscribe`' },
+  subscribed: { endpoint: 'both', payload: Subscribed, description: 'reply to `subscribe`; with `since`, it comes after the replayed messages and before any live one' },
   unsubscribed: { endpoint: 'both', payload: EventTypes('every pattern the connection still holds'), description: 'reply to `unsubscribe`' },
   subscriptions: { endpoint: 'both', payload: EventTypes('every pattern the connection holds'), description: 'reply to `get_subscriptions`' },
   pong: { endpoint: 'both', payload: Type.Object({ timestamp: Time('the node\'s clock') }), description: 'reply to `ping`' },
@@ -472,9 +490,12 @@ export const ServerFrames = {
 export const ClientFrames = {
   subscribe: {
     endpoint: 'both',
-    payload: Type.Object({ eventTypes: Type.Array(SubscriptionPattern, { minItems: 1, maxItems: MAX_PATTERNS_PER_REQUEST, description: `1-${MAX_PATTERNS_PER_REQUEST} patterns to add` }) }),
+    payload: Type.Object({
+      eventTypes: Type.Optional(Type.Array(SubscriptionPattern, { minItems: 1, maxItems: MAX_PATTERNS_PER_REQUEST, description: `1-${MAX_PATTERNS_PER_REQUEST} patterns to add` })),
+      since: Type.Optional(Type.Record(Type.String({ maxLength: 300 }), StreamPosition('the last position processed'), { description: 'resume: per stream, the last position the client processed; what it missed since, and may receive, is replayed before the reply' })),
+    }, { anyOf: [{ required: ['eventTypes'] }, { required: ['since'] }], description: '`eventTypes`, `since` or both' }),
     reply: 'subscribed',
-    description: 'all or nothing: one invalid pattern, or passing `MAX_SUBSCRIPTIONS`, changes nothing; a pattern already held is a no-op',
+    description: 'all or nothing: one invalid pattern, passing `MAX_SUBSCRIPTIONS`, or a `since` naming a stream the connection may not read (`STREAM_FORBIDDEN`), changes nothing; a pattern already held is a no-op. With `since`: the missed messages first, in stream order, then the reply, then live messages, none lost or doubled between',
   },
   unsubscribe: {
     endpoint: 'both',

@@ -76,7 +76,7 @@ t.test('every frame a node sends matches its schema, and every declared type is 
 t.test('a payload that breaks its schema: the specific code, and a message naming the field and the rule', async (t) => {
   const check = Object.fromEntries(Object.entries(ClientFrames).map(([type, f]) => [type, payloadCheck(f.payload)]))
   const cases: Array<[string, unknown, string, RegExp]> = [
-    ['subscribe', {}, 'INVALID_PAYLOAD', /^payload\.eventTypes is required$/],
+    ['subscribe', {}, 'INVALID_PAYLOAD', /^payload\.eventTypes or payload\.since is required$/],
     ['subscribe', { eventTypes: '*' }, 'INVALID_PAYLOAD', /^payload\.eventTypes must be an array$/],
     ['subscribe', { eventTypes: [] }, 'INVALID_PAYLOAD', /^payload\.eventTypes must hold 1-1000 items$/],
     ['subscribe', { eventTypes: Array(1001).fill('a') }, 'INVALID_PAYLOAD', /1-1000 items/],
