@@ -50,6 +50,7 @@ export const Errors = {
   WEBHOOK_NOT_FOUND: def('WEBHOOK_NOT_FOUND', 404, false, 'no such webhook endpoint', 'an `/api/webhooks/:id` route naming an endpoint that does not exist'),
   WEBHOOK_URL_REFUSED: def('WEBHOOK_URL_REFUSED', 400, false, 'this webhook URL may not be delivered to', 'a webhook URL that is not https (unless `WEBHOOK_ALLOW_HTTP`), carries credentials, or is an IP address that is not public (unless in `WEBHOOK_ALLOW_PRIVATE`)'),
   TOO_MANY_WEBHOOKS: def('TOO_MANY_WEBHOOKS', 409, false, 'the cluster has as many webhook endpoints as it may (1000)', 'creating a webhook endpoint past 1000'),
+  TOO_MANY_GROUPS: def('TOO_MANY_GROUPS', 409, false, 'the user is a member of as many groups as it may be through the API (1000)', '`PUT /api/groups/:group/members/:userId` for a user in 1000 groups already'),
   VISITORS_UNAVAILABLE: def('VISITORS_UNAVAILABLE', 404, false, 'this node cannot sign visitor tokens: it verifies with a public key or JWKS only', '`POST /api/visitors` on a node without `JWT_SECRET`: mint visitor tokens with your own signer (docs/protocol.md, Visitor tokens)'),
   INTERNAL: def('INTERNAL', 500, true, 'internal error', 'a bug: the node failed handling a valid request'),
   // frames

@@ -6,6 +6,7 @@ import type { ClientMessage } from '../protocol/envelope.js'
 import { ClientFrames, type ClientFrameType, type ClientPayload } from '../protocol/schema.js'
 import { payloadCheck, type Refusal } from '../protocol/validation.js'
 import type { HandlerTable } from './session.js'
+import { publish } from '../publish/handler.js'
 
 const checks = Object.fromEntries(Object.entries(ClientFrames).map(([type, f]) => [type, payloadCheck(f.payload)])) as Record<ClientFrameType, (p: unknown) => Refusal | null>
 
@@ -70,4 +71,10 @@ export const commonCommands: HandlerTable = {
     armExpiry(h, conn)
     conn.reply('refreshed', { expiresAt: new Date(identity.expiresAt).toISOString() }, msg.id)
   },
+}
+
+/** /ws/events and Socket.IO: the common requests, and a client's publish (src/publish/). */
+export const eventsCommands: HandlerTable = {
+  ...commonCommands,
+  publish,
 }

@@ -6,6 +6,7 @@ import type { ClientMessage } from '../protocol/envelope.js'
 import type { Connection } from './connection.js'
 import { evictedEarly, revokedWhileOpening } from './control.js'
 import { armExpiry } from './expiry.js'
+import { joinGroups } from '../groups/membership.js'
 import { heardFrom } from './liveness.js'
 
 // What every transport does with a connection: open (subscribe its channels,
@@ -81,7 +82,10 @@ export function opened (h: Herald, conn: Connection): void {
   h.connections.add(conn)
   let timer: NodeJS.Timeout | undefined
   const timeout = new Promise<never>((_resolve, reject) => { timer = setTimeout(() => reject(new Error('subscribe timed out')), ATTACH_TIMEOUT_MS) })
-  Promise.race([h.hub.attach(conn), timeout]).then(() => {
+  // Its user's channel first: a membership change announced while its groups
+  // are read comes on it (src/groups/membership.ts).
+  const attached = h.hub.attach(conn).then(async () => { if (!conn.closed) await joinGroups(h, conn) })
+  Promise.race([attached, timeout]).then(() => {
     if (conn.closed) return
     const { identity } = conn
     conn.welcome({
