@@ -13,6 +13,7 @@ import { Redis } from 'ioredis'
 import { inspectorUrl, session } from './inspector.js'
 import { streamsBench, streamsMarkdown } from './streams.js'
 import { webhooksBench, webhooksMarkdown } from './webhooks.js'
+import { publishBench, publishMarkdown } from './publish.js'
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
 const SMOKE = process.argv.includes('--smoke')
@@ -585,7 +586,9 @@ async function main (): Promise<void> {
   const str = want('streams') ? await streamsBench({ smoke: SMOKE, progress: (s) => progress(`[${elapsed()}] ${s}`) }) : null
   // Its own Redis and nodes too.
   const wh = want('webhooks') ? await webhooksBench({ smoke: SMOKE, progress: (s) => progress(`[${elapsed()}] ${s}`) }) : null
-  Object.assign(results, { idle, fanout: fan, overload, latency: lat, targeted: tgt, big, limiter: lim, streams: str, webhooks: wh })
+  // Its own Redis and node too.
+  const pub = want('publish') ? await publishBench({ smoke: SMOKE, progress: (s) => progress(`[${elapsed()}] ${s}`) }) : null
+  Object.assign(results, { idle, fanout: fan, overload, latency: lat, targeted: tgt, big, limiter: lim, streams: str, webhooks: wh, publish: pub })
   process.stderr.write('\r\x1b[K')
 
   const md: string[] = []
@@ -645,6 +648,7 @@ async function main (): Promise<void> {
   }
   if (str !== null) md.push(...streamsMarkdown(str))
   if (wh !== null) md.push(...webhooksMarkdown(wh))
+  if (pub !== null) md.push(...publishMarkdown(pub))
   const dir = join(ROOT, 'bench/results')
   mkdirSync(dir, { recursive: true })
   // A partial run (--only=…) must not replace the full results.

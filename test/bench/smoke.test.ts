@@ -19,7 +19,7 @@ t.test('npm run bench -- --smoke measures every server and writes its table', { 
   t.teardown(() => { if (proc.exitCode === null) proc.kill('SIGKILL') })
   const code = await new Promise<number | null>((resolve) => proc.once('exit', resolve))
   t.equal(code, 0, `bench exits 0 (stderr tail: ${err.slice(-500)})`)
-  for (const heading of ['Idle memory', 'Fan-out saturation', 'Past saturation', 'Latency at a fixed', 'Targeted events', 'Connections across a local cluster', 'Message limiter cost', 'History: publishes through one Redis']) {
+  for (const heading of ['Idle memory', 'Fan-out saturation', 'Past saturation', 'Latency at a fixed', 'Targeted events', 'Connections across a local cluster', 'Message limiter cost', 'History: publishes through one Redis', 'Client publish and groups']) {
     t.match(out, heading, `prints the ${heading} table`)
   }
   for (const server of ['Herald', 'ws + ioredis, corked', 'socket.io + redis-adapter']) t.match(out, `| ${server} |`, `measures ${server}`)
@@ -33,4 +33,8 @@ t.test('npm run bench -- --smoke measures every server and writes its table', { 
   const streams = (json as unknown as { streams: { summary: { onPerSec: number, offPerSec: number, onCpuUs: number }, oneStream: { bytesPerEvent: number }, users: { bytesPerUser: number } } }).streams
   t.ok(streams.summary.onPerSec > 0 && streams.summary.offPerSec > 0 && streams.summary.onCpuUs > 0, 'publishes with history on and off were measured, with Redis CPU')
   t.ok(streams.oneStream.bytesPerEvent > 0 && streams.users.bytesPerUser > 0, 'and the memory history takes')
+  const pub = (json as unknown as { publish: { accept: { wsPerSec: number, httpPerSec: number, rounds: Array<{ errors: number }> }, fanout: { groupPerSec: number, broadcastPerSec: number } } }).publish
+  t.ok(pub.accept.wsPerSec > 0 && pub.accept.httpPerSec > 0, 'client publishes and API publishes were measured')
+  t.ok(pub.accept.rounds.every((r) => r.errors === 0), 'none refused (the rate limit raised out of the way)')
+  t.ok(pub.fanout.groupPerSec > 0 && pub.fanout.broadcastPerSec > 0, 'group and broadcast fan-out were measured')
 })
