@@ -7,10 +7,9 @@ import { GroupLimit } from '../backend/groups.js'
 import { HeraldError } from '../errors.js'
 import { announce } from '../groups/membership.js'
 import { DEFAULT_PAGE, GroupMembersQuery, GroupMembersView, GroupParams, MemberParams, Membership, VisitorRequest, VisitorToken } from '../protocol/schema.js'
+import { errors, security } from './api.js'
 import { serviceAuth } from './service-auth.js'
 
-const security = [{ bearer: [] }]
-const errors = { 400: { $ref: 'ErrorReply#' }, 401: { $ref: 'ErrorReply#' }, 403: { $ref: 'ErrorReply#' }, 503: { $ref: 'ErrorReply#' } }
 
 /**
  * Groups through the API (membership stored in the backend, effective on the
