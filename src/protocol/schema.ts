@@ -271,8 +271,8 @@ export const AdminVerdict = Type.Union([
   Type.Object({ ok: Type.Literal(false), error: ErrorPayload }),
 ])
 
-/** A client publish's idempotency key: a retry with the same key lands once. */
-export const PUBLISH_KEY_PATTERN = '^[A-Za-z0-9_.:-]{1,128}$'
+/** A client publish's idempotency key: a retry with the same key lands once. The group names' rule. */
+export const PUBLISH_KEY_PATTERN = GROUP_PATTERN
 
 /** What a client sends to publish (`publish`; src/publish/). */
 export const PublishInput = Type.Object({
