@@ -137,6 +137,9 @@ t.test('client publish and groups on three nodes', { timeout: 180_000 }, async (
     const alice = await ws(n0, userToken('alice', undefined, { groups: ['room-1'] }))
     const bob = await io(n1, userToken('bob', undefined, { publish: ['chat.*'] }))
     const carol = await ws(n2, userToken('carol', undefined, { publish: ['chat.*'] }))
+    const admin = await connect(`${n1.ws}/ws/admin`, { token: adminToken('admin-groups') })
+    clients.push(admin)
+    await admin.subscribe(['chat.*'])
     t.equal((await n0.api('/api/groups/room-1/members/bob', { method: 'PUT' })).body.changed, true)
     // bob connected before the PUT: the change reaches his open connection.
     await alice.subscribe(['chat.*'])
@@ -163,6 +166,8 @@ t.test('client publish and groups on three nodes', { timeout: 180_000 }, async (
     t.equal(fromBob.payload.stream, 'group:room-1')
     const atAlice = await alice.next(isEvent('chat.message', (p) => p.id === fromBob.payload.id))
     t.equal(atAlice.payload.source.userId, 'bob', 'a member\'s publish reaches the group with its source')
+    const atAdmin = await admin.next(isEvent('chat.message', (p) => p.id === fromBob.payload.id))
+    t.same([atAdmin.payload.group, atAdmin.payload.stream], ['room-1', 'group:room-1'], 'and a subscribed admin, with its group and stream')
 
     const intrude = await carol.request('publish', { type: 'chat.message', group: 'room-1', data: { text: 'let me in' } })
     t.same([intrude.type, intrude.payload.code], ['error', 'NOT_A_MEMBER'], 'a non-member cannot publish into the group')
