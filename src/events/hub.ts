@@ -77,8 +77,8 @@ export class Hub {
   private readonly userIndex = new PatternIndex<Subscriber>()
   private readonly adminIndex = new PatternIndex<Subscriber>()
   private readonly refs = new Map<string, ChannelRef>()
-  /** per group with members on this node: those members' /ws/events subscribers */
-  private readonly groupMembers = new Map<string, Set<Subscriber>>()
+  /** per group with members on this node: those members' /ws/events subscribers, and their patterns (as the user index holds them, for the same matching cost) */
+  private readonly groupMembers = new Map<string, { members: Set<Subscriber>, index: PatternIndex<Subscriber> }>()
   /** the group channels this node listens on, and their groups */
   private readonly groupOfChannel = new Map<string, string>()
   private readonly typeSegments = new Map<string, string[]>()
@@ -156,9 +156,10 @@ export class Hub {
   async joinGroup (s: Subscriber, group: string): Promise<void> {
     if (s.groups?.has(group) === true) return
     ;(s.groups ??= new Set()).add(group)
-    let members = this.groupMembers.get(group)
-    if (members === undefined) { members = new Set(); this.groupMembers.set(group, members) }
-    members.add(s)
+    let g = this.groupMembers.get(group)
+    if (g === undefined) { g = { members: new Set(), index: new PatternIndex() }; this.groupMembers.set(group, g) }
+    g.members.add(s)
+    for (const segs of s.patterns.values()) g.index.add(segs, s)
     const channel = this.ch.group(group)
     this.groupOfChannel.set(channel, group)
     await this.ref(channel)
@@ -168,8 +169,11 @@ export class Hub {
   leaveGroup (s: Subscriber, group: string): void {
     if (s.groups?.delete(group) !== true) return
     if (s.groups.size === 0) s.groups = null
-    const members = this.groupMembers.get(group)
-    if (members !== undefined && members.delete(s) && members.size === 0) this.groupMembers.delete(group)
+    const g = this.groupMembers.get(group)
+    if (g !== undefined && g.members.delete(s)) {
+      for (const segs of s.patterns.values()) g.index.remove(segs, s)
+      if (g.members.size === 0) this.groupMembers.delete(group)
+    }
     const channel = this.ch.group(group)
     if (this.unref(channel)) this.groupOfChannel.delete(channel)
   }
@@ -177,7 +181,7 @@ export class Hub {
   /** groups with members on this node, and how many connections each */
   groupCounts (): Map<string, number> {
     const out = new Map<string, number>()
-    for (const [g, m] of this.groupMembers) out.set(g, m.size)
+    for (const [name, g] of this.groupMembers) out.set(name, g.members.size)
     return out
   }
 
@@ -185,6 +189,7 @@ export class Hub {
     if (s.patterns.has(pattern)) return
     s.patterns.set(pattern, segs)
     this.indexOf(s).add(segs, s)
+    if (s.groups !== null) for (const g of s.groups) this.groupMembers.get(g)?.index.add(segs, s)
   }
 
   removePattern (s: Subscriber, pattern: string): void {
@@ -192,6 +197,7 @@ export class Hub {
     if (!segs) return
     s.patterns.delete(pattern)
     this.indexOf(s).remove(segs, s)
+    if (s.groups !== null) for (const g of s.groups) this.groupMembers.get(g)?.index.remove(segs, s)
   }
 
   /** Delivers a message this node published itself (while Redis is not delivering), instead of its later echo. */
@@ -293,14 +299,7 @@ export class Hub {
       } else {
         // A group's channel: its members on this node, those subscribed to the type.
         const group = this.groupOfChannel.get(channel)
-        const members = group === undefined ? undefined : this.groupMembers.get(group)
-        if (members !== undefined) {
-          for (const s of members) {
-            for (const p of s.patterns.values()) {
-              if (matches(p, type)) { deliver(s); break }
-            }
-          }
-        }
+        if (group !== undefined) this.groupMembers.get(group)?.index.forEachMatch(type, deliver)
       }
     }
 
