@@ -237,6 +237,7 @@ const ClusterStats = Type.Object({
     lastHeartbeat: Type.String(),
     uptime: Type.Integer(),
     activity: Type.Union([Activity, Type.Null()]),
+    groups: Type.Optional(Type.Array(Type.Object({ name: Type.String(), connections: Type.Integer() }), { description: 'the node\'s busiest groups (at most 20): member connections on it' })),
   }, { additionalProperties: true })),
   lapsed: Type.Array(Type.String(), { description: 'registered nodes whose heartbeat lapsed and that no node has reclaimed yet' }),
 }, { additionalProperties: true })
