@@ -67,3 +67,23 @@ function apply (h: Herald, conn: Connection, c: MembershipChange): void {
 export async function announce (h: Herald, change: MembershipChange): Promise<void> {
   await h.publisher.publishControl(MEMBERSHIP_CONTROL, change, change.userId)
 }
+
+/**
+ * An in-band `refresh` replaced the connection's token: groups its new
+ * `groups` claim adds are joined; groups the old claim gave and the new one
+ * does not are left unless the API made the user a member (read again), so
+ * a token reissued without a group ends that group's events on the
+ * connections it refreshed. Call after `conn.identity` is the new one.
+ */
+export async function reclaimGroups (h: Herald, conn: Connection, previous: readonly string[]): Promise<void> {
+  if (conn.kind !== 'events' || conn.guest) return
+  const now = conn.identity.groups ?? []
+  const dropped = previous.filter((g) => !now.includes(g))
+  const joins = now.filter(isGroupName).map(async (g) => await h.hub.joinGroup(conn, g))
+  if (dropped.length > 0) {
+    // Unreadable: left all the same (closed rather than open); an API membership comes back with the next connection.
+    const stored = new Set(await h.backend.groups.groupsOf(conn.userId).catch(() => []))
+    for (const g of dropped) if (!stored.has(g) && !conn.closed) h.hub.leaveGroup(conn, g)
+  }
+  await Promise.all(joins)
+}

@@ -1,5 +1,6 @@
 // Hostile and oversized publishes on one node, both transports: each gets a
-// clear error code, the connection stays usable, the node carries on.
+// clear error code, the connection stays usable, the node carries on. And
+// a token refreshed in-band with other `groups`: membership follows it.
 import t from 'tap'
 import { startApp } from '../helpers/app.js'
 import { connect } from '../helpers/client.js'
@@ -32,4 +33,21 @@ t.test('a publish over MAX_PUBLISH_BYTES (set below MAX_MESSAGE_BYTES) is refuse
   t.same([sr.type, sr.payload.code], ['error', 'PUBLISH_TOO_LARGE'], 'Socket.IO: the same refusal')
   t.equal((await s.request('ping')).type, 'pong', 'and the socket carries on')
   t.equal((await c.request('ping')).type, 'pong')
+})
+
+t.test('a refresh with a token that adds a group joins it; one that drops a group ends its events, unless the API made the user a member', async (t) => {
+  const node = await startApp()
+  t.teardown(() => node.close())
+  const c = await connect(`${node.ws}/ws/events`, { token: userToken('refresher', 'rs', { groups: ['g-old', 'g-api'] }) })
+  t.teardown(() => c.close())
+  await c.subscribe(['chat.*'])
+  await node.api('/api/groups/g-api/members/refresher', { method: 'PUT' })
+  const refreshed = await c.request('refresh', { token: userToken('refresher', 'rs', { groups: ['g-new'] }) })
+  t.equal(refreshed.type, 'refreshed')
+  const sent: Record<string, string> = {}
+  for (const g of ['g-old', 'g-api', 'g-new']) sent[g] = (await node.api('/api/events', { body: { type: 'chat.message', group: g } })).body.id
+  const marker = await node.api('/api/events', { body: { type: 'chat.message', userId: 'refresher' } })
+  await c.next((f) => f.type === 'event' && f.payload.id === marker.body.id)
+  const got = (g: string): boolean => c.count((f) => f.type === 'event' && f.payload.id === sent[g]) === 1
+  t.same([got('g-old'), got('g-api'), got('g-new')], [false, true, true], 'the dropped group ends, the API membership stays, the added group starts')
 })
