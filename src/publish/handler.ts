@@ -1,7 +1,7 @@
 import type { Herald } from '../context.js'
 import { payloadOf } from '../endpoints/commands.js'
 import type { Connection } from '../endpoints/connection.js'
-import { Errors, HeraldError } from '../errors.js'
+import { HeraldError } from '../errors.js'
 import { receipt } from '../events/publisher.js'
 import type { ClientMessage } from '../protocol/envelope.js'
 import { isReservedType } from '../protocol/groups.js'
@@ -15,14 +15,10 @@ import type { EventInput } from '../events/model.js'
 // the frame's shape; reserved types; the token's `publish` claim; identity
 // (nothing in the payload may name someone else); group membership; the
 // type's schema; then the idempotency key. The frame's size was judged
-// before it was parsed (frameLimit below), its rate by the node's limiter.
+// before it was parsed (src/publish/limits.ts), its rate by the node's limiter.
 
 /** Where identity may hide in what a client sends: each, when present, must be the token's. */
 const IDENTITY_KEYS = ['userId', 'agentId'] as const
-
-function refuse (conn: Connection, code: keyof typeof Errors, message: string, id?: string): void {
-  conn.fail(code, message, id)
-}
 
 /** The token's claim allows the type. */
 function allowed (conn: Connection, type: string): boolean {
@@ -50,18 +46,18 @@ function forged (conn: Connection, p: { userId?: unknown, agentId?: unknown, dat
 export async function publish (h: Herald, conn: Connection, msg: ClientMessage): Promise<void> {
   const p = payloadOf(conn, msg, 'publish')
   if (p === null) return
-  if (isReservedType(p.type)) return refuse(conn, 'RESERVED_TYPE', `clients may not publish ${p.type.split('.')[0]!}.* events, whatever the token's publish claim says`, msg.id)
+  if (isReservedType(p.type)) return conn.fail('RESERVED_TYPE', `clients may not publish ${p.type.split('.')[0]!}.* events, whatever the token's publish claim says`, msg.id)
   if (conn.guest || !allowed(conn, p.type)) {
     const why = conn.identity.publish === undefined ? 'the token has no publish claim' : `no pattern of the token's publish claim matches ${p.type}`
-    return refuse(conn, 'PUBLISH_FORBIDDEN', why, msg.id)
+    return conn.fail('PUBLISH_FORBIDDEN', why, msg.id)
   }
   const lie = forged(conn, p)
-  if (lie !== null) return refuse(conn, 'IDENTITY_MISMATCH', lie, msg.id)
-  if (p.group !== undefined && !conn.isMember(p.group)) return refuse(conn, 'NOT_A_MEMBER', `not a member of group ${p.group}`, msg.id)
+  if (lie !== null) return conn.fail('IDENTITY_MISMATCH', lie, msg.id)
+  if (p.group !== undefined && !conn.isMember(p.group)) return conn.fail('NOT_A_MEMBER', `not a member of group ${p.group}`, msg.id)
   const check = h.dataChecks.get(p.type)
   if (check !== undefined) {
     const wrong = check(p.data ?? {})
-    if (wrong !== null) return refuse(conn, 'SCHEMA_MISMATCH', `${p.type}: ${wrong}`, msg.id)
+    if (wrong !== null) return conn.fail('SCHEMA_MISMATCH', `${p.type}: ${wrong}`, msg.id)
   }
 
   const input: EventInput = p.group !== undefined
@@ -78,7 +74,7 @@ export async function publish (h: Herald, conn: Connection, msg: ClientMessage):
   if (p.key === undefined) return conn.reply('published', await go(), msg.id)
   const keys = h.backend.publishKeys
   const claim = await keys.claim(conn.userId, p.key, PENDING_MS).catch((err: Error) => { throw new HeraldError('BACKEND_UNAVAILABLE', err.message) })
-  if (claim.state === 'pending') return refuse(conn, 'PUBLISH_PENDING', `a publish with key ${p.key} is still in progress; retry`, msg.id)
+  if (claim.state === 'pending') return conn.fail('PUBLISH_PENDING', `a publish with key ${p.key} is still in progress; retry`, msg.id)
   if (claim.state === 'done') return conn.reply('published', { ...JSON.parse(claim.receipt) as object, duplicate: true }, msg.id)
   let done: Record<string, unknown>
   try {
