@@ -16,7 +16,8 @@
 // its members, so no user can receive another user's event, nor a group's it
 // is not in. mayRead() says the same of reading a stream back.
 
-import type { Stream } from '../protocol/streams.js'
+
+import { ADMIN_STREAM, BROADCAST_STREAM, groupStream, parseStream, streamName, userStream } from '../protocol/streams.js'
 
 export type Route = 'user' | 'group' | 'broadcast' | 'admin'
 
@@ -33,28 +34,45 @@ export function routesFor (type: string, userId: string | undefined, group?: str
   return ADMIN_ONLY
 }
 
-/** What mayRead needs to know of a connection. */
+// --- Which streams a connection reads (src/protocol/streams.ts)
+//
+// The one answer to "may this connection read stream X", for reading a
+// stream back (resume) as for what it receives live on the stream's own
+// channel: its user's stream, the broadcast, and the streams of the groups
+// it is a member of now; on /ws/admin the admin stream and the broadcast (a
+// user's or a group's events reach admins live on the admin channel, but
+// that copy is no admin's stream to resume).
+
+/** What decides a connection's streams: its endpoint, its user, whether it is a guest, its groups. */
 export interface Reader {
   readonly kind: 'events' | 'admin'
   readonly userId: string
-  /** anonymous guest: the broadcast only */
   readonly guest: boolean
-  /** is the reader's user a member of `group` now (token claim or API) */
-  isMember (group: string): boolean
+  /** the groups its user is a member of now (token claim or the API), as the node applies them; null: none */
+  readonly groups: ReadonlySet<string> | null
 }
 
-/**
- * May this connection read stream X: the one answer to it, for the live
- * channels above and for reading a stream back. A user reads its own stream,
- * the broadcast, and the streams of the groups it is a member of; an admin
- * connection, the admin stream and the broadcast (admins see users' and
- * groups' events live, on the admin channel, and do not resume them).
- */
-export function mayRead (reader: Reader, stream: Stream): boolean {
-  switch (stream.kind) {
-    case 'broadcast': return true
-    case 'admin': return reader.kind === 'admin'
-    case 'user': return reader.kind === 'events' && !reader.guest && stream.userId === reader.userId
-    case 'group': return reader.kind === 'events' && !reader.guest && reader.isMember(stream.group)
-  }
+/** The streams `r` reads, by name. */
+export function readableStreams (r: Reader): readonly string[] {
+  if (r.kind === 'admin') return ADMIN_READS
+  if (r.guest) return GUEST_READS
+  const out = [streamName(userStream(r.userId)), BROADCAST_NAME]
+  if (r.groups !== null) for (const g of r.groups) out.push(streamName(groupStream(g)))
+  return out
 }
+
+/** May `r` read the stream named `name` (a name src/protocol/streams.ts parsed)? */
+export function mayRead (r: Reader, name: string): boolean {
+  if (name === BROADCAST_NAME) return true
+  if (name === ADMIN_NAME) return r.kind === 'admin'
+  if (r.kind !== 'events' || r.guest) return false
+  const s = parseStream(name)
+  if (s === null) return false
+  if (s.kind === 'group') return r.groups?.has(s.group) === true
+  return s.kind === 'user' && s.userId === r.userId
+}
+
+const BROADCAST_NAME = streamName(BROADCAST_STREAM)
+const ADMIN_NAME = streamName(ADMIN_STREAM)
+const ADMIN_READS: readonly string[] = [ADMIN_NAME, BROADCAST_NAME]
+const GUEST_READS: readonly string[] = [BROADCAST_NAME]

@@ -5,8 +5,7 @@ import { generateKeyPairSync } from 'node:crypto'
 import t from 'tap'
 import { createTokenVerifier } from '../../src/auth/verifier.js'
 import { loadConfig } from '../../src/config/index.js'
-import { mayRead, type Reader } from '../../src/events/audience.js'
-import { groupStream, parseStream, userStream } from '../../src/protocol/streams.js'
+import { mayRead, readableStreams, type Reader } from '../../src/events/audience.js'
 import { startApp } from '../helpers/app.js'
 import { adminToken, serviceToken, TEST_SECRET, userToken } from '../helpers/tokens.js'
 
@@ -56,20 +55,26 @@ t.test('malformed publish and groups claims make the token invalid, whole', asyn
   t.match(await v.verify(userToken('u', 's', { publish: ['agent.*', 'agent.*'], groups: ['x:y'] })), { publish: ['agent.*'], groups: ['x:y'] })
 })
 
-t.test('mayRead: own user stream, groups it is in, the broadcast; admins the admin stream', async (t) => {
-  const reader = (r: Partial<Reader>): Reader => ({ kind: 'events', userId: 'u1', guest: false, isMember: (g) => g === 'in', ...r })
+t.test('mayRead and readableStreams: own user stream, groups it is in, the broadcast; admins the admin stream', async (t) => {
+  const reader = (r: Partial<Reader>): Reader => ({ kind: 'events', userId: 'u1', guest: false, groups: new Set(['in']), ...r })
   const u = reader({})
-  t.ok(mayRead(u, userStream('u1')))
-  t.notOk(mayRead(u, userStream('u2')))
-  t.ok(mayRead(u, groupStream('in')))
-  t.notOk(mayRead(u, groupStream('out')))
-  t.ok(mayRead(u, parseStream('broadcast')!))
-  t.notOk(mayRead(u, parseStream('admin')!))
-  const guest = reader({ guest: true, isMember: () => true })
-  t.notOk(mayRead(guest, userStream('u1')), 'a guest has no user stream')
-  t.notOk(mayRead(guest, groupStream('in')), 'nor groups')
-  t.ok(mayRead(guest, parseStream('broadcast')!))
+  t.ok(mayRead(u, 'user:u1'))
+  t.notOk(mayRead(u, 'user:u2'))
+  t.ok(mayRead(u, 'group:in'))
+  t.notOk(mayRead(u, 'group:out'))
+  t.ok(mayRead(u, 'broadcast'))
+  t.notOk(mayRead(u, 'admin'))
+  t.notOk(mayRead(u, 'nonsense'))
+  t.same(readableStreams(u), ['user:u1', 'broadcast', 'group:in'])
+  t.same(readableStreams(reader({ groups: null })), ['user:u1', 'broadcast'], 'no groups')
+  const guest = reader({ guest: true })
+  t.notOk(mayRead(guest, 'user:u1'), 'a guest has no user stream')
+  t.notOk(mayRead(guest, 'group:in'), 'nor groups')
+  t.ok(mayRead(guest, 'broadcast'))
+  t.same(readableStreams(guest), ['broadcast'])
   const admin = reader({ kind: 'admin' })
-  t.ok(mayRead(admin, parseStream('admin')!))
-  t.notOk(mayRead(admin, userStream('u1')), 'admins see users live, they do not resume them')
+  t.ok(mayRead(admin, 'admin'))
+  t.notOk(mayRead(admin, 'user:u1'), 'admins see users live, they do not resume them')
+  t.notOk(mayRead(admin, 'group:in'))
+  t.same(readableStreams(admin), ['admin', 'broadcast'])
 })
