@@ -14,6 +14,7 @@ import { inspectorUrl, session } from './inspector.js'
 import { resumeBench, resumeMarkdown } from './resume.js'
 import { streamsBench, streamsMarkdown } from './streams.js'
 import { webhooksBench, webhooksMarkdown } from './webhooks.js'
+import { clientPublishBench, clientPublishMarkdown } from './client-publish.js'
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
 const SMOKE = process.argv.includes('--smoke')
@@ -588,7 +589,9 @@ async function main (): Promise<void> {
   const wh = want('webhooks') ? await webhooksBench({ smoke: SMOKE, progress: (s) => progress(`[${elapsed()}] ${s}`) }) : null
   // Its own Redis, nodes, balancer and SDK client processes.
   const res = want('resume') ? await resumeBench({ smoke: SMOKE, progress: (s) => progress(`[${elapsed()}] ${s}`) }) : null
-  Object.assign(results, { idle, fanout: fan, overload, latency: lat, targeted: tgt, big, limiter: lim, streams: str, webhooks: wh, resume: res })
+  // Its own Redis and node too.
+  const cpub = want('client-publish') ? await clientPublishBench({ smoke: SMOKE, progress: (s) => progress(`[${elapsed()}] ${s}`) }) : null
+  Object.assign(results, { idle, fanout: fan, overload, latency: lat, targeted: tgt, big, limiter: lim, streams: str, webhooks: wh, resume: res, clientPublish: cpub })
   process.stderr.write('\r\x1b[K')
 
   const md: string[] = []
@@ -649,6 +652,7 @@ async function main (): Promise<void> {
   if (str !== null) md.push(...streamsMarkdown(str))
   if (wh !== null) md.push(...webhooksMarkdown(wh))
   if (res !== null) md.push(...resumeMarkdown(res))
+  if (cpub !== null) md.push(...clientPublishMarkdown(cpub))
   const dir = join(ROOT, 'bench/results')
   mkdirSync(dir, { recursive: true })
   // A partial run (--only=…) must not replace the full results.

@@ -44,11 +44,14 @@ import { CloseCodes } from './protocol/close-codes.js'
 import { MAX_STREAM_NAME_LENGTH } from './protocol/streams.js'
 import { AJV_OPTIONS } from './protocol/validation.js'
 import webhooksApi from './http/webhooks.js'
+import groupsApi from './http/groups.js'
 import { webhookKeys } from './backend/webhooks.js'
 import { Sender } from './webhooks/delivery.js'
 import { Dispatcher } from './webhooks/dispatcher.js'
 import { EndpointService } from './webhooks/endpoints.js'
 import { AddressPolicy } from './webhooks/ssrf.js'
+import { compileSchemas } from './publish/schemas.js'
+import { transportLimit } from './publish/limits.js'
 
 // A breaker opens when half of at least ten attempts within a minute failed;
 // each failed probe doubles its cool-down, up to 32 times WEBHOOK_BREAKER_COOLDOWN.
@@ -129,6 +132,7 @@ export async function buildApp (config: Config, opts: BuildOptions = {}): Promis
     activity: createActivity(config.serverId),
     tails: new Tails(hub),
     address: '',
+    dataChecks: compileSchemas(config.publish.schemas),
     persistent: null,
   } as Omit<Herald, 'registry'> as Herald
   const wh = config.webhooks
@@ -200,7 +204,8 @@ export async function buildApp (config: Config, opts: BuildOptions = {}): Promis
   await app.register(websocket, {
     // No client tracking: the node keeps its own registry of connections, and ws's Set
     // plus a 'close' closure per client would only duplicate it.
-    options: { maxPayload: config.limits.messageBytes, perMessageDeflate: false, clientTracking: false },
+    // A publish may be larger than any other frame (MAX_PUBLISH_BYTES); the rest are held to MAX_MESSAGE_BYTES per frame (session.ts).
+    options: { maxPayload: transportLimit(config.limits), perMessageDeflate: false, clientTracking: false },
     // Connections still open at close (no drain ran) are told to go elsewhere.
     preClose: (done: () => void) => {
       for (const c of h.connections.values()) c.close(CloseCodes.DRAINING, 'server closing')
@@ -214,6 +219,7 @@ export async function buildApp (config: Config, opts: BuildOptions = {}): Promis
   await app.register(socketIo)
   await app.register(api)
   await app.register(webhooksApi)
+  await app.register(groupsApi)
   await app.register(metricsRoute)
   await app.register(dashboard)
 

@@ -45,11 +45,13 @@ export const Errors = {
   REQUEST_TIMEOUT: def('REQUEST_TIMEOUT', 408, true, 'the request was not received in time', 'a request (or handshake) not received within `HANDSHAKE_TIMEOUT`'),
   MALFORMED_REQUEST: def('MALFORMED_REQUEST', 400, false, 'the request is not valid HTTP', 'a request Node\'s HTTP parser or the router cannot read: broken syntax, a body that does not match its Content-Length, a path that is not valid percent-encoding'),
   NOT_FOUND: def('NOT_FOUND', 404, false, 'not found', 'no such route'),
-  UNKNOWN_STREAM: def('UNKNOWN_STREAM', 404, false, 'no such stream: streams are user:<userId>, broadcast and admin', 'a stream name that is not `user:<userId>`, `broadcast` or `admin`'),
+  UNKNOWN_STREAM: def('UNKNOWN_STREAM', 404, false, 'no such stream: streams are user:<userId>, group:<name>, broadcast and admin', 'a stream name that is not `user:<userId>`, `group:<name>`, `broadcast` or `admin`'),
   HISTORY_OFF: def('HISTORY_OFF', 404, false, 'this cluster keeps no history (HISTORY_SIZE or HISTORY_TTL is 0)', 'reading a stream from a cluster whose history is off'),
   WEBHOOK_NOT_FOUND: def('WEBHOOK_NOT_FOUND', 404, false, 'no such webhook endpoint', 'an `/api/webhooks/:id` route naming an endpoint that does not exist'),
   WEBHOOK_URL_REFUSED: def('WEBHOOK_URL_REFUSED', 400, false, 'this webhook URL may not be delivered to', 'a webhook URL that is not https (unless `WEBHOOK_ALLOW_HTTP`), carries credentials, or is an IP address that is not public (unless in `WEBHOOK_ALLOW_PRIVATE`)'),
   TOO_MANY_WEBHOOKS: def('TOO_MANY_WEBHOOKS', 409, false, 'the cluster has as many webhook endpoints as it may (1000)', 'creating a webhook endpoint past 1000'),
+  TOO_MANY_GROUPS: def('TOO_MANY_GROUPS', 409, false, 'the user is a member of as many groups as it may be through the API (1000)', '`PUT /api/groups/:group/members/:userId` for a user in 1000 groups already'),
+  VISITORS_UNAVAILABLE: def('VISITORS_UNAVAILABLE', 404, false, 'this node cannot sign visitor tokens: it verifies with a public key or JWKS only', '`POST /api/visitors` on a node without `JWT_SECRET`: mint visitor tokens with your own signer (docs/protocol.md, Visitor tokens)'),
   INTERNAL: def('INTERNAL', 500, true, 'internal error', 'a bug: the node failed handling a valid request'),
   // frames
   BAD_MESSAGE: def('BAD_MESSAGE', 400, false, 'the frame is not a valid message envelope', 'not an object, `type` missing or not a string of 1-64 characters, or `id` not a string of at most 128'),
@@ -60,6 +62,13 @@ export const Errors = {
   FORBIDDEN: def('FORBIDDEN', 403, false, 'not allowed on this connection', 'a request this connection may not make'),
   RATE_LIMITED: def('RATE_LIMITED', 429, true, 'too many messages; slow down', 'over `MAX_MESSAGES_PER_MINUTE` for the user or the IP (cluster-wide); the message was dropped'),
   STREAM_FORBIDDEN: def('STREAM_FORBIDDEN', 403, false, 'this connection may not read that stream', 'a `since` naming a stream the connection does not read (another user\'s, or `admin` on `/ws/events`): nothing subscribed, nothing replayed'),
+  PUBLISH_FORBIDDEN: def('PUBLISH_FORBIDDEN', 403, false, 'this token may not publish this event type', 'a `publish` whose type no pattern of the token\'s `publish` claim matches, or from a token without one'),
+  RESERVED_TYPE: def('RESERVED_TYPE', 403, false, 'clients may not publish this event type', 'a `publish` of an `authentication`, `security`, `session`, `admin` or `system` type, whatever the `publish` claim says'),
+  IDENTITY_MISMATCH: def('IDENTITY_MISMATCH', 403, false, 'the payload names another identity than the token', 'a `publish` whose payload or `data` carries a `userId`, `agentId`, `sessionId` or `source` that is not the token\'s'),
+  NOT_A_MEMBER: def('NOT_A_MEMBER', 403, false, 'not a member of this group', 'a `publish` into a group the connection\'s user is not a member of'),
+  PUBLISH_TOO_LARGE: def('PUBLISH_TOO_LARGE', 413, false, 'the publish frame is too large', 'a `publish` frame over `MAX_PUBLISH_BYTES` (Socket.IO: its packet); every other frame over `MAX_MESSAGE_BYTES` closes 1009'),
+  SCHEMA_MISMATCH: def('SCHEMA_MISMATCH', 400, false, 'the data does not match the schema configured for this event type', 'a `publish` whose `data` fails the JSON schema `PUBLISH_SCHEMAS` gives its type (the message says where and why)'),
+  PUBLISH_PENDING: def('PUBLISH_PENDING', 409, true, 'a publish with this key is still in progress', 'a `publish` whose `key` an earlier publish of the same user holds and has not finished: retry'),
   REFRESH_REJECTED: def('REFRESH_REJECTED', 401, false, 'the refresh token was not accepted', 'the `refresh` token was not accepted; the connection keeps its old expiry'),
 } as const
 

@@ -2,7 +2,9 @@ import { createPublicKey } from 'node:crypto'
 import { createDecoder, createVerifier, TokenError } from 'fast-jwt'
 import type { Config } from '../config/index.js'
 import { HeraldError } from '../errors.js'
+import { GROUP_RULE, isGroupName } from '../protocol/groups.js'
 import { ID_RULE, isId } from '../protocol/identifiers.js'
+import { parsePattern, PATTERN_RULE } from '../protocol/patterns.js'
 import { createJwksLookup, type JwksOptions } from './jwks.js'
 
 export interface Identity {
@@ -18,7 +20,14 @@ export interface Identity {
    * from a claim: a `guest` role in a JWT makes nobody a guest.
    */
   anonymous?: true
+  /** the `publish` claim: event type patterns this token may publish (absent: none) */
+  publish?: readonly string[]
+  /** the `groups` claim: groups the token's subject is a member of for the token's life */
+  groups?: readonly string[]
 }
+
+/** Patterns in a `publish` claim and names in a `groups` claim, at most. */
+export const MAX_CLAIM_ITEMS = 100
 
 export interface TokenVerifier {
   verify (token: string): Promise<Identity>
@@ -119,11 +128,25 @@ function identityOf (c: Record<string, unknown>, toleranceMs: number): Identity 
   // fast-jwt checks iat only with maxAge; a token "issued" in the future would
   // dodge user revocations (iat before revocation), so refuse it here.
   if (iat !== undefined && iat * 1000 > Date.now() + toleranceMs) throw new HeraldError('TOKEN_INVALID', 'the token was issued in the future')
-  return {
+  const publish = listClaim(c.publish, 'publish', (p) => parsePattern(p) !== null, `event type patterns (${PATTERN_RULE})`)
+  const groups = listClaim(c.groups, 'groups', isGroupName, `group names (${GROUP_RULE})`)
+  const identity: Identity = {
     userId: c.sub,
     sessionId: typeof sid === 'string' ? sid : null,
     roles: (roles as string[] | undefined) ?? [],
     expiresAt: exp * 1000,
     issuedAt: iat !== undefined ? iat * 1000 : null,
   }
+  if (publish !== undefined) identity.publish = publish
+  if (groups !== undefined) identity.groups = groups
+  return identity
+}
+
+/** A claim that is a list of strings of one shape: refused whole when one item is not, so a typo never grants less (or more) than meant silently. */
+function listClaim (v: unknown, name: string, ok: (item: string) => boolean, what: string): string[] | undefined {
+  if (v === undefined) return undefined
+  if (!Array.isArray(v) || v.length > MAX_CLAIM_ITEMS || !v.every((x) => typeof x === 'string' && ok(x))) {
+    throw new HeraldError('TOKEN_INVALID', `the token ${name} claim must be an array of at most ${MAX_CLAIM_ITEMS} ${what}`)
+  }
+  return [...new Set(v as string[])]
 }

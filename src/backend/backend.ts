@@ -4,6 +4,9 @@ import type { RedisTarget } from '../config/index.js'
 import type { Broker, Publish } from './broker.js'
 import { MemoryBroker } from './broker-memory.js'
 import { ClientPublish, RedisBroker, type PublishingClient } from './broker-redis.js'
+import type { GroupStore } from './groups.js'
+import { MemoryGroups } from './groups-memory.js'
+import { RedisGroups } from './groups-redis.js'
 import type { Leaderboards } from './leaderboards.js'
 import { MemoryLeaderboards } from './leaderboards-memory.js'
 import { RedisLeaderboards } from './leaderboards-redis.js'
@@ -11,6 +14,9 @@ import { MemoryStore } from './memory-store.js'
 import type { NodeStore } from './nodes.js'
 import { MemoryNodes } from './nodes-memory.js'
 import { RedisNodes } from './nodes-redis.js'
+import type { PublishKeys } from './publish-keys.js'
+import { MemoryPublishKeys } from './publish-keys-memory.js'
+import { RedisPublishKeys } from './publish-keys-redis.js'
 import type { RateStore } from './rates.js'
 import { MemoryRates } from './rates-memory.js'
 import { RedisRates } from './rates-redis.js'
@@ -72,6 +78,10 @@ export interface Backend extends PublishCapabilities {
   readonly leaderboards: Leaderboards
   /** webhook endpoints and the durable queue of deliveries (enqueues go through the broker, with their publish) */
   readonly webhooks: WebhookStore
+  /** group membership set through the API */
+  readonly groups: GroupStore
+  /** idempotency keys of client publishes */
+  readonly publishKeys: PublishKeys
   /**
    * Whether what the backend holds survives its restart: Redis with AOF on
    * (every master of a Cluster); never the memory backend. The webhook queue
@@ -130,6 +140,8 @@ export function createMemoryBackend (opts: { store?: MemoryStore, keyPrefix?: st
     streams: history === null ? null : new MemoryStreams(store, history),
     leaderboards: new MemoryLeaderboards(store, prefix),
     webhooks: new MemoryWebhooks(store, prefix),
+    groups: new MemoryGroups(store, prefix),
+    publishKeys: new MemoryPublishKeys(store, prefix),
     persistent: async () => false,
     socketIoAdapter: () => undefined,
     async connect () {},
@@ -167,6 +179,8 @@ function createRedisBackend (target: RedisTarget, config: BackendConfig, hooks: 
     streams: history === null ? null : new RedisStreams(client, history),
     leaderboards: new RedisLeaderboards(client, prefix),
     webhooks: new RedisWebhooks(client, prefix, connections.sharded),
+    groups: new RedisGroups(client, prefix),
+    publishKeys: new RedisPublishKeys(client, prefix),
     async persistent () {
       // AOF: what an acknowledged write needs to outlive a restart (RDB
       // snapshots lose what came after the last one). Every master of a Cluster.

@@ -86,6 +86,7 @@ export const PAGE: string = `<!doctype html>
     <div class="tops">
       <section class="panel" aria-labelledby="top-users-title"><h2 id="top-users-title">Top users <span class="hint">connections opened, last <span class="top-window">5</span> min</span></h2><ol id="top-users" class="top"></ol></section>
       <section class="panel" aria-labelledby="top-types-title"><h2 id="top-types-title">Top event types <span class="hint">published, last <span class="top-window">5</span> min</span></h2><ol id="top-types" class="top"></ol></section>
+      <section class="panel" aria-labelledby="groups-title"><h2 id="groups-title">Groups <span class="hint">member connections now</span></h2><ol id="groups" class="top"></ol></section>
     </div>
   </section>
 

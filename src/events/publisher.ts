@@ -3,7 +3,8 @@ import type { Fanout } from '../backend/webhooks.js'
 import type { Channels } from '../cluster/channels.js'
 import { HeraldError } from '../errors.js'
 import { channels as diag } from '../observability/channels.js'
-import { ADMIN_STREAM, BROADCAST_STREAM, streamName, userStream, type Stream } from '../protocol/streams.js'
+import type { Source } from '../protocol/schema.js'
+import { ADMIN_STREAM, BROADCAST_STREAM, groupStream, streamName, userStream, type Stream } from '../protocol/streams.js'
 import { routesFor, type Route } from './audience.js'
 import { draft, encode, place, type Envelope, type Position } from './codec.js'
 import type { EventInput, HeraldEvent, HeraldNotification, NotificationInput } from './model.js'
@@ -105,17 +106,24 @@ export class Publisher {
     }
   }
 
-  /** The event as clients receive it, with its stream and position when history gave it one. */
-  async publishEvent (given: EventInput): Promise<HeraldEvent> {
+  /**
+   * The event as clients receive it, with its stream and position when history gave it one.
+   * `client`: a client published it (src/publish/): who, stamped from its
+   * connection, and the bound on its data (its frame's, MAX_PUBLISH_BYTES).
+   */
+  async publishEvent (given: EventInput, client?: { source: Source, maxDataBytes: number }): Promise<HeraldEvent> {
     // Here, whatever an entry point checked before (the library's direct mode
     // has no schema in front of it), and before anything serialises the data:
     // JSON.stringify overflows the stack on deep nesting.
-    const input = validateEvent(given)
+    const input = validateEvent(given, client?.maxDataBytes)
     const now = Date.now()
     const event: HeraldEvent = { id: this.nextId(), type: input.type, timestamp: new Date(now).toISOString(), data: input.data ?? {} }
     if (input.userId !== undefined) event.userId = input.userId
     if (input.sessionId !== undefined) event.sessionId = input.sessionId
-    const placed = await this.send(routesFor(event.type, input.userId), input.userId, event, { kind: 'e', publishedAt: now, type: event.type, userId: input.userId ?? '' }, await this.fanout(event.id, event.type, now))
+    if (input.group !== undefined) event.group = input.group
+    if (client !== undefined) event.source = { userId: client.source.userId, sessionId: client.source.sessionId, connectionId: client.source.connectionId }
+    const target = input.group !== undefined ? { group: input.group } : { userId: input.userId }
+    const placed = await this.send(routesFor(event.type, input.userId, input.group), target, event, { kind: 'e', publishedAt: now, type: event.type, userId: input.userId ?? '' }, await this.fanout(event.id, event.type, now))
     if (diag.eventPublished.hasSubscribers) diag.eventPublished.publish({ serverId: this.serverId, kind: 'event', type: event.type, id: event.id })
     return Object.assign(event, placed)
   }
@@ -126,7 +134,7 @@ export class Publisher {
     const now = Date.now()
     const n: HeraldNotification = { id: this.nextId(), level: input.level, title: input.title, message: input.message, timestamp: new Date(now).toISOString() }
     if (input.data !== undefined) n.data = input.data
-    const placed = await this.send(userId === null ? ['broadcast'] : ['user'], userId ?? undefined, n, { kind: 'n', publishedAt: now, type: 'notification', userId: userId ?? '' }, await this.fanout(n.id, NOTIFICATION_TYPE, now))
+    const placed = await this.send(userId === null ? ['broadcast'] : ['user'], { userId: userId ?? undefined }, n, { kind: 'n', publishedAt: now, type: 'notification', userId: userId ?? '' }, await this.fanout(n.id, NOTIFICATION_TYPE, now))
     if (diag.eventPublished.hasSubscribers) diag.eventPublished.publish({ serverId: this.serverId, kind: 'notification', type: 'notification', id: n.id })
     return Object.assign(n, placed)
   }
@@ -148,9 +156,9 @@ export class Publisher {
    * own (audience.ts gives a user's route before the admin copy); the others
    * get it live only.
    */
-  private async send (routes: readonly Route[], userId: string | undefined, payload: object, head: Pick<Envelope, 'kind' | 'publishedAt' | 'type' | 'userId'>, webhooks: Fanout | undefined): Promise<Placement> {
+  private async send (routes: readonly Route[], target: { userId?: string | undefined, group?: string }, payload: object, head: Pick<Envelope, 'kind' | 'publishedAt' | 'type' | 'userId'>, webhooks: Fanout | undefined): Promise<Placement> {
     this.published++
-    const streams = routes.map((r): Stream => r === 'user' ? userStream(userId!) : r === 'broadcast' ? BROADCAST_STREAM : ADMIN_STREAM)
+    const streams = routes.map((r): Stream => r === 'user' ? userStream(target.userId!) : r === 'group' ? groupStream(target.group!) : r === 'broadcast' ? BROADCAST_STREAM : ADMIN_STREAM)
     const names = streams.map((s) => this.ch.of(s))
     const local = this.hub !== null && this.localFirst()
     // The origin names a node only when that node delivered it itself; an

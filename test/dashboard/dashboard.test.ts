@@ -106,6 +106,10 @@ t.test('the dashboard in Chromium against a three-node cluster', { timeout: 240_
   // Traffic for the charts and leaderboards: a user on every node, events through every node.
   for (const n of [A, B, C]) await (await open(n, 'busy-user', `busy-${n.port}`)).subscribe(['*'])
   for (let i = 0; i < 30; i++) await publish([A, B, C][i % 3]!, i % 3 === 0 ? 'orders.created' : 'users.login.success', 'busy-user', { i })
+  // Group members: two on A, one on C (a token's claim), another one on B through the API.
+  for (const [n, u] of [[A, 'room-a1'], [A, 'room-a2'], [C, 'room-c1']] as const) clients.push(await connect(`${n.ws}/ws/events`, { token: userToken(u, undefined, { groups: ['dash-room'] }) }))
+  await open(B, 'room-b1')
+  t.equal((await B.api('/api/groups/dash-room/members/room-b1', { method: 'PUT' })).status, 200)
 
   // --- the live tail: a published event shows, the filter hides another
   await page.click('#tab-tail')
@@ -171,6 +175,8 @@ t.test('the dashboard in Chromium against a three-node cluster', { timeout: 240_
   await page.waitForFunction(() => /busy-user3/.test((globalThis as any).document.getElementById('top-users').textContent.replace(/\s/g, '')), undefined, { timeout: 20_000 })
   await page.waitForFunction(() => /4004/.test((globalThis as any).document.getElementById('tally-disconnects').textContent), undefined, { timeout: 10_000 })
   t.match(await text('#tally-auth'), /ROLE_FORBIDDEN/, 'the refused sign-in is among the auth failures')
+  await page.waitForFunction(() => /dash-room\s*4 on 3 nodes/.test((globalThis as any).document.querySelector('#groups li[data-group="dash-room"]')?.textContent ?? ''), undefined, { timeout: 20_000 })
+  t.pass('the groups panel: 4 member connections on 3 nodes, one of them made a member through the API while connected')
   t.notMatch(await text('#c-lat'), /^–$/, 'delivery latency shown')
   await shot('overview-light')
   const light = await page.evaluate(() => (globalThis as any).getComputedStyle((globalThis as any).document.body).backgroundColor)
