@@ -382,12 +382,15 @@ export function deliveryOf (env: Envelope): Delivery {
  * replays exactly what the connection would have received.
  */
 export function receives (s: Subscriber, stream: string, env: Envelope): boolean {
-  const user = stream !== 'broadcast' && stream !== 'admin'
+  // A group's stream is its members' (whoever published into it); a user's is that user's.
+  const group = stream.startsWith('group:') ? stream.slice(6) : null
+  const user = group === null && stream !== 'broadcast' && stream !== 'admin'
   if (env.kind === 'n') {
-    if (s.kind !== 'events') return false
+    if (s.kind !== 'events' || group !== null) return false
     return user ? !s.guest && env.userId === s.userId && stream === env.stream : stream === 'broadcast'
   }
   if (env.kind !== 'e') return false
+  if (group !== null && (s.kind !== 'events' || s.groups?.has(group) !== true)) return false
   if (user && (s.kind !== 'events' || s.guest || env.userId !== s.userId)) return false
   if (stream === 'admin' && s.kind !== 'admin') return false
   const type = env.type.split('.')
