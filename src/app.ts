@@ -114,7 +114,7 @@ export async function buildApp (config: Config, opts: BuildOptions = {}): Promis
     publisher: new Publisher(backend, hub, ch, config.serverId, createIdGenerator(), () => !h.probe.healthy, onBackendError),
     verifier: createTokenVerifier(config.jwt),
     revocations: createRevocations(backend.revocations, config.revocationTtlMs),
-    connectionLimiter: createConnectionLimiter(backend.slots, {
+    connectionLimiter: createConnectionLimiter(backend.slots, backend.admissions, {
       perIp: config.limits.connectionsPerIp,
       perUser: config.limits.connectionsPerUser,
       evictOldest: config.limits.userConnectionPolicy === 'evict-oldest',
