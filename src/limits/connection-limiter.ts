@@ -109,14 +109,13 @@ export function createConnectionLimiter (slots: SlotStore, admissions: Admission
 
     async reassert (recs) {
       const trimmed = new Map<string, Holder>()
-      await Promise.all(recs.map(async (r) => {
+      await Promise.all([slots.putRecords(recs), ...recs.map(async (r) => {
         const [byUser, byIp] = await Promise.all([
           slots.addUnder('user', r.userId, r, r.openedAt, policy.perUser, policy.evictOldest),
           slots.addUnder('ip', r.ip, r, r.openedAt, policy.perIp, false),
-          slots.putRecords([r]),
         ])
         for (const h of [...byUser, ...byIp]) trimmed.set(memberOf(h), h)
-      }))
+      })])
       const out: Eviction[] = [...trimmed.values()].map((h) => ({ serverId: h.serverId, connectionId: h.connectionId, cause: 'over-limit' }))
       await Promise.all(out.map(async (e) => await slots.noteEviction(e)))
       return out
