@@ -41,6 +41,9 @@ const cfg2 = SMOKE
   ? { connect: 300, connectRounds: 1, storm: 200, stormRounds: 1, bounded: [100], boundedStart: 20, boundedSteps: 3 }
   : { connect: 6000, connectRounds: 3, storm: 10_000, stormRounds: 3, bounded: [1000, 10_000], boundedStart: 4, boundedSteps: 14 }
 const BOUNDS = [250, 50] as const
+// --rounds=N: fewer (or more) rounds of the connect and storm scenarios (development).
+const ROUNDS = process.argv.find((a) => a.startsWith('--rounds='))
+if (ROUNDS !== undefined) { cfg2.connectRounds = Number(ROUNDS.slice(9)); cfg2.stormRounds = Number(ROUNDS.slice(9)) }
 
 // --subscribers=1000,… runs the fan-out scenario at those sizes only (development).
 const SIZES = process.argv.find((a) => a.startsWith('--subscribers='))?.slice(14).split(',').map(Number)
@@ -607,7 +610,7 @@ async function connectRate (redisUrl: string): Promise<ConnectRow[]> {
   return kinds.map((kind) => ({ kind, perSec: got.get(kind)!, median: median(got.get(kind)!) }))
 }
 
-interface StormRow { kind: Kind, clients: number, seconds: number[], median: number, retries: number }
+interface StormRow { kind: Kind, clients: number, seconds: number[], median: number, retries: number, why: Record<string, number> }
 
 /**
  * A node holding `clients` connections of distinct users, each subscribed,
@@ -617,7 +620,7 @@ interface StormRow { kind: Kind, clients: number, seconds: number[], median: num
  */
 async function storm (redisUrl: string): Promise<StormRow[]> {
   const kinds: Kind[] = ['herald', ...(BEFORE !== undefined ? ['herald-before' as const] : [])]
-  const rows = new Map<Kind, StormRow>(kinds.map((k) => [k, { kind: k, clients: cfg2.storm, seconds: [], median: NaN, retries: 0 }]))
+  const rows = new Map<Kind, StormRow>(kinds.map((k) => [k, { kind: k, clients: cfg2.storm, seconds: [], median: NaN, retries: 0, why: {} }]))
   for (let round = 0; round < cfg2.stormRounds; round++) {
     for (const kind of alternating(kinds, round)) {
       progress(`[${elapsed()}] reconnect storm, round ${round + 1}: ${LABEL[kind]}, ${cfg2.storm} clients`)
@@ -632,13 +635,14 @@ async function storm (redisUrl: string): Promise<StormRow[]> {
       }
       const ready = await Promise.all(gens.map(async (g) => await nextMessage<{ ready: number, error?: string }>(g, (m) => m.ready !== undefined, 300_000, 'storm clients ready')))
       if (ready.some((r) => r.error !== undefined)) throw new Error(`storm clients: ${ready.map((r) => r.error).join(', ')}`)
-      const done = gens.map(async (g) => await nextMessage<{ resubscribed: number, retries: number, lastAt: number }>(g, (m) => m.resubscribed !== undefined, 120_000, 'storm resubscribed'))
+      const done = gens.map(async (g) => await nextMessage<{ resubscribed: number, retries: number, lastAt: number, why: Array<[string, number]> }>(g, (m) => m.resubscribed !== undefined, 120_000, 'storm resubscribed'))
       const killedAt = performance.timeOrigin + performance.now()
       await stop(c.proc)
       const results = await Promise.all(done)
       const row = rows.get(kind)!
       row.seconds.push((Math.max(...results.map((r) => r.lastAt)) - killedAt) / 1000)
       row.retries += results.reduce((n, r) => n + r.retries, 0)
+      for (const r of results) for (const [w, n] of r.why) row.why[w] = (row.why[w] ?? 0) + n
       await Promise.all([stop(a.proc), stop(b.proc)])
       await Promise.all(gens.map(stop))
     }
@@ -734,7 +738,7 @@ async function main (): Promise<void> {
   if (stm.length > 0) {
     md.push(`## Reconnect storm: a node with ${stm[0]!.clients} clients of distinct users dies; they reconnect at once to the two nodes left`, '', 'Timed from the kill to the last client subscribed again; median of the rounds.', '',
       '| server | all subscribed again (median) | rounds | reconnects retried |', '|---|---|---|---|')
-    for (const r of stm) md.push(`| ${LABEL[r.kind]} | ${r.median.toFixed(2)} s | ${r.seconds.map((x) => `${x.toFixed(2)} s`).join(', ')} | ${r.retries} |`)
+    for (const r of stm) md.push(`| ${LABEL[r.kind]} | ${r.median.toFixed(2)} s | ${r.seconds.map((x) => `${x.toFixed(2)} s`).join(', ')} | ${r.retries}${r.retries > 0 ? ` (${Object.entries(r.why).map(([w, n]) => `${n} × ${w}`).join('; ')})` : ''} |`)
     md.push('')
   }
   if (bnd.length > 0) {

@@ -14,6 +14,7 @@ const now = (): number => performance.timeOrigin + performance.now()
 let job: Job
 let resubscribed = 0
 let retries = 0
+const why = new Map<string, number>()
 let lastAt = 0
 
 /** Resolves once the connection is subscribed; `onDrop` runs if it closes after that. */
@@ -39,13 +40,15 @@ async function reconnect (i: number, token: string): Promise<void> {
     try {
       await open(url, token, () => {})
       break
-    } catch {
+    } catch (err) {
       retries++
+      const m = (err as Error).message
+      why.set(m, (why.get(m) ?? 0) + 1)
       await new Promise((resolve) => setTimeout(resolve, 20 + Math.random() * 80))
     }
   }
   lastAt = now()
-  if (++resubscribed === job.count) process.send!({ resubscribed, retries, lastAt })
+  if (++resubscribed === job.count) process.send!({ resubscribed, retries, lastAt, why: [...why].sort((a, b) => b[1] - a[1]).slice(0, 3) })
 }
 
 process.on('message', (m: { job?: Job }) => {
