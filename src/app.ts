@@ -21,6 +21,7 @@ import type { Herald } from './context.js'
 import { Connections } from './endpoints/connections.js'
 import { handleControl, restoreAfterLoss, startRevocationSync } from './endpoints/control.js'
 import { ExpiryScheduler } from './endpoints/expiry.js'
+import { lastWriteMs } from './endpoints/turn-writes.js'
 import healthEndpoint from './endpoints/health.js'
 import { startHeartbeat } from './endpoints/liveness.js'
 import socketIo from './endpoints/socketio.js'
@@ -104,7 +105,7 @@ export async function buildApp (config: Config, opts: BuildOptions = {}): Promis
   const broker = backend.broker
   const ch = createChannels(config.keyPrefix)
   const connections = new Connections()
-  const hub = new Hub(broker, ch, config.serverId, log, connections)
+  const hub = new Hub(broker, ch, config.serverId, log, connections, lastWriteMs)
 
   const h = {
     config,
@@ -117,7 +118,7 @@ export async function buildApp (config: Config, opts: BuildOptions = {}): Promis
     publisher: new Publisher(backend, hub, ch, config.serverId, createIdGenerator(), () => !h.probe.healthy, onBackendError),
     verifier: createTokenVerifier(config.jwt),
     revocations: createRevocations(backend.revocations, config.revocationTtlMs),
-    connectionLimiter: createConnectionLimiter(backend.slots, {
+    connectionLimiter: createConnectionLimiter(backend.slots, backend.admissions, {
       perIp: config.limits.connectionsPerIp,
       perUser: config.limits.connectionsPerUser,
       evictOldest: config.limits.userConnectionPolicy === 'evict-oldest',

@@ -21,6 +21,9 @@ import type { RateStore } from './rates.js'
 import { MemoryRates } from './rates-memory.js'
 import { RedisRates } from './rates-redis.js'
 import { RedisConnections, type RedisClient } from './redis-clients.js'
+import type { AdmissionStore } from './admissions.js'
+import { MemoryAdmissions } from './admissions-memory.js'
+import { RedisAdmissions } from './admissions-redis.js'
 import type { RevocationStore } from './revocations.js'
 import { MemoryRevocations } from './revocations-memory.js'
 import { RedisRevocations } from './revocations-redis.js'
@@ -68,6 +71,8 @@ export interface Backend extends PublishCapabilities {
   readonly slots: SlotStore
   /** durable revocations and their log */
   readonly revocations: RevocationStore
+  /** the revocation check and the slots of many connecting clients, in one batch */
+  readonly admissions: AdmissionStore
   /** per-key action budgets (message limits) */
   readonly rates: RateStore
   /** fields the nodes agree on, first writer wins (development keys) */
@@ -129,12 +134,15 @@ export function createMemoryBackend (opts: { store?: MemoryStore, keyPrefix?: st
   const prefix = opts.keyPrefix ?? 'herald:'
   const history = opts.history ?? null
   const broker = new MemoryBroker(store, history, prefix)
+  const slots = new MemorySlots(store, prefix)
+  const revocations = new MemoryRevocations(store, prefix)
   return {
     kind: 'memory',
     broker,
     nodes: new MemoryNodes(store),
-    slots: new MemorySlots(store, prefix),
-    revocations: new MemoryRevocations(store, prefix),
+    slots,
+    revocations,
+    admissions: new MemoryAdmissions(slots, revocations),
     rates: new MemoryRates(store, prefix),
     settings: new MemorySettings(store, prefix),
     streams: history === null ? null : new MemoryStreams(store, history),
@@ -168,12 +176,15 @@ function createRedisBackend (target: RedisTarget, config: BackendConfig, hooks: 
     keyPrefix: prefix,
     onError,
   })
+  const slots = new RedisSlots(client, prefix)
+  const revocations = new RedisRevocations(client, prefix)
   return {
     kind: 'redis',
     broker,
     nodes: new RedisNodes(client, prefix),
-    slots: new RedisSlots(client, prefix),
-    revocations: new RedisRevocations(client, prefix),
+    slots,
+    revocations,
+    admissions: new RedisAdmissions(client, prefix, slots, revocations),
     rates: new RedisRates(client, prefix),
     settings: new RedisSettings(client, prefix),
     streams: history === null ? null : new RedisStreams(client, history),

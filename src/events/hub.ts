@@ -102,12 +102,14 @@ export class Hub {
     private readonly serverId: string,
     private readonly log: FastifyBaseLogger,
     private readonly recipients: Recipients,
+    /** how long the last turn's writes to sockets took, ms: what sizes the delivery slices (intake.ts) */
+    writeMs: () => number = () => 0,
   ) {
     this.intake = new Intake((channel, env) => {
       try { this.dispatch(channel, env) } catch (err) { this.drop('error', channel, err) }
     }, (r) => {
       if (diag.overload.hasSubscribers) diag.overload.publish({ serverId, ...r, log })
-    })
+    }, writeMs)
     broker.onMessage((channel, message) => this.onBrokerMessage(channel, message))
   }
 
