@@ -12,7 +12,8 @@
 import { fork, type ChildProcess } from 'node:child_process'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { API_KEY, killChildren, next, ROOT, SECRET, sleep, startNode, startRedis, stop, track, TSX, type Node } from './webhooks.js'
+import { killChildren, next, sleep, stop, track } from './procs.js'
+import { API_KEY, ROOT, SECRET, startNode, startRedis, TSX, type Node } from './webhooks.js'
 
 export interface ClientPublishResult {
   accept: { inFlight: number, rounds: Array<{ via: 'ws' | 'http', perSec: number, errors: number }>, wsPerSec: number, httpPerSec: number, ratio: number }

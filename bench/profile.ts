@@ -16,7 +16,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { inspectorUrl, session } from './inspector.js'
+import { inspectorUrl, selfTime, session, type CpuProfile } from './inspector.js'
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
 const SUBSCRIBERS = Number(process.env.SUBSCRIBERS ?? 1000)
@@ -54,12 +54,12 @@ const s = await session(await inspector)
 await s.send('Profiler.enable')
 await s.send('Profiler.setSamplingInterval', { interval: 200 })
 const job = { kind: 'herald', url: `ws://127.0.0.1:${port}/ws/events`, count: SUBSCRIBERS, offset: 0, concurrency: 200, secret: SECRET, sampleEvery: 1000, pattern: 'system.*', untilWelcome: CONNECT }
-let profile: Profile
+let profile: CpuProfile
 if (CONNECT) {
   await s.send('Profiler.start')
   load.send({ job })
   const r = await ready
-  profile = (await s.send<{ profile: Profile }>('Profiler.stop')).profile
+  profile = (await s.send<{ profile: CpuProfile }>('Profiler.stop')).profile
   process.stdout.write(`${r.ready} connections in ${(r.connectMs / 1000).toFixed(2)} s: ${Math.round(r.ready / (r.connectMs / 1000))} connects/s while profiled\n`)
 } else {
   load.send({ job })
@@ -80,7 +80,7 @@ if (CONNECT) {
   profiling = true
   await sleep(SECONDS * 1000)
   profiling = false
-  profile = (await s.send<{ profile: Profile }>('Profiler.stop')).profile
+  profile = (await s.send<{ profile: CpuProfile }>('Profiler.stop')).profile
   pub.send({ kind: 'herald', redisUrl, rate: 0 })
   const { first, last } = window
   const rate = first !== undefined && last !== undefined ? (last.total - first.total) / ((last.at - first.at) / 1000) : NaN
@@ -88,31 +88,16 @@ if (CONNECT) {
 }
 s.close()
 
-interface Profile { nodes: Array<{ id: number, callFrame: { functionName: string, url: string, lineNumber: number } }>, samples: number[] }
 const file = join(mkdtempSync(join(tmpdir(), 'herald-prof-')), 'herald.cpuprofile')
 writeFileSync(file, JSON.stringify(profile))
-const counts = new Map<number, number>()
-for (const id of profile.samples) counts.set(id, (counts.get(id) ?? 0) + 1)
-const byFn = new Map<string, number>()
-const byWhat = new Map<string, number>()
-for (const n of profile.nodes) {
-  const c = counts.get(n.id) ?? 0
-  if (c === 0) continue
-  const url = n.callFrame.url
-  const where = url.replace(/^.*\/node_modules\//, '').replace(/^file:\/\/.*\/dist\//, 'dist/')
-  const fn = n.callFrame.functionName || '(anonymous)'
-  const key = `${fn} ${where}${where ? ':' + (n.callFrame.lineNumber + 1) : ''}`
-  byFn.set(key, (byFn.get(key) ?? 0) + c)
-  const what = fn === '(idle)' ? 'idle'
-    : fn === '(garbage collector)' ? 'garbage collection'
-      : ['writeBuffer', 'writev', 'writeUtf8String', 'writeLatin1String'].includes(fn) ? 'socket writes (the syscall)'
-        : url.includes('/dist/') ? 'Herald (dist/)'
-          : url.includes('node_modules/ioredis') || url.includes('node_modules/redis-parser') ? 'ioredis (receiving from Redis)'
-            : url.includes('node_modules/ws/') ? 'ws'
-              : url.startsWith('node:') || url === '' ? 'Node internals (streams, buffers, timers)'
-                : 'other libraries'
-  byWhat.set(what, (byWhat.get(what) ?? 0) + c)
-}
+const { byFn, byWhat } = selfTime(profile, (fn, url) => fn === '(idle)' ? 'idle'
+  : fn === '(garbage collector)' ? 'garbage collection'
+    : ['writeBuffer', 'writev', 'writeUtf8String', 'writeLatin1String'].includes(fn) ? 'socket writes (the syscall)'
+      : url.includes('/dist/') ? 'Herald (dist/)'
+        : url.includes('node_modules/ioredis') || url.includes('node_modules/redis-parser') ? 'ioredis (receiving from Redis)'
+          : url.includes('node_modules/ws/') ? 'ws'
+            : url.startsWith('node:') || url === '' ? 'Node internals (streams, buffers, timers)'
+              : 'other libraries')
 const total = profile.samples.length
 process.stdout.write(`profile: ${file} (${total} samples)\n\nself time by function:\n`)
 for (const [k, c] of [...byFn].sort((a, b) => b[1] - a[1]).slice(0, 20)) process.stdout.write(`${(100 * c / total).toFixed(1).padStart(5)}%  ${k}\n`)

@@ -14,6 +14,8 @@ import { fileURLToPath } from 'node:url'
 import { Redis } from 'ioredis'
 import { inspectorUrl, session } from './inspector.js'
 import { resumeBench, resumeMarkdown } from './resume.js'
+import { startRedis as startBenchRedis } from './procs.js'
+import { publishBench, publishMarkdown } from './publish.js'
 import { streamsBench, streamsMarkdown } from './streams.js'
 import { webhooksBench, webhooksMarkdown } from './webhooks.js'
 import { clientPublishBench, clientPublishMarkdown } from './client-publish.js'
@@ -84,16 +86,11 @@ async function freePort (): Promise<number> {
   return await new Promise((resolve) => { const s = net.createServer(); s.listen(0, '127.0.0.1', () => { const p = (s.address() as { port: number }).port; s.close(() => resolve(p)) }) })
 }
 
+/** A redis-server of the bench's own (bench/procs.ts), tracked with this file's children too. */
 async function startRedis (): Promise<{ url: string, proc: ChildProcess }> {
-  const port = await freePort()
-  const proc = track(spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--loglevel', 'warning'], { stdio: 'ignore' }))
-  const url = `redis://127.0.0.1:${port}`
-  for (let i = 0; i < 200; i++) {
-    const r = new Redis(url, { lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 })
-    r.on('error', () => {})
-    try { await r.connect(); await r.ping(); r.disconnect(); return { url, proc } } catch { r.disconnect(); await sleep(25) }
-  }
-  throw new Error('redis-server did not start')
+  const r = await startBenchRedis()
+  track(r.proc)
+  return r
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
@@ -724,11 +721,13 @@ async function main (): Promise<void> {
   const str = want('streams') ? await streamsBench({ smoke: SMOKE, progress: (s) => progress(`[${elapsed()}] ${s}`) }) : null
   // Its own Redis and nodes too.
   const wh = want('webhooks') ? await webhooksBench({ smoke: SMOKE, progress: (s) => progress(`[${elapsed()}] ${s}`) }) : null
+  // HTTP publish against a bare Fastify route: its own Redis and node too.
+  const pub = want('publish') ? await publishBench({ smoke: SMOKE, progress: (s) => progress(`[${elapsed()}] ${s}`) }) : null
   // Its own Redis, nodes, balancer and SDK client processes.
   const res = want('resume') ? await resumeBench({ smoke: SMOKE, progress: (s) => progress(`[${elapsed()}] ${s}`) }) : null
   // Its own Redis and node too.
   const cpub = want('client-publish') ? await clientPublishBench({ smoke: SMOKE, progress: (s) => progress(`[${elapsed()}] ${s}`) }) : null
-  Object.assign(results, { connect: conn, storm: stm, bounded: bnd, idle, fanout: fan, overload, latency: lat, targeted: tgt, big, limiter: lim, streams: str, webhooks: wh, resume: res, clientPublish: cpub })
+  Object.assign(results, { connect: conn, storm: stm, bounded: bnd, idle, fanout: fan, overload, latency: lat, targeted: tgt, big, limiter: lim, streams: str, webhooks: wh, resume: res, clientPublish: cpub, publish: pub })
   process.stderr.write('\r\x1b[K')
 
   const md: string[] = []
@@ -812,6 +811,7 @@ async function main (): Promise<void> {
   if (wh !== null) md.push(...webhooksMarkdown(wh))
   if (res !== null) md.push(...resumeMarkdown(res))
   if (cpub !== null) md.push(...clientPublishMarkdown(cpub))
+  if (pub !== null) md.push(...publishMarkdown(pub))
   const dir = join(ROOT, 'bench/results')
   mkdirSync(dir, { recursive: true })
   // A partial run (--only=…) must not replace the full results.

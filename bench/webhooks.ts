@@ -15,11 +15,11 @@
 //     three nodes, offered past what they can deliver, with an endpoint for
 //     every event enabled and disabled in turn: deliveries/s on against off.
 import { fork, spawn, type ChildProcess } from 'node:child_process'
-import { createServer } from 'node:net'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Redis } from 'ioredis'
 import { HeraldPublisher } from '../src/client/publisher.js'
+import { freePort, next, sleep, stop, track } from './procs.js'
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
 export const SECRET = 'bench-secret-that-is-at-least-32-characters'
@@ -34,36 +34,6 @@ export interface WebhooksResult {
   ratio: number
   latency: { rate: number, received: number, p50: number, p99: number }
   fanout: { subscribers: number, rows: Array<{ webhooks: boolean, perSec: number, webhooksPerSec: number }>, offPerSec: number, onPerSec: number, ratio: number }
-}
-
-export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
-const children = new Set<ChildProcess>()
-export const track = <T extends ChildProcess>(c: T): T => { children.add(c); c.once('exit', () => children.delete(c)); return c }
-/** Kills every process track() holds (a standalone run's exit). */
-export const killChildren = (): void => { for (const c of children) { try { c.kill('SIGKILL') } catch {} } }
-export async function stop (c: ChildProcess): Promise<void> {
-  if (c.exitCode !== null || c.signalCode !== null) return
-  const done = new Promise((resolve) => c.once('exit', resolve))
-  c.kill('SIGKILL')
-  await done
-}
-
-async function freePort (): Promise<number> {
-  return await new Promise((resolve) => { const s = createServer(); s.listen(0, '127.0.0.1', () => { const p = (s.address() as { port: number }).port; s.close(() => resolve(p)) }) })
-}
-
-export function next<T> (c: ChildProcess, pred: (m: any) => boolean, what: string, timeoutMs = 120_000): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => { c.off('message', on); reject(new Error(`timed out: ${what}`)) }, timeoutMs)
-    const on = (m: any): void => {
-      if (m.error !== undefined) { clearTimeout(timer); c.off('message', on); reject(new Error(`${what}: ${m.error as string}`)); return }
-      if (!pred(m)) return
-      clearTimeout(timer)
-      c.off('message', on)
-      resolve(m as T)
-    }
-    c.on('message', on)
-  })
 }
 
 export async function startRedis (): Promise<{ url: string, client: Redis, proc: ChildProcess }> {
@@ -294,7 +264,6 @@ export function webhooksMarkdown (r: WebhooksResult): string[] {
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  process.on('exit', killChildren)
   webhooksBench({ smoke: process.argv.includes('--smoke'), progress: (s) => process.stderr.write(`\r\x1b[K${s}`) }).then((r) => {
     process.stderr.write('\r\x1b[K')
     process.stdout.write(webhooksMarkdown(r).join('\n') + '\n')

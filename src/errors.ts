@@ -39,7 +39,7 @@ export const Errors = {
   VALIDATION: def('VALIDATION', 400, false, 'the request is invalid', 'an API body, path parameter or publisher-library input does not match its schema (the message says which field and why)'),
   DATA_TOO_DEEP: def('DATA_TOO_DEEP', 400, false, 'event or notification data nests too deeply', 'event or notification `data` nested more than 32 levels (API, admin `broadcast`, publisher library)'),
   BAD_JSON: def('BAD_JSON', 400, false, 'the frame is not valid JSON', 'a frame, or an API body sent as `application/json`, is not JSON (or is empty)'),
-  PAYLOAD_TOO_LARGE: def('PAYLOAD_TOO_LARGE', 413, false, 'the request body is too large', 'an API body over 64 KiB'),
+  PAYLOAD_TOO_LARGE: def('PAYLOAD_TOO_LARGE', 413, false, 'the request body is too large', 'an API body over 64 KiB (1 MiB for `POST /api/events/batch`)'),
   UNSUPPORTED_MEDIA_TYPE: def('UNSUPPORTED_MEDIA_TYPE', 415, false, 'unsupported media type', 'an API body that is not `application/json`'),
   HEADERS_TOO_LARGE: def('HEADERS_TOO_LARGE', 431, false, 'the request headers are too large', 'the request line and headers together past Node\'s limit (16 KiB)'),
   REQUEST_TIMEOUT: def('REQUEST_TIMEOUT', 408, true, 'the request was not received in time', 'a request (or handshake) not received within `HANDSHAKE_TIMEOUT`'),

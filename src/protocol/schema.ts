@@ -124,6 +124,24 @@ export const Accepted = Type.Object({
   epoch: Type.Optional(Epoch('the history the offset counts in')),
 })
 
+/** POST /api/events/batch: events per request, and bytes per body, at most. */
+export const MAX_BATCH_EVENTS = 500
+export const MAX_BATCH_BYTES = 1024 * 1024
+
+/**
+ * Its events are checked one by one, each as POST /api/events checks its
+ * body: a refused event is answered in its place, the others are published.
+ */
+export const EventBatch = Type.Object({
+  events: Type.Array(Type.Unknown({ description: 'an event as POST /api/events takes it' }), { minItems: 1, maxItems: MAX_BATCH_EVENTS, description: `1-${MAX_BATCH_EVENTS} events, published in this order` }),
+}, { additionalProperties: false })
+
+export const BatchAccepted = Type.Object({
+  published: Type.Integer({ minimum: 0, description: 'events published' }),
+  failed: Type.Integer({ minimum: 0, description: 'events refused or not published; their results say why' }),
+  results: Type.Array(Type.Union([Accepted, Type.Object({ error: ErrorPayload })]), { description: 'one per event, in the order sent: what POST /api/events would have answered it (its 202 body, or its error)' }),
+})
+
 /** A page's bounds, in a query string (strings there: nothing is coerced). */
 export const AFTER_PATTERN = '^(0|[1-9][0-9]{0,14})$'
 export const LIMIT_PATTERN = '^([1-9][0-9]{0,2}|1000)$'
