@@ -2,10 +2,11 @@
 // Runs in browsers and in Node: it uses only the standard WebSocket API (pass
 // `WebSocket` from the `ws` package on Node) and no Node built-ins; the
 // protocol modules it imports are plain code too (the browser test bundles
-// it), and the payload types come from the protocol's schemas as types only.
+// it), and the payload types are generated from the protocol's schemas as
+// plain types (protocol-types.ts), so the package @herald/client needs none.
 import { ClientCloseCodes, closeCodeName, CloseCodes, closeReconnect, refusalReconnect, type Reconnect } from '../protocol/close-codes.js'
 import { parsePattern, PATTERN_RULE } from '../protocol/patterns.js'
-import type { HeraldEvent, HeraldNotification, Welcome } from '../protocol/schema.js'
+import type { HeraldEvent, HeraldNotification, Welcome } from './protocol-types.js'
 
 export { ClientCloseCodes, CloseCodes }
 export type { HeraldEvent, HeraldNotification, Reconnect, Welcome }
