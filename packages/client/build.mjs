@@ -2,15 +2,17 @@
 // its declarations (tsc), and dist/herald-client.min.js, one minified ES
 // module for pages that load the SDK without a bundler. Runs on prepack.
 import { execFileSync } from 'node:child_process'
-import { rmSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
 import { build } from 'esbuild'
+import { scratchDir, swapInto } from '../swap-dist.mjs'
 
 const here = new URL('.', import.meta.url)
-rmSync(new URL('dist', here), { recursive: true, force: true })
-execFileSync(process.execPath, [new URL('../../node_modules/typescript/bin/tsc', here).pathname, '-p', new URL('tsconfig.json', here).pathname], { stdio: 'inherit' })
+const pkg = fileURLToPath(here)
+const out = scratchDir(pkg)
+execFileSync(process.execPath, [new URL('../../node_modules/typescript/bin/tsc', here).pathname, '-p', new URL('tsconfig.json', here).pathname, '--outDir', out], { stdio: 'inherit' })
 await build({
   entryPoints: [new URL('../../src/client/index.ts', here).pathname],
-  outfile: new URL('dist/herald-client.min.js', here).pathname,
+  outfile: `${out}/herald-client.min.js`,
   bundle: true,
   minify: true,
   format: 'esm',
@@ -18,3 +20,4 @@ await build({
   platform: 'browser',
   logLevel: 'warning',
 })
+swapInto(pkg, out)

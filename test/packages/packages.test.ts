@@ -5,6 +5,7 @@
 // no package of the server.
 import { spawn } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { gzipSync } from 'node:zlib'
 import { tmpdir } from 'node:os'
 import { delimiter, dirname, join } from 'node:path'
 import t, { type Test } from 'tap'
@@ -104,6 +105,11 @@ t.test('@herald/client: built on pack, no dependencies, imports and type-checks'
   t.notOk(files.some((f) => f.endsWith('.ts') && !f.endsWith('.d.ts')), 'no TypeScript sources')
   t.notOk(files.some((f) => /^dist\/(backend|events|endpoints|http|config)\//.test(f)), 'no server module')
   const dir = await scratch(t, tarball)
+  // The browser bundle's budget: a page pays for it on every first load.
+  const bundle = readFileSync(join(dir, 'node_modules/@herald/client/dist/herald-client.min.js'))
+  t.ok(bundle.length <= 20 * 1024, `the browser bundle is at most 20 KiB minified (${bundle.length} B)`)
+  t.ok(gzipSync(bundle).length <= 7 * 1024, `and at most 7 KiB gzipped (${gzipSync(bundle).length} B)`)
+  t.notMatch(bundle.toString(), /\brequire\(|from ?"node:|process\.env/, 'nothing of Node in it')
   t.same(await tree(dir), ['@herald/client'], 'nothing installed with it: ws stays an optional peer')
 
   const probe = await ok(dir, process.execPath, ['--input-type=module', '-e', `
