@@ -29,8 +29,11 @@ function runExample (t: Test, file: string, env: Record<string, string>, args: s
   return { proc, lines, waitLine, exit }
 }
 
+/** The example's exit code, once it exited by itself within timeoutMs. */
 async function exited (ex: Example, timeoutMs = 10_000): Promise<number | null> {
-  return await waitFor('the example to exit', async () => await Promise.race([ex.exit, new Promise<undefined>((resolve) => setTimeout(resolve, 100))]), (c) => c !== undefined, { timeoutMs })
+  let timer: NodeJS.Timeout | undefined
+  const late = new Promise<never>((_resolve, reject) => { timer = setTimeout(() => reject(new Error(`the example did not exit within ${timeoutMs} ms: ${ex.lines.slice(-5).join(' | ')}`)), timeoutMs) })
+  try { return await Promise.race([ex.exit, late]) } finally { clearTimeout(timer) }
 }
 
 async function node (t: Test, env: Record<string, string> = {}): Promise<NodeProc> {
