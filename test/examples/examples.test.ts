@@ -78,7 +78,7 @@ t.test('examples/socketio-client.js: Socket.IO on Node subscribes on welcome and
 
 t.test('examples/publisher.js: over HTTP, every publish reaches the user, and the process exits', { timeout: 60_000 }, async (t) => {
   const n = await node(t)
-  const user = await connect(`${n.ws}/ws/events`, { token: userToken('user-123', 'session-456') })
+  const user = await connect(`${n.ws}/ws/events`, { token: userToken('demo-user', 'demo-session') })
   t.teardown(() => user.close())
   user.send(JSON.stringify({ type: 'subscribe', id: 's', payload: { eventTypes: ['*'] } }))
   await user.next((f) => f.id === 's')
@@ -91,14 +91,14 @@ t.test('examples/publisher.js: over HTTP, every publish reaches the user, and th
   await user.next((f) => f.type === 'notification' && f.payload.title === 'Unusual login')
   await user.next((f) => f.type === 'notification' && f.payload.title === 'Maintenance')
   const receipt = JSON.parse(ex.lines.find((l) => l.startsWith('receipt '))!.slice('receipt '.length))
-  t.match(receipt, { stream: 'user:user-123', offset: Number, epoch: String }, 'the receipt names the stream and position')
+  t.match(receipt, { stream: 'user:demo-user', offset: Number, epoch: String }, 'the receipt names the stream and position')
 })
 
 t.test('examples/publisher-redis.js: straight onto Redis, delivered by the nodes, and the process exits', { timeout: 90_000 }, async (t) => {
   const redis = await startRedis()
   t.teardown(() => redis.stop())
   const n = await node(t, { REDIS_URL: redis.url })
-  const user = await connect(`${n.ws}/ws/events`, { token: userToken('user-123', 'session-456') })
+  const user = await connect(`${n.ws}/ws/events`, { token: userToken('demo-user', 'demo-session') })
   t.teardown(() => user.close())
   user.send(JSON.stringify({ type: 'subscribe', id: 's', payload: { eventTypes: ['authentication.*'] } }))
   await user.next((f) => f.id === 's')
@@ -106,7 +106,7 @@ t.test('examples/publisher-redis.js: straight onto Redis, delivered by the nodes
   t.equal(await exited(ex, 20_000), 0, `it exits once published (close() and quit()): ${ex.lines.join(' | ')}`)
   const receipt = JSON.parse(ex.lines.find((l) => l.startsWith('published '))!.slice('published '.length))
   const ev = await user.next((f) => f.type === 'event' && f.payload.id === receipt.id)
-  t.match(ev.payload, { type: 'authentication.login.success', data: { ip: '192.0.2.10' }, stream: 'user:user-123', offset: receipt.offset })
+  t.match(ev.payload, { type: 'authentication.login.success', data: { ip: '192.0.2.10' }, stream: 'user:demo-user', offset: receipt.offset })
   const bid = /^broadcast (\S+)$/.exec(ex.lines.find((l) => l.startsWith('broadcast ')) ?? '')?.[1]
   await user.next((f) => f.type === 'notification' && f.payload.id === bid)
 })
