@@ -333,6 +333,39 @@ export interface ServerPayloads {
     maxPerSecond: number
   }
   readonly tail_stopped: {}
+  readonly webhooks: {
+    webhooks: {
+      description?: string | undefined
+      disabledReason?: string | undefined
+      secretRotation?: {
+        previousExpiresAt: string
+      } | undefined
+      queue?: {
+        breakerUntil?: string | undefined
+        depth: number
+        oldestAgeMs: number | null
+        breaker: 'closed' | 'open' | 'half-open'
+      } | undefined
+      recent?: {
+        last?: {
+          error?: string | undefined
+          status?: number | undefined
+          at: string
+          outcome: string
+        } | undefined
+        attempts: number
+        failed: number
+      } | undefined
+      id: string
+      eventTypes: string[]
+      url: string
+      enabled: boolean
+      createdAt: string
+      updatedAt: string
+      seeded: boolean
+    }[]
+    persistent: boolean | null
+  }
   readonly tail: {
     events: {
       userId?: string | undefined
@@ -354,9 +387,9 @@ export interface ServerPayloads {
     backend: 'memory' | 'redis'
     redisConnected: boolean
     connections: number
+    persistent: boolean | null
     healthy: boolean
     probeLatencyMs: number | null
-    persistent: boolean | null
   }
 }
 
@@ -397,4 +430,5 @@ export interface ClientPayloads {
     eventTypes?: string[] | undefined
   }
   readonly stop_tail: {}
+  readonly list_webhooks: {}
 }
