@@ -3,7 +3,8 @@
 // out as plain TypeScript from the typebox schemas in src/protocol/schema.ts.
 // The SDK ships in @herald/client with no dependency, so its types cannot
 // name typebox; the schemas stay the one source, and a test fails when the
-// committed file differs from what this writes (`npm run client:types`).
+// committed file differs from what this writes (`npm run client:types`, also
+// run by `npm run docs:protocol`, which a schema change calls for anyway).
 import { writeFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import ts from 'typescript'
