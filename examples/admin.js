@@ -5,7 +5,8 @@
 //   HERALD_ADMIN_TOKEN=eyJ... node examples/admin.js demo-user
 //
 // HERALD_URL (default http://127.0.0.1:3000) names another node. In your own
-// project: `npm install @herald/client ws`.
+// project: the packed @herald/client and `ws` (README, "Installing the
+// packages").
 import WebSocket from 'ws'
 import { HeraldAdmin } from '@herald/client/admin'
 

@@ -5,7 +5,8 @@
 //   HERALD_TOKEN=eyJ... node examples/client.js
 //
 // HERALD_URL (default http://127.0.0.1:3000) names another node. In your own
-// project: `npm install @herald/client ws` (browsers need no `ws`).
+// project: the packed @herald/client and `ws` (README, "Installing the
+// packages"); browsers need no `ws`.
 import WebSocket from 'ws' // browsers: leave it out, the global WebSocket is used
 import { HeraldClient } from '@herald/client'
 

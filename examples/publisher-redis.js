@@ -6,7 +6,8 @@
 //
 // The key prefix is the nodes' REDIS_KEY_PREFIX (default herald:). A Redis
 // Cluster: `new Cluster([{ host, port }])` from ioredis in place of `new Redis`.
-// In your own project: `npm install @herald/publisher ioredis`.
+// In your own project: the packed @herald/publisher and `ioredis` (README,
+// "Installing the packages").
 import { Redis } from 'ioredis'
 import { HeraldPublisher } from '@herald/publisher'
 

@@ -6,7 +6,7 @@
 //   HERALD_API_KEY=... node examples/publisher.js
 //
 // HERALD_URL (default http://127.0.0.1:3000) names another node. In your own
-// project: `npm install @herald/publisher`.
+// project: the packed @herald/publisher (README, "Installing the packages").
 import { HeraldPublisher } from '@herald/publisher'
 
 if (!process.env.HERALD_API_KEY) throw new Error('set HERALD_API_KEY to one of the nodes\' API_KEYS: `npm start` prints its generated one in the curl command')
