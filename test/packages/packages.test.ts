@@ -168,13 +168,23 @@ t.test('@herald/publisher: built on pack, only its validator, imports and type-c
   t.match(bad.stdout, /consumer\.ts.*TS23\d\d/, 'the catalogue\'s types hold')
 })
 
-t.test('the installed packages against a live node: publish over HTTP, receive with the SDK on ws', { timeout: 240_000 }, async (t) => {
+t.test('the installed packages against a live node: the SDK on Node\'s WebSocket, then publish over HTTP and receive with the SDK on ws', { timeout: 240_000 }, async (t) => {
   const client = await packOnce('packages/client')
   const publisher = await packOnce('packages/publisher')
   const dir = await scratch(t, client.tarball)
-  await ok(dir, 'npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', publisher.tarball, 'ws@8'])
   const node = await startNode()
   t.teardown(() => node.stop())
+  // ws is an optional peer: without it the SDK runs on Node's global WebSocket.
+  writeFileSync(join(dir, 'global.mjs'), `
+    import { HeraldClient } from '@herald/client'
+    const [url, token] = process.argv.slice(2)
+    const client = new HeraldClient({ url, getToken: () => token, eventTypes: ['system.*'] })
+    const welcome = await client.connect()
+    console.log(JSON.stringify({ userId: welcome.userId, rtt: await client.ping() }))
+    client.close()
+  `)
+  t.match(JSON.parse(await ok(dir, process.execPath, ['global.mjs', `${node.ws}/ws/events`, userToken('pkg-global')])), { userId: 'pkg-global', rtt: Number }, 'the SDK on Node 22\'s own WebSocket, no ws installed')
+  await ok(dir, 'npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', publisher.tarball, 'ws@8'])
   writeFileSync(join(dir, 'roundtrip.mjs'), `
     import WebSocket from 'ws'
     import { HeraldClient } from '@herald/client'
