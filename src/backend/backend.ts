@@ -41,7 +41,7 @@ export type { PublishingClient }
 /**
  * What the publish path (src/events/publisher.ts) uses. Every entry point
  * supplies it: a node its whole backend, the publisher library the
- * capabilities it builds over its caller's client (backendOverClient). A
+ * capabilities it builds over its caller's client (backendOverClient, src/backend/over-client.ts). A
  * capability the publish path starts to use is added here, so an entry point
  * that could not supply it does not compile.
  */
