@@ -41,9 +41,9 @@ export type { PublishingClient }
 /**
  * What the publish path (src/events/publisher.ts) uses. Every entry point
  * supplies it: a node its whole backend, the publisher library the
- * capabilities it builds over its caller's client (backendOverClient, src/backend/over-client.ts). A
- * capability the publish path starts to use is added here, so an entry point
- * that could not supply it does not compile.
+ * capabilities it builds over its caller's client (backendOverClient, in
+ * over-client.ts). A capability the publish path starts to use is added
+ * here, so an entry point that could not supply it does not compile.
  */
 export interface PublishCapabilities {
   /** pub/sub, the stream append (when history is on), and the webhook jobs of each publish */
