@@ -3,7 +3,7 @@ import { Cluster } from 'ioredis'
 import type { RedisTarget } from '../config/index.js'
 import type { Broker, Publish } from './broker.js'
 import { MemoryBroker } from './broker-memory.js'
-import { ClientPublish, RedisBroker, type PublishingClient } from './broker-redis.js'
+import { RedisBroker, type PublishingClient } from './broker-redis.js'
 import type { GroupStore } from './groups.js'
 import { MemoryGroups } from './groups-memory.js'
 import { RedisGroups } from './groups-redis.js'
@@ -50,9 +50,9 @@ export type { PublishingClient }
 /**
  * What the publish path (src/events/publisher.ts) uses. Every entry point
  * supplies it: a node its whole backend, the publisher library the
- * capabilities it builds over its caller's client (backendOverClient). A
- * capability the publish path starts to use is added here, so an entry point
- * that could not supply it does not compile.
+ * capabilities it builds over its caller's client (backendOverClient, in
+ * over-client.ts). A capability the publish path starts to use is added
+ * here, so an entry point that could not supply it does not compile.
  */
 export interface PublishCapabilities {
   /** pub/sub, the stream append (when history is on), and the webhook jobs of each publish */
@@ -227,26 +227,3 @@ function createRedisBackend (target: RedisTarget, config: BackendConfig, hooks: 
     },
   }
 }
-
-/**
- * The publish path's capabilities over a Redis client the caller owns
- * (ioredis, standalone or Cluster): the publisher library's direct mode.
- * `sharded` (SPUBLISH) defaults to true on an ioredis Cluster; `history` is
- * what the nodes keep (null: off). Nothing here ever closes or reconfigures
- * the caller's client; with history, the append script is defined on it
- * (ioredis `defineCommand`, as `heraldAppend`), and so are the webhook
- * scripts unless `webhooks` is false (the cluster has no endpoints).
- */
-export function backendOverClient (client: PublishingClient, opts: { sharded?: boolean, history?: HistoryConfig | null, keyPrefix?: string, webhooks?: boolean } = {}): PublishCapabilities {
-  const sharded = opts.sharded ?? client.isCluster === true
-  const keyPrefix = opts.keyPrefix ?? 'herald:'
-  const webhooks = opts.webhooks ?? true
-  return {
-    broker: new ClientPublish(client, sharded, opts.history ?? null, webhooks ? { keyPrefix } : null),
-    // The endpoints are read with the caller's client too (ioredis: the constructor above refused any other).
-    webhooks: webhooks ? new RedisWebhooks(client as unknown as RedisClient, keyPrefix, sharded) : NO_WEBHOOKS,
-  }
-}
-
-/** A publisher told the cluster has no webhooks (the library's `webhooks: false`). */
-const NO_WEBHOOKS: WebhookEndpointSource = { version: async () => 0, endpoints: async () => [] }

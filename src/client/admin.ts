@@ -1,9 +1,13 @@
 // The admin side of the SDK: a typed API over a HeraldClient connected to
 // /ws/admin (docs/protocol.md). Like the client it runs in browsers (the
-// admin dashboard is built on it) and in Node; payload types come from the
-// protocol's schemas as types only.
+// admin dashboard is built on it) and in Node; payload types are generated
+// from the protocol's schemas (protocol-types.ts).
 import { HeraldClient, type ClientOptions, type Frame } from './index.js'
-import type { ClientPayload, ServerFrameType, ServerPayload } from '../protocol/schema.js'
+import type { ClientPayloads, ServerPayloads } from './protocol-types.js'
+
+type ServerFrameType = keyof ServerPayloads
+type ServerPayload<T extends ServerFrameType> = ServerPayloads[T]
+type ClientPayload<T extends keyof ClientPayloads> = ClientPayloads[T]
 
 export type Stats = ServerPayload<'stats'>
 export type Metrics = ServerPayload<'metrics'>

@@ -2,13 +2,17 @@
 // Runs in browsers and in Node: it uses only the standard WebSocket API (pass
 // `WebSocket` from the `ws` package on Node) and no Node built-ins; the
 // protocol modules it imports are plain code too (the browser test bundles
-// it), and the payload types come from the protocol's schemas as types only.
+// it), and the payload types are generated from the protocol's schemas as
+// plain types (protocol-types.ts), so the package @herald/client needs none.
 import { ClientCloseCodes, closeCodeName, CloseCodes, closeReconnect, refusalReconnect, type Reconnect } from '../protocol/close-codes.js'
 import { parsePattern, PATTERN_RULE } from '../protocol/patterns.js'
-import type { HeraldEvent, HeraldNotification, ServerPayload, Subscribed, Welcome } from '../protocol/schema.js'
+import type { HeraldEvent, HeraldNotification, ServerPayloads, Welcome } from './protocol-types.js'
+
+/** The reply to `subscribe`: the patterns held and, for a resume, what it recovered. */
+export type Subscribed = ServerPayloads['subscribed']
 
 export { ClientCloseCodes, CloseCodes }
-export type { HeraldEvent, HeraldNotification, Reconnect, Subscribed, Welcome }
+export type { HeraldEvent, HeraldNotification, Reconnect, Welcome }
 
 /** Where a client is in a stream: the offset of the last message it processed, in an epoch of the stream's history. */
 export interface StreamPosition { epoch: string, offset: number }
@@ -23,7 +27,7 @@ export interface RecoveredInfo {
 }
 
 /** What a publish answers: the event's id and where it went (`stream`: `user:<you>` or `group:<name>`); `duplicate` when a retry found its key used. */
-export type PublishReceipt = ServerPayload<'published'>
+export type PublishReceipt = ServerPayloads['published']
 
 export interface PublishOptions {
   /** to this group's members (you must be one) instead of your own user stream */
