@@ -13,6 +13,7 @@ export type TailFilter = ClientPayload<'start_tail'>
 export type TailStarted = ServerPayload<'tail_started'>
 export type TailBatch = ServerPayload<'tail'>
 export type BroadcastInput = ClientPayload<'broadcast'>
+export type WebhookList = ServerPayload<'webhooks'>
 
 export interface AdminEvents {
   /** every ADMIN_METRICS_INTERVAL: this node, the cluster's rows, the leaderboards */
@@ -95,6 +96,11 @@ export class HeraldAdmin {
   /** A notification to every /ws/events connection in the cluster; resolves with its id. */
   async broadcast (n: BroadcastInput): Promise<string> {
     return (await this.ask<'broadcasted'>('broadcast', n)).id
+  }
+
+  /** Every webhook endpoint with its queue, breaker and latest attempts, and whether the backend persists the queue. */
+  async webhooks (): Promise<WebhookList> {
+    return await this.ask<'webhooks'>('list_webhooks')
   }
 
   /**

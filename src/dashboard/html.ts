@@ -44,6 +44,7 @@ export const PAGE: string = `<!doctype html>
     <button type="button" role="tab" id="tab-overview" aria-controls="overview" aria-selected="true">Overview</button>
     <button type="button" role="tab" id="tab-tail" aria-controls="tail" aria-selected="false" tabindex="-1">Live tail</button>
     <button type="button" role="tab" id="tab-inspector" aria-controls="inspector" aria-selected="false" tabindex="-1">User inspector</button>
+    <button type="button" role="tab" id="tab-webhooks" aria-controls="webhooks" aria-selected="false" tabindex="-1">Webhooks</button>
   </nav>
 
   <section id="overview" role="tabpanel" aria-labelledby="tab-overview" tabindex="0">
@@ -122,6 +123,22 @@ export const PAGE: string = `<!doctype html>
         <tbody></tbody>
       </table>
       </div>
+    </div>
+  </section>
+
+  <section id="webhooks" role="tabpanel" aria-labelledby="tab-webhooks" tabindex="0" hidden>
+    <div class="actions"><button type="button" id="webhooks-refresh">Refresh</button></div>
+    <p id="webhooks-status" class="note" role="status"></p>
+    <p id="webhooks-persistence" class="note" hidden></p>
+    <p id="webhooks-error" class="error" role="alert"></p>
+    <div class="scroll">
+    <table id="webhooks-list" class="grid">
+      <thead><tr>
+        <th scope="col">Endpoint</th><th scope="col">URL</th><th scope="col">Event types</th><th scope="col">State</th><th scope="col">Breaker</th>
+        <th scope="col" class="num">Queued</th><th scope="col" class="num">Oldest pending</th><th scope="col" class="num">Failed of latest</th><th scope="col">Latest attempt</th>
+      </tr></thead>
+      <tbody></tbody>
+    </table>
     </div>
   </section>
 </div>

@@ -370,6 +370,17 @@ const QueueView = Type.Object({
   breakerUntil: Type.Optional(Time('open: when one delivery is tried again')),
 })
 
+const RecentAttempts = Type.Object({
+  attempts: Type.Integer({ description: 'attempts in the endpoint\'s log (its latest, at most 50)' }),
+  failed: Type.Integer({ description: 'of those, the ones that did not succeed' }),
+  last: Type.Optional(Type.Object({
+    at: Time('when the latest attempt was made'),
+    outcome: Type.String({ description: 'as in the attempts list' }),
+    status: Type.Optional(Type.Integer({ description: 'the HTTP status answered' })),
+    error: Type.Optional(Type.String()),
+  })),
+})
+
 export const WebhookView = Type.Object({
   id: Type.String(),
   url: Type.String(),
@@ -382,6 +393,7 @@ export const WebhookView = Type.Object({
   secretRotation: Type.Optional(Type.Object({ previousExpiresAt: Time('until when the previous secret still signs') })),
   seeded: Type.Boolean({ description: 'seeded from the WEBHOOKS configuration' }),
   queue: Type.Optional(QueueView),
+  recent: Type.Optional(RecentAttempts),
 }, { additionalProperties: false })
 
 export const WebhookWithSecret = Type.Object({
@@ -515,6 +527,14 @@ export const ServerFrames = {
     description: 'reply to `start_tail`',
   },
   tail_stopped: { endpoint: 'admin', payload: Nothing, description: 'reply to `stop_tail`' },
+  webhooks: {
+    endpoint: 'admin',
+    payload: Type.Object({
+      webhooks: Type.Array(WebhookView, { description: 'every endpoint, oldest first, as `GET /api/webhooks` lists them' }),
+      persistent: Type.Union([Type.Boolean(), Type.Null()], { description: 'as in `/ws/health`: whether the backend keeps the queue across its restart' }),
+    }),
+    description: 'reply to `list_webhooks`',
+  },
   tail: {
     endpoint: 'admin',
     payload: Type.Object({
@@ -578,6 +598,7 @@ export const ClientFrames = {
     description: 'a live tail of every event published in the cluster that matches the filters (whatever the connection subscribed to; notifications not included), pushed as `tail`, capped per connection; replaces the connection\'s tail',
   },
   stop_tail: { endpoint: 'admin', payload: Nothing, reply: 'tail_stopped', description: '' },
+  list_webhooks: { endpoint: 'admin', payload: Nothing, reply: 'webhooks', description: 'every webhook endpoint with its queue, breaker and latest attempts (what the dashboard shows)' },
 } as const satisfies Record<string, ClientFrameDef>
 
 export type ClientFrameType = keyof typeof ClientFrames
