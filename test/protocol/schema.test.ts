@@ -42,6 +42,7 @@ t.test('every frame a node sends matches its schema, and every declared type is 
   await agent.request('publish', { type: 'agent.status', group: 'schema-room', key: 'k-1', data: { ok: true } })
 
   await admin.request('get_stats')
+  await admin.request('list_webhooks')
   await admin.nextOfType('metrics')
   await admin.request('list_connections', { userId: 'schema-alice' })
   await admin.request('broadcast', { level: 'info', title: 'hello', message: 'everyone' })
