@@ -10,7 +10,9 @@ export const sleep = (ms: number): Promise<void> => new Promise((resolve) => set
 /** Children started through track() and still running. */
 export const children = new Set<ChildProcess>()
 export const track = <T extends ChildProcess>(c: T): T => { children.add(c); c.once('exit', () => children.delete(c)); return c }
-process.on('exit', () => { for (const c of children) try { c.kill('SIGKILL') } catch {} })
+/** Kills every child still running (a standalone scenario's exit, and this process's). */
+export const killChildren = (): void => { for (const c of children) try { c.kill('SIGKILL') } catch {} }
+process.on('exit', killChildren)
 
 export async function stop (c: ChildProcess): Promise<void> {
   if (c.exitCode !== null || c.signalCode !== null) return

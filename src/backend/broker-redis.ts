@@ -88,6 +88,8 @@ export class RedisBroker implements Broker {
   // that moment without settling them: a publish (or the probe, or a replay
   // batch) would wait for ever.
   private readonly pubWaiters = new Tripwire()
+  /** (un)subscriptions waiting for the end of the turn (standalone Redis) */
+  private subOps: Array<{ subscribe: boolean, channel: string, resolve: () => void, reject: (err: unknown) => void }> = []
 
   constructor (private readonly opts: RedisBrokerOptions) {
     this.sub = opts.sub
@@ -301,14 +303,43 @@ export class RedisBroker implements Broker {
   }
 
   async subscribe (channel: string): Promise<void> {
-    const done = this.sharded ? (this.sub as Cluster).ssubscribe(channel) : this.sub.subscribe(channel)
+    const done = this.sharded ? (this.sub as Cluster).ssubscribe(channel) : this.queued(true, channel)
     await this.closed.guard(done)
   }
 
   async unsubscribe (channel: string): Promise<void> {
     if (this.closing) return
     if (this.sharded) await (this.sub as Cluster).sunsubscribe(channel)
-    else await this.sub.unsubscribe(channel)
+    else await this.queued(false, channel)
+  }
+
+  /**
+   * (Un)subscriptions asked for in one event-loop turn go out together, in
+   * the order asked, as one SUBSCRIBE (or UNSUBSCRIBE) per run of the same
+   * kind: a reconnect storm's thousands of user channels cost a command per
+   * turn, not one each, and a channel dropped then taken again in one turn
+   * ends subscribed. Sharded subscriptions go one by one: a channel's shard
+   * is its own.
+   */
+  private queued (subscribe: boolean, channel: string): Promise<void> {
+    return new Promise((resolve, reject) => {
+      if (this.subOps.length === 0) setImmediate(() => this.flushSubOps())
+      this.subOps.push({ subscribe, channel, resolve, reject })
+    })
+  }
+
+  private flushSubOps (): void {
+    const ops = this.subOps
+    this.subOps = []
+    for (let i = 0; i < ops.length;) {
+      let j = i
+      while (j < ops.length && ops[j]!.subscribe === ops[i]!.subscribe) j++
+      const run = ops.slice(i, j)
+      const channels = run.map((o) => o.channel)
+      const sent = run[0]!.subscribe ? this.sub.subscribe(...channels) : this.sub.unsubscribe(...channels)
+      sent.then(() => { for (const o of run) o.resolve() }, (err: unknown) => { for (const o of run) o.reject(err) })
+      i = j
+    }
   }
 
   onMessage (listener: MessageListener): void { this.listeners.push(listener) }

@@ -2,13 +2,39 @@
 // Runs in browsers and in Node: it uses only the standard WebSocket API (pass
 // `WebSocket` from the `ws` package on Node) and no Node built-ins; the
 // protocol modules it imports are plain code too (the browser test bundles
-// it), and the payload types come from the protocol's schemas as types only.
+// it), and the payload types are generated from the protocol's schemas as
+// plain types (protocol-types.ts), so the package @herald/client needs none.
 import { ClientCloseCodes, closeCodeName, CloseCodes, closeReconnect, refusalReconnect, type Reconnect } from '../protocol/close-codes.js'
 import { parsePattern, PATTERN_RULE } from '../protocol/patterns.js'
-import type { HeraldEvent, HeraldNotification, Welcome } from '../protocol/schema.js'
+import type { HeraldEvent, HeraldNotification, ServerPayloads, Welcome } from './protocol-types.js'
+
+/** The reply to `subscribe`: the patterns held and, for a resume, what it recovered. */
+export type Subscribed = ServerPayloads['subscribed']
 
 export { ClientCloseCodes, CloseCodes }
 export type { HeraldEvent, HeraldNotification, Reconnect, Welcome }
+
+/** Where a client is in a stream: the offset of the last message it processed, in an epoch of the stream's history. */
+export interface StreamPosition { epoch: string, offset: number }
+
+/** What a resume found: `recovered` false means something may be missing, so refetch what the app shows from those streams. */
+export interface RecoveredInfo {
+  recovered: boolean
+  /** the streams not recovered: history lost (another epoch) or no longer retained */
+  unrecovered: string[]
+  /** true after a reconnect; false on the first connect, and for a resume on an open connection (after an outage, or an epoch change seen live) */
+  reconnect: boolean
+}
+
+/** What a publish answers: the event's id and where it went (`stream`: `user:<you>` or `group:<name>`); `duplicate` when a retry found its key used. */
+export type PublishReceipt = ServerPayloads['published']
+
+export interface PublishOptions {
+  /** to this group's members (you must be one) instead of your own user stream */
+  group?: string
+  /** an idempotency key (1-128 of `A-Za-z0-9_.:-`): publishing again with it lands once */
+  key?: string
+}
 
 export type ClientState = 'disconnected' | 'connecting' | 'connected' | 'reconnecting' | 'closed'
 export interface Frame { type: string, id?: string, payload?: any }
@@ -71,6 +97,18 @@ export interface ClientOptions {
    * than after backoff; attempts that keep being refused back off as usual
    */
   drainJitterMs?: number
+  /**
+   * "try another node" refusals in a row (503 DRAINING or NODE_FULL) that are
+   * retried within drainJitterMs; after that they back off, so that a
+   * cluster whose every node is full or draining is not hammered
+   */
+  soonRetries?: number
+  /**
+   * positions to resume from on the first connect (kept by the app from
+   * `client.positions`, across a page reload say); without them the client
+   * starts from the positions in the first `welcome`
+   */
+  positions?: Record<string, StreamPosition>
   /** floor of the backoff after 4029 (rate limited), and after a 429 without Retry-After */
   rateLimitDelayMs?: number
   requestTimeoutMs?: number
@@ -120,6 +158,12 @@ export interface ClientEvents {
   error: (err: Error & { code?: string }) => void
   /** every frame, for tools and debugging */
   frame: (f: Frame) => void
+  /**
+   * After every connect (history on), and after a resume on an open
+   * connection: whether every stream was recovered. False: the app may have
+   * missed messages of `unrecovered` and should refetch what it shows of them.
+   */
+  recovered: (info: RecoveredInfo) => void
 }
 
 type Listener<K extends keyof ClientEvents> = ClientEvents[K]
@@ -137,6 +181,11 @@ interface RefusalResponse {
 }
 
 const OPEN = 1
+/** Ids of messages delivered without a position kept per stream, to skip them when a replay brings them positioned. */
+const MAX_UNPLACED = 10_000
+
+/** An event or notification payload as far as positions go. */
+interface Placed { id: string, stream?: string, offset?: number, epoch?: string }
 /** Attempts failing in a row, the last for no visible reason, before one `error` says so. */
 const REPORT_FAILURES_AFTER = 3
 
@@ -179,7 +228,15 @@ export class HeraldClient {
    * every reconnect.
    */
   private readonly desired = new Set<string>()
-  private readonly pending = new Map<string, { resolve: (f: Frame) => void, reject: (e: Error) => void, timer: ReturnType<typeof setTimeout> }>()
+  private readonly pending = new Map<string, { resolve: (f: Frame) => void, reject: (e: Error) => void, timer: ReturnType<typeof setTimeout>, onReply?: (f: Frame) => void }>()
+  /** per stream the client reads, the position of the last message it processed */
+  private readonly last = new Map<string, StreamPosition>()
+  /** per stream, ids of messages delivered without a position (during a Redis outage): a later replay of one is not delivered again */
+  private readonly unplaced = new Map<string, Set<string>>()
+  /** streams that had a message without a position: the next positioned one triggers a resume */
+  private readonly unsure = new Set<string>()
+  /** while a resume runs, the messages of its streams, kept until its reply */
+  private buffering: Map<string, Array<{ kind: 'event' | 'notification', p: Placed }>> | null = null
   private seq = 0
   private attempt = 0
   /** attempts in a row that ended before a `welcome` */
@@ -196,7 +253,7 @@ export class HeraldClient {
   private ready: Promise<Welcome> | null = null
   /** why the client stopped, for a connect() still waiting */
   private stopReason: Error | null = null
-  private readonly opts: Required<Omit<ClientOptions, 'eventTypes' | 'WebSocket' | 'pongTimeoutMs'>> & { WebSocket: WebSocketFactory, pongTimeoutMs?: number }
+  private readonly opts: Required<Omit<ClientOptions, 'eventTypes' | 'WebSocket' | 'pongTimeoutMs' | 'positions'>> & { WebSocket: WebSocketFactory, pongTimeoutMs?: number }
   /** the welcome of the current connection; null before it arrives and between connections */
   welcome: Welcome | null = null
   /** how many times the client has (re)connected successfully */
@@ -211,7 +268,8 @@ export class HeraldClient {
       WebSocket: WS,
       baseDelayMs: options.baseDelayMs ?? 500,
       maxDelayMs: options.maxDelayMs ?? 30_000,
-      drainJitterMs: options.drainJitterMs ?? 5000,
+      drainJitterMs: options.drainJitterMs ?? 1000,
+      soonRetries: options.soonRetries ?? 3,
       rateLimitDelayMs: options.rateLimitDelayMs ?? 10_000,
       requestTimeoutMs: options.requestTimeoutMs ?? 10_000,
       connectTimeoutMs: options.connectTimeoutMs ?? 10_000,
@@ -220,6 +278,7 @@ export class HeraldClient {
       maxAuthRefusals: options.maxAuthRefusals ?? 3,
       random: options.random ?? Math.random,
     }
+    for (const [s, p] of Object.entries(options.positions ?? {})) this.last.set(s, { epoch: p.epoch, offset: p.offset })
     const eventTypes = options.eventTypes ?? []
     checkPatterns(eventTypes)
     for (const t of eventTypes) this.desired.add(t)
@@ -294,8 +353,31 @@ export class HeraldClient {
     return r.payload.eventTypes as string[]
   }
 
+  /** The last position processed per stream (history on): keep it to resume from after a restart of the app (options.positions). */
+  get positions (): Record<string, StreamPosition> {
+    return Object.fromEntries([...this.last].map(([s, p]) => [s, { ...p }]))
+  }
+
   /** The patterns the client keeps (restored on reconnect). */
   get subscriptions (): string[] { return [...this.desired] }
+
+  /**
+   * Publishes an event as this client, as the token's `publish` claim allows;
+   * the node stamps who sent it (`source`). Resolves with the receipt;
+   * rejects with HeraldError (PUBLISH_FORBIDDEN, RESERVED_TYPE,
+   * NOT_A_MEMBER, SCHEMA_MISMATCH, RATE_LIMITED...), or an Error when the
+   * connection is down or the reply did not come: then whether it landed is
+   * unknown, and publishing again with the same `key` makes it land once.
+   */
+  async publish (type: string, data?: Record<string, unknown>, opts: PublishOptions = {}): Promise<PublishReceipt> {
+    const r = await this.request('publish', {
+      type,
+      ...(data !== undefined ? { data } : {}),
+      ...(opts.group !== undefined ? { group: opts.group } : {}),
+      ...(opts.key !== undefined ? { key: opts.key } : {}),
+    })
+    return r.payload as PublishReceipt
+  }
 
   /** Round trip in ms. */
   async ping (): Promise<number> {
@@ -311,11 +393,12 @@ export class HeraldClient {
     return await this.send(ws, type, payload)
   }
 
-  private async send (ws: WebSocketLike, type: string, payload?: Record<string, unknown>): Promise<Frame> {
+  /** `onReply` runs on the reply before any later frame is handled (a promise's continuation would run after the frames that came with it). */
+  private async send (ws: WebSocketLike, type: string, payload?: Record<string, unknown>, onReply?: (f: Frame) => void): Promise<Frame> {
     const id = `c${++this.seq}`
     return await new Promise<Frame>((resolve, reject) => {
       const timer = setTimeout(() => { this.pending.delete(id); reject(new Error(`${type} timed out`)) }, this.opts.requestTimeoutMs)
-      this.pending.set(id, { resolve, reject, timer })
+      this.pending.set(id, { resolve, reject, timer, ...(onReply !== undefined ? { onReply } : {}) })
       ws.send(JSON.stringify(payload === undefined ? { type, id } : { type, id, payload }))
     })
   }
@@ -460,7 +543,7 @@ export class HeraldClient {
    */
   private delayFor (policy: Exclude<Reconnect, 'stop'>, retryAfter: number | null = null): number {
     switch (policy) {
-      case 'soon': return this.failures <= 1 ? this.opts.random() * this.opts.drainJitterMs : this.backoff()
+      case 'soon': return this.failures <= this.opts.soonRetries ? this.opts.random() * this.opts.drainJitterMs : this.backoff()
       case 'new-token': return this.failures === 0 ? this.opts.random() * this.opts.baseDelayMs : this.backoff()
       // Many clients are refused together when a limit is hit: spread them past Retry-After.
       case 'rate-limited': return retryAfter !== null
@@ -483,13 +566,16 @@ export class HeraldClient {
       this.pending.delete(f.id)
       clearTimeout(p.timer)
       if (f.type === 'error') p.reject(new HeraldError(f.payload?.code ?? 'ERROR', f.payload?.message ?? 'error'))
-      else p.resolve(f)
+      else {
+        try { p.onReply?.(f) } catch (err) { this.emit('error', asError(err)) }
+        p.resolve(f)
+      }
       return
     }
     switch (f.type) {
       case 'welcome': void this.onWelcome(f.payload as Welcome); break
-      case 'event': this.emit('event', f.payload as HeraldEvent); break
-      case 'notification': this.emit('notification', f.payload as HeraldNotification); break
+      case 'event': this.onMessage('event', f.payload as Placed); break
+      case 'notification': this.onMessage('notification', f.payload as Placed); break
       case 'auth_expiring': void this.refresh(); break
       case 'session_revoked': this.emit('revoked', String(f.payload?.reason ?? 'revoked')); break
       case 'error': this.emit('error', new HeraldError(f.payload?.code ?? 'ERROR', f.payload?.message ?? 'error')); break
@@ -502,12 +588,18 @@ export class HeraldClient {
     if (this.connectTimer !== null) clearTimeout(this.connectTimer)
     this.connectTimer = null
     this.startWatchdog(w.heartbeatInterval)
+    const since = this.sinceFor(w)
     this.emit('welcome', w)
     // A listener may have closed the client.
     if (this.ws !== ws) return
+    const reconnect = this.connects > 0
     try {
-      // Every kept pattern passed checkPatterns: one subscribe restores them all.
-      if (this.desired.size > 0) await this.send(ws, 'subscribe', { eventTypes: [...this.desired] })
+      // Every kept pattern passed checkPatterns: one subscribe restores them
+      // all, and resumes every stream from where the client was (from the
+      // welcome's positions on a first connect: nothing published between
+      // the welcome and the subscribe is missed).
+      const payload = { ...(this.desired.size > 0 ? { eventTypes: [...this.desired] } : {}), ...(since !== null ? { since } : {}) }
+      if (Object.keys(payload).length > 0) await this.send(ws, 'subscribe', payload, since === null ? undefined : (f) => this.resumed(f.payload as Subscribed, reconnect))
     } catch (err) {
       if (this.ws !== ws) return
       // Never `connected` while the server holds fewer patterns than the
@@ -525,6 +617,114 @@ export class HeraldClient {
     this.authRefusals = 0
     this.connects++
     this.setState('connected')
+  }
+
+  /**
+   * What to resume from on a new connection: per stream it reads (the
+   * welcome's positions), the last position processed, else the welcome's.
+   * Messages of those streams are held until the reply (resumed()). Null:
+   * history is off.
+   */
+  private sinceFor (w: Welcome): Record<string, StreamPosition> | null {
+    const tops = w.positions
+    if (tops === undefined) return null
+    for (const s of [...this.last.keys()]) if (!Object.hasOwn(tops, s)) this.forget(s)
+    const since: Record<string, StreamPosition> = {}
+    for (const [s, top] of Object.entries(tops)) {
+      const at = this.last.get(s) ?? { epoch: top.epoch, offset: top.offset }
+      this.last.set(s, at)
+      since[s] = at
+      this.unsure.delete(s)
+    }
+    this.buffering = new Map(Object.keys(since).map((s) => [s, []]))
+    return since
+  }
+
+  private forget (s: string): void {
+    this.last.delete(s)
+    this.unplaced.delete(s)
+    this.unsure.delete(s)
+  }
+
+  /**
+   * An event or notification. Of a stream the client reads: once, in
+   * stream order. A message at or below the last position is one the client
+   * has (a replay overlapping live delivery); one without a position (the
+   * node delivered it during a Redis outage) is delivered, remembered by id,
+   * and the next positioned one of its stream resumes from the last position
+   * (whatever the outage kept from this node arrives then); another epoch
+   * means that stream's history was lost: `recovered` false.
+   */
+  private onMessage (kind: 'event' | 'notification', p: Placed): void {
+    const s = p.stream
+    if (typeof s !== 'string' || !this.last.has(s)) return this.deliver(kind, p)
+    if (typeof p.offset !== 'number' || typeof p.epoch !== 'string') {
+      let ids = this.unplaced.get(s)
+      if (ids === undefined) this.unplaced.set(s, ids = new Set())
+      ids.add(p.id)
+      // Bounded: an outage that delivers more than this has exceeded what a replay returns anyway.
+      if (ids.size > MAX_UNPLACED) ids.delete(ids.values().next().value!)
+      this.unsure.add(s)
+      return this.deliver(kind, p)
+    }
+    const held = this.buffering?.get(s)
+    if (held !== undefined) { held.push({ kind, p }); return }
+    const l = this.last.get(s)!
+    if (p.epoch !== l.epoch) {
+      // Still unsure after an outage: what this node delivered without a
+      // position may be in the new epoch, and the next message resumes from here.
+      this.last.set(s, { epoch: p.epoch, offset: p.offset })
+      this.emit('recovered', { recovered: false, unrecovered: [s], reconnect: false })
+      if (!this.seenUnplaced(s, p.id)) this.deliver(kind, p)
+      return
+    }
+    if (p.offset <= l.offset) return
+    if (this.unsure.delete(s) && this.ws !== null) return this.resumeOpen(this.ws, s, l, { kind, p })
+    this.last.set(s, { epoch: p.epoch, offset: p.offset })
+    if (!this.seenUnplaced(s, p.id)) this.deliver(kind, p)
+  }
+
+  private deliver (kind: 'event' | 'notification', p: Placed): void {
+    if (kind === 'event') this.emit('event', p as unknown as HeraldEvent)
+    else this.emit('notification', p as unknown as HeraldNotification)
+  }
+
+  private seenUnplaced (s: string, id: string): boolean {
+    return this.unplaced.get(s)?.delete(id) === true
+  }
+
+  /** A resume of one stream on the open connection, from `from`, `first` (which showed the need) held with what follows until the reply. */
+  private resumeOpen (ws: WebSocketLike, s: string, from: StreamPosition, first: { kind: 'event' | 'notification', p: Placed }): void {
+    (this.buffering ??= new Map()).set(s, [first])
+    this.send(ws, 'subscribe', { since: { [s]: from } }, (f) => this.resumed(f.payload as Subscribed, false)).catch((err: unknown) => {
+      if (this.ws !== ws) return
+      // Reconnecting resumes every stream from its last position.
+      this.emit('error', asError(err))
+      this.drop(ws, { code: ClientCloseCodes.RESTORE_FAILED, reason: `could not resume ${s}: ${asError(err).message}` }, this.backoff())
+    })
+  }
+
+  /**
+   * The reply of a subscribe with `since`: the replayed messages and the live
+   * ones that came meanwhile are all held, and all at or below the position
+   * the reply gives; delivered in stream order, each once.
+   */
+  private resumed (r: Subscribed, reconnect: boolean): void {
+    for (const [s, to] of Object.entries(r.positions ?? {})) {
+      const held = this.buffering?.get(s) ?? []
+      this.buffering?.delete(s)
+      held.sort((a, b) => a.p.offset! - b.p.offset!)
+      let at = this.last.get(s)
+      for (const { kind, p } of held) {
+        if (p.epoch !== to.epoch || (at !== undefined && at.epoch === p.epoch && p.offset! <= at.offset)) continue
+        at = { epoch: p.epoch, offset: p.offset! }
+        if (!this.seenUnplaced(s, p.id)) this.deliver(kind, p)
+      }
+      if (at === undefined || at.epoch !== to.epoch || at.offset < to.offset) at = { epoch: to.epoch, offset: to.offset }
+      this.last.set(s, at)
+    }
+    if (this.buffering?.size === 0) this.buffering = null
+    this.emit('recovered', { recovered: r.recovered === true, unrecovered: r.unrecovered ?? [], reconnect })
   }
 
   /**
@@ -625,6 +825,8 @@ export class HeraldClient {
   private detach (): void {
     this.ws = null
     this.welcome = null
+    // What was held is read again on the next connection, from the same positions.
+    this.buffering = null
     if (this.connectTimer !== null) clearTimeout(this.connectTimer)
     if (this.watchdogTimer !== null) clearTimeout(this.watchdogTimer)
     this.connectTimer = null

@@ -4,7 +4,8 @@
 // the node's own publish path (src/events/publisher.ts: same validation, same
 // message format, same side effects), with no Herald node in between.
 
-import { backendOverClient, type PublishingClient } from '../backend/backend.js'
+import type { PublishingClient } from '../backend/broker-redis.js'
+import { backendOverClient } from '../backend/over-client.js'
 import { DEFAULT_HISTORY, type HistoryConfig } from '../backend/streams.js'
 import { createChannels } from '../cluster/channels.js'
 import { Errors, HeraldError } from '../errors.js'

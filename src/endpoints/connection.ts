@@ -11,6 +11,24 @@ import { watched } from './liveness.js'
 // Frames that arrive for a connection while it is still subscribing its
 // channels are held, then sent right after `welcome`, so `welcome` is first.
 const MAX_HELD_FRAMES = 256
+// Live deliveries held while a resume replays history (src/events/resume.ts).
+// The replay is bounded by HISTORY_SIZE; live traffic past this while it
+// runs is a client that cannot keep up anyway.
+const MAX_RESUME_HELD = 10_000
+// How long a replay waits for a client's socket to take what it was sent before the next page.
+const REPLAY_DRAIN_TIMEOUT_MS = 10_000
+const SETTLED: Promise<void> = Promise.resolve()
+// How long a floor (see Connection.floors) outlives the read that set it:
+// far longer than pub/sub lags behind a read, even with the node's intake
+// backed up; after that a floor is only memory on an idle connection.
+const FLOOR_MS = 30_000
+const floored = new Set<Connection>()
+let sweeper: NodeJS.Timeout | null = null
+function sweepFloors (): void {
+  const now = Date.now()
+  for (const c of floored) c.expireFloors(now)
+  if (floored.size === 0 && sweeper !== null) { clearInterval(sweeper); sweeper = null }
+}
 
 export type Endpoint = 'events' | 'admin'
 export type Transport = 'ws' | 'socket.io'
@@ -49,8 +67,24 @@ export abstract class Connection implements Subscriber {
    * in the same place when it closes, whatever a refresh did to the identity.
    */
   readonly guest: boolean
+  /** the groups the hub delivers to this connection (token claim and API membership); written by the hub only */
+  groups: Set<string> | null = null
   closed = false
-  private held: Array<() => void> | null = []
+  private held: Array<Delivery | (() => void)> | null = []
+  /** live deliveries held while a resume replays history; null when none runs */
+  private resuming: Delivery[] | null = null
+  /**
+   * Per stream, the position up to which this connection has had (or given
+   * up) every message: a live message at or below it is not sent. Pub/sub
+   * runs on its own Redis connection, behind the reads: a message a replay
+   * read can still come live after the replay. A stream's floor goes with the
+   * first message above it, in the order its channel keeps, or FLOOR_MS
+   * after it was set (a sweep: an idle connection does not keep it).
+   */
+  private floors: Map<string, { offset: number, epoch: string }> | null = null
+  private floorsAt = 0
+  /** the subscribes of this connection, one after the other (a resume must not overlap another) */
+  private subscribes: Promise<void> = SETTLED
   private _log: FastifyBaseLogger | null = null
 
   /** `reqId` ties the connection's lines to its upgrade request. */
@@ -84,15 +118,103 @@ export abstract class Connection implements Subscriber {
 
   get welcomed (): boolean { return this.held === null }
 
+  /** Is this connection's user a member of `group` now, as far as this node knows (src/groups/membership.ts). */
+  isMember (group: string): boolean { return this.groups?.has(group) === true }
+
 
   /** An event or notification from the hub. */
   deliver (d: Delivery): void {
     // Checked before making the closure: deliver runs once per recipient of every event.
-    if (this.held !== null) return this.hold(() => this.deliver(d))
+    if (this.held !== null) return this.hold(d)
+    if (this.resuming !== null) return this.holdLive(d)
+    if (this.floors !== null && this.belowFloor(d)) return
     if (this.closed) return
     if (this.congested()) return this.close(CloseCodes.SLOW_CONSUMER, 'slow consumer')
     this.writeDelivery(d)
     this.site.framesOut[this.kind]++
+  }
+
+  /**
+   * Runs `f` after every subscribe this connection sent before has finished:
+   * a resume holds live deliveries until its reply, and two must not interleave.
+   */
+  serially (f: () => Promise<void>): Promise<void> {
+    const run = this.subscribes.then(f)
+    const settled = run.then(() => {}, () => {})
+    this.subscribes = settled
+    // An idle connection goes back to the one settled promise rather than holding its chain.
+    void settled.then(() => { if (this.subscribes === settled) this.subscribes = SETTLED })
+    return run
+  }
+
+  /**
+   * The seam of a resume (src/events/resume.ts): from now on live deliveries
+   * are held, while `replay` sends history; `endReplay` then sends the reply
+   * and the held deliveries that the replay did not already cover.
+   */
+  startReplay (): void { this.resuming ??= [] }
+
+  /** A message read back from history, sent ahead of the live ones held meanwhile. */
+  replay (d: Delivery): void {
+    if (this.closed) return
+    this.writeDelivery(d)
+    this.site.framesOut[this.kind]++
+  }
+
+  /** Resolves once the transport has taken what it was given (false: closed, or not within the timeout, and then closed 4008). */
+  async drained (): Promise<boolean> {
+    const deadline = Date.now() + REPLAY_DRAIN_TIMEOUT_MS
+    while (!this.closed && this.congested()) {
+      if (Date.now() > deadline) { this.close(CloseCodes.SLOW_CONSUMER, 'slow consumer'); break }
+      await new Promise((resolve) => setTimeout(resolve, 10))
+    }
+    return !this.closed
+  }
+
+  /**
+   * Ends the seam: `reply` goes out, then the held deliveries, except those
+   * the replay covered: of a stream in `tops`, in its epoch, at or below its
+   * top (the floor keeps them out when they come later). Those are exactly
+   * what the replay read, since it read after the hold began: nothing is sent
+   * twice and nothing is skipped.
+   */
+  endReplay (tops: ReadonlyMap<string, { offset: number, epoch: string }>, reply: () => void): void {
+    const held = this.resuming ?? []
+    this.resuming = null
+    this.raiseFloors(tops.entries())
+    reply()
+    for (const d of held) {
+      try { this.deliver(d) } catch (err) { this.undeliverable(err) }
+    }
+  }
+
+  private raiseFloors (tops: Iterable<[string, { offset: number, epoch: string }]>): void {
+    for (const [stream, top] of tops) {
+      const f = (this.floors ??= new Map()).get(stream)
+      if (f === undefined || f.epoch !== top.epoch || f.offset < top.offset) this.floors.set(stream, { offset: top.offset, epoch: top.epoch })
+    }
+    if (this.floors?.size === 0) { this.floors = null; return }
+    this.floorsAt = Date.now()
+    floored.add(this)
+    sweeper ??= setInterval(sweepFloors, 5000).unref()
+  }
+
+  /** Called by the sweep: floors older than FLOOR_MS go, and a closed connection's. */
+  expireFloors (now: number): void {
+    if (this.floors !== null && !this.closed && now - this.floorsAt < FLOOR_MS) return
+    this.floors = null
+    floored.delete(this)
+  }
+
+  /** `d` was sent already (replayed), or comes before the position the client was given; a message above the floor lifts it. */
+  private belowFloor (d: Delivery): boolean {
+    if (d.offset === null) return false
+    const f = this.floors!.get(d.stream)
+    if (f === undefined) return false
+    if (d.epoch === f.epoch && d.offset <= f.offset) return true
+    this.floors!.delete(d.stream)
+    if (this.floors!.size === 0) { this.floors = null; floored.delete(this) }
+    return false
   }
 
   /** A protocol message: a reply (with the request's id) or a server push. */
@@ -104,12 +226,22 @@ export abstract class Connection implements Subscriber {
     this.site.framesOut[this.kind]++
   }
 
-  welcome (payload: Record<string, unknown>): void {
+  /**
+   * Sends `welcome`, then what was held for after it. With `positions`, live
+   * messages continue after them: a message of one of those streams at or
+   * below its top (published before the top was read, and still on its way
+   * through pub/sub) is not sent, now or later (the floor, see below).
+   */
+  welcome (payload: Record<string, unknown>, positions?: Readonly<Record<string, { offset: number, epoch: string }>>): void {
     const held = this.held ?? []
     this.held = null
+    if (positions !== undefined) this.raiseFloors(Object.entries(positions))
     this.emit('welcome', payload)
-    for (const f of held) {
-      try { f() } catch (err) { this.undeliverable(err) }
+    for (const x of held) {
+      try {
+        if (typeof x === 'function') x()
+        else this.deliver(x)
+      } catch (err) { this.undeliverable(err) }
     }
   }
 
@@ -148,8 +280,14 @@ export abstract class Connection implements Subscriber {
   protected abstract writeMessage (type: string, payload: unknown, id?: string): void
   protected abstract terminate (code: number, reason: string): void
 
+  private holdLive (d: Delivery): void {
+    if (this.closed) return
+    if (this.resuming!.length < MAX_RESUME_HELD) this.resuming!.push(d)
+    else this.close(CloseCodes.SLOW_CONSUMER, 'slow consumer')
+  }
+
   /** Keeps a frame for after `welcome` (callers check `held` first). */
-  private hold (f: () => void): void {
+  private hold (f: Delivery | (() => void)): void {
     if (this.held!.length < MAX_HELD_FRAMES) this.held!.push(f)
     else this.close(CloseCodes.SLOW_CONSUMER, 'slow consumer')
   }

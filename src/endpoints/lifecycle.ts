@@ -5,7 +5,9 @@ import { CloseCodes } from '../protocol/close-codes.js'
 import type { ClientMessage } from '../protocol/envelope.js'
 import type { Connection } from './connection.js'
 import { evictedEarly, revokedWhileOpening } from './control.js'
+import { positionsOf } from '../events/resume.js'
 import { armExpiry } from './expiry.js'
+import { joinGroups } from '../groups/membership.js'
 import { heardFrom } from './liveness.js'
 
 // What every transport does with a connection: open (subscribe its channels,
@@ -81,7 +83,15 @@ export function opened (h: Herald, conn: Connection): void {
   h.connections.add(conn)
   let timer: NodeJS.Timeout | undefined
   const timeout = new Promise<never>((_resolve, reject) => { timer = setTimeout(() => reject(new Error('subscribe timed out')), ATTACH_TIMEOUT_MS) })
-  Promise.race([h.hub.attach(conn), timeout]).then(() => {
+  // Its user's channel first: a membership change announced while its groups
+  // are read comes on it (src/groups/membership.ts). The positions are read
+  // once the node listens on every channel of the connection (its groups'
+  // too): a message published after the read reaches it live.
+  const streams = h.backend.streams
+  const attached = h.hub.attach(conn)
+    .then(async () => { if (!conn.closed) await joinGroups(h, conn) })
+    .then(async () => streams === null || conn.closed ? undefined : await positionsOf(streams, h.channels, conn))
+  Promise.race([attached, timeout]).then((positions) => {
     if (conn.closed) return
     const { identity } = conn
     conn.welcome({
@@ -91,7 +101,8 @@ export function opened (h: Herald, conn: Connection): void {
       sessionId: identity.sessionId,
       expiresAt: Number.isFinite(identity.expiresAt) ? new Date(identity.expiresAt).toISOString() : null,
       heartbeatInterval: h.config.heartbeatIntervalMs,
-    })
+      ...(positions !== undefined ? { positions } : {}),
+    }, positions)
     if (Number.isFinite(identity.expiresAt)) armExpiry(h, conn)
   }, (err: unknown) => {
     conn.log.warn({ err: { message: (err as Error).message } }, 'could not subscribe connection channels')

@@ -4,7 +4,8 @@ import type { Fanout } from '../backend/webhooks.js'
 import type { Channels } from '../cluster/channels.js'
 import { HeraldError } from '../errors.js'
 import { channels as diag } from '../observability/channels.js'
-import { ADMIN_STREAM, BROADCAST_STREAM, streamName, userStream, type Stream } from '../protocol/streams.js'
+import type { Source } from '../protocol/schema.js'
+import { ADMIN_STREAM, BROADCAST_STREAM, groupStream, streamName, userStream, type Stream } from '../protocol/streams.js'
 import { routesFor, type Route } from './audience.js'
 import { draft, encode, place, type Envelope, type Position } from './codec.js'
 import type { EventInput, HeraldEvent, HeraldNotification, NotificationInput } from './model.js'
@@ -58,6 +59,9 @@ export const receipt = (m: { id: string } & Placement): { id: string } & Placeme
  * once it has its position, before the publish resolves (the broker holds
  * them through an outage with the message).
  */
+/** A client's publish: who (stamped as the event's source) and the bound on its data. */
+export interface ClientOrigin { readonly source: Source, readonly maxDataBytes: number }
+
 export class Publisher {
   published = 0
   /** the webhook endpoints this process knows, refreshed within a second of a change */
@@ -114,9 +118,13 @@ export class Publisher {
     }
   }
 
-  /** The event as clients receive it, with its stream and position when history gave it one. */
-  async publishEvent (given: EventInput): Promise<HeraldEvent> {
-    const { event, now } = this.eventOf(given)
+  /**
+   * The event as clients receive it, with its stream and position when history gave it one.
+   * `client`: a client published it (src/publish/): who, stamped from its
+   * connection, and the bound on its data (its frame's, MAX_PUBLISH_BYTES).
+   */
+  async publishEvent (given: EventInput, client?: ClientOrigin): Promise<HeraldEvent> {
+    const { event, now } = this.eventOf(given, client)
     const placed = await this.send(this.compose(event, now, await this.fanout(event.id, event.type, now)))
     return this.published1(event, placed)
   }
@@ -165,17 +173,20 @@ export class Publisher {
    * anything serialises the data (JSON.stringify overflows the stack on
    * deep nesting); with its id and timestamp.
    */
-  private eventOf (given: EventInput): { event: HeraldEvent, now: number } {
-    const input = validateEvent(given)
+  private eventOf (given: EventInput, client?: ClientOrigin): { event: HeraldEvent, now: number } {
+    const input = validateEvent(given, client?.maxDataBytes)
     const now = Date.now()
     const event: HeraldEvent = { id: this.nextId(), type: input.type, timestamp: new Date(now).toISOString(), data: input.data ?? {} }
     if (input.userId !== undefined) event.userId = input.userId
     if (input.sessionId !== undefined) event.sessionId = input.sessionId
+    if (input.group !== undefined) event.group = input.group
+    if (client !== undefined) event.source = { userId: client.source.userId, sessionId: client.source.sessionId, connectionId: client.source.connectionId }
     return { event, now }
   }
 
   private compose (event: HeraldEvent, now: number, webhooks: Fanout | undefined): Outgoing {
-    return this.outgoing(routesFor(event.type, event.userId), event.userId, event, { kind: 'e', publishedAt: now, type: event.type, userId: event.userId ?? '' }, webhooks)
+    const target = event.group !== undefined ? { group: event.group } : { userId: event.userId }
+    return this.outgoing(routesFor(event.type, event.userId, event.group), target, event, { kind: 'e', publishedAt: now, type: event.type, userId: event.userId ?? '' }, webhooks)
   }
 
   private published1 (event: HeraldEvent, placed: Placement): HeraldEvent {
@@ -189,7 +200,7 @@ export class Publisher {
     const now = Date.now()
     const n: HeraldNotification = { id: this.nextId(), level: input.level, title: input.title, message: input.message, timestamp: new Date(now).toISOString() }
     if (input.data !== undefined) n.data = input.data
-    const placed = await this.send(this.outgoing(userId === null ? ['broadcast'] : ['user'], userId ?? undefined, n, { kind: 'n', publishedAt: now, type: 'notification', userId: userId ?? '' }, await this.fanout(n.id, NOTIFICATION_TYPE, now)))
+    const placed = await this.send(this.outgoing(userId === null ? ['broadcast'] : ['user'], { userId: userId ?? undefined }, n, { kind: 'n', publishedAt: now, type: 'notification', userId: userId ?? '' }, await this.fanout(n.id, NOTIFICATION_TYPE, now)))
     if (diag.eventPublished.hasSubscribers) diag.eventPublished.publish({ serverId: this.serverId, kind: 'notification', type: 'notification', id: n.id })
     return Object.assign(n, placed)
   }
@@ -212,9 +223,9 @@ export class Publisher {
    * (audience.ts gives a user's route before the admin copy); the others get
    * it live only.
    */
-  private outgoing (routes: readonly Route[], userId: string | undefined, payload: object, head: Pick<Envelope, 'kind' | 'publishedAt' | 'type' | 'userId'>, webhooks: Fanout | undefined): Outgoing {
+  private outgoing (routes: readonly Route[], target: { userId?: string | undefined, group?: string }, payload: object, head: Pick<Envelope, 'kind' | 'publishedAt' | 'type' | 'userId'>, webhooks: Fanout | undefined): Outgoing {
     this.published++
-    const streams = routes.map((r): Stream => r === 'user' ? userStream(userId!) : r === 'broadcast' ? BROADCAST_STREAM : ADMIN_STREAM)
+    const streams = routes.map((r): Stream => r === 'user' ? userStream(target.userId!) : r === 'group' ? groupStream(target.group!) : r === 'broadcast' ? BROADCAST_STREAM : ADMIN_STREAM)
     const names = streams.map((s) => this.ch.of(s))
     const local = this.hub !== null && this.localFirst()
     // The origin names a node only when that node delivered it itself; an

@@ -11,8 +11,9 @@ import { parseStream, streamName } from '../protocol/streams.js'
 import { Accepted, BatchAccepted, ConnectionParams, Connections, EventBatchBody, EventBody, NotificationBody, Revoked, SessionParams, Stats, StreamPage, StreamParams, StreamQuery, UserParams } from './schemas.js'
 import { serviceAuth } from './service-auth.js'
 
-const security = [{ bearer: [] }]
-const errors = { 400: { $ref: 'ErrorReply#' }, 401: { $ref: 'ErrorReply#' }, 403: { $ref: 'ErrorReply#' }, 503: { $ref: 'ErrorReply#' } }
+/** The OpenAPI security and refusals every service route declares. */
+export const security = [{ bearer: [] }]
+export const errors = { 400: { $ref: 'ErrorReply#' }, 401: { $ref: 'ErrorReply#' }, 403: { $ref: 'ErrorReply#' }, 503: { $ref: 'ErrorReply#' } }
 
 /** The HTTP API: publishing for backend services, operator actions and stats (docs/protocol.md, README.md HTTP API). */
 export default fp(async function api (app) {

@@ -46,6 +46,9 @@ export interface DeliveryFailed extends OnNode { endpoint: 'events' | 'admin', t
 /** Past saturation: shedding (at most every few seconds while it lasts, `shed` since the last report), or caught up. */
 export interface Overload extends OnNode { shedding: boolean, shed: number, waiting: number, lagMs: number, log: FastifyBaseLogger }
 
+/** A `subscribe` with `since` replayed what the connection missed: recovered in full, or not (the streams that were not). */
+export interface Resumed extends OnNode { endpoint: 'events' | 'admin', connectionId: string, recovered: boolean, unrecovered: string[] }
+
 /** One attempt to deliver a webhook, and what became of the delivery: delivered, tried again later, or a dead letter. */
 export interface WebhookAttempt extends OnNode { endpointId: string, webhookId: string, attempt: number, outcome: string, status?: number, durationMs: number, result: 'delivered' | 'retry' | 'dead', log: FastifyBaseLogger }
 /** The webhook queues as this node last read them (cluster-wide figures, sampled every few seconds). */
@@ -68,6 +71,7 @@ export const channels = {
   messageDropped: diagnostics.channel('herald:message:dropped'),
   deliveryFailed: diagnostics.channel('herald:delivery:failed'),
   overload: diagnostics.channel('herald:delivery:overload'),
+  resumed: diagnostics.channel('herald:stream:resumed'),
   webhookAttempt: diagnostics.channel('herald:webhook:attempt'),
   webhookQueues: diagnostics.channel('herald:webhook:queues'),
   webhookState: diagnostics.channel('herald:webhook:state'),

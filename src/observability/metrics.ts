@@ -5,7 +5,7 @@ import { nodeSnapshot } from '../admin/stats.js'
 import type { Herald } from '../context.js'
 import {
   channels, disconnectLabel, type AuthFailure, type BackendState, type ConnectionClose, type DeliveryFailed, type EventDelivered,
-  type EventPublished, type HandshakeRefused, type MessageIn, type ProbeResult, type RateLimitHit, type WebhookAttempt, type WebhookQueues,
+  type EventPublished, type HandshakeRefused, type MessageIn, type ProbeResult, type RateLimitHit, type Resumed, type WebhookAttempt, type WebhookQueues,
 } from './channels.js'
 import { isAuthFailure } from '../errors.js'
 
@@ -85,6 +85,7 @@ export function createMetrics (h: Herald): { registry: Registry, close: () => vo
   const redisState = new Counter({ name: 'herald_redis_state_changes_total', help: 'Backend connectivity transitions, by new state', labelNames: ['state'], registers: [registry] })
   const probe = new Histogram({ name: 'herald_redis_probe_latency_seconds', help: 'Round trip of the pub/sub loopback probe', buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2], registers: [registry] })
   const deliveryFailures = new Counter({ name: 'herald_delivery_failures_total', help: 'Deliveries that threw for one connection (closed 1011), by transport', labelNames: ['transport'], registers: [registry] })
+  const resumes = new Counter({ name: 'herald_resumes_total', help: 'Subscribes with `since` (resumes), by endpoint and whether every stream named was recovered', labelNames: ['endpoint', 'recovered'], registers: [registry] })
   const probeFailures = new Counter({ name: 'herald_redis_probe_failures_total', help: 'Loopback probes that did not come back in time', registers: [registry] })
   new Gauge({ name: 'herald_backend_persistent', help: '1 when the backend keeps its data across its restart (Redis with AOF on every master), which the webhook queue needs to survive one; 0 otherwise (the memory backend, Redis without AOF)', registers: [registry], collect () { this.set(h.persistent === true ? 1 : 0) } })
   const webhookAttempts = new Counter({ name: 'herald_webhook_attempts_total', help: 'Webhook delivery attempts made by this node, by endpoint and outcome (success, redirect, client_error, gone, rate_limited, server_error, timeout, network, blocked)', labelNames: ['endpoint', 'outcome'], registers: [registry] })
@@ -114,6 +115,7 @@ export function createMetrics (h: Herald): { registry: Registry, close: () => vo
     [channels.connectionClose, (m) => { const x = m as ConnectionClose; disconnects.inc({ endpoint: x.endpoint, code: disconnectLabel(x) }) }],
     [channels.backendState, (m) => { redisState.inc({ state: (m as BackendState).healthy ? 'up' : 'down' }) }],
     [channels.deliveryFailed, (m) => { deliveryFailures.inc({ transport: (m as DeliveryFailed).transport }) }],
+    [channels.resumed, (m) => { const x = m as Resumed; resumes.inc({ endpoint: x.endpoint, recovered: String(x.recovered) }) }],
     [channels.probe, (m) => { const x = m as ProbeResult; if (x.ok) probe.observe(x.latencyMs / 1000); else probeFailures.inc() }],
     [channels.webhookAttempt, (m) => {
       const x = m as WebhookAttempt

@@ -1,5 +1,6 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox'
 import { MAX_DATA_DEPTH } from '../events/depth.js'
+import { GROUP_PATTERN, GROUP_RULE, MAX_GROUP_LENGTH } from './groups.js'
 import { ID_PATTERN, ID_RULE, MAX_ID_LENGTH } from './identifiers.js'
 import { EVENT_TYPE_PATTERN, PATTERN_RULE, SUBSCRIPTION_PATTERN, TYPE_RULE } from './patterns.js'
 import { STREAM_RULE } from './streams.js'
@@ -25,6 +26,9 @@ export const MAX_MESSAGE_LENGTH = 2000
 /** An id a caller names (user, session, connection). */
 export const Id = (description: string) => Type.String({ minLength: 1, maxLength: MAX_ID_LENGTH, pattern: ID_PATTERN, description: `${description}: ${ID_RULE}` })
 
+/** A group's name (src/protocol/groups.ts). */
+export const GroupName = (description: string) => Type.String({ minLength: 1, maxLength: MAX_GROUP_LENGTH, pattern: GROUP_PATTERN, description: `${description}: ${GROUP_RULE}` })
+
 export const EventType = Type.String({ pattern: EVENT_TYPE_PATTERN, description: `${TYPE_RULE}, e.g. authentication.login.success` })
 
 export const SubscriptionPattern = Type.String({ pattern: SUBSCRIPTION_PATTERN, description: `${PATTERN_RULE}; a \`*\` matches one segment, or one or more as the last` })
@@ -44,9 +48,18 @@ export const EventInput = Type.Object({
   type: EventType,
   userId: Type.Optional(Id('the user whose /ws/events connections may receive it')),
   sessionId: Type.Optional(Id('the session it concerns')),
+  group: Type.Optional(GroupName('the group whose members may receive it (instead of a user)')),
   data: Type.Optional(Data('free-form event data')),
 }, { additionalProperties: false })
 export type EventInput = Static<typeof EventInput>
+
+/** Who published a client's event: stamped by the node from the connection, never taken from the client. */
+export const Source = Type.Object({
+  userId: Type.String({ description: 'the publishing token\'s `sub`' }),
+  sessionId: Type.Union([Type.String(), Type.Null()], { description: 'its `sid`' }),
+  connectionId: Type.String({ description: 'the connection it came on' }),
+}, { description: 'present on events a client published: who, stamped by the node from the connection' })
+export type Source = Static<typeof Source>
 
 export const NotificationInput = Type.Object({
   level: Level,
@@ -78,6 +91,8 @@ export const EventPayload = Type.Object({
   timestamp: Time('when it was published'),
   userId: Type.Optional(Type.String({ description: 'the user it concerns' })),
   sessionId: Type.Optional(Type.String({ description: 'the session it concerns' })),
+  group: Type.Optional(Type.String({ description: 'the group it was published to' })),
+  source: Type.Optional(Source),
   data: Data('as published, `{}` when none'),
   ...positioned,
 })
@@ -146,6 +161,15 @@ export const StreamPage = Type.Object({
   next: Type.Optional(Offset('more are retained: read again with `after` set to this')),
 })
 
+/** A stream's position: the offset of a message (or of its latest) in an epoch of its history. */
+export const StreamPosition = (description: string) => Type.Object({
+  epoch: Type.String({ minLength: 1, maxLength: 64, description: 'the history the offset counts in' }),
+  offset: Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER, description: 'the offset of a message in that history; 0: before the first' }),
+}, { additionalProperties: false, description })
+
+/** Positions by stream name. */
+const Positions = (description: string) => Type.Record(Type.String(), StreamPosition('a position'), { description })
+
 export const Welcome = Type.Object({
   connectionId: Type.String(),
   serverId: Type.String({ description: 'the node holding the connection' }),
@@ -153,6 +177,7 @@ export const Welcome = Type.Object({
   sessionId: Type.Union([Type.String(), Type.Null()], { description: 'the token\'s `sid`' }),
   expiresAt: Type.Union([Type.String(), Type.Null()], { description: 'the token\'s `exp` (ISO 8601); null for a guest' }),
   heartbeatInterval: Type.Integer({ description: 'ms between the node\'s pings' }),
+  positions: Type.Optional(Positions('the current top of every stream the connection reads (`user:<userId>` and `broadcast` on `/ws/events`, `broadcast` alone for a guest; `admin` and `broadcast` on `/ws/admin`); absent when history is off')),
 })
 export type Welcome = Static<typeof Welcome>
 
@@ -240,6 +265,7 @@ const ClusterStats = Type.Object({
     lastHeartbeat: Type.String(),
     uptime: Type.Integer(),
     activity: Type.Union([Activity, Type.Null()]),
+    groups: Type.Optional(Type.Array(Type.Object({ name: Type.String(), connections: Type.Integer() }), { description: 'the node\'s busiest groups (at most 20): member connections on it' })),
   }, { additionalProperties: true })),
   lapsed: Type.Array(Type.String(), { description: 'registered nodes whose heartbeat lapsed and that no node has reclaimed yet' }),
 }, { additionalProperties: true })
@@ -273,6 +299,59 @@ export const AdminVerdict = Type.Union([
   Type.Object({ ok: Type.Literal(true), userId: Type.String({ description: 'the token\'s `sub`' }), expiresAt: Type.Union([Type.String(), Type.Null()], { description: 'the token\'s `exp` (ISO 8601)' }) }),
   Type.Object({ ok: Type.Literal(false), error: ErrorPayload }),
 ])
+
+/** A client publish's idempotency key: a retry with the same key lands once. The group names' rule. */
+export const PUBLISH_KEY_PATTERN = GROUP_PATTERN
+
+/** What a client sends to publish (`publish`; src/publish/). */
+export const PublishInput = Type.Object({
+  type: EventType,
+  data: Type.Optional(Data('free-form event data; `userId`, `agentId` and `sessionId` in it, when present, must be the token\'s')),
+  group: Type.Optional(GroupName('publish to this group\'s members (the connection\'s user must be one) instead of your own user stream')),
+  key: Type.Optional(Type.String({ pattern: PUBLISH_KEY_PATTERN, description: 'an idempotency key of 1-128 letters, digits, `_.:-`: a retry with the same key lands once (within `PUBLISH_KEY_TTL`), answered with the first publish\'s receipt' })),
+  userId: Type.Optional(Type.String({ description: 'never trusted: refused (`IDENTITY_MISMATCH`) unless it is the token\'s `sub`' })),
+  agentId: Type.Optional(Type.String({ description: 'never trusted: refused (`IDENTITY_MISMATCH`) unless it is the token\'s `sub`' })),
+}, { additionalProperties: false })
+export type PublishInput = Static<typeof PublishInput>
+
+// --- groups and visitors: /api/groups, /api/visitors
+
+export const MAX_VISITOR_PATTERNS = 20
+
+export const GroupParams = Type.Object({ group: GroupName('the group') })
+export const MemberParams = Type.Object({ group: GroupName('the group'), userId: Id('the member') })
+
+export const Membership = Type.Object({
+  group: Type.String(),
+  userId: Type.String(),
+  member: Type.Boolean({ description: 'whether the user is a member through the API now' }),
+  changed: Type.Boolean({ description: 'false: it already was (PUT) or was not (DELETE)' }),
+})
+
+export const GroupMembersQuery = Type.Object({
+  limit: Type.Optional(Type.String({ pattern: LIMIT_PATTERN, description: `members per answer, 1-1000 (default ${DEFAULT_PAGE}), sorted` })),
+})
+
+export const GroupMembersView = Type.Object({
+  group: Type.String(),
+  members: Type.Array(Type.String(), { description: 'members through the API, sorted, at most `limit` (members through a token\'s `groups` claim are not listed: the token holds them)' }),
+  total: Type.Integer({ description: 'how many members through the API' }),
+})
+
+export const VisitorRequest = Type.Object({
+  group: GroupName('the conversation: the visitor is a member of this group, and of no other'),
+  publish: Type.Array(SubscriptionPattern, { minItems: 1, maxItems: MAX_VISITOR_PATTERNS, description: `1-${MAX_VISITOR_PATTERNS} event type patterns the visitor may publish (reserved types stay refused)` }),
+  ttlSeconds: Type.Optional(Type.Integer({ minimum: 10, maximum: 86_400, description: 'the token\'s life (default `VISITOR_TOKEN_TTL`)' })),
+}, { additionalProperties: false })
+
+export const VisitorToken = Type.Object({
+  token: Type.String({ description: 'an access token for /ws/events and Socket.IO (HS256, signed with JWT_SECRET)' }),
+  userId: Type.String({ description: 'the fresh guest identity (`sub`), `visitor-<uuid>`' }),
+  sessionId: Type.String({ description: 'its `sid`' }),
+  group: Type.String(),
+  publish: Type.Array(Type.String()),
+  expiresAt: Time('the token\'s `exp`'),
+})
 
 /** Filters of an admin's live tail. */
 export const TAIL_MAX_PATTERNS = 100
@@ -319,6 +398,17 @@ const QueueView = Type.Object({
   breakerUntil: Type.Optional(Time('open: when one delivery is tried again')),
 })
 
+const RecentAttempts = Type.Object({
+  attempts: Type.Integer({ description: 'attempts in the endpoint\'s log (its latest, at most 50)' }),
+  failed: Type.Integer({ description: 'of those, the ones that did not succeed' }),
+  last: Type.Optional(Type.Object({
+    at: Time('when the latest attempt was made'),
+    outcome: Type.String({ description: 'as in the attempts list' }),
+    status: Type.Optional(Type.Integer({ description: 'the HTTP status answered' })),
+    error: Type.Optional(Type.String()),
+  })),
+})
+
 export const WebhookView = Type.Object({
   id: Type.String(),
   url: Type.String(),
@@ -331,6 +421,7 @@ export const WebhookView = Type.Object({
   secretRotation: Type.Optional(Type.Object({ previousExpiresAt: Time('until when the previous secret still signs') })),
   seeded: Type.Boolean({ description: 'seeded from the WEBHOOKS configuration' }),
   queue: Type.Optional(QueueView),
+  recent: Type.Optional(RecentAttempts),
 }, { additionalProperties: false })
 
 export const WebhookWithSecret = Type.Object({
@@ -413,8 +504,16 @@ const Nothing = Type.Object({})
 
 const EventTypes = (description: string) => Type.Object({ eventTypes: Patterns(description) })
 
+export const Subscribed = Type.Object({
+  eventTypes: Patterns('every pattern the connection now holds'),
+  recovered: Type.Optional(Type.Boolean({ description: 'only with `since`: true when every message after every position named was replayed (same epoch, all still retained); false when anything may be missing' })),
+  positions: Type.Optional(Positions('only with `since`: per stream named, where the client now is: live messages continue after it. A stream not recovered is not replayed; its position is its top')),
+  unrecovered: Type.Optional(Type.Array(Type.String(), { description: 'only with `since`: the streams named that were not recovered (empty when `recovered`)' })),
+})
+export type Subscribed = Static<typeof Subscribed>
+
 export interface ClientFrameDef {
-  readonly endpoint: 'both' | 'admin'
+  readonly endpoint: 'both' | 'events' | 'admin'
   readonly payload: TSchema
   /** the reply's type */
   readonly reply: keyof typeof ServerFrames
@@ -429,7 +528,7 @@ export interface ServerFrameDef {
 
 export const ServerFrames = {
   welcome: { endpoint: 'both', payload: Welcome, description: 'always the first frame' },
-  subscribed: { endpoint: 'both', payload: EventTypes('every pattern the connection now holds'), description: 'reply to `subscribe`' },
+  subscribed: { endpoint: 'both', payload: Subscribed, description: 'reply to `subscribe`; with `since`, it comes after the replayed messages and before any live one' },
   unsubscribed: { endpoint: 'both', payload: EventTypes('every pattern the connection still holds'), description: 'reply to `unsubscribe`' },
   subscriptions: { endpoint: 'both', payload: EventTypes('every pattern the connection holds'), description: 'reply to `get_subscriptions`' },
   pong: { endpoint: 'both', payload: Type.Object({ timestamp: Time('the node\'s clock') }), description: 'reply to `ping`' },
@@ -446,6 +545,14 @@ export const ServerFrames = {
   disconnected: { endpoint: 'admin', payload: Type.Union([Type.Object({ connectionId: Type.String() }), Type.Object({ userId: Type.String() })]), description: 'reply to `disconnect`: the target closes 4003 on whatever node holds it' },
   revoked: { endpoint: 'admin', payload: Revoked, description: 'reply to `revoke_session` and `revoke_user`' },
   broadcasted: { endpoint: 'admin', payload: Accepted, description: 'reply to `broadcast`' },
+  published: {
+    endpoint: 'events',
+    payload: Type.Object({
+      ...Accepted.properties,
+      duplicate: Type.Optional(Type.Literal(true, { description: 'a retry: the publish with this `key` had landed already; this is its receipt' })),
+    }),
+    description: 'reply to `publish`',
+  },
   tail_started: {
     endpoint: 'admin',
     payload: Type.Object({
@@ -456,6 +563,14 @@ export const ServerFrames = {
     description: 'reply to `start_tail`',
   },
   tail_stopped: { endpoint: 'admin', payload: Nothing, description: 'reply to `stop_tail`' },
+  webhooks: {
+    endpoint: 'admin',
+    payload: Type.Object({
+      webhooks: Type.Array(WebhookView, { description: 'every endpoint, oldest first, as `GET /api/webhooks` lists them' }),
+      persistent: Type.Union([Type.Boolean(), Type.Null()], { description: 'as in `/ws/health`: whether the backend keeps the queue across its restart' }),
+    }),
+    description: 'reply to `list_webhooks`',
+  },
   tail: {
     endpoint: 'admin',
     payload: Type.Object({
@@ -470,9 +585,12 @@ export const ServerFrames = {
 export const ClientFrames = {
   subscribe: {
     endpoint: 'both',
-    payload: Type.Object({ eventTypes: Type.Array(SubscriptionPattern, { minItems: 1, maxItems: MAX_PATTERNS_PER_REQUEST, description: `1-${MAX_PATTERNS_PER_REQUEST} patterns to add` }) }),
+    payload: Type.Object({
+      eventTypes: Type.Optional(Type.Array(SubscriptionPattern, { minItems: 1, maxItems: MAX_PATTERNS_PER_REQUEST, description: `1-${MAX_PATTERNS_PER_REQUEST} patterns to add` })),
+      since: Type.Optional(Type.Record(Type.String({ maxLength: 300 }), StreamPosition('the last position processed'), { description: 'resume: per stream, the last position the client processed; what it missed since, and may receive, is replayed before the reply' })),
+    }, { anyOf: [{ required: ['eventTypes'] }, { required: ['since'] }], description: '`eventTypes`, `since` or both' }),
     reply: 'subscribed',
-    description: 'all or nothing: one invalid pattern, or passing `MAX_SUBSCRIPTIONS`, changes nothing; a pattern already held is a no-op',
+    description: 'all or nothing: one invalid pattern, passing `MAX_SUBSCRIPTIONS`, or a `since` naming a stream the connection may not read (`STREAM_FORBIDDEN`), changes nothing; a pattern already held is a no-op. With `since`: the missed messages first, in stream order, then the reply, then live messages, none lost or doubled between',
   },
   unsubscribe: {
     endpoint: 'both',
@@ -487,6 +605,12 @@ export const ClientFrames = {
     payload: Type.Object({ token: Type.String({ minLength: 1, description: 'a new access token for the same `sub`' }) }),
     reply: 'refreshed',
     description: 'or `error` `REFRESH_REJECTED` (invalid, expired, revoked, another `sub`, or no `admin` role on `/ws/admin`); a token of the same `sub` with another `sid` is accepted, and the connection then belongs to that session',
+  },
+  publish: {
+    endpoint: 'events',
+    payload: PublishInput,
+    reply: 'published',
+    description: 'an event from the client, allowed by the token\'s `publish` claim; the node stamps `source`; without `group` it goes to the publisher\'s own user stream (its other connections), admins and webhooks; with `group`, to the group\'s members subscribed to its type, admins and webhooks. Refusals: `PUBLISH_FORBIDDEN`, `RESERVED_TYPE`, `IDENTITY_MISMATCH`, `NOT_A_MEMBER`, `SCHEMA_MISMATCH`, `PUBLISH_TOO_LARGE`, `PUBLISH_PENDING`, `RATE_LIMITED`',
   },
   get_stats: { endpoint: 'admin', payload: Nothing, reply: 'stats', description: '' },
   list_connections: { endpoint: 'admin', payload: Type.Object({ userId: Id('whose connections') }), reply: 'connections', description: '' },
@@ -513,6 +637,7 @@ export const ClientFrames = {
     description: 'a live tail of every event published in the cluster that matches the filters (whatever the connection subscribed to; notifications not included), pushed as `tail`, capped per connection; replaces the connection\'s tail',
   },
   stop_tail: { endpoint: 'admin', payload: Nothing, reply: 'tail_stopped', description: '' },
+  list_webhooks: { endpoint: 'admin', payload: Nothing, reply: 'webhooks', description: 'every webhook endpoint with its queue, breaker and latest attempts (what the dashboard shows)' },
 } as const satisfies Record<string, ClientFrameDef>
 
 export type ClientFrameType = keyof typeof ClientFrames

@@ -67,7 +67,7 @@ t.test('429 connection limit: the retry waits for Retry-After (plus jitter), the
   t.equal(second.disconnects.length, 1)
 })
 
-t.test('503 NODE_FULL and DRAINING: "try another node" retries at once within drainJitterMs, not after backoff; refused again and again, it backs off', { timeout: 40_000 }, async (t) => {
+t.test('503 NODE_FULL and DRAINING: "try another node" retries at once within drainJitterMs, not after backoff; refused past soonRetries in a row, it backs off', { timeout: 40_000 }, async (t) => {
   // The SDK used to treat every 503 as an outage and back off (here 10 s, half
   // of baseDelayMs); these two say the next node will do, and a load balancer
   // sends the retry there.
@@ -94,11 +94,11 @@ t.test('503 NODE_FULL and DRAINING: "try another node" retries at once within dr
     t.same(p.errors, [], `${code}: no error reported`)
   }
 
-  // Straight at the full node: the first refusal retries soon, the ones after it back off (full jitter over 300, 600 ms).
-  const q = sdk(t, { url: `${full.ws}/ws/events`, getToken: () => userToken(user('all-full')), random: () => 0.5, baseDelayMs: 300, maxDelayMs: 60_000, drainJitterMs: 100 })
+  // Straight at the full node: the first soonRetries refusals retry soon, the ones after back off (full jitter over 300, 600 ms).
+  const q = sdk(t, { url: `${full.ws}/ws/events`, getToken: () => userToken(user('all-full')), random: () => 0.5, baseDelayMs: 300, maxDelayMs: 60_000, drainJitterMs: 100, soonRetries: 2 })
   void q.client.connect().catch(() => {})
-  await waitFor('three refusals', () => q.disconnects.length, (n) => n >= 3, { timeoutMs: 5000, intervalMs: 10 })
-  t.same(q.disconnects.slice(0, 3).map((d) => [d.status, d.error?.code, d.delayMs]), [[503, 'NODE_FULL', 50], [503, 'NODE_FULL', 150], [503, 'NODE_FULL', 300]], 'soon once, then backoff: a cluster full everywhere is not hammered')
+  await waitFor('four refusals', () => q.disconnects.length, (n) => n >= 4, { timeoutMs: 5000, intervalMs: 10 })
+  t.same(q.disconnects.slice(0, 4).map((d) => [d.status, d.error?.code, d.delayMs]), [[503, 'NODE_FULL', 50], [503, 'NODE_FULL', 50], [503, 'NODE_FULL', 150], [503, 'NODE_FULL', 300]], 'soon soonRetries times, then backoff: a cluster full everywhere is not hammered')
   q.client.close()
 })
 

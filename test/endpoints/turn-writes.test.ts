@@ -7,7 +7,7 @@ import { enqueue, FLUSH_AT_BYTES, take, type TurnQueue } from '../../src/endpoin
 
 const delivery = (text: string): Delivery => {
   const b = Buffer.from(text)
-  return { kind: 'event', frame: () => b, wsFrame: () => b, payload: () => text }
+  return { kind: 'event', stream: '', offset: null, epoch: '', frame: () => b, wsFrame: () => b, payload: () => text }
 }
 
 /** A queue that records each buffer it writes. */

@@ -34,8 +34,15 @@ t.test('every frame a node sends matches its schema, and every declared type is 
   await alice.next((f) => f.type === 'event' && f.payload.id === e.body.id)
   const n = await node.api('/api/notifications/users/schema-alice', { body: { level: 'warning', title: 't', message: 'm', data: { a: [1] } } })
   await alice.next((f) => f.type === 'notification' && f.payload.id === n.body.id)
+  // A client's publish, and its event with the stamped source, to a group.
+  const agent = await open('/ws/events', userToken('schema-agent', 'schema-agent-s1', { publish: ['agent.*'], groups: ['schema-room'] }))
+  await agent.subscribe(['agent.*'])
+  const p = await agent.request('publish', { type: 'agent.status', group: 'schema-room', key: 'k-1', data: { ok: true } })
+  await agent.next((f) => f.type === 'event' && f.payload.id === p.payload.id && f.payload.source.userId === 'schema-agent')
+  await agent.request('publish', { type: 'agent.status', group: 'schema-room', key: 'k-1', data: { ok: true } })
 
   await admin.request('get_stats')
+  await admin.request('list_webhooks')
   await admin.nextOfType('metrics')
   await admin.request('list_connections', { userId: 'schema-alice' })
   await admin.request('broadcast', { level: 'info', title: 'hello', message: 'everyone' })
@@ -76,7 +83,7 @@ t.test('every frame a node sends matches its schema, and every declared type is 
 t.test('a payload that breaks its schema: the specific code, and a message naming the field and the rule', async (t) => {
   const check = Object.fromEntries(Object.entries(ClientFrames).map(([type, f]) => [type, payloadCheck(f.payload)]))
   const cases: Array<[string, unknown, string, RegExp]> = [
-    ['subscribe', {}, 'INVALID_PAYLOAD', /^payload\.eventTypes is required$/],
+    ['subscribe', {}, 'INVALID_PAYLOAD', /^payload\.eventTypes or payload\.since is required$/],
     ['subscribe', { eventTypes: '*' }, 'INVALID_PAYLOAD', /^payload\.eventTypes must be an array$/],
     ['subscribe', { eventTypes: [] }, 'INVALID_PAYLOAD', /^payload\.eventTypes must hold 1-1000 items$/],
     ['subscribe', { eventTypes: Array(1001).fill('a') }, 'INVALID_PAYLOAD', /1-1000 items/],

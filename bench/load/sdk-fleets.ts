@@ -1,0 +1,65 @@
+// The parent side of sdk-fleet.ts: SDK clients spread over child
+// processes, each process checking its clients' sequences.
+import { fork, type ChildProcess } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+import type { ClientReport, FleetConfig, FleetReport } from './sdk-fleet.js'
+
+const FLEET = fileURLToPath(new URL('./sdk-fleet.ts', import.meta.url))
+
+export interface Fleets {
+  /** every client's report, from every process */
+  report (): Promise<ClientReport[]>
+  stop (): Promise<void>
+}
+
+function next<T> (c: ChildProcess, type: string, timeoutMs: number): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => { off(); reject(new Error(`no ${type} from the fleet within ${timeoutMs} ms`)) }, timeoutMs)
+    const onMessage = (m: { type?: string }): void => { if (m.type === type) { off(); resolve(m as T) } }
+    const onExit = (code: number | null): void => { off(); reject(new Error(`the fleet exited (${code}) before ${type}`)) }
+    const off = (): void => { clearTimeout(timer); c.off('message', onMessage); c.off('exit', onExit) }
+    c.on('message', onMessage)
+    c.once('exit', onExit)
+  })
+}
+
+/** `users` split over `processes` children, all connected when this resolves. */
+export async function startFleets (cfg: Omit<FleetConfig, 'users'> & { users: string[] }, processes: number, timeoutMs = 120_000): Promise<Fleets> {
+  const per = Math.ceil(cfg.users.length / processes)
+  const children: ChildProcess[] = []
+  const stop = async (): Promise<void> => {
+    await Promise.all(children.map(async (c) => {
+      if (c.exitCode !== null || c.signalCode !== null) return
+      const exited = new Promise((resolve) => c.once('exit', resolve))
+      try { c.send({ cmd: 'stop' }) } catch {}
+      const timer = setTimeout(() => c.kill('SIGKILL'), 3000)
+      await exited
+      clearTimeout(timer)
+    }))
+  }
+  try {
+    for (let i = 0; i < processes; i++) {
+      const users = cfg.users.slice(i * per, (i + 1) * per)
+      if (users.length === 0) break
+      children.push(fork(FLEET, [], { execArgv: ['--import', 'tsx'], env: { ...process.env, FLEET_CONFIG: JSON.stringify({ ...cfg, users }) }, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }))
+    }
+    await Promise.all(children.map(async (c) => await next(c, 'ready', timeoutMs)))
+  } catch (err) {
+    await stop()
+    throw err
+  }
+  return {
+    async report () {
+      const rs = await Promise.all(children.map(async (c) => { const r = next<FleetReport>(c, 'report', 30_000); c.send({ cmd: 'report' }); return await r }))
+      return rs.flatMap((r) => r.clients)
+    },
+    stop,
+  }
+}
+
+/** p-th percentile (0-100) of xs; NaN when empty. */
+export function percentile (xs: number[], p: number): number {
+  if (xs.length === 0) return NaN
+  const s = [...xs].sort((a, b) => a - b)
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!
+}

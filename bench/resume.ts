@@ -1,0 +1,342 @@
+// Resume (a scenario of `npm run bench`; alone: `node --import tsx
+// bench/resume.ts [--smoke] [--storm-clients=N] [--loss-clients=N]`). Node processes on a fresh Redis behind a
+// round-robin balancer, SDK clients in child processes (bench/load/sdk-fleet.ts).
+//
+//   - storm: clients of distinct users all on one node; it is killed (-9);
+//     while they cannot reconnect, every user gets 50 events; then two
+//     nodes come into the balancer and every client reconnects at once. Time
+//     until every client has recovered (all 50 replayed) and received a live
+//     event again, and the peak CPU of the nodes and of Redis meanwhile.
+//   - losses: clients over three nodes while system.* events are published
+//     at 50 a second, through a kill -9 of one node and then a rolling
+//     restart of all three (DRAIN_TIMEOUT 3 s), run twice side by side: before (history off, so
+//     no positions and no resume, and the SDK's reconnect settings of the
+//     release before resume: 5 s drain jitter, one quick retry) and after
+//     (history and resume on, default settings). Events lost per client, and
+//     from close to caught up per client.
+import { fork, type ChildProcess } from 'node:child_process'
+import { readFileSync } from 'node:fs'
+import { Redis } from 'ioredis'
+import { HeraldPublisher } from '../src/client/publisher.js'
+import { startBalancer, type Balancer } from '../test/helpers/balancer.js'
+import { startNode, type NodeProc } from '../test/helpers/node.js'
+import { startRedis, type RedisServer } from '../test/helpers/redis.js'
+import { TEST_SECRET } from '../test/helpers/tokens.js'
+import { percentile, startFleets } from './load/sdk-fleets.js'
+import type { ClientReport } from './load/sdk-fleet.js'
+import { fileURLToPath } from 'node:url'
+
+export interface StormResult {
+  clients: number
+  missedEach: number
+  /** s from the balancer taking the new nodes to every client recovered, and to every client live again */
+  allRecoveredS: number
+  allLiveS: number
+  recoveredP50S: number
+  recoveredP99S: number
+  /** clients whose resume brought all it missed */
+  complete: number
+  unrecovered: number
+  /** peak CPU over 500 ms windows, % of one core */
+  peakNodeCpu: number
+  peakRedisCpu: number
+}
+
+export interface LossRow {
+  mode: 'before' | 'after'
+  event: 'kill -9 of one node' | 'rolling restart'
+  clients: number
+  published: number
+  /** clients that missed at least one event, and the mean and max missed */
+  clientsLosing: number
+  meanLost: number
+  maxLost: number
+  duplicates: number
+  /** ms from close to caught up (after) or to connected again (before), per reconnect */
+  catchUpP50: number
+  catchUpP99: number
+}
+
+export interface ResumeResult { storm: StormResult, losses: LossRow[] }
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
+
+async function until<T> (what: string, f: () => Promise<T>, ok: (x: T) => boolean, timeoutMs: number, everyMs = 500): Promise<T> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const x = await f()
+    if (ok(x)) return x
+    if (Date.now() > deadline) throw new Error(`timed out: ${what}`)
+    await sleep(everyMs)
+  }
+}
+
+/** CPU seconds a process has used so far (Linux /proc). */
+function cpuOf (pid: number): number {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')
+  return (Number(f[11]) + Number(f[12])) / 100
+}
+
+async function redisCpu (r: Redis): Promise<number> {
+  const info = await r.info('cpu')
+  const n = (k: string): number => Number(new RegExp(`^${k}:([0-9.]+)`, 'm').exec(info)?.[1] ?? 0)
+  return n('used_cpu_sys') + n('used_cpu_user')
+}
+
+/** Samples every 500 ms until stopped; the peak of each, in % of one core. */
+function sampleCpu (pids: () => number[], redis: Redis): { stop: () => Promise<{ node: number, redis: number }> } {
+  let running = true
+  let node = 0
+  let rpeak = 0
+  const loop = (async () => {
+    let prev = new Map(pids().map((p) => [p, cpuOf(p)]))
+    let prevR = await redisCpu(redis)
+    let t = Date.now()
+    while (running) {
+      await sleep(500)
+      const now = Date.now()
+      const dt = (now - t) / 1000
+      const cur = new Map<number, number>()
+      for (const p of pids()) {
+        try { cur.set(p, cpuOf(p)) } catch {}
+      }
+      for (const [p, c] of cur) node = Math.max(node, 100 * (c - (prev.get(p) ?? c)) / dt)
+      const r = await redisCpu(redis)
+      rpeak = Math.max(rpeak, 100 * (r - prevR) / dt)
+      prev = cur
+      prevR = r
+      t = now
+    }
+  })()
+  return { async stop () { running = false; await loop; return { node, redis: rpeak } } }
+}
+
+/** A balancer process (bench/load/balancer.ts) over `ports`. */
+async function balancerProcess (ports: number[]): Promise<{ ws: string, add: (port: number) => void, stop: () => Promise<void> }> {
+  const c: ChildProcess = fork(fileURLToPath(new URL('./load/balancer.ts', import.meta.url)), [], { execArgv: ['--import', 'tsx'], env: { ...process.env, BALANCER_PORTS: JSON.stringify(ports) }, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+  const port = await new Promise<number>((resolve, reject) => {
+    c.once('message', (m: { port: number }) => resolve(m.port))
+    c.once('exit', (code) => reject(new Error(`the balancer exited (${code})`)))
+  })
+  return {
+    ws: `ws://127.0.0.1:${port}`,
+    add: (p) => c.send({ add: p }),
+    async stop () {
+      if (c.exitCode !== null) return
+      const exited = new Promise((resolve) => c.once('exit', resolve))
+      c.kill('SIGKILL')
+      await exited
+    },
+  }
+}
+
+interface Rig { redis: RedisServer, rc: Redis, nodes: NodeProc[], lb: Balancer, stop: () => Promise<void> }
+
+async function rig (env: Record<string, string>, count: number): Promise<Rig> {
+  const redis = await startRedis()
+  const nodes: NodeProc[] = []
+  let lb: Balancer | null = null
+  const stop = async (): Promise<void> => {
+    await lb?.close()
+    await Promise.all(nodes.map(async (n) => await n.stop()))
+    rc.disconnect()
+    await redis.stop()
+  }
+  const rc = new Redis(redis.url)
+  try {
+    for (let i = 0; i < count; i++) nodes.push(await startNode({ REDIS_URL: redis.url, ...env }))
+    lb = await startBalancer(nodes.map((n) => n.port), { healthIntervalMs: 200 })
+  } catch (err) {
+    await stop()
+    throw err
+  }
+  return { redis, rc, nodes, lb, stop }
+}
+
+async function storm (clients: number, processes: number, progress: (s: string) => void): Promise<StormResult> {
+  const MISSED = 50
+  const r = await rig({ NODE_TTL: '3000', MAX_CONNECTIONS_PER_USER: '10' }, 1)
+  try {
+    const [a] = r.nodes as [NodeProc]
+    const users = Array.from({ length: clients }, (_x, i) => `storm-${i}`)
+    progress(`resume storm: connecting ${clients} clients`)
+    // Two balancer processes, each for half the clients: one proxy holds two sockets per client.
+    const lbs = [await balancerProcess([a.port]), await balancerProcess([a.port])]
+    const half = Math.ceil(clients / 2)
+    const fleetsOf = async (i: number): Promise<Awaited<ReturnType<typeof startFleets>>> =>
+      await startFleets({ url: `${lbs[i]!.ws}/ws/events`, users: users.slice(i * half, (i + 1) * half), eventTypes: ['*'], secret: TEST_SECRET, options: { baseDelayMs: 500, maxDelayMs: 3000 } }, Math.max(1, processes / 2), 600_000)
+    const parts = [await fleetsOf(0), await fleetsOf(1)]
+    const fleets = {
+      report: async () => (await Promise.all(parts.map(async (f) => await f.report()))).flat(),
+      stop: async () => { await Promise.all(parts.map(async (f) => await f.stop())); await Promise.all(lbs.map(async (l) => await l.stop())) },
+    }
+    try {
+      const spare = [await startNode({ REDIS_URL: r.redis.url, NODE_TTL: '3000' }), await startNode({ REDIS_URL: r.redis.url, NODE_TTL: '3000' })]
+      r.nodes.push(...spare)
+      await a.stop('SIGKILL')
+      progress(`resume storm: ${clients} × ${MISSED} events while the clients cannot reconnect`)
+      const pub = new Redis(r.redis.url)
+      const herald = new HeraldPublisher({ redis: pub })
+      let next = 0
+      const total = clients * MISSED
+      await Promise.all(Array.from({ length: 128 }, async () => {
+        while (next < total) {
+          const k = next++
+          await herald.publish('orders.created', { userId: users[k % clients]!, data: { k } })
+        }
+      }))
+      progress('resume storm: two nodes join; every client reconnects')
+      const cpu = sampleCpu(() => spare.map((n) => n.proc.pid!), r.rc)
+      const t0 = Date.now()
+      for (const n of spare) for (const l of lbs) l.add(n.port)
+      // Live traffic from now on: every client must see some after its recovery.
+      let live = true
+      const ticker = (async () => { while (live) { await herald.publish('system.tick', { data: {} }).catch(() => {}); await sleep(200) } })()
+      const rs = await until('every client recovered and live again', async () => await fleets.report(),
+        (xs) => xs.every((x) => x.recoveredAt !== null && x.recoveredAt >= t0 && x.liveAt !== null), 600_000)
+      live = false
+      await ticker
+      const peak = await cpu.stop()
+      pub.disconnect()
+      const rec = rs.map((x) => (x.recoveredAt! - t0) / 1000)
+      return {
+        clients,
+        missedEach: MISSED,
+        allRecoveredS: Math.max(...rec),
+        allLiveS: Math.max(...rs.map((x) => (x.liveAt! - t0) / 1000)),
+        recoveredP50S: percentile(rec, 50),
+        recoveredP99S: percentile(rec, 99),
+        complete: rs.filter((x) => x.gaps.length === 0 && x.duplicates === 0 && (x.streams[`user:${x.user}`]?.to ?? 0) === MISSED).length,
+        unrecovered: rs.reduce((n, x) => n + x.unrecovered, 0),
+        peakNodeCpu: peak.node,
+        peakRedisCpu: peak.redis,
+      }
+    } finally {
+      await fleets.stop()
+    }
+  } finally {
+    await r.stop()
+  }
+}
+
+async function losses (mode: 'before' | 'after', clients: number, processes: number, drainMs: number, progress: (s: string) => void): Promise<LossRow[]> {
+  const env: Record<string, string> = { NODE_TTL: '3000', DRAIN_TIMEOUT: String(drainMs), ...(mode === 'before' ? { HISTORY_SIZE: '0' } : {}) }
+  const r = await rig(env, 3)
+  const rows: LossRow[] = []
+  try {
+    const users = Array.from({ length: clients }, (_x, i) => `loss-${mode}-${i}`)
+    progress(`losses (${mode}): connecting ${clients} clients`)
+    const options = mode === 'before' ? { drainJitterMs: 5000, soonRetries: 1 } : {}
+    const fleets = await startFleets({ url: `${r.lb.ws}/ws/events`, users, eventTypes: ['system.*'], secret: TEST_SECRET, options }, processes, 600_000)
+    const live = (): NodeProc[] => r.nodes.filter((n) => n.proc.exitCode === null && n.proc.signalCode === null)
+    /** system.* events at 50 a second through whichever node answers, until stopped; resolves with how many were taken. */
+    const publishFor = (): { stop: () => Promise<number> } => {
+      let on = true
+      let taken = 0
+      const loop = (async () => {
+        const t0 = Date.now()
+        for (let i = 0; on; i++) {
+          const due = t0 + i * 20
+          if (due > Date.now()) await sleep(due - Date.now())
+          for (let k = 0; k < 10 && on; k++) {
+            const n = live()[(i + k) % Math.max(1, live().length)]
+            if (n === undefined) break
+            try {
+              if ((await n.api('/api/events', { body: { type: 'system.tick', data: { i } } })).status === 202) { taken++; break }
+            } catch {}
+          }
+        }
+      })()
+      return { async stop () { on = false; await loop; return taken } }
+    }
+    let current: { stop: () => Promise<number> } | null = null
+    try {
+      const measure = async (event: LossRow['event'], act: () => Promise<void>): Promise<void> => {
+        const before = new Map((await fleets.report()).map((x) => [x.user, x]))
+        current = publishFor()
+        await sleep(2000)
+        await act()
+        // Settle: every client connected, then a few seconds of delivery.
+        await until('every client connected', async () => await fleets.report(), (xs) => xs.every((x) => x.connected), 120_000)
+        await sleep(3000)
+        const p = await current.stop()
+        current = null
+        await sleep(1500)
+        const rs = await fleets.report()
+        const lost = rs.map((x) => Math.max(0, p - (x.ticks - (before.get(x.user)?.ticks ?? 0))))
+        const catchUp = rs.flatMap((x) => x.catchUpMs.slice(before.get(x.user)?.catchUpMs.length ?? 0))
+        rows.push({
+          mode, event, clients, published: p,
+          clientsLosing: lost.filter((l) => l > 0).length,
+          meanLost: lost.reduce((a, b) => a + b, 0) / lost.length,
+          maxLost: Math.max(...lost),
+          duplicates: rs.reduce((n, x) => n + x.duplicates - (before.get(x.user)?.duplicates ?? 0), 0),
+          catchUpP50: percentile(catchUp, 50),
+          catchUpP99: percentile(catchUp, 99),
+        })
+      }
+      progress(`losses (${mode}): kill -9 of one node`)
+      await measure('kill -9 of one node', async () => {
+        await live()[0]!.stop('SIGKILL')
+        const n = await startNode({ REDIS_URL: r.redis.url, ...env })
+        r.nodes.push(n)
+        r.lb.backends.push({ port: n.port, alive: true, connections: 0 })
+      })
+      progress(`losses (${mode}): rolling restart`)
+      await measure('rolling restart', async () => {
+        for (const old of [...live()]) {
+          const exited = old.exit
+          old.proc.kill('SIGTERM')
+          await exited
+          const n = await startNode({ REDIS_URL: r.redis.url, ...env })
+          r.nodes.push(n)
+          r.lb.backends.push({ port: n.port, alive: true, connections: 0 })
+          r.lb.setAlive(old.port, false)
+        }
+      })
+    } finally {
+      await (current as { stop: () => Promise<number> } | null)?.stop()
+      await fleets.stop()
+    }
+  } finally {
+    await r.stop()
+  }
+  return rows
+}
+
+export async function resumeBench (opts: { smoke: boolean, progress: (s: string) => void }): Promise<ResumeResult> {
+  const s = opts.smoke ? { storm: 100, stormProcs: 1, loss: 50, lossProcs: 1 } : { storm: 10_000, stormProcs: 4, loss: 1000, lossProcs: 2 }
+  // Development on a busy machine: --storm-clients=N, --loss-clients=N.
+  const flag = (name: string): number | undefined => { const v = process.argv.find((a) => a.startsWith(`--${name}=`)); return v === undefined ? undefined : Number(v.slice(name.length + 3)) }
+  s.storm = flag('storm-clients') ?? s.storm
+  s.loss = flag('loss-clients') ?? s.loss
+  const storm_ = await storm(s.storm, s.stormProcs, opts.progress)
+  const drainMs = opts.smoke ? 1000 : 3000
+  const rows = [...await losses('before', s.loss, s.lossProcs, drainMs, opts.progress), ...await losses('after', s.loss, s.lossProcs, drainMs, opts.progress)]
+  return { storm: storm_, losses: rows }
+}
+
+const secs = (x: number): string => `${x.toFixed(1)} s`
+const msOr = (x: number): string => Number.isFinite(x) ? `${Math.round(x)} ms` : 'n/a'
+
+export function resumeMarkdown (r: ResumeResult): string[] {
+  const s = r.storm
+  return [
+    '## Resume', '',
+    `Resume storm: ${s.clients} SDK clients of distinct users on one node, killed (-9); each user gets ${s.missedEach} events while they cannot reconnect; then two nodes join the balancer and every client reconnects at once.`, '',
+    '| clients | all recovered | all live again | recovered p50 / p99 | complete resumes | recovered:false | peak node CPU | peak Redis CPU |', '|---|---|---|---|---|---|---|---|',
+    `| ${s.clients} | ${secs(s.allRecoveredS)} | ${secs(s.allLiveS)} | ${secs(s.recoveredP50S)} / ${secs(s.recoveredP99S)} | ${s.complete} / ${s.clients} | ${s.unrecovered} | ${s.peakNodeCpu.toFixed(0)}% | ${s.peakRedisCpu.toFixed(0)}% |`, '',
+    `Events lost by SDK clients over three nodes at 50 system.* events a second. Before: history off (no positions, no resume) and the SDK's earlier reconnect settings (5 s drain jitter, one quick retry); after: history and resume on, the defaults. Close to caught up: from a close to the resumed connection's \`recovered\` (after), or to connected again (before).`, '',
+    '| | event | clients | published | clients losing events | lost per client (mean / max) | duplicates | close to caught up p50 / p99 |', '|---|---|---|---|---|---|---|---|',
+    ...r.losses.map((x) => `| ${x.mode} | ${x.event} | ${x.clients} | ${x.published} | ${x.clientsLosing} | ${x.meanLost.toFixed(1)} / ${x.maxLost} | ${x.duplicates} | ${msOr(x.catchUpP50)} / ${msOr(x.catchUpP99)} |`), '',
+  ]
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  resumeBench({ smoke: process.argv.includes('--smoke'), progress: (s) => process.stderr.write(`\r\x1b[K${s}`) }).then((r) => {
+    process.stderr.write('\r\x1b[K')
+    process.stdout.write(resumeMarkdown(r).join('\n') + '\n')
+    process.stdout.write(JSON.stringify(r, null, 2) + '\n')
+    process.exit(0)
+  }, (err: unknown) => { process.stderr.write(`\nresume bench failed: ${(err as Error).stack ?? String(err)}\n`); process.exit(1) })
+}
