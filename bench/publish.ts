@@ -17,6 +17,11 @@
 // window, divided by the requests (or events) answered 202 in it.
 // `--profile` adds a CPU profile of the node over one single-publish window,
 // printed as self time by function and by what it is spent on.
+//
+// Knobs while developing (environment): PUBLISH_TARGETS=bare,single (a
+// subset), PROFILE_TARGET=batch (what --profile covers), HEAP_PROFILE=1
+// (allocations sampled too), BATCH_SIZE, BATCH_IN_FLIGHT (100 and 4),
+// HERALD_LOG_LEVEL=info (the nodes' default; the bench runs them at warn).
 import { fork, spawn, type ChildProcess } from 'node:child_process'
 import { readFileSync, mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
