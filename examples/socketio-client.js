@@ -21,6 +21,7 @@ const socket = io(process.env.HERALD_URL ?? 'http://127.0.0.1:3000', {
 })
 
 // `welcome` starts every connection, the first and each automatic reconnect.
+// To get what was missed while disconnected, send `since` too: examples/socketio-resume.js.
 socket.on('welcome', async (w) => {
   console.log('connected as', w.userId, 'on', w.serverId)
   const reply = await socket.timeout(5000).emitWithAck('subscribe', { eventTypes })

@@ -1,4 +1,4 @@
-// Writes the generated tables of docs/protocol.md and README.md from the
+// Writes the generated tables of docs/protocol.md from the
 // sources they document: the frame schemas (src/protocol/schema.ts), the
 // error registry (src/errors.ts) and the close codes
 // (src/protocol/close-codes.ts). `npm run docs:protocol`; a test fails when
@@ -97,7 +97,6 @@ export const TABLES: Record<string, () => string> = {
 /** Which tables each file carries. */
 export const FILES: Record<string, string[]> = {
   'docs/protocol.md': ['client-frames', 'server-frames', 'error-codes', 'close-codes'],
-  'README.md': ['error-codes', 'close-codes'],
 }
 
 /** `text` with each of `names`' tables replaced by what the sources say now. */

@@ -2,7 +2,7 @@ import { Type, type Static } from '@sinclair/typebox'
 import { DEFAULT_HISTORY } from '../backend/streams.js'
 
 // The environment contract: every variable a node reads, with its default and
-// bounds (README.md, Configuration, lists them). Names are fixed, since
+// bounds (docs/configuration.md lists them, and a test checks it). Names are fixed, since
 // deployments set them. Every value arrives as a string and is coerced once, here.
 // A plain `enum` (not a union of literals) so a bad value yields one error listing the allowed ones.
 const oneOf = <T extends string>(values: readonly T[], def: T) =>

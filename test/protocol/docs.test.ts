@@ -1,4 +1,4 @@
-// docs/protocol.md and README.md carry tables generated from the protocol's
+// docs/protocol.md carries tables generated from the protocol's
 // sources (frame schemas, error registry, close codes) by
 // `npm run docs:protocol`: what is committed must be what the sources say now.
 import { readFileSync } from 'node:fs'
