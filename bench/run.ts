@@ -95,6 +95,13 @@ async function startRedis (): Promise<{ url: string, proc: ChildProcess }> {
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
+/** CPU time a process has used, user and system, in seconds (USER_HZ is 100 on Linux). */
+function cpuOf (pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+  // Fields after the command name (which may hold spaces): utime and stime are the 14th and 15th of the line.
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  return (Number(f[11]) + Number(f[12])) / 100
+}
 const rssOf = (pid: number): number => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) * 1024
 
 interface Server { kind: Kind, proc: ChildProcess, url: string, http: string, pid: number, inspector: Promise<string> | null }
@@ -586,7 +593,7 @@ const median = (xs: number[]): number => quantile(xs, 0.5)
 /** Rounds in alternating order: whoever goes first on a busy machine does not always go first. */
 const alternating = <T>(list: T[], round: number): T[] => round % 2 === 0 ? list : [...list].reverse()
 
-interface ConnectRow { kind: Kind, perSec: number[], median: number }
+interface ConnectRow { kind: Kind, perSec: number[], median: number, cpuUs: number[], cpuMedian: number }
 
 /**
  * Authenticated connections per second until the server's first frame
@@ -598,16 +605,19 @@ interface ConnectRow { kind: Kind, perSec: number[], median: number }
 async function connectRate (redisUrl: string): Promise<ConnectRow[]> {
   const kinds: Kind[] = ['herald', ...(BEFORE !== undefined ? ['herald-before' as const] : []), 'ws-cork', 'ws-rtt', 'uws']
   const got = new Map<Kind, number[]>(kinds.map((k) => [k, []]))
+  const cpu = new Map<Kind, number[]>(kinds.map((k) => [k, []]))
   for (let round = 0; round < cfg2.connectRounds; round++) {
     for (const kind of alternating(kinds, round)) {
       progress(`[${elapsed()}] connect rate, round ${round + 1}: ${LABEL[kind]}`)
       const s = await startServer(kind, redisUrl)
+      const before = cpuOf(s.pid)
       const l = await startLoad(s, cfg2.connect, { untilWelcome: true, procs: 2, offset: round * cfg2.connect })
+      cpu.get(kind)!.push((cpuOf(s.pid) - before) * 1e6 / l.ready)
       got.get(kind)!.push(l.ready / (l.connectMs / 1000))
       await stopAll(s, l)
     }
   }
-  return kinds.map((kind) => ({ kind, perSec: got.get(kind)!, median: median(got.get(kind)!) }))
+  return kinds.map((kind) => ({ kind, perSec: got.get(kind)!, median: median(got.get(kind)!), cpuUs: cpu.get(kind)!, cpuMedian: median(cpu.get(kind)!) }))
 }
 
 interface StormRow { kind: Kind, clients: number, seconds: number[], median: number, retries: number, why: Record<string, number> }
@@ -730,9 +740,9 @@ async function main (): Promise<void> {
     `${(results.machine as { cpus: number }).cpus} cores (${(results.machine as { model?: string }).model ?? '?'}), ${(results.machine as { memGiB: number }).memGiB} GiB, Node ${process.version}, ${new Date().toISOString()}. Command: \`npm run bench${SMOKE ? ' -- --smoke' : ''}\`. Events ~150 B; publisher and subscribers in separate processes; ratios compare servers measured in this same run.`, '')
   if (conn.length > 0) {
     const corked = conn.find((r) => r.kind === 'ws-cork')!
-    md.push('## Connect rate (authenticated connections/s until the first frame)', '', `${cfg2.connect} connections per round from 2 generator processes, 200 connects in flight each; ${cfg2.connectRounds} rounds in alternating order, the median shown.`, '',
-      '| server | connects/s (median) | rounds | vs corked ws |', '|---|---|---|---|')
-    for (const r of conn) md.push(`| ${LABEL[r.kind]} | ${k(r.median)} | ${r.perSec.map((x) => k(x)).join(', ')} | ${ratio(r.median, corked.median)} |`)
+    md.push('## Connect rate (authenticated connections/s until the first frame)', '', `${cfg2.connect} connections per round from 2 generator processes, 200 connects in flight each; ${cfg2.connectRounds} rounds in alternating order, the median shown. The server's CPU time per connection (user + system, from /proc) is the figure a busy shared machine does not move: the rate is what the server, its clients and everything else on the cores manage together.`, '',
+      '| server | connects/s (median) | rounds | vs corked ws | server CPU / connection (median) | vs corked ws |', '|---|---|---|---|---|---|')
+    for (const r of conn) md.push(`| ${LABEL[r.kind]} | ${k(r.median)} | ${r.perSec.map((x) => k(x)).join(', ')} | ${ratio(r.median, corked.median)} | ${r.cpuMedian.toFixed(0)} µs | ${ratio(corked.cpuMedian, r.cpuMedian)} |`)
     md.push('')
   }
   if (stm.length > 0) {
