@@ -39,15 +39,15 @@ const cfg = SMOKE
 // Connect rate, reconnect storm and latency-bounded throughput (rounds alternate the servers' order; medians are reported).
 const cfg2 = SMOKE
   ? { connect: 300, connectRounds: 1, storm: 200, stormRounds: 1, bounded: [100], boundedStart: 20, boundedSteps: 3 }
-  : { connect: 6000, connectRounds: 3, storm: 10_000, stormRounds: 3, bounded: [1000, 10_000], boundedStart: 4, boundedSteps: 14 }
+  : { connect: 6000, connectRounds: 3, storm: 10_000, stormRounds: 3, bounded: [1000, 10_000], boundedStart: 2, boundedSteps: 16 }
 const BOUNDS = [250, 50] as const
 // --rounds=N: fewer (or more) rounds of the connect and storm scenarios (development).
 const ROUNDS = process.argv.find((a) => a.startsWith('--rounds='))
 if (ROUNDS !== undefined) { cfg2.connectRounds = Number(ROUNDS.slice(9)); cfg2.stormRounds = Number(ROUNDS.slice(9)) }
 
-// --subscribers=1000,… runs the fan-out scenario at those sizes only (development).
+// --subscribers=1000,… runs the fan-out and p99-bounded scenarios at those sizes only (development).
 const SIZES = process.argv.find((a) => a.startsWith('--subscribers='))?.slice(14).split(',').map(Number)
-if (SIZES !== undefined) cfg.fanout = SIZES
+if (SIZES !== undefined) { cfg.fanout = SIZES; cfg2.bounded = SIZES }
 
 const children = new Set<ChildProcess>()
 const cleanup = (): void => { for (const c of children) { try { c.kill('SIGKILL') } catch {} } }
