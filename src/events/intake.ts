@@ -13,15 +13,23 @@ import type { Envelope } from './codec.js'
 // (turn-writes.ts), a cost that follows the number of sockets, not the
 // number of events: at 10,000 subscribers it is tens of ms. A slice shorter
 // than that spends most of each turn writing a little to every socket, and
-// past that rate the backlog, hence latency, grows to MAX_WAIT_MS. So a
-// slice is as long as the last turn's writes took (half the turn delivering,
-// half writing), at least SLICE_MS, and never past MAX_SLICE_MS, which keeps
-// a turn, and so the wait of a message that arrives during one, bounded.
+// past that rate the backlog, hence latency, grows to MAX_WAIT_MS. So while
+// the node keeps up (nothing waits) with a modest input (the last turn's
+// messages under CALM_INPUT_BYTES, one socket read), a turn's slice is as
+// long as the last turn's writes took (half the turn delivering, half
+// writing), at least SLICE_MS, and never past MAX_SLICE_MS, which keeps a
+// turn, and so the wait of a message that arrives during one, bounded.
+// Otherwise slices are SLICE_MS: a node flooded, or behind its input, must
+// turn over fast enough to keep reading Redis at full speed (libuv reads at
+// most 2 MB a turn; longer turns had Redis drop a flooded node's
+// subscription, test/endpoints/overload.test.ts).
 
 /** delivery work per event-loop turn before the turn yields, at least */
 export const SLICE_MS = 20
 /** and at most, however long the writes take */
 export const MAX_SLICE_MS = 60
+/** JSON bytes offered in a turn below which the node counts as calm: longer slices are for a modest input only */
+export const CALM_INPUT_BYTES = 64 * 1024
 /** how stale a message may get in the backlog before it is shed */
 export const MAX_WAIT_MS = 1000
 /** JSON bytes the backlog may hold, whatever their age */
@@ -50,6 +58,8 @@ export class Intake {
   }
 
   private sliceMs = SLICE_MS
+  /** JSON bytes offered since the last slice opened: the last turn's input */
+  private offered = 0
 
   /** `writeMs`: how long the last turn's writes took (turn-writes.ts lastWriteMs) */
   constructor (
@@ -69,6 +79,7 @@ export class Intake {
 
   /** Delivers now while this turn has time left and nothing waits; otherwise queues. */
   offer (channel: string, env: Envelope): void {
+    this.offered += env.json.length
     if (this.head === this.queue.length && this.hasTime()) return this.run(channel, env)
     this.queue.push({ channel, env, at: performance.now() })
     this.bytes += env.json.length
@@ -85,15 +96,16 @@ export class Intake {
   private open (now: number): void {
     this.sliceOpen = true
     this.sliceStart = now
-    this.sliceMs = Math.min(MAX_SLICE_MS, Math.max(SLICE_MS, this.writeMs()))
+    const calm = this.head === this.queue.length && this.offered < CALM_INPUT_BYTES
+    this.offered = 0
+    this.sliceMs = calm ? Math.min(MAX_SLICE_MS, Math.max(SLICE_MS, this.writeMs())) : SLICE_MS
     setImmediate(this.endSlice)
   }
 
   private drain (): void {
     const start = performance.now()
     let now = start
-    const slice = Math.min(MAX_SLICE_MS, Math.max(SLICE_MS, this.writeMs()))
-    while (this.head < this.queue.length && now - start < slice) {
+    while (this.head < this.queue.length && now - start < SLICE_MS) {
       const w = this.take()
       if (now - w.at > MAX_WAIT_MS) this.drop()
       else this.run(w.channel, w.env)

@@ -4,12 +4,12 @@
 // deliveries, exactly, whatever the machine's load.
 import t, { type Test } from 'tap'
 import type { Envelope } from '../../src/events/codec.js'
-import { Intake, MAX_SLICE_MS, SLICE_MS } from '../../src/events/intake.js'
+import { CALM_INPUT_BYTES, Intake, MAX_SLICE_MS, SLICE_MS } from '../../src/events/intake.js'
 
 const env = { json: '{}' } as unknown as Envelope
 const turn = async (): Promise<void> => await new Promise((resolve) => setImmediate(resolve))
 
-async function firstSlice (t: Test, writeMs: number): Promise<{ first: number, all: number }> {
+async function firstSlice (t: Test, writeMs: number): Promise<{ first: number, second: number, all: number }> {
   let clock = 1_000_000
   const real = performance.now
   performance.now = () => clock
@@ -18,15 +18,39 @@ async function firstSlice (t: Test, writeMs: number): Promise<{ first: number, a
   const intake = new Intake(() => { delivered++; clock += 1 }, () => {}, () => writeMs)
   for (let i = 0; i < 300; i++) intake.offer('c', env)
   const first = delivered
+  await turn()
+  const second = delivered - first
   for (let i = 0; i < 50 && intake.waiting > 0; i++) await turn()
   performance.now = real
-  return { first, all: delivered }
+  return { first, second, all: delivered }
 }
 
-t.test('a slice lasts as long as the last turn\'s writes took, within SLICE_MS..MAX_SLICE_MS', async (t) => {
+t.test('while nothing waits, a slice lasts as long as the last turn\'s writes took, within SLICE_MS..MAX_SLICE_MS', async (t) => {
   t.equal((await firstSlice(t, 0)).first, SLICE_MS, 'no writes: SLICE_MS of deliveries, then the turn yields')
   t.equal((await firstSlice(t, 5)).first, SLICE_MS, 'short writes: still SLICE_MS')
   t.equal((await firstSlice(t, 45)).first, 45, 'writes of 45 ms: 45 ms of deliveries, half the turn each')
   t.equal((await firstSlice(t, 10_000)).first, MAX_SLICE_MS, 'however long the writes, at most MAX_SLICE_MS: a turn stays bounded')
-  t.equal((await firstSlice(t, 45)).all, 300, 'what waited is delivered in the next turns, none shed')
+  const behind = await firstSlice(t, 45)
+  t.equal(behind.second, SLICE_MS, 'once messages wait, SLICE_MS a turn: a node behind its input turns over fast, to keep reading Redis')
+  t.equal(behind.all, 300, 'what waited is delivered in the next turns, none shed')
+})
+
+t.test('after a turn with a flood of input, slices are SLICE_MS: a flooded node turns over fast, to keep reading Redis', async (t) => {
+  let clock = 1_000_000
+  const real = performance.now
+  performance.now = () => clock
+  t.teardown(() => { performance.now = real })
+  let delivered = 0
+  const intake = new Intake(() => { delivered++; clock += 1 }, () => {}, () => 45)
+  const big = { json: 'x'.repeat(Math.ceil(CALM_INPUT_BYTES / 30)) } as unknown as Envelope
+  for (let i = 0; i < 40; i++) intake.offer('c', big)
+  t.equal(delivered, 40, 'a turn of 40 large messages, all delivered within its long slice: nothing waits')
+  await turn()
+  for (let i = 0; i < 100; i++) intake.offer('c', env)
+  t.equal(delivered - 40, SLICE_MS, 'the next turn\'s slice is SLICE_MS: the last turn\'s input was past CALM_INPUT_BYTES')
+  for (let i = 0; i < 50 && intake.waiting > 0; i++) await turn()
+  await turn()
+  for (let i = 0; i < 100; i++) intake.offer('c', env)
+  t.equal(delivered - 140, 45, 'once the input is modest again, slices follow the writes again')
+  performance.now = real
 })
