@@ -89,9 +89,15 @@ async function stopPublishing (): Promise<void> {
   await publisher
 }
 
+/** The stream's epoch and top, from whichever node answers (not one still waiting for Redis). */
 async function top (stream: string): Promise<{ epoch: string, top: number }> {
-  const r = await live()[0]!.api(`/api/streams/${stream}/events?after=0&limit=1`)
-  return { epoch: r.body.epoch, top: r.body.top }
+  return await waitFor(`the top of ${stream}`, async () => {
+    for (const n of live()) {
+      const r = await n.api(`/api/streams/${stream}/events?after=0&limit=1`).catch(() => null)
+      if (r?.status === 200) return { epoch: r.body.epoch as string, top: r.body.top as number }
+    }
+    return null
+  }, (x) => x !== null, { timeoutMs: 30_000, intervalMs: 200 }) as { epoch: string, top: number }
 }
 
 /** Waits until every client is connected and has the broadcast up to its top now. */
