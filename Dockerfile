@@ -17,7 +17,8 @@ COPY package.json package-lock.json ./
 RUN npm ci --ignore-scripts --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
-RUN npm run build
+# The server only: packages/ (the SDK and publisher for npm) is not in the image.
+RUN npm run build:server
 
 FROM node:${NODE_VERSION}-alpine AS deps
 WORKDIR /app

@@ -49,3 +49,29 @@ export async function session (url: string): Promise<{ send: <T>(method: string,
     close: () => ws.close(),
   }
 }
+
+export interface CpuProfile { nodes: Array<{ id: number, callFrame: { functionName: string, url: string, lineNumber: number } }>, samples: number[] }
+
+/**
+ * A CPU profile's samples by the function they were taken in (`fn file:line`,
+ * paths shortened to the package or dist/) and by what `what` files them
+ * under, given the function's name and script URL.
+ */
+export function selfTime (profile: CpuProfile, what: (fn: string, url: string, where: string) => string): { byFn: Map<string, number>, byWhat: Map<string, number> } {
+  const counts = new Map<number, number>()
+  for (const id of profile.samples) counts.set(id, (counts.get(id) ?? 0) + 1)
+  const byFn = new Map<string, number>()
+  const byWhat = new Map<string, number>()
+  for (const n of profile.nodes) {
+    const c = counts.get(n.id) ?? 0
+    if (c === 0) continue
+    const url = n.callFrame.url
+    const where = url.replace(/^.*\/node_modules\//, '').replace(/^file:\/\/.*\/dist\//, 'dist/')
+    const fn = n.callFrame.functionName || '(anonymous)'
+    const key = `${fn} ${where}${where ? ':' + (n.callFrame.lineNumber + 1) : ''}`
+    byFn.set(key, (byFn.get(key) ?? 0) + c)
+    const w = what(fn, url, where)
+    byWhat.set(w, (byWhat.get(w) ?? 0) + c)
+  }
+  return { byFn, byWhat }
+}

@@ -6,18 +6,25 @@
 // what it is spent on. Bounded: every process is stopped at the end.
 //
 //   SUBSCRIBERS=1000 RATE=1500 SECONDS=6 node --import tsx bench/profile.ts
+//   SCENARIO=connect SUBSCRIBERS=6000 node --import tsx bench/profile.ts
+//
+// SCENARIO=connect profiles the handshakes instead: the window is the
+// SUBSCRIBERS connections opening (200 at a time, each until its welcome).
+// MAIN=<checkout>/dist/main.js profiles another build.
 import { fork, spawn, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { inspectorUrl, session } from './inspector.js'
+import { inspectorUrl, selfTime, session, type CpuProfile } from './inspector.js'
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
 const SUBSCRIBERS = Number(process.env.SUBSCRIBERS ?? 1000)
 const RATE = Number(process.env.RATE ?? 1500) // events/s, each to every subscriber
 const SECONDS = Number(process.env.SECONDS ?? 6)
 const SECRET = 'bench-secret-that-is-at-least-32-characters'
+const CONNECT = process.env.SCENARIO === 'connect'
+const MAIN = process.env.MAIN ?? join(ROOT, 'dist/main.js')
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
 const procs: ChildProcess[] = []
 process.on('exit', () => { for (const p of procs) try { p.kill('SIGKILL') } catch {} })
@@ -32,7 +39,7 @@ procs.push(spawn('redis-server', ['--port', String(redisPort), '--bind', '127.0.
 await sleep(300)
 const redisUrl = `redis://127.0.0.1:${redisPort}`
 const port = await freePort()
-const node = spawn(process.execPath, ['--inspect=127.0.0.1:0', join(ROOT, 'dist/main.js')], {
+const node = spawn(process.execPath, ['--inspect=127.0.0.1:0', MAIN], {
   env: { PATH: process.env.PATH ?? '', NODE_ENV: 'production', HOST: '127.0.0.1', PORT: String(port), REDIS_URL: redisUrl, JWT_SECRET: SECRET, API_KEYS: 'bench-api-key-0123456789', LOG_LEVEL: 'warn', MAX_CONNECTIONS_PER_IP: '1000000', MAX_CONNECTIONS_PER_USER: '100000', MAX_MESSAGES_PER_MINUTE: '1000000', WEBSOCKET_MAX_CONNECTIONS: '1000000' },
   stdio: ['ignore', 'inherit', 'pipe'],
 })
@@ -42,62 +49,55 @@ for (let i = 0; i < 400; i++) { if (await fetch(`http://127.0.0.1:${port}/ws/hea
 
 const load = fork(join(ROOT, 'bench/load/subscribers.ts'), [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
 procs.push(load)
-const ready = new Promise((resolve) => load.on('message', (m: { ready?: number }) => { if (m.ready !== undefined) resolve(m) }))
-load.send({ job: { kind: 'herald', url: `ws://127.0.0.1:${port}/ws/events`, count: SUBSCRIBERS, offset: 0, concurrency: 200, secret: SECRET, sampleEvery: 1000, pattern: 'system.*' } })
-await ready
-interface Report { total: number, at: number }
-const window: { first?: Report, last?: Report } = {}
-let profiling = false
-load.on('message', (m: Report & { tick?: boolean }) => {
-  if (m.tick !== true || !profiling) return
-  if (window.first === undefined) window.first = m
-  else window.last = m
-})
-
-const pub = fork(join(ROOT, 'bench/load/publisher.ts'), [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
-procs.push(pub)
-pub.send({ kind: 'herald', redisUrl, rate: RATE })
-await sleep(1500) // past the first events' compilation
-
+const ready = new Promise<{ ready: number, connectMs: number }>((resolve) => load.on('message', (m: { ready?: number, connectMs: number }) => { if (m.ready !== undefined) resolve(m as { ready: number, connectMs: number }) }))
 const s = await session(await inspector)
 await s.send('Profiler.enable')
 await s.send('Profiler.setSamplingInterval', { interval: 200 })
-await s.send('Profiler.start')
-profiling = true
-await sleep(SECONDS * 1000)
-profiling = false
-const { profile } = await s.send<{ profile: Profile }>('Profiler.stop')
+const job = { kind: 'herald', url: `ws://127.0.0.1:${port}/ws/events`, count: SUBSCRIBERS, offset: 0, concurrency: 200, secret: SECRET, sampleEvery: 1000, pattern: 'system.*', untilWelcome: CONNECT }
+let profile: CpuProfile
+if (CONNECT) {
+  await s.send('Profiler.start')
+  load.send({ job })
+  const r = await ready
+  profile = (await s.send<{ profile: CpuProfile }>('Profiler.stop')).profile
+  process.stdout.write(`${r.ready} connections in ${(r.connectMs / 1000).toFixed(2)} s: ${Math.round(r.ready / (r.connectMs / 1000))} connects/s while profiled\n`)
+} else {
+  load.send({ job })
+  await ready
+  interface Report { total: number, at: number }
+  const window: { first?: Report, last?: Report } = {}
+  let profiling = false
+  load.on('message', (m: Report & { tick?: boolean }) => {
+    if (m.tick !== true || !profiling) return
+    if (window.first === undefined) window.first = m
+    else window.last = m
+  })
+  const pub = fork(join(ROOT, 'bench/load/publisher.ts'), [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+  procs.push(pub)
+  pub.send({ kind: 'herald', redisUrl, rate: RATE })
+  await sleep(1500) // past the first events' compilation
+  await s.send('Profiler.start')
+  profiling = true
+  await sleep(SECONDS * 1000)
+  profiling = false
+  profile = (await s.send<{ profile: CpuProfile }>('Profiler.stop')).profile
+  pub.send({ kind: 'herald', redisUrl, rate: 0 })
+  const { first, last } = window
+  const rate = first !== undefined && last !== undefined ? (last.total - first.total) / ((last.at - first.at) / 1000) : NaN
+  process.stdout.write(`${SUBSCRIBERS} subscribers, ${RATE} events/s offered (${Math.round(RATE * SUBSCRIBERS)} deliveries/s): ${Math.round(rate)} deliveries/s received while profiled\n`)
+}
 s.close()
-pub.send({ kind: 'herald', redisUrl, rate: 0 })
-const { first, last } = window
-const rate = first !== undefined && last !== undefined ? (last.total - first.total) / ((last.at - first.at) / 1000) : NaN
-process.stdout.write(`${SUBSCRIBERS} subscribers, ${RATE} events/s offered (${Math.round(RATE * SUBSCRIBERS)} deliveries/s): ${Math.round(rate)} deliveries/s received while profiled\n`)
 
-interface Profile { nodes: Array<{ id: number, callFrame: { functionName: string, url: string, lineNumber: number } }>, samples: number[] }
 const file = join(mkdtempSync(join(tmpdir(), 'herald-prof-')), 'herald.cpuprofile')
 writeFileSync(file, JSON.stringify(profile))
-const counts = new Map<number, number>()
-for (const id of profile.samples) counts.set(id, (counts.get(id) ?? 0) + 1)
-const byFn = new Map<string, number>()
-const byWhat = new Map<string, number>()
-for (const n of profile.nodes) {
-  const c = counts.get(n.id) ?? 0
-  if (c === 0) continue
-  const url = n.callFrame.url
-  const where = url.replace(/^.*\/node_modules\//, '').replace(/^file:\/\/.*\/dist\//, 'dist/')
-  const fn = n.callFrame.functionName || '(anonymous)'
-  const key = `${fn} ${where}${where ? ':' + (n.callFrame.lineNumber + 1) : ''}`
-  byFn.set(key, (byFn.get(key) ?? 0) + c)
-  const what = fn === '(idle)' ? 'idle'
-    : fn === '(garbage collector)' ? 'garbage collection'
-      : ['writeBuffer', 'writev', 'writeUtf8String', 'writeLatin1String'].includes(fn) ? 'socket writes (the syscall)'
-        : url.includes('/dist/') ? 'Herald (dist/)'
-          : url.includes('node_modules/ioredis') || url.includes('node_modules/redis-parser') ? 'ioredis (receiving from Redis)'
-            : url.includes('node_modules/ws/') ? 'ws'
-              : url.startsWith('node:') || url === '' ? 'Node internals (streams, buffers, timers)'
-                : 'other libraries'
-  byWhat.set(what, (byWhat.get(what) ?? 0) + c)
-}
+const { byFn, byWhat } = selfTime(profile, (fn, url) => fn === '(idle)' ? 'idle'
+  : fn === '(garbage collector)' ? 'garbage collection'
+    : ['writeBuffer', 'writev', 'writeUtf8String', 'writeLatin1String'].includes(fn) ? 'socket writes (the syscall)'
+      : url.includes('/dist/') ? 'Herald (dist/)'
+        : url.includes('node_modules/ioredis') || url.includes('node_modules/redis-parser') ? 'ioredis (receiving from Redis)'
+          : url.includes('node_modules/ws/') ? 'ws'
+            : url.startsWith('node:') || url === '' ? 'Node internals (streams, buffers, timers)'
+              : 'other libraries')
 const total = profile.samples.length
 process.stdout.write(`profile: ${file} (${total} samples)\n\nself time by function:\n`)
 for (const [k, c] of [...byFn].sort((a, b) => b[1] - a[1]).slice(0, 20)) process.stdout.write(`${(100 * c / total).toFixed(1).padStart(5)}%  ${k}\n`)

@@ -4,6 +4,8 @@
 //
 //   node --import tsx bench/run.ts            full run (~10 min)
 //   node --import tsx bench/run.ts --smoke    tiny sizes, seconds (CI)
+//   --herald-before=<checkout>/dist/main.js   another build of Herald side by side ("Herald before")
+//   --uws-node=<node binary>                  the Node that runs uWebSockets.js (its binaries stop at Node 20's ABI)
 import { fork, spawn, type ChildProcess } from 'node:child_process'
 import { readFileSync, mkdirSync, writeFileSync } from 'node:fs'
 import { cpus, totalmem } from 'node:os'
@@ -12,8 +14,11 @@ import { fileURLToPath } from 'node:url'
 import { Redis } from 'ioredis'
 import { inspectorUrl, session } from './inspector.js'
 import { resumeBench, resumeMarkdown } from './resume.js'
+import { startRedis as startBenchRedis } from './procs.js'
+import { publishBench, publishMarkdown } from './publish.js'
 import { streamsBench, streamsMarkdown } from './streams.js'
 import { webhooksBench, webhooksMarkdown } from './webhooks.js'
+import { clientPublishBench, clientPublishMarkdown } from './client-publish.js'
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
 const SMOKE = process.argv.includes('--smoke')
@@ -22,15 +27,27 @@ const SECRET = 'bench-secret-that-is-at-least-32-characters'
 const TSX = ['--import', 'tsx']
 const PER_LOADGEN = 9000 // connections per load-generator process (open files are capped at 20k)
 
-type Kind = 'herald' | 'ws' | 'ws-cork' | 'sio'
-const KINDS: Kind[] = (process.argv.find((a) => a.startsWith('--kinds='))?.slice(8).split(',') as Kind[] | undefined) ?? ['herald', 'ws-cork', 'ws', 'sio']
-const LABEL: Record<Kind, string> = { herald: 'Herald', ws: 'ws + ioredis', 'ws-cork': 'ws + ioredis, corked', sio: 'socket.io + redis-adapter' }
+type Kind = 'herald' | 'herald-before' | 'ws' | 'ws-cork' | 'ws-rtt' | 'sio' | 'uws'
+const BEFORE = process.argv.find((a) => a.startsWith('--herald-before='))?.slice(16)
+const UWS_NODE = process.argv.find((a) => a.startsWith('--uws-node='))?.slice(11) ?? '/usr/bin/node'
+const KINDS: Kind[] = (process.argv.find((a) => a.startsWith('--kinds='))?.slice(8).split(',') as Kind[] | undefined) ?? ['herald', ...(BEFORE !== undefined ? ['herald-before' as const] : []), 'ws-cork', 'ws', 'sio']
+const LABEL: Record<Kind, string> = { herald: 'Herald', 'herald-before': 'Herald before', ws: 'ws + ioredis', 'ws-cork': 'ws + ioredis, corked', 'ws-rtt': 'ws, corked, 1 Redis round trip / connection', sio: 'socket.io + redis-adapter', uws: 'uWebSockets.js' }
+const isHerald = (k: Kind): boolean => k === 'herald' || k === 'herald-before'
 
 const cfg = SMOKE
   ? { idle: [200], fanout: [100], stepMs: 2000, settleMs: 300, warmupMs: 300, maxSteps: 2, startRate: 2000, latencyMs: 2000, latencyRounds: 1, overloadMs: 2000, targetedUsers: 50, bigNodes: 2, big: 400 }
   : process.argv.includes('--quick')
     ? { idle: [10_000], fanout: [1000], stepMs: 2000, settleMs: 1000, warmupMs: 2000, maxSteps: 12, startRate: 20_000, latencyMs: 4000, latencyRounds: 1, overloadMs: 4000, targetedUsers: 1000, bigNodes: 3, big: 20_000 }
     : { idle: [10_000, 19_000], fanout: [1000, 10_000], stepMs: 3000, settleMs: 700, warmupMs: 2000, maxSteps: 16, startRate: 50_000, latencyMs: 8000, latencyRounds: 2, overloadMs: 10_000, targetedUsers: 2000, bigNodes: 6, big: 100_000 }
+
+// Connect rate, reconnect storm and latency-bounded throughput (rounds alternate the servers' order; medians are reported).
+const cfg2 = SMOKE
+  ? { connect: 300, connectRounds: 1, storm: 200, stormRounds: 1, bounded: [100], boundedStart: 20, boundedSteps: 3 }
+  : { connect: 6000, connectRounds: 3, storm: 10_000, stormRounds: 3, bounded: [1000, 10_000], boundedStart: 4, boundedSteps: 14 }
+const BOUNDS = [250, 50] as const
+// --rounds=N: fewer (or more) rounds of the connect and storm scenarios (development).
+const ROUNDS = process.argv.find((a) => a.startsWith('--rounds='))
+if (ROUNDS !== undefined) { cfg2.connectRounds = Number(ROUNDS.slice(9)); cfg2.stormRounds = Number(ROUNDS.slice(9)) }
 
 // --subscribers=1000,… runs the fan-out scenario at those sizes only (development).
 const SIZES = process.argv.find((a) => a.startsWith('--subscribers='))?.slice(14).split(',').map(Number)
@@ -69,16 +86,11 @@ async function freePort (): Promise<number> {
   return await new Promise((resolve) => { const s = net.createServer(); s.listen(0, '127.0.0.1', () => { const p = (s.address() as { port: number }).port; s.close(() => resolve(p)) }) })
 }
 
+/** A redis-server of the bench's own (bench/procs.ts), tracked with this file's children too. */
 async function startRedis (): Promise<{ url: string, proc: ChildProcess }> {
-  const port = await freePort()
-  const proc = track(spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--loglevel', 'warning'], { stdio: 'ignore' }))
-  const url = `redis://127.0.0.1:${port}`
-  for (let i = 0; i < 200; i++) {
-    const r = new Redis(url, { lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 })
-    r.on('error', () => {})
-    try { await r.connect(); await r.ping(); r.disconnect(); return { url, proc } } catch { r.disconnect(); await sleep(25) }
-  }
-  throw new Error('redis-server did not start')
+  const r = await startBenchRedis()
+  track(r.proc)
+  return r
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
@@ -104,9 +116,10 @@ async function memoryOf (s: Server): Promise<{ rss: number, heap: number }> {
 /** The node exited before it was ready: most likely the port found free was taken meanwhile. */
 class ExitedAtStart extends Error {}
 
-async function startHerald (redisUrl: string, env: Record<string, string>, inspect: string[]): Promise<Server> {
+async function startHerald (kind: Kind, redisUrl: string, env: Record<string, string>, inspect: string[]): Promise<Server> {
   const port = await freePort()
-  const proc = track(spawn(process.execPath, ['--max-old-space-size=4096', ...inspect, join(ROOT, 'dist/main.js')], {
+  const main = kind === 'herald-before' ? BEFORE! : join(ROOT, 'dist/main.js')
+  const proc = track(spawn(process.execPath, ['--max-old-space-size=4096', ...inspect, main], {
     env: {
       PATH: process.env.PATH ?? '', NODE_ENV: 'production', HOST: '127.0.0.1', PORT: String(port), REDIS_URL: redisUrl, JWT_SECRET: SECRET,
       API_KEYS: 'bench-api-key-0123456789', LOG_LEVEL: 'warn', MAX_CONNECTIONS_PER_IP: '1000000', MAX_CONNECTIONS_PER_USER: '100000',
@@ -125,24 +138,29 @@ async function startHerald (redisUrl: string, env: Record<string, string>, inspe
     if (ok) break
     await sleep(25)
   }
-  return { kind: 'herald', proc, url: `ws://127.0.0.1:${port}/ws/events`, http: `http://127.0.0.1:${port}`, pid: proc.pid!, inspector }
+  return { kind, proc, url: `ws://127.0.0.1:${port}/ws/events`, http: `http://127.0.0.1:${port}`, pid: proc.pid!, inspector }
 }
 
 async function startServer (kind: Kind, redisUrl: string, env: Record<string, string> = {}, opts: { inspect?: boolean } = {}): Promise<Server> {
   const inspect = opts.inspect === true ? ['--inspect=127.0.0.1:0'] : []
-  if (kind === 'herald') {
+  if (isHerald(kind)) {
     // A port found free can be taken by another process before the node binds
     // it (a busy machine); the node then exits at once, and another port is tried.
     for (let attempt = 1; ; attempt++) {
       try {
-        return await startHerald(redisUrl, env, inspect)
+        return await startHerald(kind, redisUrl, env, inspect)
       } catch (err) {
         if (attempt >= 3 || !(err instanceof ExitedAtStart)) throw err
       }
     }
   }
-  const file = kind === 'sio' ? 'bench/servers/socketio-baseline.ts' : 'bench/servers/ws-baseline.ts'
-  const proc = track(fork(join(ROOT, file), [], { execArgv: [...TSX, ...inspect], env: { ...process.env, REDIS_URL: redisUrl, PORT: '0', CORK: kind === 'ws-cork' ? '1' : '0', ROLE: 'server', ...env }, stdio: ['ignore', 'ignore', inspect.length > 0 ? 'pipe' : 'inherit', 'ipc'] }))
+  const file = kind === 'sio' ? 'bench/servers/socketio-baseline.ts' : kind === 'uws' ? 'bench/servers/uws-baseline.ts' : 'bench/servers/ws-baseline.ts'
+  const proc = track(fork(join(ROOT, file), [], {
+    execArgv: [...TSX, ...inspect],
+    ...(kind === 'uws' ? { execPath: UWS_NODE } : {}),
+    env: { ...process.env, REDIS_URL: redisUrl, PORT: '0', CORK: kind === 'ws-cork' || kind === 'ws-rtt' ? '1' : '0', RTT: kind === 'ws-rtt' ? '1' : '0', ROLE: 'server', ...env },
+    stdio: ['ignore', 'ignore', inspect.length > 0 ? 'pipe' : 'inherit', 'ipc'],
+  }))
   const inspector = inspect.length > 0 ? inspectorUrl(proc) : null
   const { port } = await nextMessage<{ port: number }>(proc, (m) => m.ready === true, 20_000, `${kind} start`)
   return { kind, proc, url: kind === 'sio' ? `http://127.0.0.1:${port}` : `ws://127.0.0.1:${port}/`, http: `http://127.0.0.1:${port}`, pid: proc.pid!, inspector }
@@ -150,9 +168,9 @@ async function startServer (kind: Kind, redisUrl: string, env: Record<string, st
 
 interface Loadgen { procs: ChildProcess[], ready: number, connectMs: number }
 
-async function startLoad (server: Server, count: number, opts: { pattern?: string, sampleEvery?: number, offset?: number, addressBase?: number } = {}): Promise<Loadgen> {
+async function startLoad (server: Server, count: number, opts: { pattern?: string, sampleEvery?: number, offset?: number, addressBase?: number, untilWelcome?: boolean, procs?: number } = {}): Promise<Loadgen> {
   const procs: ChildProcess[] = []
-  const n = Math.ceil(count / PER_LOADGEN)
+  const n = Math.max(opts.procs ?? 1, Math.ceil(count / PER_LOADGEN))
   const waits: Array<Promise<{ ready: number, failed: number, connectMs: number, reasons?: unknown }>> = []
   // Even shares: 10k as 9000 + 1000 left one generator the bottleneck.
   const each = Math.ceil(count / n)
@@ -163,7 +181,8 @@ async function startLoad (server: Server, count: number, opts: { pattern?: strin
     waits.push(nextMessage(p, (m) => m.ready !== undefined, 180_000, 'subscribers ready'))
     p.send({
       job: {
-        kind: server.kind === 'herald' ? 'herald' : server.kind === 'sio' ? 'sio' : 'ws',
+        kind: isHerald(server.kind) ? 'herald' : server.kind === 'sio' ? 'sio' : 'ws',
+        untilWelcome: opts.untilWelcome === true,
         url: server.url,
         count: share,
         offset: (opts.offset ?? 0) + i * each,
@@ -255,8 +274,8 @@ async function startPublisher (kind: Kind, redisUrl: string): Promise<Publisher>
   }
   const proc = track(fork(join(ROOT, 'bench/load/publisher.ts'), [], { execArgv: TSX, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] }))
   return {
-    async setRate (rate, users) { proc.send({ kind: kind === 'herald' ? 'herald' : 'ws', redisUrl, rate, users }); await nextMessage(proc, (m) => m.ok === true, 10_000, 'rate') },
-    async burst (n) { proc.send({ kind: kind === 'herald' ? 'herald' : 'ws', redisUrl, rate: 0, burst: n }); await nextMessage(proc, (m) => m.ok === true, 10_000, 'burst') },
+    async setRate (rate, users) { proc.send({ kind: isHerald(kind) ? 'herald' : 'ws', redisUrl, rate, users }); await nextMessage(proc, (m) => m.ok === true, 10_000, 'rate') },
+    async burst (n) { proc.send({ kind: isHerald(kind) ? 'herald' : 'ws', redisUrl, rate: 0, burst: n }); await nextMessage(proc, (m) => m.ok === true, 10_000, 'burst') },
     async stop () { await stop(proc) },
   }
 }
@@ -561,6 +580,119 @@ async function bigCluster (redisUrl: string): Promise<{ nodes: number, connectio
   return { nodes: nodes.length, connections: connected, connectSeconds, totalRssMB: after / 2 ** 20, rssPerConn: (after - before) / connected, broadcastMs, reached }
 }
 
+
+const median = (xs: number[]): number => quantile(xs, 0.5)
+/** Rounds in alternating order: whoever goes first on a busy machine does not always go first. */
+const alternating = <T>(list: T[], round: number): T[] => round % 2 === 0 ? list : [...list].reverse()
+
+interface ConnectRow { kind: Kind, perSec: number[], median: number }
+
+/**
+ * Authenticated connections per second until the server's first frame
+ * (Herald's welcome comes after its admission: token, revocation, slots, the
+ * user channel subscribed), 2 generator processes of 200 concurrent
+ * connects each. Herald against the same load on a corked ws server, on one
+ * making a Redis round trip per connection, and on uWebSockets.js.
+ */
+async function connectRate (redisUrl: string): Promise<ConnectRow[]> {
+  const kinds: Kind[] = ['herald', ...(BEFORE !== undefined ? ['herald-before' as const] : []), 'ws-cork', 'ws-rtt', 'uws']
+  const got = new Map<Kind, number[]>(kinds.map((k) => [k, []]))
+  for (let round = 0; round < cfg2.connectRounds; round++) {
+    for (const kind of alternating(kinds, round)) {
+      progress(`[${elapsed()}] connect rate, round ${round + 1}: ${LABEL[kind]}`)
+      const s = await startServer(kind, redisUrl)
+      const l = await startLoad(s, cfg2.connect, { untilWelcome: true, procs: 2, offset: round * cfg2.connect })
+      got.get(kind)!.push(l.ready / (l.connectMs / 1000))
+      await stopAll(s, l)
+    }
+  }
+  return kinds.map((kind) => ({ kind, perSec: got.get(kind)!, median: median(got.get(kind)!) }))
+}
+
+interface StormRow { kind: Kind, clients: number, seconds: number[], median: number, retries: number, why: Record<string, number> }
+
+/**
+ * A node holding `clients` connections of distinct users, each subscribed,
+ * is killed; its clients reconnect at once to the two nodes left, half to
+ * each. Timed from the kill to the last client subscribed again. Clients in
+ * generator processes of 5,000 (open files are capped at 20,000 a process).
+ */
+async function storm (redisUrl: string): Promise<StormRow[]> {
+  const kinds: Kind[] = ['herald', ...(BEFORE !== undefined ? ['herald-before' as const] : [])]
+  const rows = new Map<Kind, StormRow>(kinds.map((k) => [k, { kind: k, clients: cfg2.storm, seconds: [], median: NaN, retries: 0, why: {} }]))
+  for (let round = 0; round < cfg2.stormRounds; round++) {
+    for (const kind of alternating(kinds, round)) {
+      progress(`[${elapsed()}] reconnect storm, round ${round + 1}: ${LABEL[kind]}, ${cfg2.storm} clients`)
+      const [a, b, c] = [await startServer(kind, redisUrl), await startServer(kind, redisUrl), await startServer(kind, redisUrl)]
+      const per = 5000
+      const gens: ChildProcess[] = []
+      for (let off = 0; off < cfg2.storm; off += per) {
+        const g = track(fork(join(ROOT, 'bench/load/storm.ts'), [], { execArgv: TSX, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] }))
+        gens.push(g)
+        // Distinct users in every round: a round's users are not the previous round's.
+        g.send({ job: { url: c.url, then: [a.url, b.url], count: Math.min(per, cfg2.storm - off), offset: 1_000_000 * (round + 1) + off, concurrency: 200, secret: SECRET } })
+      }
+      const ready = await Promise.all(gens.map(async (g) => await nextMessage<{ ready: number, error?: string }>(g, (m) => m.ready !== undefined, 300_000, 'storm clients ready')))
+      if (ready.some((r) => r.error !== undefined)) throw new Error(`storm clients: ${ready.map((r) => r.error).join(', ')}`)
+      const done = gens.map(async (g) => await nextMessage<{ resubscribed: number, retries: number, lastAt: number, why: Array<[string, number]> }>(g, (m) => m.resubscribed !== undefined, 120_000, 'storm resubscribed'))
+      const killedAt = performance.timeOrigin + performance.now()
+      await stop(c.proc)
+      const results = await Promise.all(done)
+      const row = rows.get(kind)!
+      row.seconds.push((Math.max(...results.map((r) => r.lastAt)) - killedAt) / 1000)
+      row.retries += results.reduce((n, r) => n + r.retries, 0)
+      for (const r of results) for (const [w, n] of r.why) row.why[w] = (row.why[w] ?? 0) + n
+      await Promise.all([stop(a.proc), stop(b.proc)])
+      await Promise.all(gens.map(stop))
+    }
+  }
+  return [...rows.values()].map((r) => ({ ...r, median: median(r.seconds) }))
+}
+
+interface BoundedRow { kind: Kind, subscribers: number, best: Record<number, number>, steps: Array<{ offered: number, achieved: number, p50: number, p99: number }> }
+
+/**
+ * The highest deliveries/s each server sustains with p99 latency within
+ * each bound: offered rates step up by 1.6× from a few events a second; a
+ * step counts for a bound when at least 90% of the offer is delivered with
+ * p99 within it. The climb ends at the first step past the widest bound
+ * (measured twice: a pause on a shared machine is not saturation).
+ */
+async function bounded (redisUrl: string): Promise<BoundedRow[]> {
+  const kinds: Kind[] = ['herald', ...(BEFORE !== undefined ? ['herald-before' as const] : []), 'uws']
+  const rows: BoundedRow[] = []
+  for (const subscribers of cfg2.bounded) {
+    for (const kind of kinds) {
+      const s = await startServer(kind, redisUrl)
+      const l = await startLoad(s, subscribers, { sampleEvery: Math.max(5, Math.floor(subscribers / 50)) })
+      const pub = await startPublisher(kind, redisUrl)
+      const row: BoundedRow = { kind, subscribers, best: Object.fromEntries(BOUNDS.map((b) => [b, 0])), steps: [] }
+      await pub.setRate(cfg2.boundedStart)
+      await sleep(cfg.warmupMs)
+      let perSub = cfg2.boundedStart
+      let misses = 0
+      for (let step = 0; step < cfg2.boundedSteps; step++) {
+        const offered = perSub * subscribers
+        progress(`[${elapsed()}] p99-bounded, ${LABEL[kind]}, ${subscribers} subscribers: offering ${k(offered)} deliveries/s`)
+        await pub.setRate(perSub)
+        await sleep(cfg.settleMs)
+        const m = await measure(l, cfg.stepMs)
+        row.steps.push({ offered, achieved: m.perSec, p50: m.p50, p99: m.p99 })
+        const kept = m.perSec >= 0.9 * offered
+        for (const b of BOUNDS) if (kept && m.p99 <= b) row.best[b] = Math.max(row.best[b]!, m.perSec)
+        if (kept && m.p99 <= BOUNDS[0]) { misses = 0; perSub *= 1.6; continue }
+        if (++misses >= 2) break
+        await quiet(l, pub)
+      }
+      rows.push(row)
+      await pub.setRate(0)
+      await pub.stop()
+      await stopAll(s, l)
+    }
+  }
+  return rows
+}
+
 // ---------- report ----------
 
 const kb = (b: number): string => `${(b / 1024).toFixed(1)} KiB`
@@ -576,6 +708,9 @@ async function main (): Promise<void> {
     date: new Date().toISOString(),
   }
   const want = (s: string): boolean => ONLY === undefined || ONLY.includes(s)
+  const conn = want('connect') ? await connectRate(redis.url) : []
+  const stm = want('storm') ? await storm(redis.url) : []
+  const bnd = want('bounded') ? await bounded(redis.url) : []
   const idle = want('idle') ? await idleMemory(redis.url) : []
   const { rows: fan, overload } = want('fanout') || (want('latency') && !process.argv.some((a) => a.startsWith('--latency-rate='))) ? await fanout(redis.url) : { rows: [], overload: [] }
   const lat = want('latency') && (fan.length > 0 || process.argv.some((a) => a.startsWith('--latency-rate='))) ? await latency(redis.url, fan) : []
@@ -586,14 +721,40 @@ async function main (): Promise<void> {
   const str = want('streams') ? await streamsBench({ smoke: SMOKE, progress: (s) => progress(`[${elapsed()}] ${s}`) }) : null
   // Its own Redis and nodes too.
   const wh = want('webhooks') ? await webhooksBench({ smoke: SMOKE, progress: (s) => progress(`[${elapsed()}] ${s}`) }) : null
+  // HTTP publish against a bare Fastify route: its own Redis and node too.
+  const pub = want('publish') ? await publishBench({ smoke: SMOKE, progress: (s) => progress(`[${elapsed()}] ${s}`) }) : null
   // Its own Redis, nodes, balancer and SDK client processes.
   const res = want('resume') ? await resumeBench({ smoke: SMOKE, progress: (s) => progress(`[${elapsed()}] ${s}`) }) : null
-  Object.assign(results, { idle, fanout: fan, overload, latency: lat, targeted: tgt, big, limiter: lim, streams: str, webhooks: wh, resume: res })
+  // Its own Redis and node too.
+  const cpub = want('client-publish') ? await clientPublishBench({ smoke: SMOKE, progress: (s) => progress(`[${elapsed()}] ${s}`) }) : null
+  Object.assign(results, { connect: conn, storm: stm, bounded: bnd, idle, fanout: fan, overload, latency: lat, targeted: tgt, big, limiter: lim, streams: str, webhooks: wh, resume: res, clientPublish: cpub, publish: pub })
   process.stderr.write('\r\x1b[K')
 
   const md: string[] = []
   md.push(`# Herald benchmark${SMOKE ? ' (smoke run: sizes too small to mean anything)' : ''}`, '',
     `${(results.machine as { cpus: number }).cpus} cores (${(results.machine as { model?: string }).model ?? '?'}), ${(results.machine as { memGiB: number }).memGiB} GiB, Node ${process.version}, ${new Date().toISOString()}. Command: \`npm run bench${SMOKE ? ' -- --smoke' : ''}\`. Events ~150 B; publisher and subscribers in separate processes; ratios compare servers measured in this same run.`, '')
+  if (conn.length > 0) {
+    const corked = conn.find((r) => r.kind === 'ws-cork')!
+    md.push('## Connect rate (authenticated connections/s until the first frame)', '', `${cfg2.connect} connections per round from 2 generator processes, 200 connects in flight each; ${cfg2.connectRounds} rounds in alternating order, the median shown.`, '',
+      '| server | connects/s (median) | rounds | vs corked ws |', '|---|---|---|---|')
+    for (const r of conn) md.push(`| ${LABEL[r.kind]} | ${k(r.median)} | ${r.perSec.map((x) => k(x)).join(', ')} | ${ratio(r.median, corked.median)} |`)
+    md.push('')
+  }
+  if (stm.length > 0) {
+    md.push(`## Reconnect storm: a node with ${stm[0]!.clients} clients of distinct users dies; they reconnect at once to the two nodes left`, '', 'Timed from the kill to the last client subscribed again; median of the rounds.', '',
+      '| server | all subscribed again (median) | rounds | reconnects retried |', '|---|---|---|---|')
+    for (const r of stm) md.push(`| ${LABEL[r.kind]} | ${r.median.toFixed(2)} s | ${r.seconds.map((x) => `${x.toFixed(2)} s`).join(', ')} | ${r.retries}${r.retries > 0 ? ` (${Object.entries(r.why).map(([w, n]) => `${n} × ${w}`).join('; ')})` : ''} |`)
+    md.push('')
+  }
+  if (bnd.length > 0) {
+    md.push('## Deliveries/s sustained within a p99 latency bound', '', 'Offered rates step up by 1.6× from a few events a second; a step counts for a bound when ≥ 90% of the offer is delivered with p99 within it.', '',
+      '| server | subscribers | p99 ≤ 250 ms | vs uWS | p99 ≤ 50 ms | vs uWS |', '|---|---|---|---|---|---|')
+    for (const r of bnd) {
+      const u = bnd.find((x) => x.kind === 'uws' && x.subscribers === r.subscribers)
+      md.push(`| ${LABEL[r.kind]} | ${r.subscribers} | ${k(r.best[250]!)} | ${u ? ratio(r.best[250]!, u.best[250]!) : 'n/a'} | ${k(r.best[50]!)} | ${u ? ratio(r.best[50]!, u.best[50]!) : 'n/a'} |`)
+    }
+    md.push('')
+  }
   if (idle.length > 0) {
     md.push('## Idle memory per authenticated, subscribed connection', '', '| server | connections | RSS / conn | heap / conn | connects/s | RSS vs ws |', '|---|---|---|---|---|---|')
     for (const r of idle) {
@@ -649,6 +810,8 @@ async function main (): Promise<void> {
   if (str !== null) md.push(...streamsMarkdown(str))
   if (wh !== null) md.push(...webhooksMarkdown(wh))
   if (res !== null) md.push(...resumeMarkdown(res))
+  if (cpub !== null) md.push(...clientPublishMarkdown(cpub))
+  if (pub !== null) md.push(...publishMarkdown(pub))
   const dir = join(ROOT, 'bench/results')
   mkdirSync(dir, { recursive: true })
   // A partial run (--only=…) must not replace the full results.

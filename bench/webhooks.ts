@@ -15,18 +15,18 @@
 //     three nodes, offered past what they can deliver, with an endpoint for
 //     every event enabled and disabled in turn: deliveries/s on against off.
 import { fork, spawn, type ChildProcess } from 'node:child_process'
-import { createServer } from 'node:net'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Redis } from 'ioredis'
 import { HeraldPublisher } from '../src/client/publisher.js'
+import { freePort, next, sleep, stop, track } from './procs.js'
 
-const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
-const SECRET = 'bench-secret-that-is-at-least-32-characters'
-const API_KEY = 'bench-api-key-0123456789'
+export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
+export const SECRET = 'bench-secret-that-is-at-least-32-characters'
+export const API_KEY = 'bench-api-key-0123456789'
 const CONCURRENCY = 16
 const NODES = 3
-const TSX = ['--import', 'tsx']
+export const TSX = ['--import', 'tsx']
 
 export interface WebhooksResult {
   bare: { requests: number, seconds: number, perSec: number, concurrency: number, rounds?: number[] }
@@ -36,51 +36,25 @@ export interface WebhooksResult {
   fanout: { subscribers: number, rows: Array<{ webhooks: boolean, perSec: number, webhooksPerSec: number }>, offPerSec: number, onPerSec: number, ratio: number }
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
-const children = new Set<ChildProcess>()
-const track = <T extends ChildProcess>(c: T): T => { children.add(c); c.once('exit', () => children.delete(c)); return c }
-async function stop (c: ChildProcess): Promise<void> {
-  if (c.exitCode !== null || c.signalCode !== null) return
-  const done = new Promise((resolve) => c.once('exit', resolve))
-  c.kill('SIGKILL')
-  await done
-}
-
-async function freePort (): Promise<number> {
-  return await new Promise((resolve) => { const s = createServer(); s.listen(0, '127.0.0.1', () => { const p = (s.address() as { port: number }).port; s.close(() => resolve(p)) }) })
-}
-
-function next<T> (c: ChildProcess, pred: (m: any) => boolean, what: string, timeoutMs = 120_000): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => { c.off('message', on); reject(new Error(`timed out: ${what}`)) }, timeoutMs)
-    const on = (m: any): void => {
-      if (m.error !== undefined) { clearTimeout(timer); c.off('message', on); reject(new Error(`${what}: ${m.error as string}`)); return }
-      if (!pred(m)) return
-      clearTimeout(timer)
-      c.off('message', on)
-      resolve(m as T)
-    }
-    c.on('message', on)
-  })
-}
-
-async function startRedis (): Promise<{ url: string, client: Redis, proc: ChildProcess }> {
+export async function startRedis (): Promise<{ url: string, client: Redis, proc: ChildProcess }> {
   const port = await freePort()
   const proc = track(spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--loglevel', 'warning'], { stdio: 'ignore' }))
   const url = `redis://127.0.0.1:${port}`
   const client = new Redis(url, { lazyConnect: true, retryStrategy: () => 50, maxRetriesPerRequest: null })
   client.on('error', () => {})
   for (let i = 0; ; i++) {
-    try { await client.connect(); await client.ping(); return { url, client, proc } } catch {
+    // After a failed first connect ioredis reconnects by itself; connect() again would refuse.
+    try { if (client.status === 'wait') await client.connect(); await client.ping(); return { url, client, proc } } catch {
       if (i > 200) throw new Error('redis-server did not start')
       await sleep(25)
     }
   }
 }
 
-interface Node { proc: ChildProcess, http: string, ws: string }
+export interface Node { proc: ChildProcess, http: string, ws: string }
 
-async function startNode (redisUrl: string): Promise<Node> {
+/** A node on `redisUrl` with the rate limits raised out of the way (MAX_MESSAGES_PER_MINUTE 1,000,000), ready. */
+export async function startNode (redisUrl: string): Promise<Node> {
   const port = await freePort()
   const proc = track(spawn(process.execPath, [join(ROOT, 'dist/main.js')], {
     env: {
@@ -100,7 +74,7 @@ async function startNode (redisUrl: string): Promise<Node> {
   return { proc, http, ws: `ws://127.0.0.1:${port}/ws/events` }
 }
 
-async function api (n: Node, path: string, method: string, body?: unknown): Promise<any> {
+export async function api (n: Node, path: string, method: string, body?: unknown): Promise<any> {
   const res = await fetch(n.http + path, { method, headers: { authorization: `Bearer ${API_KEY}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) }, body: body === undefined ? undefined : JSON.stringify(body) })
   if (res.status >= 300) throw new Error(`${method} ${path}: ${res.status} ${await res.text()}`)
   return res.status === 204 ? null : await res.json()
@@ -290,8 +264,6 @@ export function webhooksMarkdown (r: WebhooksResult): string[] {
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  const kill = (): void => { for (const c of children) { try { c.kill('SIGKILL') } catch {} } }
-  process.on('exit', kill)
   webhooksBench({ smoke: process.argv.includes('--smoke'), progress: (s) => process.stderr.write(`\r\x1b[K${s}`) }).then((r) => {
     process.stderr.write('\r\x1b[K')
     process.stdout.write(webhooksMarkdown(r).join('\n') + '\n')

@@ -21,6 +21,7 @@ import type { Herald } from './context.js'
 import { Connections } from './endpoints/connections.js'
 import { handleControl, restoreAfterLoss, startRevocationSync } from './endpoints/control.js'
 import { ExpiryScheduler } from './endpoints/expiry.js'
+import { lastWriteMs } from './endpoints/turn-writes.js'
 import healthEndpoint from './endpoints/health.js'
 import { startHeartbeat } from './endpoints/liveness.js'
 import socketIo from './endpoints/socketio.js'
@@ -44,11 +45,14 @@ import { CloseCodes } from './protocol/close-codes.js'
 import { MAX_STREAM_NAME_LENGTH } from './protocol/streams.js'
 import { AJV_OPTIONS } from './protocol/validation.js'
 import webhooksApi from './http/webhooks.js'
+import groupsApi from './http/groups.js'
 import { webhookKeys } from './backend/webhooks.js'
 import { Sender } from './webhooks/delivery.js'
 import { Dispatcher } from './webhooks/dispatcher.js'
 import { EndpointService } from './webhooks/endpoints.js'
 import { AddressPolicy } from './webhooks/ssrf.js'
+import { compileSchemas } from './publish/schemas.js'
+import { transportLimit } from './publish/limits.js'
 
 // A breaker opens when half of at least ten attempts within a minute failed;
 // each failed probe doubles its cool-down, up to 32 times WEBHOOK_BREAKER_COOLDOWN.
@@ -101,7 +105,7 @@ export async function buildApp (config: Config, opts: BuildOptions = {}): Promis
   const broker = backend.broker
   const ch = createChannels(config.keyPrefix)
   const connections = new Connections()
-  const hub = new Hub(broker, ch, config.serverId, log, connections)
+  const hub = new Hub(broker, ch, config.serverId, log, connections, lastWriteMs)
 
   const h = {
     config,
@@ -114,7 +118,7 @@ export async function buildApp (config: Config, opts: BuildOptions = {}): Promis
     publisher: new Publisher(backend, hub, ch, config.serverId, createIdGenerator(), () => !h.probe.healthy, onBackendError),
     verifier: createTokenVerifier(config.jwt),
     revocations: createRevocations(backend.revocations, config.revocationTtlMs),
-    connectionLimiter: createConnectionLimiter(backend.slots, {
+    connectionLimiter: createConnectionLimiter(backend.slots, backend.admissions, {
       perIp: config.limits.connectionsPerIp,
       perUser: config.limits.connectionsPerUser,
       evictOldest: config.limits.userConnectionPolicy === 'evict-oldest',
@@ -129,6 +133,7 @@ export async function buildApp (config: Config, opts: BuildOptions = {}): Promis
     activity: createActivity(config.serverId),
     tails: new Tails(hub),
     address: '',
+    dataChecks: compileSchemas(config.publish.schemas),
     persistent: null,
   } as Omit<Herald, 'registry'> as Herald
   const wh = config.webhooks
@@ -200,7 +205,8 @@ export async function buildApp (config: Config, opts: BuildOptions = {}): Promis
   await app.register(websocket, {
     // No client tracking: the node keeps its own registry of connections, and ws's Set
     // plus a 'close' closure per client would only duplicate it.
-    options: { maxPayload: config.limits.messageBytes, perMessageDeflate: false, clientTracking: false },
+    // A publish may be larger than any other frame (MAX_PUBLISH_BYTES); the rest are held to MAX_MESSAGE_BYTES per frame (session.ts).
+    options: { maxPayload: transportLimit(config.limits), perMessageDeflate: false, clientTracking: false },
     // Connections still open at close (no drain ran) are told to go elsewhere.
     preClose: (done: () => void) => {
       for (const c of h.connections.values()) c.close(CloseCodes.DRAINING, 'server closing')
@@ -214,6 +220,7 @@ export async function buildApp (config: Config, opts: BuildOptions = {}): Promis
   await app.register(socketIo)
   await app.register(api)
   await app.register(webhooksApi)
+  await app.register(groupsApi)
   await app.register(metricsRoute)
   await app.register(dashboard)
 

@@ -53,6 +53,8 @@ export interface Herald {
     endpoints: import('./webhooks/endpoints.js').EndpointService
     dispatcher: import('./webhooks/dispatcher.js').Dispatcher
   }
+  /** PUBLISH_SCHEMAS compiled: the check of each listed type's client-published data */
+  dataChecks: Map<string, import('./publish/schemas.js').DataCheck>
   /** the backend keeps its data across its restart (AOF); null until known */
   persistent: boolean | null
 }

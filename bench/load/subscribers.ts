@@ -17,6 +17,8 @@ interface Job {
   sampleEvery: number
   /** herald: users; each client is user `u<offset+i>` unless `sharedUser` */
   pattern: string
+  /** ready at the server's first frame (welcome), without subscribing: a connect-rate run */
+  untilWelcome?: boolean
 }
 
 let delivered = 0
@@ -76,7 +78,7 @@ async function openOne (i: number, sign: (p: object) => string): Promise<void> {
     ws.on('message', (data: Buffer) => {
       if (!welcomed) {
         welcomed = true
-        if (job.kind !== 'herald') return resolve()
+        if (job.kind !== 'herald' || job.untilWelcome === true) return resolve()
         ws.send(JSON.stringify({ type: 'subscribe', id: 's', payload: { eventTypes: [job.pattern] } }))
         return
       }

@@ -1,6 +1,8 @@
 // Baseline: the least a Node fan-out server does. One Redis channel, every
 // connected client gets every message. CORK=1 corks each client's socket on
-// its first write in an event-loop turn and uncorks in setImmediate.
+// its first write in an event-loop turn and uncorks in setImmediate. RTT=1
+// makes one Redis round trip (an INCR) before accepting each connection: the
+// least a server keeping cluster-wide state per connection does.
 import { createServer } from 'node:http'
 import type { Socket } from 'node:net'
 import { Redis } from 'ioredis'
@@ -9,7 +11,13 @@ import { WebSocketServer, type WebSocket } from 'ws'
 const port = Number(process.env.PORT ?? 0)
 const cork = process.env.CORK === '1'
 const server = createServer((_req, res) => { res.writeHead(200); res.end('ok') })
-const wss = new WebSocketServer({ server, perMessageDeflate: false })
+const rtt = process.env.RTT === '1' ? new Redis(process.env.REDIS_URL!) : null
+rtt?.on('error', (err) => { console.error('redis:', err.message) })
+const wss = new WebSocketServer({
+  server,
+  perMessageDeflate: false,
+  ...(rtt !== null ? { verifyClient: (_info: unknown, done: (ok: boolean) => void) => { rtt.incr('bench:connections').then(() => done(true), () => done(false)) } } : {}),
+})
 const clients = new Set<WebSocket>()
 wss.on('connection', (ws) => {
   clients.add(ws)

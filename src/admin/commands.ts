@@ -6,6 +6,7 @@ import type { ClientMessage } from '../protocol/envelope.js'
 import * as actions from './actions.js'
 import { statsReply } from './stats.js'
 import { TAIL_MAX_PER_SECOND } from './tail.js'
+import { listEndpoints } from '../webhooks/endpoints.js'
 
 const actorOf = (conn: Connection): actions.Actor => ({ kind: 'admin', id: conn.userId })
 
@@ -59,6 +60,11 @@ export const adminCommands: HandlerTable = {
     const userId = p.userId ?? null
     h.tails.start(conn, eventTypes, userId)
     conn.reply('tail_started', { eventTypes, userId, maxPerSecond: TAIL_MAX_PER_SECOND }, msg.id)
+  },
+
+  async list_webhooks (h: Herald, conn: Connection, msg: ClientMessage) {
+    const webhooks = await actions.withBackend(h, 'listing the webhook endpoints', async () => await listEndpoints(h.backend.webhooks, Date.now()))
+    conn.reply('webhooks', { webhooks, persistent: h.persistent }, msg.id)
   },
 
   stop_tail (h: Herald, conn: Connection, msg: ClientMessage) {

@@ -1,4 +1,4 @@
-import type { NodeInfo } from '../backend/nodes.js'
+import { TOP_GROUPS, type NodeInfo } from '../backend/nodes.js'
 import type { Herald } from '../context.js'
 import { HeraldError } from '../errors.js'
 import type { ActivitySnapshot } from '../observability/activity.js'
@@ -75,7 +75,15 @@ export function nodeInfo (h: Herald): NodeInfo {
     memoryRss: process.memoryUsage.rss(),
     ready: n.backendReady,
     activity: h.activity.snapshot(),
+    groups: busiestGroups(h.hub.groupCounts()),
   }
+}
+
+/** The node's groups with the most member connections, busiest first (name order among equals). */
+function busiestGroups (counts: Map<string, number>): Array<{ name: string, connections: number }> {
+  return [...counts].map(([name, connections]) => ({ name, connections }))
+    .sort((a, b) => b.connections - a.connections || (a.name < b.name ? -1 : 1))
+    .slice(0, TOP_GROUPS)
 }
 
 export interface ServerStats {
@@ -164,6 +172,8 @@ export interface ClusterStats {
     uptime: number
     /** null from a node of an older version */
     activity: ActivitySnapshot | null
+    /** its busiest groups and their member connections on it */
+    groups: Array<{ name: string, connections: number }>
   }>
   /** registered nodes whose heartbeat lapsed, not reclaimed yet: dead, or cut off from the backend */
   lapsed: string[]
@@ -201,6 +211,7 @@ export async function clusterStats (h: Herald): Promise<ClusterStats> {
       lastHeartbeat: new Date(n.heartbeatAt).toISOString(),
       uptime: Math.round((now - n.startedAt) / 1000),
       activity: n.activity ?? null,
+      groups: n.groups ?? [],
     })
   }
   out.connections.total = out.connections.events + out.connections.admin

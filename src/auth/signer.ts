@@ -6,6 +6,10 @@ export interface TokenClaims {
   roles?: string[]
   iss?: string
   aud?: string
+  /** event type patterns the token may publish */
+  publish?: string[]
+  /** groups its subject is a member of for the token's life */
+  groups?: string[]
 }
 
 /**

@@ -3,7 +3,10 @@ import { Cluster } from 'ioredis'
 import type { RedisTarget } from '../config/index.js'
 import type { Broker, Publish } from './broker.js'
 import { MemoryBroker } from './broker-memory.js'
-import { ClientPublish, RedisBroker, type PublishingClient } from './broker-redis.js'
+import { RedisBroker, type PublishingClient } from './broker-redis.js'
+import type { GroupStore } from './groups.js'
+import { MemoryGroups } from './groups-memory.js'
+import { RedisGroups } from './groups-redis.js'
 import type { Leaderboards } from './leaderboards.js'
 import { MemoryLeaderboards } from './leaderboards-memory.js'
 import { RedisLeaderboards } from './leaderboards-redis.js'
@@ -11,10 +14,16 @@ import { MemoryStore } from './memory-store.js'
 import type { NodeStore } from './nodes.js'
 import { MemoryNodes } from './nodes-memory.js'
 import { RedisNodes } from './nodes-redis.js'
+import type { PublishKeys } from './publish-keys.js'
+import { MemoryPublishKeys } from './publish-keys-memory.js'
+import { RedisPublishKeys } from './publish-keys-redis.js'
 import type { RateStore } from './rates.js'
 import { MemoryRates } from './rates-memory.js'
 import { RedisRates } from './rates-redis.js'
 import { RedisConnections, type RedisClient } from './redis-clients.js'
+import type { AdmissionStore } from './admissions.js'
+import { MemoryAdmissions } from './admissions-memory.js'
+import { RedisAdmissions } from './admissions-redis.js'
 import type { RevocationStore } from './revocations.js'
 import { MemoryRevocations } from './revocations-memory.js'
 import { RedisRevocations } from './revocations-redis.js'
@@ -41,9 +50,9 @@ export type { PublishingClient }
 /**
  * What the publish path (src/events/publisher.ts) uses. Every entry point
  * supplies it: a node its whole backend, the publisher library the
- * capabilities it builds over its caller's client (backendOverClient). A
- * capability the publish path starts to use is added here, so an entry point
- * that could not supply it does not compile.
+ * capabilities it builds over its caller's client (backendOverClient, in
+ * over-client.ts). A capability the publish path starts to use is added
+ * here, so an entry point that could not supply it does not compile.
  */
 export interface PublishCapabilities {
   /** pub/sub, the stream append (when history is on), and the webhook jobs of each publish */
@@ -62,6 +71,8 @@ export interface Backend extends PublishCapabilities {
   readonly slots: SlotStore
   /** durable revocations and their log */
   readonly revocations: RevocationStore
+  /** the revocation check and the slots of many connecting clients, in one batch */
+  readonly admissions: AdmissionStore
   /** per-key action budgets (message limits) */
   readonly rates: RateStore
   /** fields the nodes agree on, first writer wins (development keys) */
@@ -72,6 +83,10 @@ export interface Backend extends PublishCapabilities {
   readonly leaderboards: Leaderboards
   /** webhook endpoints and the durable queue of deliveries (enqueues go through the broker, with their publish) */
   readonly webhooks: WebhookStore
+  /** group membership set through the API */
+  readonly groups: GroupStore
+  /** idempotency keys of client publishes */
+  readonly publishKeys: PublishKeys
   /**
    * Whether what the backend holds survives its restart: Redis with AOF on
    * (every master of a Cluster); never the memory backend. The webhook queue
@@ -119,17 +134,22 @@ export function createMemoryBackend (opts: { store?: MemoryStore, keyPrefix?: st
   const prefix = opts.keyPrefix ?? 'herald:'
   const history = opts.history ?? null
   const broker = new MemoryBroker(store, history, prefix)
+  const slots = new MemorySlots(store, prefix)
+  const revocations = new MemoryRevocations(store, prefix)
   return {
     kind: 'memory',
     broker,
     nodes: new MemoryNodes(store),
-    slots: new MemorySlots(store, prefix),
-    revocations: new MemoryRevocations(store, prefix),
+    slots,
+    revocations,
+    admissions: new MemoryAdmissions(slots, revocations),
     rates: new MemoryRates(store, prefix),
     settings: new MemorySettings(store, prefix),
     streams: history === null ? null : new MemoryStreams(store, history),
     leaderboards: new MemoryLeaderboards(store, prefix),
     webhooks: new MemoryWebhooks(store, prefix),
+    groups: new MemoryGroups(store, prefix),
+    publishKeys: new MemoryPublishKeys(store, prefix),
     persistent: async () => false,
     socketIoAdapter: () => undefined,
     async connect () {},
@@ -156,17 +176,22 @@ function createRedisBackend (target: RedisTarget, config: BackendConfig, hooks: 
     keyPrefix: prefix,
     onError,
   })
+  const slots = new RedisSlots(client, prefix)
+  const revocations = new RedisRevocations(client, prefix)
   return {
     kind: 'redis',
     broker,
     nodes: new RedisNodes(client, prefix),
-    slots: new RedisSlots(client, prefix),
-    revocations: new RedisRevocations(client, prefix),
+    slots,
+    revocations,
+    admissions: new RedisAdmissions(client, prefix, slots, revocations),
     rates: new RedisRates(client, prefix),
     settings: new RedisSettings(client, prefix),
     streams: history === null ? null : new RedisStreams(client, history),
     leaderboards: new RedisLeaderboards(client, prefix),
     webhooks: new RedisWebhooks(client, prefix, connections.sharded),
+    groups: new RedisGroups(client, prefix),
+    publishKeys: new RedisPublishKeys(client, prefix),
     async persistent () {
       // AOF: what an acknowledged write needs to outlive a restart (RDB
       // snapshots lose what came after the last one). Every master of a Cluster.
@@ -202,26 +227,3 @@ function createRedisBackend (target: RedisTarget, config: BackendConfig, hooks: 
     },
   }
 }
-
-/**
- * The publish path's capabilities over a Redis client the caller owns
- * (ioredis, standalone or Cluster): the publisher library's direct mode.
- * `sharded` (SPUBLISH) defaults to true on an ioredis Cluster; `history` is
- * what the nodes keep (null: off). Nothing here ever closes or reconfigures
- * the caller's client; with history, the append script is defined on it
- * (ioredis `defineCommand`, as `heraldAppend`), and so are the webhook
- * scripts unless `webhooks` is false (the cluster has no endpoints).
- */
-export function backendOverClient (client: PublishingClient, opts: { sharded?: boolean, history?: HistoryConfig | null, keyPrefix?: string, webhooks?: boolean } = {}): PublishCapabilities {
-  const sharded = opts.sharded ?? client.isCluster === true
-  const keyPrefix = opts.keyPrefix ?? 'herald:'
-  const webhooks = opts.webhooks ?? true
-  return {
-    broker: new ClientPublish(client, sharded, opts.history ?? null, webhooks ? { keyPrefix } : null),
-    // The endpoints are read with the caller's client too (ioredis: the constructor above refused any other).
-    webhooks: webhooks ? new RedisWebhooks(client as unknown as RedisClient, keyPrefix, sharded) : NO_WEBHOOKS,
-  }
-}
-
-/** A publisher told the cluster has no webhooks (the library's `webhooks: false`). */
-const NO_WEBHOOKS: WebhookEndpointSource = { version: async () => 0, endpoints: async () => [] }

@@ -33,6 +33,14 @@ export class MemoryBroker implements Broker {
     return position
   }
 
+  async appendMany (list: readonly Append[]): Promise<Array<Position | Error>> {
+    const out: Array<Position | Error> = []
+    for (const a of list) {
+      try { out.push(await this.append(a)) } catch (err) { out.push(err as Error) }
+    }
+    return out
+  }
+
   private deliverAll (channels: readonly string[], message: string): void {
     for (const channel of channels) {
       const subs = this.store.subscribers.get(channel)

@@ -47,8 +47,8 @@ type Job = { readonly channel: string, readonly message: string } | { readonly a
 /** Channel messages and enqueues a job puts out: what REDIS_PUBLISH_BUFFER counts. */
 const weight = (j: Job): number => 'append' in j ? 1 + j.append.also.length + (j.append.webhooks !== undefined ? 1 : 0) : 1
 
-/** The parts of a job Redis did not take (none: all done), and the position an append got. */
-interface Outcome { failed: Job[], position: Position | null }
+/** The parts of a job Redis did not take (none: all done), and what the publish answers. */
+interface Outcome<T> { failed: Job[], value: T }
 
 // How long a publish waits for Redis to take it before it is answered as held
 // (it stays queued on the connection). A paused Redis keeps its socket open
@@ -88,6 +88,8 @@ export class RedisBroker implements Broker {
   // that moment without settling them: a publish (or the probe, or a replay
   // batch) would wait for ever.
   private readonly pubWaiters = new Tripwire()
+  /** (un)subscriptions waiting for the end of the turn (standalone Redis) */
+  private subOps: Array<{ subscribe: boolean, channel: string, resolve: () => void, reject: (err: unknown) => void }> = []
 
   constructor (private readonly opts: RedisBrokerOptions) {
     this.sub = opts.sub
@@ -133,8 +135,8 @@ export class RedisBroker implements Broker {
     // All of a message's channels fit, or none is taken: a 503 then means nowhere.
     await this.submit(jobs, async () => {
       const failed = await Promise.all(jobs.map(async (j) => 'enqueue' in j ? await this.enqueueOne(j.enqueue) : await this.publishOne((j as { channel: string }).channel, message)))
-      return { failed: failed.flat(), position: null }
-    })
+      return { failed: failed.flat(), value: undefined }
+    }, undefined)
   }
 
   /** What Redis did not take of webhook jobs: nothing, or the jobs again. */
@@ -157,17 +159,52 @@ export class RedisBroker implements Broker {
    */
   async append (a: Append): Promise<Position | null> {
     if (this.appender === null) throw new Error('history is off: nothing to append to')
-    return await this.submit([{ append: a }], async () => await this.appendOne(a))
+    return await this.submit([{ append: a }], async () => await this.appendOne(a), null)
   }
 
-  private async submit (jobs: Job[], run: () => Promise<Outcome>): Promise<Position | null> {
+  /**
+   * append() of each under one submit: one bound check, one deadline, one
+   * script call per 64 (per hash slot on a Cluster) in one turn; what Redis
+   * did not take is held and replayed in order like any append.
+   */
+  async appendMany (list: readonly Append[]): Promise<Array<Position | null>> {
+    if (this.appender === null) throw new Error('history is off: nothing to append to')
+    const held: null[] = list.map(() => null)
+    return await this.submit(list.map((a) => ({ append: a })), async () => {
+      let got: Array<Position | Error>
+      try {
+        got = await this.onPub(this.appender!.appendMany(list))
+      } catch {
+        return { failed: list.map((a) => ({ append: a })), value: held }
+      }
+      const value: Array<Position | null> = []
+      const failed: Job[] = []
+      const after: Array<Promise<Job[]>> = []
+      list.forEach((a, i) => {
+        const p = got[i]!
+        if (p instanceof Error) {
+          if (p.name === 'ReplyError') this.opts.onError?.(p)
+          failed.push({ append: a })
+          value.push(null)
+          return
+        }
+        value.push(p)
+        const rest = this.afterAppend(a, p)
+        if (rest !== null) after.push(rest)
+      })
+      for (const jobs of await Promise.all(after)) failed.push(...jobs)
+      return { failed, value }
+    }, held)
+  }
+
+  private async submit<T> (jobs: Job[], run: () => Promise<Outcome<T>>, held: T): Promise<T> {
     if (this.closing) throw new Error('broker closed')
     const w = jobs.reduce((n, j) => n + weight(j), 0)
     if (this.held > 0 || !this.healthy || this.replayTimer !== null) {
       if (this.held + this.pending + w > this.maxPending) throw new Error(`Redis unreachable and the publish buffer is full (${this.maxPending})`)
       this.hold(this.outbox, jobs)
       this.scheduleReplay()
-      return null
+      return held
     }
     if (this.pending + w > this.maxPending) throw new Error(`Redis publish queue full (${this.maxPending} pending)`)
     this.pending += w
@@ -176,11 +213,11 @@ export class RedisBroker implements Broker {
       this.pending -= w
       // Dropped in flight: kept for the replay rather than lost.
       if (r.failed.length > 0) { this.hold(this.retry, r.failed); this.scheduleReplay() }
-      return r.position
+      return r.value
     })
     // Redis is already not answering: no point in waiting out another deadline.
-    if (this.overdue > 0) return null
-    return await this.atMostWait(settled)
+    if (this.overdue > 0) return held
+    return await this.atMostWait(settled, held)
   }
 
   private hold (list: Job[], jobs: readonly Job[]): void {
@@ -204,31 +241,36 @@ export class RedisBroker implements Broker {
    * a Cluster they live in other slots, so they follow the script, and one
    * that fails is retried as a plain message (its position is already given).
    */
-  private async appendOne (a: Append): Promise<Outcome> {
+  private async appendOne (a: Append): Promise<Outcome<Position | null>> {
     let position: Position
     try {
       position = await this.onPub(this.appender!.append(a))
     } catch (err) {
       // A reply error (not a dropped connection) is a fault worth a log line: it is retried like a drop.
       if ((err as Error).name === 'ReplyError') this.opts.onError?.(err as Error)
-      return { failed: [{ append: a }], position: null }
+      return { failed: [{ append: a }], value: null }
     }
-    const enqueue = a.webhooks === undefined ? [] : jobsOf(a.webhooks, placedJson(a.draft, position))
-    const copies = this.sharded ? a.also : []
-    if (copies.length === 0 && enqueue.length === 0) return { failed: [], position }
-    const message = place(a.draft, position)
-    const failed = await Promise.all([
-      ...copies.map(async (channel) => await this.publishOne(channel, message)),
-      ...(enqueue.length > 0 ? [this.enqueueOne(enqueue)] : []),
-    ])
-    return { failed: failed.flat(), position }
+    const rest = this.afterAppend(a, position)
+    return { failed: rest === null ? [] : await rest, value: position }
   }
 
-  /** Resolves with what `settled` does, or null after PUBLISH_WAIT_MS with the publish counted overdue until it settles. */
-  private async atMostWait (settled: Promise<Position | null>): Promise<Position | null> {
-    return await new Promise<Position | null>((resolve) => {
+  /** What follows an append once it has its position: the Cluster's live-only copies, its webhook jobs; null when nothing. */
+  private afterAppend (a: Append, position: Position): Promise<Job[]> | null {
+    const enqueue = a.webhooks === undefined ? [] : jobsOf(a.webhooks, placedJson(a.draft, position))
+    const copies = this.sharded ? a.also : []
+    if (copies.length === 0 && enqueue.length === 0) return null
+    const message = place(a.draft, position)
+    return Promise.all([
+      ...copies.map(async (channel) => await this.publishOne(channel, message)),
+      ...(enqueue.length > 0 ? [this.enqueueOne(enqueue)] : []),
+    ]).then((failed) => failed.flat())
+  }
+
+  /** Resolves with what `settled` does, or `held` after PUBLISH_WAIT_MS with the publish counted overdue until it settles. */
+  private async atMostWait<T> (settled: Promise<T>, held: T): Promise<T> {
+    return await new Promise<T>((resolve) => {
       let late = false
-      const timer = setTimeout(() => { late = true; this.overdue++; resolve(null) }, PUBLISH_WAIT_MS)
+      const timer = setTimeout(() => { late = true; this.overdue++; resolve(held) }, PUBLISH_WAIT_MS)
       void settled.then((position) => {
         clearTimeout(timer)
         if (late) this.overdue--
@@ -243,14 +285,43 @@ export class RedisBroker implements Broker {
   }
 
   async subscribe (channel: string): Promise<void> {
-    const done = this.sharded ? (this.sub as Cluster).ssubscribe(channel) : this.sub.subscribe(channel)
+    const done = this.sharded ? (this.sub as Cluster).ssubscribe(channel) : this.queued(true, channel)
     await this.closed.guard(done)
   }
 
   async unsubscribe (channel: string): Promise<void> {
     if (this.closing) return
     if (this.sharded) await (this.sub as Cluster).sunsubscribe(channel)
-    else await this.sub.unsubscribe(channel)
+    else await this.queued(false, channel)
+  }
+
+  /**
+   * (Un)subscriptions asked for in one event-loop turn go out together, in
+   * the order asked, as one SUBSCRIBE (or UNSUBSCRIBE) per run of the same
+   * kind: a reconnect storm's thousands of user channels cost a command per
+   * turn, not one each, and a channel dropped then taken again in one turn
+   * ends subscribed. Sharded subscriptions go one by one: a channel's shard
+   * is its own.
+   */
+  private queued (subscribe: boolean, channel: string): Promise<void> {
+    return new Promise((resolve, reject) => {
+      if (this.subOps.length === 0) setImmediate(() => this.flushSubOps())
+      this.subOps.push({ subscribe, channel, resolve, reject })
+    })
+  }
+
+  private flushSubOps (): void {
+    const ops = this.subOps
+    this.subOps = []
+    for (let i = 0; i < ops.length;) {
+      let j = i
+      while (j < ops.length && ops[j]!.subscribe === ops[i]!.subscribe) j++
+      const run = ops.slice(i, j)
+      const channels = run.map((o) => o.channel)
+      const sent = run[0]!.subscribe ? this.sub.subscribe(...channels) : this.sub.unsubscribe(...channels)
+      sent.then(() => { for (const o of run) o.resolve() }, (err: unknown) => { for (const o of run) o.reject(err) })
+      i = j
+    }
   }
 
   onMessage (listener: MessageListener): void { this.listeners.push(listener) }
@@ -305,8 +376,8 @@ export class RedisBroker implements Broker {
       const outcomes = await Promise.all(batch.map(async (j) => 'append' in j
         ? await this.appendOne(j.append)
         : 'enqueue' in j
-          ? { failed: await this.enqueueOne(j.enqueue), position: null }
-          : { failed: await this.publishOne(j.channel, j.message), position: null }))
+          ? { failed: await this.enqueueOne(j.enqueue), value: null }
+          : { failed: await this.publishOne(j.channel, j.message), value: null }))
       this.outbox.splice(0, batch.length)
       for (const j of batch) this.held -= weight(j)
       // What failed (the connection dropped again) goes first next time; what
@@ -379,11 +450,28 @@ export class ClientPublish implements Publish {
   async append (a: Append): Promise<Position> {
     if (this.appender === null) throw new Error('history is off: nothing to append to')
     const position = await this.appender.append(a)
+    await this.afterAppend(a, position)
+    return position
+  }
+
+  async appendMany (list: readonly Append[]): Promise<Array<Position | Error>> {
+    if (this.appender === null) throw new Error('history is off: nothing to append to')
+    const got = await this.appender.appendMany(list)
+    return await Promise.all(list.map(async (a, i) => {
+      const p = got[i]!
+      if (p instanceof Error) return p
+      try { await this.afterAppend(a, p); return p } catch (err) { return err as Error }
+    }))
+  }
+
+  /** The live-only copies the script could not publish (a Cluster), and the webhook jobs. */
+  private async afterAppend (a: Append, position: Position): Promise<void> {
+    const copies = !this.appender!.liveInScript && a.also.length > 0
+    if (!copies && a.webhooks === undefined) return
     await Promise.all([
-      ...(!this.appender.liveInScript && a.also.length > 0 ? [this.publish(a.also, place(a.draft, position))] : []),
+      ...(copies ? [this.publish(a.also, place(a.draft, position))] : []),
       ...(a.webhooks !== undefined ? [this.enqueue(jobsOf(a.webhooks, placedJson(a.draft, position)))] : []),
     ])
-    return position
   }
 
   private async enqueue (jobs: readonly Enqueue[]): Promise<void> {

@@ -37,6 +37,13 @@ export interface Publish {
    * publish() does.
    */
   append (a: Append): Promise<Position | null>
+  /**
+   * append() of each, in order, handed to the backend together (one turn,
+   * so one round trip to Redis): each answered in its place with its
+   * position, null (held), or the error that kept it out. Rejects, for all
+   * at once, where append() would reject for any (the outage buffer full).
+   */
+  appendMany (list: readonly Append[]): Promise<Array<Position | null | Error>>
 }
 
 export interface Broker extends Publish {

@@ -15,6 +15,8 @@ export class MemoryStore {
   readonly zsets = new Map<string, Map<string, number>>()
   /** hashes (field -> value): per-node connection records, eviction lists */
   readonly hashes = new Map<string, Map<string, string>>()
+  /** sets (group members, a user's groups) */
+  readonly sets = new Map<string, Set<string>>()
   /** string keys with an optional expiry (ms since epoch, 0 = none) */
   readonly kv = new Map<string, { value: string, expiresAt: number }>()
   /** shared settings: fields and when they lapse */

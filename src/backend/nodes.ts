@@ -26,7 +26,12 @@ export interface NodeInfo {
   ready?: boolean
   /** what the node saw lately: latency percentiles, disconnects, limit hits, auth failures (absent in entries of older versions) */
   activity?: ActivitySnapshot
+  /** the groups with the most member connections on this node, at most TOP_GROUPS (absent in entries of older versions) */
+  groups?: Array<{ name: string, connections: number }>
 }
+
+/** Groups a node reports in its registry entry: its busiest. */
+export const TOP_GROUPS = 20
 
 export interface NodeStore {
   /**

@@ -1,5 +1,5 @@
 import { MemoryStore } from './memory-store.js'
-import { decodeEviction, encodeEviction, holderOf, memberOf, parseRecord, slotKeys, type Admitted, type ConnectionRecord, type Eviction, type Holder, type SlotScope, type SlotStore } from './slots.js'
+import { decodeEviction, recordsByNode, encodeEviction, holderOf, memberOf, parseRecord, slotKeys, type Admitted, type ConnectionRecord, type Eviction, type Holder, type SlotScope, type SlotStore } from './slots.js'
 
 export class MemorySlots implements SlotStore {
   private readonly keys: ReturnType<typeof slotKeys>
@@ -50,11 +50,13 @@ export class MemorySlots implements SlotStore {
     return set ? [...set.entries()].sort((a, b) => a[1] - b[1]).map(([m]) => holderOf(m)) : []
   }
 
-  async putRecord (rec: ConnectionRecord): Promise<void> {
-    const k = this.keys.records(rec.serverId)
-    let h = this.store.hashes.get(k)
-    if (!h) { h = new Map(); this.store.hashes.set(k, h) }
-    h.set(rec.connectionId, JSON.stringify(rec))
+  async putRecords (recs: readonly ConnectionRecord[]): Promise<void> {
+    for (const [serverId, fields] of recordsByNode(recs)) {
+      const k = this.keys.records(serverId)
+      let h = this.store.hashes.get(k)
+      if (!h) { h = new Map(); this.store.hashes.set(k, h) }
+      for (const [id, json] of Object.entries(fields)) h.set(id, json)
+    }
   }
 
   async dropRecord (holder: Holder): Promise<void> {

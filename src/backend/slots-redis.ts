@@ -1,5 +1,5 @@
 import type { RedisClient } from './redis-clients.js'
-import { decodeEviction, encodeEviction, holderOf, memberOf, parseRecord, slotKeys, type Admitted, type ConnectionRecord, type Eviction, type Holder, type SlotScope, type SlotStore } from './slots.js'
+import { decodeEviction, recordsByNode, encodeEviction, holderOf, memberOf, parseRecord, slotKeys, type Admitted, type ConnectionRecord, type Eviction, type Holder, type SlotScope, type SlotStore } from './slots.js'
 
 // Result codes: 1 admitted, 2 admitted by evicting the member returned, 0 full.
 const ADMIT = `
@@ -69,8 +69,8 @@ export class RedisSlots implements SlotStore {
     return (await this.client.zrange(this.keys.set(scope, key), 0, -1)).map(holderOf)
   }
 
-  async putRecord (rec: ConnectionRecord): Promise<void> {
-    await this.client.hset(this.keys.records(rec.serverId), rec.connectionId, JSON.stringify(rec))
+  async putRecords (recs: readonly ConnectionRecord[]): Promise<void> {
+    await Promise.all([...recordsByNode(recs)].map(async ([serverId, fields]) => await this.client.hset(this.keys.records(serverId), fields)))
   }
 
   async dropRecord (holder: Holder): Promise<void> {

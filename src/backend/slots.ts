@@ -46,7 +46,8 @@ export interface SlotStore {
   addUnder (scope: SlotScope, key: string, holder: Holder, openedAt: number, limit: number, keepNewest: boolean): Promise<Holder[]>
   /** the holders of a set, oldest first */
   holders (scope: SlotScope, key: string): Promise<Holder[]>
-  putRecord (rec: ConnectionRecord): Promise<void>
+  /** Writes connections' records (any number, one write per node). */
+  putRecords (recs: readonly ConnectionRecord[]): Promise<void>
   dropRecord (holder: Holder): Promise<void>
   /** a node's records: all of them, or those of the given connections that exist */
   records (serverId: string, connectionIds?: string[]): Promise<ConnectionRecord[]>
@@ -71,6 +72,17 @@ export const encodeEviction = (e: Eviction): string => e.cause === 'replaced' ? 
 export function decodeEviction (serverId: string, entry: string): Eviction {
   const i = entry.indexOf('|')
   return i < 0 ? { serverId, connectionId: entry, cause: 'replaced' } : { serverId, connectionId: entry.slice(0, i), cause: 'over-limit' }
+}
+
+/** Records as the hash fields of each node's record set: connection id to JSON. */
+export function recordsByNode (recs: readonly ConnectionRecord[]): Map<string, Record<string, string>> {
+  const out = new Map<string, Record<string, string>>()
+  for (const r of recs) {
+    let fields = out.get(r.serverId)
+    if (fields === undefined) { fields = {}; out.set(r.serverId, fields) }
+    fields[r.connectionId] = JSON.stringify(r)
+  }
+  return out
 }
 
 export const parseRecord = (raw: string | null | undefined): ConnectionRecord | null => {

@@ -1,3 +1,4 @@
+import { createRequire } from 'node:module'
 import type { Position } from '../events/codec.js'
 import { checkRead, metaKey, metaTtlMs, newEpoch, page, streamKey, type Append, type HistoryConfig, type StreamMessage, type StreamRead, type StreamStore } from './streams.js'
 
@@ -84,6 +85,13 @@ export interface ScriptingClient {
 interface AppendCommand { heraldAppend (...args: Array<string | number>): Promise<Array<number | string>> }
 interface ReadCommand { heraldStreamRead (...args: Array<string | number>): Promise<[string, string | number | null, Array<[string, string[]]>?]> }
 
+/**
+ * A key's Redis Cluster hash slot, as ioredis computes it to route commands
+ * (the same package, pinned to ioredis's version: test/dependencies checks it
+ * against CLUSTER KEYSLOT). It ships no types.
+ */
+export const slotOf = createRequire(import.meta.url)('cluster-key-slot') as (key: string) => number
+
 /** Appends per script call at most: a script blocks Redis while it runs (about 5 µs an append). */
 const MAX_BATCH = 64
 
@@ -91,20 +99,25 @@ interface Waiting { a: Append, resolve: (p: Position) => void, reject: (err: unk
 
 /**
  * The append script (APPEND_LUA) on a client: each append answers on its
- * own, but those issued in one event-loop turn go to Redis in one script
- * call, in order (on a Cluster, per stream: other streams live in other
- * slots). Measured (bench/streams.ts): the fixed cost of a script call is
- * about a third of an append's.
+ * own, but those issued in one turn of the event loop go to Redis together:
+ * one script call per MAX_BATCH, written back to back (one round trip). On a
+ * Cluster, one call per hash slot: a script's keys must share one, and a
+ * stream's keys share its channel's. Measured (bench/streams.ts): the fixed
+ * cost of a script call is about a third of an append's; and per call the
+ * node pays a socket write, which on loopback was the largest single cost of
+ * an HTTP publish (bench/publish.ts --profile): a turn that reads sixteen
+ * requests now writes once, not sixteen times.
  */
 export class Appender {
   private queue: Waiting[] = []
-  private scheduled = false
+  private scheduled: NodeJS.Immediate | null = null
   private readonly run: AppendCommand
 
   /**
    * `command`: PUBLISH, or SPUBLISH on a Cluster; `liveInScript`: the
    * live-only copies share the script's server (not a Cluster), so the
-   * script publishes them; otherwise the caller does.
+   * script publishes them; otherwise the caller does, and batches are per
+   * hash slot.
    */
   constructor (client: ScriptingClient, private readonly history: HistoryConfig, private readonly command: 'publish' | 'spublish', readonly liveInScript: boolean) {
     // No numberOfKeys: a batch declares as many keys as it holds.
@@ -115,10 +128,26 @@ export class Appender {
   append (a: Append): Promise<Position> {
     return new Promise((resolve, reject) => {
       this.queue.push({ a, resolve, reject })
-      if (!this.scheduled) {
-        this.scheduled = true
-        queueMicrotask(() => this.flush())
-      }
+      // After the I/O callbacks of this turn (every request read in it), not
+      // after this one's microtasks.
+      this.scheduled ??= setImmediate(() => { this.flush() })
+    })
+  }
+
+  /** append() of each, in order, answered together: each its position or its error. */
+  appendMany (list: readonly Append[]): Promise<Array<Position | Error>> {
+    return new Promise((resolve) => {
+      const out: Array<Position | Error> = new Array(list.length)
+      let left = list.length
+      if (left === 0) { resolve(out); return }
+      list.forEach((a, i) => {
+        this.queue.push({
+          a,
+          resolve: (p) => { out[i] = p; if (--left === 0) resolve(out) },
+          reject: (err) => { out[i] = err instanceof Error ? err : new Error(String(err)); if (--left === 0) resolve(out) },
+        })
+      })
+      this.scheduled ??= setImmediate(() => { this.flush() })
     })
   }
 
@@ -128,7 +157,7 @@ export class Appender {
    * were issued.
    */
   flush (): void {
-    this.scheduled = false
+    if (this.scheduled !== null) { clearImmediate(this.scheduled); this.scheduled = null }
     if (this.queue.length === 0) return
     const q = this.queue
     this.queue = []
@@ -136,14 +165,15 @@ export class Appender {
       for (let i = 0; i < q.length; i += MAX_BATCH) this.send(q.slice(i, i + MAX_BATCH))
       return
     }
-    // A Cluster: a script's keys must share a slot, so one batch per stream, in first-issued order.
-    const byStream = new Map<string, Waiting[]>()
+    // A Cluster: one batch per hash slot, in first-issued order.
+    const bySlot = new Map<number, Waiting[]>()
     for (const w of q) {
-      const batch = byStream.get(w.a.channel)
-      if (batch === undefined) byStream.set(w.a.channel, [w])
+      const slot = slotOf(w.a.channel)
+      const batch = bySlot.get(slot)
+      if (batch === undefined) bySlot.set(slot, [w])
       else batch.push(w)
     }
-    for (const batch of byStream.values()) {
+    for (const batch of bySlot.values()) {
       for (let i = 0; i < batch.length; i += MAX_BATCH) this.send(batch.slice(i, i + MAX_BATCH))
     }
   }

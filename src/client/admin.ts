@@ -1,9 +1,13 @@
 // The admin side of the SDK: a typed API over a HeraldClient connected to
 // /ws/admin (docs/protocol.md). Like the client it runs in browsers (the
-// admin dashboard is built on it) and in Node; payload types come from the
-// protocol's schemas as types only.
+// admin dashboard is built on it) and in Node; payload types are generated
+// from the protocol's schemas (protocol-types.ts).
 import { HeraldClient, type ClientOptions, type Frame } from './index.js'
-import type { ClientPayload, ServerFrameType, ServerPayload } from '../protocol/schema.js'
+import type { ClientPayloads, ServerPayloads } from './protocol-types.js'
+
+type ServerFrameType = keyof ServerPayloads
+type ServerPayload<T extends ServerFrameType> = ServerPayloads[T]
+type ClientPayload<T extends keyof ClientPayloads> = ClientPayloads[T]
 
 export type Stats = ServerPayload<'stats'>
 export type Metrics = ServerPayload<'metrics'>
@@ -13,6 +17,7 @@ export type TailFilter = ClientPayload<'start_tail'>
 export type TailStarted = ServerPayload<'tail_started'>
 export type TailBatch = ServerPayload<'tail'>
 export type BroadcastInput = ClientPayload<'broadcast'>
+export type WebhookList = ServerPayload<'webhooks'>
 
 export interface AdminEvents {
   /** every ADMIN_METRICS_INTERVAL: this node, the cluster's rows, the leaderboards */
@@ -95,6 +100,11 @@ export class HeraldAdmin {
   /** A notification to every /ws/events connection in the cluster; resolves with its id. */
   async broadcast (n: BroadcastInput): Promise<string> {
     return (await this.ask<'broadcasted'>('broadcast', n)).id
+  }
+
+  /** Every webhook endpoint with its queue, breaker and latest attempts, and whether the backend persists the queue. */
+  async webhooks (): Promise<WebhookList> {
+    return await this.ask<'webhooks'>('list_webhooks')
   }
 
   /**

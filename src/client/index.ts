@@ -2,13 +2,17 @@
 // Runs in browsers and in Node: it uses only the standard WebSocket API (pass
 // `WebSocket` from the `ws` package on Node) and no Node built-ins; the
 // protocol modules it imports are plain code too (the browser test bundles
-// it), and the payload types come from the protocol's schemas as types only.
+// it), and the payload types are generated from the protocol's schemas as
+// plain types (protocol-types.ts), so the package @herald/client needs none.
 import { ClientCloseCodes, closeCodeName, CloseCodes, closeReconnect, refusalReconnect, type Reconnect } from '../protocol/close-codes.js'
 import { parsePattern, PATTERN_RULE } from '../protocol/patterns.js'
-import type { HeraldEvent, HeraldNotification, Subscribed, Welcome } from '../protocol/schema.js'
+import type { HeraldEvent, HeraldNotification, ServerPayloads, Welcome } from './protocol-types.js'
+
+/** The reply to `subscribe`: the patterns held and, for a resume, what it recovered. */
+export type Subscribed = ServerPayloads['subscribed']
 
 export { ClientCloseCodes, CloseCodes }
-export type { HeraldEvent, HeraldNotification, Reconnect, Subscribed, Welcome }
+export type { HeraldEvent, HeraldNotification, Reconnect, Welcome }
 
 /** Where a client is in a stream: the offset of the last message it processed, in an epoch of the stream's history. */
 export interface StreamPosition { epoch: string, offset: number }
@@ -20,6 +24,16 @@ export interface RecoveredInfo {
   unrecovered: string[]
   /** true after a reconnect; false on the first connect, and for a resume on an open connection (after an outage, or an epoch change seen live) */
   reconnect: boolean
+}
+
+/** What a publish answers: the event's id and where it went (`stream`: `user:<you>` or `group:<name>`); `duplicate` when a retry found its key used. */
+export type PublishReceipt = ServerPayloads['published']
+
+export interface PublishOptions {
+  /** to this group's members (you must be one) instead of your own user stream */
+  group?: string
+  /** an idempotency key (1-128 of `A-Za-z0-9_.:-`): publishing again with it lands once */
+  key?: string
 }
 
 export type ClientState = 'disconnected' | 'connecting' | 'connected' | 'reconnecting' | 'closed'
@@ -346,6 +360,24 @@ export class HeraldClient {
 
   /** The patterns the client keeps (restored on reconnect). */
   get subscriptions (): string[] { return [...this.desired] }
+
+  /**
+   * Publishes an event as this client, as the token's `publish` claim allows;
+   * the node stamps who sent it (`source`). Resolves with the receipt;
+   * rejects with HeraldError (PUBLISH_FORBIDDEN, RESERVED_TYPE,
+   * NOT_A_MEMBER, SCHEMA_MISMATCH, RATE_LIMITED...), or an Error when the
+   * connection is down or the reply did not come: then whether it landed is
+   * unknown, and publishing again with the same `key` makes it land once.
+   */
+  async publish (type: string, data?: Record<string, unknown>, opts: PublishOptions = {}): Promise<PublishReceipt> {
+    const r = await this.request('publish', {
+      type,
+      ...(data !== undefined ? { data } : {}),
+      ...(opts.group !== undefined ? { group: opts.group } : {}),
+      ...(opts.key !== undefined ? { key: opts.key } : {}),
+    })
+    return r.payload as PublishReceipt
+  }
 
   /** Round trip in ms. */
   async ping (): Promise<number> {

@@ -4,10 +4,11 @@
 // the node's own publish path (src/events/publisher.ts: same validation, same
 // message format, same side effects), with no Herald node in between.
 
-import { backendOverClient, type PublishingClient } from '../backend/backend.js'
+import type { PublishingClient } from '../backend/broker-redis.js'
+import { backendOverClient } from '../backend/over-client.js'
 import { DEFAULT_HISTORY, type HistoryConfig } from '../backend/streams.js'
 import { createChannels } from '../cluster/channels.js'
-import { HeraldError } from '../errors.js'
+import { Errors, HeraldError } from '../errors.js'
 import { EVENT_CATALOGUE, type CatalogueType } from '../events/catalogue.js'
 import { checkDataDepth } from '../events/depth.js'
 import { createIdGenerator } from '../events/ids.js'
@@ -53,8 +54,16 @@ export class PublishError extends Error {
   constructor (readonly status: number, readonly code: string, message: string) { super(message); this.name = 'PublishError' }
 }
 
+/** One event of publishMany(): what publish() takes, its type included. */
+export interface EventToPublish { type: EventType, userId?: string, sessionId?: string, data?: Data }
+
+/** Events per request of publishMany() over HTTP: the API's batch limit (MAX_BATCH_EVENTS). */
+export const BATCH_EVENTS = 500
+
 interface Transport {
   event (body: { type: string, userId?: string, sessionId?: string, data?: Data }): Promise<Receipt>
+  /** each event's receipt or refusal, in order; rejects only when the request as a whole failed */
+  events (bodies: ReadonlyArray<{ type: string, userId?: string, sessionId?: string, data?: Data }>): Promise<Array<Receipt | PublishError>>
   notify (userId: string | null, body: { level: NotificationLevel, title: string, message: string, data?: Data }): Promise<Receipt>
   close (): void
 }
@@ -64,6 +73,12 @@ function refusedAsPublishError (err: unknown): never {
   if (err instanceof HeraldError && err.statusCode < 500) throw new PublishError(err.statusCode, err.code, err.message)
   throw err
 }
+
+/** The status the API gives a code (an event's own failure in a batch carries none). */
+const statusOf = (code: string | undefined): number => code !== undefined && Object.hasOwn(Errors, code) ? Errors[code as keyof typeof Errors].status : 400
+
+/** One event's failure in a batch, as the API answers it in the event's place. */
+const asPublishError = (err: HeraldError): PublishError => new PublishError(err.statusCode, err.code, err.message)
 
 function valid<T> (check: () => T): T {
   try { return check() } catch (err) { refusedAsPublishError(err) }
@@ -75,19 +90,44 @@ const serialisable = <B extends { data?: Data }>(body: B): B => valid(() => { ch
 function httpTransport (o: { url: string, apiKey: string, fetch?: typeof fetch, timeoutMs?: number }): Transport {
   const f = o.fetch ?? fetch
   const base = o.url.replace(/\/+$/, '')
-  const post = async (path: string, body: unknown): Promise<Receipt> => {
+  const send = async (path: string, body: unknown): Promise<{ status: number, json: any }> => {
     const res = await f(base + path, {
       method: 'POST',
       headers: { authorization: `Bearer ${o.apiKey}`, 'content-type': 'application/json' },
       body: JSON.stringify(body),
       signal: AbortSignal.timeout(o.timeoutMs ?? 10_000),
     })
-    const json = await res.json().catch(() => ({})) as Partial<Receipt> & { error?: { code: string, message: string } }
-    if (res.status !== 202 || json.id === undefined) throw new PublishError(res.status, json.error?.code ?? 'HTTP_ERROR', json.error?.message ?? `HTTP ${res.status}`)
+    return { status: res.status, json: await res.json().catch(() => ({})) }
+  }
+  const refused = (status: number, json: { error?: { code: string, message: string } }): PublishError =>
+    new PublishError(status, json.error?.code ?? 'HTTP_ERROR', json.error?.message ?? `HTTP ${status}`)
+  const post = async (path: string, body: unknown): Promise<Receipt> => {
+    const { status, json } = await send(path, body)
+    if (status !== 202 || json.id === undefined) throw refused(status, json)
     return receipt({ ...json, id: json.id })
+  }
+  const batch = async (bodies: ReadonlyArray<{ type: string, userId?: string, sessionId?: string, data?: Data }>): Promise<Array<Receipt | PublishError>> => {
+    const out: Array<Receipt | PublishError> = new Array(bodies.length)
+    // Refused here what cannot be serialised; the rest go in order, BATCH_EVENTS a request.
+    const sendable: number[] = []
+    bodies.forEach((b, i) => {
+      try { serialisable(b); sendable.push(i) } catch (err) { out[i] = err as PublishError }
+    })
+    for (let k = 0; k < sendable.length; k += BATCH_EVENTS) {
+      const idx = sendable.slice(k, k + BATCH_EVENTS)
+      const { status, json } = await send('/api/events/batch', { events: idx.map((i) => bodies[i]) })
+      const results = json.results as Array<Partial<Receipt> & { error?: { code: string, message: string } }> | undefined
+      if (status !== 200 || !Array.isArray(results) || results.length !== idx.length) throw refused(status, json)
+      idx.forEach((i, j) => {
+        const r = results[j]!
+        out[i] = r.error !== undefined || r.id === undefined ? refused(statusOf(r.error?.code), r) : receipt({ ...r, id: r.id })
+      })
+    }
+    return out
   }
   return {
     event: async (b) => await post('/api/events', serialisable(b)),
+    events: batch,
     notify: async (userId, b) => await post(userId === null ? '/api/notifications/broadcast' : `/api/notifications/users/${encodeURIComponent(userId)}`, serialisable(b)),
     close: () => {},
   }
@@ -110,6 +150,8 @@ function redisTransport (o: { redis: RedisLike, keyPrefix?: string, sharded?: bo
   const p = new Publisher(backend, null, createChannels(keyPrefix), 'publisher', createIdGenerator())
   return {
     event: async (b) => receipt(await p.publishEvent(b).catch(refusedAsPublishError)),
+    // The node's batch path: one turn, so their appends share the script calls (one round trip).
+    events: async (bodies) => (await p.publishEvents(bodies)).map((r) => r instanceof HeraldError ? asPublishError(r) : receipt(r)),
     notify: async (userId, b) => receipt(await p.publishNotification(b, userId).catch(refusedAsPublishError)),
     close: () => { p.close() },
   }
@@ -133,6 +175,20 @@ export class HeraldPublisher {
   /** As publish(), resolving with the receipt: the id, the stream and the position it got. */
   publishWithReceipt (type: EventType, opts: { userId?: string, sessionId?: string, data?: Data } = {}): Promise<Receipt> {
     return this.track(() => this.t.event({ type, ...opts }))
+  }
+
+  /**
+   * Many events at once, in order: over HTTP, POST /api/events/batch (500 a
+   * request; more are sent in order, a request at a time); straight onto
+   * Redis, the node's own batch path, whose appends go to Redis together.
+   * Resolves with one result per event, in order: its receipt, or the
+   * PublishError that refused it (a refused event does not hold back the
+   * others). Rejects when a request as a whole failed (the network, the
+   * credential, a cluster that published none of them): events of that
+   * request and after it were then not published by it.
+   */
+  publishMany (events: readonly EventToPublish[]): Promise<Array<Receipt | PublishError>> {
+    return this.track(async () => events.length === 0 ? [] : await this.t.events(events))
   }
 
   /** A notification to one user (userId) or to everyone (null), resolving with the receipt. */

@@ -1,10 +1,10 @@
 import type { Stream } from '../protocol/streams.js'
 
 // Redis channel names. One per user (subscribed while a node holds that
-// user's connections), one broadcast, one for admins, one for node-to-node
+// user's connections), one per group (while it holds a member's), one broadcast, one for admins, one for node-to-node
 // control messages that every node hears.
 //
-// The channels of streams carry a hash tag ({u:<id>}, {b}, {a}) and the
+// The channels of streams carry a hash tag ({u:<id>}, {g:<name>}, {b}, {a}) and the
 // stream's keys are named after their channel (src/backend/streams.ts: the
 // channel plus `:s` and `:m`), so a stream, its meta and its channel share one
 // hash slot on a Redis Cluster: the append and the publish are one script
@@ -15,6 +15,8 @@ export interface Channels {
   user (userId: string): string
   /** every user channel starts with this */
   readonly userPrefix: string
+  /** a group's channel, subscribed while a node holds connections of its members (names: src/protocol/groups.ts, no braces) */
+  group (name: string): string
   readonly broadcast: string
   readonly admin: string
   readonly control: string
@@ -31,14 +33,16 @@ export function createChannels (prefix: string): Channels {
   const broadcast = `${prefix}{b}`
   const admin = `${prefix}{a}`
   const user = (userId: string): string => `${userPrefix}${userId}}`
+  const group = (name: string): string => `${prefix}{g:${name}}`
   return {
     user,
     userPrefix,
+    group,
     broadcast,
     admin,
     control: `${prefix}c`,
     probe: (serverId) => `${prefix}p:${serverId}`,
-    of: (s) => s.kind === 'user' ? user(s.userId) : s.kind === 'broadcast' ? broadcast : admin,
+    of: (s) => s.kind === 'user' ? user(s.userId) : s.kind === 'group' ? group(s.group) : s.kind === 'broadcast' ? broadcast : admin,
     // Without building the name: the hub asks this for every user message.
     isUserChannelOf: (channel, userId) => userId.length > 0 &&
       channel.length === userPrefix.length + userId.length + 1 &&

@@ -6,6 +6,7 @@ import type { HistoryConfig } from '../backend/streams.js'
 import envSchema from 'env-schema'
 import { EnvSchema, Expected, REDIS_URL_FORM, type Env } from './schema.js'
 import { parseSeeds } from './webhooks.js'
+import { parsePublishSchemas } from '../publish/schemas.js'
 import { parseAllowlist } from '../webhooks/ssrf.js'
 import type { SeedEndpoint } from '../webhooks/endpoints.js'
 
@@ -60,6 +61,8 @@ export interface Config {
     messagesPerMinute: number
     subscriptions: number
     messageBytes: number
+    /** MAX_PUBLISH_BYTES */
+    publishBytes: number
     sendBufferBytes: number
     nodeConnections: number
   }
@@ -84,6 +87,14 @@ export interface Config {
     concurrency: number
     breakerCooldownMs: number
     secretOverlapMs: number
+  }
+  publish: {
+    /** PUBLISH_SCHEMAS: a JSON schema for the data of each listed type */
+    schemas: Record<string, object>
+    /** PUBLISH_KEY_TTL */
+    keyTtlMs: number
+    /** VISITOR_TOKEN_TTL */
+    visitorTtlMs: number
   }
   logLevel: Env['LOG_LEVEL']
 }
@@ -202,6 +213,12 @@ export function loadConfig (source: Record<string, string | undefined> = process
   } catch (err) {
     throw new ConfigError('WEBHOOKS', (err as Error).message)
   }
+  let publishSchemas: Record<string, object> = {}
+  try {
+    if (e.PUBLISH_SCHEMAS !== undefined) publishSchemas = parsePublishSchemas(e.PUBLISH_SCHEMAS)
+  } catch (err) {
+    throw new ConfigError('PUBLISH_SCHEMAS', (err as Error).message)
+  }
   const password = e.REDIS_PASSWORD !== undefined ? { password: e.REDIS_PASSWORD } : {}
   const redis: RedisTarget | null = e.REDIS_URL !== undefined
     ? { url: e.REDIS_URL }
@@ -242,6 +259,7 @@ export function loadConfig (source: Record<string, string | undefined> = process
       messagesPerMinute: e.MAX_MESSAGES_PER_MINUTE,
       subscriptions: e.MAX_SUBSCRIPTIONS,
       messageBytes: e.MAX_MESSAGE_BYTES,
+      publishBytes: e.MAX_PUBLISH_BYTES,
       sendBufferBytes: e.MAX_SEND_BUFFER_BYTES,
       nodeConnections: e.WEBSOCKET_MAX_CONNECTIONS,
     },
@@ -264,6 +282,11 @@ export function loadConfig (source: Record<string, string | undefined> = process
       concurrency: e.WEBHOOK_CONCURRENCY,
       breakerCooldownMs: e.WEBHOOK_BREAKER_COOLDOWN,
       secretOverlapMs: e.WEBHOOK_SECRET_OVERLAP,
+    },
+    publish: {
+      schemas: publishSchemas,
+      keyTtlMs: e.PUBLISH_KEY_TTL,
+      visitorTtlMs: e.VISITOR_TOKEN_TTL,
     },
     logLevel: e.LOG_LEVEL,
   }

@@ -44,6 +44,7 @@ export const PAGE: string = `<!doctype html>
     <button type="button" role="tab" id="tab-overview" aria-controls="overview" aria-selected="true">Overview</button>
     <button type="button" role="tab" id="tab-tail" aria-controls="tail" aria-selected="false" tabindex="-1">Live tail</button>
     <button type="button" role="tab" id="tab-inspector" aria-controls="inspector" aria-selected="false" tabindex="-1">User inspector</button>
+    <button type="button" role="tab" id="tab-webhooks" aria-controls="webhooks" aria-selected="false" tabindex="-1">Webhooks</button>
   </nav>
 
   <section id="overview" role="tabpanel" aria-labelledby="tab-overview" tabindex="0">
@@ -85,6 +86,7 @@ export const PAGE: string = `<!doctype html>
     <div class="tops">
       <section class="panel" aria-labelledby="top-users-title"><h2 id="top-users-title">Top users <span class="hint">connections opened, last <span class="top-window">5</span> min</span></h2><ol id="top-users" class="top"></ol></section>
       <section class="panel" aria-labelledby="top-types-title"><h2 id="top-types-title">Top event types <span class="hint">published, last <span class="top-window">5</span> min</span></h2><ol id="top-types" class="top"></ol></section>
+      <section class="panel" aria-labelledby="groups-title"><h2 id="groups-title">Groups <span class="hint">member connections now</span></h2><ol id="groups" class="top"></ol></section>
     </div>
   </section>
 
@@ -121,6 +123,22 @@ export const PAGE: string = `<!doctype html>
         <tbody></tbody>
       </table>
       </div>
+    </div>
+  </section>
+
+  <section id="webhooks" role="tabpanel" aria-labelledby="tab-webhooks" tabindex="0" hidden>
+    <div class="actions"><button type="button" id="webhooks-refresh">Refresh</button></div>
+    <p id="webhooks-status" class="note" role="status"></p>
+    <p id="webhooks-persistence" class="note" hidden></p>
+    <p id="webhooks-error" class="error" role="alert"></p>
+    <div class="scroll">
+    <table id="webhooks-list" class="grid">
+      <thead><tr>
+        <th scope="col">Endpoint</th><th scope="col">URL</th><th scope="col">Event types</th><th scope="col">State</th><th scope="col">Breaker</th>
+        <th scope="col" class="num">Queued</th><th scope="col" class="num">Oldest pending</th><th scope="col" class="num">Failed of latest</th><th scope="col">Latest attempt</th>
+      </tr></thead>
+      <tbody></tbody>
+    </table>
     </div>
   </section>
 </div>

@@ -84,12 +84,11 @@ export function originAccepted (h: Herald, req: Pick<AdmissionRequest, 'endpoint
 }
 
 /**
- * Every check of the handshake but the slot, in the handshake's order:
- * whether this node takes connections, the Origin, the token, the role, the
- * node's capacity, revocation. Backend faults while checking revocations are thrown.
+ * Every check of the handshake before the backend's: whether this node
+ * takes connections, the Origin, the token, the role, the node's capacity,
+ * and the revocations this node knows.
  */
-export async function vet (h: Herald, req: AdmissionRequest): Promise<Vetting> {
-  const refuse = refuser(h, req)
+async function identify (h: Herald, req: AdmissionRequest, refuse: Refuse): Promise<Vetting> {
   const busy = nodeRefusal(h, false)
   if (busy !== null) return refuse(busy, { elsewhere: true })
   if (!originAccepted(h, req)) return refuse('ORIGIN_FORBIDDEN')
@@ -110,24 +109,40 @@ export async function vet (h: Herald, req: AdmissionRequest): Promise<Vetting> {
   // Draining and the backend again: either may have come true while the token was checked.
   const full = nodeRefusal(h, true)
   if (full !== null) return refuse(full, { elsewhere: true })
-  if (identity.anonymous !== true && await h.revocations.check(identity) !== null) return refuse('SESSION_REVOKED')
+  if (identity.anonymous !== true && h.revocations.known(identity) !== null) return refuse('SESSION_REVOKED')
   return { ok: true, identity, connectionId }
+}
+
+/**
+ * Every check of the handshake but the slot, in the handshake's order:
+ * whether this node takes connections, the Origin, the token, the role, the
+ * node's capacity, revocation. Backend faults while checking revocations are thrown.
+ */
+export async function vet (h: Herald, req: AdmissionRequest): Promise<Vetting> {
+  const refuse = refuser(h, req)
+  const v = await identify(h, req, refuse)
+  if (!v.ok || v.identity.anonymous === true) return v
+  if (await h.revocations.check(v.identity) !== null) return refuse('SESSION_REVOKED')
+  return v
 }
 
 /**
  * Admits a connection or says why not. Admitted, it holds a slot under the
  * cluster-wide limits: the caller ties the slot to its transport and gives
- * it back with `releaseSlot` when that closes. Backend faults while checking
- * revocations or taking the slot are thrown.
+ * it back with `releaseSlot` when that closes. The store's revocation check
+ * and the slot are one step, batched with the other connections of the
+ * event-loop turn (src/limits/connection-limiter.ts). Backend faults while
+ * checking revocations or taking the slot are thrown.
  */
 export async function admit (h: Herald, req: AdmissionRequest): Promise<Admission> {
-  const v = await vet(h, req)
-  if (!v.ok) return v
   const refuse = refuser(h, req)
+  const v = await identify(h, req, refuse)
+  if (!v.ok) return v
   const { identity, connectionId } = v
   const record: ConnectionRecord = { serverId: h.config.serverId, connectionId, userId: identity.userId, sessionId: identity.sessionId, ip: req.ip, endpoint: req.endpoint, openedAt: Date.now() }
-  const slot = await h.connectionLimiter.acquire(record)
+  const slot = await h.connectionLimiter.acquire(record, identity.anonymous === true ? null : identity)
   if (!slot.ok) {
+    if ('revoked' in slot) return refuse('SESSION_REVOKED')
     if (diag.rateLimit.hasSubscribers) diag.rateLimit.publish({ serverId: h.config.serverId, scope: slot.scope === 'ip' ? 'connection-ip' : 'connection-user' })
     return refuse('CONNECTION_LIMIT', { message: `at most ${slot.limit} open connections per ${slot.scope === 'ip' ? 'IP address' : 'user'}`, retryAfter: CONNECTION_RETRY_AFTER_S })
   }

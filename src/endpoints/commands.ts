@@ -8,6 +8,8 @@ import type { ClientMessage } from '../protocol/envelope.js'
 import { ClientFrames, type ClientFrameType, type ClientPayload } from '../protocol/schema.js'
 import { payloadCheck, type Refusal } from '../protocol/validation.js'
 import type { HandlerTable } from './session.js'
+import { publish } from '../publish/handler.js'
+import { reclaimGroups } from '../groups/membership.js'
 
 const checks = Object.fromEntries(Object.entries(ClientFrames).map(([type, f]) => [type, payloadCheck(f.payload)])) as Record<ClientFrameType, (p: unknown) => Refusal | null>
 
@@ -97,8 +99,16 @@ export const commonCommands: HandlerTable = {
     if (identity.userId !== conn.userId) return conn.fail('REFRESH_REJECTED', 'the new token is for another subject', msg.id)
     if (conn.kind === 'admin' && !identity.roles.includes('admin')) return conn.fail('REFRESH_REJECTED', 'the new token lacks the admin role', msg.id)
     if (await h.revocations.check(identity) !== null) return conn.fail('REFRESH_REJECTED', 'the new token is revoked', msg.id)
+    const previous = conn.identity.groups ?? []
     conn.identity = identity
     armExpiry(h, conn)
+    await reclaimGroups(h, conn, previous)
     conn.reply('refreshed', { expiresAt: new Date(identity.expiresAt).toISOString() }, msg.id)
   },
+}
+
+/** /ws/events and Socket.IO: the common requests, and a client's publish (src/publish/). */
+export const eventsCommands: HandlerTable = {
+  ...commonCommands,
+  publish,
 }

@@ -67,6 +67,8 @@ export abstract class Connection implements Subscriber {
    * in the same place when it closes, whatever a refresh did to the identity.
    */
   readonly guest: boolean
+  /** the groups the hub delivers to this connection (token claim and API membership); written by the hub only */
+  groups: Set<string> | null = null
   closed = false
   private held: Array<Delivery | (() => void)> | null = []
   /** live deliveries held while a resume replays history; null when none runs */
@@ -115,6 +117,9 @@ export abstract class Connection implements Subscriber {
   }
 
   get welcomed (): boolean { return this.held === null }
+
+  /** Is this connection's user a member of `group` now, as far as this node knows (src/groups/membership.ts). */
+  isMember (group: string): boolean { return this.groups?.has(group) === true }
 
 
   /** An event or notification from the hub. */

@@ -5,6 +5,7 @@ import type { ConnectionRecord, Eviction, EvictionCause, Holder } from '../limit
 import { CloseCodes } from '../protocol/close-codes.js'
 import { DISCONNECTED_REASON } from '../admin/actions.js'
 import type { Connection } from './connection.js'
+import { applyMembership, MEMBERSHIP_CONTROL } from '../groups/membership.js'
 
 // Node-to-node instructions carried as control messages (kind c).
 
@@ -93,6 +94,7 @@ export function handleControl (h: Herald, env: Envelope): void {
     case 'revoke': applyRevocation(h, arg); break
     case 'evict': evict(h, arg as Eviction); break
     case 'disconnect': disconnect(h, arg as { connectionId?: string, userId?: string }); break
+    case MEMBERSHIP_CONTROL: applyMembership(h, arg); break
   }
 }
 

@@ -7,6 +7,7 @@ import type { Connection } from './connection.js'
 import { evictedEarly, revokedWhileOpening } from './control.js'
 import { positionsOf } from '../events/resume.js'
 import { armExpiry } from './expiry.js'
+import { joinGroups } from '../groups/membership.js'
 import { heardFrom } from './liveness.js'
 
 // What every transport does with a connection: open (subscribe its channels,
@@ -82,10 +83,14 @@ export function opened (h: Herald, conn: Connection): void {
   h.connections.add(conn)
   let timer: NodeJS.Timeout | undefined
   const timeout = new Promise<never>((_resolve, reject) => { timer = setTimeout(() => reject(new Error('subscribe timed out')), ATTACH_TIMEOUT_MS) })
-  // The positions are read once the node listens on the connection's
-  // channels: a message published after the read reaches it live.
+  // Its user's channel first: a membership change announced while its groups
+  // are read comes on it (src/groups/membership.ts). The positions are read
+  // once the node listens on every channel of the connection (its groups'
+  // too): a message published after the read reaches it live.
   const streams = h.backend.streams
-  const attached = h.hub.attach(conn).then(async () => streams === null || conn.closed ? undefined : await positionsOf(streams, h.channels, conn))
+  const attached = h.hub.attach(conn)
+    .then(async () => { if (!conn.closed) await joinGroups(h, conn) })
+    .then(async () => streams === null || conn.closed ? undefined : await positionsOf(streams, h.channels, conn))
   Promise.race([attached, timeout]).then((positions) => {
     if (conn.closed) return
     const { identity } = conn

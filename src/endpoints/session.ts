@@ -3,6 +3,7 @@ import type { RawData, WebSocket } from 'ws'
 import type { Herald } from '../context.js'
 import { CloseCodes } from '../protocol/close-codes.js'
 import { parseClientFrame } from '../protocol/envelope.js'
+import { frameLimit } from '../publish/limits.js'
 import type { Site } from './connection.js'
 import { closed, opened, received, type HandlerTable } from './lifecycle.js'
 import { heardFrom } from './liveness.js'
@@ -32,10 +33,27 @@ function onMessage (this: WebSocket, data: RawData, isBinary: boolean): void {
   const conn = connOf(this)
   if (isBinary) return conn.close(CloseCodes.UNSUPPORTED_DATA, 'text frames only')
   const text = data.toString()
+  const limits = conn.site.h.config.limits
+  const bytes = (data as Buffer).length
+  // Within the transport's limit but over its own: a publish may be larger
+  // than other frames (src/publish/handler.ts). Only such frames pay for
+  // this peek at their type.
+  let tooLarge = false
+  if (bytes > Math.min(limits.messageBytes, limits.publishBytes)) {
+    const verdict = frameLimit(limits, peekType(text), bytes)
+    if (verdict === 'close') return conn.close(CloseCodes.MESSAGE_TOO_BIG, 'message too big')
+    tooLarge = verdict === 'too-large-publish'
+  }
   received(conn.site.h, conn, conn.site.handlers, () => {
     const p = parseClientFrame(text)
+    if (p.ok && tooLarge) return { error: ['PUBLISH_TOO_LARGE', `a publish frame may hold at most ${limits.publishBytes} bytes (MAX_PUBLISH_BYTES); this one holds ${bytes}`, p.msg.id] }
     return p.ok ? { msg: p.msg } : { error: [p.code, p.message, p.id] }
   })
+}
+
+/** The `type` of a frame that is a JSON object; undefined otherwise (the parser says why later). */
+function peekType (text: string): unknown {
+  try { return (JSON.parse(text) as { type?: unknown } | null)?.type } catch { return undefined }
 }
 
 function onPong (this: WebSocket): void { heardFrom(connOf(this)) }

@@ -12,7 +12,8 @@ import type { ConnectionRecord } from '../limits/connection-limiter.js'
 import { channels as diag } from '../observability/channels.js'
 import { CloseCodes } from '../protocol/close-codes.js'
 import { admit, nodeRefusal, releaseSlot } from './admission.js'
-import { commonCommands } from './commands.js'
+import { eventsCommands } from './commands.js'
+import { frameLimit, transportLimit } from '../publish/limits.js'
 import { Connection, type Site } from './connection.js'
 import { closed, opened, received } from './lifecycle.js'
 import { heardFrom } from './liveness.js'
@@ -162,6 +163,12 @@ function refusal (code: ErrorCode, message?: string, retryAfter?: number): Error
   return err
 }
 
+/** A payload's JSON size; past what JSON.stringify can walk, larger than any limit. */
+function packetBytes (payload: unknown): number {
+  if (payload === undefined) return 0
+  try { return Buffer.byteLength(JSON.stringify(payload)) } catch { return Infinity }
+}
+
 /** Registers Socket.IO on the Fastify server, sharing `upgrade` with @fastify/websocket. */
 export default fp(async function socketIo (app) {
   const h = app.herald
@@ -176,7 +183,7 @@ export default fp(async function socketIo (app) {
     serveClient: false,
     pingInterval: h.config.heartbeatIntervalMs,
     pingTimeout: Math.min(20_000, h.config.heartbeatIntervalMs),
-    maxHttpBufferSize: h.config.limits.messageBytes,
+    maxHttpBufferSize: transportLimit(h.config.limits),
     // A fallback only: EngineSessions drops a session without a connection at
     // HANDSHAKE_TIMEOUT, first (Socket.IO's own close would keep an idle
     // polling session up to 30 s more, waiting for it to poll).
@@ -248,7 +255,7 @@ export default fp(async function socketIo (app) {
   const oversized = new WeakSet<object>()
   const clients = (io.engine as unknown as { clients: Record<string, EngineSocket | undefined> }).clients
   io.engine.use((req: IncomingMessage, _res: unknown, next: (err?: unknown) => void) => {
-    if (req.method === 'POST' && Number(req.headers['content-length']) > h.config.limits.messageBytes) {
+    if (req.method === 'POST' && Number(req.headers['content-length']) > transportLimit(h.config.limits)) {
       const sid = new URL(req.url ?? '/', 'http://localhost').searchParams.get('sid')
       const raw = sid !== null && Object.hasOwn(clients, sid) ? clients[sid] : undefined
       if (raw !== undefined) {
@@ -274,8 +281,16 @@ export default fp(async function socketIo (app) {
     socket.onAny((event: unknown, ...args: unknown[]) => {
       const ack = typeof args[args.length - 1] === 'function' ? args.pop() as (r: unknown) => void : undefined
       const payload = args[0]
-      received(h, conn, commonCommands, () => {
+      // The packet's size as MAX_MESSAGE_BYTES and MAX_PUBLISH_BYTES count it
+      // (engine.io bounded the whole packet by the larger already).
+      const verdict = frameLimit(h.config.limits, event, packetBytes(payload))
+      if (verdict === 'close') {
+        conn.close(CloseCodes.MESSAGE_TOO_BIG, 'message too big')
+        return
+      }
+      received(h, conn, eventsCommands, () => {
         const id = ack !== undefined ? conn.registerAck(ack) : undefined
+        if (verdict === 'too-large-publish') return { error: ['PUBLISH_TOO_LARGE', `a publish may hold at most ${h.config.limits.publishBytes} bytes (MAX_PUBLISH_BYTES)`, id] }
         if (typeof event !== 'string') return { error: ['UNKNOWN_TYPE', `${Errors.UNKNOWN_TYPE.message}: the event name must be a string`, id] }
         if (payload !== undefined && (typeof payload !== 'object' || payload === null || Array.isArray(payload))) {
           return { error: ['INVALID_PAYLOAD', 'payload must be an object', id] }

@@ -37,15 +37,25 @@ let lastDelivery: Delivery | null = null
 const queued: TurnQueue[] = []
 const runs = new Map<number, Buffer>()
 let scheduled = false
+let writeMs = 0
 
 function endTurn (): void {
+  const start = performance.now()
   scheduled = false
   for (const q of queued) q.flush()
   queued.length = 0
   log.length = 0
   runs.clear()
   lastDelivery = null
+  writeMs = performance.now() - start
 }
+
+/**
+ * How long the last turn's writes took, ms: about one write per socket that
+ * had deliveries, whatever their number. What sizes the next turn's
+ * delivery work (src/events/intake.ts).
+ */
+export const lastWriteMs = (): number => writeMs
 
 /** Queues `d`'s WebSocket frame on `q` for the end of this turn. */
 export function enqueue (q: TurnQueue, d: Delivery): void {

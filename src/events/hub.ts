@@ -37,6 +37,8 @@ export interface Subscriber {
   readonly patterns: Map<string, readonly string[]>
   /** anonymous: receives broadcast-audience events only and has no user channel */
   readonly guest: boolean
+  /** the groups whose channels the hub holds for it (joinGroup, leaveGroup); null: none. Only the hub writes it. */
+  groups: Set<string> | null
   deliver (d: Delivery): void
   /** `deliver` threw: the recipient reports it and closes (1011); an UnusablePayload is ignored */
   undeliverable (err: unknown): void
@@ -79,6 +81,10 @@ export class Hub {
   private readonly userIndex = new PatternIndex<Subscriber>()
   private readonly adminIndex = new PatternIndex<Subscriber>()
   private readonly refs = new Map<string, ChannelRef>()
+  /** per group with members on this node: those members' /ws/events subscribers, and their patterns (as the user index holds them, for the same matching cost) */
+  private readonly groupMembers = new Map<string, { members: Set<Subscriber>, index: PatternIndex<Subscriber> }>()
+  /** the group channels this node listens on, and their groups */
+  private readonly groupOfChannel = new Map<string, string>()
   private readonly typeSegments = new Map<string, string[]>()
   private dispatchSeq = 0
   private controlListener: (env: Envelope) => void = () => {}
@@ -96,12 +102,14 @@ export class Hub {
     private readonly serverId: string,
     private readonly log: FastifyBaseLogger,
     private readonly recipients: Recipients,
+    /** how long the last turn's writes to sockets took, ms: what sizes the delivery slices (intake.ts) */
+    writeMs: () => number = () => 0,
   ) {
     this.intake = new Intake((channel, env) => {
       try { this.dispatch(channel, env) } catch (err) { this.drop('error', channel, err) }
     }, (r) => {
       if (diag.overload.hasSubscribers) diag.overload.publish({ serverId, ...r, log })
-    })
+    }, writeMs)
     broker.onMessage((channel, message) => this.onBrokerMessage(channel, message))
   }
 
@@ -138,17 +146,56 @@ export class Hub {
     if (channel !== null) await this.ref(channel)
   }
 
-  /** The subscriber left the recipients: its patterns and its hold on its channel go. */
+  /** The subscriber left the recipients: its patterns and its hold on its channels go. */
   detach (s: Subscriber): void {
     for (const segs of s.patterns.values()) this.indexOf(s).remove(segs, s)
     const channel = this.channelOf(s)
     if (channel !== null) this.unref(channel)
+    if (s.groups !== null) for (const g of [...s.groups]) this.leaveGroup(s, g)
+  }
+
+  /**
+   * The subscriber's user is a member of `group`: the group's events reach it
+   * (those matching its patterns) once this resolves. A node listens on a
+   * group's channel while it holds at least one member's connection.
+   */
+  async joinGroup (s: Subscriber, group: string): Promise<void> {
+    if (s.groups?.has(group) === true) return
+    ;(s.groups ??= new Set()).add(group)
+    let g = this.groupMembers.get(group)
+    if (g === undefined) { g = { members: new Set(), index: new PatternIndex() }; this.groupMembers.set(group, g) }
+    g.members.add(s)
+    for (const segs of s.patterns.values()) g.index.add(segs, s)
+    const channel = this.ch.group(group)
+    this.groupOfChannel.set(channel, group)
+    await this.ref(channel)
+  }
+
+  /** No longer a member: nothing more of the group reaches it. */
+  leaveGroup (s: Subscriber, group: string): void {
+    if (s.groups?.delete(group) !== true) return
+    if (s.groups.size === 0) s.groups = null
+    const g = this.groupMembers.get(group)
+    if (g !== undefined && g.members.delete(s)) {
+      for (const segs of s.patterns.values()) g.index.remove(segs, s)
+      if (g.members.size === 0) this.groupMembers.delete(group)
+    }
+    const channel = this.ch.group(group)
+    if (this.unref(channel)) this.groupOfChannel.delete(channel)
+  }
+
+  /** groups with members on this node, and how many connections each */
+  groupCounts (): Map<string, number> {
+    const out = new Map<string, number>()
+    for (const [name, g] of this.groupMembers) out.set(name, g.members.size)
+    return out
   }
 
   addPattern (s: Subscriber, pattern: string, segs: readonly string[]): void {
     if (s.patterns.has(pattern)) return
     s.patterns.set(pattern, segs)
     this.indexOf(s).add(segs, s)
+    if (s.groups !== null) for (const g of s.groups) this.groupMembers.get(g)?.index.add(segs, s)
   }
 
   removePattern (s: Subscriber, pattern: string): void {
@@ -156,6 +203,7 @@ export class Hub {
     if (!segs) return
     s.patterns.delete(pattern)
     this.indexOf(s).remove(segs, s)
+    if (s.groups !== null) for (const g of s.groups) this.groupMembers.get(g)?.index.remove(segs, s)
   }
 
   /** Delivers a message this node published itself (while Redis is not delivering), instead of its later echo. */
@@ -239,6 +287,10 @@ export class Hub {
             if (matches(p, type)) { deliver(s); break }
           }
         })
+      } else {
+        // A group's channel: its members on this node, those subscribed to the type.
+        const group = this.groupOfChannel.get(channel)
+        if (group !== undefined) this.groupMembers.get(group)?.index.forEachMatch(type, deliver)
       }
     }
 
@@ -251,7 +303,7 @@ export class Hub {
 
   /** The header's userId, not the channel suffix alone, picks recipients: both must agree. */
   private isHubChannel (channel: string): boolean {
-    return channel === this.ch.broadcast || channel === this.ch.admin || channel === this.ch.control || channel.startsWith(this.ch.userPrefix)
+    return channel === this.ch.broadcast || channel === this.ch.admin || channel === this.ch.control || channel.startsWith(this.ch.userPrefix) || this.groupOfChannel.has(channel)
   }
 
   private isUserChannelOf (channel: string, userId: string): boolean {
@@ -290,12 +342,14 @@ export class Hub {
     return ready
   }
 
-  private unref (channel: string): void {
+  /** true when that was the last hold on the channel */
+  private unref (channel: string): boolean {
     const r = this.refs.get(channel)
-    if (!r || --r.refs > 0) return
+    if (!r || --r.refs > 0) return false
     this.refs.delete(channel)
     // Redis processes UNSUBSCRIBE and a later SUBSCRIBE in order on one connection.
     this.broker.unsubscribe(channel).catch(() => {})
+    return true
   }
 }
 
@@ -330,12 +384,15 @@ export function deliveryOf (env: Envelope): Delivery {
  * replays exactly what the connection would have received.
  */
 export function receives (s: Subscriber, stream: string, env: Envelope): boolean {
-  const user = stream !== 'broadcast' && stream !== 'admin'
+  // A group's stream is its members' (whoever published into it); a user's is that user's.
+  const group = stream.startsWith('group:') ? stream.slice(6) : null
+  const user = group === null && stream !== 'broadcast' && stream !== 'admin'
   if (env.kind === 'n') {
-    if (s.kind !== 'events') return false
+    if (s.kind !== 'events' || group !== null) return false
     return user ? !s.guest && env.userId === s.userId && stream === env.stream : stream === 'broadcast'
   }
   if (env.kind !== 'e') return false
+  if (group !== null && (s.kind !== 'events' || s.groups?.has(group) !== true)) return false
   if (user && (s.kind !== 'events' || s.guest || env.userId !== s.userId)) return false
   if (stream === 'admin' && s.kind !== 'admin') return false
   const type = env.type.split('.')

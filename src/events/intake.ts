@@ -1,15 +1,27 @@
 import type { Envelope } from './codec.js'
 
 // What a node does past saturation (docs/design.md, "Past saturation"): it
-// delivers for at most SLICE_MS per event-loop turn, so timers, pings, the API
-// and the readiness probe still run; messages it has no time for wait, in
+// delivers for at most a slice of each event-loop turn, so timers, pings, the
+// API and the readiness probe still run; messages it has no time for wait, in
 // order, in a backlog bounded by age and size; a message that waited longer
 // than MAX_WAIT_MS is shed, counted, and never delivered. The node reads
 // Redis at full speed throughout: left unread, messages would pile up in
 // Redis until it dropped the subscription, losing them uncounted.
+//
+// The slice's length is the latency policy (docs/design.md, "Latency under
+// load"). Each turn ends with a write per socket that was sent something
+// (turn-writes.ts), a cost that follows the number of sockets, not the
+// number of events: at 10,000 subscribers it is tens of ms. A slice shorter
+// than that spends most of each turn writing a little to every socket, and
+// past that rate the backlog, hence latency, grows to MAX_WAIT_MS. So a
+// slice is as long as the last turn's writes took (half the turn delivering,
+// half writing), at least SLICE_MS, and never past MAX_SLICE_MS, which keeps
+// a turn, and so the wait of a message that arrives during one, bounded.
 
-/** delivery work per event-loop turn before the turn yields */
+/** delivery work per event-loop turn before the turn yields, at least */
 export const SLICE_MS = 20
+/** and at most, however long the writes take */
+export const MAX_SLICE_MS = 60
 /** how stale a message may get in the backlog before it is shed */
 export const MAX_WAIT_MS = 1000
 /** JSON bytes the backlog may hold, whatever their age */
@@ -37,9 +49,13 @@ export class Intake {
     if (this.head < this.queue.length) this.drain()
   }
 
+  private sliceMs = SLICE_MS
+
+  /** `writeMs`: how long the last turn's writes took (turn-writes.ts lastWriteMs) */
   constructor (
     private readonly run: (channel: string, env: Envelope) => void,
     private readonly report: (r: OverloadReport) => void,
+    private readonly writeMs: () => number = () => 0,
   ) {}
 
   /** messages waiting in the backlog */
@@ -62,20 +78,22 @@ export class Intake {
   private hasTime (): boolean {
     const now = performance.now()
     if (!this.sliceOpen) this.open(now)
-    return now - this.sliceStart < SLICE_MS
+    return now - this.sliceStart < this.sliceMs
   }
 
   /** A slice lasts until the end of this turn (the check phase), when what waits gets the next one. */
   private open (now: number): void {
     this.sliceOpen = true
     this.sliceStart = now
+    this.sliceMs = Math.min(MAX_SLICE_MS, Math.max(SLICE_MS, this.writeMs()))
     setImmediate(this.endSlice)
   }
 
   private drain (): void {
     const start = performance.now()
     let now = start
-    while (this.head < this.queue.length && now - start < SLICE_MS) {
+    const slice = Math.min(MAX_SLICE_MS, Math.max(SLICE_MS, this.writeMs()))
+    while (this.head < this.queue.length && now - start < slice) {
       const w = this.take()
       if (now - w.at > MAX_WAIT_MS) this.drop()
       else this.run(w.channel, w.env)

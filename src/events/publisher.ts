@@ -1,9 +1,11 @@
 import type { PublishCapabilities } from '../backend/backend.js'
+import type { Append } from '../backend/streams.js'
 import type { Fanout } from '../backend/webhooks.js'
 import type { Channels } from '../cluster/channels.js'
 import { HeraldError } from '../errors.js'
 import { channels as diag } from '../observability/channels.js'
-import { ADMIN_STREAM, BROADCAST_STREAM, streamName, userStream, type Stream } from '../protocol/streams.js'
+import type { Source } from '../protocol/schema.js'
+import { ADMIN_STREAM, BROADCAST_STREAM, groupStream, streamName, userStream, type Stream } from '../protocol/streams.js'
 import { routesFor, type Route } from './audience.js'
 import { draft, encode, place, type Envelope, type Position } from './codec.js'
 import type { EventInput, HeraldEvent, HeraldNotification, NotificationInput } from './model.js'
@@ -57,6 +59,9 @@ export const receipt = (m: { id: string } & Placement): { id: string } & Placeme
  * once it has its position, before the publish resolves (the broker holds
  * them through an outage with the message).
  */
+/** A client's publish: who (stamped as the event's source) and the bound on its data. */
+export interface ClientOrigin { readonly source: Source, readonly maxDataBytes: number }
+
 export class Publisher {
   published = 0
   /** the webhook endpoints this process knows, refreshed within a second of a change */
@@ -86,11 +91,19 @@ export class Publisher {
   /** The endpoints a message of `type` goes to; undefined when none. */
   private async fanout (eventId: string, type: string, at: number): Promise<Fanout | undefined> {
     await this.knowEndpoints()
+    return this.matched(eventId, type, at)
+  }
+
+  /** fanout() once the endpoints are known. */
+  private matched (eventId: string, type: string, at: number): Fanout | undefined {
     const endpoints = this.webhooks.match(type)
     return endpoints.length === 0 ? undefined : { eventId, type, at, endpoints }
   }
 
   private async knowEndpoints (): Promise<void> {
+    // Known once, refreshed in the background after: the wait (a timer and a
+    // race per publish) is for a process that never read the list yet.
+    if (this.webhooks.known) return
     const ready = this.webhooks.ready()
     let timer: NodeJS.Timeout | undefined
     try {
@@ -105,17 +118,78 @@ export class Publisher {
     }
   }
 
-  /** The event as clients receive it, with its stream and position when history gave it one. */
-  async publishEvent (given: EventInput): Promise<HeraldEvent> {
-    // Here, whatever an entry point checked before (the library's direct mode
-    // has no schema in front of it), and before anything serialises the data:
-    // JSON.stringify overflows the stack on deep nesting.
-    const input = validateEvent(given)
+  /**
+   * The event as clients receive it, with its stream and position when history gave it one.
+   * `client`: a client published it (src/publish/): who, stamped from its
+   * connection, and the bound on its data (its frame's, MAX_PUBLISH_BYTES).
+   */
+  async publishEvent (given: EventInput, client?: ClientOrigin): Promise<HeraldEvent> {
+    const { event, now } = this.eventOf(given, client)
+    const placed = await this.send(this.compose(event, now, await this.fanout(event.id, event.type, now)))
+    return this.published1(event, placed)
+  }
+
+  /**
+   * Each event as publishEvent() publishes it, in this order, answered on
+   * its own: the event, or why it was refused or not published (a refused
+   * event holds back none of the others). One path for them all: one
+   * append each, handed to the broker together (appendMany), which sends
+   * them to Redis in one turn (src/backend/streams-redis.ts), so events of
+   * one stream take their offsets in this order; and no timer, promise
+   * chain or wait per event, which at hundreds of events a request cost
+   * more than the events themselves.
+   */
+  async publishEvents (given: readonly EventInput[]): Promise<Array<HeraldEvent | HeraldError>> {
+    const out: Array<HeraldEvent | HeraldError> = new Array(given.length)
+    const valid: Array<{ i: number, event: HeraldEvent, now: number }> = []
+    given.forEach((g, i) => {
+      try {
+        valid.push({ i, ...this.eventOf(g) })
+      } catch (err) {
+        out[i] = err instanceof HeraldError ? err : new HeraldError('INTERNAL', (err as Error).message)
+      }
+    })
+    if (valid.length === 0) return out
+    let outgoing: Outgoing[]
+    try {
+      await this.knowEndpoints()
+      outgoing = valid.map((v) => this.compose(v.event, v.now, this.matched(v.event.id, v.event.type, v.now)))
+    } catch (err) {
+      const e = err instanceof HeraldError ? err : new HeraldError('INTERNAL', (err as Error).message)
+      for (const v of valid) out[v.i] = e
+      return out
+    }
+    const placed = await this.sendMany(outgoing)
+    valid.forEach((v, k) => {
+      const p = placed[k]!
+      out[v.i] = p instanceof HeraldError ? p : this.published1(v.event, p)
+    })
+    return out
+  }
+
+  /**
+   * What an entry point was given, checked (whatever an entry point checked
+   * before: the library's direct mode has no schema in front of it), before
+   * anything serialises the data (JSON.stringify overflows the stack on
+   * deep nesting); with its id and timestamp.
+   */
+  private eventOf (given: EventInput, client?: ClientOrigin): { event: HeraldEvent, now: number } {
+    const input = validateEvent(given, client?.maxDataBytes)
     const now = Date.now()
     const event: HeraldEvent = { id: this.nextId(), type: input.type, timestamp: new Date(now).toISOString(), data: input.data ?? {} }
     if (input.userId !== undefined) event.userId = input.userId
     if (input.sessionId !== undefined) event.sessionId = input.sessionId
-    const placed = await this.send(routesFor(event.type, input.userId), input.userId, event, { kind: 'e', publishedAt: now, type: event.type, userId: input.userId ?? '' }, await this.fanout(event.id, event.type, now))
+    if (input.group !== undefined) event.group = input.group
+    if (client !== undefined) event.source = { userId: client.source.userId, sessionId: client.source.sessionId, connectionId: client.source.connectionId }
+    return { event, now }
+  }
+
+  private compose (event: HeraldEvent, now: number, webhooks: Fanout | undefined): Outgoing {
+    const target = event.group !== undefined ? { group: event.group } : { userId: event.userId }
+    return this.outgoing(routesFor(event.type, event.userId, event.group), target, event, { kind: 'e', publishedAt: now, type: event.type, userId: event.userId ?? '' }, webhooks)
+  }
+
+  private published1 (event: HeraldEvent, placed: Placement): HeraldEvent {
     if (diag.eventPublished.hasSubscribers) diag.eventPublished.publish({ serverId: this.serverId, kind: 'event', type: event.type, id: event.id })
     return Object.assign(event, placed)
   }
@@ -126,7 +200,7 @@ export class Publisher {
     const now = Date.now()
     const n: HeraldNotification = { id: this.nextId(), level: input.level, title: input.title, message: input.message, timestamp: new Date(now).toISOString() }
     if (input.data !== undefined) n.data = input.data
-    const placed = await this.send(userId === null ? ['broadcast'] : ['user'], userId ?? undefined, n, { kind: 'n', publishedAt: now, type: 'notification', userId: userId ?? '' }, await this.fanout(n.id, NOTIFICATION_TYPE, now))
+    const placed = await this.send(this.outgoing(userId === null ? ['broadcast'] : ['user'], { userId: userId ?? undefined }, n, { kind: 'n', publishedAt: now, type: 'notification', userId: userId ?? '' }, await this.fanout(n.id, NOTIFICATION_TYPE, now)))
     if (diag.eventPublished.hasSubscribers) diag.eventPublished.publish({ serverId: this.serverId, kind: 'notification', type: 'notification', id: n.id })
     return Object.assign(n, placed)
   }
@@ -144,37 +218,80 @@ export class Publisher {
   }
 
   /**
-   * Out on the routes' channels. The first route's stream is the message's
-   * own (audience.ts gives a user's route before the admin copy); the others
-   * get it live only.
+   * A message for the routes' channels, delivered on this node first while
+   * Redis is not delivering. The first route's stream is the message's own
+   * (audience.ts gives a user's route before the admin copy); the others get
+   * it live only.
    */
-  private async send (routes: readonly Route[], userId: string | undefined, payload: object, head: Pick<Envelope, 'kind' | 'publishedAt' | 'type' | 'userId'>, webhooks: Fanout | undefined): Promise<Placement> {
+  private outgoing (routes: readonly Route[], target: { userId?: string | undefined, group?: string }, payload: object, head: Pick<Envelope, 'kind' | 'publishedAt' | 'type' | 'userId'>, webhooks: Fanout | undefined): Outgoing {
     this.published++
-    const streams = routes.map((r): Stream => r === 'user' ? userStream(userId!) : r === 'broadcast' ? BROADCAST_STREAM : ADMIN_STREAM)
+    const streams = routes.map((r): Stream => r === 'user' ? userStream(target.userId!) : r === 'group' ? groupStream(target.group!) : r === 'broadcast' ? BROADCAST_STREAM : ADMIN_STREAM)
     const names = streams.map((s) => this.ch.of(s))
     const local = this.hub !== null && this.localFirst()
     // The origin names a node only when that node delivered it itself; an
     // empty origin means every node, the publisher's included, delivers the echo.
     const origin = local ? this.serverId : ''
+    if (this.backend.broker.history === null) {
+      const json = JSON.stringify(payload)
+      const raw = encode({ ...head, origin, stream: '', offset: null, epoch: '', json })
+      if (local) for (const c of names) this.hub!.dispatchLocal(c, raw)
+      return { local, names, raw, json, webhooks }
+    }
+    const stream = streamName(streams[0]!)
+    const d = draft({ ...head, origin, stream, json: JSON.stringify({ ...payload, stream }) })
+    if (local) {
+      const raw = place(d, null)
+      for (const c of names) this.hub!.dispatchLocal(c, raw)
+    }
+    return { local, names, stream, append: { channel: names[0]!, also: names.slice(1), draft: d, ...(webhooks !== undefined ? { webhooks } : {}) } }
+  }
+
+  private async send (o: Outgoing): Promise<Placement> {
     const broker = this.backend.broker
     try {
-      if (broker.history === null) {
-        const json = JSON.stringify(payload)
-        const raw = encode({ ...head, origin, stream: '', offset: null, epoch: '', json })
-        if (local) for (const c of names) this.hub!.dispatchLocal(c, raw)
-        await broker.publish(names, raw, webhooks === undefined ? undefined : { fanout: webhooks, body: json })
+      if (o.append === undefined) {
+        await broker.publish(o.names, o.raw!, o.webhooks === undefined ? undefined : { fanout: o.webhooks, body: o.json! })
         return {}
       }
-      const stream = streamName(streams[0]!)
-      const d = draft({ ...head, origin, stream, json: JSON.stringify({ ...payload, stream }) })
-      if (local) {
-        const raw = place(d, null)
-        for (const c of names) this.hub!.dispatchLocal(c, raw)
-      }
-      const position: Position | null = await broker.append({ channel: names[0]!, also: names.slice(1), draft: d, ...(webhooks !== undefined ? { webhooks } : {}) })
-      return position === null ? { stream } : { stream, offset: position.offset, epoch: position.epoch }
+      return placement(o.stream!, await broker.append(o.append))
     } catch (err) {
-      throw new HeraldError('BACKEND_UNAVAILABLE', local ? `delivered on this node only: ${(err as Error).message}` : (err as Error).message)
+      throw unavailable(o, err)
     }
   }
+
+  /** send() of each, in order; the appends handed to the broker together. */
+  private async sendMany (list: readonly Outgoing[]): Promise<Array<Placement | HeraldError>> {
+    if (this.backend.broker.history === null) {
+      return await Promise.all(list.map(async (o) => await this.send(o).catch((err: HeraldError) => err)))
+    }
+    let positions: Array<Position | null | Error>
+    try {
+      positions = await this.backend.broker.appendMany(list.map((o) => o.append!))
+    } catch (err) {
+      return list.map((o) => unavailable(o, err))
+    }
+    return list.map((o, k) => {
+      const p = positions[k]!
+      return p instanceof Error ? unavailable(o, p) : placement(o.stream!, p)
+    })
+  }
 }
+
+/** A message composed for the broker: an append (history on) or a plain publish of `raw`. */
+interface Outgoing {
+  /** delivered on this node already (Redis is not delivering) */
+  readonly local: boolean
+  readonly names: readonly string[]
+  readonly stream?: string
+  readonly append?: Append
+  readonly raw?: string
+  readonly json?: string
+  readonly webhooks?: Fanout | undefined
+}
+
+const placement = (stream: string, position: Position | null): Placement =>
+  position === null ? { stream } : { stream, offset: position.offset, epoch: position.epoch }
+
+const unavailable = (o: Outgoing, err: unknown): HeraldError =>
+  new HeraldError('BACKEND_UNAVAILABLE', o.local ? `delivered on this node only: ${(err as Error).message}` : (err as Error).message)
+

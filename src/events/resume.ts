@@ -31,7 +31,8 @@ const REPLAY_PAGE = 200
 export const MAX_SINCE_STREAMS = 16
 
 /** What a connection replays to: the hub's subscriber, with the seam's hold and replay. */
-export interface Resumable extends Subscriber, Reader {
+// Its groups are the hub's (Subscriber), which Reader reads as a ReadonlySet.
+export interface Resumable extends Subscriber, Omit<Reader, 'groups'> {
   readonly closed: boolean
   startReplay (): void
   replay (d: Delivery): void

@@ -12,12 +12,14 @@ const MAX_DATA_BYTES = 60 * 1024
 
 function invalid (message: string): never { throw new HeraldError('VALIDATION', message) }
 
-export function validateEvent (e: EventInput): EventInput {
+/** `maxDataBytes`: a client's publish is bounded by its frame (MAX_PUBLISH_BYTES) instead. */
+export function validateEvent (e: EventInput, maxDataBytes = MAX_DATA_BYTES): EventInput {
   const wrong = checkEventInput(e)
   if (wrong !== null) invalid(wrong)
+  if (e.group !== undefined && e.userId !== undefined) invalid('an event goes to a user or to a group: give userId or group, not both')
   // Before anything serialises it: JSON.stringify overflows the stack on deep nesting.
   checkDataDepth(e.data)
-  if (e.data !== undefined && JSON.stringify(e.data).length > MAX_DATA_BYTES) invalid(`data must serialise to at most ${MAX_DATA_BYTES} bytes`)
+  if (e.data !== undefined && JSON.stringify(e.data).length > maxDataBytes) invalid(`data must serialise to at most ${maxDataBytes} bytes`)
   return e
 }
 

@@ -3,16 +3,17 @@ import type { Static } from '@sinclair/typebox'
 import { statsReply } from '../admin/stats.js'
 import type { EventInput, NotificationInput } from '../events/model.js'
 import * as actions from '../admin/actions.js'
-import { HeraldError } from '../errors.js'
+import { errorBody, HeraldError } from '../errors.js'
 import { readHistory } from '../events/history.js'
 import { receipt } from '../events/publisher.js'
-import { DEFAULT_PAGE } from '../protocol/schema.js'
+import { DEFAULT_PAGE, MAX_BATCH_BYTES } from '../protocol/schema.js'
 import { parseStream, streamName } from '../protocol/streams.js'
-import { Accepted, ConnectionParams, Connections, EventBody, NotificationBody, Revoked, SessionParams, Stats, StreamPage, StreamParams, StreamQuery, UserParams } from './schemas.js'
+import { Accepted, BatchAccepted, ConnectionParams, Connections, EventBatchBody, EventBody, NotificationBody, Revoked, SessionParams, Stats, StreamPage, StreamParams, StreamQuery, UserParams } from './schemas.js'
 import { serviceAuth } from './service-auth.js'
 
-const security = [{ bearer: [] }]
-const errors = { 400: { $ref: 'ErrorReply#' }, 401: { $ref: 'ErrorReply#' }, 403: { $ref: 'ErrorReply#' }, 503: { $ref: 'ErrorReply#' } }
+/** The OpenAPI security and refusals every service route declares. */
+export const security = [{ bearer: [] }]
+export const errors = { 400: { $ref: 'ErrorReply#' }, 401: { $ref: 'ErrorReply#' }, 403: { $ref: 'ErrorReply#' }, 503: { $ref: 'ErrorReply#' } }
 
 /** The HTTP API: publishing for backend services, operator actions and stats (docs/protocol.md, README.md HTTP API). */
 export default fp(async function api (app) {
@@ -20,15 +21,40 @@ export default fp(async function api (app) {
   const asService = serviceAuth(h, ['service'])
   const asServiceOrAdmin = serviceAuth(h, ['service', 'admin'])
   app.decorateRequest('actor', null)
+  // A service may publish thousands a second: at info, two lines each
+  // (incoming, completed) cost the node more CPU than the publish itself
+  // (bench/publish.ts, HERALD_LOG_LEVEL=info) and flood the log with what
+  // the metrics count. The publish routes log their requests from debug; at
+  // info, only their warnings and errors. Other levels apply as set.
+  const publishLog = h.config.logLevel === 'info' ? { logLevel: 'warn' as const } : {}
 
   app.post<{ Body: Static<typeof EventBody> }>('/api/events', {
+    ...publishLog,
     schema: { summary: 'Publish an event', tags: ['events'], security, body: EventBody, response: { 202: Accepted, ...errors } },
     preHandler: asService,
   }, async (req, reply) => {
     return reply.code(202).send(receipt(await h.publisher.publishEvent(req.body as EventInput)))
   })
 
+  app.post<{ Body: Static<typeof EventBatchBody> }>('/api/events/batch', {
+    ...publishLog,
+    schema: { summary: 'Publish up to 500 events in one request: each checked and published as POST /api/events would, answered in order', tags: ['events'], security, body: EventBatchBody, response: { 200: BatchAccepted, ...errors } },
+    bodyLimit: MAX_BATCH_BYTES,
+    preHandler: asService,
+  }, async (req, reply) => {
+    const results = await h.publisher.publishEvents(req.body.events as EventInput[])
+    const failed = results.filter((r) => r instanceof HeraldError)
+    // Nothing published, and all for the one reason the backend gave: the
+    // whole batch can be sent again, as a single publish answered 503 would.
+    if (failed.length === results.length && failed.every((e) => e.code === 'BACKEND_UNAVAILABLE')) throw failed[0]!
+    // Built here: the serializer would try each branch of the union per result.
+    const body = results.map((r) => JSON.stringify(r instanceof HeraldError ? errorBody(r.code, r.message) : receipt(r))).join(',')
+    return reply.code(200).type('application/json; charset=utf-8')
+      .send(`{"published":${results.length - failed.length},"failed":${failed.length},"results":[${body}]}`)
+  })
+
   app.post<{ Params: Static<typeof UserParams>, Body: Static<typeof NotificationBody> }>('/api/notifications/users/:userId', {
+    ...publishLog,
     schema: { summary: 'Notify every /ws/events connection of one user', tags: ['notifications'], security, params: UserParams, body: NotificationBody, response: { 202: Accepted, ...errors } },
     preHandler: asService,
   }, async (req, reply) => {

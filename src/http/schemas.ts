@@ -5,7 +5,7 @@ import { MAX_STREAM_NAME_LENGTH, STREAM_RULE } from '../protocol/streams.js'
 // The HTTP API's route schemas: the protocol's own (src/protocol/schema.ts),
 // so the API validates a publish as the publisher library and /ws/admin do,
 // and its OpenAPI (/docs) shows the same rules; plus the path parameters.
-export { Accepted, Connections, ErrorReply, EventInput as EventBody, NotificationInput as NotificationBody, Revoked, Stats, StreamPage, StreamQuery } from '../protocol/schema.js'
+export { Accepted, BatchAccepted, Connections, ErrorReply, EventBatch as EventBatchBody, EventInput as EventBody, NotificationInput as NotificationBody, Revoked, Stats, StreamPage, StreamQuery } from '../protocol/schema.js'
 
 export const UserParams = Type.Object({ userId: Id('target user') })
 

@@ -13,7 +13,16 @@ declare module 'fastify' {
 }
 
 /** An API key is named by a short digest prefix in audit events, never by itself. */
-const keyName = (key: string): string => 'key-' + createHash('sha256').update(key).digest('hex').slice(0, 8)
+const digestName = (key: string): string => 'key-' + createHash('sha256').update(key).digest('hex').slice(0, 8)
+
+// Only keys the node accepted are kept (the configured ones, a handful): one
+// hash per request (the constant-time check) rather than two.
+const names = new Map<string, string>()
+function keyName (key: string): string {
+  let name = names.get(key)
+  if (name === undefined) { name = digestName(key); names.set(key, name) }
+  return name
+}
 
 /**
  * Services authenticate with an API key or a JWT carrying one of `roles`.

@@ -2,7 +2,7 @@ import fp from 'fastify-plugin'
 import type { Static } from '@sinclair/typebox'
 import { withBackend } from '../admin/actions.js'
 import { DEFAULT_PAGE, DeadLetterQuery, DeadLetters, ReplayBody, Replayed, WebhookAttempts, WebhookCreate, WebhookList, WebhookParams, WebhookPatch, WebhookUpdated, WebhookView, WebhookWithSecret } from '../protocol/schema.js'
-import { endpointView } from '../webhooks/endpoints.js'
+import { endpointView, listEndpoints } from '../webhooks/endpoints.js'
 import { serviceAuth } from './service-auth.js'
 
 const security = [{ bearer: [] }]
@@ -29,14 +29,9 @@ export default fp(async function webhooksApi (app) {
   })
 
   app.get('/api/webhooks', {
-    schema: { summary: 'Every webhook endpoint, with its queue', tags, security, response: { 200: WebhookList, ...errors } },
+    schema: { summary: 'Every webhook endpoint, with its queue and its latest attempts', tags, security, response: { 200: WebhookList, ...errors } },
     preHandler: auth,
-  }, async () => await backend('listing the endpoints', async () => {
-    const list = await h.backend.webhooks.endpoints()
-    const [stats, breakers] = await Promise.all([h.backend.webhooks.stats(list.map((e) => e.id)), h.backend.webhooks.breakers()])
-    const now = Date.now()
-    return { webhooks: list.sort((a, b) => a.createdAt - b.createdAt).map((e) => endpointView(e, now, { stats: stats.get(e.id)!, breaker: breakers.get(e.id) })) }
-  }))
+  }, async () => await backend('listing the endpoints', async () => ({ webhooks: await listEndpoints(h.backend.webhooks, Date.now()) })))
 
   app.get<{ Params: Static<typeof WebhookParams> }>('/api/webhooks/:id', {
     schema: { summary: 'One webhook endpoint, with its queue', tags, security, params: WebhookParams, response: { 200: WebhookView, ...errors } },

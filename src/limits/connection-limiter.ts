@@ -1,3 +1,5 @@
+import type { AdmissionStore, Entrant, Entry } from '../backend/admissions.js'
+import type { Revoked, Who } from '../backend/revocations.js'
 import { memberOf, type ConnectionRecord, type Eviction, type Holder, type SlotStore } from '../backend/slots.js'
 
 // Cluster-wide connection limits: at most MAX_CONNECTIONS_PER_IP open
@@ -8,12 +10,19 @@ import { memberOf, type ConnectionRecord, type Eviction, type Holder, type SlotS
 // the node that holds it, so a dead node's share can be reclaimed. Each node
 // also keeps a record per connection: the index for admin listings and for
 // reclaiming.
+//
+// Connections asking in one event-loop turn are admitted together: one
+// batch (src/backend/admissions.ts) carries every one's revocation check and
+// slots, one Redis call on a standalone server where it was five round trips
+// each. A reconnect storm's thousands of handshakes then cost Redis a call
+// per turn, and the wait for it is one round trip, not a queue of them.
 
 export type { ConnectionRecord, Eviction, EvictionCause, Holder } from '../backend/slots.js'
 
 export type Admission =
   | { ok: true, evicted: Holder | null }
   | { ok: false, scope: 'ip' | 'user', limit: number }
+  | { ok: false, revoked: Revoked }
 
 export interface LimitPolicy {
   perIp: number
@@ -22,7 +31,12 @@ export interface LimitPolicy {
 }
 
 export interface ConnectionLimiter {
-  acquire (rec: ConnectionRecord): Promise<Admission>
+  /**
+   * Takes a connection's slots unless `who` (null: nothing to check, a
+   * guest) is revoked in the store or a limit is reached. Batched with the
+   * other acquires of the same event-loop turn.
+   */
+  acquire (rec: ConnectionRecord, who: Who | null): Promise<Admission>
   release (rec: ConnectionRecord): Promise<void>
   /** the records of a user's open connections on every node, oldest first */
   connectionsOf (userId: string): Promise<ConnectionRecord[]>
@@ -49,29 +63,33 @@ export interface ConnectionLimiter {
   reclaim (serverId: string, openedBefore?: number): Promise<number>
 }
 
-export function createConnectionLimiter (slots: SlotStore, policy: LimitPolicy): ConnectionLimiter {
-  return {
-    async acquire (rec) {
-      // IP first: evicting by IP would let one user close another's connection.
-      const byIp = await slots.admit('ip', rec.ip, rec, policy.perIp, false)
-      if (!byIp.ok) return { ok: false, scope: 'ip', limit: policy.perIp }
-      let byUser
-      try {
-        byUser = await slots.admit('user', rec.userId, rec, policy.perUser, policy.evictOldest)
-      } catch (err) {
-        await slots.remove('ip', rec.ip, rec).catch(() => {})
-        throw err
-      }
-      if (!byUser.ok) {
-        // Given back: an attempt the user limit refuses holds no IP slot.
-        await slots.remove('ip', rec.ip, rec)
-        return { ok: false, scope: 'user', limit: policy.perUser }
-      }
-      await slots.putRecord(rec)
-      const evicted = byUser.evicted
+interface Waiting { entrant: Entrant, resolve: (a: Admission) => void, reject: (err: unknown) => void }
+
+export function createConnectionLimiter (slots: SlotStore, admissions: AdmissionStore, policy: LimitPolicy): ConnectionLimiter {
+  let waiting: Waiting[] = []
+  const verdict = async (entry: Entry): Promise<Admission> => {
+    if (entry.ok) {
       // Durable beside the pub/sub message: the holder's node reads it if it missed that.
-      if (evicted !== null) await slots.noteEviction({ ...evicted, cause: 'replaced' }).catch(() => {})
-      return { ok: true, evicted }
+      if (entry.evicted !== null) await slots.noteEviction({ ...entry.evicted, cause: 'replaced' }).catch(() => {})
+      return entry
+    }
+    if ('revoked' in entry) return entry
+    return { ok: false, scope: entry.scope, limit: entry.scope === 'ip' ? policy.perIp : policy.perUser }
+  }
+  const flush = (): void => {
+    const batch = waiting
+    waiting = []
+    admissions.admit(batch.map((w) => w.entrant), policy).then((entries) => {
+      batch.forEach((w, i) => { verdict(entries[i]!).then(w.resolve, w.reject) })
+    }, (err: unknown) => { for (const w of batch) w.reject(err) })
+  }
+  return {
+    async acquire (record, who) {
+      return await new Promise<Admission>((resolve, reject) => {
+        // After the turn's I/O: every handshake read in this poll joins the batch.
+        if (waiting.length === 0) setImmediate(flush)
+        waiting.push({ entrant: { record, who }, resolve, reject })
+      })
     },
 
     async release (rec) {
@@ -91,14 +109,13 @@ export function createConnectionLimiter (slots: SlotStore, policy: LimitPolicy):
 
     async reassert (recs) {
       const trimmed = new Map<string, Holder>()
-      await Promise.all(recs.map(async (r) => {
+      await Promise.all([slots.putRecords(recs), ...recs.map(async (r) => {
         const [byUser, byIp] = await Promise.all([
           slots.addUnder('user', r.userId, r, r.openedAt, policy.perUser, policy.evictOldest),
           slots.addUnder('ip', r.ip, r, r.openedAt, policy.perIp, false),
-          slots.putRecord(r),
         ])
         for (const h of [...byUser, ...byIp]) trimmed.set(memberOf(h), h)
-      }))
+      })])
       const out: Eviction[] = [...trimmed.values()].map((h) => ({ serverId: h.serverId, connectionId: h.connectionId, cause: 'over-limit' }))
       await Promise.all(out.map(async (e) => await slots.noteEviction(e)))
       return out

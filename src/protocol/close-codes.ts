@@ -34,7 +34,7 @@ export const CloseCodeTable = {
   INVALID_PAYLOAD: def(1007, 'backoff', 'a text frame was not valid UTF-8'),
   /** a message in more fragments than ws buffers (sent by ws itself) */
   POLICY_VIOLATION: def(1008, 'backoff', 'a message came in more fragments than the node buffers (262,144)'),
-  MESSAGE_TOO_BIG: def(1009, 'backoff', 'a message exceeded `MAX_MESSAGE_BYTES` (one frame, or its fragments together)'),
+  MESSAGE_TOO_BIG: def(1009, 'backoff', 'a message exceeded `MAX_MESSAGE_BYTES` (one frame, or its fragments together; a `publish`: `MAX_PUBLISH_BYTES`)'),
   INTERNAL_ERROR: def(1011, 'backoff', 'internal error (e.g. could not subscribe its channels)'),
   AUTH_EXPIRED: def(4001, 'new-token', 'the token expired without a `refresh`'),
   FORBIDDEN: def(4003, 'stop', 'disconnected by an administrator, replaced by a newer connection of the same user (`evict-oldest`), or over a connection limit once the nodes wrote their slots back after Redis lost its data (reason `connection limit: over it once the cluster backend had lost its data`)'),

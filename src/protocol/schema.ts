@@ -1,5 +1,6 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox'
 import { MAX_DATA_DEPTH } from '../events/depth.js'
+import { GROUP_PATTERN, GROUP_RULE, MAX_GROUP_LENGTH } from './groups.js'
 import { ID_PATTERN, ID_RULE, MAX_ID_LENGTH } from './identifiers.js'
 import { EVENT_TYPE_PATTERN, PATTERN_RULE, SUBSCRIPTION_PATTERN, TYPE_RULE } from './patterns.js'
 import { STREAM_RULE } from './streams.js'
@@ -25,6 +26,9 @@ export const MAX_MESSAGE_LENGTH = 2000
 /** An id a caller names (user, session, connection). */
 export const Id = (description: string) => Type.String({ minLength: 1, maxLength: MAX_ID_LENGTH, pattern: ID_PATTERN, description: `${description}: ${ID_RULE}` })
 
+/** A group's name (src/protocol/groups.ts). */
+export const GroupName = (description: string) => Type.String({ minLength: 1, maxLength: MAX_GROUP_LENGTH, pattern: GROUP_PATTERN, description: `${description}: ${GROUP_RULE}` })
+
 export const EventType = Type.String({ pattern: EVENT_TYPE_PATTERN, description: `${TYPE_RULE}, e.g. authentication.login.success` })
 
 export const SubscriptionPattern = Type.String({ pattern: SUBSCRIPTION_PATTERN, description: `${PATTERN_RULE}; a \`*\` matches one segment, or one or more as the last` })
@@ -44,9 +48,18 @@ export const EventInput = Type.Object({
   type: EventType,
   userId: Type.Optional(Id('the user whose /ws/events connections may receive it')),
   sessionId: Type.Optional(Id('the session it concerns')),
+  group: Type.Optional(GroupName('the group whose members may receive it (instead of a user)')),
   data: Type.Optional(Data('free-form event data')),
 }, { additionalProperties: false })
 export type EventInput = Static<typeof EventInput>
+
+/** Who published a client's event: stamped by the node from the connection, never taken from the client. */
+export const Source = Type.Object({
+  userId: Type.String({ description: 'the publishing token\'s `sub`' }),
+  sessionId: Type.Union([Type.String(), Type.Null()], { description: 'its `sid`' }),
+  connectionId: Type.String({ description: 'the connection it came on' }),
+}, { description: 'present on events a client published: who, stamped by the node from the connection' })
+export type Source = Static<typeof Source>
 
 export const NotificationInput = Type.Object({
   level: Level,
@@ -78,6 +91,8 @@ export const EventPayload = Type.Object({
   timestamp: Time('when it was published'),
   userId: Type.Optional(Type.String({ description: 'the user it concerns' })),
   sessionId: Type.Optional(Type.String({ description: 'the session it concerns' })),
+  group: Type.Optional(Type.String({ description: 'the group it was published to' })),
+  source: Type.Optional(Source),
   data: Data('as published, `{}` when none'),
   ...positioned,
 })
@@ -107,6 +122,24 @@ export const Accepted = Type.Object({
   stream: Type.Optional(StreamName('the stream it went on (absent: history is off)')),
   offset: Type.Optional(Offset('its position in the stream (absent: history is off, or Redis had not taken it within 500 ms and it is held for it)')),
   epoch: Type.Optional(Epoch('the history the offset counts in')),
+})
+
+/** POST /api/events/batch: events per request, and bytes per body, at most. */
+export const MAX_BATCH_EVENTS = 500
+export const MAX_BATCH_BYTES = 1024 * 1024
+
+/**
+ * Its events are checked one by one, each as POST /api/events checks its
+ * body: a refused event is answered in its place, the others are published.
+ */
+export const EventBatch = Type.Object({
+  events: Type.Array(Type.Unknown({ description: 'an event as POST /api/events takes it' }), { minItems: 1, maxItems: MAX_BATCH_EVENTS, description: `1-${MAX_BATCH_EVENTS} events, published in this order` }),
+}, { additionalProperties: false })
+
+export const BatchAccepted = Type.Object({
+  published: Type.Integer({ minimum: 0, description: 'events published' }),
+  failed: Type.Integer({ minimum: 0, description: 'events refused or not published; their results say why' }),
+  results: Type.Array(Type.Union([Accepted, Type.Object({ error: ErrorPayload })]), { description: 'one per event, in the order sent: what POST /api/events would have answered it (its 202 body, or its error)' }),
 })
 
 /** A page's bounds, in a query string (strings there: nothing is coerced). */
@@ -232,6 +265,7 @@ const ClusterStats = Type.Object({
     lastHeartbeat: Type.String(),
     uptime: Type.Integer(),
     activity: Type.Union([Activity, Type.Null()]),
+    groups: Type.Optional(Type.Array(Type.Object({ name: Type.String(), connections: Type.Integer() }), { description: 'the node\'s busiest groups (at most 20): member connections on it' })),
   }, { additionalProperties: true })),
   lapsed: Type.Array(Type.String(), { description: 'registered nodes whose heartbeat lapsed and that no node has reclaimed yet' }),
 }, { additionalProperties: true })
@@ -265,6 +299,59 @@ export const AdminVerdict = Type.Union([
   Type.Object({ ok: Type.Literal(true), userId: Type.String({ description: 'the token\'s `sub`' }), expiresAt: Type.Union([Type.String(), Type.Null()], { description: 'the token\'s `exp` (ISO 8601)' }) }),
   Type.Object({ ok: Type.Literal(false), error: ErrorPayload }),
 ])
+
+/** A client publish's idempotency key: a retry with the same key lands once. The group names' rule. */
+export const PUBLISH_KEY_PATTERN = GROUP_PATTERN
+
+/** What a client sends to publish (`publish`; src/publish/). */
+export const PublishInput = Type.Object({
+  type: EventType,
+  data: Type.Optional(Data('free-form event data; `userId`, `agentId` and `sessionId` in it, when present, must be the token\'s')),
+  group: Type.Optional(GroupName('publish to this group\'s members (the connection\'s user must be one) instead of your own user stream')),
+  key: Type.Optional(Type.String({ pattern: PUBLISH_KEY_PATTERN, description: 'an idempotency key of 1-128 letters, digits, `_.:-`: a retry with the same key lands once (within `PUBLISH_KEY_TTL`), answered with the first publish\'s receipt' })),
+  userId: Type.Optional(Type.String({ description: 'never trusted: refused (`IDENTITY_MISMATCH`) unless it is the token\'s `sub`' })),
+  agentId: Type.Optional(Type.String({ description: 'never trusted: refused (`IDENTITY_MISMATCH`) unless it is the token\'s `sub`' })),
+}, { additionalProperties: false })
+export type PublishInput = Static<typeof PublishInput>
+
+// --- groups and visitors: /api/groups, /api/visitors
+
+export const MAX_VISITOR_PATTERNS = 20
+
+export const GroupParams = Type.Object({ group: GroupName('the group') })
+export const MemberParams = Type.Object({ group: GroupName('the group'), userId: Id('the member') })
+
+export const Membership = Type.Object({
+  group: Type.String(),
+  userId: Type.String(),
+  member: Type.Boolean({ description: 'whether the user is a member through the API now' }),
+  changed: Type.Boolean({ description: 'false: it already was (PUT) or was not (DELETE)' }),
+})
+
+export const GroupMembersQuery = Type.Object({
+  limit: Type.Optional(Type.String({ pattern: LIMIT_PATTERN, description: `members per answer, 1-1000 (default ${DEFAULT_PAGE}), sorted` })),
+})
+
+export const GroupMembersView = Type.Object({
+  group: Type.String(),
+  members: Type.Array(Type.String(), { description: 'members through the API, sorted, at most `limit` (members through a token\'s `groups` claim are not listed: the token holds them)' }),
+  total: Type.Integer({ description: 'how many members through the API' }),
+})
+
+export const VisitorRequest = Type.Object({
+  group: GroupName('the conversation: the visitor is a member of this group, and of no other'),
+  publish: Type.Array(SubscriptionPattern, { minItems: 1, maxItems: MAX_VISITOR_PATTERNS, description: `1-${MAX_VISITOR_PATTERNS} event type patterns the visitor may publish (reserved types stay refused)` }),
+  ttlSeconds: Type.Optional(Type.Integer({ minimum: 10, maximum: 86_400, description: 'the token\'s life (default `VISITOR_TOKEN_TTL`)' })),
+}, { additionalProperties: false })
+
+export const VisitorToken = Type.Object({
+  token: Type.String({ description: 'an access token for /ws/events and Socket.IO (HS256, signed with JWT_SECRET)' }),
+  userId: Type.String({ description: 'the fresh guest identity (`sub`), `visitor-<uuid>`' }),
+  sessionId: Type.String({ description: 'its `sid`' }),
+  group: Type.String(),
+  publish: Type.Array(Type.String()),
+  expiresAt: Time('the token\'s `exp`'),
+})
 
 /** Filters of an admin's live tail. */
 export const TAIL_MAX_PATTERNS = 100
@@ -311,6 +398,17 @@ const QueueView = Type.Object({
   breakerUntil: Type.Optional(Time('open: when one delivery is tried again')),
 })
 
+const RecentAttempts = Type.Object({
+  attempts: Type.Integer({ description: 'attempts in the endpoint\'s log (its latest, at most 50)' }),
+  failed: Type.Integer({ description: 'of those, the ones that did not succeed' }),
+  last: Type.Optional(Type.Object({
+    at: Time('when the latest attempt was made'),
+    outcome: Type.String({ description: 'as in the attempts list' }),
+    status: Type.Optional(Type.Integer({ description: 'the HTTP status answered' })),
+    error: Type.Optional(Type.String()),
+  })),
+})
+
 export const WebhookView = Type.Object({
   id: Type.String(),
   url: Type.String(),
@@ -323,6 +421,7 @@ export const WebhookView = Type.Object({
   secretRotation: Type.Optional(Type.Object({ previousExpiresAt: Time('until when the previous secret still signs') })),
   seeded: Type.Boolean({ description: 'seeded from the WEBHOOKS configuration' }),
   queue: Type.Optional(QueueView),
+  recent: Type.Optional(RecentAttempts),
 }, { additionalProperties: false })
 
 export const WebhookWithSecret = Type.Object({
@@ -414,7 +513,7 @@ export const Subscribed = Type.Object({
 export type Subscribed = Static<typeof Subscribed>
 
 export interface ClientFrameDef {
-  readonly endpoint: 'both' | 'admin'
+  readonly endpoint: 'both' | 'events' | 'admin'
   readonly payload: TSchema
   /** the reply's type */
   readonly reply: keyof typeof ServerFrames
@@ -446,6 +545,14 @@ export const ServerFrames = {
   disconnected: { endpoint: 'admin', payload: Type.Union([Type.Object({ connectionId: Type.String() }), Type.Object({ userId: Type.String() })]), description: 'reply to `disconnect`: the target closes 4003 on whatever node holds it' },
   revoked: { endpoint: 'admin', payload: Revoked, description: 'reply to `revoke_session` and `revoke_user`' },
   broadcasted: { endpoint: 'admin', payload: Accepted, description: 'reply to `broadcast`' },
+  published: {
+    endpoint: 'events',
+    payload: Type.Object({
+      ...Accepted.properties,
+      duplicate: Type.Optional(Type.Literal(true, { description: 'a retry: the publish with this `key` had landed already; this is its receipt' })),
+    }),
+    description: 'reply to `publish`',
+  },
   tail_started: {
     endpoint: 'admin',
     payload: Type.Object({
@@ -456,6 +563,14 @@ export const ServerFrames = {
     description: 'reply to `start_tail`',
   },
   tail_stopped: { endpoint: 'admin', payload: Nothing, description: 'reply to `stop_tail`' },
+  webhooks: {
+    endpoint: 'admin',
+    payload: Type.Object({
+      webhooks: Type.Array(WebhookView, { description: 'every endpoint, oldest first, as `GET /api/webhooks` lists them' }),
+      persistent: Type.Union([Type.Boolean(), Type.Null()], { description: 'as in `/ws/health`: whether the backend keeps the queue across its restart' }),
+    }),
+    description: 'reply to `list_webhooks`',
+  },
   tail: {
     endpoint: 'admin',
     payload: Type.Object({
@@ -491,6 +606,12 @@ export const ClientFrames = {
     reply: 'refreshed',
     description: 'or `error` `REFRESH_REJECTED` (invalid, expired, revoked, another `sub`, or no `admin` role on `/ws/admin`); a token of the same `sub` with another `sid` is accepted, and the connection then belongs to that session',
   },
+  publish: {
+    endpoint: 'events',
+    payload: PublishInput,
+    reply: 'published',
+    description: 'an event from the client, allowed by the token\'s `publish` claim; the node stamps `source`; without `group` it goes to the publisher\'s own user stream (its other connections), admins and webhooks; with `group`, to the group\'s members subscribed to its type, admins and webhooks. Refusals: `PUBLISH_FORBIDDEN`, `RESERVED_TYPE`, `IDENTITY_MISMATCH`, `NOT_A_MEMBER`, `SCHEMA_MISMATCH`, `PUBLISH_TOO_LARGE`, `PUBLISH_PENDING`, `RATE_LIMITED`',
+  },
   get_stats: { endpoint: 'admin', payload: Nothing, reply: 'stats', description: '' },
   list_connections: { endpoint: 'admin', payload: Type.Object({ userId: Id('whose connections') }), reply: 'connections', description: '' },
   disconnect: {
@@ -516,6 +637,7 @@ export const ClientFrames = {
     description: 'a live tail of every event published in the cluster that matches the filters (whatever the connection subscribed to; notifications not included), pushed as `tail`, capped per connection; replaces the connection\'s tail',
   },
   stop_tail: { endpoint: 'admin', payload: Nothing, reply: 'tail_stopped', description: '' },
+  list_webhooks: { endpoint: 'admin', payload: Nothing, reply: 'webhooks', description: 'every webhook endpoint with its queue, breaker and latest attempts (what the dashboard shows)' },
 } as const satisfies Record<string, ClientFrameDef>
 
 export type ClientFrameType = keyof typeof ClientFrames

@@ -3,6 +3,7 @@ import type { Static, TSchema } from '@sinclair/typebox'
 import type { ErrorCode } from '../errors.js'
 import { ID_PATTERN, ID_RULE } from './identifiers.js'
 import { EVENT_TYPE_PATTERN, PATTERN_RULE, SUBSCRIPTION_PATTERN, TYPE_RULE } from './patterns.js'
+import { GROUP_PATTERN, GROUP_RULE } from './groups.js'
 import { AFTER_PATTERN, EventInput, LIMIT_PATTERN, NotificationInput } from './schema.js'
 
 // The schemas of schema.ts compiled into validators, and their failures said
@@ -28,6 +29,8 @@ const RULES: Record<string, { says: (where: string, value: unknown) => string, c
   [SUBSCRIPTION_PATTERN]: { says: (_where, v) => `invalid pattern ${quote(v)}: ${PATTERN_RULE}`, code: 'INVALID_PATTERN' },
   [AFTER_PATTERN]: { says: (where, v) => `${where} ${quote(v)} is not an offset: a whole number from 0, without leading zeros` },
   [LIMIT_PATTERN]: { says: (where, v) => `${where} ${quote(v)} must be a whole number from 1 to 1000` },
+  // Group names and publish keys share the rule (schema.ts).
+  [GROUP_PATTERN]: { says: (where, v) => `${where} ${quote(v)} must be ${GROUP_RULE}` },
 }
 
 const ARTICLE: Record<string, string> = { object: 'an object', array: 'an array', string: 'a string', integer: 'an integer', number: 'a number', boolean: 'a boolean', null: 'null' }

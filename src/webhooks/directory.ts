@@ -25,6 +25,9 @@ export class EndpointDirectory {
 
   constructor (private readonly source: WebhookEndpointSource, private readonly onError: (err: Error) => void = () => {}) {}
 
+  /** true once the list was read at least once: a publish then needs no wait. */
+  get known (): boolean { return this.version >= 0 }
+
   /** Resolves once the list was read at least once (and starts the refresh); rejects while it never could be. */
   async ready (): Promise<void> {
     if (this.version >= 0) return

@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto'
-import type { BreakerState, EndpointRecord, QueueStats, SecretRecord, WebhookStore } from '../backend/webhooks.js'
+import { ATTEMPT_LOG, type AttemptRecord, type BreakerState, type EndpointRecord, type QueueStats, type SecretRecord, type WebhookStore } from '../backend/webhooks.js'
 import { HeraldError } from '../errors.js'
 import { MAX_WEBHOOKS } from '../protocol/schema.js'
 import { urlRefusal } from './delivery.js'
@@ -151,8 +151,40 @@ export class EndpointService {
   }
 }
 
+/** What a listing adds to an endpoint: its queue, breaker and latest attempts. */
+export interface EndpointState {
+  readonly stats: QueueStats
+  readonly breaker: BreakerState | undefined
+  readonly attempts?: readonly AttemptRecord[]
+}
+
+/**
+ * Every endpoint with its state, oldest first: what `GET /api/webhooks` and
+ * the admin endpoint's `list_webhooks` (the dashboard) show.
+ */
+export async function listEndpoints (store: WebhookStore, now: number): Promise<Array<Record<string, unknown>>> {
+  const list = (await store.endpoints()).sort((a, b) => a.createdAt - b.createdAt)
+  const [stats, breakers, logs] = await Promise.all([
+    store.stats(list.map((e) => e.id)),
+    store.breakers(),
+    Promise.all(list.map(async (e) => await store.attempts(e.id, ATTEMPT_LOG))),
+  ])
+  return list.map((e, i) => endpointView(e, now, { stats: stats.get(e.id)!, breaker: breakers.get(e.id), attempts: logs[i] }))
+}
+
+function recentOf (attempts: readonly AttemptRecord[]): Record<string, unknown> {
+  const last = attempts[0]
+  return {
+    attempts: attempts.length,
+    failed: attempts.filter((a) => a.outcome !== 'success').length,
+    ...(last !== undefined
+      ? { last: { at: new Date(last.at).toISOString(), outcome: last.outcome, ...(last.status !== undefined ? { status: last.status } : {}), ...(last.error !== undefined ? { error: last.error } : {}) } }
+      : {}),
+  }
+}
+
 /** An endpoint as the API shows it: never a secret. */
-export function endpointView (e: EndpointRecord, now: number, queue?: { stats: QueueStats, breaker: BreakerState | undefined }): Record<string, unknown> {
+export function endpointView (e: EndpointRecord, now: number, queue?: EndpointState): Record<string, unknown> {
   const previous = e.secrets.filter((s) => s.expiresAt !== null && s.expiresAt > now).map((s) => s.expiresAt!)
   const b = queue?.breaker
   return {
@@ -176,5 +208,6 @@ export function endpointView (e: EndpointRecord, now: number, queue?: { stats: Q
           },
         }
       : {}),
+    ...(queue?.attempts !== undefined ? { recent: recentOf(queue.attempts) } : {}),
   }
 }

@@ -436,3 +436,20 @@ t.test('JWKS: a set past its age stays in use while it is refreshed; a refresh d
   t.equal(ecCode, 'TOKEN_INVALID', 'a key the provider removed is refused after the refresh')
   t.equal((await v.verify(tok('after'))).userId, 'after')
 })
+
+t.test('a verified token is remembered until it expires, and refused after, from the cache as without it', async (t) => {
+  const v = createTokenVerifier(jwtConfig({ secret: SECRET, clockToleranceMs: 0 }))
+  // exp a second and a bit from now: verified twice while valid, then expired.
+  const exp = nowS() + 2
+  const token = hs({ sub: 'cached', sid: 's1', exp, iat: nowS(), roles: ['user'] })
+  const first = await v.verify(token)
+  first.roles.push('admin') // a caller changing its copy
+  first.userId = 'someone-else'
+  const again = await v.verify(token)
+  t.equal(again.userId, 'cached', 'the second verification gives the same identity')
+  t.same(again.roles, ['user'], 'and not what a caller did to an earlier copy')
+  await waitFor('the token to expire', () => Date.now() >= exp * 1000, Boolean, { timeoutMs: 5000 })
+  await t.rejects(v.verify(token), { code: 'TOKEN_EXPIRED' }, 'past exp the cached token is refused TOKEN_EXPIRED')
+  const tampered = token.slice(0, -2) + (token.endsWith('A') ? 'BB' : 'AA')
+  await t.rejects(v.verify(tampered), { code: 'TOKEN_INVALID' }, 'a token that differs from a cached one is verified on its own')
+})

@@ -141,6 +141,25 @@ forEachBackend(t, (t, space, name) => {
     t.same(ib.got.map((m) => m.message), Array.from({ length: 25 }, (_v, i) => `first-${i}`))
   })
 
+  t.test('subscriptions asked in one turn: each resolves once delivery works, and the last asked of a channel stands', async (t) => {
+    const be = brokersOn(space(t))
+    const [a, b] = [await be.broker(), await be.broker()]
+    const ib = new Inbox(b)
+    // 300 channels in one turn (a reconnect storm's user channels), then a
+    // channel dropped and taken again, and one taken and dropped, in the same turn.
+    const many = Array.from({ length: 300 }, () => channel('storm'))
+    const [again, gone] = [channel('again'), channel('gone')]
+    await b.subscribe(again)
+    await Promise.all([...many.map(async (ch) => await b.subscribe(ch)), b.unsubscribe(again), b.subscribe(again), b.subscribe(gone), b.unsubscribe(gone)])
+    await Promise.all([...many.map(async (ch, i) => await a.publish(ch, `m-${i}`)), a.publish(gone, 'dropped'), a.publish(again, 'kept')])
+    await ib.until('301 messages', () => ib.got.length >= 301)
+    t.equal(new Set(ib.got.filter((m) => m.message.startsWith('m-')).map((m) => m.message)).size, 300, 'every channel of the turn receives')
+    t.ok(ib.has('kept'), 'dropped then taken again in one turn: subscribed')
+    await a.publish(again, 'fence')
+    await ib.receive('fence')
+    t.notOk(ib.has('dropped'), 'taken and dropped in one turn: not subscribed')
+  })
+
   t.test('healthy is true when connected', async (t) => {
     const be = brokersOn(space(t))
     const a = await be.broker()

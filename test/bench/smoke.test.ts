@@ -19,7 +19,7 @@ t.test('npm run bench -- --smoke measures every server and writes its table', { 
   t.teardown(() => { if (proc.exitCode === null) proc.kill('SIGKILL') })
   const code = await new Promise<number | null>((resolve) => proc.once('exit', resolve))
   t.equal(code, 0, `bench exits 0 (stderr tail: ${err.slice(-500)})`)
-  for (const heading of ['Idle memory', 'Fan-out saturation', 'Past saturation', 'Latency at a fixed', 'Targeted events', 'Connections across a local cluster', 'Message limiter cost', 'History: publishes through one Redis', '## Resume']) {
+  for (const heading of ['Idle memory', 'Fan-out saturation', 'Past saturation', 'Latency at a fixed', 'Targeted events', 'Connections across a local cluster', 'Message limiter cost', 'History: publishes through one Redis', '## Resume', 'Client publish and groups', 'HTTP publish: node CPU per request']) {
     t.match(out, heading, `prints the ${heading} table`)
   }
   for (const server of ['Herald', 'ws + ioredis, corked', 'socket.io + redis-adapter']) t.match(out, `| ${server} |`, `measures ${server}`)
@@ -36,4 +36,11 @@ t.test('npm run bench -- --smoke measures every server and writes its table', { 
   const resume = (json as unknown as { resume: { storm: { clients: number, complete: number }, losses: Array<{ mode: string, clientsLosing: number }> } }).resume
   t.equal(resume.storm.complete, resume.storm.clients, 'every client of the resume storm recovered all it missed')
   t.same(resume.losses.filter((x) => x.mode === 'after').map((x) => x.clientsLosing), [0, 0], 'with resume, no client lost an event to a kill -9 or a rolling restart')
+  const pub = (json as unknown as { clientPublish: { accept: { wsPerSec: number, httpPerSec: number, rounds: Array<{ errors: number }> }, fanout: { groupPerSec: number, broadcastPerSec: number } } }).clientPublish
+  t.ok(pub.accept.wsPerSec > 0 && pub.accept.httpPerSec > 0, 'client publishes and API publishes were measured')
+  t.ok(pub.accept.rounds.every((r) => r.errors === 0), 'none refused (the rate limit raised out of the way)')
+  t.ok(pub.fanout.groupPerSec > 0 && pub.fanout.broadcastPerSec > 0, 'group and broadcast fan-out were measured')
+  const publish = (json as unknown as { publish: { bare: { cpuUsPerRequest: number }, single: { cpuUsPerRequest: number }, batch: { eventsPerSec: number, cpuUsPerEvent: number } } }).publish
+  t.ok(publish.bare.cpuUsPerRequest > 0 && publish.single.cpuUsPerRequest > 0, 'HTTP publish CPU measured beside the bare route')
+  t.ok(publish.batch.eventsPerSec > 0 && publish.batch.cpuUsPerEvent > 0, 'and the batch endpoint')
 })

@@ -57,6 +57,7 @@ t.test('defaults with an empty environment (development)', async (t) => {
     messagesPerMinute: 60,
     subscriptions: 100,
     messageBytes: 10240,
+    publishBytes: 102400,
     sendBufferBytes: 1024 * 1024,
     nodeConnections: 10000,
   })
@@ -121,6 +122,7 @@ t.test('values are read and coerced', async (t) => {
     messagesPerMinute: 120,
     subscriptions: 5,
     messageBytes: 2048,
+    publishBytes: 102400,
     sendBufferBytes: 1024 * 1024,
     nodeConnections: 99,
   })
@@ -442,4 +444,17 @@ t.test('the real entry stops with one line naming the variable', async (t) => {
     t.notMatch(r.stderr, /^\s+at /m, 'no stack trace')
     t.notMatch(r.stdout, /Server listening/, 'never listened')
   }
+})
+
+t.test('client publish: MAX_PUBLISH_BYTES, PUBLISH_SCHEMAS, PUBLISH_KEY_TTL, VISITOR_TOKEN_TTL', async (t) => {
+  const c = loadConfig({ MAX_PUBLISH_BYTES: '4096', PUBLISH_KEY_TTL: '60000', VISITOR_TOKEN_TTL: '600000', PUBLISH_SCHEMAS: '{"agent.heartbeat":{"type":"object","required":["status"]}}' })
+  t.equal(c.limits.publishBytes, 4096)
+  t.same(c.publish, { schemas: { 'agent.heartbeat': { type: 'object', required: ['status'] } }, keyTtlMs: 60000, visitorTtlMs: 600000 })
+  t.same(loadConfig({}).publish, { schemas: {}, keyTtlMs: 3_600_000, visitorTtlMs: 3_600_000 }, 'defaults: no schemas, keys and visitor tokens for an hour')
+  const refused = (v: string): string => { try { loadConfig({ PUBLISH_SCHEMAS: v }); return 'accepted' } catch (err) { t.ok(err instanceof ConfigError); return (err as Error).message } }
+  t.match(refused('not json'), /^PUBLISH_SCHEMAS must be a JSON object .* it is not JSON$/)
+  t.match(refused('[]'), /^PUBLISH_SCHEMAS must be a JSON object/)
+  t.match(refused('{"Not A Type":{}}'), /^PUBLISH_SCHEMAS has "Not A Type", which is not an event type$/)
+  t.match(refused('{"a.b":true}'), /^PUBLISH_SCHEMAS gives a.b a schema that is not a JSON object$/)
+  t.match(refused('{"a.b":{"type":"no-such-type"}}'), /^PUBLISH_SCHEMAS gives a.b a schema Ajv refuses: /)
 })

@@ -13,6 +13,7 @@ import t from 'tap'
 import { connect, type TestClient } from '../helpers/client.js'
 import { startCluster } from '../helpers/cluster.js'
 import type { NodeProc } from '../helpers/node.js'
+import { startReceiver } from '../helpers/receiver.js'
 import { adminToken, userToken } from '../helpers/tokens.js'
 
 const CHROMIUM = '/usr/bin/chromium'
@@ -29,7 +30,7 @@ t.test('the dashboard in Chromium against a three-node cluster', { timeout: 240_
   mkdirSync(SHOTS, { recursive: true })
 
   // The page's own origin is not in ALLOWED_ORIGINS: /ws/admin must take it as the node's own.
-  const cl = await startCluster(t, { ALLOWED_ORIGINS: 'https://app.example.com', NODE_TTL: '6000', ADMIN_METRICS_INTERVAL: '300' }, 3)
+  const cl = await startCluster(t, { ALLOWED_ORIGINS: 'https://app.example.com', NODE_TTL: '6000', ADMIN_METRICS_INTERVAL: '300', WEBHOOK_ALLOW_PRIVATE: '127.0.0.1', WEBHOOK_ALLOW_HTTP: 'true', WEBHOOK_RETRY_BASE: '60000' }, 3)
   const [A, B, C] = cl.nodes as [NodeProc, NodeProc, NodeProc]
   const clients: TestClient[] = []
   t.teardown(() => Promise.all(clients.map(async (c) => await c.close())))
@@ -105,6 +106,10 @@ t.test('the dashboard in Chromium against a three-node cluster', { timeout: 240_
   // Traffic for the charts and leaderboards: a user on every node, events through every node.
   for (const n of [A, B, C]) await (await open(n, 'busy-user', `busy-${n.port}`)).subscribe(['*'])
   for (let i = 0; i < 30; i++) await publish([A, B, C][i % 3]!, i % 3 === 0 ? 'orders.created' : 'users.login.success', 'busy-user', { i })
+  // Group members: two on A, one on C (a token's claim), another one on B through the API.
+  for (const [n, u] of [[A, 'room-a1'], [A, 'room-a2'], [C, 'room-c1']] as const) clients.push(await connect(`${n.ws}/ws/events`, { token: userToken(u, undefined, { groups: ['dash-room'] }) }))
+  await open(B, 'room-b1')
+  t.equal((await B.api('/api/groups/dash-room/members/room-b1', { method: 'PUT' })).status, 200)
 
   // --- the live tail: a published event shows, the filter hides another
   await page.click('#tab-tail')
@@ -170,6 +175,8 @@ t.test('the dashboard in Chromium against a three-node cluster', { timeout: 240_
   await page.waitForFunction(() => /busy-user3/.test((globalThis as any).document.getElementById('top-users').textContent.replace(/\s/g, '')), undefined, { timeout: 20_000 })
   await page.waitForFunction(() => /4004/.test((globalThis as any).document.getElementById('tally-disconnects').textContent), undefined, { timeout: 10_000 })
   t.match(await text('#tally-auth'), /ROLE_FORBIDDEN/, 'the refused sign-in is among the auth failures')
+  await page.waitForFunction(() => /dash-room\s*4 on 3 nodes/.test((globalThis as any).document.querySelector('#groups li[data-group="dash-room"]')?.textContent ?? ''), undefined, { timeout: 20_000 })
+  t.pass('the groups panel: 4 member connections on 3 nodes, one of them made a member through the API while connected')
   t.notMatch(await text('#c-lat'), /^–$/, 'delivery latency shown')
   await shot('overview-light')
   const light = await page.evaluate(() => (globalThis as any).getComputedStyle((globalThis as any).document.body).backgroundColor)
@@ -187,6 +194,34 @@ t.test('the dashboard in Chromium against a three-node cluster', { timeout: 240_
   await page.click('#theme')
   t.equal(await page.evaluate(() => (globalThis as any).getComputedStyle((globalThis as any).document.body).backgroundColor), dark, 'then dark')
   await page.click('#theme')
+
+  // --- webhooks: a healthy endpoint and a failing one, their queues and latest attempts
+  const good = await startReceiver(t)
+  const bad = await startReceiver(t)
+  bad.answer = () => ({ status: 503 })
+  const hooks: Record<string, string> = {}
+  for (const [name, r] of [['good', good], ['failing', bad]] as const) {
+    const made = await A.api('/api/webhooks', { body: { url: r.url, eventTypes: ['orders.*'], description: `the ${name} receiver` } })
+    if (made.status !== 201) throw new Error(`create ${name}: ${made.status} ${JSON.stringify(made.body)}`)
+    hooks[name] = made.body.id as string
+  }
+  await page.click('#tab-webhooks')
+  await page.waitForSelector(`#webhooks-list tr[data-webhook="${hooks.failing!}"]`, { timeout: 10_000 })
+  const hooked = await publish(B, 'orders.created', 'hook-user', { total: 5 })
+  await Promise.all([good.count(1, (x) => x.body.includes(hooked)), bad.count(1, (x) => x.body.includes(hooked))])
+  // The failing endpoint keeps the event queued for its retry (a minute away here); the view reads again every 5 s, or at once on Refresh.
+  await page.click('#webhooks-refresh')
+  await page.waitForFunction((id) => /server_error 503/.test((globalThis as any).document.querySelector(`#webhooks-list tr[data-webhook="${id}"] td[data-field="last"]`)?.textContent ?? ''), hooks.failing!, { timeout: 15_000 })
+  const row = async (name: string, field: string): Promise<string> => await text(`#webhooks-list tr[data-webhook="${hooks[name]!}"] td[data-field="${field}"]`)
+  t.equal(await row('failing', 'depth'), '1', 'the failed delivery is queued for its retry')
+  t.equal(await row('failing', 'failed'), '1 of 1', 'one attempt, failed')
+  t.equal(await row('good', 'depth'), '0', 'the healthy endpoint has nothing pending')
+  t.match(await row('good', 'last'), /^success 200 at /, 'its latest attempt succeeded')
+  t.equal(await row('good', 'state'), 'enabled')
+  t.match(await text('#webhooks-status'), /^2 endpoints · 1 delivery queued · 0 breakers open/, 'the summary line')
+  t.equal(await page.isVisible('#webhooks-persistence'), true, 'a backend without AOF is pointed out')
+  await shot('webhooks-dark')
+  await page.click('#tab-overview')
 
   // --- a killed node shows unreachable
   await C.stop('SIGKILL')

@@ -22,7 +22,6 @@ import type net from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
-import ts from 'typescript'
 import { connect, refusal } from '../helpers/client.js'
 import { startNode } from '../helpers/node.js'
 import { metric, parseMetrics } from '../helpers/ops.js'
@@ -31,7 +30,7 @@ import { startReceiver } from '../helpers/receiver.js'
 import { startRedis } from '../helpers/redis.js'
 import { adminToken, token, userToken } from '../helpers/tokens.js'
 import { waitFor, within } from '../helpers/wait.js'
-import { ROOT, binary, read, runIn, yamlDocs } from './lib.js'
+import { ROOT, binary, read, runIn, typeCheckSource, yamlDocs } from './lib.js'
 import { exported, grafanaToPromQL, parsePromQL, problems, UP, type Exported } from './promql.js'
 
 const DASHBOARD = 'deploy/grafana/herald-dashboard.json'
@@ -232,24 +231,10 @@ const LOOSE = 'type Loose<T> = T extends string ? `${T}` : T extends Array<infer
 
 /** Type-checks `decls` (name → [type, value]) in one in-memory program; the compiler's complaints by name. */
 function typeCheck (imports: string, decls: Array<[string, string, unknown]>): Map<string, string[]> {
-  const file = join(ROOT, 'test/deploy/__grafana_dashboard__.ts')
   const lines = [imports, LOOSE, ...decls.map(([name, type, value]) => `export const ${name}: ${type} = ${JSON.stringify(value)}`)]
-  const source = lines.join('\n')
-  const options: ts.CompilerOptions = {
-    strict: true, noEmit: true, skipLibCheck: true, types: [], lib: ['lib.es2022.d.ts'],
-    target: ts.ScriptTarget.ES2022, module: ts.ModuleKind.ESNext, moduleResolution: ts.ModuleResolutionKind.Bundler,
-  }
-  const host = ts.createCompilerHost(options)
-  const getSourceFile = host.getSourceFile.bind(host)
-  host.getSourceFile = (name, lang, ...rest) => name === file ? ts.createSourceFile(name, source, lang) : getSourceFile(name, lang, ...rest)
-  const fileExists = host.fileExists.bind(host)
-  host.fileExists = (name) => name === file || fileExists(name)
-  const program = ts.createProgram([file], options, host)
   const out = new Map<string, string[]>(decls.map(([name]) => [name, []]))
   const header = `${imports}\n${LOOSE}`.split('\n').length
-  for (const d of ts.getPreEmitDiagnostics(program)) {
-    const text = ts.flattenDiagnosticMessageText(d.messageText, '\n')
-    const line = d.file?.fileName === file && d.start !== undefined ? d.file.getLineAndCharacterOfPosition(d.start).line : -1
+  for (const { line, text } of typeCheckSource('test/deploy/__grafana_dashboard__.ts', lines.join('\n'))) {
     const decl = decls[line - header]
     if (decl === undefined) { for (const o of out.values()) o.push(`(program) ${text}`); continue }
     out.get(decl[0])!.push(text)

@@ -7,6 +7,7 @@ import { delimiter, join, relative } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseAllDocuments, parseDocument } from 'yaml'
 import { DockerfileParser } from 'dockerfile-ast'
+import ts from 'typescript'
 import { within } from '../helpers/wait.js'
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url))
@@ -205,4 +206,26 @@ export async function runIn (dir: string, cmd: string, args: string[], env: Reco
   } finally {
     closeSync(fd)
   }
+}
+
+/**
+ * Type-checks `source`, an in-memory file at `rel` (so its imports resolve
+ * from the project's node_modules), strictly; each complaint with the
+ * 0-based line of `source` it is on (-1: elsewhere in the program).
+ */
+export function typeCheckSource (rel: string, source: string): Array<{ line: number, text: string }> {
+  const file = join(ROOT, rel)
+  const options: ts.CompilerOptions = {
+    strict: true, noEmit: true, skipLibCheck: true, types: [], lib: ['lib.es2022.d.ts'],
+    target: ts.ScriptTarget.ES2022, module: ts.ModuleKind.ESNext, moduleResolution: ts.ModuleResolutionKind.Bundler,
+  }
+  const host = ts.createCompilerHost(options)
+  const getSourceFile = host.getSourceFile.bind(host)
+  host.getSourceFile = (name, lang, ...rest) => name === file ? ts.createSourceFile(name, source, lang) : getSourceFile(name, lang, ...rest)
+  const fileExists = host.fileExists.bind(host)
+  host.fileExists = (name) => name === file || fileExists(name)
+  return ts.getPreEmitDiagnostics(ts.createProgram([file], options, host)).map((d) => ({
+    line: d.file?.fileName === file && d.start !== undefined ? d.file.getLineAndCharacterOfPosition(d.start).line : -1,
+    text: ts.flattenDiagnosticMessageText(d.messageText, '\n'),
+  }))
 }

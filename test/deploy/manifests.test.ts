@@ -9,7 +9,6 @@ import { randomBytes } from 'node:crypto'
 import { readdirSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
-import ts from 'typescript'
 import { Namespace, ConfigMap, Secret, Service } from 'kubernetes-models/v1'
 import { Deployment, StatefulSet } from 'kubernetes-models/apps/v1'
 import { HorizontalPodAutoscaler } from 'kubernetes-models/autoscaling/v2'
@@ -17,7 +16,7 @@ import { PodDisruptionBudget } from 'kubernetes-models/policy/v1'
 import { Ingress, NetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1'
 import { Gateway, HTTPRoute } from '@kubernetes-models/gateway-api/gateway.networking.k8s.io/v1'
 import { CONFIG_VARIABLES, ConfigError, loadConfig } from '../../src/config/index.js'
-import { ROOT, forceExitMarginMs, read, readmeDeploySection, yamlDocs } from './lib.js'
+import { ROOT, forceExitMarginMs, read, readmeDeploySection, typeCheckSource, yamlDocs } from './lib.js'
 
 interface Model { validate (): void }
 interface Kind { model: new (data: any) => Model, typeModule: string, typeName: string }
@@ -60,24 +59,11 @@ const matches = (selector: Record<string, string>, labels: Record<string, string
  * missing required fields).
  */
 function typeCheck (objs: Array<{ obj: unknown, kind: Kind }>): string[][] {
-  const file = join(ROOT, 'test/deploy/__k8s_manifests__.ts')
   const source = objs.map(({ obj, kind }, i) =>
     `import type { ${kind.typeName} as T${i} } from '${kind.typeModule}'\nexport const m${i}: T${i} = ${JSON.stringify(obj)}`).join('\n')
-  const options: ts.CompilerOptions = {
-    strict: true, noEmit: true, skipLibCheck: true, types: [], lib: ['lib.es2022.d.ts'],
-    target: ts.ScriptTarget.ES2022, module: ts.ModuleKind.ESNext, moduleResolution: ts.ModuleResolutionKind.Bundler,
-  }
-  const host = ts.createCompilerHost(options)
-  const getSourceFile = host.getSourceFile.bind(host)
-  host.getSourceFile = (name, lang, ...rest) => name === file ? ts.createSourceFile(name, source, lang) : getSourceFile(name, lang, ...rest)
-  const fileExists = host.fileExists.bind(host)
-  host.fileExists = (name) => name === file || fileExists(name)
-  const program = ts.createProgram([file], options, host)
   const out: string[][] = objs.map(() => [])
-  for (const d of ts.getPreEmitDiagnostics(program)) {
-    const text = ts.flattenDiagnosticMessageText(d.messageText, '\n')
-    if (d.file?.fileName !== file || d.start === undefined) { out.forEach((o) => o.push(`(program) ${text}`)); continue }
-    const line = d.file.getLineAndCharacterOfPosition(d.start).line
+  for (const { line, text } of typeCheckSource('test/deploy/__k8s_manifests__.ts', source)) {
+    if (line < 0) { out.forEach((o) => o.push(`(program) ${text}`)); continue }
     out[Math.floor(line / 2)]!.push(text)
   }
   return out

@@ -14,18 +14,18 @@ t.test('a connection that opens just after a revocation message is closed 4004',
   const node = await startApp({ REVOCATION_SYNC_INTERVAL: '600000' })
   t.teardown(() => node.close())
   const h = node.app.herald
-  // The message arrives right after the upgrade's check read the store (and
-  // before the node registers the connection): the check saw no revocation.
-  const check = h.revocations.check.bind(h.revocations)
+  // The message arrives right after the upgrade's admission batch read the
+  // store (and before the node registers the connection): it saw no revocation.
+  const acquire = h.connectionLimiter.acquire.bind(h.connectionLimiter)
   const messages: Record<string, Parameters<typeof applyRevocation>[1]> = {
     'race-u1': { kind: 'session', sessionId: 'race-s1', at: Date.now() },
     'race-u2': { kind: 'user', userId: 'race-u2', at: Date.now() + 1000 },
   }
-  h.revocations.check = async (id) => {
-    const verdict = await check(id)
-    const m = messages[id.userId]
+  h.connectionLimiter.acquire = async (record, who) => {
+    const verdict = await acquire(record, who)
+    const m = messages[record.userId]
     if (m !== undefined) {
-      delete messages[id.userId]
+      delete messages[record.userId]
       applyRevocation(h, m)
     }
     return verdict

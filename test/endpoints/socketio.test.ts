@@ -574,7 +574,8 @@ t.test('the per-IP limit counts both transports; a Socket.IO refusal is connect_
 })
 
 t.test('disconnect codes: an oversized message is 1009 (the node and other clients carry on), a lost transport 1006, a client goodbye 1000', { timeout: 30_000 }, async (t) => {
-  const H = await addNode({ SERVER_ID: `sio-h-${process.pid}`, MAX_MESSAGE_BYTES: '1024' })
+  // MAX_PUBLISH_BYTES as low: the transport's own limit is the larger of the two (a message within it but over MAX_MESSAGE_BYTES gets `close` 1009: test/publish/cluster.test.ts).
+  const H = await addNode({ SERVER_ID: `sio-h-${process.pid}`, MAX_MESSAGE_BYTES: '1024', MAX_PUBLISH_BYTES: '1024' })
   const scrape = async (): Promise<Sample[]> => parseMetrics((await H.api('/metrics', { key: '' })).body as string)
   const disconnects = async (code: string): Promise<number> => metric(await scrape(), 'herald_disconnects_total', { endpoint: 'events', code })
   const u = user('bystander')

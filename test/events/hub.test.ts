@@ -104,3 +104,34 @@ t.test('a delivery held until welcome that throws when replayed: closed 1011 and
   await publish('after-2')
   t.same(other.got, ['boom-2', 'after-2'], 'the other recipient is not held up')
 })
+
+t.test('a group event reaches the members on this node subscribed to its type, as their subscriptions change, and nobody once they leave', async (t) => {
+  const { hub, registry, broker } = await setup(t)
+  const [a, b, outsider] = [new Recorder('ga'), new Recorder('gb'), new Recorder('gc')]
+  for (const c of [a, b, outsider]) { registry.add(c); await hub.attach(c); c.welcome({}) }
+  const sub = (c: Recorder, p: string): void => hub.addPattern(c, p, p.split('.'))
+  sub(a, 'chat.*')
+  sub(outsider, 'chat.*')
+  await hub.joinGroup(a, 'room')
+  await hub.joinGroup(b, 'room')
+  sub(b, 'chat.message') // subscribed after joining
+  const send = async (id: string, type = 'chat.message'): Promise<void> => {
+    await broker.publish(ch.group('room'), encode({ kind: 'e', origin: '', publishedAt: Date.now(), type, userId: '', stream: '', offset: null, epoch: '', json: JSON.stringify({ id, type, timestamp: new Date().toISOString(), group: 'room', data: {} }) }))
+    await new Promise((resolve) => setImmediate(resolve))
+  }
+  await send('e1')
+  await send('e2', 'chat.typing')
+  t.same([a.got, b.got, outsider.got], [['e1', 'e2'], ['e1'], []], 'members by their patterns; the non-member nothing')
+  hub.removePattern(a, 'chat.*')
+  hub.addPattern(a, 'chat.typing', ['chat', 'typing'])
+  await send('e3', 'chat.typing')
+  t.same(a.got, ['e1', 'e2', 'e3'], 'a changed subscription holds for the group')
+  t.same([...hub.groupCounts()], [['room', 2]])
+  hub.leaveGroup(a, 'room')
+  await send('e4', 'chat.typing')
+  t.same(a.got, ['e1', 'e2', 'e3'], 'nothing after leaving')
+  hub.detach(b)
+  t.same([...hub.groupCounts()], [], 'the last member gone: the node holds no group')
+  await send('e5')
+  t.same(b.got, ['e1'])
+})

@@ -62,6 +62,27 @@ for (const backend of ['memory', 'redis'] as const) {
       t.equal(got.payload.offset, 8, 'then live')
     })
 
+    t.test('a member resumes a group stream like its own; a former member cannot', async (t) => {
+      const u = user('member')
+      const g = `room-${process.pid}-${++uniq}`
+      t.equal((await node.api(`/api/groups/${g}/members/${u}`, { method: 'PUT' })).status, 200)
+      const say = async (n: number): Promise<any> => (await node.api('/api/events', { body: { type: 'chat.message', group: g, data: { n } } })).body
+      const first = await say(1)
+      t.match(first, { stream: `group:${g}`, offset: 1 })
+      for (let i = 2; i <= 4; i++) await say(i)
+      const c = await open(t, node, userToken(u))
+      t.same(c.frames[0]!.payload.positions[`group:${g}`], { epoch: first.epoch, offset: 4 }, 'welcome: the group stream\'s top')
+      const reply = await c.request('subscribe', { eventTypes: ['chat.*'], since: { [`group:${g}`]: { epoch: first.epoch, offset: 1 } } })
+      t.match(reply.payload, { recovered: true, positions: { [`group:${g}`]: { epoch: first.epoch, offset: 4 } } })
+      t.same(positioned(c, `group:${g}`).map((f) => f.payload.data.n), [2, 3, 4], 'the missed group events, in order')
+      const live = await say(5)
+      t.equal((await c.next((f) => f.payload?.id === live.id)).payload.offset, 5, 'then live')
+      t.equal((await node.api(`/api/groups/${g}/members/${u}`, { method: 'DELETE' })).status, 200)
+      const again = await open(t, node, userToken(u))
+      t.notOk(`group:${g}` in again.frames[0]!.payload.positions, 'no longer a member: not in welcome')
+      t.match(await again.request('subscribe', { since: { [`group:${g}`]: { epoch: first.epoch, offset: 1 } } }), { type: 'error', payload: { code: 'STREAM_FORBIDDEN' } })
+    })
+
     t.test('recovered is false, and nothing replayed, when the epoch is another or history is gone; the position is then the top', async (t) => {
       const u = user('lost')
       for (let i = 1; i <= 3; i++) await publish(node, u, 'orders.created', i)
@@ -84,7 +105,8 @@ for (const backend of ['memory', 'redis'] as const) {
       t.match(r, { type: 'error', payload: { code: 'STREAM_FORBIDDEN' } })
       t.same((await c.request('get_subscriptions')).payload.eventTypes, [], 'all or nothing: no pattern was added')
       t.match(await c.request('subscribe', { eventTypes: ['*'], since: { admin: { epoch, offset: 0 } } }), { type: 'error', payload: { code: 'STREAM_FORBIDDEN' } })
-      t.match(await c.request('subscribe', { since: { 'group:x': { epoch, offset: 0 } } }), { type: 'error', payload: { code: 'UNKNOWN_STREAM' } })
+      t.match(await c.request('subscribe', { since: { 'group:x': { epoch, offset: 0 } } }), { type: 'error', payload: { code: 'STREAM_FORBIDDEN' } }, 'a group it is no member of')
+      t.match(await c.request('subscribe', { since: { 'nosuch:x': { epoch, offset: 0 } } }), { type: 'error', payload: { code: 'UNKNOWN_STREAM' } })
       t.match(await c.request('subscribe', { since: { [`user:${victim}`]: { epoch, offset: -1 } } }), { type: 'error', payload: { code: 'INVALID_PAYLOAD' } })
       await publish(node, victim, 'orders.created', 2)
       await v.subscribe(['*'])

@@ -81,10 +81,10 @@ t.test('refusals: unknown streams, bad offsets and limits, credentials that are 
   t.teardown(() => node.close())
   await waitFor('the node ready', async () => (await node.api('/ws/health', { key: '' })).status, (s) => s === 200, { timeoutMs: 10_000 })
 
-  for (const name of ['foo', 'user:', 'users:alice', 'group:ops', 'Broadcast', 'user:a%09b', 'admin%20']) {
+  for (const name of ['foo', 'user:', 'users:alice', 'group:', 'group:a%20b', 'group:a%7Bb%7D', 'Broadcast', 'user:a%09b', 'admin%20']) {
     const r = await node.api(`/api/streams/${name}/events`)
     t.same([r.status, r.body.error?.code], [404, 'UNKNOWN_STREAM'], `${decodeURIComponent(name)}: 404 UNKNOWN_STREAM`)
-    t.match(r.body.error.message, /user:<userId>, broadcast and admin/, 'saying which streams there are')
+    t.match(r.body.error.message, /user:<userId>, group:<name>, broadcast and admin/, 'saying which streams there are')
   }
   const query: Array<[string, RegExp]> = [
     ['after=-1', /querystring\.after "-1" is not an offset/],

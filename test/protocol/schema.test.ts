@@ -34,8 +34,15 @@ t.test('every frame a node sends matches its schema, and every declared type is 
   await alice.next((f) => f.type === 'event' && f.payload.id === e.body.id)
   const n = await node.api('/api/notifications/users/schema-alice', { body: { level: 'warning', title: 't', message: 'm', data: { a: [1] } } })
   await alice.next((f) => f.type === 'notification' && f.payload.id === n.body.id)
+  // A client's publish, and its event with the stamped source, to a group.
+  const agent = await open('/ws/events', userToken('schema-agent', 'schema-agent-s1', { publish: ['agent.*'], groups: ['schema-room'] }))
+  await agent.subscribe(['agent.*'])
+  const p = await agent.request('publish', { type: 'agent.status', group: 'schema-room', key: 'k-1', data: { ok: true } })
+  await agent.next((f) => f.type === 'event' && f.payload.id === p.payload.id && f.payload.source.userId === 'schema-agent')
+  await agent.request('publish', { type: 'agent.status', group: 'schema-room', key: 'k-1', data: { ok: true } })
 
   await admin.request('get_stats')
+  await admin.request('list_webhooks')
   await admin.nextOfType('metrics')
   await admin.request('list_connections', { userId: 'schema-alice' })
   await admin.request('broadcast', { level: 'info', title: 'hello', message: 'everyone' })

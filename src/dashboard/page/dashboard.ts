@@ -7,6 +7,7 @@ import { Overview } from './overview.js'
 import { expiryOf, finalRefusal, forgetToken, storedToken, storeToken, verify } from './session.js'
 import { TailView } from './tail.js'
 import { setUpTheme } from './theme.js'
+import { WebhooksView } from './webhooks.js'
 
 // The admin dashboard, served by the node at GET /admin. Signs in with an
 // admin JWT (kept in session storage), then lives on /ws/admin of the node
@@ -20,6 +21,7 @@ let admin: HeraldAdmin | null = null
 let model = new ClusterModel()
 const inspector = new Inspector()
 const tail = new TailView()
+const webhooks = new WebhooksView()
 let overview = new Overview(model, (u) => { select('inspector'); void inspector.look(u) })
 
 function show (signedIn: boolean): void {
@@ -99,6 +101,8 @@ function start (token: string, warning: string | null): void {
   a.on('tail', (t) => { if (admin === a) tail.add(t) })
   inspector.attach(a)
   tail.attach(a)
+  webhooks.attach(a)
+  if (!byId('webhooks').hidden) webhooks.show()
   a.connect().catch(() => { /* reported by `disconnect` */ })
 }
 
@@ -128,6 +132,7 @@ function stop (): void {
   admin = null
   inspector.attach(null)
   tail.attach(null)
+  webhooks.attach(null)
   a?.close()
 }
 
@@ -141,7 +146,7 @@ function signOut (message = ''): void {
 }
 
 // Tabs: buttons with roving focus (arrow keys, Home, End), one panel shown.
-const TABS = ['overview', 'tail', 'inspector'] as const
+const TABS = ['overview', 'tail', 'inspector', 'webhooks'] as const
 type Tab = typeof TABS[number]
 
 function select (tab: Tab, focus = false): void {
@@ -154,6 +159,8 @@ function select (tab: Tab, focus = false): void {
     if (on && focus) b.focus()
   }
   if (tab === 'overview') overview.redraw(Date.now())
+  if (tab === 'webhooks') webhooks.show()
+  else webhooks.hide()
 }
 
 for (const t of TABS) {

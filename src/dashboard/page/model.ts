@@ -36,6 +36,7 @@ export interface Point {
 }
 
 export interface TallyLine { key: string, recent: number, total: number }
+export interface GroupLine { name: string, connections: number, nodes: number }
 
 export class ClusterModel {
   readonly nodes = new Map<string, NodeView>()
@@ -43,6 +44,24 @@ export class ClusterModel {
   top: Metrics['top'] = null
   backendError: string | null = null
   private colors = 0
+
+  /**
+   * Groups with member connections, summed over the nodes that can be
+   * reached (each reports its busiest): busiest first, at most `limit`.
+   */
+  groups (limit = 20): GroupLine[] {
+    const sums = new Map<string, GroupLine>()
+    for (const n of this.nodes.values()) {
+      if (this.stateOf(n) === 'unreachable') continue
+      for (const g of n.row.groups ?? []) {
+        const line = sums.get(g.name) ?? { name: g.name, connections: 0, nodes: 0 }
+        line.connections += g.connections
+        line.nodes++
+        sums.set(g.name, line)
+      }
+    }
+    return [...sums.values()].sort((a, b) => b.connections - a.connections || (a.name < b.name ? -1 : 1)).slice(0, limit)
+  }
 
   /** Takes one push (or a `stats` reply, with its timestamp). */
   update (m: Pick<Metrics, 'server' | 'global' | 'globalError'> & { top?: Metrics['top'] }, now: number): void {

@@ -36,6 +36,7 @@ export class Overview {
     this.tally('limitHits', 'tally-limits', (k) => [el('td', {}, LIMITS[k] ?? k)], now)
     this.tally('authFailures', 'tally-auth', (k) => [el('td', {}, el('code', {}, k))], now)
     this.tops()
+    this.groups()
   }
 
   /** Charts only: the theme changed. */
@@ -137,6 +138,13 @@ export class Overview {
     const rows = lines.map((l) => el('tr', { 'data-key': l.key }, ...label(l.key), el('td', { class: 'num' }, fmtInt(l.recent)), el('td', { class: 'num' }, fmtInt(l.total))))
     if (rows.length === 0) rows.push(el('tr', {}, el('td', { colspan: String(byId(table).querySelectorAll('thead th').length), class: 'muted' }, 'None so far.')))
     replaceChildren(byId(table).querySelector('tbody')!, rows)
+  }
+
+  private groups (): void {
+    const lines = this.model.groups()
+    const items = lines.map((g) => el('li', { 'data-group': g.name }, el('span', { class: 'name' }, el('code', {}, g.name)), el('span', { class: 'count' }, `${fmtInt(g.connections)}${g.nodes > 1 ? ` on ${g.nodes} nodes` : ''}`)))
+    if (items.length === 0) items.push(el('li', { class: 'muted none' }, 'No member connected to a group.'))
+    replaceChildren(byId('groups'), items)
   }
 
   private tops (): void {

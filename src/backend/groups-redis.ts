@@ -1,0 +1,49 @@
+import { GroupLimit, groupKeys, MAX_GROUPS_PER_USER, type GroupMembers, type GroupStore } from './groups.js'
+import type { RedisClient } from './redis-clients.js'
+
+// The user's set, bounded: one key, so one script on a Cluster too.
+// Returns 1 added, 0 already a member, -1 full.
+const JOIN = `if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then return 0 end
+if redis.call('SCARD', KEYS[1]) >= tonumber(ARGV[2]) then return -1 end
+redis.call('SADD', KEYS[1], ARGV[1])
+return 1`
+
+// Sorted listings come from SORT ... ALPHA LIMIT on the members' set: a
+// group's listing is an operator's or a service's occasional read.
+export class RedisGroups implements GroupStore {
+  private readonly keys: ReturnType<typeof groupKeys>
+  private readonly join: (key: string, group: string, max: string) => Promise<number>
+
+  constructor (private readonly client: RedisClient, prefix: string) {
+    this.keys = groupKeys(prefix)
+    client.defineCommand('heraldGroupJoin', { numberOfKeys: 1, lua: JOIN })
+    const scripts = client as unknown as { heraldGroupJoin: (key: string, group: string, max: string) => Promise<number> }
+    this.join = async (key, group, max) => await scripts.heraldGroupJoin(key, group, max)
+  }
+
+  async add (group: string, userId: string): Promise<boolean> {
+    const r = await this.join(this.keys.groupsOf(userId), group, String(MAX_GROUPS_PER_USER))
+    if (r === -1) throw new GroupLimit()
+    await this.client.sadd(this.keys.members(group), userId)
+    return r === 1
+  }
+
+  async remove (group: string, userId: string): Promise<boolean> {
+    const was = await this.client.srem(this.keys.groupsOf(userId), group)
+    await this.client.srem(this.keys.members(group), userId)
+    return was === 1
+  }
+
+  async members (group: string, limit: number): Promise<GroupMembers> {
+    const key = this.keys.members(group)
+    const [members, total] = await Promise.all([
+      this.client.sort(key, 'ALPHA', 'LIMIT', 0, limit) as Promise<string[]>,
+      this.client.scard(key),
+    ])
+    return { members, total }
+  }
+
+  async groupsOf (userId: string): Promise<string[]> {
+    return await this.client.smembers(this.keys.groupsOf(userId))
+  }
+}

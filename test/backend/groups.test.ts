@@ -1,0 +1,49 @@
+// The group membership contract (src/backend/groups.ts) on memory, a
+// standalone Redis and a Redis Cluster: what the API sets is seen by every
+// backend of the cluster, both ways (a group's members, a user's groups),
+// bounded per user.
+import t from 'tap'
+import { GroupLimit, MAX_GROUPS_PER_USER } from '../../src/backend/groups.js'
+import { forEachBackend } from '../helpers/backends.js'
+
+forEachBackend(t, (t, space) => {
+  t.test('a member added on one backend is seen by another, both ways, until removed', async (t) => {
+    const sp = space(t)
+    const [a, b] = [(await sp.backend()).groups, (await sp.backend()).groups]
+    t.equal(await a.add('conv-1', 'alice'), true, 'newly a member')
+    t.equal(await a.add('conv-1', 'alice'), false, 'adding again changes nothing')
+    t.equal(await b.add('conv-1', 'bob'), true)
+    t.equal(await b.add('team:soc', 'alice'), true)
+    t.same(await b.members('conv-1', 100), { members: ['alice', 'bob'], total: 2 }, 'the group lists both, sorted')
+    t.same((await a.groupsOf('alice')).sort(), ['conv-1', 'team:soc'], "the user's groups, from the other backend")
+    t.same(await a.members('conv-1', 1), { members: ['alice'], total: 2 }, 'a listing is cut at its limit; the total stays whole')
+    t.equal(await b.remove('conv-1', 'alice'), true, 'was a member')
+    t.equal(await b.remove('conv-1', 'alice'), false, 'removing again changes nothing')
+    t.same(await a.members('conv-1', 100), { members: ['bob'], total: 1 })
+    t.same(await a.groupsOf('alice'), ['team:soc'])
+    t.same(await a.members('nobody-here', 100), { members: [], total: 0 }, 'an unknown group has no members')
+    t.same(await a.groupsOf('carol'), [], 'a user in no group')
+  })
+
+  t.test('names with the characters a group or a user may hold keep to their own sets', async (t) => {
+    const sp = space(t)
+    const g = (await sp.backend()).groups
+    await g.add('a.b:c_d-e', 'user with spaces and ünïcode')
+    await g.add('a', 'x')
+    t.same(await g.members('a.b:c_d-e', 10), { members: ['user with spaces and ünïcode'], total: 1 })
+    t.same(await g.groupsOf('user with spaces and ünïcode'), ['a.b:c_d-e'])
+  })
+
+  t.test(`a user is a member of at most ${MAX_GROUPS_PER_USER} groups through the API`, { timeout: 60_000 }, async (t) => {
+    const sp = space(t)
+    const g = (await sp.backend()).groups
+    for (let i = 0; i < MAX_GROUPS_PER_USER; i += 100) {
+      await Promise.all(Array.from({ length: 100 }, async (_, j) => await g.add(`g${i + j}`, 'busy')))
+    }
+    const refused = await g.add('one-more', 'busy').then(() => null, (err: unknown) => err)
+    t.ok(refused instanceof GroupLimit, 'one more is refused')
+    t.equal(await g.add('g0', 'busy'), false, 'a group it is in already is no new one')
+    t.equal((await g.groupsOf('busy')).length, MAX_GROUPS_PER_USER)
+    t.same(await g.members('one-more', 10), { members: [], total: 0 }, 'the refused one left no trace')
+  })
+})
