@@ -27,12 +27,15 @@ const SECRET = 'bench-secret-that-is-at-least-32-characters'
 const TSX = ['--import', 'tsx']
 const PER_LOADGEN = 9000 // connections per load-generator process (open files are capped at 20k)
 
-type Kind = 'herald' | 'herald-before' | 'ws' | 'ws-cork' | 'ws-rtt' | 'sio' | 'uws'
+type Kind = 'herald' | 'herald-before' | 'herald-nohistory' | 'ws' | 'ws-cork' | 'ws-rtt' | 'sio' | 'uws'
 const BEFORE = process.argv.find((a) => a.startsWith('--herald-before='))?.slice(16)
 const UWS_NODE = process.argv.find((a) => a.startsWith('--uws-node='))?.slice(11) ?? '/usr/bin/node'
-const KINDS: Kind[] = (process.argv.find((a) => a.startsWith('--kinds='))?.slice(8).split(',') as Kind[] | undefined) ?? ['herald', ...(BEFORE !== undefined ? ['herald-before' as const] : []), 'ws-cork', 'ws', 'sio']
-const LABEL: Record<Kind, string> = { herald: 'Herald', 'herald-before': 'Herald before', ws: 'ws + ioredis', 'ws-cork': 'ws + ioredis, corked', 'ws-rtt': 'ws, corked, 1 Redis round trip / connection', sio: 'socket.io + redis-adapter', uws: 'uWebSockets.js' }
-const isHerald = (k: Kind): boolean => k === 'herald' || k === 'herald-before'
+const GIVEN_KINDS = process.argv.find((a) => a.startsWith('--kinds='))?.slice(8).split(',') as Kind[] | undefined
+const KINDS: Kind[] = GIVEN_KINDS ?? ['herald', ...(BEFORE !== undefined ? ['herald-before' as const] : []), 'ws-cork', 'ws', 'sio']
+// Fan-out also measures Herald with history off (HISTORY_SIZE=0, the publisher not appending): what keeping history costs delivery.
+const FANOUT_KINDS: Kind[] = GIVEN_KINDS ?? [KINDS[0]!, 'herald-nohistory', ...KINDS.slice(1)]
+const LABEL: Record<Kind, string> = { herald: 'Herald', 'herald-before': 'Herald before', 'herald-nohistory': 'Herald, history off', ws: 'ws + ioredis', 'ws-cork': 'ws + ioredis, corked', 'ws-rtt': 'ws, corked, 1 Redis round trip / connection', sio: 'socket.io + redis-adapter', uws: 'uWebSockets.js' }
+const isHerald = (k: Kind): boolean => k === 'herald' || k === 'herald-before' || k === 'herald-nohistory'
 
 const cfg = SMOKE
   ? { idle: [200], fanout: [100], stepMs: 2000, settleMs: 300, warmupMs: 300, maxSteps: 2, startRate: 2000, latencyMs: 2000, latencyRounds: 1, overloadMs: 2000, targetedUsers: 50, bigNodes: 2, big: 400 }
@@ -130,7 +133,7 @@ async function startHerald (kind: Kind, redisUrl: string, env: Record<string, st
     env: {
       PATH: process.env.PATH ?? '', NODE_ENV: 'production', HOST: '127.0.0.1', PORT: String(port), REDIS_URL: redisUrl, JWT_SECRET: SECRET,
       API_KEYS: 'bench-api-key-0123456789', LOG_LEVEL: 'warn', MAX_CONNECTIONS_PER_IP: '1000000', MAX_CONNECTIONS_PER_USER: '100000',
-      MAX_MESSAGES_PER_MINUTE: '1000000', WEBSOCKET_MAX_CONNECTIONS: '1000000', ...env,
+      MAX_MESSAGES_PER_MINUTE: '1000000', WEBSOCKET_MAX_CONNECTIONS: '1000000', ...(kind === 'herald-nohistory' ? { HISTORY_SIZE: '0' } : {}), ...env,
     },
     stdio: ['ignore', 'ignore', inspect.length > 0 ? 'pipe' : 'inherit'],
   }))
@@ -281,8 +284,8 @@ async function startPublisher (kind: Kind, redisUrl: string): Promise<Publisher>
   }
   const proc = track(fork(join(ROOT, 'bench/load/publisher.ts'), [], { execArgv: TSX, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] }))
   return {
-    async setRate (rate, users) { proc.send({ kind: isHerald(kind) ? 'herald' : 'ws', redisUrl, rate, users }); await nextMessage(proc, (m) => m.ok === true, 10_000, 'rate') },
-    async burst (n) { proc.send({ kind: isHerald(kind) ? 'herald' : 'ws', redisUrl, rate: 0, burst: n }); await nextMessage(proc, (m) => m.ok === true, 10_000, 'burst') },
+    async setRate (rate, users) { proc.send({ kind: isHerald(kind) ? 'herald' : 'ws', history: kind !== 'herald-nohistory', redisUrl, rate, users }); await nextMessage(proc, (m) => m.ok === true, 10_000, 'rate') },
+    async burst (n) { proc.send({ kind: isHerald(kind) ? 'herald' : 'ws', history: kind !== 'herald-nohistory', redisUrl, rate: 0, burst: n }); await nextMessage(proc, (m) => m.ok === true, 10_000, 'burst') },
     async stop () { await stop(proc) },
   }
 }
@@ -372,7 +375,7 @@ async function fanout (redisUrl: string): Promise<{ rows: FanoutRow[], overload:
   const rows: FanoutRow[] = []
   const overload: OverloadRow[] = []
   for (const subscribers of cfg.fanout) {
-    for (const kind of KINDS) {
+    for (const kind of FANOUT_KINDS) {
       const s = await startServer(kind, redisUrl)
       const l = await startLoad(s, subscribers, { sampleEvery: Math.max(10, Math.floor(subscribers / 20)) })
       const pub = await startPublisher(kind, redisUrl)
@@ -791,6 +794,8 @@ async function main (): Promise<void> {
       md.push(`| ${LABEL[r.kind]} | ${r.subscribers} | ${k(r.saturation)} | ${ms(r.p50AtSat)} | ${ms(r.p99AtSat)} | ${corked ? ratio(r.saturation, corked.saturation) : 'n/a'} | ${sio ? ratio(r.saturation, sio.saturation) : 'n/a'} |`)
     }
     md.push('')
+    const onOff = fan.filter((r) => r.kind === 'herald').map((on) => [on, fan.find((x) => x.kind === 'herald-nohistory' && x.subscribers === on.subscribers)] as const)
+    for (const [on, off] of onOff) if (off !== undefined) md.push(`History on vs off, ${on.subscribers} subscribers: ${ratio(on.saturation, off.saturation)} (${k(on.saturation)} / ${k(off.saturation)} deliveries/s).`, '')
   }
   if (overload.length > 0) {
     md.push(`## Past saturation: twice each server's sustained rate for ${cfg.overloadMs / 1000} s, ${overload[0]!.subscribers} subscribers`, '',

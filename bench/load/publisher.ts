@@ -5,7 +5,7 @@
 import { Redis } from 'ioredis'
 import { HeraldPublisher } from '../../src/client/publisher.js'
 
-interface Cmd { kind: 'herald' | 'ws' | 'sio-ignored', redisUrl: string, rate: number, type?: string, users?: number }
+interface Cmd { kind: 'herald' | 'ws' | 'sio-ignored', redisUrl: string, rate: number, type?: string, users?: number, history?: boolean }
 
 const PAD = 'x'.repeat(60)
 let redis: Redis
@@ -48,7 +48,8 @@ process.on('message', (m: Cmd & { stop?: boolean, burst?: number }) => {
   if (m.stop) { if (timer) clearInterval(timer); process.send!({ sent }); return }
   if (redis === undefined) {
     redis = new Redis(m.redisUrl)
-    herald = new HeraldPublisher({ redis })
+    // As the nodes under test keep history: appending to streams, or only publishing.
+    herald = new HeraldPublisher({ redis, ...(m.history === false ? { history: false as const } : {}) })
     kind = m.kind
     lastTick = now()
     timer = setInterval(tick, 10)

@@ -23,6 +23,7 @@ t.test('npm run bench -- --smoke measures every server and writes its table', { 
     t.match(out, heading, `prints the ${heading} table`)
   }
   for (const server of ['Herald', 'ws + ioredis, corked', 'socket.io + redis-adapter']) t.match(out, `| ${server} |`, `measures ${server}`)
+  t.match(out, /History on vs off, \d+ subscribers: [\d.]+×/, 'fan-out measured with history on and off')
   const json = JSON.parse(readFileSync(`${ROOT}/bench/results/smoke.json`, 'utf8')) as { idle: Array<{ connections: number, rssPerConn: number, heapPerConn: number }>, fanout: Array<{ saturation: number }>, overload: Array<{ kind: string, peakRssMB: number }>, big: { reached: number, connections: number } }
   t.ok(json.idle.every((r) => r.connections > 0), 'every idle row connected clients')
   t.ok(json.fanout.every((r) => r.saturation > 0), 'every fan-out row delivered events')
