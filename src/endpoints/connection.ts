@@ -202,6 +202,11 @@ export abstract class Connection implements Subscriber {
   /** Called by the sweep: floors older than FLOOR_MS go, and a closed connection's. */
   expireFloors (now: number): void {
     if (this.floors !== null && !this.closed && now - this.floorsAt < FLOOR_MS) return
+    this.forgetFloors()
+  }
+
+  /** The connection closed: the sweep's set must not keep it (and its socket) alive for another 30 s. */
+  forgetFloors (): void {
     this.floors = null
     floored.delete(this)
   }

@@ -155,6 +155,7 @@ export function received (h: Herald, connection: Connection, handlers: HandlerTa
 /** `byClient`: the peer closed with `code`, a number of its own choosing (the node's codes and 1006 are not). */
 export function closed (h: Herald, conn: Connection, code: number, byClient = false): void {
   conn.closed = true
+  conn.forgetFloors()
   if (h.connections.delete(conn)) h.hub.detach(conn)
   h.expiry.forget(conn)
   const durationMs = Date.now() - conn.openedAt
