@@ -287,14 +287,32 @@ export async function buildApp (config: Config, opts: BuildOptions = {}): Promis
     for (const stop of stops) stop()
     h.activity.close()
     h.tails.close()
-    // In-flight deliveries are handed back before the backend closes.
-    await h.webhooks.dispatcher.stop().catch(onBackendError)
+    // In-flight deliveries are handed back and the node leaves the registry
+    // before the backend closes; but during an outage those commands wait in
+    // ioredis's offline queue for a Redis that may not come back, so they get
+    // a bounded time (what they would have done, the dead-node reclaim and
+    // the claims' takeover do anyway).
+    await goodbyes(async () => {
+      await h.webhooks.dispatcher.stop().catch(onBackendError)
+      await h.registry.stop(config.serverId)
+    }, broker.healthy ? SHUTDOWN_BACKEND_MS : SHUTDOWN_BACKEND_OUTAGE_MS)
     sender.close()
     h.publisher.close()
-    await h.registry.stop(config.serverId)
     await backend.close()
   })
   return app
+}
+
+/** How long a stopping node waits for its last backend commands; less while the backend is unreachable. */
+const SHUTDOWN_BACKEND_MS = 5000
+const SHUTDOWN_BACKEND_OUTAGE_MS = 500
+
+async function goodbyes (work: () => Promise<void>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined
+  const run = work()
+  run.catch(() => {})
+  await Promise.race([run, new Promise<void>((resolve) => { timer = setTimeout(resolve, ms) })])
+  clearTimeout(timer)
 }
 
 /**
