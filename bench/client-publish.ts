@@ -12,7 +12,7 @@
 import { fork, type ChildProcess } from 'node:child_process'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { killChildren, next, sleep, stop, track } from './procs.js'
+import { next, runAlone, sleep, stop, track } from './procs.js'
 import { API_KEY, ROOT, SECRET, startNode, startRedis, TSX, type Node } from './webhooks.js'
 
 export interface ClientPublishResult {
@@ -124,12 +124,4 @@ export function clientPublishMarkdown (r: ClientPublishResult): string[] {
   ]
 }
 
-if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  process.on('exit', killChildren)
-  clientPublishBench({ smoke: process.argv.includes('--smoke'), progress: (s) => process.stderr.write(`\r\x1b[K${s}`) }).then((r) => {
-    process.stderr.write('\r\x1b[K')
-    process.stdout.write(clientPublishMarkdown(r).join('\n') + '\n')
-    process.stdout.write(JSON.stringify(r, null, 2) + '\n')
-    process.exit(0)
-  }, (err: unknown) => { process.stderr.write(`\npublish bench failed: ${(err as Error).stack ?? String(err)}\n`); process.exit(1) })
-}
+if (process.argv[1] === fileURLToPath(import.meta.url)) runAlone('client publish', clientPublishBench, clientPublishMarkdown)

@@ -52,3 +52,16 @@ export async function startRedis (): Promise<{ url: string, proc: ChildProcess }
   }
   throw new Error('redis-server did not start')
 }
+
+/**
+ * A scenario run alone (`node --import tsx bench/<scenario>.ts [--smoke]`):
+ * a progress line, then its table and its JSON; exit 1 with the stack on failure.
+ */
+export function runAlone<R> (name: string, bench: (o: { smoke: boolean, progress: (s: string) => void }) => Promise<R>, markdown: (r: R) => string[]): void {
+  bench({ smoke: process.argv.includes('--smoke'), progress: (s) => process.stderr.write(`\r\x1b[K${s}`) }).then((r) => {
+    process.stderr.write('\r\x1b[K')
+    process.stdout.write(markdown(r).join('\n') + '\n')
+    process.stdout.write(JSON.stringify(r, null, 2) + '\n')
+    process.exit(0)
+  }, (err: unknown) => { process.stderr.write(`\n${name} bench failed: ${(err as Error).stack ?? String(err)}\n`); process.exit(1) })
+}

@@ -25,6 +25,7 @@ import { TEST_SECRET } from '../test/helpers/tokens.js'
 import { percentile, startFleets } from './load/sdk-fleets.js'
 import type { ClientReport } from './load/sdk-fleet.js'
 import { fileURLToPath } from 'node:url'
+import { runAlone } from './procs.js'
 
 export interface StormResult {
   clients: number
@@ -334,11 +335,4 @@ export function resumeMarkdown (r: ResumeResult): string[] {
   ]
 }
 
-if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  resumeBench({ smoke: process.argv.includes('--smoke'), progress: (s) => process.stderr.write(`\r\x1b[K${s}`) }).then((r) => {
-    process.stderr.write('\r\x1b[K')
-    process.stdout.write(resumeMarkdown(r).join('\n') + '\n')
-    process.stdout.write(JSON.stringify(r, null, 2) + '\n')
-    process.exit(0)
-  }, (err: unknown) => { process.stderr.write(`\nresume bench failed: ${(err as Error).stack ?? String(err)}\n`); process.exit(1) })
-}
+if (process.argv[1] === fileURLToPath(import.meta.url)) runAlone('resume', resumeBench, resumeMarkdown)

@@ -15,6 +15,7 @@ import { fork, spawn, type ChildProcess } from 'node:child_process'
 import { createServer } from 'node:net'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { runAlone } from './procs.js'
 import { Redis } from 'ioredis'
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
@@ -228,11 +229,4 @@ export function streamsMarkdown (r: StreamsResult): string[] {
   ]
 }
 
-if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  streamsBench({ smoke: process.argv.includes('--smoke'), progress: (s) => process.stderr.write(`\r\x1b[K${s}`) }).then((r) => {
-    process.stderr.write('\r\x1b[K')
-    process.stdout.write(streamsMarkdown(r).join('\n') + '\n')
-    process.stdout.write(JSON.stringify(r, null, 2) + '\n')
-    process.exit(0)
-  }, (err: unknown) => { process.stderr.write(`\nstreams bench failed: ${(err as Error).stack ?? String(err)}\n`); process.exit(1) })
-}
+if (process.argv[1] === fileURLToPath(import.meta.url)) runAlone('streams', streamsBench, streamsMarkdown)

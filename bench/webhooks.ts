@@ -19,7 +19,7 @@ import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Redis } from 'ioredis'
 import { HeraldPublisher } from '../src/client/publisher.js'
-import { freePort, next, sleep, stop, track } from './procs.js'
+import { freePort, next, runAlone, sleep, stop, track } from './procs.js'
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
 export const SECRET = 'bench-secret-that-is-at-least-32-characters'
@@ -263,11 +263,4 @@ export function webhooksMarkdown (r: WebhooksResult): string[] {
   ]
 }
 
-if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  webhooksBench({ smoke: process.argv.includes('--smoke'), progress: (s) => process.stderr.write(`\r\x1b[K${s}`) }).then((r) => {
-    process.stderr.write('\r\x1b[K')
-    process.stdout.write(webhooksMarkdown(r).join('\n') + '\n')
-    process.stdout.write(JSON.stringify(r, null, 2) + '\n')
-    process.exit(0)
-  }, (err: unknown) => { process.stderr.write(`\nwebhooks bench failed: ${(err as Error).stack ?? String(err)}\n`); process.exit(1) })
-}
+if (process.argv[1] === fileURLToPath(import.meta.url)) runAlone('webhooks', webhooksBench, webhooksMarkdown)
