@@ -622,7 +622,7 @@ async function connectRate (redisUrl: string): Promise<ConnectRow[]> {
   return kinds.map((kind) => ({ kind, perSec: got.get(kind)!, median: median(got.get(kind)!), cpuUs: cpu.get(kind)!, cpuMedian: median(cpu.get(kind)!) }))
 }
 
-interface StormRow { kind: Kind, clients: number, seconds: number[], median: number, retries: number, why: Record<string, number> }
+interface StormRow { kind: Kind, clients: number, seconds: number[], median: number, retries: number, why: Record<string, number>, cpu: Array<{ nodes: number, loaders: number, redis: number }> }
 
 /**
  * A node holding `clients` connections of distinct users, each subscribed,
@@ -630,9 +630,9 @@ interface StormRow { kind: Kind, clients: number, seconds: number[], median: num
  * each. Timed from the kill to the last client subscribed again. Clients in
  * generator processes of 5,000 (open files are capped at 20,000 a process).
  */
-async function storm (redisUrl: string): Promise<StormRow[]> {
+async function storm (redisUrl: string, redisPid: number): Promise<StormRow[]> {
   const kinds: Kind[] = ['herald', ...(BEFORE !== undefined ? ['herald-before' as const] : [])]
-  const rows = new Map<Kind, StormRow>(kinds.map((k) => [k, { kind: k, clients: cfg2.storm, seconds: [], median: NaN, retries: 0, why: {} }]))
+  const rows = new Map<Kind, StormRow>(kinds.map((k) => [k, { kind: k, clients: cfg2.storm, seconds: [], median: NaN, retries: 0, why: {}, cpu: [] }]))
   for (let round = 0; round < cfg2.stormRounds; round++) {
     for (const kind of alternating(kinds, round)) {
       progress(`[${elapsed()}] reconnect storm, round ${round + 1}: ${LABEL[kind]}, ${cfg2.storm} clients`)
@@ -648,10 +648,15 @@ async function storm (redisUrl: string): Promise<StormRow[]> {
       const ready = await Promise.all(gens.map(async (g) => await nextMessage<{ ready: number, error?: string }>(g, (m) => m.ready !== undefined, 300_000, 'storm clients ready')))
       if (ready.some((r) => r.error !== undefined)) throw new Error(`storm clients: ${ready.map((r) => r.error).join(', ')}`)
       const done = gens.map(async (g) => await nextMessage<{ resubscribed: number, retries: number, lastAt: number, why: Array<[string, number]> }>(g, (m) => m.resubscribed !== undefined, 120_000, 'storm resubscribed'))
+      // CPU seconds of the two nodes left, the load generators and Redis from the kill to the last client back.
+      const cpuNow = (): [number, number, number] => [cpuOf(a.pid) + cpuOf(b.pid), gens.reduce((n, g) => n + cpuOf(g.pid!), 0), cpuOf(redisPid)]
+      const cpu0 = cpuNow()
       const killedAt = performance.timeOrigin + performance.now()
       await stop(c.proc)
       const results = await Promise.all(done)
+      const cpu1 = cpuNow()
       const row = rows.get(kind)!
+      row.cpu.push({ nodes: cpu1[0] - cpu0[0], loaders: cpu1[1] - cpu0[1], redis: cpu1[2] - cpu0[2] })
       row.seconds.push((Math.max(...results.map((r) => r.lastAt)) - killedAt) / 1000)
       row.retries += results.reduce((n, r) => n + r.retries, 0)
       for (const r of results) for (const [w, n] of r.why) row.why[w] = (row.why[w] ?? 0) + n
@@ -730,7 +735,7 @@ async function main (): Promise<void> {
   }
   const want = (s: string): boolean => ONLY === undefined || ONLY.includes(s)
   const conn = want('connect') ? await connectRate(redis.url) : []
-  const stm = want('storm') ? await storm(redis.url) : []
+  const stm = want('storm') ? await storm(redis.url, redis.proc.pid!) : []
   const bnd = want('bounded') ? await bounded(redis.url) : []
   const idle = want('idle') ? await idleMemory(redis.url) : []
   const { rows: fan, overload } = want('fanout') || (want('latency') && !process.argv.some((a) => a.startsWith('--latency-rate='))) ? await fanout(redis.url) : { rows: [], overload: [] }
@@ -763,8 +768,8 @@ async function main (): Promise<void> {
   }
   if (stm.length > 0) {
     md.push(`## Reconnect storm: a node with ${stm[0]!.clients} clients of distinct users dies; they reconnect at once to the two nodes left`, '', 'Timed from the kill to the last client subscribed again; median of the rounds.', '',
-      '| server | all subscribed again (median) | rounds | reconnects retried |', '|---|---|---|---|')
-    for (const r of stm) md.push(`| ${LABEL[r.kind]} | ${r.median.toFixed(2)} s | ${r.seconds.map((x) => `${x.toFixed(2)} s`).join(', ')} | ${r.retries}${r.retries > 0 ? ` (${Object.entries(r.why).map(([w, n]) => `${n} × ${w}`).join('; ')})` : ''} |`)
+      '| server | all subscribed again (median) | rounds | reconnects retried | CPU s per round: the two nodes / load generators / Redis |', '|---|---|---|---|---|')
+    for (const r of stm) md.push(`| ${LABEL[r.kind]} | ${r.median.toFixed(2)} s | ${r.seconds.map((x) => `${x.toFixed(2)} s`).join(', ')} | ${r.retries}${r.retries > 0 ? ` (${Object.entries(r.why).map(([w, n]) => `${n} × ${w}`).join('; ')})` : ''} | ${r.cpu.map((c) => `${c.nodes.toFixed(1)} / ${c.loaders.toFixed(1)} / ${c.redis.toFixed(1)}`).join(', ')} |`)
     md.push('')
   }
   if (bnd.length > 0) {

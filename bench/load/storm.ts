@@ -30,7 +30,7 @@ function open (url: string, token: string, onDrop: () => void): Promise<void> {
     })
     ws.once('error', (err) => { if (!subscribed) reject(err) })
     ws.once('unexpected-response', (_r, res) => reject(new Error(`HTTP ${res.statusCode}`)))
-    ws.once('close', () => { if (subscribed) onDrop(); else reject(new Error('closed before subscribed')) })
+    ws.once('close', (code: number, reason: Buffer) => { if (subscribed) onDrop(); else reject(new Error(`closed ${code} ${reason.toString()} before subscribed`)) })
   })
 }
 

@@ -14,6 +14,8 @@ const clock = (): number => performance.timeOrigin + performance.now()
 export class Probe {
   private ok = true
   private outstanding: { seq: number, sentAt: number } | null = null
+  /** the overdue probe whose check (checkLate) is under way */
+  private checking: { seq: number, sentAt: number } | null = null
   private seq = 0
   private timer: NodeJS.Timeout | null = null
   /** the last probe's publish has not resolved yet */
@@ -43,8 +45,8 @@ export class Probe {
 
   get healthy (): boolean {
     if (!this.broker.healthy) return false
-    // A probe overdue by more than the interval counts as failed now, not at the next tick.
-    if (this.outstanding !== null && clock() - this.outstanding.sentAt > this.intervalMs) return false
+    // A probe overdue by more than the interval is checked now, not at the next tick.
+    if (this.outstanding !== null && clock() - this.outstanding.sentAt > this.intervalMs) this.checkLate()
     return this.ok
   }
 
@@ -61,12 +63,37 @@ export class Probe {
   }
 
   private tick (): void {
-    const now = clock()
     if (this.outstanding !== null) {
-      if (now - this.outstanding.sentAt <= this.intervalMs) return
-      this.ok = false
-      if (diag.probe.hasSubscribers) diag.probe.publish({ serverId: this.serverId, ok: false, latencyMs: now - this.outstanding.sentAt })
+      if (clock() - this.outstanding.sentAt > this.intervalMs) this.checkLate()
+      return
     }
+    this.send()
+  }
+
+  /**
+   * The outstanding probe is overdue by the clock; but a node whose event
+   * loop was busy for longer than the interval (a reconnect storm's
+   * handshakes) has not read its sockets since, and the reply may be
+   * waiting there. It counts as failed only if it is still missing once the
+   * node has polled its sockets after the deadline: two turns on, the second
+   * one's poll began after this check. Redis stalled or its delivery broken
+   * then fails it a turn or two after the deadline, as before; a node that is
+   * only busy does not refuse connections for it.
+   */
+  private checkLate (): void {
+    const o = this.outstanding
+    if (o === null || this.checking === o) return
+    this.checking = o
+    setImmediate(() => setImmediate(() => {
+      if (this.outstanding !== o) return
+      this.ok = false
+      if (diag.probe.hasSubscribers) diag.probe.publish({ serverId: this.serverId, ok: false, latencyMs: clock() - o.sentAt })
+      if (this.timer !== null) this.send()
+    }))
+  }
+
+  private send (): void {
+    const now = clock()
     if (!this.broker.healthy) { this.outstanding = null; return }
     // Redis has not even taken the last probe (stalled): one stuck probe says it all,
     // and more would fill the publish buffer (REDIS_PUBLISH_BUFFER) meant for events.

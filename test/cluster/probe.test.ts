@@ -56,3 +56,43 @@ t.test('after a reconnect, readiness waits for a probe to come back', async (t) 
   b.echo()
   t.equal(probe.healthy, true, 'healthy again when a probe came back through the new subscription')
 })
+
+/** Keeps the event loop busy for `ms`: a turn of a reconnect storm's handshakes. */
+function busy (ms: number): void {
+  const until = performance.now() + ms
+  while (performance.now() < until) { /* busy */ }
+}
+
+t.test('a loop busy past the interval does not fail readiness when the reply waits in the socket', async (t) => {
+  const b = new ScriptedBroker()
+  const probe = new Probe(b as unknown as Broker, 'p:self', 50, 'self')
+  t.teardown(() => probe.stop())
+  await probe.start()
+  t.equal(b.sent.length, 1, 'a probe is out')
+  // Redis answers at once; the node reads the reply in its next turn, after this busy one.
+  setImmediate(() => b.echo())
+  busy(150)
+  t.equal(probe.healthy, true, 'overdue by the clock, but the node has not read its sockets since: still ready')
+  await settle()
+  await settle()
+  t.equal(probe.healthy, true, 'the reply was read: ready')
+})
+
+t.test('a probe still missing once the node has polled after the deadline fails readiness', async (t) => {
+  const b = new ScriptedBroker()
+  const probe = new Probe(b as unknown as Broker, 'p:self', 50, 'self')
+  t.teardown(() => probe.stop())
+  await probe.start()
+  b.echo()
+  await settle()
+  t.equal(probe.healthy, true, 'ready')
+  // Redis stalls: the next probe never comes back.
+  await waitFor('the next probe', () => b.sent.length, (n) => n >= 1, { timeoutMs: 2000, intervalMs: 5 })
+  const sentAt = performance.now()
+  busy(150)
+  // The node is not ready from a turn or two after the deadline, whether or not anyone asked meanwhile.
+  await waitFor('readiness to fail', () => probe.healthy, (h) => !h, { timeoutMs: 2000, intervalMs: 5 })
+  t.ok(performance.now() - sentAt < 150 + 200, 'failed within a few turns of the busy one')
+  b.echo()
+  t.equal(probe.healthy, true, 'ready again once a probe came back')
+})
