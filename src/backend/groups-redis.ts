@@ -1,5 +1,7 @@
 import { GroupLimit, groupKeys, MAX_GROUPS_PER_USER, type GroupMembers, type GroupStore } from './groups.js'
+import { Cluster } from 'ioredis'
 import type { RedisClient } from './redis-clients.js'
+import { turnBatched } from './turn-batch.js'
 
 // The user's set, bounded: one key, so one script on a Cluster too.
 // Returns 1 added, 0 already a member, -1 full.
@@ -13,12 +15,21 @@ return 1`
 export class RedisGroups implements GroupStore {
   private readonly keys: ReturnType<typeof groupKeys>
   private readonly join: (key: string, group: string, max: string) => Promise<number>
+  private readonly batched: (key: string) => Promise<string[]>
 
   constructor (private readonly client: RedisClient, prefix: string) {
     this.keys = groupKeys(prefix)
     client.defineCommand('heraldGroupJoin', { numberOfKeys: 1, lua: JOIN })
     const scripts = client as unknown as { heraldGroupJoin: (key: string, group: string, max: string) => Promise<number> }
     this.join = async (key, group, max) => await scripts.heraldGroupJoin(key, group, max)
+    // Every connection opening reads its user's groups: a turn's reads go out
+    // as one pipeline (one write), each user's set its own key. On a Cluster
+    // each key is its own hash slot: one command each, as before.
+    this.batched = turnBatched(async (keys) => {
+      if (client instanceof Cluster) return await Promise.all(keys.map(async (k) => await client.smembers(k)))
+      const replies = await client.pipeline(keys.map((k) => ['smembers', k])).exec()
+      return (replies ?? []).map(([err, v]) => { if (err !== null) throw err; return v as string[] })
+    })
   }
 
   async add (group: string, userId: string): Promise<boolean> {
@@ -44,6 +55,6 @@ export class RedisGroups implements GroupStore {
   }
 
   async groupsOf (userId: string): Promise<string[]> {
-    return await this.client.smembers(this.keys.groupsOf(userId))
+    return await this.batched(this.keys.groupsOf(userId))
   }
 }

@@ -1,4 +1,5 @@
 import { createRequire } from 'node:module'
+import { turnBatched } from './turn-batch.js'
 import type { Position } from '../events/codec.js'
 import { checkRead, metaKey, metaTtlMs, newEpoch, page, streamKey, type Append, type HistoryConfig, type StreamMessage, type StreamRead, type StreamStore } from './streams.js'
 
@@ -193,17 +194,72 @@ export class Appender {
   }
 }
 
-export class RedisStreams implements StreamStore {
-  private readonly run: ReadCommand
+// READ_LUA's position (ARGV[2] '0') for many streams in one call: KEYS a
+// stream's key and its meta's per stream, ARGV[1] the meta's TTL, then a
+// fresh epoch per stream (for one without a meta). Replies epoch, top per stream.
+const POSITIONS_LUA = `
+local out = {}
+for i = 1, #KEYS / 2 do
+  local s, m = KEYS[2 * i - 1], KEYS[2 * i]
+  local e = redis.call('HMGET', m, 'e', 's')
+  local epoch, top = e[1], e[2]
+  if not epoch then
+    epoch = ARGV[i + 1]
+    top = 0
+    redis.call('HSET', m, 'e', epoch, 's', 0)
+    redis.call('DEL', s)
+  end
+  redis.call('PEXPIRE', m, ARGV[1])
+  out[2 * i - 1] = epoch
+  out[2 * i] = top or 0
+end
+return out
+`
 
-  constructor (client: ScriptingClient, readonly history: HistoryConfig) {
+/** Streams per positions call: a script holds Redis while it runs, a few µs a stream. */
+const POSITIONS_PER_CALL = 256
+
+interface PositionsCommand { heraldStreamPositions (...args: Array<string | number>): Promise<Array<string | number>> }
+
+export class RedisStreams implements StreamStore {
+  private readonly run: ReadCommand & PositionsCommand
+  /** the positions asked for in one turn: one script call (per hash slot on a Cluster) */
+  private readonly batched: (channel: string) => Promise<Position>
+
+  constructor (client: ScriptingClient & { isCluster?: boolean }, readonly history: HistoryConfig) {
     client.defineCommand('heraldStreamRead', { numberOfKeys: 2, lua: READ_LUA })
-    this.run = client as unknown as ReadCommand
+    // No numberOfKeys: a call declares as many keys as it holds.
+    client.defineCommand('heraldStreamPositions', { lua: POSITIONS_LUA } as { numberOfKeys: number, lua: string })
+    this.run = client as unknown as ReadCommand & PositionsCommand
+    const cluster = client.isCluster === true
+    this.batched = turnBatched(async (channels) => {
+      if (!cluster) return await this.positions(channels)
+      // A script's keys must share a hash slot: a stream's keys share its channel's.
+      const bySlot = new Map<number, string[]>()
+      for (const c of channels) {
+        const slot = slotOf(c)
+        const list = bySlot.get(slot)
+        if (list === undefined) bySlot.set(slot, [c])
+        else list.push(c)
+      }
+      const read = new Map<string, Position>()
+      await Promise.all([...bySlot.values()].map(async (list) => { (await this.positions(list)).forEach((p, i) => read.set(list[i]!, p)) }))
+      return channels.map((c) => read.get(c)!)
+    })
   }
 
   async position (channel: string): Promise<Position> {
-    const [epoch, top] = await this.run.heraldStreamRead(streamKey(channel), metaKey(channel), '0', 0, newEpoch(), metaTtlMs(this.history))
-    return { offset: Number(top ?? 0), epoch }
+    return await this.batched(channel)
+  }
+
+  private async positions (channels: readonly string[]): Promise<Position[]> {
+    const calls: Array<Promise<Array<string | number>>> = []
+    for (let i = 0; i < channels.length; i += POSITIONS_PER_CALL) {
+      const part = channels.slice(i, i + POSITIONS_PER_CALL)
+      calls.push(this.run.heraldStreamPositions(part.length * 2, ...part.flatMap((c) => [streamKey(c), metaKey(c)]), metaTtlMs(this.history), ...part.map(() => newEpoch())))
+    }
+    const flat = (await Promise.all(calls)).flat()
+    return channels.map((_c, i) => ({ epoch: String(flat[2 * i]), offset: Number(flat[2 * i + 1] ?? 0) }))
   }
 
   async read (channel: string, after: number, limit: number): Promise<StreamRead> {

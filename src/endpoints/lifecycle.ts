@@ -5,6 +5,8 @@ import { CloseCodes } from '../protocol/close-codes.js'
 import type { ClientMessage } from '../protocol/envelope.js'
 import type { Connection } from './connection.js'
 import { evictedEarly, revokedWhileOpening } from './control.js'
+import { readableStreams } from '../events/audience.js'
+import { parseStream } from '../protocol/streams.js'
 import { positionsOf } from '../events/resume.js'
 import { armExpiry } from './expiry.js'
 import { joinGroups } from '../groups/membership.js'
@@ -17,6 +19,7 @@ export type Handler = (h: Herald, conn: Connection, msg: ClientMessage) => void 
 export type HandlerTable = Readonly<Record<string, Handler>>
 
 const ATTACH_TIMEOUT_MS = 5000
+const ATTACH_MAX_MS = 30_000
 // Messages sent while over the rate limit before the connection is closed 4029.
 const MAX_LIMITED_MESSAGES = 10
 // Messages queued behind the rate limiter; a client this far ahead is flooding.
@@ -82,15 +85,37 @@ export function opened (h: Herald, conn: Connection): void {
   // and on its channels together: `closed` undoes both together.
   h.connections.add(conn)
   let timer: NodeJS.Timeout | undefined
-  const timeout = new Promise<never>((_resolve, reject) => { timer = setTimeout(() => reject(new Error('subscribe timed out')), ATTACH_TIMEOUT_MS) })
+  const timeout = new Promise<never>((_resolve, reject) => {
+    const startedAt = Date.now()
+    // A node busy with a reconnect storm takes longer than this to get
+    // through its turns while Redis answers every batch: closing the
+    // connection then (1011) only sends the client back into the storm. It
+    // waits on while the node is ready (readiness: Redis answers, src/cluster/probe.ts), up to ATTACH_MAX_MS.
+    const check = (): void => {
+      if (h.probe.healthy && Date.now() - startedAt < ATTACH_MAX_MS) timer = setTimeout(check, ATTACH_TIMEOUT_MS)
+      else reject(new Error('subscribe timed out'))
+    }
+    timer = setTimeout(check, ATTACH_TIMEOUT_MS)
+  })
   // Its user's channel first: a membership change announced while its groups
-  // are read comes on it (src/groups/membership.ts). The positions are read
-  // once the node listens on every channel of the connection (its groups'
-  // too): a message published after the read reaches it live.
+  // are read comes on it (src/groups/membership.ts). A stream's position is
+  // read once the node listens on its channel: a message published after the
+  // read reaches the connection live. The user's and the broadcast channel
+  // are listened on once attached, so their positions are read with the
+  // groups (in the same turn's batches, src/backend/turn-batch.ts); the
+  // groups' streams once their channels are joined.
   const streams = h.backend.streams
-  const attached = h.hub.attach(conn)
-    .then(async () => { if (!conn.closed) await joinGroups(h, conn) })
-    .then(async () => streams === null || conn.closed ? undefined : await positionsOf(streams, h.channels, conn))
+  const attached = h.hub.attach(conn).then(async () => {
+    if (conn.closed) return undefined
+    const early = streams === null ? null : positionsOf(streams, h.channels, conn, readableStreams(conn).filter((name) => parseStream(name)?.kind !== 'group'))
+    // Awaited below, or dropped with the joining's failure.
+    early?.catch(() => {})
+    await joinGroups(h, conn)
+    if (streams === null || conn.closed) return undefined
+    const first = await early!
+    const rest = readableStreams(conn).filter((name) => !Object.hasOwn(first, name))
+    return rest.length === 0 ? first : { ...first, ...await positionsOf(streams, h.channels, conn, rest) }
+  })
   Promise.race([attached, timeout]).then((positions) => {
     if (conn.closed) return
     const { identity } = conn

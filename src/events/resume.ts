@@ -63,9 +63,8 @@ export function checkSince (r: Reader, since: Record<string, Position>): void {
   }
 }
 
-/** The current top of every stream `r` reads, for `welcome`. */
-export async function positionsOf (streams: StreamStore, ch: Channels, r: Reader): Promise<Record<string, Position>> {
-  const names = readableStreams(r)
+/** The current top of every stream `r` reads (or of `names`), for `welcome`. */
+export async function positionsOf (streams: StreamStore, ch: Channels, r: Reader, names: readonly string[] = readableStreams(r)): Promise<Record<string, Position>> {
   const tops = await Promise.all(names.map(async (name) => await streams.position(ch.of(parseStream(name)!))))
   return Object.fromEntries(names.map((name, i) => [name, tops[i]!]))
 }

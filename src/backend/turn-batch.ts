@@ -1,0 +1,31 @@
+// Reads asked for in one event-loop turn, answered by one call for the turn.
+// A reconnect storm opens thousands of connections a second, each reading
+// its groups and its streams' positions for `welcome`: one command each was
+// one write and one reply to parse each, and the welcomes queued behind
+// them. Batched, a turn's reads are one write (src/endpoints/lifecycle.ts
+// opened()); the same key asked twice in a turn is read once, after both
+// asked, which is all either caller may assume.
+
+/**
+ * A read of `key` batched with the others of the turn: `run` gets the
+ * distinct keys asked for since the last flush, in order, and answers them
+ * in the same order; a rejection answers every caller of the batch.
+ */
+export function turnBatched<V> (run: (keys: string[]) => Promise<V[]>): (key: string) => Promise<V> {
+  let waiting = new Map<string, Array<{ resolve: (v: V) => void, reject: (err: unknown) => void }>>()
+  const flush = (): void => {
+    const batch = waiting
+    waiting = new Map()
+    const keys = [...batch.keys()]
+    run(keys).then((values) => {
+      keys.forEach((k, i) => { for (const w of batch.get(k)!) w.resolve(values[i]!) })
+    }, (err: unknown) => { for (const ws of batch.values()) for (const w of ws) w.reject(err) })
+  }
+  return async (key) => await new Promise<V>((resolve, reject) => {
+    // After the turn's I/O callbacks (every connection opened in this poll), not after this one's microtasks.
+    if (waiting.size === 0) setImmediate(flush)
+    const ws = waiting.get(key)
+    if (ws === undefined) waiting.set(key, [{ resolve, reject }])
+    else ws.push({ resolve, reject })
+  })
+}
