@@ -10,6 +10,10 @@
 //
 // SCENARIO=connect profiles the handshakes instead: the window is the
 // SUBSCRIBERS connections opening (200 at a time, each until its welcome).
+// SCENARIO=storm profiles a reconnect storm: SUBSCRIBERS clients (each
+// subscribed) on a second node that is killed; the window is from the kill
+// until all of them are subscribed again on the profiled node
+// (bench/load/storm.ts, as `npm run bench -- --only=storm`).
 // MAIN=<checkout>/dist/main.js profiles another build.
 import { fork, spawn, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, writeFileSync } from 'node:fs'
@@ -24,6 +28,7 @@ const RATE = Number(process.env.RATE ?? 1500) // events/s, each to every subscri
 const SECONDS = Number(process.env.SECONDS ?? 6)
 const SECRET = 'bench-secret-that-is-at-least-32-characters'
 const CONNECT = process.env.SCENARIO === 'connect'
+const STORM = process.env.SCENARIO === 'storm'
 const MAIN = process.env.MAIN ?? join(ROOT, 'dist/main.js')
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
 const procs: ChildProcess[] = []
@@ -39,15 +44,14 @@ procs.push(spawn('redis-server', ['--port', String(redisPort), '--bind', '127.0.
 await sleep(300)
 const redisUrl = `redis://127.0.0.1:${redisPort}`
 const port = await freePort()
-const node = spawn(process.execPath, ['--inspect=127.0.0.1:0', MAIN], {
-  env: { PATH: process.env.PATH ?? '', NODE_ENV: 'production', HOST: '127.0.0.1', PORT: String(port), REDIS_URL: redisUrl, JWT_SECRET: SECRET, API_KEYS: 'bench-api-key-0123456789', LOG_LEVEL: 'warn', MAX_CONNECTIONS_PER_IP: '1000000', MAX_CONNECTIONS_PER_USER: '100000', MAX_MESSAGES_PER_MINUTE: '1000000', WEBSOCKET_MAX_CONNECTIONS: '1000000' },
-  stdio: ['ignore', 'inherit', 'pipe'],
-})
+const nodeEnv = (p: number): NodeJS.ProcessEnv => ({ PATH: process.env.PATH ?? '', NODE_ENV: 'production', HOST: '127.0.0.1', PORT: String(p), REDIS_URL: redisUrl, JWT_SECRET: SECRET, API_KEYS: 'bench-api-key-0123456789', LOG_LEVEL: 'warn', MAX_CONNECTIONS_PER_IP: '1000000', MAX_CONNECTIONS_PER_USER: '100000', MAX_MESSAGES_PER_MINUTE: '1000000', WEBSOCKET_MAX_CONNECTIONS: '1000000' })
+const node = spawn(process.execPath, ['--inspect=127.0.0.1:0', MAIN], { env: nodeEnv(port), stdio: ['ignore', 'inherit', 'pipe'] })
 procs.push(node)
 const inspector = inspectorUrl(node)
-for (let i = 0; i < 400; i++) { if (await fetch(`http://127.0.0.1:${port}/ws/health`).then((r) => r.status === 200, () => false)) break; await sleep(25) }
+const ready200 = async (p: number): Promise<void> => { for (let i = 0; i < 400; i++) { if (await fetch(`http://127.0.0.1:${p}/ws/health`).then((r) => r.status === 200, () => false)) break; await sleep(25) } }
+await ready200(port)
 
-const load = fork(join(ROOT, 'bench/load/subscribers.ts'), [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+const load = fork(join(ROOT, STORM ? 'bench/load/storm.ts' : 'bench/load/subscribers.ts'), [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
 procs.push(load)
 const ready = new Promise<{ ready: number, connectMs: number }>((resolve) => load.on('message', (m: { ready?: number, connectMs: number }) => { if (m.ready !== undefined) resolve(m as { ready: number, connectMs: number }) }))
 const s = await session(await inspector)
@@ -55,7 +59,21 @@ await s.send('Profiler.enable')
 await s.send('Profiler.setSamplingInterval', { interval: 200 })
 const job = { kind: 'herald', url: `ws://127.0.0.1:${port}/ws/events`, count: SUBSCRIBERS, offset: 0, concurrency: 200, secret: SECRET, sampleEvery: 1000, pattern: 'system.*', untilWelcome: CONNECT }
 let profile: CpuProfile
-if (CONNECT) {
+if (STORM) {
+  const doomedPort = await freePort()
+  const doomed = spawn(process.execPath, [MAIN], { env: nodeEnv(doomedPort), stdio: ['ignore', 'ignore', 'inherit'] })
+  procs.push(doomed)
+  await ready200(doomedPort)
+  const back = new Promise<{ resubscribed: number, retries: number, lastAt: number, why: unknown }>((resolve) => load.on('message', (m: { resubscribed?: number }) => { if (m.resubscribed !== undefined) resolve(m as never) }))
+  load.send({ job: { url: `ws://127.0.0.1:${doomedPort}/ws/events`, then: [`ws://127.0.0.1:${port}/ws/events`], count: SUBSCRIBERS, offset: 0, concurrency: 200, secret: SECRET } })
+  await ready
+  await s.send('Profiler.start')
+  const killedAt = performance.timeOrigin + performance.now()
+  doomed.kill('SIGKILL')
+  const r = await back
+  profile = (await s.send<{ profile: CpuProfile }>('Profiler.stop')).profile
+  process.stdout.write(`${r.resubscribed} clients subscribed again ${((r.lastAt - killedAt) / 1000).toFixed(2)} s after the kill; ${r.retries} retries ${JSON.stringify(r.why)}\n`)
+} else if (CONNECT) {
   await s.send('Profiler.start')
   load.send({ job })
   const r = await ready

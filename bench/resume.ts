@@ -193,8 +193,18 @@ async function storm (clients: number, processes: number, progress: (s: string) 
       // Live traffic from now on: every client must see some after its recovery.
       let live = true
       const ticker = (async () => { while (live) { await herald.publish('system.tick', { data: {} }).catch(() => {}); await sleep(200) } })()
-      const rs = await until('every client recovered and live again', async () => await fleets.report(),
-        (xs) => xs.every((x) => x.recoveredAt !== null && x.recoveredAt >= t0 && x.liveAt !== null), 600_000)
+      // Every 5 s: clients by state, and why attempts failed so far (what a storm that does not finish is stuck on).
+      let lastLine = 0
+      const rs = await until('every client recovered and live again', async () => await fleets.report(), (xs) => {
+        if (Date.now() - lastLine >= 5000) {
+          lastLine = Date.now()
+          const why: Record<string, number> = {}
+          for (const x of xs) for (const [w, n] of Object.entries(x.disconnects)) why[w] = (why[w] ?? 0) + n
+          const top = Object.entries(why).sort((a, b) => b[1] - a[1]).slice(0, 4).map(([w, n]) => `${n} × ${w}`).join('; ')
+          progress(`resume storm, ${((Date.now() - t0) / 1000).toFixed(0)} s: ${xs.filter((x) => x.connected).length} connected, ${xs.filter((x) => x.recoveredAt !== null && x.recoveredAt >= t0).length} recovered, ${xs.filter((x) => x.liveAt !== null && x.recoveredAt !== null && x.recoveredAt >= t0).length} live; ${top}`)
+        }
+        return xs.every((x) => x.recoveredAt !== null && x.recoveredAt >= t0 && x.liveAt !== null)
+      }, 600_000)
       live = false
       await ticker
       const peak = await cpu.stop()

@@ -44,6 +44,8 @@ export interface ClientReport {
   /** when the last resume after a reconnect recovered, and the first message after it (ms since the epoch) */
   recoveredAt: number | null
   liveAt: number | null
+  /** why its connections ended or attempts failed (the `disconnect` event's code and reason, numbers elided), and how often */
+  disconnects: Record<string, number>
 }
 
 export interface FleetReport { clients: ClientReport[] }
@@ -54,7 +56,7 @@ if (process.send !== undefined && cfg.url !== undefined) {
   const sign = createSigner({ key: cfg.secret, algorithm: 'HS256', expiresIn: 3600_000 })
   const clients: Array<{ client: HeraldClient, report: ClientReport }> = []
   for (const user of cfg.users) {
-    const report: ClientReport = { user, streams: {}, gaps: [], duplicates: 0, unrecovered: 0, recoveredAfterReconnect: 0, reconnects: 0, catchUpMs: [], connected: false, ticks: 0, recoveredAt: null, liveAt: null }
+    const report: ClientReport = { user, streams: {}, gaps: [], duplicates: 0, unrecovered: 0, recoveredAfterReconnect: 0, reconnects: 0, catchUpMs: [], connected: false, ticks: 0, recoveredAt: null, liveAt: null, disconnects: {} }
     const seen = new Set<string>()
     const last = new Map<string, { epoch: string, offset: number }>()
     let closedAt: number | null = null
@@ -88,7 +90,12 @@ if (process.send !== undefined && cfg.url !== undefined) {
       // The first welcome's positions are where this client starts: everything after them must arrive.
       for (const [s, p] of Object.entries(w.positions ?? {})) if (!last.has(s)) last.set(s, { epoch: p.epoch, offset: p.offset })
     })
-    client.on('disconnect', () => { if (closedAt === null) closedAt = Date.now(); report.connected = false })
+    client.on('disconnect', (d) => {
+      if (closedAt === null) closedAt = Date.now()
+      report.connected = false
+      const why = `${d.code} ${d.reason.replace(/[0-9]+ ms/g, 'N ms')}`.slice(0, 120)
+      report.disconnects[why] = (report.disconnects[why] ?? 0) + 1
+    })
     client.on('recovered', (r) => {
       if (!r.recovered) {
         report.unrecovered++
