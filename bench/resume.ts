@@ -183,7 +183,16 @@ async function storm (clients: number, processes: number, progress: (s: string) 
       await Promise.all(Array.from({ length: 128 }, async () => {
         while (next < total) {
           const k = next++
-          await herald.publish('orders.created', { userId: users[k % clients]!, data: { k } })
+          // A machine shared with other work can hold the library past its own timeouts (reading the webhook endpoints: 500 ms): tried again, a few times.
+          for (let attempt = 1; ; attempt++) {
+            try {
+              await herald.publish('orders.created', { userId: users[k % clients]!, data: { k } })
+              break
+            } catch (err) {
+              if (attempt >= 5) throw err
+              await sleep(100 * attempt)
+            }
+          }
         }
       }))
       progress('resume storm: two nodes join; every client reconnects')

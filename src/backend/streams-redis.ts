@@ -61,30 +61,12 @@ end
 return out
 `
 
-// KEYS: stream, meta. ARGV: first entry id, count (0: the position only),
-// an epoch for a stream that has none, meta TTL. Returns {epoch, top, entries?}.
-// A read extends the meta's life: a stream someone reads keeps its epoch.
-const READ_LUA = `
-local m = redis.call('HMGET', KEYS[2], 'e', 's')
-local epoch, top = m[1], m[2]
-if not epoch then
-  epoch = ARGV[3]
-  top = 0
-  redis.call('HSET', KEYS[2], 'e', epoch, 's', 0)
-  redis.call('DEL', KEYS[1])
-end
-redis.call('PEXPIRE', KEYS[2], ARGV[4])
-if ARGV[2] == '0' then return {epoch, top} end
-return {epoch, top, redis.call('XRANGE', KEYS[1], ARGV[1], '+', 'COUNT', ARGV[2])}
-`
-
 /** What a client needs to run the scripts: ioredis (Redis or Cluster) has it. */
 export interface ScriptingClient {
   defineCommand (name: string, def: { numberOfKeys: number, lua: string }): void
 }
 
 interface AppendCommand { heraldAppend (...args: Array<string | number>): Promise<Array<number | string>> }
-interface ReadCommand { heraldStreamRead (...args: Array<string | number>): Promise<[string, string | number | null, Array<[string, string[]]>?]> }
 
 /**
  * A key's Redis Cluster hash slot, as ioredis computes it to route commands
@@ -194,77 +176,100 @@ export class Appender {
   }
 }
 
-// READ_LUA's position (ARGV[2] '0') for many streams in one call: KEYS a
-// stream's key and its meta's per stream, ARGV[1] the meta's TTL, then a
-// fresh epoch per stream (for one without a meta). Replies epoch, top per stream.
-const POSITIONS_LUA = `
+// Reads of many streams in one call. KEYS: a stream's key and its meta's per
+// read. ARGV[1] the meta's TTL, then per read: the first entry id, the count
+// (0: the position only), an epoch for a stream that has none. Replies
+// {epoch, top, entries?} per read. A read extends the meta's life: a stream
+// someone reads keeps its epoch.
+const READS_LUA = `
 local out = {}
 for i = 1, #KEYS / 2 do
-  local s, m = KEYS[2 * i - 1], KEYS[2 * i]
+  local s, m, a = KEYS[2 * i - 1], KEYS[2 * i], 3 * i - 1
   local e = redis.call('HMGET', m, 'e', 's')
   local epoch, top = e[1], e[2]
   if not epoch then
-    epoch = ARGV[i + 1]
+    epoch = ARGV[a + 2]
     top = 0
     redis.call('HSET', m, 'e', epoch, 's', 0)
     redis.call('DEL', s)
   end
   redis.call('PEXPIRE', m, ARGV[1])
-  out[2 * i - 1] = epoch
-  out[2 * i] = top or 0
+  if ARGV[a + 1] == '0' then
+    out[i] = {epoch, top or 0}
+  else
+    out[i] = {epoch, top or 0, redis.call('XRANGE', s, ARGV[a], '+', 'COUNT', ARGV[a + 1])}
+  end
 end
 return out
 `
 
-/** Streams per positions call: a script holds Redis while it runs, a few µs a stream. */
-const POSITIONS_PER_CALL = 256
+/**
+ * Per reads call at most: streams, and messages asked for. A script holds
+ * Redis while it runs (a few µs a stream, about a µs a message read).
+ */
+const READS_PER_CALL = 256
+const MESSAGES_PER_CALL = 4096
 
-interface PositionsCommand { heraldStreamPositions (...args: Array<string | number>): Promise<Array<string | number>> }
+type Reply = [string, string | number, Array<[string, string[]]>?]
+interface ReadsCommand { heraldStreamReads (...args: Array<string | number>): Promise<Reply[]> }
+
+/** One read: the channel, then `after` and `limit` (0: the position only). */
+const readKey = (channel: string, after: number, limit: number): string => `${after}\n${limit}\n${channel}`
 
 export class RedisStreams implements StreamStore {
-  private readonly run: ReadCommand & PositionsCommand
-  /** the positions asked for in one turn: one script call (per hash slot on a Cluster) */
-  private readonly batched: (channel: string) => Promise<Position>
+  private readonly run: ReadsCommand
+  /**
+   * The reads and positions asked for in one turn, one script call for them
+   * (per hash slot on a Cluster): a reconnect storm's welcomes and resumes
+   * read thousands of streams a second, each read once a turn however many ask.
+   */
+  private readonly batched: (key: string) => Promise<Reply>
 
   constructor (client: ScriptingClient & { isCluster?: boolean }, readonly history: HistoryConfig) {
-    client.defineCommand('heraldStreamRead', { numberOfKeys: 2, lua: READ_LUA })
     // No numberOfKeys: a call declares as many keys as it holds.
-    client.defineCommand('heraldStreamPositions', { lua: POSITIONS_LUA } as { numberOfKeys: number, lua: string })
-    this.run = client as unknown as ReadCommand & PositionsCommand
+    client.defineCommand('heraldStreamReads', { lua: READS_LUA } as { numberOfKeys: number, lua: string })
+    this.run = client as unknown as ReadsCommand
     const cluster = client.isCluster === true
-    this.batched = turnBatched(async (channels) => {
-      if (!cluster) return await this.positions(channels)
+    this.batched = turnBatched(async (keys) => {
+      const reads = keys.map((k) => { const [after, limit, ...rest] = k.split('\n'); return { channel: rest.join('\n'), after: Number(after), limit: Number(limit) } })
+      if (!cluster) return await this.reads(reads)
       // A script's keys must share a hash slot: a stream's keys share its channel's.
-      const bySlot = new Map<number, string[]>()
-      for (const c of channels) {
-        const slot = slotOf(c)
+      const bySlot = new Map<number, number[]>()
+      reads.forEach((r, i) => {
+        const slot = slotOf(r.channel)
         const list = bySlot.get(slot)
-        if (list === undefined) bySlot.set(slot, [c])
-        else list.push(c)
-      }
-      const read = new Map<string, Position>()
-      await Promise.all([...bySlot.values()].map(async (list) => { (await this.positions(list)).forEach((p, i) => read.set(list[i]!, p)) }))
-      return channels.map((c) => read.get(c)!)
+        if (list === undefined) bySlot.set(slot, [i])
+        else list.push(i)
+      })
+      const out: Reply[] = new Array(reads.length)
+      await Promise.all([...bySlot.values()].map(async (list) => { (await this.reads(list.map((i) => reads[i]!))).forEach((r, n) => { out[list[n]!] = r }) }))
+      return out
     })
   }
 
   async position (channel: string): Promise<Position> {
-    return await this.batched(channel)
+    const [epoch, top] = await this.batched(readKey(channel, 0, 0))
+    return { offset: Number(top ?? 0), epoch }
   }
 
-  private async positions (channels: readonly string[]): Promise<Position[]> {
-    const calls: Array<Promise<Array<string | number>>> = []
-    for (let i = 0; i < channels.length; i += POSITIONS_PER_CALL) {
-      const part = channels.slice(i, i + POSITIONS_PER_CALL)
-      calls.push(this.run.heraldStreamPositions(part.length * 2, ...part.flatMap((c) => [streamKey(c), metaKey(c)]), metaTtlMs(this.history), ...part.map(() => newEpoch())))
+  private async reads (reads: ReadonlyArray<{ channel: string, after: number, limit: number }>): Promise<Reply[]> {
+    const calls: Array<Promise<Reply[]>> = []
+    let from = 0
+    while (from < reads.length) {
+      let to = from
+      let messages = 0
+      while (to < reads.length && to - from < READS_PER_CALL && (to === from || messages + reads[to]!.limit <= MESSAGES_PER_CALL)) messages += reads[to++]!.limit
+      const part = reads.slice(from, to)
+      calls.push(this.run.heraldStreamReads(part.length * 2, ...part.flatMap((r) => [streamKey(r.channel), metaKey(r.channel)]), metaTtlMs(this.history),
+        ...part.flatMap((r) => [`${r.after + 1}-0`, r.limit, newEpoch()])))
+      from = to
     }
-    const flat = (await Promise.all(calls)).flat()
-    return channels.map((_c, i) => ({ epoch: String(flat[2 * i]), offset: Number(flat[2 * i + 1] ?? 0) }))
+    return (await Promise.all(calls)).flat()
   }
 
   async read (channel: string, after: number, limit: number): Promise<StreamRead> {
     checkRead(after, limit)
-    const [epoch, top, entries] = await this.run.heraldStreamRead(streamKey(channel), metaKey(channel), `${after + 1}-0`, limit, newEpoch(), metaTtlMs(this.history))
+    const [epoch, top, entries] = await this.batched(readKey(channel, after, limit))
     const raw: StreamMessage[] = (entries ?? []).map(([id, fields]) => ({ offset: Number(id.slice(0, id.indexOf('-'))), message: fields[1] ?? '' }))
     return page(raw, epoch, Number(top ?? 0), limit, this.history.ttlMs, Date.now())
   }

@@ -4,7 +4,7 @@ import { HeraldError } from '../errors.js'
 import { parseStream } from '../protocol/streams.js'
 import { mayRead, readableStreams, type Reader } from './audience.js'
 import type { Position } from './codec.js'
-import { readHistory } from './history.js'
+import { readHistory, type HistoryPage } from './history.js'
 import { deliveryOf, receives, type Delivery, type Subscriber } from './hub.js'
 
 // Resume: a connection that names, in `subscribe`'s `since`, the last position
@@ -79,10 +79,14 @@ export async function replay (streams: StreamStore, ch: Channels, conn: Resumabl
   const positions: Record<string, Position> = {}
   const unrecovered: string[] = []
   const tops = new Map<string, Position>()
-  for (const [name, from] of Object.entries(since)) {
+  // Every stream's first page is asked for at once (one batch of the turn's
+  // reads, src/backend/turn-batch.ts), then replayed one stream after the other.
+  const firsts = Object.entries(since).map(([name, from]) => readHistory(streams, ch, parseStream(name)!, from.offset, REPLAY_PAGE))
+  for (const f of firsts) f.catch(() => {})
+  for (const [i, [name, from]] of Object.entries(since).entries()) {
     let r: { recovered: boolean, at: Position }
     try {
-      r = await replayStream(streams, ch, conn, name, from)
+      r = await replayStream(streams, ch, conn, name, from, firsts[i]!)
     } catch {
       r = { recovered: false, at: from }
     }
@@ -95,12 +99,12 @@ export async function replay (streams: StreamStore, ch: Channels, conn: Resumabl
   return { recovered: unrecovered.length === 0, positions, unrecovered, tops }
 }
 
-async function replayStream (streams: StreamStore, ch: Channels, conn: Resumable, name: string, from: Position): Promise<{ recovered: boolean, at: Position }> {
+async function replayStream (streams: StreamStore, ch: Channels, conn: Resumable, name: string, from: Position, first: Promise<HistoryPage>): Promise<{ recovered: boolean, at: Position }> {
   const stream = parseStream(name)!
   let after = from.offset
   let epoch: string | null = null
   for (;;) {
-    const page = await readHistory(streams, ch, stream, after, REPLAY_PAGE)
+    const page: HistoryPage = epoch === null ? await first : await readHistory(streams, ch, stream, after, REPLAY_PAGE)
     if (epoch === null) {
       epoch = page.epoch
       // Another epoch (history lost), a position beyond the top (not from this

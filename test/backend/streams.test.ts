@@ -6,6 +6,7 @@
 // before they can be read, an epoch that changes exactly when history is
 // lost, trimming by size and age, reads in pages. On the standalone Redis,
 // appends held through a paused and a restarted Redis.
+import { Redis } from 'ioredis'
 import t from 'tap'
 import type { Backend } from '../../src/backend/backend.js'
 import type { Broker } from '../../src/backend/broker.js'
@@ -149,6 +150,35 @@ forEachBackend(t, (t, space, kind) => {
     const kept = await readAll(a, other)
     t.same(labels(kept), ['n1'], 'the messages of the lost epoch are dropped: offset 1 names one message only')
     t.same(offsets(kept), [1])
+  })
+
+  t.test('reads and positions asked in one turn are each answered as if alone; on Redis, one script call for them all', async (t) => {
+    const sp = space(t)
+    const [a, b] = [await sp.backend({ history: H }), await sp.backend({ history: H })]
+    const [x, y, fresh] = [userChannel(sp), userChannel(sp), userChannel(sp)]
+    const ofX = await appendAll(a, x, ['x1', 'x2', 'x3'])
+    const ofY = await appendAll(a, y, ['y1'])
+    const stats = kind === 'redis' ? new Redis(sp.redis!.url) : null
+    t.teardown(() => stats?.disconnect())
+    const scriptCalls = async (): Promise<number> => {
+      const info = await stats!.info('commandstats')
+      return [...info.matchAll(/^cmdstat_(?:evalsha|eval):calls=(\d+)/gm)].reduce((n, m) => n + Number(m[1]), 0)
+    }
+    await b.streams!.position(userChannel(sp)) // the script loaded: a first EVALSHA may be refused and sent again as EVAL
+    const before = stats === null ? 0 : await scriptCalls()
+    // All asked in the same turn: the same read twice, a position twice, a stream never written.
+    const [rx, rx2, rxAfter, px, py, py2, pFresh, ry] = await Promise.all([
+      b.streams!.read(x, 0, 10), b.streams!.read(x, 0, 10), b.streams!.read(x, 2, 10),
+      b.streams!.position(x), b.streams!.position(y), b.streams!.position(y), b.streams!.position(fresh), b.streams!.read(y, 0, 1),
+    ])
+    if (stats !== null) t.equal(await scriptCalls() - before, 1, 'one script call on Redis for the turn')
+    t.same(offsets(rx.messages.map((m) => m.message)), [1, 2, 3], 'x read from the start')
+    t.same(rx2, rx, 'the same read asked twice: the same answer')
+    t.same([offsets(rxAfter.messages.map((m) => m.message)), rxAfter.top, rxAfter.epoch], [[3], 3, ofX[0]!.epoch], 'x read after 2')
+    t.same([px, py, py2], [{ offset: 3, epoch: ofX[0]!.epoch }, { offset: 1, epoch: ofY[0]!.epoch }, { offset: 1, epoch: ofY[0]!.epoch }], 'the positions are the tops')
+    t.equal(pFresh.offset, 0, 'a stream never written: top 0')
+    t.same(await b.streams!.position(fresh), pFresh, 'in an epoch of its own, kept')
+    t.same([ry.top, ry.next, labels(ry.messages.map((m) => m.message))], [1, null, ['y1']], 'y read')
   })
 
   t.test('each stream keeps HISTORY_SIZE messages, the latest', async (t) => {
