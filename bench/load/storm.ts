@@ -3,8 +3,8 @@
 // a connection drops (its node was killed), reconnects at once to one of
 // `then` (by index, so the clients split between them), subscribes again,
 // and reports when all are subscribed again, with the time the last one was.
-// A refused or failed reconnect is retried after a short pause, as a client
-// would; every wait is bounded by the parent, which kills this process.
+// A refused or failed reconnect is retried as the SDK would: a 503 within a
+// random second, anything else after a short pause; every wait is bounded by the parent, which kills this process.
 import { createSigner } from 'fast-jwt'
 import WebSocket from 'ws'
 
@@ -44,7 +44,9 @@ async function reconnect (i: number, token: string): Promise<void> {
       retries++
       const m = (err as Error).message
       why.set(m, (why.get(m) ?? 0) + 1)
-      await new Promise((resolve) => setTimeout(resolve, 20 + Math.random() * 80))
+      // A 503 (the node busy: NODE_FULL past WEBSOCKET_MAX_OPENING, or not ready) is retried as the SDK retries
+      // "try another node": within a random second (drainJitterMs); anything else after a short pause.
+      await new Promise((resolve) => setTimeout(resolve, m === 'HTTP 503' ? Math.random() * 1000 : 20 + Math.random() * 80))
     }
   }
   lastAt = now()

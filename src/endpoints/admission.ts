@@ -67,6 +67,15 @@ export function nodeRefusal (h: Herald, capacity: boolean): ErrorCode | null {
   return null
 }
 
+/**
+ * The refusal of a handshake past WEBSOCKET_MAX_OPENING in progress. In a reconnect storm a node that takes every handshake at
+ * once finishes none of them quickly: clients whose connect timeout passes
+ * give up on work the node then does for nothing, and come back (the SDK's
+ * resume storm of 10,000 never finished). Refused at once instead, before
+ * the token is checked, they wait at the client and retry soon.
+ */
+const OPENING_MESSAGE = 'this node is working on as many handshakes as it takes at once (WEBSOCKET_MAX_OPENING): connect again soon, or to another node'
+
 type Refuse = (code: ErrorCode, opts?: { message?: string, retryAfter?: number, elsewhere?: boolean }) => Refused
 
 /** Refusals are published (metrics count them by code) under the endpoint the client asked for. */
@@ -88,9 +97,11 @@ export function originAccepted (h: Herald, req: Pick<AdmissionRequest, 'endpoint
  * takes connections, the Origin, the token, the role, the node's capacity,
  * and the revocations this node knows.
  */
-async function identify (h: Herald, req: AdmissionRequest, refuse: Refuse): Promise<Vetting> {
+async function identify (h: Herald, req: AdmissionRequest, refuse: Refuse, counted: boolean): Promise<Vetting> {
   const busy = nodeRefusal(h, false)
   if (busy !== null) return refuse(busy, { elsewhere: true })
+  // `counted`: this handshake is among those opening (admit() counts it).
+  if (counted && h.connections.opening > h.config.limits.nodeOpening) return refuse('NODE_FULL', { message: OPENING_MESSAGE, elsewhere: true })
   if (!originAccepted(h, req)) return refuse('ORIGIN_FORBIDDEN')
   const connectionId = randomUUID()
   let identity: Identity
@@ -120,7 +131,7 @@ async function identify (h: Herald, req: AdmissionRequest, refuse: Refuse): Prom
  */
 export async function vet (h: Herald, req: AdmissionRequest): Promise<Vetting> {
   const refuse = refuser(h, req)
-  const v = await identify(h, req, refuse)
+  const v = await identify(h, req, refuse, false)
   if (!v.ok || v.identity.anonymous === true) return v
   if (await h.revocations.check(v.identity) !== null) return refuse('SESSION_REVOKED')
   return v
@@ -135,8 +146,17 @@ export async function vet (h: Herald, req: AdmissionRequest): Promise<Vetting> {
  * checking revocations or taking the slot are thrown.
  */
 export async function admit (h: Herald, req: AdmissionRequest): Promise<Admission> {
+  h.connections.admitting++
+  try {
+    return await admitCounted(h, req)
+  } finally {
+    h.connections.admitting--
+  }
+}
+
+async function admitCounted (h: Herald, req: AdmissionRequest): Promise<Admission> {
   const refuse = refuser(h, req)
-  const v = await identify(h, req, refuse)
+  const v = await identify(h, req, refuse, true)
   if (!v.ok) return v
   const { identity, connectionId } = v
   const record: ConnectionRecord = { serverId: h.config.serverId, connectionId, userId: identity.userId, sessionId: identity.sessionId, ip: req.ip, endpoint: req.endpoint, openedAt: Date.now() }

@@ -24,7 +24,15 @@ export interface Balancer {
   close (): Promise<void>
 }
 
-export async function startBalancer (ports: number[], opts: { healthIntervalMs?: number } = {}): Promise<Balancer> {
+/**
+ * `healthIntervalMs`: between checks (0: none). `checkTimeoutMs`: a check not
+ * answered within it fails (default the larger of 1 s and 4 intervals).
+ * `fall`: failed checks in a row that take a backend out (default 1); the
+ * shipped configs wait 2 to 3 s for an answer and take a node out after 2
+ * (deploy/haproxy.cfg `timeout check 3s` `fall 2`, k8s/deployment.yaml's
+ * readinessProbe), so that a node busy for a moment stays in.
+ */
+export async function startBalancer (ports: number[], opts: { healthIntervalMs?: number, checkTimeoutMs?: number, fall?: number } = {}): Promise<Balancer> {
   const backends: Backend[] = ports.map((port) => ({ port, alive: true, connections: 0 }))
   const sockets = new Set<net.Socket>()
   let next = 0
@@ -79,13 +87,22 @@ export async function startBalancer (ports: number[], opts: { healthIntervalMs?:
   // Health checks: a backend is in rotation while GET /ws/health answers 200.
   let stopped = false
   const interval = opts.healthIntervalMs ?? 250
+  const fall = opts.fall ?? 1
+  const failures = new Map<Backend, number>()
+  const judged = (b: Backend, ok: boolean): void => {
+    if (stopped) return
+    const n = ok ? 0 : (failures.get(b) ?? 0) + 1
+    failures.set(b, n)
+    if (ok) b.alive = true
+    else if (n >= fall) b.alive = false
+  }
   const check = async (b: Backend): Promise<void> => {
     try {
-      const res = await fetch(`http://127.0.0.1:${b.port}/ws/health`, { signal: AbortSignal.timeout(Math.max(1000, interval * 4)) })
+      const res = await fetch(`http://127.0.0.1:${b.port}/ws/health`, { signal: AbortSignal.timeout(opts.checkTimeoutMs ?? Math.max(1000, interval * 4)) })
       await res.arrayBuffer()
-      if (!stopped) b.alive = res.status === 200
+      judged(b, res.status === 200)
     } catch {
-      if (!stopped) b.alive = false
+      judged(b, false)
     }
   }
   let running = false
