@@ -3,6 +3,7 @@
 // message limits (src/limits/message-limiter.ts) count client frames with.
 // On Redis, a Redis that stops answering loosens the budget to per node
 // (the insurance limiter) rather than hold anything up.
+import { Redis } from 'ioredis'
 import t from 'tap'
 import type { RateLimit } from '../../src/backend/rates.js'
 import { RATE_TIMEOUT_MS } from '../../src/backend/rates-redis.js'
@@ -37,6 +38,22 @@ forEachBackend(t, (t, space, kind) => {
     t.ok(wait > 0 && wait <= 1000, `refused for ${wait} ms`)
     await new Promise((resolve) => setTimeout(resolve, wait + 50))
     t.equal(await l.consume('k'), 0, 'allowed again after that')
+  })
+
+  t.test('actions asked in one turn are each counted, the same key as often as it was asked', async (t) => {
+    const sp = space(t)
+    const b = await sp.backend()
+    const frames = b.rates.limit('turn', 3, 60)
+    const ips = b.rates.limit('turn-ip', 3, 60)
+    const stats = kind === 'redis' ? new Redis(sp.redis!.url) : null
+    t.teardown(() => stats?.disconnect())
+    const scriptCalls = async (): Promise<number> => [...(await stats!.info('commandstats')).matchAll(/^cmdstat_(?:evalsha|eval):calls=(\d+)/gm)].reduce((n, m) => n + Number(m[1]), 0)
+    await frames.consume('warm-up') // the script loaded: a first EVALSHA may be refused and sent again as EVAL
+    const before = stats === null ? 0 : await scriptCalls()
+    const got = await Promise.all([...Array.from({ length: 4 }, async () => await frames.consume('k')), ips.consume('k'), frames.consume('other')])
+    if (stats !== null) t.equal(await scriptCalls() - before, 1, 'one script call on Redis for the turn')
+    t.same(got.slice(0, 4).map((w) => w === 0), [true, true, true, false], 'the same key four times in a turn: three within the budget, the fourth refused')
+    t.same(got.slice(4), [0, 0], 'the same key under another name, and another key, count on their own')
   })
 
   if (kind === 'redis') {
