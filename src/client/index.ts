@@ -9,6 +9,17 @@ import { parsePattern, PATTERN_RULE } from '../protocol/patterns.js'
 import type { HeraldEvent, HeraldNotification, ServerPayloads, Welcome } from './protocol-types.js'
 
 /** The reply to `subscribe`: the patterns held and, for a resume, what it recovered. */
+
+/**
+ * Runs `f` once the timers phase it was called from is over and the I/O
+ * that came meanwhile was read (the next timer turn: after a poll of the
+ * sockets, in Node and in browsers alike). A timeout fires late in a client
+ * whose own event loop was busy (thousands of clients in one process, a
+ * page doing other work), and the frame it waited for may then be sitting
+ * unread: read first, it cancels the timeout (the caller clears the handle
+ * returned), and only a frame that really did not come times out.
+ */
+const afterPendingIo = (f: () => void): ReturnType<typeof setTimeout> => setTimeout(f, 0)
 export type Subscribed = ServerPayloads['subscribed']
 
 export { ClientCloseCodes, CloseCodes }
@@ -397,7 +408,11 @@ export class HeraldClient {
   private async send (ws: WebSocketLike, type: string, payload?: Record<string, unknown>, onReply?: (f: Frame) => void): Promise<Frame> {
     const id = `c${++this.seq}`
     return await new Promise<Frame>((resolve, reject) => {
-      const timer = setTimeout(() => { this.pending.delete(id); reject(new Error(`${type} timed out`)) }, this.opts.requestTimeoutMs)
+      // Timed out only if still unanswered once what arrived meanwhile was read (afterPendingIo).
+      const timer = setTimeout(() => {
+        const p = this.pending.get(id)
+        if (p !== undefined) p.timer = afterPendingIo(() => { this.pending.delete(id); reject(new Error(`${type} timed out`)) })
+      }, this.opts.requestTimeoutMs)
       this.pending.set(id, { resolve, reject, timer, ...(onReply !== undefined ? { onReply } : {}) })
       ws.send(JSON.stringify(payload === undefined ? { type, id } : { type, id, payload }))
     })
@@ -469,10 +484,13 @@ export class HeraldClient {
     const on = (ws as { on?: (ev: string, fn: (req: unknown, res: RefusalResponse) => void) => unknown }).on
     if (typeof on === 'function') on.call(ws, 'unexpected-response', (_req, res) => this.readRefusal(ws, res))
     // Cleared by the welcome and by detach(): if it fires, `ws` is current and unwelcomed.
+    // Timed out only if still unwelcomed once what arrived meanwhile was read (afterPendingIo).
     this.connectTimer = setTimeout(() => {
-      const code = ClientCloseCodes.CONNECT_TIMEOUT
-      this.attemptFailed(code)
-      this.drop(ws, { code, reason: `no welcome within ${this.opts.connectTimeoutMs} ms` }, this.backoff())
+      this.connectTimer = afterPendingIo(() => {
+        const code = ClientCloseCodes.CONNECT_TIMEOUT
+        this.attemptFailed(code)
+        this.drop(ws, { code, reason: `no welcome within ${this.opts.connectTimeoutMs} ms` }, this.backoff())
+      })
     }, this.opts.connectTimeoutMs)
   }
 

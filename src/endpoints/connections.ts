@@ -32,8 +32,17 @@ export class Connections implements Recipients {
   /** Handshakes this node is working on: in admission, or admitted and not yet welcomed. */
   get opening (): number { return this.admitting + this.unwelcomed.size }
 
+  /**
+   * How long connections waited from their admission to `welcome` lately, ms:
+   * a moving average over about the last twenty, so that one slow connection
+   * does not move it and a node falling behind does.
+   */
+  welcomeWaitMs = 0
+
   /** `c` was sent `welcome` (lifecycle.ts): it no longer counts as opening. */
-  welcomed (c: Connection): void { this.unwelcomed.delete(c) }
+  welcomed (c: Connection): void {
+    if (this.unwelcomed.delete(c)) this.welcomeWaitMs += (Date.now() - c.openedAt - this.welcomeWaitMs) / 20
+  }
 
   /** open connections */
   get size (): number { return this.byId.size }
