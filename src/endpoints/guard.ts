@@ -45,6 +45,15 @@ function releaseOnClose (socket: Socket, h: Herald, record: ConnectionRecord): v
 export function upgradeGuard (h: Herald, endpoint: Endpoint) {
   return async function guard (req: FastifyRequest, reply: FastifyReply): Promise<void> {
     if (!req.ws) return // plain GET: the route answers 426
+    // The client is gone already: in a storm the accept queue holds requests
+    // whose clients gave up (their connect timeout) while they waited there.
+    // Admitting one would cost a token check, a slot and a subscription in
+    // Redis, for nobody.
+    const socket = req.raw.socket
+    if (socket.destroyed || socket.readableEnded || !socket.writable) {
+      socket.destroy()
+      return void reply.hijack()
+    }
     const a = await admit(h, {
       endpoint,
       transport: 'ws',
