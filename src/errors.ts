@@ -33,7 +33,7 @@ export const Errors = {
   SESSION_REVOKED: def('SESSION_REVOKED', 401, false, 'this session or user has been revoked', 'the session, or the user since the token\'s `iat`, was revoked'),
   CONNECTION_LIMIT: def('CONNECTION_LIMIT', 429, true, 'too many open connections', 'the IP or the user holds its cluster-wide connection quota (`Retry-After`)'),
   UPGRADE_REQUIRED: def('UPGRADE_REQUIRED', 426, false, 'this endpoint speaks WebSocket only', 'a plain GET on a WebSocket endpoint'),
-  NODE_FULL: def('NODE_FULL', 503, true, 'this node is at its connection capacity', 'this node holds `WEBSOCKET_MAX_CONNECTIONS`, or has as many handshakes in progress as it takes (`WEBSOCKET_MAX_OPENING`, fewer while falling behind): connect again soon, or to another'),
+  NODE_FULL: def('NODE_FULL', 503, true, 'this node is at its connection capacity', 'this node holds `WEBSOCKET_MAX_CONNECTIONS`: connect to another'),
   DRAINING: def('DRAINING', 503, true, 'this node is draining; connect to another', 'the node is shutting down: connect to another'),
   BACKEND_UNAVAILABLE: def('BACKEND_UNAVAILABLE', 503, true, 'the cluster backend is unreachable', 'Redis (or the JWKS endpoint) unreachable or not answering; for publishes, the outage buffer is full'),
   VALIDATION: def('VALIDATION', 400, false, 'the request is invalid', 'an API body, path parameter or publisher-library input does not match its schema (the message says which field and why)'),

@@ -65,8 +65,6 @@ export interface Config {
     publishBytes: number
     sendBufferBytes: number
     nodeConnections: number
-    /** WEBSOCKET_MAX_OPENING: handshakes in progress at once */
-    nodeOpening: number
   }
   heartbeatIntervalMs: number
   authExpiryWarningMs: number
@@ -264,7 +262,6 @@ export function loadConfig (source: Record<string, string | undefined> = process
       publishBytes: e.MAX_PUBLISH_BYTES,
       sendBufferBytes: e.MAX_SEND_BUFFER_BYTES,
       nodeConnections: e.WEBSOCKET_MAX_CONNECTIONS,
-      nodeOpening: e.WEBSOCKET_MAX_OPENING,
     },
     heartbeatIntervalMs: e.WEBSOCKET_HEARTBEAT_INTERVAL,
     authExpiryWarningMs: e.AUTH_EXPIRY_WARNING,

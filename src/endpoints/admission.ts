@@ -67,33 +67,6 @@ export function nodeRefusal (h: Herald, capacity: boolean): ErrorCode | null {
   return null
 }
 
-/**
- * A handshake refused because the node has as many in progress as it can
- * finish in time (tooManyOpening). In a reconnect storm a node that takes
- * every handshake at once finishes none of them quickly: clients whose
- * connect timeout passes give up on work the node then does for nothing, and
- * come back (the SDK's resume storm of 10,000 never finished). Refused at
- * once instead, before the token is checked, they wait at the client and
- * retry soon (503 NODE_FULL: `soon`, through the balancer to any node).
- */
-const OPENING_MESSAGE = 'this node is working on as many handshakes as it takes at once: connect again soon, or to another node'
-
-/**
- * Falling behind: its connections lately waited this long for `welcome`
- * after admission, with at least OPENING_FLOOR still opening. A count alone
- * does not say it: what a node gets through in a client's connect timeout
- * (the SDK's: 10 s) depends on the machine and on what else it does (the
- * resumes of the clients already in). Below the floor it takes handshakes
- * whatever the average says, so the average comes down as they are welcomed.
- */
-const OPENING_BEHIND_MS = 2000
-const OPENING_FLOOR = 64
-
-function tooManyOpening (h: Herald): boolean {
-  const c = h.connections
-  return c.opening > h.config.limits.nodeOpening || (c.opening > OPENING_FLOOR && c.welcomeWaitMs > OPENING_BEHIND_MS)
-}
-
 type Refuse = (code: ErrorCode, opts?: { message?: string, retryAfter?: number, elsewhere?: boolean }) => Refused
 
 /** Refusals are published (metrics count them by code) under the endpoint the client asked for. */
@@ -115,11 +88,9 @@ export function originAccepted (h: Herald, req: Pick<AdmissionRequest, 'endpoint
  * takes connections, the Origin, the token, the role, the node's capacity,
  * and the revocations this node knows.
  */
-async function identify (h: Herald, req: AdmissionRequest, refuse: Refuse, counted: boolean): Promise<Vetting> {
+async function identify (h: Herald, req: AdmissionRequest, refuse: Refuse): Promise<Vetting> {
   const busy = nodeRefusal(h, false)
   if (busy !== null) return refuse(busy, { elsewhere: true })
-  // `counted`: this handshake is among those opening (admit() counts it).
-  if (counted && tooManyOpening(h)) return refuse('NODE_FULL', { message: OPENING_MESSAGE, elsewhere: true })
   if (!originAccepted(h, req)) return refuse('ORIGIN_FORBIDDEN')
   const connectionId = randomUUID()
   let identity: Identity
@@ -149,7 +120,7 @@ async function identify (h: Herald, req: AdmissionRequest, refuse: Refuse, count
  */
 export async function vet (h: Herald, req: AdmissionRequest): Promise<Vetting> {
   const refuse = refuser(h, req)
-  const v = await identify(h, req, refuse, false)
+  const v = await identify(h, req, refuse)
   if (!v.ok || v.identity.anonymous === true) return v
   if (await h.revocations.check(v.identity) !== null) return refuse('SESSION_REVOKED')
   return v
@@ -164,17 +135,8 @@ export async function vet (h: Herald, req: AdmissionRequest): Promise<Vetting> {
  * checking revocations or taking the slot are thrown.
  */
 export async function admit (h: Herald, req: AdmissionRequest): Promise<Admission> {
-  h.connections.admitting++
-  try {
-    return await admitCounted(h, req)
-  } finally {
-    h.connections.admitting--
-  }
-}
-
-async function admitCounted (h: Herald, req: AdmissionRequest): Promise<Admission> {
   const refuse = refuser(h, req)
-  const v = await identify(h, req, refuse, true)
+  const v = await identify(h, req, refuse)
   if (!v.ok) return v
   const { identity, connectionId } = v
   const record: ConnectionRecord = { serverId: h.config.serverId, connectionId, userId: identity.userId, sessionId: identity.sessionId, ip: req.ip, endpoint: req.endpoint, openedAt: Date.now() }

@@ -24,25 +24,6 @@ export class Connections implements Recipients {
   private readonly perTransport: Record<Transport, number> = { ws: 0, 'socket.io': 0 }
   /** frames written to this node's connections since boot, by endpoint; the send path only increments */
   readonly framesOut: Record<Endpoint, number> = { events: 0, admin: 0 }
-  /** handshakes in admission now (admission.ts counts them) */
-  admitting = 0
-  /** registered connections not yet sent `welcome` */
-  private readonly unwelcomed = new Set<Connection>()
-
-  /** Handshakes this node is working on: in admission, or admitted and not yet welcomed. */
-  get opening (): number { return this.admitting + this.unwelcomed.size }
-
-  /**
-   * How long connections waited from their admission to `welcome` lately, ms:
-   * a moving average over about the last twenty, so that one slow connection
-   * does not move it and a node falling behind does.
-   */
-  welcomeWaitMs = 0
-
-  /** `c` was sent `welcome` (lifecycle.ts): it no longer counts as opening. */
-  welcomed (c: Connection): void {
-    if (this.unwelcomed.delete(c)) this.welcomeWaitMs += (Date.now() - c.openedAt - this.welcomeWaitMs) / 20
-  }
 
   /** open connections */
   get size (): number { return this.byId.size }
@@ -60,7 +41,6 @@ export class Connections implements Recipients {
     // Ids are random UUIDs: a second one would corrupt the counts and the hub's channel holds.
     if (this.byId.has(c.id)) throw new Error(`connection ${c.id} is registered already`)
     this.byId.set(c.id, c)
-    if (!c.welcomed) this.unwelcomed.add(c)
     this.perEndpoint[c.kind]++
     this.perTransport[c.transport]++
     if (c.kind === 'admin') { this.adminSet.add(c); return }
@@ -75,7 +55,6 @@ export class Connections implements Recipients {
   delete (c: Connection): boolean {
     if (this.byId.get(c.id) !== c) return false
     this.byId.delete(c.id)
-    this.unwelcomed.delete(c)
     this.perEndpoint[c.kind]--
     this.perTransport[c.transport]--
     if (c.kind === 'admin') { this.adminSet.delete(c); return true }

@@ -128,7 +128,6 @@ export function opened (h: Herald, conn: Connection): void {
       heartbeatInterval: h.config.heartbeatIntervalMs,
       ...(positions !== undefined ? { positions } : {}),
     }, positions)
-    h.connections.welcomed(conn)
     if (Number.isFinite(identity.expiresAt)) armExpiry(h, conn)
   }, (err: unknown) => {
     conn.log.warn({ err: { message: (err as Error).message } }, 'could not subscribe connection channels')
