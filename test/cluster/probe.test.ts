@@ -1,7 +1,7 @@
 // The readiness probe across a reconnect: ioredis says `ready` before it has
 // resubscribed, so a reconnected socket must not turn readiness back to 200;
 // only a probe that came back through Redis does.
-import t from 'tap'
+import t, { type Test } from 'tap'
 import type { Broker, MessageListener, StateListener } from '../../src/backend/broker.js'
 import { Probe } from '../../src/cluster/probe.js'
 import { waitFor } from '../helpers/wait.js'
@@ -27,11 +27,17 @@ class ScriptedBroker {
 
 const settle = async (): Promise<void> => await new Promise((resolve) => setImmediate(resolve))
 
-t.test('after a reconnect, readiness waits for a probe to come back', async (t) => {
+/** A probe every 50 ms on a scripted broker, started (its first probe out), stopped at the test's end. */
+async function started (t: Test): Promise<{ b: ScriptedBroker, probe: Probe }> {
   const b = new ScriptedBroker()
   const probe = new Probe(b as unknown as Broker, 'p:self', 50, 'self')
   t.teardown(() => probe.stop())
   await probe.start()
+  return { b, probe }
+}
+
+t.test('after a reconnect, readiness waits for a probe to come back', async (t) => {
+  const { b, probe } = await started(t)
   t.equal(b.sent.length, 1, 'the first probe goes out at start')
   b.echo() // (the interval is short; each step below runs well within it)
   await settle()
@@ -64,10 +70,7 @@ function busy (ms: number): void {
 }
 
 t.test('a loop busy past the interval does not fail readiness when the reply waits in the socket', async (t) => {
-  const b = new ScriptedBroker()
-  const probe = new Probe(b as unknown as Broker, 'p:self', 50, 'self')
-  t.teardown(() => probe.stop())
-  await probe.start()
+  const { b, probe } = await started(t)
   t.equal(b.sent.length, 1, 'a probe is out')
   // Redis answers at once; the node reads the reply in its next turn, after this busy one.
   setImmediate(() => b.echo())
@@ -79,10 +82,7 @@ t.test('a loop busy past the interval does not fail readiness when the reply wai
 })
 
 t.test('a probe still missing once the node has polled after the deadline fails readiness', async (t) => {
-  const b = new ScriptedBroker()
-  const probe = new Probe(b as unknown as Broker, 'p:self', 50, 'self')
-  t.teardown(() => probe.stop())
-  await probe.start()
+  const { b, probe } = await started(t)
   b.echo()
   await settle()
   t.equal(probe.healthy, true, 'ready')
