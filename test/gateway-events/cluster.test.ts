@@ -22,6 +22,7 @@ const SUSPICIOUS = 5
 
 t.test('gateway events across three nodes', { timeout: 120_000 }, async (t) => {
   const { nodes } = await startCluster(t, {
+    GATEWAY_EVENTS: 'session,security',
     TRUSTED_PROXIES: '127.0.0.1',
     MAX_CONNECTIONS_PER_USER: '3',
     USER_CONNECTION_POLICY: 'refuse',

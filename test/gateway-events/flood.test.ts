@@ -43,7 +43,7 @@ async function handshake (port: number, tok: string): Promise<number> {
 }
 
 t.test('evict-oldest, and a flood of 10,000 bad handshakes', { timeout: 170_000 }, async (t) => {
-  const { nodes } = await startCluster(t, { MAX_CONNECTIONS_PER_USER: '3', USER_CONNECTION_POLICY: 'evict-oldest', GATEWAY_EVENTS_WINDOW: String(WINDOW_MS) })
+  const { nodes } = await startCluster(t, { GATEWAY_EVENTS: 'session,security', MAX_CONNECTIONS_PER_USER: '3', USER_CONNECTION_POLICY: 'evict-oldest', GATEWAY_EVENTS_WINDOW: String(WINDOW_MS) })
   const [A, B, C] = nodes as [NodeProc, NodeProc, NodeProc]
   const secrets = new Secrets()
   const admin = await observer(t, `${B.ws}/ws/admin`, secrets.admin(name('admin')))

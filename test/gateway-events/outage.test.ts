@@ -17,7 +17,7 @@ const suppressed = async (node: { api: (p: string, i: { key: string }) => Promis
 }
 
 t.test('gateway events are dropped while the backend is out, and flow again after', { timeout: 60_000 }, async (t) => {
-  const { nodes, redis } = await startCluster(t, { HEALTH_PROBE_INTERVAL: '300' }, 1)
+  const { nodes, redis } = await startCluster(t, { GATEWAY_EVENTS: 'security', HEALTH_PROBE_INTERVAL: '300' }, 1)
   const node = nodes[0]!
   t.teardown(() => redis.resume())
   const u = name('outage')
