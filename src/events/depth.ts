@@ -35,6 +35,26 @@ export function checkDataDepth (data: unknown): void {
   if (deeperThan(data, MAX_DATA_DEPTH)) throw new HeraldError('DATA_TOO_DEEP', `data must nest at most ${MAX_DATA_DEPTH} levels of objects and arrays`)
 }
 
+/**
+ * True when `value` holds an own `__proto__` key at any level. JSON.parse
+ * makes it a plain property, but a receiver that merges the object
+ * (Object.assign, a deep merge) takes it for the prototype: a client's
+ * `{"__proto__":{"userId":"bob"}}` would then read as bob's. Iterative, like
+ * deeperThan(), and called on values that passed it.
+ */
+export function holdsProtoKey (value: unknown): boolean {
+  if (typeof value !== 'object' || value === null) return false
+  const values: object[] = [value]
+  while (values.length > 0) {
+    const v = values.pop()!
+    if (!Array.isArray(v) && Object.hasOwn(v, '__proto__')) return true
+    for (const c of Array.isArray(v) ? v as unknown[] : Object.values(v)) {
+      if (typeof c === 'object' && c !== null) values.push(c)
+    }
+  }
+  return false
+}
+
 export type JsonShape = 'ok' | 'too_deep' | 'malformed'
 
 /**

@@ -306,7 +306,7 @@ export const PUBLISH_KEY_PATTERN = GROUP_PATTERN
 /** What a client sends to publish (`publish`; src/publish/). */
 export const PublishInput = Type.Object({
   type: EventType,
-  data: Type.Optional(Data('free-form event data; `userId`, `agentId` and `sessionId` in it, when present, must be the token\'s')),
+  data: Type.Optional(Data('free-form event data; `userId`, `agentId` and `sessionId` in it, when present, must be the token\'s, and no key at any level may be `__proto__`')),
   group: Type.Optional(GroupName('publish to this group\'s members (the connection\'s user must be one) instead of your own user stream')),
   key: Type.Optional(Type.String({ pattern: PUBLISH_KEY_PATTERN, description: 'an idempotency key of 1-128 letters, digits, `_.:-`: a retry with the same key lands once (within `PUBLISH_KEY_TTL`), answered with the first publish\'s receipt' })),
   userId: Type.Optional(Type.String({ description: 'never trusted: refused (`IDENTITY_MISMATCH`) unless it is the token\'s `sub`' })),

@@ -8,6 +8,7 @@ import { isReservedType } from '../protocol/groups.js'
 import { matches } from '../protocol/patterns.js'
 import { PENDING_MS } from '../backend/publish-keys.js'
 import type { EventInput } from '../events/model.js'
+import { holdsProtoKey } from '../events/depth.js'
 
 // A client's `publish` (docs/protocol.md, Client publish): the rules a
 // client's event passes before the one publish path (src/events/publisher.ts)
@@ -35,6 +36,7 @@ function forged (conn: Connection, p: { userId?: unknown, agentId?: unknown, dat
   }
   const data = p.data
   if (data !== undefined) {
+    if (holdsProtoKey(data)) return 'payload.data holds a "__proto__" key, which a receiver merging it would take for a prototype (and an identity in it for the token\'s)'
     for (const k of IDENTITY_KEYS) {
       if (Object.hasOwn(data, k) && data[k] !== conn.userId) return `payload.data.${k} is not the token's subject`
     }
