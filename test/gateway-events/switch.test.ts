@@ -2,7 +2,7 @@
 // a family. Each node drives the triggers, then publishes a marker through
 // the same node: the marker comes after whatever the triggers published on
 // the admin channel, so its arrival without them proves they were not.
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { connect } from '../helpers/client.js'
 import { attempt, startCluster } from '../helpers/cluster.js'
 import type { NodeProc } from '../helpers/node.js'
@@ -10,7 +10,7 @@ import { token } from '../helpers/tokens.js'
 import { name, Secrets } from './helpers.js'
 
 /** A session opened, a bad frame, a forged token; then the marker. Resolves with the gateway events the admin saw before the marker. */
-async function drive (t: Parameters<Parameters<typeof t.test>[1]>[0], node: NodeProc, secrets: Secrets): Promise<any[]> {
+async function drive (t: Test, node: NodeProc, secrets: Secrets): Promise<any[]> {
   const admin = await connect(`${node.ws}/ws/admin`, { token: secrets.admin(name('admin')) })
   t.teardown(() => admin.close())
   await admin.subscribe(['session.*', 'security.*', 'test.*'])
