@@ -1,6 +1,7 @@
 import diagnostics from 'node:diagnostics_channel'
 import fp from 'fastify-plugin'
 import type { Herald } from '../context.js'
+import { REVOKED_REASONS } from '../endpoints/control.js'
 import type { ErrorCode } from '../errors.js'
 import type { EventInput } from '../events/model.js'
 import {
@@ -109,7 +110,7 @@ export function startGatewayEvents (h: Herald): GatewayEvents {
     const fields = { ...connFields(x), code: x.code, ...(x.reason !== null ? { closeReason: x.reason } : {}) }
     if (x.code === CloseCodes.AUTH_EXPIRED && !x.guest) return make('session.expired', aboutConn(x), { ...fields, sessionId: x.sessionId, durationMs: x.durationMs })
     if (x.code === CloseCodes.SESSION_REVOKED && !x.guest) {
-      return make('session.revoked', aboutConn(x), { ...fields, sessionId: x.sessionId, revoked: x.reason === 'user revoked' ? 'user' : 'session' })
+      return make('session.revoked', aboutConn(x), { ...fields, sessionId: x.sessionId, revoked: x.reason === REVOKED_REASONS.user ? 'user' : 'session' })
     }
     if (x.code === CloseCodes.RATE_LIMITED) return make('security.suspicious.activity', aboutConn(x), { ...fields, reason: 'abuse_close' }, 'abuse_close')
     if (INVALID_FRAME_CLOSES.has(x.code)) return make('security.validation.failed', aboutConn(x), { ...fields, reason: 'frame' })

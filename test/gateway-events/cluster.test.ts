@@ -123,6 +123,12 @@ t.test('gateway events across three nodes', { timeout: 120_000 }, async (t) => {
       t.match(e.data, { revoked: 'session', sessionId: `${u}-laptop`, code: 4004 }, `${who}: which session, revoked as a session`)
     }
     t.equal(mine.closeInfo, null, 'the other device stays connected')
+    // The whole user now: every connection goes, each reported as revoked with its user.
+    t.equal((await A.api(`/api/users/${u}/revoke`, { method: 'POST' })).status, 200)
+    t.equal((await mine.closed).code, 4004, 'the other device closed too')
+    const all = (await admin.next(gw('session.revoked', (e) => e.userId === u && e.data.revoked === 'user'))).payload
+    carries(t, all, A, u, 'a user revocation')
+    t.equal(all.data.sessionId, `${u}-phone`, 'naming the session it closed')
   })
 
   t.test('bad frames: security.validation.failed, then the window\'s summary with what it folded', async (t) => {
