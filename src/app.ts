@@ -41,6 +41,7 @@ import { createActivity } from './observability/activity.js'
 import { loggerOptions } from './observability/logger.js'
 import { installLogSubscribers } from './observability/logs.js'
 import metricsRoute from './observability/metrics.js'
+import gatewayEvents from './gateway-events/reporter.js'
 import { CloseCodes } from './protocol/close-codes.js'
 import { MAX_STREAM_NAME_LENGTH } from './protocol/streams.js'
 import { AJV_OPTIONS } from './protocol/validation.js'
@@ -222,6 +223,7 @@ export async function buildApp (config: Config, opts: BuildOptions = {}): Promis
   await app.register(webhooksApi)
   await app.register(groupsApi)
   await app.register(metricsRoute)
+  await app.register(gatewayEvents)
   await app.register(dashboard)
 
   const stops: Array<() => void> = []

@@ -29,6 +29,31 @@ export interface Identity {
 /** Patterns in a `publish` claim and names in a `groups` claim, at most. */
 export const MAX_CLAIM_ITEMS = 100
 
+/**
+ * Why a token was refused, for what watches refusals (src/gateway-events/):
+ * a bad signature or an algorithm the node does not accept is someone
+ * trying a token they did not get from the issuer, unlike an expired one.
+ */
+export type TokenRefusal = 'malformed' | 'algorithm' | 'signature' | 'expired' | 'claims' | 'key'
+
+/** A token refused (TOKEN_INVALID or TOKEN_EXPIRED), with why. */
+export class TokenRefused extends HeraldError {
+  constructor (code: 'TOKEN_INVALID' | 'TOKEN_EXPIRED', readonly reason: TokenRefusal, message?: string) {
+    super(code, message)
+  }
+}
+
+/** fast-jwt's verdict, as a TokenRefusal. */
+function refusalOf (code: string): TokenRefusal {
+  const c = TokenError.codes
+  if (code === c.expired) return 'expired'
+  if (code === c.invalidSignature || code === c.missingSignature || code === c.verifyError) return 'signature'
+  if (code === c.invalidAlgorithm) return 'algorithm'
+  if (code === c.malformed || code === c.invalidType || code === c.invalidPayload || code === c.invalidCritHeader) return 'malformed'
+  if (code === c.missingKey || code === c.keyFetchingError || code === c.invalidKey) return 'key'
+  return 'claims'
+}
+
 export interface TokenVerifier {
   verify (token: string): Promise<Identity>
 }
@@ -136,7 +161,7 @@ export function createTokenVerifier (jwt: Config['jwt'], opts: { jwks?: JwksOpti
 
   return {
     async verify (token: string): Promise<Identity> {
-      if (token.length === 0 || token.length > MAX_TOKEN_LENGTH) throw new HeraldError('TOKEN_INVALID')
+      if (token.length === 0 || token.length > MAX_TOKEN_LENGTH) throw new TokenRefused('TOKEN_INVALID', 'malformed')
       const now = Date.now()
       const known = verified.get(token, now)
       if (known !== undefined) return copyOf(known)
@@ -145,19 +170,19 @@ export function createTokenVerifier (jwt: Config['jwt'], opts: { jwks?: JwksOpti
         // The header alone picks the verifier; fast-jwt decodes and checks the rest.
         alg = (decode(token.slice(0, token.indexOf('.') >>> 0)) as { alg?: unknown }).alg
       } catch {
-        throw new HeraldError('TOKEN_INVALID', 'the access token is malformed')
+        throw new TokenRefused('TOKEN_INVALID', 'malformed', 'the access token is malformed')
       }
       const verify = typeof alg === 'string' ? byAlg.get(alg) : undefined
-      if (verify === undefined) throw new HeraldError('TOKEN_INVALID', `tokens signed with ${JSON.stringify(alg)} are not accepted`)
+      if (verify === undefined) throw new TokenRefused('TOKEN_INVALID', 'algorithm', `tokens signed with ${JSON.stringify(alg)} are not accepted`)
       let claims: Record<string, unknown>
       try {
         claims = await verify(token)
       } catch (err) {
-        if (err instanceof TokenError && err.code === TokenError.codes.expired) throw new HeraldError('TOKEN_EXPIRED')
+        if (err instanceof TokenError && err.code === TokenError.codes.expired) throw new TokenRefused('TOKEN_EXPIRED', 'expired')
         // The key lookup's own verdict: an unknown kid, or an identity provider we cannot reach (503, not 401).
         const cause = (err as { originalError?: unknown }).originalError
-        if (cause instanceof HeraldError) throw cause
-        throw new HeraldError('TOKEN_INVALID')
+        if (cause instanceof HeraldError) throw cause.code === 'TOKEN_INVALID' && !(cause instanceof TokenRefused) ? new TokenRefused('TOKEN_INVALID', 'key', cause.message) : cause
+        throw new TokenRefused('TOKEN_INVALID', err instanceof TokenError ? refusalOf(err.code) : 'claims')
       }
       const identity = identityOf(claims, jwt.clockToleranceMs)
       // fast-jwt refuses from exp + tolerance on; a key from a JWKS is trusted as long as the lookup caches it.
@@ -177,23 +202,23 @@ const MAX_NUMERIC_DATE = 253_402_300_799
 const isNumericDate = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v) && v >= 0 && v <= MAX_NUMERIC_DATE
 
 function identityOf (c: Record<string, unknown>, toleranceMs: number): Identity {
-  if (!isId(c.sub)) throw new HeraldError('TOKEN_INVALID', `the token subject (sub) must be ${ID_RULE}`)
+  if (!isId(c.sub)) throw new TokenRefused('TOKEN_INVALID', 'claims', `the token subject (sub) must be ${ID_RULE}`)
   const sid = c.sid
-  if (sid !== undefined && !isId(sid)) throw new HeraldError('TOKEN_INVALID', `the token session id (sid) must be ${ID_RULE}`)
+  if (sid !== undefined && !isId(sid)) throw new TokenRefused('TOKEN_INVALID', 'claims', `the token session id (sid) must be ${ID_RULE}`)
   const roles = c.roles
   if (roles !== undefined && (!Array.isArray(roles) || roles.length > 64 || !roles.every((r) => typeof r === 'string' && r.length <= 64))) {
-    throw new HeraldError('TOKEN_INVALID', 'the token roles claim must be an array of strings')
+    throw new TokenRefused('TOKEN_INVALID', 'claims', 'the token roles claim must be an array of strings')
   }
   for (const claim of ['exp', 'iat', 'nbf'] as const) {
     if ((claim === 'exp' || c[claim] !== undefined) && !isNumericDate(c[claim])) {
-      throw new HeraldError('TOKEN_INVALID', `the token ${claim} must be a time in seconds since 1970 (up to year 9999)`)
+      throw new TokenRefused('TOKEN_INVALID', 'claims', `the token ${claim} must be a time in seconds since 1970 (up to year 9999)`)
     }
   }
   const exp = c.exp as number
   const iat = c.iat as number | undefined
   // fast-jwt checks iat only with maxAge; a token "issued" in the future would
   // dodge user revocations (iat before revocation), so refuse it here.
-  if (iat !== undefined && iat * 1000 > Date.now() + toleranceMs) throw new HeraldError('TOKEN_INVALID', 'the token was issued in the future')
+  if (iat !== undefined && iat * 1000 > Date.now() + toleranceMs) throw new TokenRefused('TOKEN_INVALID', 'claims', 'the token was issued in the future')
   const publish = listClaim(c.publish, 'publish', (p) => parsePattern(p) !== null, `event type patterns (${PATTERN_RULE})`)
   const groups = listClaim(c.groups, 'groups', isGroupName, `group names (${GROUP_RULE})`)
   const identity: Identity = {
@@ -212,7 +237,7 @@ function identityOf (c: Record<string, unknown>, toleranceMs: number): Identity 
 function listClaim (v: unknown, name: string, ok: (item: string) => boolean, what: string): string[] | undefined {
   if (v === undefined) return undefined
   if (!Array.isArray(v) || v.length > MAX_CLAIM_ITEMS || !v.every((x) => typeof x === 'string' && ok(x))) {
-    throw new HeraldError('TOKEN_INVALID', `the token ${name} claim must be an array of at most ${MAX_CLAIM_ITEMS} ${what}`)
+    throw new TokenRefused('TOKEN_INVALID', 'claims', `the token ${name} claim must be an array of at most ${MAX_CLAIM_ITEMS} ${what}`)
   }
   return [...new Set(v as string[])]
 }

@@ -9,6 +9,7 @@ import { parseSeeds } from './webhooks.js'
 import { parsePublishSchemas } from '../publish/schemas.js'
 import { parseAllowlist } from '../webhooks/ssrf.js'
 import type { SeedEndpoint } from '../webhooks/endpoints.js'
+import { GATEWAY_EVENT_FAMILIES, type GatewayEventType } from '../gateway-events/types.js'
 
 export class ConfigError extends Error {
   readonly variable: string
@@ -95,6 +96,16 @@ export interface Config {
     keyTtlMs: number
     /** VISITOR_TOKEN_TTL */
     visitorTtlMs: number
+  }
+  /** the gateway's own session.* and security.* events (src/gateway-events/) */
+  gatewayEvents: {
+    /** GATEWAY_EVENTS, as the exact types it switches on (empty: none) */
+    types: ReadonlySet<GatewayEventType>
+    windowMs: number
+    ratePerSecond: number
+    ip: Env['GATEWAY_EVENTS_IP']
+    suspiciousRefusals: number
+    suspiciousWindowMs: number
   }
   logLevel: Env['LOG_LEVEL']
 }
@@ -219,6 +230,7 @@ export function loadConfig (source: Record<string, string | undefined> = process
   } catch (err) {
     throw new ConfigError('PUBLISH_SCHEMAS', (err as Error).message)
   }
+  const gatewayTypes = parseGatewayEvents(e.GATEWAY_EVENTS)
   const password = e.REDIS_PASSWORD !== undefined ? { password: e.REDIS_PASSWORD } : {}
   const redis: RedisTarget | null = e.REDIS_URL !== undefined
     ? { url: e.REDIS_URL }
@@ -288,8 +300,31 @@ export function loadConfig (source: Record<string, string | undefined> = process
       keyTtlMs: e.PUBLISH_KEY_TTL,
       visitorTtlMs: e.VISITOR_TOKEN_TTL,
     },
+    gatewayEvents: {
+      types: gatewayTypes,
+      windowMs: e.GATEWAY_EVENTS_WINDOW,
+      ratePerSecond: e.GATEWAY_EVENTS_RATE,
+      ip: e.GATEWAY_EVENTS_IP,
+      suspiciousRefusals: e.SUSPICIOUS_REFUSALS,
+      suspiciousWindowMs: e.SUSPICIOUS_WINDOW,
+    },
     logLevel: e.LOG_LEVEL,
   }
+}
+
+/** GATEWAY_EVENTS: families and exact types, or `none` alone. */
+function parseGatewayEvents (v: string): Set<GatewayEventType> {
+  const items = list(v)
+  const out = new Set<GatewayEventType>()
+  if (items.length === 1 && items[0] === 'none') return out
+  const all = Object.values(GATEWAY_EVENT_FAMILIES).flat() as GatewayEventType[]
+  for (const item of items) {
+    const family = Object.hasOwn(GATEWAY_EVENT_FAMILIES, item) ? GATEWAY_EVENT_FAMILIES[item as keyof typeof GATEWAY_EVENT_FAMILIES] : undefined
+    if (family !== undefined) for (const t of family) out.add(t)
+    else if ((all as string[]).includes(item)) out.add(item as GatewayEventType)
+    else throw new ConfigError('GATEWAY_EVENTS', `has an unknown entry ${JSON.stringify(item)}: expected none, or families (${Object.keys(GATEWAY_EVENT_FAMILIES).join(', ')}) and types (${all.join(', ')})`)
+  }
+  return out
 }
 
 /** Names the app reads; the deploy tests check compose/k8s files against it. */

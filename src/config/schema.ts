@@ -79,6 +79,12 @@ export const EnvSchema = Type.Object({
   WEBHOOK_CONCURRENCY: int(16, 1, 1000, 'webhook attempts in flight per endpoint on one node'),
   WEBHOOK_BREAKER_COOLDOWN: int(30_000, 100, 3_600_000, 'ms an endpoint\'s breaker stays open before one delivery is tried again'),
   WEBHOOK_SECRET_OVERLAP: int(86_400_000, 0, 30 * 86_400_000, 'ms a replaced webhook secret keeps signing'),
+  GATEWAY_EVENTS: Type.String({ default: 'session,security', minLength: 1, description: 'the gateway\'s own events to publish: comma-separated families (session, security) and/or exact types (session.created...); none switches them all off' }),
+  GATEWAY_EVENTS_WINDOW: int(10_000, 100, 3_600_000, 'ms of a gateway event\'s folding window per type and subject (user or IP): the first goes out at once, the others in the window as one summary with data.folded at its end'),
+  GATEWAY_EVENTS_RATE: int(100, 1, 100_000, 'gateway events a node publishes per second at most; past it they are dropped (counted)'),
+  GATEWAY_EVENTS_IP: oneOf(['all', 'admins', 'none'] as const, 'all'),
+  SUSPICIOUS_REFUSALS: int(20, 2, 1_000_000, 'refused handshakes from one IP within SUSPICIOUS_WINDOW that make a security.suspicious.activity (refusal_burst)'),
+  SUSPICIOUS_WINDOW: int(60_000, 1000, 86_400_000, 'ms over which SUSPICIOUS_REFUSALS are counted'),
   LOG_LEVEL: oneOf(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const, 'info'),
 })
 

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import type { FastifyBaseLogger } from 'fastify'
 import { isOwnOrigin } from '../auth/origin.js'
-import type { Identity } from '../auth/verifier.js'
+import { TokenRefused, type Identity, type TokenRefusal } from '../auth/verifier.js'
 import type { Herald } from '../context.js'
 import { HeraldError, type ErrorCode } from '../errors.js'
 import type { ConnectionRecord } from '../limits/connection-limiter.js'
@@ -67,13 +67,16 @@ export function nodeRefusal (h: Herald, capacity: boolean): ErrorCode | null {
   return null
 }
 
-type Refuse = (code: ErrorCode, opts?: { message?: string, retryAfter?: number, elsewhere?: boolean }) => Refused
+/** `userId`: the user the token proved, when it was verified; `token`: why the token was refused. Both for the diagnostics channel only. */
+type Refuse = (code: ErrorCode, opts?: { message?: string, retryAfter?: number, elsewhere?: boolean, userId?: string, token?: TokenRefusal }) => Refused
 
 /** Refusals are published (metrics count them by code) under the endpoint the client asked for. */
 function refuser (h: Herald, req: AdmissionRequest): Refuse {
   const label = req.transport === 'socket.io' ? 'socket.io' : req.endpoint
   return (code, opts = {}) => {
-    if (diag.handshakeRefused.hasSubscribers) diag.handshakeRefused.publish({ serverId: h.config.serverId, endpoint: label, code, log: req.log })
+    if (diag.handshakeRefused.hasSubscribers) {
+      diag.handshakeRefused.publish({ serverId: h.config.serverId, endpoint: label, code, ip: req.ip, ...(opts.userId !== undefined ? { userId: opts.userId } : {}), ...(opts.token !== undefined ? { token: opts.token } : {}), log: req.log })
+    }
     return { ok: false, code, ...(opts.message !== undefined ? { message: opts.message } : {}), ...(opts.retryAfter !== undefined ? { retryAfter: opts.retryAfter } : {}), elsewhere: opts.elsewhere === true }
   }
 }
@@ -101,15 +104,16 @@ async function identify (h: Herald, req: AdmissionRequest, refuse: Refuse): Prom
     try {
       identity = await h.verifier.verify(req.token)
     } catch (err) {
-      if (err instanceof HeraldError) return refuse(err.code, { message: err.message })
+      if (err instanceof HeraldError) return refuse(err.code, { message: err.message, ...(err instanceof TokenRefused ? { token: err.reason } : {}) })
       throw err
     }
   }
-  if (req.endpoint === 'admin' && !identity.roles.includes(ADMIN_ROLE)) return refuse('ROLE_FORBIDDEN')
+  const who = identity.anonymous === true ? {} : { userId: identity.userId }
+  if (req.endpoint === 'admin' && !identity.roles.includes(ADMIN_ROLE)) return refuse('ROLE_FORBIDDEN', who)
   // Draining and the backend again: either may have come true while the token was checked.
   const full = nodeRefusal(h, true)
   if (full !== null) return refuse(full, { elsewhere: true })
-  if (identity.anonymous !== true && h.revocations.known(identity) !== null) return refuse('SESSION_REVOKED')
+  if (identity.anonymous !== true && h.revocations.known(identity) !== null) return refuse('SESSION_REVOKED', who)
   return { ok: true, identity, connectionId }
 }
 
@@ -122,7 +126,7 @@ export async function vet (h: Herald, req: AdmissionRequest): Promise<Vetting> {
   const refuse = refuser(h, req)
   const v = await identify(h, req, refuse)
   if (!v.ok || v.identity.anonymous === true) return v
-  if (await h.revocations.check(v.identity) !== null) return refuse('SESSION_REVOKED')
+  if (await h.revocations.check(v.identity) !== null) return refuse('SESSION_REVOKED', { userId: v.identity.userId })
   return v
 }
 
@@ -141,13 +145,19 @@ export async function admit (h: Herald, req: AdmissionRequest): Promise<Admissio
   const { identity, connectionId } = v
   const record: ConnectionRecord = { serverId: h.config.serverId, connectionId, userId: identity.userId, sessionId: identity.sessionId, ip: req.ip, endpoint: req.endpoint, openedAt: Date.now() }
   const slot = await h.connectionLimiter.acquire(record, identity.anonymous === true ? null : identity)
+  const who = identity.anonymous === true ? {} : { userId: identity.userId }
   if (!slot.ok) {
-    if ('revoked' in slot) return refuse('SESSION_REVOKED')
-    if (diag.rateLimit.hasSubscribers) diag.rateLimit.publish({ serverId: h.config.serverId, scope: slot.scope === 'ip' ? 'connection-ip' : 'connection-user' })
-    return refuse('CONNECTION_LIMIT', { message: `at most ${slot.limit} open connections per ${slot.scope === 'ip' ? 'IP address' : 'user'}`, retryAfter: CONNECTION_RETRY_AFTER_S })
+    if ('revoked' in slot) return refuse('SESSION_REVOKED', who)
+    if (diag.rateLimit.hasSubscribers) {
+      diag.rateLimit.publish({ serverId: h.config.serverId, scope: slot.scope === 'ip' ? 'connection-ip' : 'connection-user', limit: slot.limit, ip: req.ip, ...who, connectionId, endpoint: req.endpoint, transport: req.transport })
+    }
+    return refuse('CONNECTION_LIMIT', { message: `at most ${slot.limit} open connections per ${slot.scope === 'ip' ? 'IP address' : 'user'}`, retryAfter: CONNECTION_RETRY_AFTER_S, ...who })
   }
   if (slot.evicted !== null) {
     const evicted = slot.evicted
+    if (diag.connectionEvicted.hasSubscribers) {
+      diag.connectionEvicted.publish({ serverId: h.config.serverId, userId: identity.userId, limit: h.config.limits.connectionsPerUser, ip: req.ip, connectionId, endpoint: req.endpoint, transport: req.transport, evicted: { connectionId: evicted.connectionId, serverId: evicted.serverId } })
+    }
     // The eviction list has it too: the holder's node closes it at its next sync.
     h.publisher.publishControl('evict', evicted, null).catch((err: Error) => {
       h.log.warn({ err: { message: err.message }, connectionId, userId: identity.userId, evictedConnectionId: evicted.connectionId, evictedServerId: evicted.serverId }, 'could not publish the eviction of the oldest connection')

@@ -70,6 +70,8 @@ export abstract class Connection implements Subscriber {
   /** the groups the hub delivers to this connection (token claim and API membership); written by the hub only */
   groups: Set<string> | null = null
   closed = false
+  /** why this node closed it (null: it did not, or not yet) */
+  closeReason: string | null = null
   private held: Array<Delivery | (() => void)> | null = []
   /** live deliveries held while a resume replays history; null when none runs */
   private resuming: Delivery[] | null = null
@@ -268,12 +270,16 @@ export abstract class Connection implements Subscriber {
   /** Answers a bad request with `error`; every one counts toward closing an abusive client. */
   fail (code: ErrorCode, message: string, id?: string): void {
     this.emit('error', { code, message }, id)
+    if (diag.frameRefused.hasSubscribers) {
+      diag.frameRefused.publish({ serverId: this.site.serverId, endpoint: this.kind, transport: this.transport, connectionId: this.id, userId: this.userId, guest: this.guest, ip: this.ip, code })
+    }
     strike(this)
   }
 
   close (code: number, reason: string): void {
     if (this.closed) return
     this.closed = true
+    this.closeReason = reason
     this.terminate(code, reason)
   }
 

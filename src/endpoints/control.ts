@@ -16,7 +16,9 @@ const reasons: Record<EvictionCause, string> = { replaced: EVICTED_REASON, 'over
 const covers = (r: Revocation, c: Connection): boolean => r.kind === 'session'
   ? c.identity.sessionId === r.sessionId
   : c.userId === r.userId && revokedBy(c.identity.issuedAt, r.at)
-const reasonOf = (r: Revocation): string => r.kind === 'session' ? 'session revoked' : 'user revoked'
+/** The close reason of a revoked connection, by what was revoked (src/gateway-events/ reads it back). */
+export const REVOKED_REASONS = { session: 'session revoked', user: 'user revoked' } as const
+const reasonOf = (r: Revocation): string => REVOKED_REASONS[r.kind]
 
 /** Closes, with session_revoked and 4004, every local connection the revocation covers. */
 export function applyRevocation (h: Herald, r: unknown): number {
@@ -40,7 +42,7 @@ export function applyRevocation (h: Herald, r: unknown): number {
 export function revokedWhileOpening (h: Herald, c: Connection): boolean {
   const why = h.revocations.known(c.identity)
   if (why === null) return false
-  revoke(c, why === 'session' ? 'session revoked' : 'user revoked')
+  revoke(c, REVOKED_REASONS[why])
   return true
 }
 

@@ -67,7 +67,7 @@ export default fp(async function healthEndpoint (app) {
     preValidation: async (req, reply) => {
       if (!req.ws) return
       const refuse = (code: ErrorCode): void => {
-        if (diag.handshakeRefused.hasSubscribers) diag.handshakeRefused.publish({ serverId: h.config.serverId, endpoint: 'health', code, log: req.log })
+        if (diag.handshakeRefused.hasSubscribers) diag.handshakeRefused.publish({ serverId: h.config.serverId, endpoint: 'health', code, ip: req.ip, log: req.log })
         void reply.code(new HeraldError(code).statusCode).send(errorBody(code))
       }
       if (h.draining) return refuse('DRAINING')

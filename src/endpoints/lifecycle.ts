@@ -151,7 +151,9 @@ export function received (h: Herald, connection: Connection, handlers: HandlerTa
     if (conn.closed) return
     const parsed = parse()
     if (!verdict.ok) {
-      if (diag.rateLimit.hasSubscribers) diag.rateLimit.publish({ serverId: h.config.serverId, scope: verdict.scope === 'ip' ? 'message-ip' : 'message-user' })
+      if (diag.rateLimit.hasSubscribers) {
+        diag.rateLimit.publish({ serverId: h.config.serverId, scope: verdict.scope === 'ip' ? 'message-ip' : 'message-user', limit: h.config.limits.messagesPerMinute, ip: conn.ip, ...(conn.guest ? {} : { userId: conn.userId }), connectionId: conn.id, endpoint: conn.kind, transport: conn.transport })
+      }
       if (++conn[kLimited] > MAX_LIMITED_MESSAGES) return conn.close(CloseCodes.RATE_LIMITED, 'rate limit exceeded')
       const retryAfter = Math.ceil(verdict.retryAfterMs / 1000)
       const id = 'msg' in parsed ? parsed.msg.id : parsed.error[2]
@@ -184,7 +186,12 @@ export function closed (h: Herald, conn: Connection, code: number, byClient = fa
   if (h.connections.delete(conn)) h.hub.detach(conn)
   h.expiry.forget(conn)
   const durationMs = Date.now() - conn.openedAt
-  if (diag.connectionClose.hasSubscribers) diag.connectionClose.publish({ serverId: h.config.serverId, endpoint: conn.kind, connectionId: conn.id, userId: conn.userId, code, byClient, durationMs, log: conn.log })
+  if (diag.connectionClose.hasSubscribers) {
+    diag.connectionClose.publish({
+      serverId: h.config.serverId, endpoint: conn.kind, transport: conn.transport, connectionId: conn.id, userId: conn.userId, guest: conn.guest, sessionId: conn.identity.sessionId, ip: conn.ip,
+      code, byClient, durationMs, reason: byClient ? null : conn.closeReason, log: conn.log,
+    })
+  }
 }
 
 function internalError (conn: Connection, err: unknown, id?: string): void {

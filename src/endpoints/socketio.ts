@@ -200,9 +200,10 @@ export default fp(async function socketIo (app) {
     // The bounds on sessions that have not authenticated yet live here too:
     // the token only arrives later, in Socket.IO's CONNECT.
     allowRequest: (req, cb) => {
-      const code = transportRefusal(h, req) ?? sessions.refusal(clientIp(req))
+      const ip = clientIp(req)
+      const code = transportRefusal(h, req) ?? sessions.refusal(ip)
       if (code === null) return cb(null, true)
-      if (diag.handshakeRefused.hasSubscribers) diag.handshakeRefused.publish({ serverId: h.config.serverId, endpoint: 'socket.io', code, log: h.log })
+      if (diag.handshakeRefused.hasSubscribers) diag.handshakeRefused.publish({ serverId: h.config.serverId, endpoint: 'socket.io', code, ip, log: h.log })
       cb(code, false)
     },
   })

@@ -1,5 +1,6 @@
 import diagnostics from 'node:diagnostics_channel'
 import type { FastifyBaseLogger } from 'fastify'
+import type { TokenRefusal } from '../auth/verifier.js'
 import type { ErrorCode } from '../errors.js'
 import { CloseCodes } from '../protocol/close-codes.js'
 
@@ -16,7 +17,13 @@ interface OnNode { serverId: string }
 /** `guest`: an anonymous guest (ALLOW_ANONYMOUS), whose userId is made up for the connection. */
 export interface ConnectionOpen extends OnNode { endpoint: 'events' | 'admin', transport: string, connectionId: string, userId: string, guest: boolean, sessionId: string | null, ip: string, log: FastifyBaseLogger }
 /** `byClient`: the peer chose `code` (any number it likes); otherwise the node chose it, or recorded 1006 for a connection lost without a close. */
-export interface ConnectionClose extends OnNode { endpoint: 'events' | 'admin', connectionId: string, userId: string, code: number, byClient: boolean, durationMs: number, log: FastifyBaseLogger }
+export interface ConnectionClose extends OnNode {
+  endpoint: 'events' | 'admin', transport: string, connectionId: string, userId: string, guest: boolean, sessionId: string | null, ip: string
+  code: number, byClient: boolean, durationMs: number
+  /** the node's reason when the node closed it (`session revoked`, `user revoked`, `message flood`...); null when the peer did */
+  reason: string | null
+  log: FastifyBaseLogger
+}
 
 /**
  * What a close is counted as: the node's own codes (the close-code registry,
@@ -27,15 +34,29 @@ export interface ConnectionClose extends OnNode { endpoint: 'events' | 'admin', 
  * a Socket.IO client's goodbye is counted as).
  */
 export const disconnectLabel = (x: ConnectionClose): string => !x.byClient || x.code === CloseCodes.NORMAL ? String(x.code) : 'client'
-/** A handshake refused before the upgrade (or before Socket.IO's connect), for whatever reason. */
-export interface HandshakeRefused extends OnNode { endpoint: 'events' | 'admin' | 'health' | 'socket.io', code: ErrorCode, log: FastifyBaseLogger }
+/**
+ * A handshake refused before the upgrade (or before Socket.IO's connect), for whatever reason.
+ * `userId`: the user the token proved (a refusal after the token was verified: role, revocation, limit).
+ * `token`: why a token was refused (TOKEN_INVALID, TOKEN_EXPIRED), never the token itself.
+ */
+export interface HandshakeRefused extends OnNode { endpoint: 'events' | 'admin' | 'health' | 'socket.io', code: ErrorCode, ip: string, userId?: string, token?: TokenRefusal, log: FastifyBaseLogger }
 /** `serverId`: the publishing node's, or the publisher library's own name for a direct publish. */
 export interface EventPublished extends OnNode { kind: 'event' | 'notification', type: string, id: string }
 export interface EventDelivered extends OnNode { kind: 'event' | 'notification', type: string, recipients: number, latencyMs: number }
 export interface AuthFailure extends OnNode { endpoint: string, reason: string }
 export interface MessageIn extends OnNode { endpoint: 'events' | 'admin', type: string }
 export interface BackendState extends OnNode { healthy: boolean, backend: string, log: FastifyBaseLogger }
-export interface RateLimitHit extends OnNode { scope: 'connection-ip' | 'connection-user' | 'message-ip' | 'message-user' }
+/**
+ * A connection or a frame refused by a limit of `limit` (connections, or messages a minute).
+ * `userId`: whose (absent for a guest); `connectionId`: the connection a frame came on, or the one that was refused.
+ */
+export interface RateLimitHit extends OnNode { scope: 'connection-ip' | 'connection-user' | 'message-ip' | 'message-user', limit: number, ip: string, userId?: string, connectionId: string, endpoint: 'events' | 'admin', transport: string }
+/** A connection admitted under `evict-oldest` pushed out its user's oldest (closed 4003 by the node holding it). */
+export interface ConnectionEvicted extends OnNode { userId: string, limit: number, ip: string, connectionId: string, endpoint: 'events' | 'admin', transport: string, evicted: { connectionId: string, serverId: string } }
+/** A frame of an open connection answered with an `error` (each one a strike toward the 4029 close). */
+export interface FrameRefused extends OnNode { endpoint: 'events' | 'admin', transport: string, connectionId: string, userId: string, guest: boolean, ip: string, code: ErrorCode }
+/** What became of the gateway's own events (src/gateway-events/): published, or suppressed and why. */
+export interface GatewayEventOutcome extends OnNode { type: string, outcome: 'published' | 'folded' | 'node_rate' | 'backend', count: number }
 export interface ProbeResult extends OnNode { ok: boolean, latencyMs: number }
 /** Why a message from Redis was not delivered: nested past the limit, not an envelope (or JSON that does not parse), a failure handling it, or shed past saturation. */
 export type DropReason = 'too_deep' | 'malformed' | 'error' | 'overload'
@@ -67,6 +88,9 @@ export const channels = {
   messageIn: diagnostics.channel('herald:message:in'),
   backendState: diagnostics.channel('herald:backend:state'),
   rateLimit: diagnostics.channel('herald:ratelimit'),
+  connectionEvicted: diagnostics.channel('herald:connection:evicted'),
+  frameRefused: diagnostics.channel('herald:frame:refused'),
+  gatewayEvents: diagnostics.channel('herald:gateway-events'),
   probe: diagnostics.channel('herald:backend:probe'),
   messageDropped: diagnostics.channel('herald:message:dropped'),
   deliveryFailed: diagnostics.channel('herald:delivery:failed'),

@@ -5,7 +5,7 @@ import { nodeSnapshot } from '../admin/stats.js'
 import type { Herald } from '../context.js'
 import {
   channels, disconnectLabel, type AuthFailure, type BackendState, type ConnectionClose, type DeliveryFailed, type EventDelivered,
-  type EventPublished, type HandshakeRefused, type MessageIn, type ProbeResult, type RateLimitHit, type Resumed, type WebhookAttempt, type WebhookQueues,
+  type EventPublished, type GatewayEventOutcome, type HandshakeRefused, type MessageIn, type ProbeResult, type RateLimitHit, type Resumed, type WebhookAttempt, type WebhookQueues,
 } from './channels.js'
 import { isAuthFailure } from '../errors.js'
 
@@ -98,7 +98,15 @@ export function createMetrics (h: Herald): { registry: Registry, close: () => vo
   new Gauge({ name: 'herald_webhook_oldest_pending_seconds', help: 'Age of the oldest undelivered webhook per endpoint, cluster-wide (0 when none)', labelNames: ['endpoint'], registers: [registry], collect () { this.reset(); for (const q of queues) this.set({ endpoint: q.endpointId }, q.oldestAgeMs / 1000) } })
   new Gauge({ name: 'herald_webhook_breaker_state', help: 'Each endpoint\'s circuit breaker, cluster-wide: 0 closed, 1 half-open (one delivery probing), 2 open', labelNames: ['endpoint'], registers: [registry], collect () { this.reset(); for (const q of queues) this.set({ endpoint: q.endpointId }, phase[q.breaker]) } })
 
+  const gatewayEvents = new Counter({ name: 'herald_gateway_events_total', help: 'The node\'s own session.* and security.* events it published, by type', labelNames: ['type'], registers: [registry] })
+  const gatewaySuppressed = new Counter({ name: 'herald_gateway_events_suppressed_total', help: 'The node\'s own events not published, by type and reason: folded (into a window\'s summary), node_rate (past GATEWAY_EVENTS_RATE), backend (the backend unreachable or refusing)', labelNames: ['type', 'reason'], registers: [registry] })
+
   const subs: Array<[diagnostics.Channel, (m: unknown) => void]> = [
+    [channels.gatewayEvents, (m) => {
+      const x = m as GatewayEventOutcome
+      if (x.outcome === 'published') gatewayEvents.inc({ type: x.type }, x.count)
+      else gatewaySuppressed.inc({ type: x.type, reason: x.outcome }, x.count)
+    }],
     [channels.messageIn, (m) => { const x = m as MessageIn; messagesIn.inc({ endpoint: x.endpoint, type: x.type }) }],
     [channels.eventPublished, (m) => { published.inc({ kind: (m as EventPublished).kind }) }],
     [channels.eventDelivered, (m) => {

@@ -3,7 +3,7 @@ import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { createSigner } from 'fast-jwt'
 import t from 'tap'
-import { createTokenVerifier, type TokenVerifier } from '../../src/auth/verifier.js'
+import { createTokenVerifier, TokenRefused, type TokenVerifier } from '../../src/auth/verifier.js'
 import type { Config } from '../../src/config/index.js'
 import { Errors, HeraldError, type ErrorCode } from '../../src/errors.js'
 import { waitFor } from '../helpers/wait.js'
@@ -452,4 +452,26 @@ t.test('a verified token is remembered until it expires, and refused after, from
   await t.rejects(v.verify(token), { code: 'TOKEN_EXPIRED' }, 'past exp the cached token is refused TOKEN_EXPIRED')
   const tampered = token.slice(0, -2) + (token.endsWith('A') ? 'BB' : 'AA')
   await t.rejects(v.verify(tampered), { code: 'TOKEN_INVALID' }, 'a token that differs from a cached one is verified on its own')
+})
+
+t.test('a refusal says why (TokenRefused.reason): what tells a forged token from an expired one', async (t) => {
+  const v = createTokenVerifier(jwtConfig({ secret: SECRET, clockToleranceMs: 0 }))
+  const sign = (claims: Record<string, unknown>, key = SECRET): string => createSigner({ key, algorithm: 'HS256' })(claims)
+  const exp = Math.floor(Date.now() / 1000) + 600
+  const b64 = (o: object): string => Buffer.from(JSON.stringify(o)).toString('base64url')
+  const cases: Array<[string, string, string]> = [
+    ['another key', sign({ sub: 'u', exp }, 'a-different-secret-of-32-characters-or-more'), 'signature'],
+    ['no signature', sign({ sub: 'u', exp }).split('.').slice(0, 2).join('.') + '.', 'signature'],
+    ['alg none', `${b64({ alg: 'none' })}.${b64({ sub: 'u', exp })}.`, 'algorithm'],
+    ['an algorithm not configured', `${b64({ alg: 'RS256' })}.${b64({ sub: 'u', exp })}.sig`, 'algorithm'],
+    ['expired', sign({ sub: 'u', exp: exp - 3600 }), 'expired'],
+    ['not a JWT', 'garbage', 'malformed'],
+    ['no sub', sign({ exp }), 'claims'],
+    ['a bad sid', sign({ sub: 'u', sid: '', exp }), 'claims'],
+  ]
+  for (const [what, token, reason] of cases) {
+    const err = await v.verify(token).then(() => null, (e: unknown) => e)
+    t.ok(err instanceof TokenRefused, `${what}: refused with a reason`)
+    t.equal((err as TokenRefused).reason, reason, `${what}: ${reason}`)
+  }
 })

@@ -458,3 +458,16 @@ t.test('client publish: MAX_PUBLISH_BYTES, PUBLISH_SCHEMAS, PUBLISH_KEY_TTL, VIS
   t.match(refused('{"a.b":true}'), /^PUBLISH_SCHEMAS gives a.b a schema that is not a JSON object$/)
   t.match(refused('{"a.b":{"type":"no-such-type"}}'), /^PUBLISH_SCHEMAS gives a.b a schema Ajv refuses: /)
 })
+
+t.test('GATEWAY_EVENTS: families and types, none, and what is refused', async (t) => {
+  const types = (v?: string): string[] => [...loadConfig(v === undefined ? {} : { GATEWAY_EVENTS: v }).gatewayEvents.types].sort()
+  t.same(types(), ['security.rate_limit.exceeded', 'security.suspicious.activity', 'security.validation.failed', 'session.concurrent_limit', 'session.created', 'session.expired', 'session.revoked'], 'both families by default')
+  t.same(types('none'), [], 'none: all off')
+  t.same(types('session'), ['session.concurrent_limit', 'session.created', 'session.expired', 'session.revoked'], 'one family')
+  t.same(types('security, session.revoked'), ['security.rate_limit.exceeded', 'security.suspicious.activity', 'security.validation.failed', 'session.revoked'], 'a family and a type')
+  t.match(refusal(t, { GATEWAY_EVENTS: 'session,admin' }, 'GATEWAY_EVENTS').message, /unknown entry "admin"/)
+  t.match(refusal(t, { GATEWAY_EVENTS: 'none,session' }, 'GATEWAY_EVENTS').message, /unknown entry "none"/, 'none only alone')
+  t.match(refusal(t, { GATEWAY_EVENTS_IP: 'some' }, 'GATEWAY_EVENTS_IP').message, /must be one of all, admins, none/)
+  const g = loadConfig({ GATEWAY_EVENTS_WINDOW: '5000', GATEWAY_EVENTS_RATE: '7', GATEWAY_EVENTS_IP: 'admins', SUSPICIOUS_REFUSALS: '3', SUSPICIOUS_WINDOW: '2000' }).gatewayEvents
+  t.match(g, { windowMs: 5000, ratePerSecond: 7, ip: 'admins', suspiciousRefusals: 3, suspiciousWindowMs: 2000 })
+})

@@ -14,9 +14,10 @@ export interface RunningApp {
 /** An in-process node on 127.0.0.1 and a kernel-chosen port. */
 export async function startApp (env: Record<string, string> = {}, opts: BuildOptions = {}): Promise<RunningApp> {
   // Limits are raised (all clients share 127.0.0.1); tests about limits set them explicitly.
+  // The gateway's own events are off, as in BASE_ENV (helpers/node.ts), and on where tests are about them.
   const config = loadConfig({
     NODE_ENV: 'test', JWT_SECRET: TEST_SECRET, API_KEYS: TEST_API_KEY, LOG_LEVEL: 'silent', HOST: '127.0.0.1', PORT: '0',
-    MAX_CONNECTIONS_PER_IP: '100000', MAX_CONNECTIONS_PER_USER: '1000', MAX_MESSAGES_PER_MINUTE: '1000000',
+    MAX_CONNECTIONS_PER_IP: '100000', MAX_CONNECTIONS_PER_USER: '1000', MAX_MESSAGES_PER_MINUTE: '1000000', GATEWAY_EVENTS: 'none',
     ...env,
   })
   const app = await buildApp(config, opts)

@@ -16,6 +16,10 @@ export const BASE_ENV: Record<string, string> = {
   MAX_CONNECTIONS_PER_IP: '100000',
   MAX_CONNECTIONS_PER_USER: '1000',
   MAX_MESSAGES_PER_MINUTE: '1000000',
+  // The gateway's own events (session.created on every connect...) would
+  // land in the streams and subscriptions other suites count: off here, and
+  // on in the suites about them (test/gateway-events/).
+  GATEWAY_EVENTS: 'none',
 }
 
 export interface NodeProc {

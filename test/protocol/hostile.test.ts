@@ -27,12 +27,14 @@ const MAX_BYTES = 10240
 const { nodes, redis } = await startCluster(t, {
   JWT_ISSUER: ISS, JWT_AUDIENCE: AUD, TRUSTED_PROXIES: '127.0.0.1',
   MAX_MESSAGES_PER_MINUTE: String(PER_MINUTE), MAX_SUBSCRIPTIONS: String(MAX_SUBSCRIPTIONS), MAX_MESSAGE_BYTES: String(MAX_BYTES),
+  // The gateway's own events on, as by default: every abuse below also feeds them.
+  GATEWAY_EVENTS: 'session,security',
 })
 const [A, B, C] = nodes as [NodeProc, NodeProc, NodeProc]
 
 const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 })
 const PUBLIC_PEM = rsa.publicKey.export({ type: 'spki', format: 'pem' }).toString()
-const R = await startNode({ REDIS_URL: redis.url, NODE_TTL: '3000', JWT_SECRET: '', JWT_PUBLIC_KEY: PUBLIC_PEM, JWT_ISSUER: ISS, JWT_AUDIENCE: AUD, TRUSTED_PROXIES: '127.0.0.1' })
+const R = await startNode({ REDIS_URL: redis.url, NODE_TTL: '3000', JWT_SECRET: '', JWT_PUBLIC_KEY: PUBLIC_PEM, JWT_ISSUER: ISS, JWT_AUDIENCE: AUD, TRUSTED_PROXIES: '127.0.0.1', GATEWAY_EVENTS: 'session,security' })
 t.teardown(() => R.stop())
 const ALL = [A, B, C, R]
 
@@ -76,6 +78,11 @@ for (const n of ALL) {
   bystanders.set(n, c)
 }
 t.teardown(() => Promise.all([...bystanders.values()].map(async (c) => await c.close())))
+
+// An admin watching the gateway's own events from the start.
+const watcher = await connect(`${A.ws}/ws/admin`, { token: remember(token({ ...goodClaims(`watcher-${next()}`), roles: ['admin'] })), headers: { 'x-forwarded-for': ipOf(next()) } })
+t.teardown(() => watcher.close())
+await watcher.request('subscribe', { eventTypes: ['security.*', 'session.*'] })
 
 /** The node that took the abuse still serves: its bystander is open, a newcomer is welcomed and answered. */
 async function stillServes (t: Test, node: NodeProc): Promise<void> {
@@ -632,4 +639,13 @@ t.test('afterwards: every node serves, none logged an error or a token', async (
   const telling = secrets.filter((s) => needle(s).length >= 16)
   const leaked = telling.filter((s) => ALL.some((n) => n.lines.some((l) => l.includes(needle(s)))))
   t.same(leaked.map((s) => s.slice(0, 20)), [], `none of the ${telling.length} tokens used appears in any node's log`)
+
+  // The gateway reported the abuse to admins (live: users' events are their streams', not the admin stream's), and no token went with it.
+  const reported = watcher.frames.filter((f) => f.type === 'event' && f.payload.data?.source === 'gateway').map((f) => f.payload as { type: string, data: Record<string, unknown> })
+  const kinds = new Set(reported.map((e) => `${e.type}/${String(e.data.reason)}`))
+  for (const k of ['security.validation.failed/frame', 'security.validation.failed/token', 'security.suspicious.activity/abuse_close', 'security.suspicious.activity/forged_token', 'security.rate_limit.exceeded/undefined', 'session.created/undefined']) {
+    t.ok(kinds.has(k), `the gateway reported ${k}`)
+  }
+  const text = JSON.stringify(reported)
+  t.same(telling.filter((s) => text.includes(needle(s))).map((s) => s.slice(0, 20)), [], `none of the tokens appears in the ${reported.length} gateway events`)
 })
