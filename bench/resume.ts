@@ -165,7 +165,7 @@ async function storm (clients: number, processes: number, progress: (s: string) 
     const lbs = [await balancerProcess([a.port]), await balancerProcess([a.port])]
     const half = Math.ceil(clients / 2)
     const fleetsOf = async (i: number): Promise<Awaited<ReturnType<typeof startFleets>>> =>
-      await startFleets({ url: `${lbs[i]!.ws}/ws/events`, users: users.slice(i * half, (i + 1) * half), eventTypes: ['*'], secret: TEST_SECRET, options: { baseDelayMs: 500, maxDelayMs: 3000 } }, Math.max(1, processes / 2), 600_000)
+      await startFleets({ url: `${lbs[i]!.ws}/ws/events`, users: users.slice(i * half, (i + 1) * half), eventTypes: ['*'], secret: TEST_SECRET, options: { baseDelayMs: 500, maxDelayMs: 30_000 } }, Math.max(1, processes / 2), 600_000)
     const parts = [await fleetsOf(0), await fleetsOf(1)]
     const fleets = {
       report: async () => (await Promise.all(parts.map(async (f) => await f.report()))).flat(),
