@@ -1,12 +1,15 @@
 // Resume (a scenario of `npm run bench`; alone: `node --import tsx
 // bench/resume.ts [--smoke] [--storm-clients=N] [--loss-clients=N]`). Node processes on a fresh Redis behind a
-// round-robin balancer, SDK clients in child processes (bench/load/sdk-fleet.ts).
+// balancer, SDK clients in child processes (bench/load/sdk-fleet.ts).
 //
-//   - storm: clients of distinct users all on one node; it is killed (-9);
-//     while they cannot reconnect, every user gets 50 events; then two
-//     nodes come into the balancer and every client reconnects at once. Time
-//     until every client has recovered (all 50 replayed) and received a live
-//     event again, and the peak CPU of the nodes and of Redis meanwhile.
+//   - storm: clients of distinct users all on one node, through haproxy with
+//     the shipped deploy/haproxy.cfg (test/helpers/haproxy.ts; one haproxy
+//     process per 5,000 clients); the node is killed (-9); while they cannot
+//     reconnect, every user gets 50 events; then two nodes, held out of
+//     rotation until then, join through haproxy's runtime API and every
+//     client reconnects at once. Time until every client has recovered (all
+//     50 replayed) and received a live event again, the peak CPU of the nodes
+//     and of Redis meanwhile, and the CPU of each part of the rig.
 //   - losses: clients over three nodes while system.* events are published
 //     at 50 a second, through a kill -9 of one node and then a rolling
 //     restart of all three (DRAIN_TIMEOUT 3 s), run twice side by side: before (history off, so
@@ -14,18 +17,20 @@
 //     release before resume: 5 s drain jitter, one quick retry) and after
 //     (history and resume on, default settings). Events lost per client, and
 //     from close to caught up per client.
-import { fork, type ChildProcess } from 'node:child_process'
-import { readFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { Redis } from 'ioredis'
 import { HeraldPublisher } from '../src/client/publisher.js'
 import { startBalancer, type Balancer } from '../test/helpers/balancer.js'
+import { startHaproxy, type Haproxy } from '../test/helpers/haproxy.js'
 import { startNode, type NodeProc } from '../test/helpers/node.js'
 import { startRedis, type RedisServer } from '../test/helpers/redis.js'
 import { TEST_SECRET } from '../test/helpers/tokens.js'
 import { percentile, startFleets } from './load/sdk-fleets.js'
 import type { ClientReport } from './load/sdk-fleet.js'
 import { fileURLToPath } from 'node:url'
-import { runAlone } from './procs.js'
+import { runAlone, track } from './procs.js'
 
 export interface StormResult {
   clients: number
@@ -41,7 +46,11 @@ export interface StormResult {
   /** peak CPU over 500 ms windows, % of one core */
   peakNodeCpu: number
   peakRedisCpu: number
+  /** per part of the rig, from the nodes joining to every client live: its processes, their CPU seconds, the mean % of a core per process, and the peak of any one over 500 ms windows */
+  rigCpu: RigCpu[]
 }
+
+export interface RigCpu { part: string, processes: number, cpuS: number, meanPct: number, peakPct: number }
 
 export interface LossRow {
   mode: 'before' | 'after'
@@ -84,56 +93,63 @@ async function redisCpu (r: Redis): Promise<number> {
   return n('used_cpu_sys') + n('used_cpu_user')
 }
 
-/** Samples every 500 ms until stopped; the peak of each, in % of one core. */
-function sampleCpu (pids: () => number[], redis: Redis): { stop: () => Promise<{ node: number, redis: number }> } {
+/**
+ * Samples every 500 ms until stopped: for each part of the rig (a group of
+ * processes, or Redis through INFO), the CPU seconds of all its processes,
+ * the mean % of a core per process, and the peak % of any one process.
+ */
+function sampleCpu (parts: Record<string, number[]>, redis: Redis): { stop: () => Promise<RigCpu[]> } {
   let running = true
-  let node = 0
-  let rpeak = 0
+  const t0 = Date.now()
+  const first = new Map(Object.values(parts).flat().map((p) => [p, cpuOf(p)]))
+  const peaks = new Map<string, number>([...Object.keys(parts), 'Redis'].map((k) => [k, 0]))
+  let prev = new Map(first)
+  let last = new Map(first)
+  let firstR = 0
+  let lastR = 0
   const loop = (async () => {
-    let prev = new Map(pids().map((p) => [p, cpuOf(p)]))
-    let prevR = await redisCpu(redis)
+    firstR = await redisCpu(redis)
+    let prevR = firstR
+    lastR = firstR
     let t = Date.now()
     while (running) {
       await sleep(500)
       const now = Date.now()
       const dt = (now - t) / 1000
       const cur = new Map<number, number>()
-      for (const p of pids()) {
+      for (const p of first.keys()) {
         try { cur.set(p, cpuOf(p)) } catch {}
       }
-      for (const [p, c] of cur) node = Math.max(node, 100 * (c - (prev.get(p) ?? c)) / dt)
+      for (const [part, pids] of Object.entries(parts)) {
+        for (const p of pids) if (cur.has(p)) peaks.set(part, Math.max(peaks.get(part)!, 100 * (cur.get(p)! - (prev.get(p) ?? cur.get(p)!)) / dt))
+      }
       const r = await redisCpu(redis)
-      rpeak = Math.max(rpeak, 100 * (r - prevR) / dt)
+      peaks.set('Redis', Math.max(peaks.get('Redis')!, 100 * (r - prevR) / dt))
       prev = cur
+      for (const [p, c] of cur) last.set(p, c)
       prevR = r
+      lastR = r
       t = now
     }
   })()
-  return { async stop () { running = false; await loop; return { node, redis: rpeak } } }
-}
-
-/** A balancer process (bench/load/balancer.ts) over `ports`. */
-async function balancerProcess (ports: number[]): Promise<{ ws: string, add: (port: number) => void, stop: () => Promise<void> }> {
-  const c: ChildProcess = fork(fileURLToPath(new URL('./load/balancer.ts', import.meta.url)), [], { execArgv: ['--import', 'tsx'], env: { ...process.env, BALANCER_PORTS: JSON.stringify(ports) }, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
-  const port = await new Promise<number>((resolve, reject) => {
-    c.once('message', (m: { port: number }) => resolve(m.port))
-    c.once('exit', (code) => reject(new Error(`the balancer exited (${code})`)))
-  })
   return {
-    ws: `ws://127.0.0.1:${port}`,
-    add: (p) => c.send({ add: p }),
     async stop () {
-      if (c.exitCode !== null) return
-      const exited = new Promise((resolve) => c.once('exit', resolve))
-      c.kill('SIGKILL')
-      await exited
+      running = false
+      await loop
+      const wall = (Date.now() - t0) / 1000
+      const row = (part: string, processes: number, cpuS: number): RigCpu => ({ part, processes, cpuS, meanPct: 100 * cpuS / wall / processes, peakPct: peaks.get(part)! })
+      return [
+        ...Object.entries(parts).map(([part, pids]) => row(part, pids.length, pids.reduce((n, p) => n + last.get(p)! - first.get(p)!, 0))),
+        row('Redis', 1, lastR - firstR),
+      ]
     },
   }
 }
 
-interface Rig { redis: RedisServer, rc: Redis, nodes: NodeProc[], lb: Balancer, stop: () => Promise<void> }
+interface Rig { redis: RedisServer, rc: Redis, nodes: NodeProc[], lb: Balancer | null, stop: () => Promise<void> }
 
-async function rig (env: Record<string, string>, count: number): Promise<Rig> {
+/** A fresh Redis, `count` nodes, and the test balancer over them (unless `balancer` is false). */
+async function rig (env: Record<string, string>, count: number, balancer = true): Promise<Rig> {
   const redis = await startRedis()
   const nodes: NodeProc[] = []
   let lb: Balancer | null = null
@@ -146,7 +162,7 @@ async function rig (env: Record<string, string>, count: number): Promise<Rig> {
   const rc = new Redis(redis.url)
   try {
     for (let i = 0; i < count; i++) nodes.push(await startNode({ REDIS_URL: redis.url, ...env }))
-    lb = await startBalancer(nodes.map((n) => n.port), { healthIntervalMs: 200 })
+    if (balancer) lb = await startBalancer(nodes.map((n) => n.port), { healthIntervalMs: 200 })
   } catch (err) {
     await stop()
     throw err
@@ -154,26 +170,37 @@ async function rig (env: Record<string, string>, count: number): Promise<Rig> {
   return { redis, rc, nodes, lb, stop }
 }
 
+/** Clients per haproxy process: each holds two descriptors per client, and an open-file cap (ulimit -n) of 20,000 gives it 9,984 connections at most. */
+const CLIENTS_PER_HAPROXY = 5000
+
 async function storm (clients: number, processes: number, progress: (s: string) => void): Promise<StormResult> {
   const MISSED = 50
-  const r = await rig({ NODE_TTL: '3000', MAX_CONNECTIONS_PER_USER: '10' }, 1)
+  const r = await rig({ NODE_TTL: '3000', MAX_CONNECTIONS_PER_USER: '10' }, 1, false)
+  const dir = mkdtempSync(join(tmpdir(), 'herald-storm-'))
+  const lbs: Haproxy[] = []
   try {
     const [a] = r.nodes as [NodeProc]
+    // The two nodes that take the clients over, idle until then: haproxy holds them out of rotation (`disabled`).
+    const spare = [await startNode({ REDIS_URL: r.redis.url, NODE_TTL: '3000' }), await startNode({ REDIS_URL: r.redis.url, NODE_TTL: '3000' })]
+    r.nodes.push(...spare)
+    const joining = ['herald-2', 'herald-3']
+    const servers = { 'herald-1': a.port, 'herald-2': spare[0]!.port, 'herald-3': spare[1]!.port }
+    const count = Math.ceil(clients / CLIENTS_PER_HAPROXY)
+    const per = Math.ceil(clients / count)
+    // The listen backlog: room for every client of the process at once (the kernel caps it at net.core.somaxconn).
+    for (let i = 0; i < count; i++) lbs.push(await startHaproxy({ dir, name: `haproxy-${i}`, servers, disabled: joining, backlog: per }))
+    for (const l of lbs) track(l.proc)
     const users = Array.from({ length: clients }, (_x, i) => `storm-${i}`)
-    progress(`resume storm: connecting ${clients} clients`)
-    // Two balancer processes, each for half the clients: one proxy holds two sockets per client.
-    const lbs = [await balancerProcess([a.port]), await balancerProcess([a.port])]
-    const half = Math.ceil(clients / 2)
+    progress(`resume storm: connecting ${clients} clients through ${count} haproxy process${count > 1 ? 'es' : ''}`)
     const fleetsOf = async (i: number): Promise<Awaited<ReturnType<typeof startFleets>>> =>
-      await startFleets({ url: `${lbs[i]!.ws}/ws/events`, users: users.slice(i * half, (i + 1) * half), eventTypes: ['*'], secret: TEST_SECRET, options: { baseDelayMs: 500, maxDelayMs: 30_000 } }, Math.max(1, processes / 2), 600_000)
-    const parts = [await fleetsOf(0), await fleetsOf(1)]
+      await startFleets({ url: `${lbs[i]!.ws}/ws/events`, users: users.slice(i * per, (i + 1) * per), eventTypes: ['*'], secret: TEST_SECRET, options: { baseDelayMs: 500, maxDelayMs: 30_000 } }, Math.max(1, Math.round(processes / count)), 600_000)
+    const parts: Array<Awaited<ReturnType<typeof startFleets>>> = []
     const fleets = {
       report: async () => (await Promise.all(parts.map(async (f) => await f.report()))).flat(),
-      stop: async () => { await Promise.all(parts.map(async (f) => await f.stop())); await Promise.all(lbs.map(async (l) => await l.stop())) },
+      stop: async () => { await Promise.all(parts.map(async (f) => await f.stop())) },
     }
     try {
-      const spare = [await startNode({ REDIS_URL: r.redis.url, NODE_TTL: '3000' }), await startNode({ REDIS_URL: r.redis.url, NODE_TTL: '3000' })]
-      r.nodes.push(...spare)
+      for (let i = 0; i < count; i++) parts.push(await fleetsOf(i))
       await a.stop('SIGKILL')
       progress(`resume storm: ${clients} × ${MISSED} events while the clients cannot reconnect`)
       const pub = new Redis(r.redis.url)
@@ -196,9 +223,10 @@ async function storm (clients: number, processes: number, progress: (s: string) 
         }
       }))
       progress('resume storm: two nodes join; every client reconnects')
-      const cpu = sampleCpu(() => spare.map((n) => n.proc.pid!), r.rc)
+      const cpu = sampleCpu({ haproxy: lbs.map((l) => l.proc.pid!), 'client fleets': parts.flatMap((f) => f.pids()), nodes: spare.map((n) => n.proc.pid!) }, r.rc)
       const t0 = Date.now()
-      for (const n of spare) for (const l of lbs) l.add(n.port)
+      const answers = await Promise.all(lbs.flatMap((l) => joining.map(async (s) => await l.command(`set server herald/${s} state ready`))))
+      if (answers.some((x) => x.trim() !== '')) throw new Error(`haproxy refused to enable the nodes: ${answers.join(' ')}`)
       // Live traffic from now on: every client must see some after its recovery.
       let live = true
       const ticker = (async () => { while (live) { await herald.publish('system.tick', { data: {} }).catch(() => {}); await sleep(200) } })()
@@ -216,7 +244,7 @@ async function storm (clients: number, processes: number, progress: (s: string) 
       }, 600_000)
       live = false
       await ticker
-      const peak = await cpu.stop()
+      const rigCpu = await cpu.stop()
       pub.disconnect()
       const rec = rs.map((x) => (x.recoveredAt! - t0) / 1000)
       return {
@@ -228,14 +256,19 @@ async function storm (clients: number, processes: number, progress: (s: string) 
         recoveredP99S: percentile(rec, 99),
         complete: rs.filter((x) => x.gaps.length === 0 && x.duplicates === 0 && (x.streams[`user:${x.user}`]?.to ?? 0) === MISSED).length,
         unrecovered: rs.reduce((n, x) => n + x.unrecovered, 0),
-        peakNodeCpu: peak.node,
-        peakRedisCpu: peak.redis,
+        peakNodeCpu: rigCpu.find((x) => x.part === 'nodes')!.peakPct,
+        peakRedisCpu: rigCpu.find((x) => x.part === 'Redis')!.peakPct,
+        rigCpu,
       }
     } finally {
       await fleets.stop()
     }
+  } catch (err) {
+    throw new Error(`${(err as Error).message}${lbs.map((l, i) => `\nhaproxy-${i}:\n${l.tail(5)}`).join('')}`)
   } finally {
+    await Promise.all(lbs.map(async (l) => await l.stop()))
     await r.stop()
+    rmSync(dir, { recursive: true, force: true })
   }
 }
 
@@ -244,12 +277,13 @@ async function losses (mode: 'before' | 'after', clients: number, processes: num
   const [leadMs, settleMs, tailMs] = smoke ? [800, 1200, 600] : [2000, 3000, 1500]
   const env: Record<string, string> = { NODE_TTL: '3000', DRAIN_TIMEOUT: String(drainMs), ...(mode === 'before' ? { HISTORY_SIZE: '0' } : {}) }
   const r = await rig(env, 3)
+  const lb = r.lb!
   const rows: LossRow[] = []
   try {
     const users = Array.from({ length: clients }, (_x, i) => `loss-${mode}-${i}`)
     progress(`losses (${mode}): connecting ${clients} clients`)
     const options = mode === 'before' ? { drainJitterMs: 5000, soonRetries: 1 } : {}
-    const fleets = await startFleets({ url: `${r.lb.ws}/ws/events`, users, eventTypes: ['system.*'], secret: TEST_SECRET, options }, processes, 600_000)
+    const fleets = await startFleets({ url: `${lb.ws}/ws/events`, users, eventTypes: ['system.*'], secret: TEST_SECRET, options }, processes, 600_000)
     const live = (): NodeProc[] => r.nodes.filter((n) => n.proc.exitCode === null && n.proc.signalCode === null)
     /** system.* events at 50 a second through whichever node answers, until stopped; resolves with how many were taken. */
     const publishFor = (): { stop: () => Promise<number> } => {
@@ -302,7 +336,7 @@ async function losses (mode: 'before' | 'after', clients: number, processes: num
         await live()[0]!.stop('SIGKILL')
         const n = await startNode({ REDIS_URL: r.redis.url, ...env })
         r.nodes.push(n)
-        r.lb.backends.push({ port: n.port, alive: true, connections: 0 })
+        lb.backends.push({ port: n.port, alive: true, connections: 0 })
       })
       progress(`losses (${mode}): rolling restart`)
       await measure('rolling restart', async () => {
@@ -312,8 +346,8 @@ async function losses (mode: 'before' | 'after', clients: number, processes: num
           await exited
           const n = await startNode({ REDIS_URL: r.redis.url, ...env })
           r.nodes.push(n)
-          r.lb.backends.push({ port: n.port, alive: true, connections: 0 })
-          r.lb.setAlive(old.port, false)
+          lb.backends.push({ port: n.port, alive: true, connections: 0 })
+          lb.setAlive(old.port, false)
         }
       })
     } finally {
@@ -345,9 +379,10 @@ export function resumeMarkdown (r: ResumeResult): string[] {
   const s = r.storm
   return [
     '## Resume', '',
-    `Resume storm: ${s.clients} SDK clients of distinct users on one node, killed (-9); each user gets ${s.missedEach} events while they cannot reconnect; then two nodes join the balancer and every client reconnects at once.`, '',
+    `Resume storm: ${s.clients} SDK clients of distinct users on one node through haproxy (deploy/haproxy.cfg), the node killed (-9); each user gets ${s.missedEach} events while they cannot reconnect; then two nodes join haproxy's rotation and every client reconnects at once.`, '',
     '| clients | all recovered | all live again | recovered p50 / p99 | complete resumes | recovered:false | peak node CPU | peak Redis CPU |', '|---|---|---|---|---|---|---|---|',
     `| ${s.clients} | ${secs(s.allRecoveredS)} | ${secs(s.allLiveS)} | ${secs(s.recoveredP50S)} / ${secs(s.recoveredP99S)} | ${s.complete} / ${s.clients} | ${s.unrecovered} | ${s.peakNodeCpu.toFixed(0)}% | ${s.peakRedisCpu.toFixed(0)}% |`, '',
+    `CPU of the rig from the nodes joining to every client live, per part: processes, CPU seconds, mean / peak % of a core per process: ${s.rigCpu.map((x) => `${x.part} (${x.processes}) ${x.cpuS.toFixed(1)} s, ${x.meanPct.toFixed(0)}% / ${x.peakPct.toFixed(0)}%`).join('; ')}.`, '',
     `Events lost by SDK clients over three nodes at 50 system.* events a second. Before: history off (no positions, no resume) and the SDK's earlier reconnect settings (5 s drain jitter, one quick retry); after: history and resume on, the defaults. Close to caught up: from a close to the resumed connection's \`recovered\` (after), or to connected again (before).`, '',
     '| | event | clients | published | clients losing events | lost per client (mean / max) | duplicates | close to caught up p50 / p99 |', '|---|---|---|---|---|---|---|---|',
     ...r.losses.map((x) => `| ${x.mode} | ${x.event} | ${x.clients} | ${x.published} | ${x.clientsLosing} | ${x.meanLost.toFixed(1)} / ${x.maxLost} | ${x.duplicates} | ${msOr(x.catchUpP50)} / ${msOr(x.catchUpP99)} |`), '',

@@ -9,6 +9,8 @@ const FLEET = fileURLToPath(new URL('./sdk-fleet.ts', import.meta.url))
 export interface Fleets {
   /** every client's report, from every process */
   report (): Promise<ClientReport[]>
+  /** the fleet processes' ids */
+  pids (): number[]
   stop (): Promise<void>
 }
 
@@ -53,6 +55,7 @@ export async function startFleets (cfg: Omit<FleetConfig, 'users'> & { users: st
       const rs = await Promise.all(children.map(async (c) => { const r = next<FleetReport>(c, 'report', 30_000); c.send({ cmd: 'report' }); return await r }))
       return rs.flatMap((r) => r.clients)
     },
+    pids: () => children.map((c) => c.pid!),
     stop,
   }
 }

@@ -21,6 +21,7 @@ import { join } from 'node:path'
 import t from 'tap'
 import { connect, type TestClient } from '../helpers/client.js'
 import { startNode, type NodeProc } from '../helpers/node.js'
+import { haproxyStates, rewriteHaproxy } from '../helpers/haproxy.js'
 import { freePort } from '../helpers/ports.js'
 import { startRedis } from '../helpers/redis.js'
 import { sioAttempt, sioConnect, type SioClient } from '../helpers/sio.js'
@@ -43,32 +44,6 @@ const BURST = 8
 
 const dir = mkdtempSync(join(tmpdir(), 'herald-lb-'))
 t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-
-/**
- * The shipped config with only loopback addresses and ports changed. Returns
- * the text and how many lines changed; throws if a server or bind it expects
- * is missing, so the shipped file cannot drift from this test unnoticed.
- */
-function rewriteHaproxy (cfg: string, servers: Record<string, number>, frontend: number, stats: number): { text: string, changed: number } {
-  let changed = 0
-  const text = cfg.split('\n').map((line) => {
-    let m = /^(\s*server\s+(\S+)\s+)(\S+)(.*)$/.exec(line)
-    if (m !== null) {
-      const port = servers[m[2]!]
-      if (port === undefined) throw new Error(`haproxy.cfg: unexpected server ${m[2]}`)
-      changed++
-      return `${m[1]}127.0.0.1:${port}${m[4]}`
-    }
-    m = /^(\s*bind\s+):(8080|8404)(\s.*)?$/.exec(line)
-    if (m !== null) {
-      changed++
-      return `${m[1]}127.0.0.1:${m[2] === '8080' ? frontend : stats}${m[3] ?? ''}`
-    }
-    if (/^\s*bind\s/.test(line)) throw new Error(`haproxy.cfg: unexpected bind ${line.trim()}`)
-    return line
-  }).join('\n')
-  return { text, changed }
-}
 
 function rewriteNginx (cfg: string, servers: Record<string, number>, listen: number): { text: string, changed: number } {
   let changed = 0
@@ -210,16 +185,7 @@ t.test('haproxy balances WebSocket clients over three nodes and takes a dead or 
   for (const s of [haproxy.stdout!, haproxy.stderr!]) s.on('data', (b: Buffer) => hlog.push(...b.toString().split('\n').filter((l) => l.length > 0)))
   const tail = (): string => hlog.slice(-15).join('\n')
 
-  /** Server states of backend `herald` from the stats CSV ("UP", "DOWN", "UP 1/2", …). */
-  const states = async (): Promise<Record<string, string>> => {
-    const res = await fetch(`http://127.0.0.1:${statsPort}/stats;csv`)
-    const [header, ...rows] = (await res.text()).trim().split('\n')
-    const cols = header!.replace(/^# /, '').split(',')
-    const [px, sv, st] = ['pxname', 'svname', 'status'].map((c) => cols.indexOf(c))
-    return Object.fromEntries(rows.map((r) => r.split(','))
-      .filter((r) => r[px!] === 'herald' && r[sv!] !== 'FRONTEND' && r[sv!] !== 'BACKEND')
-      .map((r) => [r[sv!]!, r[st!]!]))
-  }
+  const states = async (): Promise<Record<string, string>> => await haproxyStates(statsPort)
   /** Per-server retry and redispatch counters of backend `herald`. */
   const counters = async (n: Name): Promise<{ retries: number, redispatches: number }> => {
     const [header, ...rows] = (await (await fetch(`http://127.0.0.1:${statsPort}/stats;csv`)).text()).trim().split('\n')

@@ -2,8 +2,8 @@
 // tools read them (YAML with merge keys, compose interpolation, Dockerfile
 // instructions), and the external binaries the end-to-end tests run.
 import { spawn } from 'node:child_process'
-import { closeSync, existsSync, openSync, readFileSync, readdirSync, statSync } from 'node:fs'
-import { delimiter, join, relative } from 'node:path'
+import { closeSync, openSync, readFileSync, readdirSync, statSync } from 'node:fs'
+import { join, relative } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseAllDocuments, parseDocument } from 'yaml'
 import { DockerfileParser } from 'dockerfile-ast'
@@ -162,18 +162,7 @@ export function filesUnder (rel: string): string[] {
   return out.sort()
 }
 
-/**
- * Absolute path of an external program (PATH, then the sbin directories Debian
- * installs daemons in). Throws a message saying how to install it: the deploy
- * tests need the real binary and must fail, not pass, without it.
- */
-export function binary (name: string, debianPackage = name): string {
-  const dirs = [...(process.env.PATH ?? '').split(delimiter), '/usr/sbin', '/sbin', '/usr/local/sbin']
-  for (const d of dirs) {
-    if (d.length > 0 && existsSync(join(d, name))) return join(d, name)
-  }
-  throw new Error(`${name} is not installed: apt-get install -y ${debianPackage} (.ci/run does this)`)
-}
+export { binary } from '../helpers/binary.js'
 
 /** The margin src/main.ts gives close-with-grace past DRAIN_TIMEOUT before forcing exit, in ms. */
 export function forceExitMarginMs (): number {
