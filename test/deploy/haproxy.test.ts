@@ -11,6 +11,8 @@
 // /metrics stays unreachable through haproxy however the path is spelt, while
 // the node itself serves those spellings; a Socket.IO long-polling session
 // stays on one node by haproxy's cookie.
+// An upgrade whose client gives up before the node answers is closed on the
+// node's side too (`option abortonclose`), so the node drops it unread.
 // deploy/nginx.conf, rewritten the same way, passes `nginx -t` and runs in
 // front of the same nodes: WebSockets pass, /metrics does not.
 import { spawn, type ChildProcess } from 'node:child_process'
@@ -21,7 +23,7 @@ import { join } from 'node:path'
 import t from 'tap'
 import { connect, type TestClient } from '../helpers/client.js'
 import { startNode, type NodeProc } from '../helpers/node.js'
-import { haproxyStates, rewriteHaproxy } from '../helpers/haproxy.js'
+import { haproxyStates, rewriteHaproxy, startHaproxy, type Haproxy } from '../helpers/haproxy.js'
 import { freePort } from '../helpers/ports.js'
 import { startRedis } from '../helpers/redis.js'
 import { sioAttempt, sioConnect, type SioClient } from '../helpers/sio.js'
@@ -370,4 +372,54 @@ t.test('haproxy balances WebSocket clients over three nodes and takes a dead or 
   t.pass('the remaining node serves every client through haproxy')
   const finalStates = await states()
   t.same(finalStates, { 'herald-1': 'DOWN', 'herald-2': 'DOWN', 'herald-3': 'UP' })
+})
+
+// A node busy with a reconnect storm answers upgrades late; a client that gave
+// up meanwhile (the SDK waits 10 s for its welcome) must take its request with
+// it, or the node does the handshake for nobody when it gets there. The
+// shipped config's `option abortonclose`: haproxy closes the node's side as
+// soon as the client leaves, and the node, reading a request whose socket has
+// ended, drops it before the token check. The node is stopped (SIGSTOP) for
+// the moment the client waits and gives up.
+t.test('haproxy closes the node\'s side of an upgrade whose client gave up before the node answered', async (t) => {
+  const redis = await startRedis()
+  const node = await startNode({ REDIS_URL: redis.url, TRUSTED_PROXIES: '127.0.0.1' })
+  const lbDir = mkdtempSync(join(tmpdir(), 'herald-lb-abort-'))
+  let lb: Haproxy | undefined
+  t.teardown(async () => {
+    try { node.proc.kill('SIGCONT') } catch {}
+    await lb?.stop()
+    await node.stop()
+    await redis.stop()
+    rmSync(lbDir, { recursive: true, force: true })
+  })
+  // One node in rotation; the config's other two servers point nowhere and stay out.
+  lb = await startHaproxy({ dir: lbDir, servers: { 'herald-1': node.port, 'herald-2': await freePort(), 'herald-3': await freePort() }, disabled: ['herald-2', 'herald-3'] })
+  const disconnects = async (): Promise<number> => {
+    const text = (await node.api('/metrics')).body as string
+    return [...text.matchAll(/^herald_disconnects_total\{[^}]*endpoint="events"[^}]*\} (\d+)/gm)].reduce((n, m) => n + Number(m[1]), 0)
+  }
+  const before = await disconnects()
+
+  node.proc.kill('SIGSTOP')
+  const gaveUp = token({ sub: 'gave-up', sid: 'gave-up-s', roles: ['user'] })
+  const sock = net.connect(lb.port, '127.0.0.1')
+  await new Promise((resolve) => sock.once('connect', resolve))
+  sock.write(`GET /ws/events?token=${gaveUp} HTTP/1.1\r\nHost: herald\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`)
+  await new Promise((resolve) => setTimeout(resolve, 300))
+  sock.destroy()
+  // haproxy logs a request when it ends: at once, with the node still stopped, and without an answer from it.
+  const line = await waitFor('the abandoned upgrade in haproxy\'s log', () => lb!.tail(50).split('\n').filter((l) => l.includes(' herald herald/herald-1 ') && l.includes('/ws/events?token=')), (ls) => ls.length > 0, { timeoutMs: 2000, intervalMs: 50 })
+    .finally(() => node.proc.kill('SIGCONT'))
+  const m = / herald herald\/herald-1 \S+ (-?\d+) \S+ - - (\S{4}) /.exec(line[0]!)
+  t.ok(m !== null, `a log line haproxy wrote: ${line[0]!.slice(0, 160)}`)
+  t.not(m![1], '101', `the node never answered it (status ${m![1]})`)
+  t.equal(m![2]![0], 'C', `the client ended it (termination state ${m![2]})`)
+
+  // Resumed, the node drops the request unread: no connection opened (and so none closed), and it serves the next client.
+  const next = await connect(`${lb.ws}/ws/events`, { token: token({ sub: 'next', sid: 'next-s', roles: ['user'] }) })
+  t.equal((await next.nextOfType('welcome')).payload.userId, 'next', 'the resumed node welcomes a new client through haproxy')
+  await next.close()
+  await waitFor('the new client\'s close counted', disconnects, (n) => n === before + 1, { timeoutMs: 5000 })
+  t.equal(await disconnects(), before + 1, 'the one connection the node opened and closed is the new client\'s: the abandoned upgrade was never opened')
 })
