@@ -3,6 +3,8 @@
 // reads arrives with no gap and no duplicate. The parent drives it over IPC:
 //
 //   parent -> { cmd: 'report' }    child -> { type: 'report', ...FleetReport }
+//   parent -> { cmd: 'summary', since }   child -> { type: 'summary', ...FleetSummary }
+//                                  (counts only: cheap enough to ask every second of a storm)
 //   parent -> { cmd: 'stop' }      child closes its clients and exits
 //   child -> { type: 'ready' } once every client is connected
 //
@@ -49,6 +51,16 @@ export interface ClientReport {
 }
 
 export interface FleetReport { clients: ClientReport[] }
+
+/** Clients by state: `recovered` and `live` count recoveries at or after `since` (ms since the epoch); `disconnects` as in ClientReport, summed. */
+export interface FleetSummary { clients: number, connected: number, recovered: number, live: number, disconnects: Record<string, number> }
+
+export function summarize (reports: ClientReport[], since: number): FleetSummary {
+  const disconnects: Record<string, number> = {}
+  for (const r of reports) for (const [w, n] of Object.entries(r.disconnects)) disconnects[w] = (disconnects[w] ?? 0) + n
+  const recovered = reports.filter((r) => r.recoveredAt !== null && r.recoveredAt >= since)
+  return { clients: reports.length, connected: reports.filter((r) => r.connected).length, recovered: recovered.length, live: recovered.filter((r) => r.liveAt !== null).length, disconnects }
+}
 
 const cfg = JSON.parse(process.env.FLEET_CONFIG ?? '{}') as FleetConfig
 
@@ -129,8 +141,9 @@ if (process.send !== undefined && cfg.url !== undefined) {
     await Promise.all(clients.slice(i, i + WAVE).map(async ({ client }) => await client.connect()))
   }
   process.send({ type: 'ready' })
-  process.on('message', (m: { cmd: string }) => {
+  process.on('message', (m: { cmd: string, since?: number }) => {
     if (m.cmd === 'report') process.send!({ type: 'report', clients: clients.map((c) => c.report) } satisfies FleetReport & { type: string })
+    if (m.cmd === 'summary') process.send!({ type: 'summary', ...summarize(clients.map((c) => c.report), m.since ?? 0) })
     if (m.cmd === 'stop') {
       for (const { client } of clients) client.close()
       setTimeout(() => process.exit(0), 200)

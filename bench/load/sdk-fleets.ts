@@ -2,13 +2,15 @@
 // processes, each process checking its clients' sequences.
 import { fork, type ChildProcess } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
-import type { ClientReport, FleetConfig, FleetReport } from './sdk-fleet.js'
+import type { ClientReport, FleetConfig, FleetReport, FleetSummary } from './sdk-fleet.js'
 
 const FLEET = fileURLToPath(new URL('./sdk-fleet.ts', import.meta.url))
 
 export interface Fleets {
   /** every client's report, from every process */
   report (): Promise<ClientReport[]>
+  /** the clients by state, summed over the processes (see FleetSummary) */
+  summary (since: number): Promise<FleetSummary>
   /** the fleet processes' ids */
   pids (): number[]
   stop (): Promise<void>
@@ -55,9 +57,20 @@ export async function startFleets (cfg: Omit<FleetConfig, 'users'> & { users: st
       const rs = await Promise.all(children.map(async (c) => { const r = next<FleetReport>(c, 'report', 30_000); c.send({ cmd: 'report' }); return await r }))
       return rs.flatMap((r) => r.clients)
     },
+    async summary (since) {
+      const ss = await Promise.all(children.map(async (c) => { const r = next<FleetSummary>(c, 'summary', 30_000); c.send({ cmd: 'summary', since }); return await r }))
+      return sumSummaries(ss)
+    },
     pids: () => children.map((c) => c.pid!),
     stop,
   }
+}
+
+export function sumSummaries (ss: FleetSummary[]): FleetSummary {
+  const disconnects: Record<string, number> = {}
+  for (const s of ss) for (const [w, n] of Object.entries(s.disconnects)) disconnects[w] = (disconnects[w] ?? 0) + n
+  const sum = (k: 'clients' | 'connected' | 'recovered' | 'live'): number => ss.reduce((n, s) => n + s[k], 0)
+  return { clients: sum('clients'), connected: sum('connected'), recovered: sum('recovered'), live: sum('live'), disconnects }
 }
 
 /** p-th percentile (0-100) of xs; NaN when empty. */
