@@ -109,7 +109,19 @@ export const slotOf = createRequire(import.meta.url)('cluster-key-slot') as (key
 /** Appends per script call at most: a script blocks Redis while it runs (about 5 µs an append). */
 const MAX_BATCH = 64
 
-interface Waiting { a: Append, resolve: (p: Position) => void, reject: (err: unknown) => void }
+/** An append waiting to be sent: on its own (append) or as the i-th of a list (appendMany), answered together. */
+type Waiting = { a: Append, resolve: (p: Position) => void, reject: (err: unknown) => void } | { a: Append, many: Many, i: number }
+
+/** What appendMany() waits for: each answer in its place, no closure per append. */
+class Many {
+  left: number
+  readonly out: Array<Position | Error>
+  constructor (n: number, private readonly done: (out: Array<Position | Error>) => void) { this.left = n; this.out = new Array(n) }
+  settle (i: number, p: Position | Error): void {
+    this.out[i] = p
+    if (--this.left === 0) this.done(this.out)
+  }
+}
 
 /**
  * The append script (APPEND_LUA) on a client: each append answers on its
@@ -151,16 +163,9 @@ export class Appender {
   /** append() of each, in order, answered together: each its position or its error. */
   appendMany (list: readonly Append[]): Promise<Array<Position | Error>> {
     return new Promise((resolve) => {
-      const out: Array<Position | Error> = new Array(list.length)
-      let left = list.length
-      if (left === 0) { resolve(out); return }
-      list.forEach((a, i) => {
-        this.queue.push({
-          a,
-          resolve: (p) => { out[i] = p; if (--left === 0) resolve(out) },
-          reject: (err) => { out[i] = err instanceof Error ? err : new Error(String(err)); if (--left === 0) resolve(out) },
-        })
-      })
+      if (list.length === 0) { resolve([]); return }
+      const many = new Many(list.length, resolve)
+      for (let i = 0; i < list.length; i++) this.queue.push({ a: list[i]!, many, i })
       this.scheduled ??= setImmediate(() => { this.flush() })
     })
   }
@@ -202,8 +207,18 @@ export class Appender {
       argv.push(a.draft.head, a.draft.body, newEpoch(), live.length, ...live)
     }
     this.run.heraldAppend(keys.length, ...keys, ...argv).then((r) => {
-      batch.forEach((w, i) => w.resolve({ offset: Number(r[2 * i]), epoch: String(r[2 * i + 1]) }))
-    }, (err: unknown) => { for (const w of batch) w.reject(err) })
+      for (let i = 0; i < batch.length; i++) {
+        const w = batch[i]!
+        const p = { offset: Number(r[2 * i]), epoch: String(r[2 * i + 1]) }
+        if ('many' in w) w.many.settle(w.i, p)
+        else w.resolve(p)
+      }
+    }, (err: unknown) => {
+      for (const w of batch) {
+        if ('many' in w) w.many.settle(w.i, err instanceof Error ? err : new Error(String(err)))
+        else w.reject(err)
+      }
+    })
   }
 }
 
