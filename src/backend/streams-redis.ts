@@ -28,14 +28,21 @@ import { checkRead, metaKey, metaTtlMs, newEpoch, page, streamKey, type Append, 
 // append; each append still gets its own entry and its own PUBLISH, in order.
 // Nobody sees the steps in between: a script runs alone. The offset is
 // turned into text once (string.format: Lua's own number-to-text goes
-// through the float printer, which cost Redis more than the HINCRBY). The
+// through the float printer, which cost Redis more than the HINCRBY), and
+// no other number per append is (a Lua number given to redis.call is). The
 // stream is trimmed with MAXLEN ~ (whole nodes, a few entries over
 // HISTORY_SIZE at most): exact trimming rewrote the oldest node and searched
 // for the new first entry on every append, a fifth of the append's cost;
 // reads (READS_LUA) start no lower than HISTORY_SIZE below the top, so what
 // a reader gets is the latest HISTORY_SIZE as before.
 export const APPEND_LUA = `
-local size, ttl, metaTtl, publish = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local size, publish = ARGV[1], ARGV[4]
+-- Expiries as absolute times, from the server's clock: a PEXPIRE is
+-- rewritten into a PEXPIREAT for each call, about a third of what the
+-- expiry cost.
+local now = redis.call('TIME')
+now = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local streamAt, metaAt = string.format('%d', now + tonumber(ARGV[2])), string.format('%d', now + tonumber(ARGV[3]))
 local out = {}
 local left, epochs, nexts = {}, {}, {}
 for k = 1, #KEYS, 3 do
@@ -58,7 +65,7 @@ for k = 1, #KEYS, 3 do
       redis.call('DEL', stream)
     end
     -- This append's offset, and the next n - 1 for this stream's others in the call.
-    offset = redis.call('HINCRBY', meta, 's', n) - n + 1
+    offset = redis.call('HINCRBY', meta, 's', n == 1 and '1' or string.format('%d', n)) - n + 1
   end
   local o = string.format('%d', offset)
   local msg = head .. o .. '\t' .. epoch .. '\t' .. body .. ',"offset":' .. o .. ',"epoch":"' .. epoch .. '"}'
@@ -71,7 +78,7 @@ for k = 1, #KEYS, 3 do
     epoch = fresh
     offset = 1
     redis.call('DEL', stream)
-    redis.call('HSET', meta, 'e', epoch, 's', n)
+    redis.call('HSET', meta, 'e', epoch, 's', string.format('%d', n))
     msg = head .. '1\t' .. epoch .. '\t' .. body .. ',"offset":1,"epoch":"' .. epoch .. '"}'
     redis.call('XADD', stream, 'MAXLEN', '~', size, '1-0', 'm', msg)
   end
@@ -80,8 +87,8 @@ for k = 1, #KEYS, 3 do
   left[stream] = n - 1
   if n == 1 then
     -- The stream's last append in this call.
-    redis.call('PEXPIRE', stream, ttl)
-    redis.call('PEXPIRE', meta, metaTtl)
+    redis.call('PEXPIREAT', stream, streamAt)
+    redis.call('PEXPIREAT', meta, metaAt)
   end
   redis.call(publish, channel, msg)
   for i = a + 4, a + 3 + live do redis.call(publish, ARGV[i], msg) end
