@@ -33,6 +33,14 @@ export const receipt = (m: { id: string } & Placement): { id: string } & Placeme
   ...(m.offset !== undefined ? { offset: m.offset, epoch: m.epoch! } : {}),
 })
 
+let lastMs = NaN
+let lastIso = ''
+/** new Date(ms).toISOString(), remembered for the millisecond: the events of a batch mostly share one. */
+function isoTime (ms: number): string {
+  if (ms !== lastMs) { lastMs = ms; lastIso = new Date(ms).toISOString() }
+  return lastIso
+}
+
 /** JSON.stringify(receipt(m)), written directly: a batch answers hundreds. */
 export const receiptJson = (m: { id: string } & Placement): string =>
   `{"id":${JSON.stringify(m.id)}${m.stream !== undefined ? `,"stream":${JSON.stringify(m.stream)}` : ''}${m.offset !== undefined ? `,"offset":${m.offset},"epoch":${JSON.stringify(m.epoch)}` : ''}}`
@@ -180,7 +188,7 @@ export class Publisher {
   private eventOf (given: EventInput, client?: ClientOrigin): { event: HeraldEvent, now: number, dataJson: string } {
     const { input, dataJson } = validateEvent(given, client?.maxDataBytes)
     const now = Date.now()
-    const event: HeraldEvent = { id: this.nextId(), type: input.type, timestamp: new Date(now).toISOString(), data: input.data ?? {} }
+    const event: HeraldEvent = { id: this.nextId(), type: input.type, timestamp: isoTime(now), data: input.data ?? {} }
     if (input.userId !== undefined) event.userId = input.userId
     if (input.sessionId !== undefined) event.sessionId = input.sessionId
     if (input.group !== undefined) event.group = input.group
