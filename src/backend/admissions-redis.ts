@@ -15,6 +15,12 @@ import { holderOf, memberOf, slotKeys, type SlotStore } from './slots.js'
 // the revocation's own second counts as revoked). Per entrant the reply is
 // {1} admitted, {2, member} admitted evicting member, {3} session revoked,
 // {4} user revoked, {5} IP full, {6} user full.
+//
+// A connection whose member both sets hold already is admitted without a
+// step: ioredis sends a command again when its connection dropped before
+// the reply came, and the first run may have taken the slots. Run again, it
+// would count its own slot against the limit and refuse a connection that
+// holds one (an eviction the first run made is not named twice).
 const ADMIT_MANY = `
 local now, perIp, perUser, evict = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4] == '1'
 local out = {}
@@ -23,7 +29,8 @@ for i = 0, n - 1 do
   local k, a = 1 + i * 4, 5 + i * 5
   local member, check, iat = ARGV[a], ARGV[a + 1], ARGV[a + 2]
   local verdict
-  if check == '2' and redis.call('EXISTS', KEYS[k + 1]) == 1 then verdict = {3} end
+  if redis.call('ZSCORE', KEYS[k + 3], member) and redis.call('ZSCORE', KEYS[k + 4], member) then verdict = {1} end
+  if verdict == nil and check == '2' and redis.call('EXISTS', KEYS[k + 1]) == 1 then verdict = {3} end
   if verdict == nil and check ~= '0' then
     local u = redis.call('GET', KEYS[k + 2])
     if u and (iat == '' or math.floor(tonumber(iat) / 1000) <= math.floor(tonumber(u) / 1000)) then verdict = {4} end

@@ -13,6 +13,7 @@ export class MemorySlots implements SlotStore {
     const member = memberOf(holder)
     let set = this.store.zsets.get(k)
     if (!set) { set = new Map(); this.store.zsets.set(k, set) }
+    if (set.has(member)) return { ok: true, evicted: null }
     if (set.size < limit) { set.set(member, Date.now()); return { ok: true, evicted: null } }
     if (!evictOldest) { if (set.size === 0) this.store.zsets.delete(k); return { ok: false } }
     let oldest: string | null = null

@@ -2,7 +2,10 @@ import type { RedisClient } from './redis-clients.js'
 import { decodeEviction, recordsByNode, encodeEviction, holderOf, memberOf, parseRecord, slotKeys, type Admitted, type ConnectionRecord, type Eviction, type Holder, type SlotScope, type SlotStore } from './slots.js'
 
 // Result codes: 1 admitted, 2 admitted by evicting the member returned, 0 full.
+// A member already in the set is admitted as it is: a command ioredis sent
+// again after a dropped connection must not count the slot its first run took.
 const ADMIT = `
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) then return {1} end
 local n = redis.call('ZCARD', KEYS[1])
 if n < tonumber(ARGV[3]) then
   redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])

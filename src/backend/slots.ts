@@ -33,7 +33,9 @@ export interface SlotStore {
    * Takes a slot in the set of `scope` `key` if it holds fewer than `limit`;
    * when it is full and `evictOldest`, takes the oldest holder's slot instead
    * and names it. One atomic step per set, so concurrent admissions on
-   * several nodes never pass the limit.
+   * several nodes never pass the limit. A holder already in the set is
+   * admitted and nothing changes (a command sent again after a dropped
+   * connection must not refuse the slot its first run took).
    */
   admit (scope: SlotScope, key: string, holder: Holder, limit: number, evictOldest: boolean): Promise<Admitted>
   remove (scope: SlotScope, key: string, holder: Holder): Promise<void>

@@ -37,6 +37,21 @@ forEachBackend(t, (t, space) => {
     t.same(await b.admissions.admit([], policy(3, 2)), [], 'an empty batch is no call')
   })
 
+  t.test('a batch run twice (a command resent after a dropped connection) gets the same verdicts and holds one slot each', async (t) => {
+    const b = await space(t).backend()
+    const batch = [rec('n1', 'r1', 'w1'), rec('n1', 'r2', 'w2'), rec('n1', 'r3', 'w3'), rec('n1', 'r4', 'w2', '198.51.100.4'), rec('n1', 'r5', 'w4')].map((r) => entrant(r))
+    const first = await b.admissions.admit(batch, policy(3, 1))
+    t.same(first, [{ ok: true, evicted: null }, { ok: true, evicted: null }, { ok: true, evicted: null }, { ok: false, scope: 'user' }, { ok: false, scope: 'ip' }], 'one per user, three for the IP')
+    t.same(await b.admissions.admit(batch, policy(3, 1)), first, 'the same again: their own slots are not counted against them')
+    t.same((await b.slots.holders('ip', '203.0.113.7')).map((h) => h.connectionId).sort(), ['r1', 'r2', 'r3'], 'one IP slot each')
+    t.same((await b.slots.holders('user', 'w2')).map((h) => h.connectionId), ['r2'])
+    // Under evict-oldest too: a holder already in the set evicts nobody.
+    const e = [rec('n1', 'e1', 'ev'), rec('n1', 'e2', 'ev')].map((r) => entrant(r, Date.now() - 60_000, null))
+    t.same(await b.admissions.admit(e, policy(100, 2, true)), [{ ok: true, evicted: null }, { ok: true, evicted: null }])
+    t.same(await b.admissions.admit(e, policy(100, 2, true)), [{ ok: true, evicted: null }, { ok: true, evicted: null }], 'nobody evicted')
+    t.same((await b.slots.holders('user', 'ev')).map((h) => h.connectionId).sort(), ['e1', 'e2'])
+  })
+
   t.test('revoked sessions and users are refused before any slot is taken', async (t) => {
     const b = await space(t).backend()
     const at = Math.floor(Date.now() / 1000) * 1000 + 500

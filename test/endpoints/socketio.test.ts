@@ -215,7 +215,7 @@ t.test('Socket.IO counts toward the same cluster-wide per-user limit as /ws/even
   const again = await waitFor('a slot frees once the Socket.IO client left', async () => {
     const a = await attempt(`${C.ws}/ws/events`, { token: userToken(u) })
     return a
-  }, (a) => a.ok, { timeoutMs: 5000, intervalMs: 100 })
+  }, (a) => a.ok, { timeoutMs: 15_000, intervalMs: 100 })
   if (again.ok) t.teardown(() => again.client.close())
   t.ok(again.ok, 'admitted after the Socket.IO slot was released')
   // Quota full again (raw on A, raw on C): Socket.IO is refused again.
@@ -536,7 +536,7 @@ t.test('node at capacity: a Socket.IO client is refused at the transport, keeps 
   }
 })
 
-t.test('the per-IP limit counts both transports; a Socket.IO refusal is connect_error CONNECTION_LIMIT', { timeout: 30_000 }, async (t) => {
+t.test('the per-IP limit counts both transports; a Socket.IO refusal is connect_error CONNECTION_LIMIT', { timeout: 60_000 }, async (t) => {
   // Its own Redis: the per-IP count is cluster-wide, and every test client is 127.0.0.1.
   const own = await startRedis()
   t.teardown(() => own.stop())
@@ -561,14 +561,16 @@ t.test('the per-IP limit counts both transports; a Socket.IO refusal is connect_
   else w.client.ws.terminate()
 
   // A Socket.IO slot freed lets a raw WebSocket in, and the other way round.
+  // The slot frees when the node has seen the transport close and Redis has
+  // taken the release: on a loaded machine that is seconds, not milliseconds.
   viaPolling.client.close()
-  const again = await waitFor('a raw WebSocket admitted once the Socket.IO client left', async () => await attempt(`${P.ws}/ws/events`, { token: userToken(user('ip')) }), (a) => a.ok, { timeoutMs: 5000, intervalMs: 100 })
+  const again = await waitFor('a raw WebSocket admitted once the Socket.IO client left', async () => await attempt(`${P.ws}/ws/events`, { token: userToken(user('ip')) }), (a) => a.ok, { timeoutMs: 15_000, intervalMs: 100 })
   if (again.ok) t.teardown(() => again.client.close())
   const full = await sioAttempt(P.http, { transports: ['websocket'], auth: { token: userToken(user('ip')) } })
   t.equal(full.ok, false, 'full again')
   if (!full.ok) t.equal(full.data?.code, 'CONNECTION_LIMIT')
   await raw.close()
-  const back = await waitFor('a Socket.IO client admitted once the raw WebSocket left', async () => await sioAttempt(P.http, { transports: ['websocket'], auth: { token: userToken(user('ip')) } }), (a) => a.ok, { timeoutMs: 5000, intervalMs: 100 })
+  const back = await waitFor('a Socket.IO client admitted once the raw WebSocket left', async () => await sioAttempt(P.http, { transports: ['websocket'], auth: { token: userToken(user('ip')) } }), (a) => a.ok, { timeoutMs: 15_000, intervalMs: 100 })
   if (back.ok) t.teardown(() => back.client.close())
   t.ok(back.ok)
 })

@@ -33,6 +33,21 @@ async function burst (nodes: NodeProc[], n: number, opts: (i: number) => { token
   return await Promise.all(Array.from({ length: n }, async (_x, i) => await attempt(`${nodes[i % nodes.length]!.ws}/ws/events`, opts(i))))
 }
 
+/**
+ * What a count that is off needs to be explained: the set's holders against
+ * the connections the clients saw open, every refusal, and what the nodes
+ * said about reclaiming (a node taken for dead loses its slots until it
+ * writes them back).
+ */
+async function slotReport (c: Pick<Cluster, 'rc' | 'nodes'>, key: string, xs: Attempt[]): Promise<Record<string, unknown>> {
+  return {
+    held: await c.rc.zrange(key, 0, -1, 'WITHSCORES'),
+    opened: accepted(xs).map((cl) => `${String(cl.frames[0]?.payload.serverId)}|${String(cl.frames[0]?.payload.connectionId)}`),
+    refusals: refused(xs).map((r) => `${r.status} ${String(r.body?.error?.code)}`),
+    nodeLines: c.nodes.flatMap((n) => n.lines.filter((l) => /reclaim|restor|reassert|evict|Redis|backend/i.test(l)).slice(-5)),
+  }
+}
+
 function track (t: Test, xs: Attempt[]): TestClient[] {
   const open = accepted(xs)
   t.teardown(() => closeAll(open))
@@ -50,7 +65,7 @@ t.test('refuse policy, behind a trusted proxy', { timeout: 60_000 }, async (t) =
     // A distinct forwarded address per attempt keeps the per-IP limit out of the way.
     const xs = await burst(nodes, 30, (i) => ({ token: userToken(u), headers: { 'x-forwarded-for': `198.51.100.${i + 1}` } }))
     const open = track(t, xs)
-    t.equal(open.length, PER_USER, 'exactly MAX_CONNECTIONS_PER_USER accepted')
+    t.equal(open.length, PER_USER, 'exactly MAX_CONNECTIONS_PER_USER accepted', open.length === PER_USER ? {} : await slotReport(c, userKey(u), xs))
     const no = refused(xs)
     t.equal(no.length, 30 - PER_USER, 'every other attempt refused')
     no.forEach((r, i) => isLimitRefusal(t, r, 'user', `refusal ${i}`))
@@ -75,7 +90,7 @@ t.test('refuse policy, behind a trusted proxy', { timeout: 60_000 }, async (t) =
     const ip = '203.0.113.10'
     const xs = await burst(nodes, 30, () => ({ token: userToken(name('ipu')), headers: { 'x-forwarded-for': ip } }))
     const open = track(t, xs)
-    t.equal(open.length, PER_IP, 'exactly MAX_CONNECTIONS_PER_IP accepted')
+    t.equal(open.length, PER_IP, 'exactly MAX_CONNECTIONS_PER_IP accepted', open.length === PER_IP ? {} : await slotReport(c, ipKey(ip), xs))
     refused(xs).forEach((r, i) => isLimitRefusal(t, r, 'IP address', `refusal ${i}`))
     t.equal(refused(xs).length, 30 - PER_IP)
     t.equal(await rc.zcard(ipKey(ip)), PER_IP)
@@ -109,7 +124,7 @@ t.test('without TRUSTED_PROXIES, X-Forwarded-For is ignored: everyone counts as 
   // Half send a forged forwarded address, each a different one; none of it counts.
   const xs = await burst(nodes, 30, (i) => ({ token: userToken(name('plain')), ...(i % 2 === 0 ? { headers: { 'x-forwarded-for': `198.18.0.${i + 1}` } } : {}) }))
   const open = track(t, xs)
-  t.equal(open.length, PER_IP, 'exactly MAX_CONNECTIONS_PER_IP accepted cluster-wide')
+  t.equal(open.length, PER_IP, 'exactly MAX_CONNECTIONS_PER_IP accepted cluster-wide', open.length === PER_IP ? {} : await slotReport({ nodes, rc }, ipKey('127.0.0.1'), xs))
   refused(xs).forEach((r, i) => isLimitRefusal(t, r, 'IP address', `refusal ${i}`))
   t.equal(await rc.zcard(ipKey('127.0.0.1')), PER_IP, 'all counted against the peer address')
   t.same(await rc.keys(`${PREFIX}conn:ip:198.18.*`), [], 'no forged address was counted')
