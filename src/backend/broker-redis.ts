@@ -45,7 +45,8 @@ export interface RedisBrokerOptions {
 type Job = { readonly channel: string, readonly message: string } | { readonly append: Append } | { readonly enqueue: readonly Enqueue[] }
 
 /** Channel messages and enqueues a job puts out: what REDIS_PUBLISH_BUFFER counts. */
-const weight = (j: Job): number => 'append' in j ? 1 + j.append.also.length + (j.append.webhooks !== undefined ? 1 : 0) : 1
+const weight = (j: Job): number => 'append' in j ? appendWeight(j.append) : 1
+const appendWeight = (a: Append): number => 1 + a.also.length + (a.webhooks !== undefined ? 1 : 0)
 
 /** The parts of a job Redis did not take (none: all done), and what the publish answers. */
 interface Outcome<T> { failed: Job[], value: T }
@@ -173,14 +174,14 @@ export class RedisBroker implements Broker {
     // would be refused even by an idle Redis: taken in slices that fit, in
     // order, each answered as it went, as the same events published one by one.
     let w = 0
-    for (const a of list) w += weight({ append: a })
+    for (const a of list) w += appendWeight(a)
     if (w > this.maxPending && list.length > 1) {
       const out: Array<Position | null | Error> = []
       let from = 0
       while (from < list.length) {
         let to = from
         let sw = 0
-        while (to < list.length && (to === from || sw + weight({ append: list[to]! }) <= this.maxPending)) sw += weight({ append: list[to++]! })
+        while (to < list.length && (to === from || sw + appendWeight(list[to]!) <= this.maxPending)) sw += appendWeight(list[to++]!)
         const slice = list.slice(from, to)
         try { out.push(...await this.appendMany(slice)) } catch (err) { for (let i = 0; i < slice.length; i++) out.push(err as Error) }
         from = to

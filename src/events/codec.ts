@@ -49,8 +49,12 @@ export interface Draft { readonly head: string, readonly body: string }
 
 /** `json` must be an object with at least one property: the position is added as its last two. */
 export function draft (e: Omit<Envelope, 'offset' | 'epoch'>): Draft {
-  return { head: `${e.kind}\t${e.origin}\t${e.publishedAt}\t${e.type}\t${e.userId}\t${e.stream}\t`, body: e.json.slice(0, -1) }
+  return draftOf(e, e.json.slice(0, -1))
 }
+
+/** draft() of a JSON object given without its closing brace (`body`), as a composer that writes it has it. */
+export const draftOf = (e: Omit<Envelope, 'offset' | 'epoch' | 'json'>, body: string): Draft =>
+  ({ head: `${e.kind}\t${e.origin}\t${e.publishedAt}\t${e.type}\t${e.userId}\t${e.stream}\t`, body })
 
 /** The complete message: positioned, or without a position (delivered locally during an outage). */
 export const place = (d: Draft, p: Position | null): string => p === null

@@ -12,15 +12,21 @@ const MAX_DATA_BYTES = 60 * 1024
 
 function invalid (message: string): never { throw new HeraldError('VALIDATION', message) }
 
-/** `maxDataBytes`: a client's publish is bounded by its frame (MAX_PUBLISH_BYTES) instead. */
-export function validateEvent (e: EventInput, maxDataBytes = MAX_DATA_BYTES): EventInput {
+/**
+ * The event checked, and its data serialised (`{}` when it has none): what
+ * measured the data is what the message carries, so it is serialised once.
+ * `maxDataBytes`: a client's publish is bounded by its frame (MAX_PUBLISH_BYTES) instead.
+ */
+export function validateEvent (e: EventInput, maxDataBytes = MAX_DATA_BYTES): { input: EventInput, dataJson: string } {
   const wrong = checkEventInput(e)
   if (wrong !== null) invalid(wrong)
   if (e.group !== undefined && e.userId !== undefined) invalid('an event goes to a user or to a group: give userId or group, not both')
   // Before anything serialises it: JSON.stringify overflows the stack on deep nesting.
   checkDataDepth(e.data)
-  if (e.data !== undefined && JSON.stringify(e.data).length > maxDataBytes) invalid(`data must serialise to at most ${maxDataBytes} bytes`)
-  return e
+  if (e.data === undefined) return { input: e, dataJson: '{}' }
+  const dataJson = JSON.stringify(e.data)
+  if (dataJson.length > maxDataBytes) invalid(`data must serialise to at most ${maxDataBytes} bytes`)
+  return { input: e, dataJson }
 }
 
 export function validateNotification (n: NotificationInput, userId: string | null): NotificationInput {

@@ -5,7 +5,7 @@ import type { EventInput, NotificationInput } from '../events/model.js'
 import * as actions from '../admin/actions.js'
 import { errorBody, HeraldError } from '../errors.js'
 import { readHistory } from '../events/history.js'
-import { receipt } from '../events/publisher.js'
+import { receipt, receiptJson } from '../events/publisher.js'
 import { DEFAULT_PAGE, MAX_BATCH_BYTES } from '../protocol/schema.js'
 import { parseStream, streamName } from '../protocol/streams.js'
 import { Accepted, BatchAccepted, ConnectionParams, Connections, EventBatchBody, EventBody, NotificationBody, Revoked, SessionParams, Stats, StreamPage, StreamParams, StreamQuery, UserParams } from './schemas.js'
@@ -48,7 +48,7 @@ export default fp(async function api (app) {
     // whole batch can be sent again, as a single publish answered 503 would.
     if (failed.length === results.length && failed.every((e) => e.code === 'BACKEND_UNAVAILABLE')) throw failed[0]!
     // Built here: the serializer would try each branch of the union per result.
-    const body = results.map((r) => JSON.stringify(r instanceof HeraldError ? errorBody(r.code, r.message) : receipt(r))).join(',')
+    const body = results.map((r) => r instanceof HeraldError ? JSON.stringify(errorBody(r.code, r.message)) : receiptJson(r)).join(',')
     return reply.code(200).type('application/json; charset=utf-8')
       .send(`{"published":${results.length - failed.length},"failed":${failed.length},"results":[${body}]}`)
   })

@@ -292,6 +292,47 @@ forEachBackend(t, (t, space, kind) => {
     }
   })
 
+  t.test('a batch whose events hit the same streams many times: consecutive offsets per stream, each subscriber gets each event once, in order', async (t) => {
+    const sp = space(t)
+    const [a, b] = [await sp.backend({ history: H }), await sp.backend({ history: H })]
+    const inbox = new Inbox(b.broker)
+    const [x, y, z] = [userChannel(sp), userChannel(sp), userChannel(sp)]
+    const admin = createChannels(sp.keyPrefix).admin
+    for (const ch of [x, y, z, admin]) await b.broker.subscribe(ch)
+    await appendAll(a, y, ['y0'], [admin])
+    // 200 events over three streams, interleaved unevenly, each with the admin copy: on Redis, script calls of several appends per stream.
+    const plan = range(1, 200).map((i) => ({ ch: i % 5 === 0 ? z : i % 2 === 0 ? y : x, label: `e${i}` }))
+    const positions = await a.broker.appendMany(plan.map((p) => ({ channel: p.ch, also: [admin], draft: event(p.label) })))
+    t.ok(positions.every((p) => p !== null && !(p instanceof Error)), 'every append answered with its position')
+    for (const [ch, first] of [[x, 1], [y, 2], [z, 1]] as const) {
+      const mine = plan.flatMap((p, k) => p.ch === ch ? [{ label: p.label, pos: positions[k] as Position }] : [])
+      t.same(mine.map((m) => m.pos.offset), range(first, first + mine.length - 1), 'consecutive offsets, in batch order')
+      t.equal(new Set(mine.map((m) => m.pos.epoch)).size, 1, 'in one epoch')
+      const got = await inbox.count(ch, mine.length + first - 1)
+      t.same(labels(got.slice(first - 1)), mine.map((m) => m.label), 'the subscriber got each once, in order')
+      t.same(offsets(got), range(1, mine.length + first - 1), 'positioned as told')
+      t.same(await readAll(b, ch), got, 'the stream holds what went out')
+      t.same(await b.streams!.position(ch), { offset: mine.length + first - 1, epoch: mine[0]!.pos.epoch }, 'the top is the last one')
+    }
+    const onAdmin = await inbox.count(admin, 201)
+    t.same(labels(onAdmin), ['y0', ...plan.map((p) => p.label)], 'the admin channel got each once, in batch order')
+    t.equal(onAdmin.length, 201, 'and nothing twice')
+  })
+
+  t.test('a batch longer than HISTORY_SIZE on one stream: the latest HISTORY_SIZE are read back', async (t) => {
+    const sp = space(t)
+    const a = await sp.backend({ history: { size: 5, ttlMs: 60_000 } })
+    const ch = userChannel(sp)
+    for (const round of [1, 2, 3]) {
+      const positions = await a.broker.appendMany(range(1, 40).map((i) => ({ channel: ch, also: [], draft: event(`r${round}-${i}`) })))
+      t.same(positions.map((p) => (p as Position).offset), range(40 * round - 39, 40 * round), `round ${round}: 40 consecutive offsets`)
+      const page = await a.streams!.read(ch, 0, 100)
+      t.same(page.messages.map((m) => m.offset), range(40 * round - 4, 40 * round), 'the 5 latest, none older')
+      t.same(labels(page.messages.map((m) => m.message)), range(36, 40).map((i) => `r${round}-${i}`))
+      t.same((await a.streams!.read(ch, 40 * round - 2, 100)).messages.map((m) => m.offset), [40 * round - 1, 40 * round], 'from within them')
+    }
+  })
+
   t.test('a subscriber never receives offset N before N can be read back', { timeout: 60_000 }, async (t) => {
     const sp = space(t)
     const [pub, sub] = [await sp.backend({ history: H }), await sp.backend({ history: H })]
@@ -331,6 +372,22 @@ forEachBackend(t, (t, space, kind) => {
       t.not(q!.epoch, p!.epoch, 'a new epoch')
       t.equal(q!.offset, 1)
       t.same(labels(await readAll(a, ch)), ['d'], 'holding only what was appended in it')
+    })
+
+    t.test('a stream whose meta is behind, hit several times in one batch: one new epoch, its appends 1, 2, 3', async (t) => {
+      const sp = space(t)
+      const a = await sp.backend({ history: H })
+      const [ch, other] = [userChannel(sp), userChannel(sp)]
+      const [p] = await appendAll(a, ch, ['a', 'b', 'c'])
+      await sp.redis!.client().hset(`${ch}:m`, 's', '1')
+      const got = await a.broker.appendMany(['d', 'o1', 'e', 'f', 'o2'].map((l) => ({ channel: l.startsWith('o') ? other : ch, also: [], draft: event(l) }))) as Position[]
+      const mine = [got[0]!, got[2]!, got[3]!]
+      t.same(mine.map((q) => q.offset), [1, 2, 3], 'offsets from 1 in the new epoch')
+      t.equal(new Set(mine.map((q) => q.epoch)).size, 1, 'one new epoch for them all')
+      t.not(mine[0]!.epoch, p!.epoch, 'not the old one')
+      t.same([got[1]!.offset, got[4]!.offset], [1, 2], 'the other stream unaffected')
+      t.same(labels(await readAll(a, ch)), ['d', 'e', 'f'], 'holding only what was appended in it')
+      t.same(await a.streams!.position(ch), { offset: 3, epoch: mine[0]!.epoch }, 'its top')
     })
 
     t.test('appends held through a paused Redis get their positions in publish order when it resumes', { timeout: 30_000 }, async (t) => {
