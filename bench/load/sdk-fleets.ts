@@ -58,7 +58,7 @@ export async function startFleets (cfg: Omit<FleetConfig, 'users'> & { users: st
       return rs.flatMap((r) => r.clients)
     },
     async summary (since) {
-      const ss = await Promise.all(children.map(async (c) => { const r = next<FleetSummary>(c, 'summary', 30_000); c.send({ cmd: 'summary', since }); return await r }))
+      const ss = await Promise.all(children.map(async (c) => { const r = next<FleetSummary>(c, 'summary', 120_000); c.send({ cmd: 'summary', since }); return await r }))
       return sumSummaries(ss)
     },
     pids: () => children.map((c) => c.pid!),
