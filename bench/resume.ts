@@ -7,8 +7,9 @@
 //     process per 5,000 clients); the node is killed (-9); while they cannot
 //     reconnect, every user gets 50 events; then two nodes, held out of
 //     rotation until then, join through haproxy's runtime API and every
-//     client reconnects at once. Time until every client has recovered (all
-//     50 replayed) and received a live event again, the peak CPU of the nodes
+//     client reconnects at once (the client fleets at nice 10: they share
+//     the nodes' cores). Time until every client has recovered (all
+//     50 replayed) and received a live event (one a second) again, the peak CPU of the nodes
 //     and of Redis meanwhile, and the CPU of each part of the rig.
 //   - losses: clients over three nodes while system.* events are published
 //     at 50 a second, through a kill -9 of one node and then a rolling
