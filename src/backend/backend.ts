@@ -162,9 +162,8 @@ function createRedisBackend (target: RedisTarget, config: BackendConfig, hooks: 
   const connections = new RedisConnections(target, onError)
   const prefix = config.keyPrefix
   const history = config.history ?? null
-  // One command connection for every capability, its commands of a turn in
-  // one write; pub/sub on two of its own.
-  const client = connections.open('herald', { autoPipelining: true })
+  // One command connection for every capability; pub/sub on two of its own.
+  const client = connections.open('herald')
   const broker = new RedisBroker({
     sub: connections.open('herald', { subscriber: true }),
     pub: connections.open('herald-pub', { options: { autoResendUnfulfilledCommands: false, enableOfflineQueue: false } }),

@@ -26,14 +26,6 @@ export interface OpenOptions {
   subscriber?: boolean
   /** ioredis options on top of the defaults */
   options?: RedisOptions
-  /**
-   * Commands issued in one event-loop turn go out in one write (ioredis's
-   * auto-pipelining; on a Cluster, one per server): the turn's admission
-   * script, stream reads and group lookups cost a syscall, not one each.
-   * Not on a Cluster: there ioredis refuses a pipeline whose keys span
-   * slots, and the capabilities already send one call per slot and turn.
-   */
-  autoPipelining?: boolean
 }
 
 /** The connections of one backend: opened here, closed together. */
@@ -87,7 +79,6 @@ export class RedisConnections {
       connectTimeout: 5000,
       ...(t.password !== undefined ? { password: t.password } : {}),
       ...o.options,
-      ...(o.autoPipelining === true && t.clusterNodes === undefined ? { enableAutoPipelining: true } : {}),
       connectionName: name,
     }
     const c: RedisClient = t.clusterNodes !== undefined
