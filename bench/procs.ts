@@ -4,6 +4,7 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { createServer } from 'node:net'
 import { Redis } from 'ioredis'
+import { newRedisDir, ownDir } from '../test/helpers/redis.js'
 
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 
@@ -43,7 +44,7 @@ export function next<T> (c: ChildProcess, pred: (m: any) => boolean, what: strin
 /** A redis-server of the bench's own on a free loopback port, without persistence, once it answers PING. */
 export async function startRedis (): Promise<{ url: string, proc: ChildProcess }> {
   const port = await freePort()
-  const proc = track(spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--loglevel', 'warning'], { stdio: 'ignore' }))
+  const proc = track((() => { const dir = newRedisDir(); return ownDir(spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--loglevel', 'warning', '--dir', dir], { stdio: 'ignore' }), dir) })())
   const url = `redis://127.0.0.1:${port}`
   for (let i = 0; i < 200; i++) {
     const r = new Redis(url, { lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 })

@@ -17,6 +17,7 @@ import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { runAlone } from './procs.js'
 import { Redis } from 'ioredis'
+import { newRedisDir, ownDir } from '../test/helpers/redis.js'
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
 const WORKERS = 2
@@ -42,7 +43,7 @@ async function freePort (): Promise<number> {
 /** A fresh redis-server of its own (no persistence), and a client on it. */
 async function freshRedis (args: string[] = []): Promise<{ url: string, client: Redis, stop: () => Promise<void> }> {
   const port = await freePort()
-  const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--loglevel', 'warning', ...args], { stdio: 'ignore' })
+  const proc = (() => { const dir = newRedisDir(); return ownDir(spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--loglevel', 'warning', '--dir', dir, ...args], { stdio: 'ignore' }), dir) })()
   const url = `redis://127.0.0.1:${port}`
   const client = new Redis(url, { lazyConnect: true, retryStrategy: () => 50, maxRetriesPerRequest: null })
   client.on('error', () => {})

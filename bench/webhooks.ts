@@ -20,6 +20,7 @@ import { fileURLToPath } from 'node:url'
 import { Redis } from 'ioredis'
 import { HeraldPublisher } from '../src/client/publisher.js'
 import { freePort, next, runAlone, sleep, stop, track } from './procs.js'
+import { newRedisDir, ownDir } from '../test/helpers/redis.js'
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
 export const SECRET = 'bench-secret-that-is-at-least-32-characters'
@@ -38,7 +39,7 @@ export interface WebhooksResult {
 
 export async function startRedis (): Promise<{ url: string, client: Redis, proc: ChildProcess }> {
   const port = await freePort()
-  const proc = track(spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--loglevel', 'warning'], { stdio: 'ignore' }))
+  const proc = track((() => { const dir = newRedisDir(); return ownDir(spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--loglevel', 'warning', '--dir', dir], { stdio: 'ignore' }), dir) })())
   const url = `redis://127.0.0.1:${port}`
   const client = new Redis(url, { lazyConnect: true, retryStrategy: () => 50, maxRetriesPerRequest: null })
   client.on('error', () => {})

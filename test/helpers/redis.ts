@@ -1,4 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { Redis } from 'ioredis'
 import { freePort } from './ports.js'
 
@@ -17,11 +20,26 @@ export interface RedisServer {
   stop (): Promise<void>
 }
 
+/**
+ * A directory of its own for a redis-server given none, removed when it
+ * exits: started in the checkout, it would load a dump.rdb left there (by a
+ * SAVE, a DEBUG RELOAD, a Redis someone ran by hand) and begin with that
+ * data, which skewed a bench's memory and CPU figures by a third.
+ */
+export function ownDir (proc: ChildProcess, dir: string): ChildProcess {
+  proc.once('exit', () => rmSync(dir, { recursive: true, force: true }))
+  return proc
+}
+
+export const newRedisDir = (): string => mkdtempSync(join(tmpdir(), 'herald-redis-'))
+
 async function launch (port: number, extraArgs: string[]): Promise<ChildProcess> {
+  const dir = extraArgs.includes('--dir') ? null : newRedisDir()
   const proc = spawn('redis-server', [
     '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
-    '--protected-mode', 'no', '--loglevel', 'warning', ...extraArgs,
+    '--protected-mode', 'no', '--loglevel', 'warning', ...(dir !== null ? ['--dir', dir] : []), ...extraArgs,
   ], { stdio: ['ignore', 'pipe', 'pipe'] })
+  if (dir !== null) ownDir(proc, dir)
   // Ready when it accepts a PING; no sleeps.
   const deadline = Date.now() + 10_000
   for (;;) {
