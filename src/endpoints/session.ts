@@ -1,4 +1,3 @@
-import type { FastifyRequest } from 'fastify'
 import type { RawData, WebSocket } from 'ws'
 import type { Herald } from '../context.js'
 import { CloseCodes } from '../protocol/close-codes.js'
@@ -7,6 +6,7 @@ import { frameLimit } from '../publish/limits.js'
 import type { Site } from './connection.js'
 import { closed, opened, received, type HandlerTable } from './lifecycle.js'
 import { heardFrom } from './liveness.js'
+import type { Upgraded } from './upgrade.js'
 import { WsConnection } from './ws-connection.js'
 
 export type { Handler, HandlerTable } from './lifecycle.js'
@@ -86,27 +86,12 @@ function onClose (this: WebSocket, code: number): void {
 }
 
 /** Drives one authenticated WebSocket from upgrade to close. */
-export function openSession (site: SessionSite, ws: WebSocket, req: FastifyRequest): void {
-  const { h } = site
-  // The node's logger is the parent, not the request's: the request's logger
-  // would otherwise stay alive for the connection's whole life.
-  const conn = new WsConnection(req.connectionId!, site, ws, req.identity!, req.ip, req.id)
-  // The upgrade ran through Fastify with a ServerResponse bound to the socket;
-  // unbound, it (and the request behind it) is not kept for the connection's
-  // life: 2.8 KiB less per idle connection, measured. Both the field and the
-  // method are Node's own, not public: test/dependencies/internals.test.ts
-  // checks them on the Node that runs the tests.
-  const raw = req.raw.socket as { _httpMessage?: { detachSocket?: (s: unknown) => void } | null }
-  raw._httpMessage?.detachSocket?.(req.raw.socket)
-
+export function openSession (site: SessionSite, ws: WebSocket, up: Upgraded): void {
+  const conn = new WsConnection(up.connectionId, site, ws, up.identity, up.ip, up.reqId)
   ;(ws as Tagged)[kConn] = conn
   ws.on('message', onMessage)
   ws.on('pong', onPong)
-  // @fastify/websocket's own 'error' listener closes over the request and the
-  // reply, keeping both (and the ServerResponse) alive for the connection's
-  // whole life, several KiB each. Ours replaces it.
-  ws.removeAllListeners('error')
   ws.on('error', onError)
   ws.on('close', onClose)
-  opened(h, conn)
+  opened(site.h, conn)
 }

@@ -1,13 +1,12 @@
 import type { IncomingMessage } from 'node:http'
 import fp from 'fastify-plugin'
-import proxyaddr from 'proxy-addr'
 import { Server as IOServer, type Socket } from 'socket.io'
 import { tokenFrom } from '../auth/credentials.js'
 import type { Identity } from '../auth/verifier.js'
 import type { Herald } from '../context.js'
 import { Errors, type ErrorCode } from '../errors.js'
 import type { Delivery } from '../events/hub.js'
-import { withValidForwardedFor } from '../http/forwarded.js'
+import { clientAddress } from '../http/forwarded.js'
 import type { ConnectionRecord } from '../limits/connection-limiter.js'
 import { channels as diag } from '../observability/channels.js'
 import { CloseCodes } from '../protocol/close-codes.js'
@@ -169,12 +168,12 @@ function packetBytes (payload: unknown): number {
   try { return Buffer.byteLength(JSON.stringify(payload)) } catch { return Infinity }
 }
 
-/** Registers Socket.IO on the Fastify server, sharing `upgrade` with @fastify/websocket. */
+/** Registers Socket.IO on the Fastify server, sharing `upgrade` with the WebSocket endpoints. */
 export default fp(async function socketIo (app) {
   const h = app.herald
   const server = app.server
-  const trust = proxyaddr.compile(h.config.trustedProxies)
-  const clientIp = (req: IncomingMessage): string => proxyaddr(withValidForwardedFor(req), trust)
+  const address = clientAddress(h.config.trustedProxies)
+  const clientIp = (req: IncomingMessage): string => address(req).ip
   const sessions = new EngineSessions(h.config.handshakeTimeoutMs)
   const site: Site = { endpoint: 'events', serverId: h.config.serverId, log: app.log, framesOut: h.connections.framesOut }
 
@@ -212,15 +211,15 @@ export default fp(async function socketIo (app) {
   const adapter = h.backend.socketIoAdapter(`${h.config.keyPrefix}sio`)
   if (adapter !== undefined) io.adapter(adapter)
 
-  // Both @fastify/websocket and engine.io listen for `upgrade`; each must see
-  // only its own paths, or one would destroy the other's handshakes.
-  const fastifyUpgrade = server.listeners('upgrade') as Array<(...a: unknown[]) => void>
+  // The WebSocket endpoints (ws.ts) and engine.io both listen for `upgrade`;
+  // each must see only its own paths, or one would destroy the other's handshakes.
+  const otherUpgrades = server.listeners('upgrade') as Array<(...a: unknown[]) => void>
   server.removeAllListeners('upgrade')
   io.attach(server, { destroyUpgrade: false })
   const engineUpgrade = server.listeners('upgrade') as Array<(...a: unknown[]) => void>
   server.removeAllListeners('upgrade')
   server.on('upgrade', (req: IncomingMessage, socket, head) => {
-    const mine = req.url?.startsWith(SOCKET_IO_PATH) === true ? engineUpgrade : fastifyUpgrade
+    const mine = req.url?.startsWith(SOCKET_IO_PATH) === true ? engineUpgrade : otherUpgrades
     for (const l of mine) l.call(server, req, socket, head)
   })
 

@@ -58,10 +58,21 @@ export class WsConnection extends Connection implements TurnQueue {
   protected writeMessage (type: string, payload: unknown, id?: string): void {
     this.flush() // after the events queued before it, as the client would expect
     if (this.ws.readyState === 1) this.ws.send(serverFrame(type, payload, id), TEXT)
+    this.uncork()
+  }
+
+  /**
+   * The upgrade left the socket corked with its 101 (upgrade.ts): the first
+   * message, the welcome, or a close, sends both in one write.
+   */
+  private uncork (): void {
+    const socket = (this.ws as unknown as { _socket: Socket })._socket
+    if (socket.writableCorked !== 0) socket.uncork()
   }
 
   protected terminate (code: number, reason: string): void {
     this.closeCode = code
+    this.uncork()
     this.flush()
     try {
       this.ws.close(code, reason)

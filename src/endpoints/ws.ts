@@ -1,35 +1,35 @@
+import type { IncomingMessage } from 'node:http'
+import type { Socket } from 'node:net'
 import fp from 'fastify-plugin'
 import { adminCommands } from '../admin/commands.js'
 import { errorBody } from '../errors.js'
-import { upgradeGuard } from './guard.js'
 import { eventsCommands } from './commands.js'
-import { openSession, type SessionSite } from './session.js'
+import type { SessionSite } from './session.js'
+import { createUpgrades } from './upgrade.js'
 
-/** /ws/events for users and /ws/admin for admins. */
+/**
+ * /ws/events for users and /ws/admin for admins. Their upgrades are taken
+ * off the server before Fastify's (upgrade.ts); a plain GET is routed and
+ * answered 426.
+ */
 export default fp(async function wsEndpoints (app) {
   const h = app.herald
-  app.decorateRequest('identity', null)
-  app.decorateRequest('connectionId', null)
   const shared = { h, serverId: h.config.serverId, log: h.log, framesOut: h.connections.framesOut, sendBufferBytes: h.config.limits.sendBufferBytes }
-  const eventsSite: SessionSite = { ...shared, endpoint: 'events', handlers: eventsCommands }
-  const adminSite: SessionSite = { ...shared, endpoint: 'admin', handlers: adminCommands }
+  const sites = new Map<string, SessionSite>([
+    ['/ws/events', { ...shared, endpoint: 'events', handlers: eventsCommands }],
+    ['/ws/admin', { ...shared, endpoint: 'admin', handlers: adminCommands }],
+  ])
   const upgradeOnly = async (_req: unknown, reply: import('fastify').FastifyReply) => reply.code(426).header('upgrade', 'websocket').send(errorBody('UPGRADE_REQUIRED'))
+  for (const url of sites.keys()) app.route({ method: 'GET', url, schema: { hide: true }, handler: upgradeOnly })
 
-  app.route({
-    method: 'GET',
-    url: '/ws/events',
-    schema: { hide: true },
-    preValidation: upgradeGuard(h, 'events'),
-    handler: upgradeOnly,
-    wsHandler: (ws, req) => openSession(eventsSite, ws, req),
-  })
-
-  app.route({
-    method: 'GET',
-    url: '/ws/admin',
-    schema: { hide: true },
-    preValidation: upgradeGuard(h, 'admin'),
-    handler: upgradeOnly,
-    wsHandler: (ws, req) => openSession(adminSite, ws, req),
+  // Every other upgrade (the health stream, an unknown path) goes through
+  // Fastify as before: the listeners registered so far, in their order.
+  const server = app.server
+  const upgrades = createUpgrades(h, app.websocketServer, sites)
+  const others = server.listeners('upgrade') as Array<(req: IncomingMessage, socket: Socket, head: Buffer) => void>
+  server.removeAllListeners('upgrade')
+  server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
+    if (upgrades(req, socket, head)) return
+    for (const l of others) l.call(server, req, socket, head)
   })
 }, { name: 'herald-ws' })

@@ -72,9 +72,19 @@ export function clientErrorHandler (this: FastifyInstance, err: NodeJS.ErrnoExce
   const code: ErrorCode = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'REQUEST_TIMEOUT' : err.code === 'HPE_HEADER_OVERFLOW' ? 'HEADERS_TOO_LARGE' : 'MALFORMED_REQUEST'
   const status = Errors[code].status
   this.log.debug({ err: { code: err.code, message: err.message } }, 'client error')
-  if (socket.writable) {
-    const body = JSON.stringify(errorBody(code))
-    socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nContent-Type: application/json; charset=utf-8\r\nConnection: close\r\n\r\n${body}`)
-  }
-  socket.destroy()
+  if (socket.writable) writeResponse(socket, status, errorBody(code))
+  else socket.destroy()
+}
+
+/**
+ * An error response written straight to a socket Node's HTTP server no longer
+ * answers on (a parser error, an upgrade), which is then closed.
+ */
+export function writeResponse (socket: Socket, status: number, body: ReturnType<typeof errorBody>, headers?: Record<string, string>): void {
+  const text = JSON.stringify(body)
+  let head = `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Length: ${Buffer.byteLength(text)}\r\nContent-Type: application/json; charset=utf-8\r\nConnection: close\r\n`
+  if (headers !== undefined) for (const [k, v] of Object.entries(headers)) head += `${k}: ${v}\r\n`
+  // Closed once written: destroyed at once, the response could be lost.
+  socket.once('finish', () => socket.destroy())
+  socket.end(`${head}\r\n${text}`)
 }

@@ -16,7 +16,7 @@ export function createHttpServer (handler: RequestListener, handshakeTimeoutMs: 
     requestTimeout: handshakeTimeoutMs + 5000,
     connectionsCheckingInterval: 1000,
   }, (req, res) => handler(withValidForwardedFor(req), res))
-  // Registered first: it runs before @fastify/websocket's upgrade listener.
+  // Registered first: it runs before every other upgrade listener.
   server.on('upgrade', (req: IncomingMessage) => { withValidForwardedFor(req) })
   // Node's header clock starts with the first byte: a connection that never
   // sends one would be held for ever. Not a socket timeout: that would also

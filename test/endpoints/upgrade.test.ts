@@ -1,0 +1,109 @@
+// The upgrades of /ws/events and /ws/admin are taken before Fastify
+// (src/endpoints/upgrade.ts): what that path answers on the wire, which
+// upgrades it leaves to Fastify, and what it logs.
+import net from 'node:net'
+import { Writable } from 'node:stream'
+import t from 'tap'
+import WebSocket from 'ws'
+import { startApp } from '../helpers/app.js'
+import { connect } from '../helpers/client.js'
+import { userToken } from '../helpers/tokens.js'
+import { waitFor, within } from '../helpers/wait.js'
+
+/** The bytes a server answers a raw request with, until it closes the connection. */
+async function raw (port: number, request: string): Promise<{ text: string, closedByServer: boolean }> {
+  return await within(5000, 'the answer and the close', new Promise((resolve, reject) => {
+    const sock = net.connect(port, '127.0.0.1', () => sock.write(request))
+    let text = ''
+    sock.setEncoding('latin1').on('data', (c: string) => { text += c })
+    sock.on('error', reject).on('close', () => resolve({ text, closedByServer: true }))
+  }))
+}
+
+const upgradeRequest = (method: string, path: string, extra = ''): string =>
+  `${method} ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n${extra}\r\n`
+
+function parse (text: string): { status: number, headers: Record<string, string>, body: any } {
+  const [head, body] = [text.slice(0, text.indexOf('\r\n\r\n')), text.slice(text.indexOf('\r\n\r\n') + 4)]
+  const [statusLine, ...lines] = head.split('\r\n')
+  const headers: Record<string, string> = {}
+  for (const l of lines) headers[l.slice(0, l.indexOf(':')).toLowerCase()] = l.slice(l.indexOf(':') + 1).trim()
+  let parsed: unknown = body
+  try { parsed = JSON.parse(body) } catch {}
+  return { status: Number(statusLine!.split(' ')[1]), headers, body: parsed }
+}
+
+t.test('a refusal is a whole HTTP response with its length, then the node closes the socket', async (t) => {
+  const node = await startApp({ MAX_CONNECTIONS_PER_USER: '1' })
+  t.teardown(() => node.close())
+  const port = Number(new URL(node.http).port)
+
+  const missing = await raw(port, upgradeRequest('GET', '/ws/events'))
+  const r = parse(missing.text)
+  t.equal(r.status, 401)
+  t.equal(r.body.error.code, 'TOKEN_MISSING')
+  t.equal(Number(r.headers['content-length']), Buffer.byteLength(JSON.stringify(r.body)), 'Content-Length is the body\'s')
+  t.match(r.headers['content-type'], /^application\/json/)
+  t.equal(r.headers.connection, 'close')
+  t.ok(missing.closedByServer, 'closed by the node, the client never closed it')
+
+  // A limit refusal carries Retry-After, as the API's do.
+  const held = await connect(`${node.ws}/ws/events?token=${encodeURIComponent(userToken('una'))}`)
+  t.teardown(() => held.close())
+  const limited = parse((await raw(port, upgradeRequest('GET', `/ws/events?token=${encodeURIComponent(userToken('una'))}`))).text)
+  t.equal(limited.status, 429)
+  t.equal(limited.body.error.code, 'CONNECTION_LIMIT')
+  t.equal(limited.headers['retry-after'], '5')
+})
+
+t.test('upgrades this path does not take go on to Fastify: another method, another path, the health stream', async (t) => {
+  const node = await startApp()
+  t.teardown(() => node.close())
+  const port = Number(new URL(node.http).port)
+  const tok = encodeURIComponent(userToken('vic'))
+
+  // Fastify has no POST route there: its 404, in the API's shape.
+  const post = parse((await raw(port, upgradeRequest('POST', `/ws/events?token=${tok}`, 'Content-Length: 0\r\n'))).text)
+  t.equal(post.status, 404)
+  t.equal(post.body.error.code, 'NOT_FOUND')
+  const slash = parse((await raw(port, upgradeRequest('GET', `/ws/events/?token=${tok}`))).text)
+  t.equal(slash.status, 404, 'a trailing slash is another path')
+
+  // The health stream still upgrades through Fastify.
+  const health = new WebSocket(`${node.ws}/ws/health`)
+  t.teardown(() => health.terminate())
+  const first = await within(5000, 'the health frame', new Promise<{ type: string }>((resolve, reject) => {
+    health.once('message', (d) => resolve(JSON.parse(d.toString()) as { type: string }))
+    health.once('error', reject)
+  }))
+  t.equal(first.type, 'health')
+
+  const viaQuery = await connect(`${node.ws}/ws/events?token=${tok}`, { waitWelcome: false })
+  t.teardown(() => viaQuery.close())
+  t.equal((await viaQuery.nextOfType('welcome')).payload.userId, 'vic', 'and /ws/events upgrades as ever')
+})
+
+class Capture extends Writable {
+  readonly records: Array<Record<string, any>> = []
+  override _write (chunk: Buffer, _enc: BufferEncoding, cb: () => void): void {
+    for (const l of chunk.toString().split('\n')) if (l !== '') this.records.push(JSON.parse(l) as Record<string, any>)
+    cb()
+  }
+}
+
+t.test('each upgrade is logged as a request, without its query, and its connection\'s lines carry the request id', async (t) => {
+  const capture = new Capture()
+  const node = await startApp({ LOG_LEVEL: 'debug' }, { logStream: capture })
+  t.teardown(() => node.close())
+  const secret = userToken('wren', 'sess-wren')
+  const c = await connect(`${node.ws}/ws/events?token=${encodeURIComponent(secret)}`, { headers: { 'x-forwarded-for': '203.0.113.9' } })
+  await c.close()
+  await waitFor('the close logged', () => capture.records.some((r) => r.msg === 'connection closed' && r.userId === 'wren'))
+
+  const incoming = capture.records.find((r) => r.msg === 'incoming request' && r.req?.url === '/ws/events')
+  t.ok(incoming, 'the upgrade is logged with its path only')
+  t.match(incoming, { req: { method: 'GET', remoteAddress: '127.0.0.1', upgrade: 'websocket' } }, 'X-Forwarded-For from an untrusted peer is not the address')
+  const closed = capture.records.find((r) => r.msg === 'connection closed' && r.userId === 'wren')
+  t.equal(closed?.reqId, incoming?.reqId, 'the connection\'s lines carry the request\'s id')
+  t.notOk(capture.records.some((r) => JSON.stringify(r).includes(secret)), 'the token is nowhere')
+})
