@@ -7,6 +7,7 @@ import t from 'tap'
 import WebSocket from 'ws'
 import { startApp } from '../helpers/app.js'
 import { connect } from '../helpers/client.js'
+import { startRedis } from '../helpers/redis.js'
 import { userToken } from '../helpers/tokens.js'
 import { waitFor, within } from '../helpers/wait.js'
 
@@ -106,4 +107,22 @@ t.test('each upgrade is logged as a request, without its query, and its connecti
   const closed = capture.records.find((r) => r.msg === 'connection closed' && r.userId === 'wren')
   t.equal(closed?.reqId, incoming?.reqId, 'the connection\'s lines carry the request\'s id')
   t.notOk(capture.records.some((r) => JSON.stringify(r).includes(secret)), 'the token is nowhere')
+})
+
+t.test('the 101 leaves with the welcome, in one write, though the welcome waits for Redis', async (t) => {
+  const redis = await startRedis()
+  t.teardown(() => redis.stop())
+  const node = await startApp({ REDIS_URL: redis.url })
+  t.teardown(() => node.close())
+  const port = Number(new URL(node.http).port)
+  const first = await within(5000, 'the first bytes', new Promise<string>((resolve, reject) => {
+    const sock = net.connect(port, '127.0.0.1', () => sock.write(upgradeRequest('GET', `/ws/events?token=${encodeURIComponent(userToken('xena'))}`)))
+    t.teardown(() => sock.destroy())
+    sock.once('data', (d: Buffer) => resolve(d.toString('latin1')))
+    sock.on('error', reject)
+  }))
+  t.match(first, /^HTTP\/1\.1 101 Switching Protocols\r\n/, 'the 101')
+  const frame = first.slice(first.indexOf('\r\n\r\n') + 4)
+  t.ok(frame.length > 0, 'and, in the same read, more')
+  t.match(frame, /"type":"welcome"/, 'the welcome frame')
 })
