@@ -41,10 +41,15 @@ export function next<T> (c: ChildProcess, pred: (m: any) => boolean, what: strin
   })
 }
 
-/** A redis-server of the bench's own on a free loopback port, without persistence, once it answers PING. */
-export async function startRedis (): Promise<{ url: string, proc: ChildProcess }> {
+/**
+ * A redis-server of the bench's own on a free loopback port, without
+ * persistence, in a directory of its own (removed when it exits), once it
+ * answers PING. `args` are added to its command line.
+ */
+export async function startRedis (args: string[] = []): Promise<{ url: string, proc: ChildProcess }> {
   const port = await freePort()
-  const proc = track((() => { const dir = newRedisDir(); return ownDir(spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--loglevel', 'warning', '--dir', dir], { stdio: 'ignore' }), dir) })())
+  const dir = newRedisDir()
+  const proc = track(ownDir(spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--loglevel', 'warning', '--dir', dir, ...args], { stdio: 'ignore' }), dir))
   const url = `redis://127.0.0.1:${port}`
   for (let i = 0; i < 200; i++) {
     const r = new Redis(url, { lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 })

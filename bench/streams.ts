@@ -11,13 +11,11 @@
 //     after N events of ~150 bytes in one stream), and for 100,000 users with
 //     10 events each, then for the same users once their streams expired
 //     (the meta, epoch and top, outlives them).
-import { fork, spawn, type ChildProcess } from 'node:child_process'
-import { createServer } from 'node:net'
+import { fork, type ChildProcess } from 'node:child_process'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { runAlone } from './procs.js'
+import { runAlone, startRedis } from './procs.js'
 import { Redis } from 'ioredis'
-import { newRedisDir, ownDir } from '../test/helpers/redis.js'
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
 const WORKERS = 2
@@ -34,26 +32,12 @@ export interface StreamsResult {
   smallNodes: { oneBytesPerUser: number, bytesPerUser: number }
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
-
-async function freePort (): Promise<number> {
-  return await new Promise((resolve) => { const s = createServer(); s.listen(0, '127.0.0.1', () => { const p = (s.address() as { port: number }).port; s.close(() => resolve(p)) }) })
-}
-
 /** A fresh redis-server of its own (no persistence), and a client on it. */
 async function freshRedis (args: string[] = []): Promise<{ url: string, client: Redis, stop: () => Promise<void> }> {
-  const port = await freePort()
-  const proc = (() => { const dir = newRedisDir(); return ownDir(spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--loglevel', 'warning', '--dir', dir, ...args], { stdio: 'ignore' }), dir) })()
-  const url = `redis://127.0.0.1:${port}`
-  const client = new Redis(url, { lazyConnect: true, retryStrategy: () => 50, maxRetriesPerRequest: null })
+  const { url, proc } = await startRedis(args)
+  const client = new Redis(url, { maxRetriesPerRequest: null })
   client.on('error', () => {})
-  for (let i = 0; ; i++) {
-    // After a failed first connect ioredis reconnects by itself; connect() again would refuse.
-    try { if (client.status === 'wait') await client.connect(); await client.ping(); break } catch {
-      if (i > 200) throw new Error('redis-server did not start')
-      await sleep(25)
-    }
-  }
+  await client.ping()
   return {
     url,
     client,

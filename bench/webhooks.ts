@@ -19,8 +19,7 @@ import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Redis } from 'ioredis'
 import { HeraldPublisher } from '../src/client/publisher.js'
-import { freePort, next, runAlone, sleep, stop, track } from './procs.js'
-import { newRedisDir, ownDir } from '../test/helpers/redis.js'
+import { freePort, next, runAlone, sleep, startRedis as startBenchRedis, stop, track } from './procs.js'
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
 export const SECRET = 'bench-secret-that-is-at-least-32-characters'
@@ -37,19 +36,13 @@ export interface WebhooksResult {
   fanout: { subscribers: number, rows: Array<{ webhooks: boolean, perSec: number, webhooksPerSec: number }>, offPerSec: number, onPerSec: number, ratio: number }
 }
 
+/** The bench's private redis-server (procs.ts), with a client on it. */
 export async function startRedis (): Promise<{ url: string, client: Redis, proc: ChildProcess }> {
-  const port = await freePort()
-  const proc = track((() => { const dir = newRedisDir(); return ownDir(spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--loglevel', 'warning', '--dir', dir], { stdio: 'ignore' }), dir) })())
-  const url = `redis://127.0.0.1:${port}`
-  const client = new Redis(url, { lazyConnect: true, retryStrategy: () => 50, maxRetriesPerRequest: null })
+  const { url, proc } = await startBenchRedis()
+  const client = new Redis(url, { maxRetriesPerRequest: null })
   client.on('error', () => {})
-  for (let i = 0; ; i++) {
-    // After a failed first connect ioredis reconnects by itself; connect() again would refuse.
-    try { if (client.status === 'wait') await client.connect(); await client.ping(); return { url, client, proc } } catch {
-      if (i > 200) throw new Error('redis-server did not start')
-      await sleep(25)
-    }
-  }
+  await client.ping()
+  return { url, client, proc }
 }
 
 export interface Node { proc: ChildProcess, http: string, ws: string }
