@@ -6,7 +6,7 @@
 // what it is spent on. Bounded: every process is stopped at the end.
 //
 //   SUBSCRIBERS=1000 RATE=1500 SECONDS=6 node --import tsx bench/profile.ts
-//   SCENARIO=connect SUBSCRIBERS=6000 node --import tsx bench/profile.ts
+//   SCENARIO=connect SUBSCRIBERS=6000 WARM=2000 node --import tsx bench/profile.ts
 //
 // SCENARIO=connect profiles the handshakes instead: the window is the
 // SUBSCRIBERS connections opening (200 at a time, each until its welcome).
@@ -26,6 +26,7 @@ const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
 const SUBSCRIBERS = Number(process.env.SUBSCRIBERS ?? 1000)
 const RATE = Number(process.env.RATE ?? 1500) // events/s, each to every subscriber
 const SECONDS = Number(process.env.SECONDS ?? 6)
+const WARM = Number(process.env.WARM ?? 0)
 const SECRET = 'bench-secret-that-is-at-least-32-characters'
 const CONNECT = process.env.SCENARIO === 'connect'
 const STORM = process.env.SCENARIO === 'storm'
@@ -50,6 +51,19 @@ procs.push(node)
 const inspector = inspectorUrl(node)
 const ready200 = async (p: number): Promise<void> => { for (let i = 0; i < 400; i++) { if (await fetch(`http://127.0.0.1:${p}/ws/health`).then((r) => r.status === 200, () => false)) break; await sleep(25) } }
 await ready200(port)
+
+// WARM=N: N connections opened and closed first, so the profile shows a node
+// that has run (its code compiled), as `npm run bench` measures connects.
+if (WARM > 0) {
+  const warm = fork(join(ROOT, 'bench/load/subscribers.ts'), [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+  procs.push(warm)
+  await new Promise<void>((resolve) => {
+    warm.on('message', (m: { ready?: number }) => { if (m.ready !== undefined) resolve() })
+    warm.send({ job: { kind: 'herald', url: `ws://127.0.0.1:${port}/ws/events`, count: WARM, offset: 1_000_000, concurrency: 200, secret: SECRET, sampleEvery: 1000, pattern: 'system.*', untilWelcome: true } })
+  })
+  warm.kill('SIGKILL')
+  await sleep(2000) // their closes handled
+}
 
 const load = fork(join(ROOT, STORM ? 'bench/load/storm.ts' : 'bench/load/subscribers.ts'), [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
 procs.push(load)
