@@ -58,12 +58,33 @@ function onEarlySocketError (this: Socket): void { this.destroy() }
 
 let requests = 0
 
+// A corked 101 waits for the welcome, which waits for Redis: in a storm, or
+// with Redis slow, that can take seconds, and a client without its 101 can
+// neither answer the node's pings nor tell a slow handshake from a dead one.
+// So a socket stays corked one sweep at most (100-200 ms): enough for a
+// welcome on a node that keeps up, where the one write pays.
+const CORK_SWEEP_MS = 100
+let corked = new Set<Socket>()
+let older = new Set<Socket>()
+let sweep: NodeJS.Timeout | null = null
+function uncorkOlder (): void {
+  for (const s of older) if (s.writableCorked !== 0) s.uncork()
+  older = corked
+  corked = new Set()
+  if (older.size === 0 && sweep !== null) { clearInterval(sweep); sweep = null }
+}
+export function corkBriefly (socket: Socket): void {
+  socket.cork()
+  corked.add(socket)
+  sweep ??= setInterval(uncorkOlder, CORK_SWEEP_MS).unref()
+}
+
 /**
  * The upgrade handler of the WebSocket endpoints: `sites` by path. Answers
  * whether it took the request; one it does not take (another path, another
  * method) is the caller's to route.
  */
-export function createUpgrades (h: Herald, wss: WebSocketServer, sites: ReadonlyMap<string, SessionSite>): (req: IncomingMessage, socket: Socket, head: Buffer) => boolean {
+export function createUpgrades (h: Herald, wss: WebSocketServer, sites: ReadonlyMap<string, SessionSite>, closing: () => boolean): (req: IncomingMessage, socket: Socket, head: Buffer) => boolean {
   const address = clientAddress(h.config.trustedProxies)
   const log = h.log
   return function upgrade (req, socket, head) {
@@ -83,6 +104,12 @@ export function createUpgrades (h: Herald, wss: WebSocketServer, sites: Readonly
     const reqId = `ws-${(requests = (requests + 1) % Number.MAX_SAFE_INTEGER).toString(36)}`
     const client = address(req)
     log.info({ reqId, req: { method: req.method, url, ip: client.ip, headers: req.headers } }, 'incoming request')
+    // The node is closing (no drain ran): refused at once, as Fastify refuses
+    // its requests then, not after a token check and a slot.
+    if (closing()) {
+      refuse(socket, 'DRAINING', 'server closing', undefined, reqId, log)
+      return true
+    }
     handshake(h, wss, site, req, socket, head, client, reqId, q === -1 ? '' : url.slice(q + 1)).catch((err: Error) => {
       // A backend fault while checking revocations or taking the slot: the
       // API's answer to the same fault (src/http/errors.ts).
@@ -121,10 +148,17 @@ async function handshake (h: Herald, wss: WebSocketServer, site: SessionSite, re
   // it in one write: a write to a socket is a system call, and the 101's
   // alone was 7% of a connect storm's profile. The client can send nothing
   // before it has the 101, so nothing waits on it meanwhile. WsConnection
-  // uncorks (ws-connection.ts); ws's own refusals end the socket, which does.
-  socket.cork()
+  // uncorks (ws-connection.ts), the sweep above at the latest; ws's own
+  // refusals end the socket, which flushes it.
+  corkBriefly(socket)
   wss.handleUpgrade(req, socket, head, (ws) => {
-    openSession(site, ws, { identity: a.identity, connectionId: a.record.connectionId, ip: client.ip, reqId })
+    // Past the 101: a failure here ends the socket, it cannot be answered.
+    try {
+      openSession(site, ws, { identity: a.identity, connectionId: a.record.connectionId, ip: client.ip, reqId })
+    } catch (err) {
+      h.log.error({ reqId, err }, 'could not open the session')
+      ws.terminate()
+    }
   })
 }
 

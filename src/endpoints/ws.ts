@@ -20,12 +20,27 @@ export default fp(async function wsEndpoints (app) {
     ['/ws/admin', { ...shared, endpoint: 'admin', handlers: adminCommands }],
   ])
   const upgradeOnly = async (_req: unknown, reply: import('fastify').FastifyReply) => reply.code(426).header('upgrade', 'websocket').send(errorBody('UPGRADE_REQUIRED'))
-  for (const url of sites.keys()) app.route({ method: 'GET', url, schema: { hide: true }, handler: upgradeOnly })
+  for (const url of sites.keys()) {
+    app.route({
+      method: 'GET',
+      url,
+      schema: { hide: true },
+      // An upgrade that reaches the route was not taken by upgrade.ts: a
+      // spelling of the path the router reads as this one (`%65vents`) or a
+      // HEAD. Refused: @fastify/websocket would complete it, unauthenticated.
+      preValidation: async (req, reply) => {
+        if (req.ws) return await reply.code(404).send(errorBody('NOT_FOUND', `WebSocket upgrades are taken at ${url}, spelt exactly, with GET`))
+      },
+      handler: upgradeOnly,
+    })
+  }
 
   // Every other upgrade (the health stream, an unknown path) goes through
   // Fastify as before: the listeners registered so far, in their order.
   const server = app.server
-  const upgrades = createUpgrades(h, app.websocketServer, sites)
+  let closing = false
+  app.addHook('preClose', async () => { closing = true })
+  const upgrades = createUpgrades(h, app.websocketServer, sites, () => closing)
   const others = server.listeners('upgrade') as Array<(req: IncomingMessage, socket: Socket, head: Buffer) => void>
   server.removeAllListeners('upgrade')
   server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {

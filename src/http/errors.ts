@@ -84,7 +84,9 @@ export function writeResponse (socket: Socket, status: number, body: ReturnType<
   const text = JSON.stringify(body)
   let head = `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Length: ${Buffer.byteLength(text)}\r\nContent-Type: application/json; charset=utf-8\r\nConnection: close\r\n`
   if (headers !== undefined) for (const [k, v] of Object.entries(headers)) head += `${k}: ${v}\r\n`
-  // Closed once written: destroyed at once, the response could be lost.
+  // Closed once written: destroyed at once, the response could be lost. A
+  // peer that reads nothing may keep it from being written: 2 s, then closed.
   socket.once('finish', () => socket.destroy())
   socket.end(`${head}\r\n${text}`)
+  if (!socket.destroyed) setTimeout(() => socket.destroy(), 2000).unref()
 }

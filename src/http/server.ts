@@ -16,7 +16,8 @@ export function createHttpServer (handler: RequestListener, handshakeTimeoutMs: 
     requestTimeout: handshakeTimeoutMs + 5000,
     connectionsCheckingInterval: 1000,
   }, (req, res) => handler(withValidForwardedFor(req), res))
-  // Registered first: it runs before every other upgrade listener.
+  // Registered first: it runs before Fastify's upgrade listener (the
+  // WebSocket endpoints, which come before it, make the same call).
   server.on('upgrade', (req: IncomingMessage) => { withValidForwardedFor(req) })
   // Node's header clock starts with the first byte: a connection that never
   // sends one would be held for ever. Not a socket timeout: that would also

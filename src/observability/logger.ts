@@ -14,6 +14,8 @@ export function loggerOptions (level: string, stream?: DestinationStream): NonNu
       censor: '[redacted]',
     },
     serializers: {
+      // @fastify/websocket logs an upgrade to a route without a WebSocket handler as { path: url }.
+      path: (url: unknown) => typeof url === 'string' ? pathOnly(url) : url,
       req (req: { method?: string, url?: string, ip?: string, headers?: Record<string, unknown> }) {
         return { method: req.method, url: pathOnly(req.url), remoteAddress: req.ip, upgrade: req.headers?.upgrade }
       },

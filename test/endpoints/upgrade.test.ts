@@ -8,6 +8,7 @@ import WebSocket from 'ws'
 import { startApp } from '../helpers/app.js'
 import { connect } from '../helpers/client.js'
 import { startRedis } from '../helpers/redis.js'
+import { corkBriefly } from '../../src/endpoints/upgrade.js'
 import { userToken } from '../helpers/tokens.js'
 import { waitFor, within } from '../helpers/wait.js'
 
@@ -32,6 +33,14 @@ function parse (text: string): { status: number, headers: Record<string, string>
   let parsed: unknown = body
   try { parsed = JSON.parse(body) } catch {}
   return { status: Number(statusLine!.split(' ')[1]), headers, body: parsed }
+}
+
+class Capture extends Writable {
+  readonly records: Array<Record<string, any>> = []
+  override _write (chunk: Buffer, _enc: BufferEncoding, cb: () => void): void {
+    for (const l of chunk.toString().split('\n')) if (l !== '') this.records.push(JSON.parse(l) as Record<string, any>)
+    cb()
+  }
 }
 
 t.test('a refusal is a whole HTTP response with its length, then the node closes the socket', async (t) => {
@@ -84,13 +93,24 @@ t.test('upgrades this path does not take go on to Fastify: another method, anoth
   t.equal((await viaQuery.nextOfType('welcome')).payload.userId, 'vic', 'and /ws/events upgrades as ever')
 })
 
-class Capture extends Writable {
-  readonly records: Array<Record<string, any>> = []
-  override _write (chunk: Buffer, _enc: BufferEncoding, cb: () => void): void {
-    for (const l of chunk.toString().split('\n')) if (l !== '') this.records.push(JSON.parse(l) as Record<string, any>)
-    cb()
+t.test('spellings of the path the router reads alike, a HEAD, an upgrade on an HTTP route: refused, never a 101, the token logged nowhere', async (t) => {
+  const capture = new Capture()
+  const node = await startApp({ LOG_LEVEL: 'trace' }, { logStream: capture })
+  t.teardown(() => node.close())
+  const port = Number(new URL(node.http).port)
+  const secret = userToken('yuri')
+  for (const [method, path] of [['GET', '/ws/%65vents'], ['GET', '/ws/%61dmin'], ['HEAD', '/ws/events'], ['GET', '/api/stats']] as const) {
+    const r = await raw(port, upgradeRequest(method, `${path}?token=${encodeURIComponent(secret)}`))
+    t.notMatch(r.text, /^HTTP\/1\.1 101/, `${method} ${path}: no 101`)
+    t.match(r.text, /^HTTP\/1\.1 (4\d\d) /, `${method} ${path}: refused (${r.text.split('\r\n')[0]})`)
   }
-}
+  // A page's route: @fastify/websocket answers an upgrade there itself, and logs its URL.
+  const page = net.connect(port, '127.0.0.1', () => page.write(upgradeRequest('GET', `/admin?token=${encodeURIComponent(secret)}`)))
+  t.teardown(() => page.destroy())
+  page.on('error', () => {})
+  await waitFor('the upgrade on /admin logged', () => capture.records.some((r) => String(r.path).startsWith('/admin')))
+  t.notOk(capture.records.some((r) => JSON.stringify(r).includes(secret)), 'the token is nowhere in the logs')
+})
 
 t.test('each upgrade is logged as a request, without its query, and its connection\'s lines carry the request id', async (t) => {
   const capture = new Capture()
@@ -125,4 +145,21 @@ t.test('the 101 leaves with the welcome, in one write, though the welcome waits 
   const frame = first.slice(first.indexOf('\r\n\r\n') + 4)
   t.ok(frame.length > 0, 'and, in the same read, more')
   t.match(frame, /"type":"welcome"/, 'the welcome frame')
+})
+
+t.test('a corked 101 leaves within a sweep or two, welcome or not', async (t) => {
+  const server = net.createServer()
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => server.close())
+  const accepted = new Promise<net.Socket>((resolve) => server.once('connection', resolve))
+  const client = net.connect((server.address() as net.AddressInfo).port, '127.0.0.1')
+  t.teardown(() => client.destroy())
+  const socket = await accepted
+  t.teardown(() => socket.destroy())
+  corkBriefly(socket)
+  socket.write('HTTP/1.1 101 Switching Protocols\r\n\r\n')
+  const got = new Promise<string>((resolve) => client.once('data', (d: Buffer) => resolve(d.toString())))
+  t.equal(socket.writableCorked, 1, 'held back at first')
+  t.match(await within(2000, 'the 101 without a welcome', got), /^HTTP\/1\.1 101/, 'and sent with nobody uncorking it')
+  t.equal(socket.writableCorked, 0)
 })
