@@ -135,16 +135,19 @@ t.test('the 101 leaves with the welcome, in one write, though the welcome waits 
   const node = await startApp({ REDIS_URL: redis.url })
   t.teardown(() => node.close())
   const port = Number(new URL(node.http).port)
-  const first = await within(5000, 'the first bytes', new Promise<string>((resolve, reject) => {
-    const sock = net.connect(port, '127.0.0.1', () => sock.write(upgradeRequest('GET', `/ws/events?token=${encodeURIComponent(userToken('xena'))}`)))
+  const firstRead = async (user: string): Promise<string> => await within(5000, 'the first bytes', new Promise<string>((resolve, reject) => {
+    const sock = net.connect(port, '127.0.0.1', () => sock.write(upgradeRequest('GET', `/ws/events?token=${encodeURIComponent(userToken(user))}`)))
     t.teardown(() => sock.destroy())
     sock.once('data', (d: Buffer) => resolve(d.toString('latin1')))
     sock.on('error', reject)
   }))
-  t.match(first, /^HTTP\/1\.1 101 Switching Protocols\r\n/, 'the 101')
-  const frame = first.slice(first.indexOf('\r\n\r\n') + 4)
-  t.ok(frame.length > 0, 'and, in the same read, more')
-  t.match(frame, /"type":"welcome"/, 'the welcome frame')
+  // The 101 waits 100-200 ms at most: on a machine busy enough to keep the
+  // welcome longer it leaves alone. Of five handshakes, one in one read is the claim.
+  const reads: string[] = []
+  for (let i = 0; i < 5 && !reads.some((r) => r.includes('"type":"welcome"')); i++) reads.push(await firstRead(`xena${i}`))
+  t.ok(reads.every((r) => r.startsWith('HTTP/1.1 101 Switching Protocols\r\n')), 'each read starts with the 101')
+  const together = reads.find((r) => r.slice(r.indexOf('\r\n\r\n') + 4).includes('"type":"welcome"'))
+  t.ok(together, `the welcome frame in the 101's read (${reads.length} handshake(s))`)
 })
 
 t.test('a corked 101 leaves within a sweep or two, welcome or not', async (t) => {
