@@ -127,6 +127,7 @@ export function createUpgrades (h: Herald, wss: WebSocketServer, sites: Readonly
 
 async function handshake (h: Herald, wss: WebSocketServer, site: SessionSite, req: IncomingMessage, socket: Socket, head: Buffer, client: ClientAddress, reqId: string, query: string): Promise<void> {
   const endpoint = site.endpoint
+  let refusalLog: Herald['log'] | undefined
   const a = await admit(h, {
     endpoint,
     transport: 'ws',
@@ -135,7 +136,8 @@ async function handshake (h: Herald, wss: WebSocketServer, site: SessionSite, re
     ownOrigin: endpoint === 'admin' ? requestOrigin(client.protocol(), client.host()) : null,
     token: tokenFrom(req.headers, query === '' ? undefined : parseQuery(query)),
     ip: client.ip,
-    log: h.log.child({ reqId }),
+    // Made only if a refusal is logged: most handshakes log nothing.
+    get log () { return (refusalLog ??= h.log.child({ reqId })) },
   })
   if (!a.ok) return refuse(socket, a.code, a.message, a.retryAfter, reqId, h.log)
   // The slot is held exactly as long as the TCP socket: released whether the

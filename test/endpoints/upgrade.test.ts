@@ -127,6 +127,12 @@ t.test('each upgrade is logged as a request, without its query, and its connecti
   const closed = capture.records.find((r) => r.msg === 'connection closed' && r.userId === 'wren')
   t.equal(closed?.reqId, incoming?.reqId, 'the connection\'s lines carry the request\'s id')
   t.notOk(capture.records.some((r) => JSON.stringify(r).includes(secret)), 'the token is nowhere')
+
+  // A refusal's line carries its request's id too.
+  await raw(Number(new URL(node.http).port), upgradeRequest('GET', '/ws/admin'))
+  const refused = capture.records.find((r) => r.msg === 'upgrade refused' && r.endpoint === 'admin')
+  const asked = capture.records.find((r) => r.msg === 'incoming request' && r.req?.url === '/ws/admin')
+  t.ok(refused?.reqId !== undefined && refused.reqId === asked?.reqId, 'the refusal is logged under the request\'s id')
 })
 
 t.test('the 101 leaves with the welcome, in one write, though the welcome waits for Redis', async (t) => {
