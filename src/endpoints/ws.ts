@@ -44,7 +44,16 @@ export default fp(async function wsEndpoints (app) {
   const others = server.listeners('upgrade') as Array<(req: IncomingMessage, socket: Socket, head: Buffer) => void>
   server.removeAllListeners('upgrade')
   server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
-    if (upgrades(req, socket, head)) return
-    for (const l of others) l.call(server, req, socket, head)
+    let taken: boolean
+    try {
+      taken = upgrades(req, socket, head)
+    } catch (err) {
+      // Thrown in the server's `upgrade` event, it would stop the node. No
+      // request is known to get here: the one client loses its socket.
+      h.log.error({ err: { message: (err as Error).message } }, 'upgrade failed')
+      socket.destroy()
+      return
+    }
+    if (!taken) for (const l of others) l.call(server, req, socket, head)
   })
 }, { name: 'herald-ws' })
