@@ -26,9 +26,17 @@ const RATE = 60_000
 const SECONDS = 4
 const BATCH = 500
 
-const redis = await startRedis()
+// Redis's default pubsub output limit (32 MiB) drops a subscriber that falls
+// that far behind. How fast the node reads is a question of the CPU it gets,
+// which a shared CI machine does not promise: here the limit is off, so what
+// is asserted is that every message offered reaches the node and is either
+// delivered or shed and counted; how far behind Redis it fell is reported.
+const redis = await startRedis(['--client-output-buffer-limit', 'pubsub 0 0 0'])
 t.teardown(() => redis.stop())
-const node = await startNode({ REDIS_URL: redis.url, NODE_TTL: '3000' })
+// The readers below do not parse what they read, so they never answer a ping:
+// on a machine slow enough to stretch the test past a heartbeat interval they
+// would be closed 4009, which is not what this test is about.
+const node = await startNode({ REDIS_URL: redis.url, NODE_TTL: '3000', WEBSOCKET_HEARTBEAT_INTERVAL: '600000' })
 t.teardown(() => node.stop())
 mustStayUp(t, node)
 // The node, not its clients, is to be the bottleneck: on a small machine they
@@ -84,10 +92,17 @@ t.test('past saturation: the clients that keep up stay connected, the one that d
   const rssBefore = await rss()
   t.ok(rssBefore > 0, `the node reports its RSS (${rssBefore})`)
   let rssPeak = rssBefore
+  // What Redis holds for the node's subscription, not yet read by the node.
+  const unread = async (): Promise<number> => {
+    const list = await rc.client('LIST', 'TYPE', 'pubsub') as string
+    return Math.max(0, ...list.split('\n').map((l) => Number(/ omem=(\d+)/.exec(l)?.[1] ?? 0)))
+  }
+  let unreadPeak = 0
   let sampling = true
   const sampler = (async () => {
     while (sampling) {
       rssPeak = Math.max(rssPeak, await within(5000, 'a stats reading during the flood', rss()).catch(() => 0))
+      unreadPeak = Math.max(unreadPeak, await within(5000, 'a Redis client list during the flood', unread()).catch(() => 0))
       await new Promise((resolve) => setTimeout(resolve, 200)) // sampling pace
     }
   })()
@@ -108,8 +123,10 @@ t.test('past saturation: the clients that keep up stay connected, the one that d
   }
   const offeredFor = Date.now() - started
 
-  // The node works off (or sheds) its backlog and is idle again.
-  const after = await waitFor('the node to catch up with its input', scrape, (s) => metric(s, 'herald_delivery_backlog_messages') === 0, { timeoutMs: 20_000, intervalMs: 200 })
+  // The node reads all of it, works off (or sheds) its backlog and is idle again.
+  const after = await waitFor('the node to read and catch up with its input', scrape, (s) =>
+    metric(s, 'herald_broker_messages_in_total') - metric(before, 'herald_broker_messages_in_total') >= total &&
+    metric(s, 'herald_delivery_backlog_messages') === 0, { timeoutMs: 30_000, intervalMs: 200 })
   sampling = false
   await sampler
   const delivered = metric(after, 'herald_messages_out_total', { endpoint: 'events' }) - metric(before, 'herald_messages_out_total', { endpoint: 'events' })
@@ -117,7 +134,9 @@ t.test('past saturation: the clients that keep up stay connected, the one that d
   t.comment(`MEASURED offered ${total} messages x ${SUBSCRIBERS + 1} subscribers in ${offeredFor} ms (${Math.round(total * (SUBSCRIBERS + 1) / offeredFor * 1000 / 1000)} k deliveries/s); wrote ${delivered} frames, shed ${shed} messages`)
   t.ok(shed > 0, `past saturation: the node shed ${shed} of ${total} messages rather than fall behind without end`)
   t.ok(node.lines.some((l) => l.includes('node behind its input')), 'and said so in its log')
-  t.notOk(node.lines.some((l) => l.includes('backend unreachable')), 'the node read Redis as fast as it came: Redis never dropped its subscription')
+  t.comment(`MEASURED at most ${Math.round(unreadPeak / 1024)} KiB waited in Redis for the node to read (Redis's default limit drops a subscriber at 32 MiB)`)
+  t.notOk(node.lines.some((l) => l.includes('backend unreachable')), 'the node kept its subscription through the flood')
+  t.ok(metric(after, 'herald_broker_messages_in_total') - metric(before, 'herald_broker_messages_in_total') >= total, 'every message offered reached the node: what it did not deliver it shed and counted, none was lost on the way')
 
   const closedReaders = readers.filter((r) => r.closed || closeCodeOf(r.connectionId) !== null)
   t.comment(`MEASURED keeping-up clients still connected past saturation: ${SUBSCRIBERS - closedReaders.length} of ${SUBSCRIBERS}; codes of the closed: ${JSON.stringify(closedReaders.map((r) => closeCodeOf(r.connectionId)))}`)
