@@ -94,7 +94,7 @@ t.test('past saturation: the clients that keep up stay connected, the one that d
   let rssPeak = rssBefore
   // What Redis holds for the node's subscription, not yet read by the node.
   const unread = async (): Promise<number> => {
-    const list = await rc.client('LIST', 'TYPE', 'pubsub') as string
+    const list = await rc.call('CLIENT', 'LIST', 'TYPE', 'pubsub') as string
     return Math.max(0, ...list.split('\n').map((l) => Number(/ omem=(\d+)/.exec(l)?.[1] ?? 0)))
   }
   let unreadPeak = 0
