@@ -642,20 +642,23 @@ async function connectRate (redisUrl: string): Promise<ConnectRow[]> {
   return kinds.map((kind) => ({ kind, perSec: got.get(kind)!, median: median(got.get(kind)!), cpuUs: cpu.get(kind)!, cpuMedian: median(cpu.get(kind)!), coldUs: cold.get(kind)!, coldMedian: median(cold.get(kind)!) }))
 }
 
-interface StormRow { kind: Kind, clients: number, seconds: number[], median: number, retries: number, why: Record<string, number>, cpu: Array<{ nodes: number, loaders: number, redis: number }> }
+interface StormRow { kind: Kind, /** the two nodes left had run before the storm */ warm: boolean, clients: number, seconds: number[], median: number, retries: number, why: Record<string, number>, cpu: Array<{ nodes: number, loaders: number, redis: number }> }
 
 /**
  * A node holding `clients` connections of distinct users, each subscribed,
  * is killed; its clients reconnect at once to the two nodes left, half to
  * each. Timed from the kill to the last client subscribed again. Clients in
  * generator processes of 5,000 (open files are capped at 20,000 a process).
+ * Each server is measured twice a round: with the two nodes left warm (they
+ * have run, as in a cluster that loses a node) and fresh (started just
+ * before, as nodes a scaler adds during the storm).
  */
 async function storm (redisUrl: string, redisPid: number): Promise<StormRow[]> {
-  const kinds: Kind[] = ['herald', ...(BEFORE !== undefined ? ['herald-before' as const] : [])]
-  const rows = new Map<Kind, StormRow>(kinds.map((k) => [k, { kind: k, clients: cfg2.storm, seconds: [], median: NaN, retries: 0, why: {}, cpu: [] }]))
+  const kinds: Array<[Kind, boolean]> = (['herald', ...(BEFORE !== undefined ? ['herald-before' as const] : [])] as Kind[]).flatMap((k) => [[k, true], [k, false]] as Array<[Kind, boolean]>)
+  const rows = new Map<string, StormRow>(kinds.map(([k, warm]) => [`${k}:${warm}`, { kind: k, warm, clients: cfg2.storm, seconds: [], median: NaN, retries: 0, why: {}, cpu: [] }]))
   for (let round = 0; round < cfg2.stormRounds; round++) {
-    for (const kind of alternating(kinds, round)) {
-      progress(`[${elapsed()}] reconnect storm, round ${round + 1}: ${LABEL[kind]}, ${cfg2.storm} clients`)
+    for (const [kind, warm] of alternating(kinds, round)) {
+      progress(`[${elapsed()}] reconnect storm, round ${round + 1}: ${LABEL[kind]}, ${warm ? 'warm' : 'fresh'} nodes, ${cfg2.storm} clients`)
       const [a, b, c] = [await startServer(kind, redisUrl), await startServer(kind, redisUrl), await startServer(kind, redisUrl)]
       const per = 5000
       const gens: ChildProcess[] = []
@@ -667,6 +670,14 @@ async function storm (redisUrl: string, redisPid: number): Promise<StormRow[]> {
       }
       const ready = await Promise.all(gens.map(async (g) => await nextMessage<{ ready: number, error?: string }>(g, (m) => m.ready !== undefined, 300_000, 'storm clients ready')))
       if (ready.some((r) => r.error !== undefined)) throw new Error(`storm clients: ${ready.map((r) => r.error).join(', ')}`)
+      // The nodes that take a dead node's clients have been running: each
+      // first takes and closes subscribed connections of other users, so the
+      // storm meets compiled code, as the connect rate does (a fresh process
+      // spends about as much again in V8's compiler on its first thousands).
+      if (warm) {
+        for (const [i, s] of [a, b].entries()) await stopLoad(await startLoad(s, cfg2.connectWarm, { offset: 500_000 + (round * 2 + i) * cfg2.connectWarm }))
+        await Promise.all([settled(a.pid), settled(b.pid)])
+      }
       const done = gens.map(async (g) => await nextMessage<{ resubscribed: number, retries: number, lastAt: number, why: Array<[string, number]> }>(g, (m) => m.resubscribed !== undefined, 120_000, 'storm resubscribed'))
       // CPU seconds of the two nodes left, the load generators and Redis from the kill to the last client back.
       const cpuNow = (): [number, number, number] => [cpuOf(a.pid) + cpuOf(b.pid), gens.reduce((n, g) => n + cpuOf(g.pid!), 0), cpuOf(redisPid)]
@@ -675,7 +686,7 @@ async function storm (redisUrl: string, redisPid: number): Promise<StormRow[]> {
       await stop(c.proc)
       const results = await Promise.all(done)
       const cpu1 = cpuNow()
-      const row = rows.get(kind)!
+      const row = rows.get(`${kind}:${warm}`)!
       row.cpu.push({ nodes: cpu1[0] - cpu0[0], loaders: cpu1[1] - cpu0[1], redis: cpu1[2] - cpu0[2] })
       row.seconds.push((Math.max(...results.map((r) => r.lastAt)) - killedAt) / 1000)
       row.retries += results.reduce((n, r) => n + r.retries, 0)
@@ -787,9 +798,9 @@ async function main (): Promise<void> {
     md.push('')
   }
   if (stm.length > 0) {
-    md.push(`## Reconnect storm: a node with ${stm[0]!.clients} clients of distinct users dies; they reconnect at once to the two nodes left`, '', 'Timed from the kill to the last client subscribed again; median of the rounds.', '',
-      '| server | all subscribed again (median) | rounds | reconnects retried | CPU s per round: the two nodes / load generators / Redis |', '|---|---|---|---|---|')
-    for (const r of stm) md.push(`| ${LABEL[r.kind]} | ${r.median.toFixed(2)} s | ${r.seconds.map((x) => `${x.toFixed(2)} s`).join(', ')} | ${r.retries}${r.retries > 0 ? ` (${Object.entries(r.why).map(([w, n]) => `${n} × ${w}`).join('; ')})` : ''} | ${r.cpu.map((c) => `${c.nodes.toFixed(1)} / ${c.loaders.toFixed(1)} / ${c.redis.toFixed(1)}`).join(', ')} |`)
+    md.push(`## Reconnect storm: a node with ${stm[0]!.clients} clients of distinct users dies; they reconnect at once to the two nodes left`, '', `Timed from the kill to the last client subscribed again; median of the rounds. Warm: the two nodes left have each taken and closed ${cfg2.connectWarm} subscribed connections first (their code compiled, as in a cluster that loses one of its nodes); fresh: they were started just before (as nodes added during the storm).`, '',
+      '| server | the two nodes left | all subscribed again (median) | rounds | reconnects retried | CPU s per round: the two nodes / load generators / Redis |', '|---|---|---|---|---|---|')
+    for (const r of stm) md.push(`| ${LABEL[r.kind]} | ${r.warm ? 'warm' : 'fresh'} | ${r.median.toFixed(2)} s | ${r.seconds.map((x) => `${x.toFixed(2)} s`).join(', ')} | ${r.retries}${r.retries > 0 ? ` (${Object.entries(r.why).map(([w, n]) => `${n} × ${w}`).join('; ')})` : ''} | ${r.cpu.map((c) => `${c.nodes.toFixed(1)} / ${c.loaders.toFixed(1)} / ${c.redis.toFixed(1)}`).join(', ')} |`)
     md.push('')
   }
   if (bnd.length > 0) {
