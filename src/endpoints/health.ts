@@ -64,6 +64,8 @@ export default fp(async function healthEndpoint (app) {
       querystring: { type: 'object', properties: { probe: { type: 'string', enum: ['ready', 'live'] } } },
     },
     logLevel: 'warn',
+    // The one route Fastify routes upgrades to (src/endpoints/ws.ts refuses them elsewhere).
+    config: { upgrades: true },
     preValidation: async (req, reply) => {
       if (!req.ws) return
       const refuse = (code: ErrorCode): void => {

@@ -10,7 +10,8 @@ import { createUpgrades } from './upgrade.js'
 /**
  * /ws/events for users and /ws/admin for admins. Their upgrades are taken
  * off the server before Fastify's (upgrade.ts); a plain GET is routed and
- * answered 426.
+ * answered 426. Upgrades Fastify routes are refused but on routes that take
+ * them.
  */
 export default fp(async function wsEndpoints (app) {
   const h = app.herald
@@ -25,15 +26,23 @@ export default fp(async function wsEndpoints (app) {
       method: 'GET',
       url,
       schema: { hide: true },
-      // An upgrade that reaches the route was not taken by upgrade.ts: a
-      // spelling of the path the router reads as this one (`%65vents`) or a
-      // HEAD. Refused: @fastify/websocket would complete it, unauthenticated.
-      preValidation: async (req, reply) => {
-        if (req.ws) return await reply.code(404).send(errorBody('NOT_FOUND', `WebSocket upgrades are taken at ${url}, spelt exactly, with GET`))
-      },
       handler: upgradeOnly,
     })
   }
+
+  // An upgrade that reaches Fastify's router was not taken by upgrade.ts. On
+  // these routes it is a spelling of the path the router reads alike
+  // (`%65vents`) or a HEAD; on any other route but the ones marked
+  // `config: { upgrades: true }` (the health stream) it has no endpoint.
+  // Refused 404: @fastify/websocket would complete it (a 101 for nobody,
+  // or, here, unauthenticated) and close it.
+  // A callback hook: it runs on every request, and an async one costs each a promise.
+  app.addHook('onRequest', (req, reply, done) => {
+    if (!req.ws || (req.method === 'GET' && (req.routeOptions.config as { upgrades?: boolean } | undefined)?.upgrades === true)) return done()
+    const url = req.routeOptions.url
+    const where = url !== undefined && sites.has(url) ? `WebSocket upgrades are taken at ${url}, spelt exactly, with GET` : 'no WebSocket endpoint at this path'
+    void reply.code(404).send(errorBody('NOT_FOUND', where))
+  })
 
   // Every other upgrade (the health stream, an unknown path) goes through
   // Fastify as before: the listeners registered so far, in their order.
