@@ -754,6 +754,8 @@ async function bounded (redisUrl: string): Promise<BoundedRow[]> {
 
 const kb = (b: number): string => `${(b / 1024).toFixed(1)} KiB`
 const k = (n: number): string => n >= 1e6 ? `${(n / 1e6).toFixed(2)}M` : n >= 1e3 ? `${(n / 1e3).toFixed(0)}k` : `${Math.round(n)}`
+/** connects/s: a few thousand, where one digit more tells the servers apart */
+const k1 = (n: number): string => `${(n / 1e3).toFixed(1)}k`
 const ms = (n: number): string => Number.isNaN(n) ? 'n/a' : `${n.toFixed(1)} ms`
 const ratio = (a: number, b: number): string => (b > 0 ? `${(a / b).toFixed(2)}×` : 'n/a')
 
@@ -794,7 +796,7 @@ async function main (): Promise<void> {
     const corked = conn.find((r) => r.kind === 'ws-cork')!
     md.push('## Connect rate (authenticated connections/s until the first frame)', '', `${cfg2.connect} connections per round from 2 generator processes, 200 connects in flight each, on a server that has taken and closed ${cfg2.connectWarm} connections first (its code compiled, as on a node that has been running); ${cfg2.connectRounds} rounds in alternating order, the median shown. The server's CPU time per connection (user + system, from /proc) is the figure a busy shared machine does not move: the rate is what the server, its clients and everything else on the cores manage together. The first ${cfg2.connectWarm}, on the fresh process, are the last column.`, '',
       '| server | connects/s (median) | rounds | vs corked ws | server CPU / connection (median) | vs corked ws | fresh process: CPU / connection |', '|---|---|---|---|---|---|---|')
-    for (const r of conn) md.push(`| ${LABEL[r.kind]} | ${k(r.median)} | ${r.perSec.map((x) => k(x)).join(', ')} | ${ratio(r.median, corked.median)} | ${r.cpuMedian.toFixed(0)} µs | ${ratio(corked.cpuMedian, r.cpuMedian)} | ${r.coldMedian.toFixed(0)} µs (${ratio(corked.coldMedian, r.coldMedian)}) |`)
+    for (const r of conn) md.push(`| ${LABEL[r.kind]} | ${k1(r.median)} | ${r.perSec.map((x) => k1(x)).join(', ')} | ${ratio(r.median, corked.median)} | ${r.cpuMedian.toFixed(0)} µs | ${ratio(corked.cpuMedian, r.cpuMedian)} | ${r.coldMedian.toFixed(0)} µs (${ratio(corked.coldMedian, r.coldMedian)}) |`)
     md.push('')
   }
   if (stm.length > 0) {
