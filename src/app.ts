@@ -33,6 +33,7 @@ import { Publisher } from './events/publisher.js'
 import api from './http/api.js'
 import docs from './http/docs.js'
 import { clientErrorHandler, frameworkErrors, installErrorHandlers, schemaErrorFormatter } from './http/errors.js'
+import upgradeRouter from './http/upgrades.js'
 import { channels as diag } from './observability/channels.js'
 import dashboard from './dashboard/plugin.js'
 import { createConnectionLimiter } from './limits/connection-limiter.js'
@@ -215,6 +216,7 @@ export async function buildApp (config: Config, opts: BuildOptions = {}): Promis
       app.websocketServer.close(() => done())
     },
   })
+  await app.register(upgradeRouter)
   await app.register(docs)
   await app.register(healthEndpoint)
   await app.register(wsEndpoints)

@@ -168,7 +168,7 @@ function packetBytes (payload: unknown): number {
   try { return Buffer.byteLength(JSON.stringify(payload)) } catch { return Infinity }
 }
 
-/** Registers Socket.IO on the Fastify server, sharing `upgrade` with the WebSocket endpoints. */
+/** Registers Socket.IO on the Fastify server; its upgrades come through the server's one upgrade listener (src/http/upgrades.ts). */
 export default fp(async function socketIo (app) {
   const h = app.herald
   const server = app.server
@@ -211,16 +211,16 @@ export default fp(async function socketIo (app) {
   const adapter = h.backend.socketIoAdapter(`${h.config.keyPrefix}sio`)
   if (adapter !== undefined) io.adapter(adapter)
 
-  // The WebSocket endpoints (ws.ts) and engine.io both listen for `upgrade`;
-  // each must see only its own paths, or one would destroy the other's handshakes.
-  const otherUpgrades = server.listeners('upgrade') as Array<(...a: unknown[]) => void>
-  server.removeAllListeners('upgrade')
+  // engine.io's attach adds an `upgrade` listener of its own, which would see
+  // every path; the server's one listener (src/http/upgrades.ts) hands it
+  // only its own, as that listener would (the same path prefix).
+  const before = new Set(server.listeners('upgrade'))
   io.attach(server, { destroyUpgrade: false })
-  const engineUpgrade = server.listeners('upgrade') as Array<(...a: unknown[]) => void>
-  server.removeAllListeners('upgrade')
-  server.on('upgrade', (req: IncomingMessage, socket, head) => {
-    const mine = req.url?.startsWith(SOCKET_IO_PATH) === true ? engineUpgrade : otherUpgrades
-    for (const l of mine) l.call(server, req, socket, head)
+  for (const l of server.listeners('upgrade')) if (!before.has(l)) server.removeListener('upgrade', l as (...a: unknown[]) => void)
+  app.upgrades.take((req, socket, head) => {
+    if (req.url?.startsWith(SOCKET_IO_PATH) !== true) return false
+    io.engine.handleUpgrade(req, socket, head)
+    return true
   })
 
   io.use((socket, next) => {
@@ -310,4 +310,4 @@ export default fp(async function socketIo (app) {
     // Sockets still open at close are told to reconnect elsewhere.
     for (const s of io.of('/').sockets.values()) s.conn.close()
   })
-}, { name: 'herald-socketio', dependencies: ['herald-ws'] })
+}, { name: 'herald-socketio', dependencies: ['herald-upgrades'] })

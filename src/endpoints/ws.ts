@@ -1,5 +1,3 @@
-import type { IncomingMessage } from 'node:http'
-import type { Socket } from 'node:net'
 import fp from 'fastify-plugin'
 import { adminCommands } from '../admin/commands.js'
 import { errorBody } from '../errors.js'
@@ -9,9 +7,9 @@ import { createUpgrades } from './upgrade.js'
 
 /**
  * /ws/events for users and /ws/admin for admins. Their upgrades are taken
- * off the server before Fastify's (upgrade.ts); a plain GET is routed and
- * answered 426. Upgrades Fastify routes are refused but on routes that take
- * them.
+ * from the server's upgrade listener (src/http/upgrades.ts) before Fastify
+ * routes them (upgrade.ts); a plain GET is routed and answered 426. Upgrades
+ * Fastify routes are refused but on routes that take them.
  */
 export default fp(async function wsEndpoints (app) {
   const h = app.herald
@@ -44,25 +42,7 @@ export default fp(async function wsEndpoints (app) {
     void reply.code(404).send(errorBody('NOT_FOUND', where))
   })
 
-  // Every other upgrade (the health stream, an unknown path) goes through
-  // Fastify as before: the listeners registered so far, in their order.
-  const server = app.server
   let closing = false
   app.addHook('preClose', async () => { closing = true })
-  const upgrades = createUpgrades(h, app.websocketServer, sites, () => closing)
-  const others = server.listeners('upgrade') as Array<(req: IncomingMessage, socket: Socket, head: Buffer) => void>
-  server.removeAllListeners('upgrade')
-  server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
-    let taken: boolean
-    try {
-      taken = upgrades(req, socket, head)
-    } catch (err) {
-      // Thrown in the server's `upgrade` event, it would stop the node. No
-      // request is known to get here: the one client loses its socket.
-      h.log.error({ err: { message: (err as Error).message } }, 'upgrade failed')
-      socket.destroy()
-      return
-    }
-    if (!taken) for (const l of others) l.call(server, req, socket, head)
-  })
-}, { name: 'herald-ws' })
+  app.upgrades.take(createUpgrades(h, app.websocketServer, sites, () => closing))
+}, { name: 'herald-ws', dependencies: ['herald-upgrades'] })
