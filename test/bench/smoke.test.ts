@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
+import { reaped } from '../helpers/children.js'
 
 // The benchmark harness must start, measure and print: a tiny run of every
 // scenario. No speed is asserted here; figures come from `npm run bench`.
@@ -11,12 +12,13 @@ const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 t.setTimeout(480_000)
 
 t.test('npm run bench -- --smoke measures every server and writes its table', { timeout: 460_000 }, async (t) => {
-  const proc = spawn(process.execPath, ['--import', 'tsx', 'bench/run.ts', '--smoke'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
+  // Its own process group: the bench starts servers, Redis and load generators, all killed with it.
+  const proc = reaped(spawn(process.execPath, ['--import', 'tsx', 'bench/run.ts', '--smoke'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], detached: true }), { group: true })
   let out = ''
   proc.stdout.on('data', (d: Buffer) => { out += d.toString() })
   let err = ''
   proc.stderr.on('data', (d: Buffer) => { err += d.toString() })
-  t.teardown(() => { if (proc.exitCode === null) proc.kill('SIGKILL') })
+  t.teardown(() => { if (proc.exitCode === null) process.kill(-proc.pid!, 'SIGKILL') })
   const code = await new Promise<number | null>((resolve) => proc.once('exit', resolve))
   t.equal(code, 0, `bench exits 0 (stderr tail: ${err.slice(-500)})`)
   for (const heading of ['Idle memory', 'Fan-out saturation', 'Past saturation', 'Latency at a fixed', 'Targeted events', 'Connections across a local cluster', 'Message limiter cost', 'History: publishes through one Redis', '## Resume', 'Client publish and groups', 'HTTP publish: node CPU per request']) {

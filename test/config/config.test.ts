@@ -5,6 +5,7 @@ import t from 'tap'
 import { ConfigError, loadConfig, type Config } from '../../src/config/index.js'
 import { EnvSchema } from '../../src/config/schema.js'
 import { MAIN } from '../helpers/node.js'
+import { reaped } from '../helpers/children.js'
 
 const SECRET = 'a-config-test-secret-of-at-least-32-chars'
 
@@ -397,7 +398,7 @@ t.test('the real entry stops with one line naming the variable', async (t) => {
   const run = async (env: Record<string, string>): Promise<{ code: number | null, signal: NodeJS.Signals | null, stdout: string, stderr: string }> =>
     await new Promise((resolve, reject) => {
       // A minimal environment: nothing inherited that could supply key material.
-      const proc = spawn(process.execPath, [MAIN], { env: { PATH: process.env.PATH ?? '', HOST: '127.0.0.1', ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+      const proc = reaped(spawn(process.execPath, [MAIN], { env: { PATH: process.env.PATH ?? '', HOST: '127.0.0.1', ...env }, stdio: ['ignore', 'pipe', 'pipe'] }))
       let stdout = ''
       let stderr = ''
       proc.stdout.setEncoding('utf8').on('data', (c: string) => { stdout += c })

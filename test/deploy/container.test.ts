@@ -23,6 +23,7 @@ import { freePort } from '../helpers/ports.js'
 import { startRedis } from '../helpers/redis.js'
 import { waitFor, within } from '../helpers/wait.js'
 import { ROOT, binary, composeFile, dockerStages, execForm, flag, forceExitMarginMs, healthcheckCommand, heraldServices, serviceEnv } from './lib.js'
+import { reaped } from '../helpers/children.js'
 
 const UNSHARE = binary('unshare', 'util-linux')
 const runtime = dockerStages().at(-1)!
@@ -90,7 +91,7 @@ const APP = imageLayout()
 t.teardown(() => rmSync(APP, { recursive: true, force: true }))
 
 async function exitCode (argv: string[], env: Record<string, string>): Promise<{ code: number | null, out: string }> {
-  const p = spawn(argv[0]!, argv.slice(1), { cwd: APP, env: { PATH, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+  const p = reaped(spawn(argv[0]!, argv.slice(1), { cwd: APP, env: { PATH, ...env }, stdio: ['ignore', 'pipe', 'pipe'] }))
   let out = ''
   p.stdout.on('data', (b: Buffer) => { out += b.toString() })
   p.stderr.on('data', (b: Buffer) => { out += b.toString() })
@@ -138,7 +139,7 @@ t.test('CMD as PID 1: ready, health-checked, drained by SIGTERM from outside, ex
   const env: Record<string, string> = { PATH, ...imageEnv, ...composeEnv, REDIS_URL: redis.url, HOST: '127.0.0.1', PORT: String(port) }
   t.equal(env.NODE_ENV, 'production')
   const lines: string[] = []
-  ns = spawn(UNSHARE, ['--pid', '--fork', '--mount-proc', '--kill-child', ...cmd], { cwd: APP, env, stdio: ['ignore', 'pipe', 'pipe'] })
+  ns = reaped(spawn(UNSHARE, ['--pid', '--fork', '--mount-proc', '--kill-child', ...cmd], { cwd: APP, env, stdio: ['ignore', 'pipe', 'pipe'] }))
   for (const s of [ns.stdout!, ns.stderr!]) s.on('data', (b: Buffer) => lines.push(...b.toString().split('\n').filter((l) => l.length > 0)))
   const exit = new Promise<{ code: number | null, signal: NodeJS.Signals | null }>((resolve) => ns!.once('exit', (code, signal) => resolve({ code, signal })))
   const tail = (): string => lines.slice(-10).join('\n')

@@ -32,6 +32,7 @@ import { adminToken, token, userToken } from '../helpers/tokens.js'
 import { waitFor, within } from '../helpers/wait.js'
 import { ROOT, binary, read, runIn, typeCheckSource, yamlDocs } from './lib.js'
 import { exported, grafanaToPromQL, parsePromQL, problems, UP, type Exported } from './promql.js'
+import { reaped } from '../helpers/children.js'
 
 const DASHBOARD = 'deploy/grafana/herald-dashboard.json'
 const RULES = 'deploy/grafana/herald-alerts.rules.yml'
@@ -84,10 +85,10 @@ writeFileSync(join(work, 'prometheus.yml'), [
   `    static_configs: [{ targets: ["127.0.0.1:${node.port}"] }]`,
 ].join('\n') + '\n')
 const promLog = openSync(join(work, 'prometheus.log'), 'w')
-const prometheus: ChildProcess = spawn(binary('prometheus'), [
+const prometheus: ChildProcess = reaped(spawn(binary('prometheus'), [
   `--config.file=${join(work, 'prometheus.yml')}`, `--storage.tsdb.path=${join(work, 'data')}`,
   `--web.listen-address=127.0.0.1:${promPort}`, '--log.level=warn',
-], { stdio: ['ignore', promLog, promLog] })
+], { stdio: ['ignore', promLog, promLog] }))
 const promExit = new Promise<void>((resolve) => prometheus.once('exit', () => resolve()))
 t.teardown(async () => {
   if (prometheus.exitCode === null && prometheus.signalCode === null) prometheus.kill('SIGKILL')

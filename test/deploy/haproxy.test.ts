@@ -30,6 +30,7 @@ import { sioAttempt, sioConnect, type SioClient } from '../helpers/sio.js'
 import { token } from '../helpers/tokens.js'
 import { waitFor, within } from '../helpers/wait.js'
 import { ROOT, binary, composeFile, forceExitMarginMs, heraldServices, read, runIn, serviceEnv } from './lib.js'
+import { reaped } from '../helpers/children.js'
 
 const HAPROXY = binary('haproxy')
 const NGINX = binary('nginx')
@@ -183,7 +184,7 @@ t.test('haproxy balances WebSocket clients over three nodes and takes a dead or 
   const check = await run(HAPROXY, ['-c', '-f', cfg])
   t.equal(check.code, 0, `haproxy -c: ${check.out}`)
 
-  haproxy = spawn(HAPROXY, ['-db', '-f', cfg], { stdio: ['ignore', 'pipe', 'pipe'] })
+  haproxy = reaped(spawn(HAPROXY, ['-db', '-f', cfg], { stdio: ['ignore', 'pipe', 'pipe'] }))
   for (const s of [haproxy.stdout!, haproxy.stderr!]) s.on('data', (b: Buffer) => hlog.push(...b.toString().split('\n').filter((l) => l.length > 0)))
   const tail = (): string => hlog.slice(-15).join('\n')
 
@@ -253,7 +254,7 @@ t.test('haproxy balances WebSocket clients over three nodes and takes a dead or 
   // A file, not a pipe, for stdout: nginx opens /dev/stdout for its access log.
   const ngOut = openSync(join(ngDir, 'out.log'), 'w')
   // `pid` here: Debian's built-in pid path is the system nginx's /run/nginx.pid.
-  nginx = spawn(NGINX, ['-p', ngDir, '-c', join(ngDir, 'nginx.conf'), '-g', `daemon off; pid ${join(ngDir, 'nginx.pid')};`], { stdio: ['ignore', ngOut, ngOut] })
+  nginx = reaped(spawn(NGINX, ['-p', ngDir, '-c', join(ngDir, 'nginx.conf'), '-g', `daemon off; pid ${join(ngDir, 'nginx.pid')};`], { stdio: ['ignore', ngOut, ngOut] }))
   closeSync(ngOut)
   await waitFor('nginx listening', async () => (await rawGet(ngPort, '/ws/health')).status, (s) => s === 200, { timeoutMs: 10_000 })
     .catch((err: Error) => { throw new Error(`${err.message}\nnginx:\n${readFileSync(join(ngDir, 'out.log'), 'utf8').slice(-2000)}`) })

@@ -9,6 +9,7 @@ import { parseAllDocuments, parseDocument } from 'yaml'
 import { DockerfileParser } from 'dockerfile-ast'
 import ts from 'typescript'
 import { within } from '../helpers/wait.js'
+import { reaped } from '../helpers/children.js'
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url))
 export const read = (rel: string): string => readFileSync(join(ROOT, rel), 'utf8')
@@ -189,7 +190,7 @@ export async function runIn (dir: string, cmd: string, args: string[], env: Reco
   const file = join(dir, `run-${process.pid}-${++runs}.out`)
   const fd = openSync(file, 'w')
   try {
-    const p = spawn(cmd, args, { env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', fd, fd] })
+    const p = reaped(spawn(cmd, args, { env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', fd, fd] }))
     const code = await within(20_000, `${cmd} ${args.join(' ')}`, new Promise<number | null>((resolve) => p.once('exit', (c) => resolve(c))))
     return { code, out: readFileSync(file, 'utf8') }
   } finally {

@@ -10,6 +10,7 @@ import { startBalancer } from '../helpers/balancer.js'
 import { startNode } from '../helpers/node.js'
 import { userToken } from '../helpers/tokens.js'
 import { waitFor } from '../helpers/wait.js'
+import { reaped } from '../helpers/children.js'
 
 const EXAMPLE = fileURLToPath(new URL('../../examples/socketio-resume.js', import.meta.url))
 
@@ -19,7 +20,7 @@ t.test('the Socket.IO example resumes across a network blip: every message once,
   const lb = await startBalancer([node.port])
   t.teardown(() => lb.close())
   const u = `sio-resume-${process.pid}`
-  const proc = spawn(process.execPath, [EXAMPLE], { env: { PATH: process.env.PATH ?? '', HERALD_URL: lb.http, TOKEN: userToken(u) }, stdio: ['ignore', 'pipe', 'pipe'] })
+  const proc = reaped(spawn(process.execPath, [EXAMPLE], { env: { PATH: process.env.PATH ?? '', HERALD_URL: lb.http, TOKEN: userToken(u) }, stdio: ['ignore', 'pipe', 'pipe'] }))
   t.teardown(() => { proc.kill('SIGKILL') })
   const lines: any[] = []
   let err = ''

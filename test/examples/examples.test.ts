@@ -10,6 +10,7 @@ import { startNode, type NodeProc } from '../helpers/node.js'
 import { startRedis } from '../helpers/redis.js'
 import { adminToken, TEST_API_KEY, userToken } from '../helpers/tokens.js'
 import { waitFor } from '../helpers/wait.js'
+import { reaped } from '../helpers/children.js'
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 
@@ -17,7 +18,7 @@ interface Example { proc: ChildProcess, lines: string[], waitLine: (re: RegExp, 
 
 /** `node examples/<file>` from the checkout with exactly `env` (and PATH); killed at teardown. */
 function runExample (t: Test, file: string, env: Record<string, string>, args: string[] = []): Example {
-  const proc = spawn(process.execPath, [`examples/${file}`, ...args], { cwd: ROOT, env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+  const proc = reaped(spawn(process.execPath, [`examples/${file}`, ...args], { cwd: ROOT, env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] }))
   const lines: string[] = []
   const read = (d: Buffer): void => { lines.push(...d.toString().split('\n').filter(Boolean)) }
   proc.stdout!.on('data', read)

@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { delimiter, dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { reaped } from './children.js'
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 export const CLI = join(ROOT, 'dist/cli.js')
@@ -18,11 +19,11 @@ export interface Run { code: number | null, stdout: string, stderr: string }
 
 /** Runs a command from the checkout with exactly `env` (plus PATH and npm's scratch cache), killed after 60 s. */
 export async function run (file: string, args: string[], env: Record<string, string>): Promise<Run> {
-  const proc = spawn(file, args, {
+  const proc = reaped(spawn(file, args, {
     cwd: ROOT,
     env: { PATH, HOME: npmCache, npm_config_cache: npmCache, npm_config_update_notifier: 'false', npm_config_fund: 'false', npm_config_audit: 'false', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
-  })
+  }))
   let stdout = ''
   let stderr = ''
   proc.stdout.setEncoding('utf8').on('data', (c: string) => { stdout += c })

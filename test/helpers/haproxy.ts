@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url'
 import { binary } from './binary.js'
 import { freePort } from './ports.js'
 import { waitFor } from './wait.js'
+import { reaped } from './children.js'
 
 export const SHIPPED_HAPROXY_CFG = fileURLToPath(new URL('../../deploy/haproxy.cfg', import.meta.url))
 
@@ -94,7 +95,7 @@ export async function startHaproxy (opts: { dir: string, servers: Record<string,
   writeFileSync(cfg, text)
   const logFile = join(opts.dir, `${name}.log`)
   const out = openSync(logFile, 'w')
-  const proc = spawn(binary('haproxy'), ['-db', '-f', cfg], { stdio: ['ignore', out, out] })
+  const proc = reaped(spawn(binary('haproxy'), ['-db', '-f', cfg], { stdio: ['ignore', out, out] }))
   closeSync(out)
   const tail = (lines = 15): string => { try { return readFileSync(logFile, 'utf8').trimEnd().split('\n').slice(-lines).join('\n') } catch { return '' } }
   const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()))

@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import type { Test } from 'tap'
 import { fileURLToPath } from 'node:url'
 import { TEST_API_KEY, TEST_SECRET } from './tokens.js'
+import { reaped } from './children.js'
 
 export const MAIN = fileURLToPath(new URL('../../dist/main.js', import.meta.url))
 
@@ -43,7 +44,7 @@ export async function startNode (env: Record<string, string> = {}, opts: { clean
   const fullEnv: Record<string, string> = opts.cleanEnv === true
     ? { PATH: process.env.PATH ?? '', PORT: '0', HOST: '127.0.0.1', ...env }
     : { PATH: process.env.PATH ?? '', ...BASE_ENV, PORT: '0', SERVER_ID: serverId, ...env }
-  const proc = spawn(process.execPath, [MAIN], { env: fullEnv, stdio: ['ignore', 'pipe', 'pipe'] })
+  const proc = reaped(spawn(process.execPath, [MAIN], { env: fullEnv, stdio: ['ignore', 'pipe', 'pipe'] }))
   const lines: string[] = []
   const watchers: Array<(line: string) => void> = []
   const onData = (buf: Buffer): void => {

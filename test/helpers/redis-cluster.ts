@@ -6,6 +6,7 @@ import { promisify } from 'node:util'
 import { Redis } from 'ioredis'
 import { freePort } from './ports.js'
 import { waitFor } from './wait.js'
+import { reaped } from './children.js'
 
 const run = promisify(execFile)
 
@@ -38,11 +39,11 @@ export async function startRedisCluster (masters = 3): Promise<RedisClusterServe
     for (let i = 0; i < masters; i++) {
       const port = await freePort()
       ports.push(port)
-      procs.push(spawn('redis-server', [
+      procs.push(reaped(spawn('redis-server', [
         '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--protected-mode', 'no',
         '--cluster-enabled', 'yes', '--cluster-config-file', join(dir, `nodes-${port}.conf`), '--cluster-node-timeout', '2000',
         '--dir', dir, '--loglevel', 'warning',
-      ], { stdio: 'ignore' }))
+      ], { stdio: 'ignore' })))
     }
     for (const port of ports) {
       await waitFor(`redis ${port} up`, async () => (await run('redis-cli', ['-p', String(port), 'ping'])).stdout.trim(), (v) => v === 'PONG', { timeoutMs: 10_000 })
@@ -87,7 +88,7 @@ export async function startSentinel (masterPort: number): Promise<SentinelSetup>
     `sentinel monitor herald-master 127.0.0.1 ${masterPort} 1`,
     'sentinel down-after-milliseconds herald-master 2000',
   ].join('\n') + '\n')
-  const proc = spawn('redis-server', [conf, '--sentinel'], { stdio: 'ignore' })
+  const proc = reaped(spawn('redis-server', [conf, '--sentinel'], { stdio: 'ignore' }))
   const stop = async (): Promise<void> => {
     if (proc.exitCode === null && proc.signalCode === null) {
       const exited = new Promise((resolve) => proc.once('exit', resolve))

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Redis } from 'ioredis'
 import { freePort } from './ports.js'
+import { reaped } from './children.js'
 
 export interface RedisServer {
   port: number
@@ -35,10 +36,10 @@ export const newRedisDir = (): string => mkdtempSync(join(tmpdir(), 'herald-redi
 
 async function launch (port: number, extraArgs: string[]): Promise<ChildProcess> {
   const dir = extraArgs.includes('--dir') ? null : newRedisDir()
-  const proc = spawn('redis-server', [
+  const proc = reaped(spawn('redis-server', [
     '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
     '--protected-mode', 'no', '--loglevel', 'warning', ...(dir !== null ? ['--dir', dir] : []), ...extraArgs,
-  ], { stdio: ['ignore', 'pipe', 'pipe'] })
+  ], { stdio: ['ignore', 'pipe', 'pipe'] }))
   if (dir !== null) ownDir(proc, dir)
   // Ready when it accepts a PING; no sleeps.
   const deadline = Date.now() + 10_000

@@ -12,6 +12,7 @@ import t, { type Test } from 'tap'
 import { ROOT } from '../helpers/cli.js'
 import { startNode } from '../helpers/node.js'
 import { TEST_API_KEY, userToken } from '../helpers/tokens.js'
+import { reaped } from '../helpers/children.js'
 
 /** What a browser app or a publishing service must never be handed: the server's own packages. */
 const SERVER_PACKAGES = [
@@ -27,11 +28,11 @@ interface Run { code: number | null, stdout: string, stderr: string }
 
 /** A command with npm quiet and offline-first: the tarball's own dependencies come from the local cache. */
 async function run (cwd: string, file: string, args: string[], timeoutMs = 120_000): Promise<Run> {
-  const proc = spawn(file, args, {
+  const proc = reaped(spawn(file, args, {
     cwd,
     env: { ...process.env, PATH, npm_config_update_notifier: 'false', npm_config_fund: 'false', npm_config_audit: 'false' },
     stdio: ['ignore', 'pipe', 'pipe'],
-  })
+  }))
   let stdout = ''
   let stderr = ''
   proc.stdout.setEncoding('utf8').on('data', (c: string) => { stdout += c })

@@ -6,14 +6,15 @@ import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import { startNode, type NodeProc } from '../helpers/node.js'
 import { TEST_API_KEY, TEST_SECRET } from '../helpers/tokens.js'
+import { reaped } from '../helpers/children.js'
 
 const example = (name: string): string => fileURLToPath(new URL(`../../examples/${name}`, import.meta.url))
 
 async function run (node: NodeProc, name: string, env: Record<string, string> = {}): Promise<{ code: number | null, out: string[], err: string }> {
-  const proc = spawn(process.execPath, [example(name)], {
+  const proc = reaped(spawn(process.execPath, [example(name)], {
     env: { PATH: process.env.PATH ?? '', HERALD_URL: node.http, JWT_SECRET: TEST_SECRET, HERALD_API_KEY: TEST_API_KEY, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
-  })
+  }))
   let out = ''
   let err = ''
   proc.stdout.on('data', (d: Buffer) => { out += d.toString() })

@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import { startNode } from '../helpers/node.js'
 import { waitFor } from '../helpers/wait.js'
+import { reaped } from '../helpers/children.js'
 
 const EXAMPLE = fileURLToPath(new URL('../../examples/webhook-receiver.js', import.meta.url))
 
@@ -18,7 +19,7 @@ t.test('the example receiver verifies what a node delivers, and refuses what it 
   const port = await freePort()
   const created = await node.api('/api/webhooks', { body: { url: `http://127.0.0.1:${port}/`, eventTypes: ['authentication.*'] } })
   t.equal(created.status, 201)
-  const proc = spawn(process.execPath, [EXAMPLE], { env: { PATH: process.env.PATH ?? '', WEBHOOK_SECRET: created.body.secret, PORT: String(port) }, stdio: ['ignore', 'pipe', 'pipe'] })
+  const proc = reaped(spawn(process.execPath, [EXAMPLE], { env: { PATH: process.env.PATH ?? '', WEBHOOK_SECRET: created.body.secret, PORT: String(port) }, stdio: ['ignore', 'pipe', 'pipe'] }))
   t.teardown(() => { proc.kill('SIGKILL') })
   const out: string[] = []
   const err: string[] = []

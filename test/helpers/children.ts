@@ -1,0 +1,32 @@
+import type { ChildProcess } from 'node:child_process'
+import { onExit } from 'signal-exit'
+
+// Processes a test starts (Redis, nodes, haproxy, examples) are stopped in
+// its teardown. A test file tap times out never gets there: tap makes it
+// kill itself with SIGALRM, which skips `exit` listeners, and what it
+// started ran on, holding CPU and ports for the files after it. signal-exit
+// (tap's own way of seeing that signal) runs this on every way out but
+// SIGKILL, and each process still running is killed.
+
+const live = new Map<ChildProcess, boolean>()
+
+onExit(() => {
+  for (const [proc, group] of live) {
+    try {
+      if (group) process.kill(-proc.pid!, 'SIGKILL')
+      else proc.kill('SIGKILL')
+    } catch {}
+  }
+})
+
+/**
+ * `proc`, killed if this test process ends before it does. `group`: it was
+ * spawned `detached` and leads a process group of its own, killed whole (a
+ * child that starts processes of its own, such as the bench).
+ */
+export function reaped<P extends ChildProcess> (proc: P, opts: { group?: boolean } = {}): P {
+  if (proc.pid === undefined) return proc
+  live.set(proc, opts.group === true)
+  proc.once('exit', () => live.delete(proc))
+  return proc
+}
