@@ -13,6 +13,7 @@ import { Probe } from '../../src/cluster/probe.js'
 import { startBalancer } from '../helpers/balancer.js'
 import { startRedis } from '../helpers/redis.js'
 import { waitFor, within } from '../helpers/wait.js'
+import { reaped } from '../helpers/children.js'
 
 t.test('publishes in flight when Redis dies are replayed, and the probe recovers', { timeout: 30_000 }, async (t) => {
   const redis = await startRedis()
@@ -59,7 +60,7 @@ t.test('a broker keeps nothing of the commands it has sent', { timeout: 90_000 }
   const redis = await startRedis()
   t.teardown(() => redis.stop())
   const n = 40_000
-  const child = spawn(process.execPath, ['--expose-gc', '--import', 'tsx', fileURLToPath(new URL('../helpers/broker-churn.ts', import.meta.url)), redis.url, String(n)], { stdio: ['ignore', 'pipe', 'inherit'] })
+  const child = reaped(spawn(process.execPath, ['--expose-gc', '--import', 'tsx', fileURLToPath(new URL('../helpers/broker-churn.ts', import.meta.url)), redis.url, String(n)], { stdio: ['ignore', 'pipe', 'inherit'] }))
   t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL') })
   let out = ''
   child.stdout.on('data', (d: Buffer) => { out += d.toString() })

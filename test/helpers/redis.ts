@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Redis } from 'ioredis'
 import { freePort } from './ports.js'
-import { reaped } from './children.js'
+import { reaped, reapedDir } from './children.js'
 
 export interface RedisServer {
   port: number
@@ -28,6 +28,7 @@ export interface RedisServer {
  * data, which skewed a bench's memory and CPU figures by a third.
  */
 export function ownDir (proc: ChildProcess, dir: string): ChildProcess {
+  reapedDir(dir)
   proc.once('exit', () => rmSync(dir, { recursive: true, force: true }))
   return proc
 }
