@@ -178,7 +178,7 @@ async function startServer (kind: Kind, redisUrl: string, env: Record<string, st
 
 interface Loadgen { procs: ChildProcess[], ready: number, connectMs: number }
 
-async function startLoad (server: Server, count: number, opts: { pattern?: string, sampleEvery?: number, offset?: number, addressBase?: number, untilWelcome?: boolean, procs?: number } = {}): Promise<Loadgen> {
+async function startLoad (server: Server, count: number, opts: { pattern?: string, sampleEvery?: number, offset?: number, addressBase?: number, untilWelcome?: boolean, procs?: number, countRaw?: boolean } = {}): Promise<Loadgen> {
   const procs: ChildProcess[] = []
   const n = Math.max(opts.procs ?? 1, Math.ceil(count / PER_LOADGEN))
   const waits: Array<Promise<{ ready: number, failed: number, connectMs: number, reasons?: unknown }>> = []
@@ -193,6 +193,7 @@ async function startLoad (server: Server, count: number, opts: { pattern?: strin
       job: {
         kind: isHerald(server.kind) ? 'herald' : server.kind === 'sio' ? 'sio' : 'ws',
         untilWelcome: opts.untilWelcome === true,
+        countRaw: opts.countRaw === true,
         url: server.url,
         count: share,
         offset: (opts.offset ?? 0) + i * each,
@@ -719,7 +720,8 @@ async function bounded (redisUrl: string): Promise<BoundedRow[]> {
         const row = mine.get(kind)!
         const got: Record<number, number> = Object.fromEntries(BOUNDS.map((b) => [b, 0]))
         const s = await startServer(kind, redisUrl)
-        const l = await startLoad(s, subscribers, { sampleEvery: Math.max(5, Math.floor(subscribers / 50)) })
+        // One client in 50 parses and samples every message; the rest count frames (subscribers.ts countRaw).
+        const l = await startLoad(s, subscribers, { sampleEvery: 50, countRaw: true })
         const pub = await startPublisher(kind, redisUrl)
         await pub.setRate(cfg2.boundedStart)
         await sleep(cfg.warmupMs)
