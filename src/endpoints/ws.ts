@@ -19,14 +19,7 @@ export default fp(async function wsEndpoints (app) {
     ['/ws/admin', { ...shared, endpoint: 'admin', handlers: adminCommands }],
   ])
   const upgradeOnly = async (_req: unknown, reply: import('fastify').FastifyReply) => reply.code(426).header('upgrade', 'websocket').send(errorBody('UPGRADE_REQUIRED'))
-  for (const url of sites.keys()) {
-    app.route({
-      method: 'GET',
-      url,
-      schema: { hide: true },
-      handler: upgradeOnly,
-    })
-  }
+  for (const url of sites.keys()) app.route({ method: 'GET', url, schema: { hide: true }, handler: upgradeOnly })
 
   // An upgrade that reaches Fastify's router was not taken by upgrade.ts. On
   // these routes it is a spelling of the path the router reads alike

@@ -1,4 +1,4 @@
-import { createServer, type IncomingMessage, type RequestListener, type Server } from 'node:http'
+import { createServer, type RequestListener, type Server } from 'node:http'
 import type { Socket } from 'node:net'
 import { withValidForwardedFor } from './forwarded.js'
 
@@ -7,8 +7,9 @@ import { withValidForwardedFor } from './forwarded.js'
  * a slowloris must send its whole request (upgrade included) within
  * `handshakeTimeoutMs`. Node checks its header clock every second instead of
  * every 30. X-Forwarded-For is cut to its valid entries before anything
- * reads it (see forwarded.ts); Socket.IO's own paths bypass both listeners
- * and make the same call where they read the address.
+ * reads it (see forwarded.ts): here for requests, in the one upgrade listener
+ * (upgrades.ts) for upgrades; Socket.IO's polling requests, which engine.io
+ * takes before this listener, make the same call where they read the address.
  */
 export function createHttpServer (handler: RequestListener, handshakeTimeoutMs: number): Server {
   const server = createServer({
@@ -16,9 +17,6 @@ export function createHttpServer (handler: RequestListener, handshakeTimeoutMs: 
     requestTimeout: handshakeTimeoutMs + 5000,
     connectionsCheckingInterval: 1000,
   }, (req, res) => handler(withValidForwardedFor(req), res))
-  // Registered first: it runs before Fastify's upgrade listener (the
-  // WebSocket endpoints, which come before it, make the same call).
-  server.on('upgrade', (req: IncomingMessage) => { withValidForwardedFor(req) })
   // Node's header clock starts with the first byte: a connection that never
   // sends one would be held for ever. Not a socket timeout: that would also
   // cut Socket.IO's long-polling requests, idle by design. One sweep a second

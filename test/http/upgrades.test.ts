@@ -19,8 +19,10 @@ app.upgrades.take((req, socket) => {
   socket.end('HTTP/1.1 418 I\'m a teapot\r\nContent-Length: 0\r\nConnection: close\r\n\r\n')
   return true
 })
+const forwardedFor: Array<string | undefined> = []
 app.upgrades.take((req) => {
   asked.push(`second ${req.url}`)
+  forwardedFor.push(req.headers['x-forwarded-for'] as string | undefined)
   if (req.url === '/throws') throw new Error('a taker that breaks')
   return false
 })
@@ -30,10 +32,10 @@ t.teardown(() => app.close())
 const port = (app.server.address() as net.AddressInfo).port
 
 /** An upgrade request on a raw socket: what came back, once the server closed it. */
-async function raw (path: string): Promise<string> {
+async function raw (path: string, extra = ''): Promise<string> {
   return await within(5000, `the answer to an upgrade on ${path}`, new Promise<string>((resolve) => {
     const chunks: Buffer[] = []
-    const sock = net.connect(port, '127.0.0.1', () => sock.write(`GET ${path} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`))
+    const sock = net.connect(port, '127.0.0.1', () => sock.write(`GET ${path} HTTP/1.1\r\nHost: x\r\n${extra}Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`))
     sock.on('data', (b) => chunks.push(b))
     sock.on('error', () => {})
     sock.on('close', () => resolve(Buffer.concat(chunks).toString()))
@@ -59,4 +61,10 @@ t.test('a taker that throws costs its client the socket; the server goes on', as
   t.match(await raw('/first'), /^HTTP\/1\.1 418 /, 'the next upgrade is answered')
   const res = await fetch(`http://127.0.0.1:${port}/nowhere`)
   t.equal(res.status, 404, 'and plain requests too')
+})
+
+t.test('X-Forwarded-For is cut to its valid entries before any taker reads it', async (t) => {
+  forwardedFor.length = 0
+  await raw('/throws', 'X-Forwarded-For: <script>, 203.0.113.9, not-an-ip, 198.51.100.7\r\n')
+  t.same(forwardedFor.map((h) => h?.trim()), ['198.51.100.7'], 'the nearest hop\'s valid entries only')
 })
