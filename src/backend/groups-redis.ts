@@ -48,7 +48,7 @@ export class RedisGroups implements GroupStore {
   async members (group: string, limit: number): Promise<GroupMembers> {
     const key = this.keys.members(group)
     const [members, total] = await Promise.all([
-      this.client.sort(key, 'ALPHA', 'LIMIT', 0, limit) as Promise<string[]>,
+      this.client.sort(key, 'LIMIT', 0, limit, 'ALPHA') as Promise<string[]>,
       this.client.scard(key),
     ])
     return { members, total }

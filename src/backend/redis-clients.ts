@@ -77,6 +77,10 @@ export class RedisConnections {
       enableOfflineQueue: true,
       retryStrategy,
       connectTimeout: 5000,
+      // RESP2, as ioredis 5 spoke: the replies Herald's scripts and the
+      // Socket.IO adapter read are the shapes they were built on; RESP3 would
+      // bring nothing a node uses.
+      protocol: 2,
       ...(t.password !== undefined ? { password: t.password } : {}),
       ...o.options,
       connectionName: name,

@@ -108,8 +108,8 @@ interface AppendCommand { heraldAppend (...args: Array<string | number>): Promis
 
 /**
  * A key's Redis Cluster hash slot, as ioredis computes it to route commands
- * (the same package, pinned to ioredis's version: test/dependencies checks it
- * against CLUSTER KEYSLOT). It ships no types.
+ * (ioredis carries its own copy of this version; test/dependencies checks
+ * Herald's keys against both it and CLUSTER KEYSLOT). It ships no types.
  */
 export const slotOf = createRequire(import.meta.url)('cluster-key-slot') as (key: string) => number
 

@@ -147,7 +147,7 @@ t.test('@herald/publisher: built on pack, only its validator, imports and type-c
   const dir = await scratch(t, tarball)
   const names = await tree(dir)
   t.ok(names.includes('@herald/publisher') && names.includes('ajv') && names.includes('@sinclair/typebox'), 'the publisher with the validator it runs')
-  t.ok(names.includes('cluster-key-slot'), 'and the hash-slot function ioredis uses (appends grouped by slot on a Cluster)')
+  t.ok(names.includes('cluster-key-slot'), 'and the hash-slot function, as ioredis computes it (appends grouped by slot on a Cluster)')
   t.same(names.filter((n) => SERVER_PACKAGES.includes(n)), [], `no server package in ${names.join(', ')}`)
   t.notOk(names.includes('ioredis'), 'ioredis stays an optional peer')
   const js = readFileSync(join(dir, 'node_modules/@herald/publisher/dist/index.js'), 'utf8')

@@ -1,0 +1,98 @@
+// What ioredis sends by itself on a reconnect (the resubscribe of a pub/sub
+// connection, the SELECT of a database other than 0) must not end the node
+// when it fails. Before ioredis 6.1 those commands had no rejection handler:
+// a resubscribe that Redis refused, or one still unanswered when the node
+// closed, was an unhandled rejection, which ends a Node process. Seen in CI as
+// a test process ending after a node closed just as Redis went away.
+import net from 'node:net'
+import t, { type Test } from 'tap'
+import { createBackend } from '../../src/backend/backend.js'
+import { startApp } from '../helpers/app.js'
+import { startRedis } from '../helpers/redis.js'
+import { waitFor, within } from '../helpers/wait.js'
+
+/** Unhandled rejections seen while `t` runs. */
+function unhandled (t: Test): unknown[] {
+  const seen: unknown[] = []
+  const note = (reason: unknown): void => { seen.push(reason) }
+  process.on('unhandledRejection', note)
+  t.teardown(() => { process.off('unhandledRejection', note) })
+  return seen
+}
+
+/** Time for a rejection to surface. */
+const turns = async (): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, 1000)) }
+
+t.test('a resubscribe Redis refuses is reported as a Redis error; the node runs on', { timeout: 30_000 }, async (t) => {
+  const seen = unhandled(t)
+  const redis = await startRedis()
+  t.teardown(() => redis.stop())
+  const admin = redis.client()
+  await admin.call('ACL', 'SETUSER', 'node', 'on', '>node-secret', '~*', '&*', '+@all')
+  const errors: Error[] = []
+  // Database 2: the reconnect re-selects it too.
+  const backend = createBackend({ redis: { url: `redis://node:node-secret@127.0.0.1:${redis.port}/2` }, keyPrefix: 'resub:' }, { onError: (err) => errors.push(err) })
+  t.teardown(async () => { await backend.close() })
+  await backend.connect()
+  await backend.broker.subscribe('events')
+
+  // Redis disconnects a client subscribed to channels its user may no longer
+  // use; ioredis reconnects and resubscribes, which Redis now refuses.
+  await admin.call('ACL', 'SETUSER', 'node', 'resetchannels', '&other')
+  // Either way it surfaces: as an unhandled rejection (the failure) or reported.
+  await waitFor('the refused resubscribe', () => [...errors, ...seen].map(String), (e) => e.some((x) => /NOPERM/.test(x)), { timeoutMs: 10_000 })
+  await turns()
+  t.same(seen.map(String), [], 'no unhandled rejection')
+  t.match(errors.map(String), [/NOPERM/], 'reported as a Redis error')
+  t.equal(await within(5000, 'a publish after', backend.broker.publishNow('other', 'still here').then(() => 'sent')), 'sent', 'the backend still publishes')
+})
+
+t.test('a node closing while its resubscribe is unanswered closes cleanly', { timeout: 30_000 }, async (t) => {
+  const seen = unhandled(t)
+  const redis = await startRedis()
+  t.teardown(() => redis.stop())
+  // A proxy that, once told to, holds back a SUBSCRIBE and all that follows
+  // it on that connection: the reconnect's resubscribe (and the node's QUIT
+  // at close) then wait for replies that never come.
+  let hold = false
+  let held!: () => void
+  const heldOne = new Promise<void>((resolve) => { held = resolve })
+  const holding = new WeakSet<net.Socket>()
+  const sockets = new Set<net.Socket>()
+  const proxy = net.createServer((client) => {
+    const upstream = net.connect(redis.port, '127.0.0.1')
+    for (const s of [client, upstream]) { sockets.add(s); s.on('error', () => {}); s.on('close', () => { sockets.delete(s); client.destroy(); upstream.destroy() }) }
+    upstream.pipe(client)
+    client.on('data', (d: Buffer) => {
+      if (hold && /subscribe/i.test(d.toString('latin1'))) { holding.add(client); held() }
+      if (holding.has(client)) return
+      upstream.write(d)
+    })
+  })
+  await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => { for (const s of sockets) s.destroy(); proxy.close() })
+  const port = (proxy.address() as net.AddressInfo).port
+
+  const backend = createBackend({ redis: { url: `redis://127.0.0.1:${port}` }, keyPrefix: 'resub:' }, { onError: () => {} })
+  await backend.connect()
+  await backend.broker.subscribe('events')
+  hold = true
+  for (const s of sockets) s.destroy()
+  await within(10_000, 'the resubscribe sent after the reconnect', heldOne)
+  await within(10_000, 'the close', backend.close())
+  await turns()
+  t.same(seen.map(String), [], 'no unhandled rejection')
+})
+
+t.test('a node closing while Redis is frozen leaves nothing unhandled', { timeout: 30_000 }, async (t) => {
+  const seen = unhandled(t)
+  const redis = await startRedis()
+  t.teardown(() => redis.stop())
+  const node = await startApp({ REDIS_URL: redis.url })
+  // Frozen, the connections stay ready: what the node sends at close is
+  // written and waits for replies that its disconnect then cuts short.
+  redis.pause()
+  await within(20_000, 'the close', node.close())
+  await turns()
+  t.same(seen.map(String), [], 'no unhandled rejection')
+})
