@@ -5,8 +5,10 @@
 // and reports when all are subscribed again, with the time the last one was.
 // A refused or failed reconnect is retried as the SDK would: a 503 within a
 // random second, anything else after a short pause; every wait is bounded by the parent, which kills this process.
+// The clients are raw-ws.ts's: on a machine whose cores the nodes share,
+// ws's client took 3.5-4.1 CPU s of a 10,000-client storm, these 2.0-2.8.
 import { createSigner } from 'fast-jwt'
-import WebSocket from 'ws'
+import { openRaw } from './raw-ws.js'
 
 interface Job { url: string, then: string[], count: number, offset: number, concurrency: number, secret: string }
 
@@ -20,17 +22,16 @@ let lastAt = 0
 /** Resolves once the connection is subscribed; `onDrop` runs if it closes after that. */
 function open (url: string, token: string, onDrop: () => void): Promise<void> {
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(`${url}?token=${token}`, { perMessageDeflate: false })
     let subscribed = false
-    ws.on('message', (data: Buffer) => {
-      if (subscribed) return
-      const text = data.toString()
-      if (text.includes('"welcome"')) ws.send('{"type":"subscribe","id":"s","payload":{"eventTypes":["system.*"]}}')
-      else if (text.includes('"subscribed"')) { subscribed = true; resolve() }
+    openRaw(`${url}?token=${token}`, {
+      text (text, send) {
+        if (subscribed) return
+        if (text.includes('"welcome"')) send('{"type":"subscribe","id":"s","payload":{"eventTypes":["system.*"]}}')
+        else if (text.includes('"subscribed"')) { subscribed = true; resolve() }
+      },
+      refused (status) { reject(new Error(`HTTP ${status}`)) },
+      closed (code, err) { if (subscribed) onDrop(); else reject(err ?? new Error(`closed ${code} before subscribed`)) },
     })
-    ws.once('error', (err) => { if (!subscribed) reject(err) })
-    ws.once('unexpected-response', (_r, res) => reject(new Error(`HTTP ${res.statusCode}`)))
-    ws.once('close', (code: number, reason: Buffer) => { if (subscribed) onDrop(); else reject(new Error(`closed ${code} ${reason.toString()} before subscribed`)) })
   })
 }
 

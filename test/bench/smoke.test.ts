@@ -22,7 +22,7 @@ t.test('npm run bench -- --smoke measures every server and writes its table', { 
   t.teardown(() => { try { process.kill(-proc.pid!, 'SIGKILL') } catch {} })
   const code = await new Promise<number | null>((resolve) => proc.once('exit', resolve))
   t.equal(code, 0, `bench exits 0 (stderr tail: ${err.slice(-500)})`)
-  for (const heading of ['Idle memory', 'Fan-out saturation', 'Past saturation', 'Latency at a fixed', 'Targeted events', 'Connections across a local cluster', 'Message limiter cost', 'History: publishes through one Redis', '## Resume', 'Client publish and groups', 'HTTP publish: node CPU per request']) {
+  for (const heading of ['Connect rate', 'Reconnect storm', 'Deliveries/s sustained within a p99 latency bound', 'Idle memory', 'Fan-out saturation', 'Past saturation', 'Latency at a fixed', 'Targeted events', 'Connections across a local cluster', 'Message limiter cost', 'History: publishes through one Redis', '## Resume', 'Client publish and groups', 'HTTP publish: node CPU per request']) {
     t.match(out, heading, `prints the ${heading} table`)
   }
   for (const server of ['Herald', 'ws + ioredis, corked', 'socket.io + redis-adapter']) t.match(out, `| ${server} |`, `measures ${server}`)
@@ -34,6 +34,9 @@ t.test('npm run bench -- --smoke measures every server and writes its table', { 
   t.ok(json.overload.every((r) => r.peakRssMB > 0), 'and its memory read')
   t.ok(json.idle.every((r) => Number.isFinite(r.heapPerConn)), 'heap per connection read through the inspector')
   t.equal(json.big.reached, json.big.connections, 'the cluster broadcast reached every connection')
+  // Each storm round waits for every client back (storm.ts, raw-ws.ts): a round recorded is a storm completed.
+  const storm = (json as unknown as { storm: Array<{ warm: boolean, seconds: number[] }> }).storm
+  t.same(storm.map((r) => [r.warm, r.seconds.length]), [[true, 1], [false, 1]], 'the reconnect storm ran to the last client, on warm nodes and on fresh ones')
   const streams = (json as unknown as { streams: { summary: { onPerSec: number, offPerSec: number, onCpuUs: number }, oneStream: { bytesPerEvent: number }, users: { bytesPerUser: number } } }).streams
   t.ok(streams.summary.onPerSec > 0 && streams.summary.offPerSec > 0 && streams.summary.onCpuUs > 0, 'publishes with history on and off were measured, with Redis CPU')
   t.ok(streams.oneStream.bytesPerEvent > 0 && streams.users.bytesPerUser > 0, 'and the memory history takes')

@@ -30,9 +30,14 @@ const bpNode = await startNode({ REDIS_URL: redis.url, NODE_TTL: '3000', MAX_SEN
 t.teardown(() => bpNode.stop())
 const url = (user: string, n: NodeProc = node): string => `${n.ws}/ws/events?token=${encodeURIComponent(userToken(user))}`
 
-/** A client built on its own `ws` instance (options the connect helper does not take). */
-async function raw (user: string, opts: WebSocket.ClientOptions): Promise<TestClient> {
+/**
+ * A client built on its own `ws` instance (options the connect helper does
+ * not take). `onPing` counts from the start: a sweep may ping the connection
+ * before its welcome has been read.
+ */
+async function raw (user: string, opts: WebSocket.ClientOptions, onPing?: () => void): Promise<TestClient> {
   const c = new TestClient(new WebSocket(url(user), opts))
+  if (onPing !== undefined) c.ws.on('ping', onPing)
   await new Promise<void>((resolve, reject) => { c.ws.once('open', () => resolve()); c.ws.once('error', reject) })
   await c.nextOfType('welcome')
   return c
@@ -62,12 +67,11 @@ t.test('heartbeat: a silent peer that does not pong is closed 4009 within a few 
   })()
   t.teardown(() => { chatting = false })
 
-  const silent = await raw('hb-silent', { autoPong: false })
+  let silentPings = 0
+  const silent = await raw('hb-silent', { autoPong: false }, () => { silentPings++ })
   t.teardown(() => silent.close())
   const welcomedAt = Date.now()
   const id = silent.frames[0]!.payload.connectionId as string
-  let silentPings = 0
-  silent.ws.on('ping', () => { silentPings++ })
 
   const closed = await within(10 * HEARTBEAT_MS, 'the silent peer to be closed', silent.closed)
   const after = Date.now() - welcomedAt
