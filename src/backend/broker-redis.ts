@@ -85,9 +85,10 @@ export class RedisBroker implements Broker {
   // would otherwise wait for ever, since ioredis keeps its offline queue after disconnect().
   private readonly closed = new Tripwire()
   // Fail what waits on the publish connection when it drops. With
-  // autoResendUnfulfilledCommands off, ioredis forgets the commands in flight at
-  // that moment without settling them: a publish (or the probe, or a replay
-  // batch) would wait for ever.
+  // autoResendUnfulfilledCommands off, ioredis settles the commands in flight
+  // at that moment only once the connection is ready again (ioredis 6; 5 never
+  // did): a publish (or the probe, or a replay batch) would wait as long as
+  // Redis is away, or for ever.
   private readonly pubWaiters = new Tripwire()
   /** (un)subscriptions waiting for the end of the turn (standalone Redis) */
   private subOps: Array<{ subscribe: boolean, channel: string, resolve: () => void, reject: (err: unknown) => void }> = []

@@ -1,4 +1,4 @@
-import { Redis, Cluster, type RedisOptions } from 'ioredis'
+import { Redis, Cluster, type Command, type RedisOptions } from 'ioredis'
 import type { RedisTarget } from '../config/index.js'
 
 // Every ioredis connection a node opens is made here, for one RedisTarget
@@ -34,6 +34,7 @@ export class RedisConnections {
   readonly sharded: boolean
   private readonly own: RedisClient[] = []
   private readonly lent: RedisClient[] = []
+  private closing = false
 
   constructor (private readonly target: RedisTarget, private readonly onError: (err: Error) => void = () => {}) {
     this.sharded = target.clusterNodes !== undefined
@@ -52,6 +53,17 @@ export class RedisConnections {
    */
   lend (name: string, o: OpenOptions = {}): RedisClient {
     const c = this.make(name, o)
+    // Such a library may send commands without handling their failure (the
+    // Socket.IO adapter's subscribes in its constructor, its publishes). One
+    // still queued when the node closes is rejected by disconnect() ("Connection
+    // is closed."), and an unhandled rejection ends the process: each command
+    // gets a handler here (the library's own awaits still see the failure),
+    // which reports it as a Redis error unless the node is closing.
+    const send = c.sendCommand.bind(c) as (command: Command, ...rest: unknown[]) => Promise<unknown>
+    ;(c as unknown as { sendCommand: typeof send }).sendCommand = (command, ...rest) => {
+      command.promise.catch((err: Error) => { if (!this.closing) this.onError(err) })
+      return send(command, ...rest)
+    }
     this.lent.push(c)
     return c
   }
@@ -61,6 +73,7 @@ export class RedisConnections {
   }
 
   async close (): Promise<void> {
+    this.closing = true
     for (const c of this.lent) c.disconnect()
     // QUIT waits behind the offline queue, which never drains while Redis is unreachable.
     await atMost(Promise.allSettled(this.own.map(async (c) => c.status === 'ready' ? await c.quit() : undefined)), SHUTDOWN_WAIT_MS)

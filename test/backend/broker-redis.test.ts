@@ -1,8 +1,9 @@
 // A Redis that dies with commands in flight on the publish connection. With
 // autoResendUnfulfilledCommands off (so replays wait for other nodes to
-// resubscribe), ioredis forgets such commands without settling them: a
-// publish would hang its API call and be lost, and the readiness probe, which
-// sends one probe at a time, would stay 503 for ever. Seen in CI as a node
+// resubscribe), ioredis settles such commands only once it has reconnected
+// (ioredis 5 never did): a publish would hang its API call for as long as
+// Redis is away, and the readiness probe, which sends one probe at a time,
+// would stay 503 as long. Seen in CI as a node
 // that never became ready after a Redis restart. Reproduced here with a proxy
 // cut while Redis is frozen, so no reply can race the drop.
 import { spawn } from 'node:child_process'

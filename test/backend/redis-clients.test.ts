@@ -8,6 +8,7 @@ import net from 'node:net'
 import t, { type Test } from 'tap'
 import { createBackend } from '../../src/backend/backend.js'
 import { startApp } from '../helpers/app.js'
+import { freePort } from '../helpers/ports.js'
 import { startRedis } from '../helpers/redis.js'
 import { waitFor, within } from '../helpers/wait.js'
 
@@ -95,4 +96,26 @@ t.test('a node closing while Redis is frozen leaves nothing unhandled', { timeou
   await within(20_000, 'the close', node.close())
   await turns()
   t.same(seen.map(String), [], 'no unhandled rejection')
+})
+
+// ioredis 6 rejects what waits on a reconnecting connection when it is
+// disconnected ("Connection is closed."), where ioredis 5 left it waiting for
+// ever; the Socket.IO adapter sends some commands without a handler.
+t.test('a node closing while Redis is unreachable leaves nothing unhandled: from its start, and after losing it', { timeout: 60_000 }, async (t) => {
+  const seen = unhandled(t)
+  const nowhere = await startApp({ REDIS_URL: `redis://127.0.0.1:${await freePort()}` })
+  await within(20_000, 'the close of a node that never reached Redis', nowhere.close())
+  await turns()
+  t.same(seen.map(String), [], 'none from the node that never reached Redis')
+
+  const redis = await startRedis()
+  t.teardown(() => redis.stop())
+  const node = await startApp({ REDIS_URL: redis.url, HEALTH_PROBE_INTERVAL: '200' })
+  await waitFor('the node ready', async () => (await node.api('/ws/health', { key: '' })).status, (s) => s === 200, { timeoutMs: 15_000 })
+  await redis.kill()
+  await waitFor('the node sees Redis gone', async () => (await node.api('/ws/health', { key: '' })).status, (s) => s === 503, { timeoutMs: 15_000 })
+  const before = seen.length
+  await within(20_000, 'the close of a node that lost Redis', node.close())
+  await turns()
+  t.same(seen.slice(before).map(String), [], 'none from the node that lost it')
 })

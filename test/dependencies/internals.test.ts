@@ -16,7 +16,10 @@
 //     has a rejection handler, reported as an 'error' event (from 6.1; before,
 //     a refused resubscribe ended the process: test/backend/redis-clients.test.ts);
 //     with autoResendUnfulfilledCommands off, commands in flight at a drop are
-//     forgotten, not settled (test/backend/broker-redis.test.ts).
+//     settled only once the connection is ready again, which the broker does
+//     not wait for (test/backend/broker-redis.test.ts); a connection
+//     disconnected while reconnecting rejects what waits on it, which the
+//     connections lent to the Socket.IO adapter catch (redis-clients.test.ts).
 import { existsSync, readFileSync } from 'node:fs'
 import http from 'node:http'
 import { createRequire } from 'node:module'
