@@ -34,7 +34,6 @@ export class RedisConnections {
   readonly sharded: boolean
   private readonly own: RedisClient[] = []
   private readonly lent: RedisClient[] = []
-  private closing = false
 
   constructor (private readonly target: RedisTarget, private readonly onError: (err: Error) => void = () => {}) {
     this.sharded = target.clusterNodes !== undefined
@@ -57,11 +56,13 @@ export class RedisConnections {
     // Socket.IO adapter's subscribes in its constructor, its publishes). One
     // still queued when the node closes is rejected by disconnect() ("Connection
     // is closed."), and an unhandled rejection ends the process: each command
-    // gets a handler here (the library's own awaits still see the failure),
-    // which reports it as a Redis error unless the node is closing.
+    // gets a handler here that does nothing, so the library's own awaits, and
+    // only they, see the failure. Not reported: ioredis sends its handshake
+    // through here too and ignores what an older Redis refuses of it
+    // (CLIENT SETINFO before Redis 7.2).
     const send = c.sendCommand.bind(c) as (command: Command, ...rest: unknown[]) => Promise<unknown>
     ;(c as unknown as { sendCommand: typeof send }).sendCommand = (command, ...rest) => {
-      command.promise.catch((err: Error) => { if (!this.closing) this.onError(err) })
+      command.promise.catch(() => {})
       return send(command, ...rest)
     }
     this.lent.push(c)
@@ -73,7 +74,6 @@ export class RedisConnections {
   }
 
   async close (): Promise<void> {
-    this.closing = true
     for (const c of this.lent) c.disconnect()
     // QUIT waits behind the offline queue, which never drains while Redis is unreachable.
     await atMost(Promise.allSettled(this.own.map(async (c) => c.status === 'ready' ? await c.quit() : undefined)), SHUTDOWN_WAIT_MS)

@@ -8,6 +8,9 @@ import net from 'node:net'
 import t, { type Test } from 'tap'
 import { createBackend } from '../../src/backend/backend.js'
 import { startApp } from '../helpers/app.js'
+import { startNode } from '../helpers/node.js'
+import { sioConnect } from '../helpers/sio.js'
+import { userToken } from '../helpers/tokens.js'
 import { freePort } from '../helpers/ports.js'
 import { startRedis } from '../helpers/redis.js'
 import { waitFor, within } from '../helpers/wait.js'
@@ -118,4 +121,16 @@ t.test('a node closing while Redis is unreachable leaves nothing unhandled: from
   await within(20_000, 'the close of a node that lost Redis', node.close())
   await turns()
   t.same(seen.slice(before).map(String), [], 'none from the node that lost it')
+})
+
+t.test('a node starting on a healthy Redis reports no backend error (what ioredis sends itself and Redis refuses stays ioredis\'s)', { timeout: 30_000 }, async (t) => {
+  const redis = await startRedis()
+  t.teardown(() => redis.stop())
+  const node = await startNode({ REDIS_URL: redis.url, LOG_LEVEL: 'debug' })
+  t.teardown(() => node.stop())
+  await waitFor('the node ready', async () => (await node.api('/ws/health', { key: '' })).status, (s) => s === 200, { timeoutMs: 15_000 })
+  // A Socket.IO session: the lent connections carry the adapter's commands.
+  const sio = await sioConnect(node.http, { auth: { token: userToken('healthy-start') } })
+  sio.client.close()
+  t.same(node.lines.filter((l) => l.includes('"backend error"')), [], 'no backend error logged')
 })
