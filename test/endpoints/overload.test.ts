@@ -73,7 +73,7 @@ const closeCodeOf = (connectionId: string): number | null => {
   return line === undefined ? null : (JSON.parse(line) as { code: number }).code
 }
 
-t.test('past saturation: the clients that keep up stay connected, the one that does not read is closed 4008, the excess is shed and counted, memory stays bounded', { timeout: 90_000 }, async (t) => {
+t.test('past saturation: the clients that keep up stay connected, the one that does not read is closed 4008, the excess is shed and counted, memory stays bounded', { timeout: 160_000 }, async (t) => {
   const readers: Reader[] = []
   for (let i = 0; i < SUBSCRIBERS; i++) readers.push(await reader(i))
   const stalled = await connect(`${node.ws}/ws/events`, { token: userToken('overload-stalled') })
@@ -106,6 +106,8 @@ t.test('past saturation: the clients that keep up stay connected, the one that d
       await new Promise((resolve) => setTimeout(resolve, 200)) // sampling pace
     }
   })()
+  // A check that fails below must not leave the sampler running (the file would never end).
+  t.teardown(() => { sampling = false })
 
   // The flood: bounded, paced at RATE, straight onto the broadcast channel.
   // Redis itself publishes each batch (one script call), so this process
@@ -123,10 +125,14 @@ t.test('past saturation: the clients that keep up stay connected, the one that d
   }
   const offeredFor = Date.now() - started
 
-  // The node reads all of it, works off (or sheds) its backlog and is idle again.
+  // The node reads all of it, works off (or sheds) its backlog and is idle
+  // again. How long that takes is the machine's: a node starved of CPU reads
+  // slowly, delivers most of what it reads within its second (111 M frames in
+  // one CI run, where a quiet machine shed 98%) and leaves the rest waiting in
+  // Redis, which has no limit here. The bound is generous for that reason.
   const after = await waitFor('the node to read and catch up with its input', scrape, (s) =>
     metric(s, 'herald_broker_messages_in_total') - metric(before, 'herald_broker_messages_in_total') >= total &&
-    metric(s, 'herald_delivery_backlog_messages') === 0, { timeoutMs: 30_000, intervalMs: 200 })
+    metric(s, 'herald_delivery_backlog_messages') === 0, { timeoutMs: 90_000, intervalMs: 200 })
   sampling = false
   await sampler
   const delivered = metric(after, 'herald_messages_out_total', { endpoint: 'events' }) - metric(before, 'herald_messages_out_total', { endpoint: 'events' })
