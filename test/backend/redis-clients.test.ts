@@ -24,6 +24,14 @@ function unhandled (t: Test): unknown[] {
   return seen
 }
 
+/** `close`, run by the test itself or, if a check failed first, by its teardown: once. */
+function closer (t: Test, close: () => Promise<void>): () => Promise<void> {
+  let closing: Promise<void> | undefined
+  const run = async (): Promise<void> => { await (closing ??= close()) }
+  t.teardown(run)
+  return run
+}
+
 /** Time for a rejection to surface. */
 const turns = async (): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, 1000)) }
 
@@ -78,12 +86,13 @@ t.test('a node closing while its resubscribe is unanswered closes cleanly', { ti
   const port = (proxy.address() as net.AddressInfo).port
 
   const backend = createBackend({ redis: { url: `redis://127.0.0.1:${port}` }, keyPrefix: 'resub:' }, { onError: () => {} })
+  const close = closer(t, async () => { await backend.close() })
   await backend.connect()
   await backend.broker.subscribe('events')
   hold = true
   for (const s of sockets) s.destroy()
   await within(10_000, 'the resubscribe sent after the reconnect', heldOne)
-  await within(10_000, 'the close', backend.close())
+  await within(10_000, 'the close', close())
   await turns()
   t.same(seen.map(String), [], 'no unhandled rejection')
 })
@@ -93,10 +102,11 @@ t.test('a node closing while Redis is frozen leaves nothing unhandled', { timeou
   const redis = await startRedis()
   t.teardown(() => redis.stop())
   const node = await startApp({ REDIS_URL: redis.url })
+  const close = closer(t, node.close)
   // Frozen, the connections stay ready: what the node sends at close is
   // written and waits for replies that its disconnect then cuts short.
   redis.pause()
-  await within(20_000, 'the close', node.close())
+  await within(20_000, 'the close', close())
   await turns()
   t.same(seen.map(String), [], 'no unhandled rejection')
 })
@@ -107,18 +117,19 @@ t.test('a node closing while Redis is frozen leaves nothing unhandled', { timeou
 t.test('a node closing while Redis is unreachable leaves nothing unhandled: from its start, and after losing it', { timeout: 60_000 }, async (t) => {
   const seen = unhandled(t)
   const nowhere = await startApp({ REDIS_URL: `redis://127.0.0.1:${await freePort()}` })
-  await within(20_000, 'the close of a node that never reached Redis', nowhere.close())
+  await within(20_000, 'the close of a node that never reached Redis', closer(t, nowhere.close)())
   await turns()
   t.same(seen.map(String), [], 'none from the node that never reached Redis')
 
   const redis = await startRedis()
   t.teardown(() => redis.stop())
   const node = await startApp({ REDIS_URL: redis.url, HEALTH_PROBE_INTERVAL: '200' })
+  const close = closer(t, node.close)
   await waitFor('the node ready', async () => (await node.api('/ws/health', { key: '' })).status, (s) => s === 200, { timeoutMs: 15_000 })
   await redis.kill()
   await waitFor('the node sees Redis gone', async () => (await node.api('/ws/health', { key: '' })).status, (s) => s === 503, { timeoutMs: 15_000 })
   const before = seen.length
-  await within(20_000, 'the close of a node that lost Redis', node.close())
+  await within(20_000, 'the close of a node that lost Redis', close())
   await turns()
   t.same(seen.slice(before).map(String), [], 'none from the node that lost it')
 })
