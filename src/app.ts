@@ -107,7 +107,7 @@ export async function buildApp (config: Config, opts: BuildOptions = {}): Promis
   const broker = backend.broker
   const ch = createChannels(config.keyPrefix)
   const connections = new Connections()
-  const hub = new Hub(broker, ch, config.serverId, log, connections, lastWriteMs)
+  const hub = new Hub(broker, ch, config.serverId, log, connections, lastWriteMs, backend.streams)
 
   const h = {
     config,

@@ -7,6 +7,9 @@ import { textFrame } from '../protocol/ws-frame.js'
 import { decode, type Envelope } from './codec.js'
 import { jsonShape, MAX_DATA_DEPTH } from './depth.js'
 import { Intake } from './intake.js'
+import { Gaps } from './gaps.js'
+import type { StreamStore } from '../backend/streams.js'
+import { ADMIN_STREAM, streamName } from '../protocol/streams.js'
 
 /**
  * One event or notification on its way to this node's recipients. Each form is
@@ -70,6 +73,8 @@ interface ChannelRef { refs: number, ready: Promise<void> }
 const SUBSCRIBED: Promise<void> = Promise.resolve()
 
 const TYPE_CACHE_MAX = 4096
+/** After the subscriber is back, how long before channels are compared with their streams. */
+const CATCH_UP_DELAY_MS = 1000
 // The payload is the event or notification object around `data`.
 const MAX_PAYLOAD_DEPTH = MAX_DATA_DEPTH + 1
 
@@ -95,6 +100,8 @@ export class Hub {
   /** messages from the broker this node did not deliver, by reason (overload: shed, see intake.ts) */
   readonly dropped: Record<Exclude<DropReason, 'overload'>, number> = { too_deep: 0, malformed: 0, error: 0 }
   private readonly intake: Intake
+  /** what this node missed on pub/sub, read back from the streams (gaps.ts) */
+  readonly gaps: Gaps
 
   constructor (
     private readonly broker: Broker,
@@ -104,13 +111,32 @@ export class Hub {
     private readonly recipients: Recipients,
     /** how long the last turn's writes to sockets took, ms: what sizes the delivery slices (intake.ts) */
     writeMs: () => number = () => 0,
+    /** history, from which what pub/sub did not bring is read back; null: off */
+    streams: StreamStore | null = null,
   ) {
     this.intake = new Intake((channel, env) => {
       try { this.dispatch(channel, env) } catch (err) { this.drop('error', channel, err) }
     }, (r) => {
       if (diag.overload.hasSubscribers) diag.overload.publish({ serverId, ...r, log })
     }, writeMs)
+    this.gaps = new Gaps(streams, ch.admin, streamName(ADMIN_STREAM), (channel, env) => this.accept(channel, env), (fields, msg) => log.warn(fields, msg))
     broker.onMessage((channel, message) => this.onBrokerMessage(channel, message))
+    // Once the subscriber is back, channels gone quiet meanwhile are compared
+    // with their streams (ioredis reports the connection ready before its
+    // resubscribe is through: a second later, what was published before the
+    // resubscribe is in the streams; what came after arrives).
+    let lost = false
+    let later: NodeJS.Timeout | null = null
+    broker.onStateChange((healthy) => {
+      if (!healthy) { lost = true; return }
+      if (!lost || later !== null) return
+      lost = false
+      later = setTimeout(() => {
+        later = null
+        this.gaps.catchUp().catch((err: Error) => log.warn({ err: { message: err.message } }, 'could not compare channels with their streams'))
+      }, CATCH_UP_DELAY_MS)
+      later.unref()
+    })
   }
 
   /** messages shed past saturation since boot */
@@ -220,6 +246,15 @@ export class Hub {
     try {
       const env = decode(raw)
       if (env === null) return this.drop('malformed', channel)
+      this.gaps.take(channel, env)
+    } catch (err) {
+      this.drop('error', channel, err)
+    }
+  }
+
+  /** A message heard (or read back), in its stream's order: on to delivery unless this node delivered it already. */
+  private accept (channel: string, env: Envelope): void {
+    try {
       // Our own messages were delivered locally when published.
       if (env.origin === this.serverId) return
       // Control messages are few and must not wait behind events.
@@ -347,6 +382,7 @@ export class Hub {
     const r = this.refs.get(channel)
     if (!r || --r.refs > 0) return false
     this.refs.delete(channel)
+    this.gaps.forget(channel)
     // Redis processes UNSUBSCRIBE and a later SUBSCRIBE in order on one connection.
     this.broker.unsubscribe(channel).catch(() => {})
     return true

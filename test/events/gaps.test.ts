@@ -1,0 +1,114 @@
+// What a node misses on Redis pub/sub it reads back from the streams
+// (src/events/gaps.ts): two real nodes on a private Redis, node A's Redis
+// traffic through a proxy the test controls, a real client on A, events
+// published through B. Without the read-back, the client would never get
+// what A's subscriber missed.
+import net from 'node:net'
+import t, { type Test } from 'tap'
+import { connect, type Frame } from '../helpers/client.js'
+import { startNode, type NodeProc } from '../helpers/node.js'
+import { startRedis } from '../helpers/redis.js'
+import { userToken } from '../helpers/tokens.js'
+import { waitFor, within } from '../helpers/wait.js'
+
+/** A proxy in front of Redis that knows the subscriber's connection (it sent SUBSCRIBE) and can drop what Redis sends it, or cut it. */
+async function subscriberProxy (t: Test, redisPort: number): Promise<{ port: number, opened: () => number, drop: (on: boolean) => void, dropped: () => string, cut: () => void }> {
+  let opened = 0
+  let dropping = false
+  let droppedText = ''
+  const subscribers = new Set<net.Socket>()
+  const sockets = new Set<net.Socket>()
+  const proxy = net.createServer((client) => {
+    opened++
+    const upstream = net.connect(redisPort, '127.0.0.1')
+    for (const s of [client, upstream]) { sockets.add(s); s.on('error', () => {}); s.on('close', () => { sockets.delete(s); subscribers.delete(client); client.destroy(); upstream.destroy() }) }
+    client.on('data', (d: Buffer) => {
+      if (/subscribe/i.test(d.toString('latin1'))) subscribers.add(client)
+      upstream.write(d)
+    })
+    upstream.on('data', (d: Buffer) => {
+      if (dropping && subscribers.has(client)) { droppedText += d.toString('latin1'); return }
+      client.write(d)
+    })
+  })
+  await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => { for (const s of sockets) s.destroy(); proxy.close() })
+  return {
+    port: (proxy.address() as net.AddressInfo).port,
+    opened: () => opened,
+    drop (on) { dropping = on },
+    dropped: () => droppedText,
+    cut () { for (const s of subscribers) s.destroy() },
+  }
+}
+
+const ids = (frames: Frame[]): string[] => frames.map((f) => f.payload.data.label as string)
+const offsets = (frames: Frame[]): number[] => frames.map((f) => f.payload.offset as number)
+
+async function setup (t: Test): Promise<{ a: NodeProc, b: NodeProc, proxy: Awaited<ReturnType<typeof subscriberProxy>>, publish: (label: string) => Promise<void> }> {
+  const redis = await startRedis()
+  t.teardown(() => redis.stop())
+  const proxy = await subscriberProxy(t, redis.port)
+  const a = await startNode({ REDIS_URL: `redis://127.0.0.1:${proxy.port}` })
+  t.teardown(() => a.stop())
+  const b = await startNode({ REDIS_URL: redis.url })
+  t.teardown(() => b.stop())
+  const publish = async (label: string): Promise<void> => {
+    const r = await b.api('/api/events', { body: { type: 'gap.test', userId: 'gap-user', data: { label } } })
+    if (r.status !== 202) throw new Error(`publish ${label}: ${r.status} ${JSON.stringify(r.body)}`)
+  }
+  return { a, b, proxy, publish }
+}
+
+t.test('a message the subscriber did not hear is read back when the next one shows the gap, in order', { timeout: 60_000 }, async (t) => {
+  const { a, proxy, publish } = await setup(t)
+  const client = await connect(`${a.ws}/ws/events`, { token: userToken('gap-user') })
+  t.teardown(() => client.close())
+  await client.subscribe(['gap.*'])
+  const events = (): Frame[] => client.frames.filter((f) => f.type === 'event')
+
+  await publish('e1')
+  await client.collect((f) => f.type === 'event', 1)
+  const connections = proxy.opened()
+
+  // What Redis sends A's subscriber is lost, the connection stays up: A cannot tell.
+  proxy.drop(true)
+  await publish('e2')
+  await waitFor('e2 reaching the proxy', () => proxy.dropped(), (s) => s.includes('"label":"e2"') && s.endsWith('\r\n'), { timeoutMs: 10_000 })
+  proxy.drop(false)
+  t.same(ids(events()), ['e1'], 'the client did not get e2 live')
+
+  await publish('e3')
+  const got = await client.collect((f) => f.type === 'event', 3)
+  t.same(ids(got), ['e1', 'e2', 'e3'], 'e2 read back and delivered before e3')
+  t.same(offsets(got), [1, 2, 3], 'with its position')
+  t.equal(proxy.opened(), connections, 'over the same connections: the gap, not a reconnect, brought it back')
+  await a.waitLine((l) => l.includes('missed messages read back from their stream'))
+})
+
+t.test('after the subscriber reconnects, what a quiet channel missed meanwhile arrives without another publish', { timeout: 60_000 }, async (t) => {
+  const { a, proxy, publish } = await setup(t)
+  const client = await connect(`${a.ws}/ws/events`, { token: userToken('gap-user') })
+  t.teardown(() => client.close())
+  await client.subscribe(['gap.*'])
+
+  await publish('e1')
+  await client.collect((f) => f.type === 'event', 1)
+  // The subscriber's connection drops and its messages meanwhile are lost;
+  // nothing more is published on the channel after.
+  proxy.drop(true)
+  await publish('e2')
+  await publish('e3')
+  await waitFor('e3 reaching the proxy', () => proxy.dropped(), (s) => s.includes('"label":"e3"') && s.endsWith('\r\n'), { timeoutMs: 10_000 })
+  proxy.cut()
+  proxy.drop(false)
+  const got = await within(20_000, 'e2 and e3 on the client', client.collect((f) => f.type === 'event', 3, 20_000))
+  t.same(ids(got), ['e1', 'e2', 'e3'], 'both read back, in order')
+  t.same(offsets(got), [1, 2, 3])
+  t.notOk(client.closeInfo, 'the client stayed connected throughout')
+
+  // And live delivery goes on after, once.
+  await publish('e4')
+  const after = await client.collect((f) => f.type === 'event', 4)
+  t.same(ids(after), ['e1', 'e2', 'e3', 'e4'], 'nothing doubled')
+})
