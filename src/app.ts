@@ -173,6 +173,8 @@ export async function buildApp (config: Config, opts: BuildOptions = {}): Promis
   const restore = (): void => { restoreAfterLoss(h).catch(onBackendError) }
   h.registry = new Registry(backend.nodes, config.nodeTtlMs, () => nodeInfo(h), onBackendError, restore)
   h.probe = new Probe(broker, ch.probe(config.serverId), config.healthProbeIntervalMs, config.serverId)
+  // The subscription is through again: what it missed meanwhile is read back from the streams.
+  h.probe.onBack(() => { if (!closing) hub.gaps.catchUp().catch(onBackendError) })
   app.decorate('herald', h)
   hub.onControl((env) => handleControl(h, env))
 

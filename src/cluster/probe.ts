@@ -21,6 +21,7 @@ export class Probe {
   /** the last probe's publish has not resolved yet */
   private publishing = false
   lastLatencyMs: number | null = null
+  private readonly backListeners: Array<() => void> = []
 
   constructor (
     private readonly broker: Broker,
@@ -42,6 +43,13 @@ export class Probe {
       }
     })
   }
+
+  /**
+   * `listener` runs each time a probe comes back after the probe failed or
+   * the connections dropped: the subscription is through again, and what it
+   * missed meanwhile can be looked for (src/events/gaps.ts).
+   */
+  onBack (listener: () => void): void { this.backListeners.push(listener) }
 
   get healthy (): boolean {
     if (!this.broker.healthy) return false
@@ -110,9 +118,11 @@ export class Probe {
     const sentAt = Number(msg.slice(i + 1))
     const latencyMs = Math.round((clock() - sentAt) * 1000) / 1000
     // Any probe coming back proves delivery works again; only the latest clears the outstanding one.
+    const back = !this.ok
     this.ok = true
     if (this.outstanding !== null && seq >= this.outstanding.seq) this.outstanding = null
     this.lastLatencyMs = latencyMs
     if (diag.probe.hasSubscribers) diag.probe.publish({ serverId: this.serverId, ok: true, latencyMs })
+    if (back) for (const l of this.backListeners) l()
   }
 }

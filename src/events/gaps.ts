@@ -10,44 +10,61 @@ import { decode, type Envelope } from './codec.js'
 // node can tell what it missed and read it back:
 //
 // - On arrival: a message on its stream's channel whose offset is more than
-//   one above the last one heard there, in the same epoch. The missed ones
-//   are read from the stream and handed on first; what arrives on that
-//   channel meanwhile waits behind them, so order holds.
-// - After the backend is back: a channel quiet since then would show its
-//   gap only with its next message, maybe hours later. Each channel heard
-//   from is compared with its stream's top once the subscriber is back.
+//   one above the last one heard there (or, in a new epoch, above 1: Redis
+//   came back empty and this epoch began unheard). The missed ones are read
+//   from the stream and handed on first; what arrives on that channel
+//   meanwhile waits behind them, so order holds.
+// - Once the subscriber is back (the node's probe comes back through it): a
+//   channel quiet since then would show its gap only with its next message,
+//   maybe hours later, so each tracked channel is compared with its
+//   stream's top. That read races the channel's pub/sub copies still on
+//   their way; those of messages it read back are dropped when they come.
 //
-// Tracking is per channel, from the first message heard on it while
-// subscribed: a channel dropped and taken again starts afresh, so a
-// connection never gets, as live, messages from before it was welcomed.
-// The admins' channel carries live copies of other streams' events (a
-// user's, a group's); only the admin stream's own messages there count.
+// Only channels the hub holds are tracked, each from the first message
+// heard on it while held: a channel dropped and taken again starts afresh,
+// and a read under way when it is dropped hands nothing on. The admins'
+// channel carries live copies of other streams' events (a user's, a
+// group's); only the admin stream's own messages count there.
 
 /** At most this many missed messages of one channel are read back (one read): more is past what a live gap holds. */
 export const MAX_FILL = 1000
 /** A read back that has not answered by then is given up: what waited behind it goes on. */
 const FILL_TIMEOUT_MS = 2000
+/** At most one log line per this long: a flood of gaps is one line with its counts. */
+const LOG_EVERY_MS = 5000
 
-interface Heard { epoch: string, offset: number }
+interface Heard {
+  /** the stream the channel's messages belong to (its first message heard says) */
+  stream: string
+  epoch: string
+  offset: number
+  /** offsets handed on from a read whose pub/sub copies may still come: those are dropped */
+  readBack: Set<number> | null
+}
 
 export interface GapStats {
   /** messages found missing on arrival or after a reconnect */
   missed: number
   /** of those, read back from their streams and handed on */
   recovered: number
+  /** pub/sub copies of messages already read back, dropped */
+  late: number
 }
 
 export class Gaps {
   private readonly last = new Map<string, Heard>()
   /** channels being read back: what arrives on them meanwhile, in order */
   private readonly waiting = new Map<string, Envelope[]>()
-  readonly stats: GapStats = { missed: 0, recovered: 0 }
+  readonly stats: GapStats = { missed: 0, recovered: 0, late: 0 }
+  private logged = { at: 0, missed: 0, recovered: 0 }
 
   constructor (
     private readonly streams: StreamStore | null,
     /** the admins' channel, where only the admin stream's own messages are tracked */
     private readonly adminChannel: string,
     private readonly adminStream: string,
+    /** whether the hub holds (listens on for someone) the channel now */
+    private readonly holds: (channel: string) => boolean,
     /** hands a message on to delivery (the hub's own checks, then its intake) */
     private readonly pass: (channel: string, env: Envelope) => void,
     private readonly warn: (fields: Record<string, unknown>, msg: string) => void,
@@ -61,22 +78,38 @@ export class Gaps {
     if (q !== undefined) { q.push(env); return }
     if (env.offset === null || this.streams === null || (channel === this.adminChannel && env.stream !== this.adminStream)) return this.pass(channel, env)
     const h = this.last.get(channel)
-    if (h === undefined || h.epoch !== env.epoch || env.offset <= h.offset + 1) {
-      // First heard, another epoch (history lost: nothing to read back), or next in line.
-      if (h === undefined) this.last.set(channel, { epoch: env.epoch, offset: env.offset })
-      else if (env.offset > h.offset || h.epoch !== env.epoch) { h.epoch = env.epoch; h.offset = env.offset }
+    if (h === undefined) {
+      if (this.holds(channel)) this.last.set(channel, { stream: env.stream, epoch: env.epoch, offset: env.offset, readBack: null })
+      return this.pass(channel, env)
+    }
+    if (env.stream !== h.stream) return this.pass(channel, env)
+    if (env.epoch !== h.epoch) {
+      // History was lost (Redis back empty): this epoch's messages before
+      // this one went out while the node listened, and it did not hear them.
+      h.epoch = env.epoch
+      h.offset = 0
+      h.readBack = null
+    }
+    if (env.offset <= h.offset) {
+      if (h.readBack?.delete(env.offset) === true) { this.stats.late++; return }
+      return this.pass(channel, env)
+    }
+    if (env.offset === h.offset + 1) {
+      h.offset = env.offset
+      h.readBack = null
       return this.pass(channel, env)
     }
     this.fill(channel, h, env.offset - 1, [env])
   }
 
-  /** The channel is no longer listened on: tracking it ends. */
+  /** The hub no longer listens on the channel: its tracking ends, and what waited on a read goes with it (nobody holds it). */
   forget (channel: string): void {
     this.last.delete(channel)
+    this.waiting.delete(channel)
   }
 
   /**
-   * After the backend came back: each channel heard from is compared with its
+   * After the subscriber came back: each tracked channel is compared with its
    * stream's top, and what it missed is read back. Resolves when all are through.
    */
   async catchUp (): Promise<void> {
@@ -85,7 +118,15 @@ export class Gaps {
     await Promise.all([...this.last].map(async ([channel, h]) => {
       const top = await streams.position(channel).catch(() => null)
       if (top === null || this.waiting.has(channel) || this.last.get(channel) !== h) return
-      if (top.epoch === h.epoch && top.offset > h.offset) this.fill(channel, h, top.offset, [])
+      if (top.epoch !== h.epoch) {
+        h.epoch = top.epoch
+        h.offset = 0
+        h.readBack = null
+      } else if (top.offset < h.offset) {
+        // Heard above the top: not this stream's message (someone wrote to the channel); the stream says where it is.
+        h.offset = top.offset
+      }
+      if (top.offset > h.offset) this.fill(channel, h, top.offset, [])
     }))
   }
 
@@ -93,35 +134,44 @@ export class Gaps {
   private fill (channel: string, h: Heard, upTo: number, queue: Envelope[]): void {
     this.waiting.set(channel, queue)
     const missed = upTo - h.offset
-    this.stats.missed += missed
     const after = Math.max(h.offset, upTo - MAX_FILL)
     const epoch = h.epoch
     let timer: NodeJS.Timeout | undefined
-    const gaveUp = new Promise<null>((resolve) => { timer = setTimeout(() => resolve(null), FILL_TIMEOUT_MS) })
+    const gaveUp = new Promise<null>((resolve) => { timer = setTimeout(() => resolve(null), FILL_TIMEOUT_MS); timer.unref() })
     const read = this.streams!.read(channel, after, upTo - after).catch(() => null)
     void Promise.race([read, gaveUp]).then((page) => {
       clearTimeout(timer)
+      // Dropped meanwhile (and maybe taken again, tracked afresh): nothing of this read is anyone's now.
+      if (this.last.get(channel) !== h) return
+      if (this.waiting.get(channel) === queue) this.waiting.delete(channel)
       let recovered = 0
-      if (page !== null && page.epoch === epoch) {
+      const readBack = new Set<number>()
+      if (page !== null && page.epoch === epoch && h.epoch === epoch) {
         for (const m of page.messages) {
           if (m.offset <= after || m.offset > upTo) continue
           const env = decode(m.message)
           if (env === null) continue
           recovered++
+          readBack.add(m.offset)
           this.pass(channel, env)
         }
       }
-      this.stats.recovered += recovered
-      this.warn({ channel, missed, recovered }, recovered === missed ? 'missed messages read back from their stream' : 'missed messages not all read back from their stream')
       h.offset = Math.max(h.offset, upTo)
-      const q = this.waiting.get(channel) ?? []
-      this.waiting.delete(channel)
-      // Forgotten meanwhile (unsubscribed): its tracking stays ended.
-      const tracked = this.last.get(channel) === h
-      for (const env of q) {
-        if (tracked) this.take(channel, env)
-        else this.pass(channel, env)
-      }
+      h.readBack = readBack.size > 0 ? readBack : null
+      this.report(missed, recovered)
+      for (const env of queue) this.take(channel, env)
     })
+  }
+
+  private report (missed: number, recovered: number): void {
+    this.stats.missed += missed
+    this.stats.recovered += recovered
+    const l = this.logged
+    l.missed += missed
+    l.recovered += recovered
+    const now = Date.now()
+    if (now - l.at < LOG_EVERY_MS) return
+    this.warn({ missed: l.missed, recovered: l.recovered }, l.recovered === l.missed ? 'missed messages read back from their streams' : 'missed messages not all read back from their streams')
+    this.logged = { at: now, missed: 0, recovered: 0 }
   }
 }

@@ -73,8 +73,6 @@ interface ChannelRef { refs: number, ready: Promise<void> }
 const SUBSCRIBED: Promise<void> = Promise.resolve()
 
 const TYPE_CACHE_MAX = 4096
-/** After the subscriber is back, how long before channels are compared with their streams. */
-const CATCH_UP_DELAY_MS = 1000
 // The payload is the event or notification object around `data`.
 const MAX_PAYLOAD_DEPTH = MAX_DATA_DEPTH + 1
 
@@ -119,24 +117,8 @@ export class Hub {
     }, (r) => {
       if (diag.overload.hasSubscribers) diag.overload.publish({ serverId, ...r, log })
     }, writeMs)
-    this.gaps = new Gaps(streams, ch.admin, streamName(ADMIN_STREAM), (channel, env) => this.accept(channel, env), (fields, msg) => log.warn(fields, msg))
+    this.gaps = new Gaps(streams, ch.admin, streamName(ADMIN_STREAM), (channel) => this.refs.has(channel) || channel === ch.broadcast, (channel, env) => this.accept(channel, env), (fields, msg) => log.warn(fields, msg))
     broker.onMessage((channel, message) => this.onBrokerMessage(channel, message))
-    // Once the subscriber is back, channels gone quiet meanwhile are compared
-    // with their streams (ioredis reports the connection ready before its
-    // resubscribe is through: a second later, what was published before the
-    // resubscribe is in the streams; what came after arrives).
-    let lost = false
-    let later: NodeJS.Timeout | null = null
-    broker.onStateChange((healthy) => {
-      if (!healthy) { lost = true; return }
-      if (!lost || later !== null) return
-      lost = false
-      later = setTimeout(() => {
-        later = null
-        this.gaps.catchUp().catch((err: Error) => log.warn({ err: { message: err.message } }, 'could not compare channels with their streams'))
-      }, CATCH_UP_DELAY_MS)
-      later.unref()
-    })
   }
 
   /** messages shed past saturation since boot */

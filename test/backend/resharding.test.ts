@@ -81,7 +81,6 @@ t.test('a slot moving to another master under appends and a subscription loses n
   // subscribing it on the new one, what is published is not heard: the node
   // reads it back from the stream (src/events/gaps.ts), which holds it all.
   t.comment(`${N - heard.length} of ${N} published while the subscription moved were not heard live`)
-  t.ok(heard.length >= N - 50, `most were heard live (${heard.length})`)
   const page = await reader.streams!.read(channel, 0, 1000)
   t.same(page.messages.map((m) => m.offset), answers, 'the whole history on the new owner, what was not heard included')
 })

@@ -1,0 +1,131 @@
+// The read-back's rules (src/events/gaps.ts), message by message: Gaps over
+// the memory backend's stream store, fed what a node would hear, handing on
+// to a recorder. The end-to-end cases (real nodes, a real Redis) are in
+// gaps.test.ts.
+import t from 'tap'
+import { createMemoryBackend } from '../../src/backend/backend.js'
+import type { StreamRead, StreamStore } from '../../src/backend/streams.js'
+import { createChannels } from '../../src/cluster/channels.js'
+import { decode, draft, type Envelope } from '../../src/events/codec.js'
+import { Gaps } from '../../src/events/gaps.js'
+import { waitFor } from '../helpers/wait.js'
+
+const ch = createChannels('gaps:')
+const channel = ch.user('u')
+const history = { size: 1000, ttlMs: 60_000 }
+
+async function setup (opts: { streams?: (s: StreamStore) => StreamStore, holds?: (c: string) => boolean } = {}) {
+  const backend = createMemoryBackend({ keyPrefix: 'gaps:', history })
+  await backend.connect()
+  const passed: Envelope[] = []
+  const logs: Array<Record<string, unknown>> = []
+  const streams = opts.streams?.(backend.streams!) ?? backend.streams!
+  const gaps = new Gaps(streams, ch.admin, 'admin', opts.holds ?? (() => true), (_c, env) => { passed.push(env) }, (f) => { logs.push(f) })
+  /** Appends one message to the user's stream; returns it as heard on pub/sub. */
+  const append = async (label: string): Promise<Envelope> => {
+    const d = draft({ kind: 'e', origin: '', publishedAt: Date.now(), type: 'gap.unit', userId: 'u', stream: 'user:u', json: JSON.stringify({ id: label, type: 'gap.unit', stream: 'user:u' }) })
+    const p = (await backend.broker.append({ channel, also: [], draft: d }))!
+    const page = await backend.streams!.read(channel, p.offset - 1, 1)
+    return decode(page.messages[0]!.message)!
+  }
+  const labels = (): string[] => passed.filter((e) => e.kind !== 'c').map((e) => (JSON.parse(e.json) as { id: string }).id)
+  return { backend, gaps, passed, logs, append, labels }
+}
+
+t.test('a gap on arrival is read back first; later arrivals wait behind the read, in order', async (t) => {
+  const { backend, gaps, append, labels, logs } = await setup()
+  t.teardown(() => backend.close())
+  const [e1, , , e4, e5] = [await append('e1'), await append('e2'), await append('e3'), await append('e4'), await append('e5')]
+  gaps.take(channel, e1)
+  gaps.take(channel, e4)
+  gaps.take(channel, e5)
+  t.same(labels(), ['e1'], 'e4 and e5 wait for the read')
+  await waitFor('the read back', () => labels().length, (n) => n === 5)
+  t.same(labels(), ['e1', 'e2', 'e3', 'e4', 'e5'])
+  t.same(gaps.stats, { missed: 2, recovered: 2, late: 0 })
+  t.same(logs, [{ missed: 2, recovered: 2 }])
+})
+
+t.test('after a catch-up, the late pub/sub copies of what it read back are dropped', async (t) => {
+  const { backend, gaps, append, labels } = await setup()
+  t.teardown(() => backend.close())
+  const e1 = await append('e1')
+  gaps.take(channel, e1)
+  const [e2, e3] = [await append('e2'), await append('e3')]
+  await gaps.catchUp()
+  await waitFor('the read back', () => labels().length, (n) => n === 3)
+  gaps.take(channel, e2)
+  gaps.take(channel, e3)
+  const e4 = await append('e4')
+  gaps.take(channel, e4)
+  t.same(labels(), ['e1', 'e2', 'e3', 'e4'], 'each once')
+  t.equal(gaps.stats.late, 2)
+})
+
+t.test('Redis back empty: the new epoch\'s messages before the first heard are read back', async (t) => {
+  // Two stores stand for Redis before and after it restarted empty: the same channel, another epoch.
+  const before = await setup()
+  t.teardown(() => before.backend.close())
+  const after = createMemoryBackend({ keyPrefix: 'gaps:', history })
+  t.teardown(() => after.close())
+  const passed: Envelope[] = []
+  const gaps = new Gaps(after.streams!, ch.admin, 'admin', () => true, (_c, env) => { passed.push(env) }, () => {})
+  const heard = async (b: typeof after, label: string): Promise<Envelope> => {
+    const d = draft({ kind: 'e', origin: '', publishedAt: Date.now(), type: 'gap.unit', userId: 'u', stream: 'user:u', json: JSON.stringify({ id: label, type: 'gap.unit', stream: 'user:u' }) })
+    const p = (await b.broker.append({ channel, also: [], draft: d }))!
+    return decode((await b.streams!.read(channel, p.offset - 1, 1)).messages[0]!.message)!
+  }
+  const old = await heard(before.backend, 'old')
+  gaps.take(channel, old)
+  await heard(after, 'n1')
+  await heard(after, 'n2')
+  const n3 = await heard(after, 'n3')
+  t.not(n3.epoch, old.epoch, 'another epoch')
+  gaps.take(channel, n3)
+  await waitFor('the read back', () => passed.length, (n) => n === 4)
+  t.same(passed.map((e) => (JSON.parse(e.json) as { id: string }).id), ['old', 'n1', 'n2', 'n3'])
+})
+
+t.test('a channel dropped while its read is under way hands nothing of it on, and is tracked afresh', async (t) => {
+  let release!: () => void
+  const gate = new Promise<void>((resolve) => { release = resolve })
+  const slowly = (s: StreamStore): StreamStore => ({ history: s.history, position: async (c) => await s.position(c), read: async (c, a, l): Promise<StreamRead> => { await gate; return await s.read(c, a, l) } })
+  const { backend, gaps, append, labels } = await setup({ streams: slowly })
+  t.teardown(() => backend.close())
+  const [e1, , e3] = [await append('e1'), await append('e2'), await append('e3')]
+  gaps.take(channel, e1)
+  gaps.take(channel, e3)
+  gaps.forget(channel)
+  const e4 = await append('e4')
+  gaps.take(channel, e4)
+  release()
+  await new Promise((resolve) => setTimeout(resolve, 50))
+  t.same(labels(), ['e1', 'e4'], 'e2 and e3 went with the channel; e4 starts its tracking')
+})
+
+t.test('a read that does not answer is given up after 2 s: what waited goes on', async (t) => {
+  const never = (s: StreamStore): StreamStore => ({ history: s.history, position: async (c) => await s.position(c), read: async () => await new Promise<StreamRead>(() => {}) })
+  const { backend, gaps, append, labels, passed } = await setup({ streams: never })
+  t.teardown(() => backend.close())
+  const [e1, , e3] = [await append('e1'), await append('e2'), await append('e3')]
+  gaps.take(channel, e1)
+  gaps.take(channel, e3)
+  const control: Envelope = { kind: 'c', origin: '', publishedAt: Date.now(), type: 'revoke', userId: 'u', stream: '', offset: null, epoch: '', json: '{}' }
+  gaps.take(channel, control)
+  t.same(passed.map((e) => e.kind), ['e', 'c'], 'a control message does not wait behind the read')
+  await waitFor('the read given up', () => labels().length, (n) => n === 2, { timeoutMs: 5000 })
+  t.same(labels(), ['e1', 'e3'])
+  t.same(gaps.stats, { missed: 1, recovered: 0, late: 0 })
+})
+
+t.test('channels the hub does not hold, and admin copies of other streams, are not tracked', async (t) => {
+  const { backend, gaps, append, labels } = await setup({ holds: () => false })
+  t.teardown(() => backend.close())
+  const [e1, , e3] = [await append('e1'), await append('e2'), await append('e3')]
+  gaps.take(channel, e1)
+  gaps.take(channel, e3)
+  gaps.take(ch.admin, { ...e1 })
+  gaps.take(ch.admin, { ...e3 })
+  t.same(labels(), ['e1', 'e3', 'e1', 'e3'], 'handed on as heard, nothing read')
+  t.equal(gaps.stats.missed, 0)
+})
