@@ -57,6 +57,7 @@ export class Gaps {
   private readonly waiting = new Map<string, Envelope[]>()
   readonly stats: GapStats = { missed: 0, recovered: 0, late: 0 }
   private logged = { at: 0, missed: 0, recovered: 0 }
+  private logTimer: NodeJS.Timeout | null = null
 
   constructor (
     private readonly streams: StreamStore | null,
@@ -99,7 +100,7 @@ export class Gaps {
       h.readBack = null
       return this.pass(channel, env)
     }
-    this.fill(channel, h, env.offset - 1, [env])
+    this.fill(channel, h, env.offset - 1, env)
   }
 
   /** The hub no longer listens on the channel: its tracking ends, and what waited on a read goes with it (nobody holds it). */
@@ -116,8 +117,16 @@ export class Gaps {
     const streams = this.streams
     if (streams === null) return
     await Promise.all([...this.last].map(async ([channel, h]) => {
+      const was = { epoch: h.epoch, offset: h.offset }
       const top = await streams.position(channel).catch(() => null)
       if (top === null || this.waiting.has(channel) || this.last.get(channel) !== h) return
+      // The answer came on another connection than the channel's messages:
+      // what was heard meanwhile may be newer than it. Then it only says
+      // whether more is missing, never moves the tracking back.
+      if (h.epoch !== was.epoch || h.offset !== was.offset) {
+        if (top.epoch === h.epoch && top.offset > h.offset) this.fill(channel, h, top.offset, null)
+        return
+      }
       if (top.epoch !== h.epoch) {
         h.epoch = top.epoch
         h.offset = 0
@@ -126,12 +135,16 @@ export class Gaps {
         // Heard above the top: not this stream's message (someone wrote to the channel); the stream says where it is.
         h.offset = top.offset
       }
-      if (top.offset > h.offset) this.fill(channel, h, top.offset, [])
+      if (top.offset > h.offset) this.fill(channel, h, top.offset, null)
     }))
   }
 
-  /** Reads back (h.offset, upTo] of `channel`, hands it on, then what waited. */
-  private fill (channel: string, h: Heard, upTo: number, queue: Envelope[]): void {
+  /**
+   * Reads back (h.offset, upTo] of `channel`, hands it on, then `trigger`
+   * (the message that showed the gap, if one did) and what waited behind.
+   */
+  private fill (channel: string, h: Heard, upTo: number, trigger: Envelope | null): void {
+    const queue: Envelope[] = []
     this.waiting.set(channel, queue)
     const missed = upTo - h.offset
     const after = Math.max(h.offset, upTo - MAX_FILL)
@@ -146,7 +159,15 @@ export class Gaps {
       if (this.waiting.get(channel) === queue) this.waiting.delete(channel)
       let recovered = 0
       const readBack = new Set<number>()
-      if (page !== null && page.epoch === epoch && h.epoch === epoch) {
+      if (page === null) {
+        // No answer: what was missed stays missed, and tracking goes on past it.
+        h.offset = upTo
+      } else if (page.epoch !== epoch) {
+        // The stream is in another epoch than the message that showed the gap
+        // said (one not of this stream): the stream is what counts.
+        h.epoch = page.epoch
+        h.offset = page.top
+      } else {
         for (const m of page.messages) {
           if (m.offset <= after || m.offset > upTo) continue
           const env = decode(m.message)
@@ -155,10 +176,16 @@ export class Gaps {
           readBack.add(m.offset)
           this.pass(channel, env)
         }
+        // Never past the stream's own top: an offset above it was not this stream's.
+        h.offset = Math.min(upTo, page.top)
       }
-      h.offset = Math.max(h.offset, upTo)
       h.readBack = readBack.size > 0 ? readBack : null
-      this.report(missed, recovered)
+      this.report(page !== null && page.epoch !== epoch ? 0 : missed, recovered)
+      if (trigger !== null) {
+        // Next in line now, or not this stream's (it said a gap the stream does not hold): on as it is, never read for again.
+        if (trigger.epoch === h.epoch && trigger.offset === h.offset + 1) h.offset = trigger.offset
+        this.pass(channel, trigger)
+      }
       for (const env of queue) this.take(channel, env)
     })
   }
@@ -169,9 +196,19 @@ export class Gaps {
     const l = this.logged
     l.missed += missed
     l.recovered += recovered
-    const now = Date.now()
-    if (now - l.at < LOG_EVERY_MS) return
+    if (this.logTimer !== null) return
+    const wait = l.at + LOG_EVERY_MS - Date.now()
+    if (wait <= 0) return this.flushLog()
+    // Counted now, said at the end of the window: a burst is one line, and its last gaps are not held back until the next.
+    this.logTimer = setTimeout(() => this.flushLog(), wait)
+    this.logTimer.unref()
+  }
+
+  private flushLog (): void {
+    this.logTimer = null
+    const l = this.logged
+    if (l.missed === 0) return
     this.warn({ missed: l.missed, recovered: l.recovered }, l.recovered === l.missed ? 'missed messages read back from their streams' : 'missed messages not all read back from their streams')
-    this.logged = { at: now, missed: 0, recovered: 0 }
+    this.logged = { at: Date.now(), missed: 0, recovered: 0 }
   }
 }

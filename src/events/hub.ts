@@ -355,7 +355,11 @@ export class Hub {
     this.refs.set(channel, entry)
     // Done, a channel holds one shared settled promise rather than its own;
     // a failed subscribe must not poison later attaches of the same channel.
-    ready.then(() => { entry.ready = SUBSCRIBED }, () => { if (this.refs.get(channel) === entry) this.refs.delete(channel) })
+    ready.then(() => { entry.ready = SUBSCRIBED }, () => {
+      if (this.refs.get(channel) !== entry) return
+      this.refs.delete(channel)
+      this.gaps.forget(channel)
+    })
     return ready
   }
 
