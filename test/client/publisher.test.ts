@@ -202,12 +202,23 @@ t.test('straight onto a Redis Cluster: an ioredis Cluster is detected and publis
   const seen: string[] = []
   spy.on('message', (_c: string, m: string) => seen.push(m))
   await spy.subscribe(`herald:{u:${uId}}`)
-  const classic = new HeraldPublisher({ redis: cluster, keyPrefix: 'herald:', sharded: false })
+  // With history off the message is nowhere else, so the node never has it.
+  const classic = new HeraldPublisher({ redis: cluster, keyPrefix: 'herald:', sharded: false, history: false })
   const lost = await classic.publishAuthenticationEvent('authentication.logout', uId)
   await waitFor('the classic message on the wire', () => seen.some((m) => m.includes(lost)), Boolean, { timeoutMs: 5000, intervalMs: 10 })
   const sentinel = await p.publishAuthenticationEvent('authentication.logout', uId)
   await arrives(u, sentinel)
   t.notOk(u.has(lost), 'the node did not deliver the classic publish (why sharding is detected)')
+
+  // With history on it is in the user's stream: the node does not hear it,
+  // but the next message's offset shows the gap and the node reads it back
+  // (src/events/gaps.ts), late and in its place.
+  const classicWithHistory = new HeraldPublisher({ redis: cluster, keyPrefix: 'herald:', sharded: false })
+  const unheard = await classicWithHistory.publishAuthenticationEvent('authentication.logout', uId)
+  await waitFor('the classic message on the wire', () => seen.some((m) => m.includes(unheard)), Boolean, { timeoutMs: 5000, intervalMs: 10 })
+  const next = await p.publishAuthenticationEvent('authentication.logout', uId)
+  await arrives(u, next)
+  t.same(u.ids().slice(-2), [unheard, next], 'read back when the next message showed the gap, before it')
 })
 
 t.test('straight onto Redis: each publish is appended to its stream as a node appends it, unless told the nodes keep no history', { timeout: 30_000 }, async (t) => {
