@@ -124,7 +124,7 @@ export class Gaps {
       // what was heard meanwhile may be newer than it. Then it only says
       // whether more is missing, never moves the tracking back.
       if (h.epoch !== was.epoch || h.offset !== was.offset) {
-        if (top.epoch === h.epoch && top.offset > h.offset) this.fill(channel, h, top.offset, null)
+        if (top.epoch === h.epoch && top.offset > h.offset) this.fill(channel, h, Math.min(top.offset, h.offset + MAX_FILL), null)
         return
       }
       if (top.epoch !== h.epoch) {
@@ -135,7 +135,9 @@ export class Gaps {
         // Heard above the top: not this stream's message (someone wrote to the channel); the stream says where it is.
         h.offset = top.offset
       }
-      if (top.offset > h.offset) this.fill(channel, h, top.offset, null)
+      // The oldest first: above them, messages may still be on their way
+      // (heard later, in order); a gap left above shows with the next one.
+      if (top.offset > h.offset) this.fill(channel, h, Math.min(top.offset, h.offset + MAX_FILL), null)
     }))
   }
 
@@ -160,8 +162,10 @@ export class Gaps {
       let recovered = 0
       const readBack = new Set<number>()
       if (page === null) {
-        // No answer: what was missed stays missed, and tracking goes on past it.
-        h.offset = upTo
+        // No answer. Shown by a message: what was missed stays missed, and
+        // tracking goes on past it. A catch-up: what it looked for may still
+        // be on its way, and the next message shows what is not.
+        if (trigger !== null) h.offset = upTo
       } else if (page.epoch !== epoch) {
         // The stream is in another epoch than the message that showed the gap
         // said (one not of this stream): the stream is what counts.
