@@ -40,6 +40,8 @@ interface Heard {
   offset: number
   /** offsets handed on from a read whose pub/sub copies may still come: those are dropped */
   readBack: Set<number> | null
+  /** the epoch heard before this one, and up to where */
+  before?: { epoch: string, offset: number }
 }
 
 export interface GapStats {
@@ -87,8 +89,12 @@ export class Gaps {
     if (env.epoch !== h.epoch) {
       // History was lost (Redis back empty): this epoch's messages before
       // this one went out while the node listened, and it did not hear them.
+      // Back to the epoch before (the one between was not the stream's: a
+      // message someone else wrote): where it was heard up to.
+      const before = h.before
+      h.before = { epoch: h.epoch, offset: h.offset }
+      h.offset = before?.epoch === env.epoch ? before.offset : 0
       h.epoch = env.epoch
-      h.offset = 0
       h.readBack = null
     }
     if (env.offset <= h.offset) {
