@@ -173,17 +173,8 @@ export async function buildApp (config: Config, opts: BuildOptions = {}): Promis
   const restore = (): void => { restoreAfterLoss(h).catch(onBackendError) }
   h.registry = new Registry(backend.nodes, config.nodeTtlMs, () => nodeInfo(h), onBackendError, restore)
   h.probe = new Probe(broker, ch.probe(config.serverId), config.healthProbeIntervalMs, config.serverId)
-  // The subscription is through again after the connections dropped: what
-  // it missed meanwhile is read back from the streams. A probe that was only
-  // late (Redis stalled, the node behind its input) lost nothing: what it
-  // waited for is still on its way, in order.
-  let dropped = false
-  broker.onStateChange((healthy) => { if (!healthy) dropped = true })
-  h.probe.onBack(() => {
-    if (closing || !dropped) return
-    dropped = false
-    hub.gaps.catchUp().catch(onBackendError)
-  })
+  // What the subscriber missed while the connections were down is read back from the streams.
+  h.probe.onResubscribed(() => { if (!closing) hub.gaps.catchUp().catch(onBackendError) })
   app.decorate('herald', h)
   hub.onControl((env) => handleControl(h, env))
 

@@ -22,6 +22,8 @@ export class Probe {
   private publishing = false
   lastLatencyMs: number | null = null
   private readonly backListeners: Array<() => void> = []
+  /** the connections dropped since the last probe came back */
+  private dropped = false
 
   constructor (
     private readonly broker: Broker,
@@ -36,6 +38,7 @@ export class Probe {
     // new connection, and the first one goes out at once.
     broker.onStateChange((healthy) => {
       if (!healthy) {
+        this.dropped = true
         this.ok = false
         this.outstanding = null
       } else if (this.timer !== null) {
@@ -45,11 +48,13 @@ export class Probe {
   }
 
   /**
-   * `listener` runs each time a probe comes back after the probe failed or
-   * the connections dropped: the subscription is through again, and what it
-   * missed meanwhile can be looked for (src/events/gaps.ts).
+   * `listener` runs when a probe comes back through the subscriber after the
+   * connections dropped: the resubscribe is through, and what the node missed
+   * meanwhile can be looked for (src/events/gaps.ts). Not after a probe that
+   * was only late (Redis stalled, the node behind its input): nothing was
+   * lost then, what it waited for is still on its way, in order.
    */
-  onBack (listener: () => void): void { this.backListeners.push(listener) }
+  onResubscribed (listener: () => void): void { this.backListeners.push(listener) }
 
   get healthy (): boolean {
     if (!this.broker.healthy) return false
@@ -118,7 +123,8 @@ export class Probe {
     const sentAt = Number(msg.slice(i + 1))
     const latencyMs = Math.round((clock() - sentAt) * 1000) / 1000
     // Any probe coming back proves delivery works again; only the latest clears the outstanding one.
-    const back = !this.ok
+    const back = this.dropped
+    this.dropped = false
     this.ok = true
     if (this.outstanding !== null && seq >= this.outstanding.seq) this.outstanding = null
     this.lastLatencyMs = latencyMs

@@ -160,6 +160,7 @@ export class Gaps {
     let timer: NodeJS.Timeout | undefined
     const gaveUp = new Promise<null>((resolve) => { timer = setTimeout(() => resolve(null), FILL_TIMEOUT_MS); timer.unref() })
     const read = this.streams!.read(channel, after, upTo - after).catch(() => null)
+    let handedOn = false
     void Promise.race([read, gaveUp]).then((page) => {
       clearTimeout(timer)
       // Dropped meanwhile (and maybe taken again, tracked afresh): nothing of this read is anyone's now.
@@ -191,9 +192,21 @@ export class Gaps {
       }
       h.readBack = readBack.size > 0 ? readBack : null
       this.report(page !== null && page.epoch !== epoch ? 0 : missed, recovered)
+      handedOn = true
       if (trigger !== null) {
         // Next in line now, or not this stream's (it said a gap the stream does not hold): on as it is, never read for again.
         if (trigger.epoch === h.epoch && trigger.offset === h.offset + 1) h.offset = trigger.offset
+        this.pass(channel, trigger)
+      }
+      for (const env of queue) this.take(channel, env)
+    }).catch((err: Error) => {
+      // Whatever a stream held, a read back never ends the node, nor holds its channel for ever.
+      this.warn({ err: { message: err.message } }, 'reading missed messages back failed')
+      if (handedOn || this.last.get(channel) !== h) return
+      if (this.waiting.get(channel) === queue) this.waiting.delete(channel)
+      if (trigger !== null) {
+        // As when a read is given up: what was missed stays missed, tracking goes on from here.
+        if (trigger.epoch === h.epoch && trigger.offset !== null) h.offset = Math.max(h.offset, trigger.offset)
         this.pass(channel, trigger)
       }
       for (const env of queue) this.take(channel, env)

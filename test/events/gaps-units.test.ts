@@ -181,3 +181,17 @@ t.test('a message that is not the stream\'s (another epoch, an offset past the t
   t.same(labels(), ['e1', 'e2', 'forged-epoch', 'forged-offset', 'forged-first', 'e3', 'e4'], 'the real messages once each, in order; nothing read back again')
   t.equal(passed.length, 7)
 })
+
+t.test('a read back that throws on what the stream holds ends nothing: what waited goes on, a line says why', async (t) => {
+  const broken = (s: StreamStore): StreamStore => ({ history: s.history, position: async (c) => await s.position(c), read: async (c, a, l) => ({ ...(await s.read(c, a, l)), messages: [{ offset: a + 1, message: undefined as unknown as string }] }) })
+  const { backend, gaps, append, labels, logs } = await setup({ streams: broken })
+  t.teardown(() => backend.close())
+  const [e1, , e3] = [await append('e1'), await append('e2'), await append('e3')]
+  gaps.take(channel, e1)
+  gaps.take(channel, e3)
+  await waitFor('the read given up', () => labels().length, (n) => n === 2)
+  t.same(labels(), ['e1', 'e3'])
+  t.match(logs, [{ err: { message: /./ } }])
+  gaps.take(channel, await append('e4'))
+  t.same(labels(), ['e1', 'e3', 'e4'], 'the channel is not held')
+})

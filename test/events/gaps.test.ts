@@ -131,12 +131,11 @@ t.test('published without pause through two subscriber drops: every offset once,
     proxy.cut()
   }
   await within(60_000, 'the publishes', publishing)
-  const got = await client.collect((f) => f.type === 'event', N, 30_000)
+  await client.collect((f) => f.type === 'event', N, 30_000)
   // Anything late or doubled would show as more than N, or out of order.
   await publish('last')
   await client.collect((f) => f.type === 'event' && f.payload.data.label === 'last', 1, 10_000)
   const events = client.frames.filter((f) => f.type === 'event')
   t.same(offsets(events), Array.from({ length: N + 1 }, (_v, i) => i + 1), 'offsets 1..N+1, each once, in order')
-  t.equal(got.length >= N, true)
   t.notOk(client.closeInfo, 'the client stayed connected throughout')
 })
