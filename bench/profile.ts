@@ -120,6 +120,10 @@ if (STORM) {
 }
 s.close()
 
+// What Redis was asked meanwhile (boot and warm-up included): the calls per command.
+const stats = await new Promise<string>((resolve) => { const c = spawn('redis-cli', ['-p', String(redisPort), 'info', 'commandstats']); let out = ''; c.stdout.on('data', (d: Buffer) => { out += d.toString() }); c.on('close', () => resolve(out)) })
+process.stdout.write('Redis calls, by command:' + stats.split('\n').filter((l) => l.startsWith('cmdstat_')).map((l) => ` ${l.slice(8, l.indexOf(':'))} ${/calls=(\d+)/.exec(l)?.[1] ?? '?'}`).join(',') + '\n')
+
 const file = join(mkdtempSync(join(tmpdir(), 'herald-prof-')), 'herald.cpuprofile')
 writeFileSync(file, JSON.stringify(profile))
 const { byFn, byWhat } = selfTime(profile, (fn, url) => fn === '(idle)' ? 'idle'

@@ -27,6 +27,12 @@ export interface NodeSnapshot {
   brokerMessagesIn: number
   /** messages from Redis not delivered since boot, by reason */
   dropped: Record<DropReason, number>
+  /**
+   * positioned messages this node's Redis subscription did not hear live
+   * (src/events/gaps.ts), since boot: read back from their streams and
+   * delivered, or lost to its clients (no longer retained, or the read failed)
+   */
+  pubsubMissed: { readBack: number, lost: number }
   /** messages from Redis waiting for delivery, and how long the oldest has waited */
   backlog: number
   lagMs: number
@@ -53,6 +59,7 @@ export function nodeSnapshot (h: Herald): NodeSnapshot {
     eventsDelivered: h.hub.delivered,
     brokerMessagesIn: h.hub.received,
     dropped: { ...h.hub.dropped, overload: h.hub.shed },
+    pubsubMissed: { readBack: h.hub.gaps.stats.recovered, lost: h.hub.gaps.stats.missed - h.hub.gaps.stats.recovered },
     backlog: h.hub.waiting,
     lagMs: h.hub.lagMs(),
   }

@@ -51,6 +51,18 @@ export function createMetrics (h: Herald): { registry: Registry, close: () => vo
       for (const [reason, n] of Object.entries(node().dropped)) this.inc({ reason }, n)
     },
   })
+  new Counter({
+    name: 'herald_pubsub_missed_messages_total',
+    help: 'Positioned messages this node\'s Redis subscription did not hear live (a dropped subscriber connection, a Cluster slot move), by outcome: read_back (read from their streams and delivered late, in order), lost (not read back: no longer retained, or the read failed)',
+    labelNames: ['outcome'],
+    registers: [registry],
+    collect () {
+      const { readBack, lost } = node().pubsubMissed
+      this.reset()
+      this.inc({ outcome: 'read_back' }, readBack)
+      this.inc({ outcome: 'lost' }, lost)
+    },
+  })
   new Gauge({ name: 'herald_delivery_backlog_messages', help: 'Messages from Redis waiting for delivery (the node is behind its input)', registers: [registry], collect () { this.set(node().backlog) } })
   new Gauge({ name: 'herald_delivery_lag_seconds', help: 'How long the oldest message waiting for delivery has waited on this node', registers: [registry], collect () { this.set(node().lagMs / 1000) } })
   new Gauge({ name: 'herald_draining', help: '1 while this node drains', registers: [registry], collect () { this.set(node().draining ? 1 : 0) } })

@@ -217,7 +217,7 @@ t.test('every query of the dashboard, the rules and their tests reads only what 
   const read = new Set([...panelQueries].flatMap((q) => parsePromQL(grafanaToPromQL(q.expr)).selectors.map((s) => s.metric)))
   for (const m of ['herald_connections', 'herald_events_published_total', 'herald_events_delivered_total', 'herald_delivery_latency_seconds_bucket',
     'herald_disconnects_total', 'herald_rate_limit_hits_total', 'herald_auth_failures_total', 'herald_redis_up', 'herald_backend_ready',
-    'herald_redis_probe_latency_seconds_bucket', 'herald_broker_messages_dropped_total', 'herald_delivery_backlog_messages', 'herald_delivery_lag_seconds',
+    'herald_redis_probe_latency_seconds_bucket', 'herald_broker_messages_dropped_total', 'herald_pubsub_missed_messages_total', 'herald_delivery_backlog_messages', 'herald_delivery_lag_seconds',
     'herald_process_resident_memory_bytes', 'herald_nodejs_eventloop_lag_p99_seconds',
     'herald_webhook_queue_depth', 'herald_webhook_oldest_pending_seconds', 'herald_webhook_attempts_total', 'herald_webhook_breaker_state', 'herald_backend_persistent']) {
     t.ok(read.has(m), `a panel reads ${m}`)

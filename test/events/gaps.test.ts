@@ -6,6 +6,7 @@
 import net from 'node:net'
 import t, { type Test } from 'tap'
 import { connect, type Frame } from '../helpers/client.js'
+import { metric, parseMetrics } from '../helpers/ops.js'
 import { startNode, type NodeProc } from '../helpers/node.js'
 import { startRedis } from '../helpers/redis.js'
 import { userToken } from '../helpers/tokens.js'
@@ -85,6 +86,9 @@ t.test('a message the subscriber did not hear is read back when the next one sho
   t.same(offsets(got), [1, 2, 3], 'with its position')
   t.equal(proxy.opened(), connections, 'over the same connections: the gap, not a reconnect, brought it back')
   await a.waitLine((l) => l.includes('missed messages read back from their streams'))
+  const samples = parseMetrics((await a.api('/metrics', { key: '' })).body as string)
+  t.equal(metric(samples, 'herald_pubsub_missed_messages_total', { outcome: 'read_back' }), 1, 'counted as missed and read back')
+  t.equal(metric(samples, 'herald_pubsub_missed_messages_total', { outcome: 'lost' }), 0, 'and not as lost')
 })
 
 t.test('after the subscriber reconnects, what a quiet channel missed meanwhile arrives without another publish', { timeout: 60_000 }, async (t) => {

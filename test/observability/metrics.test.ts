@@ -40,7 +40,7 @@ t.test('Prometheus text format with the build, the node and Redis state', async 
   const text = r.body as string
   for (const name of ['herald_connections', 'herald_messages_in_total', 'herald_messages_out_total', 'herald_events_published_total', 'herald_events_delivered_total',
     'herald_delivery_latency_seconds', 'herald_auth_failures_total', 'herald_rate_limit_hits_total', 'herald_disconnects_total', 'herald_redis_up', 'herald_redis_probe_latency_seconds', 'herald_build_info',
-    'herald_broker_messages_dropped_total', 'herald_delivery_failures_total', 'herald_delivery_backlog_messages', 'herald_delivery_lag_seconds']) {
+    'herald_broker_messages_dropped_total', 'herald_delivery_failures_total', 'herald_delivery_backlog_messages', 'herald_delivery_lag_seconds', 'herald_pubsub_missed_messages_total']) {
     t.match(text, new RegExp(`^# HELP ${name} \\S`, 'm'), `${name} has HELP`)
     t.match(text, new RegExp(`^# TYPE ${name} (counter|gauge|histogram)$`, 'm'), `${name} has TYPE`)
   }
