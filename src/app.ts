@@ -174,7 +174,11 @@ export async function buildApp (config: Config, opts: BuildOptions = {}): Promis
   h.registry = new Registry(backend.nodes, config.nodeTtlMs, () => nodeInfo(h), onBackendError, restore)
   h.probe = new Probe(broker, ch.probe(config.serverId), config.healthProbeIntervalMs, config.serverId)
   // What the subscriber missed while the connections were down is read back from the streams.
-  h.probe.onResubscribed(() => { if (!closing) hub.gaps.catchUp().catch(onBackendError) })
+  const catchUp = (): void => { if (!closing) hub.gaps.catchUp().catch(onBackendError) }
+  h.probe.onResubscribed(catchUp)
+  // On a Cluster one shard's subscriber comes back on its own, the probe (on
+  // one shard) none the wiser.
+  broker.onShardResubscribed(catchUp)
   app.decorate('herald', h)
   hub.onControl((env) => handleControl(h, env))
 

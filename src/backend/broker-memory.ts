@@ -71,6 +71,8 @@ export class MemoryBroker implements Broker {
 
   onMessage (listener: MessageListener): void { this.listeners.push(listener) }
   onStateChange (_listener: StateListener): void {}
+  /** An in-process subscription never drops. */
+  onShardResubscribed (_listener: () => void): void {}
 
   async close (): Promise<void> {
     for (const c of [...this.channels]) await this.unsubscribe(c)

@@ -64,6 +64,7 @@ export class RedisBroker implements Broker {
   private readonly watched: RedisClient[]
   private readonly listeners: MessageListener[] = []
   private readonly stateListeners: StateListener[] = []
+  private readonly shardListeners: Array<() => void> = []
   private readonly maxPending: number
   private readonly sharded: boolean
   readonly history: HistoryConfig | null
@@ -114,6 +115,18 @@ export class RedisBroker implements Broker {
       }
     }
     this.sub.on(this.sharded ? 'smessage' : 'message', deliver)
+    // ioredis replaces a Cluster's sharded subscribers one shard at a time (a
+    // dropped connection, a topology change), the Cluster staying `ready`
+    // throughout; each replacement ends with its channels subscribed again
+    // (SSUBSCRIBE sent) and `subscribersReady`. It also ends the first
+    // connect, when nothing can have been missed yet: listeners are cheap then.
+    if (this.sharded) {
+      this.sub.on('subscribersReady', () => {
+        for (const l of this.shardListeners) {
+          try { l() } catch (err) { this.opts.onError?.(err as Error) }
+        }
+      })
+    }
   }
 
   get healthy (): boolean {
@@ -346,6 +359,7 @@ export class RedisBroker implements Broker {
 
   onMessage (listener: MessageListener): void { this.listeners.push(listener) }
   onStateChange (listener: StateListener): void { this.stateListeners.push(listener) }
+  onShardResubscribed (listener: () => void): void { this.shardListeners.push(listener) }
 
   /** Tells the state listeners where the connections stand now (after the backend connected them). */
   checkState (): void { this.updateState() }

@@ -62,6 +62,14 @@ export interface Broker extends Publish {
   unsubscribe (channel: string): Promise<void>
   onMessage (listener: MessageListener): void
   onStateChange (listener: StateListener): void
+  /**
+   * Part of the subscription came back without the broker's state changing:
+   * on a Redis Cluster, one shard's sharded subscriber reconnected (its
+   * connection dropped, or the shard's slots moved) and subscribed again. What
+   * was published on its channels meanwhile did not arrive. (A drop of the
+   * whole subscription is a state change, which the readiness probe follows.)
+   */
+  onShardResubscribed (listener: () => void): void
   /** Stops: subscriptions end, waiting publishes fail, later ones are refused. */
   close (): Promise<void>
 }

@@ -43,6 +43,9 @@ t.test('a slot moving to another master under appends and a subscription loses n
   const heard: number[] = []
   reader.broker.onMessage((c, m) => { if (c === channel) heard.push(decode(m)!.offset!) })
   await reader.broker.subscribe(channel)
+  // What tells a node to catch its channels up (src/app.ts): the shard's subscriber subscribed again.
+  let resubscribed = 0
+  reader.broker.onShardResubscribed(() => { resubscribed++ })
 
   const N = 300
   const answers: Array<number | string> = []
@@ -82,6 +85,7 @@ t.test('a slot moving to another master under appends and a subscription loses n
     await waitFor('the latest append heard', () => heard.at(-1), (o) => o === answers.at(-1), { timeoutMs: 500 }).catch(() => {})
   }
   t.equal(heard.at(-1), answers.at(-1), 'the latest append heard')
+  t.ok(resubscribed >= 1, `the broker said the subscription was back after the move (${resubscribed} times)`)
   t.ok(heard.every((o, i) => i === 0 || o > heard[i - 1]!), 'the subscription followed the slot: heard in order, none twice')
   // Between Redis unsubscribing the channel on the old owner and ioredis
   // subscribing it on the new one, what is published is not heard: the node

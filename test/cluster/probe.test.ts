@@ -14,6 +14,7 @@ class ScriptedBroker {
   private readonly state: StateListener[] = []
   onMessage (l: MessageListener): void { this.msg.push(l) }
   onStateChange (l: StateListener): void { this.state.push(l) }
+  onShardResubscribed (): void {}
   async subscribe (): Promise<void> {}
   async publishNow (channel: string, message: string): Promise<void> {
     if (!this.healthy) throw new Error('down')

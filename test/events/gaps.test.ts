@@ -4,11 +4,14 @@
 // published through B. Without the read-back, the client would never get
 // what A's subscriber missed.
 import net from 'node:net'
+import { Cluster } from 'ioredis'
 import t, { type Test } from 'tap'
+import { HeraldPublisher } from '../../src/client/publisher.js'
 import { connect, type Frame } from '../helpers/client.js'
 import { metric, parseMetrics } from '../helpers/ops.js'
 import { startNode, type NodeProc } from '../helpers/node.js'
 import { startRedis } from '../helpers/redis.js'
+import { startRedisCluster } from '../helpers/redis-cluster.js'
 import { userToken } from '../helpers/tokens.js'
 import { waitFor, within } from '../helpers/wait.js'
 
@@ -142,4 +145,47 @@ t.test('published without pause through two subscriber drops: every offset once,
   const events = client.frames.filter((f) => f.type === 'event')
   t.same(offsets(events), Array.from({ length: N + 1 }, (_v, i) => i + 1), 'offsets 1..N+1, each once, in order')
   t.notOk(client.closeInfo, 'the client stayed connected throughout')
+})
+
+// On a Redis Cluster each shard's sharded subscriber is its own connection,
+// which ioredis replaces on its own while the Cluster client stays `ready`:
+// the node's state never changes, and its probe (on one shard) need not
+// notice. What a shard's subscriber missed is read back once it is
+// subscribed again. The message it misses here is one the node could never
+// hear: a classic PUBLISH onto the Cluster (a publisher told `sharded:
+// false`), which SSUBSCRIBE does not receive, while it is in the stream.
+t.test('on a Redis Cluster, a shard\'s subscriber replaced: what it missed arrives without another publish', { timeout: 90_000 }, async (t) => {
+  const rcl = await startRedisCluster(3)
+  t.teardown(() => rcl.stop())
+  const a = await startNode({ REDIS_CLUSTER_NODES: rcl.nodes })
+  t.teardown(() => a.stop())
+  const cluster = new Cluster(rcl.ports.map((port) => ({ host: '127.0.0.1', port })), { redisOptions: { maxRetriesPerRequest: 1 } })
+  t.teardown(() => cluster.disconnect())
+  const client = await connect(`${a.ws}/ws/events`, { token: userToken('gap-user') })
+  t.teardown(() => client.close())
+  await client.subscribe(['gap.*'])
+
+  const r1 = await a.api('/api/events', { body: { type: 'gap.test', userId: 'gap-user', data: { label: 'e1' } } })
+  t.equal(r1.status, 202)
+  await client.collect((f) => f.type === 'event', 1)
+  const unheard = new HeraldPublisher({ redis: cluster, keyPrefix: 'herald:', sharded: false })
+  const receipt = await unheard.publishWithReceipt('gap.test' as never, { userId: 'gap-user', data: { label: 'e2' } })
+  t.equal(receipt.offset, 2, 'e2 is in the stream, next after e1')
+
+  // Every shard's sharded subscribers dropped by Redis (the node's, the only ones subscribed).
+  let killed = 0
+  for (const port of rcl.ports) killed += Number(await rcl.client(port).call('CLIENT', 'KILL', 'TYPE', 'pubsub'))
+  t.ok(killed >= 1, `the node's sharded subscribers closed (${killed})`)
+  const got = await within(20_000, 'e2 on the client', client.collect((f) => f.type === 'event', 2, 20_000))
+  t.same(ids(got), ['e1', 'e2'], 'read back once the shard\'s subscriber was back, with nothing more published')
+  t.same(offsets(got), [1, 2])
+  t.notOk(client.closeInfo, 'the client stayed connected')
+  const samples = parseMetrics((await a.api('/metrics', { key: '' })).body as string)
+  t.equal(metric(samples, 'herald_pubsub_missed_messages_total', { outcome: 'read_back' }), 1, 'counted as read back')
+
+  // Live delivery goes on, through the new subscriber, once.
+  const r3 = await a.api('/api/events', { body: { type: 'gap.test', userId: 'gap-user', data: { label: 'e3' } } })
+  t.equal(r3.status, 202)
+  const after = await client.collect((f) => f.type === 'event', 3, 20_000)
+  t.same(ids(after), ['e1', 'e2', 'e3'], 'nothing doubled')
 })
