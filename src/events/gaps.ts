@@ -30,6 +30,14 @@ import { decode, type Envelope } from './codec.js'
 export const MAX_FILL = 1000
 /** A read back that has not answered by then is given up: what waited behind it goes on. */
 const FILL_TIMEOUT_MS = 2000
+/**
+ * At most this many reads back at once. A catch-up after an outage on a node
+ * holding thousands of channels would otherwise ask for all their pages at
+ * once (up to MAX_FILL messages each) and hold every answer in memory
+ * together, and the delivery behind them would shed what waited past a
+ * second anyway. The others wait their turn; their 2 s start with their read.
+ */
+export const MAX_READS = 32
 /** At most one log line per this long: a flood of gaps is one line with its counts. */
 const LOG_EVERY_MS = 5000
 
@@ -59,6 +67,9 @@ export class Gaps {
   private readonly waiting = new Map<string, Envelope[]>()
   readonly stats: GapStats = { missed: 0, recovered: 0, late: 0 }
   private logged = { at: 0, missed: 0, recovered: 0 }
+  private reading = 0
+  /** reads waiting for one of the MAX_READS, in the order asked */
+  private readonly turns: Array<() => void> = []
   private logTimer: NodeJS.Timeout | null = null
 
   constructor (
@@ -157,12 +168,16 @@ export class Gaps {
     const missed = upTo - h.offset
     const after = Math.max(h.offset, upTo - MAX_FILL)
     const epoch = h.epoch
-    let timer: NodeJS.Timeout | undefined
-    const gaveUp = new Promise<null>((resolve) => { timer = setTimeout(() => resolve(null), FILL_TIMEOUT_MS); timer.unref() })
-    const read = this.streams!.read(channel, after, upTo - after).catch(() => null)
+    const streams = this.streams!
     let handedOn = false
-    void Promise.race([read, gaveUp]).then((page) => {
-      clearTimeout(timer)
+    void this.bounded(async () => {
+      // Dropped while waiting its turn: nothing to read for anyone.
+      if (this.last.get(channel) !== h) return null
+      let timer: NodeJS.Timeout | undefined
+      const gaveUp = new Promise<null>((resolve) => { timer = setTimeout(() => resolve(null), FILL_TIMEOUT_MS); timer.unref() })
+      const read = streams.read(channel, after, upTo - after).catch(() => null)
+      try { return await Promise.race([read, gaveUp]) } finally { clearTimeout(timer) }
+    }).then((page) => {
       // Dropped meanwhile (and maybe taken again, tracked afresh): nothing of this read is anyone's now.
       if (this.last.get(channel) !== h) return
       if (this.waiting.get(channel) === queue) this.waiting.delete(channel)
@@ -211,6 +226,20 @@ export class Gaps {
       }
       for (const env of queue) this.take(channel, env)
     })
+  }
+
+  /** Runs `read` once fewer than MAX_READS are under way; its turn ends when it settles (a read given up counts as settled). */
+  private async bounded<T> (read: () => Promise<T>): Promise<T> {
+    if (this.reading >= MAX_READS) await new Promise<void>((resolve) => this.turns.push(resolve))
+    else this.reading++
+    try {
+      return await read()
+    } finally {
+      // The turn passes straight to the next in line, or back to the pool.
+      const next = this.turns.shift()
+      if (next !== undefined) next()
+      else this.reading--
+    }
   }
 
   private report (missed: number, recovered: number): void {

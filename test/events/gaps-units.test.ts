@@ -7,7 +7,7 @@ import { createMemoryBackend } from '../../src/backend/backend.js'
 import type { StreamRead, StreamStore } from '../../src/backend/streams.js'
 import { createChannels } from '../../src/cluster/channels.js'
 import { decode, draft, type Envelope } from '../../src/events/codec.js'
-import { Gaps } from '../../src/events/gaps.js'
+import { Gaps, MAX_READS } from '../../src/events/gaps.js'
 import { waitFor } from '../helpers/wait.js'
 
 const ch = createChannels('gaps:')
@@ -194,4 +194,42 @@ t.test('a read back that throws on what the stream holds ends nothing: what wait
   t.match(logs, [{ err: { message: /./ } }])
   gaps.take(channel, await append('e4'))
   t.same(labels(), ['e1', 'e3', 'e4'], 'the channel is not held')
+})
+
+t.test('a catch-up over many channels reads a bounded number at once, and gets through them all', async (t) => {
+  let inFlight = 0
+  let most = 0
+  const counted = (s: StreamStore): StreamStore => ({
+    history: s.history,
+    position: async (c) => await s.position(c),
+    read: async (c, after, limit) => {
+      inFlight++
+      most = Math.max(most, inFlight)
+      try {
+        // Answers a little later, as Redis would: reads overlap if nothing bounds them.
+        await new Promise((resolve) => setTimeout(resolve, 2))
+        return await s.read(c, after, limit)
+      } finally { inFlight-- }
+    },
+  })
+  const { backend, gaps, passed } = await setup({ streams: counted })
+  t.teardown(() => backend.close())
+  const CHANNELS = MAX_READS * 4
+  const appendTo = async (i: number, label: string): Promise<Envelope> => {
+    const d = draft({ kind: 'e', origin: '', publishedAt: Date.now(), type: 'gap.unit', userId: `u${i}`, stream: `user:u${i}`, json: JSON.stringify({ id: label, type: 'gap.unit', stream: `user:u${i}` }) })
+    const p = (await backend.broker.append({ channel: ch.user(`u${i}`), also: [], draft: d }))!
+    return decode((await backend.streams!.read(ch.user(`u${i}`), p.offset - 1, 1)).messages[0]!.message)!
+  }
+  // Each channel heard once, then two messages it missed (the subscriber was down).
+  for (let i = 0; i < CHANNELS; i++) gaps.take(ch.user(`u${i}`), await appendTo(i, `u${i}-1`))
+  for (let i = 0; i < CHANNELS; i++) for (const n of [2, 3]) await appendTo(i, `u${i}-${n}`)
+  await gaps.catchUp()
+  await waitFor('every channel caught up', () => passed.length, (n) => n === CHANNELS * 3, { timeoutMs: 10_000 })
+  t.ok(most <= MAX_READS, `at most ${MAX_READS} reads at once (${most})`)
+  t.ok(most >= Math.min(MAX_READS, 2), `reads did overlap (${most})`)
+  t.same(gaps.stats, { missed: CHANNELS * 2, recovered: CHANNELS * 2, late: 0 })
+  // Per channel, in order.
+  for (let i = 0; i < CHANNELS; i++) {
+    t.same(passed.filter((e) => e.userId === `u${i}`).map((e) => (JSON.parse(e.json) as { id: string }).id), [`u${i}-1`, `u${i}-2`, `u${i}-3`])
+  }
 })
