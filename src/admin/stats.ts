@@ -2,6 +2,7 @@ import { TOP_GROUPS, type NodeInfo } from '../backend/nodes.js'
 import type { Herald } from '../context.js'
 import { HeraldError } from '../errors.js'
 import type { ActivitySnapshot } from '../observability/activity.js'
+import type { GapStats } from '../events/gaps.js'
 import type { DropReason } from '../observability/channels.js'
 import { withBackend } from './actions.js'
 
@@ -59,11 +60,17 @@ export function nodeSnapshot (h: Herald): NodeSnapshot {
     eventsDelivered: h.hub.delivered,
     brokerMessagesIn: h.hub.received,
     dropped: { ...h.hub.dropped, overload: h.hub.shed },
-    pubsubMissed: { readBack: h.hub.gaps.stats.recovered, lost: h.hub.gaps.stats.missed - h.hub.gaps.stats.recovered },
+    pubsubMissed: pubsubMissed(h.hub.gaps.stats),
     backlog: h.hub.waiting,
     lagMs: h.hub.lagMs(),
   }
 }
+
+/**
+ * A message read back whose own pub/sub copy came after all (a catch-up
+ * races what is still on its way) was not missed: it is counted in neither.
+ */
+const pubsubMissed = (s: GapStats): NodeSnapshot['pubsubMissed'] => ({ readBack: s.recovered - s.late, lost: s.missed - s.recovered })
 
 export function nodeInfo (h: Herald): NodeInfo {
   const n = nodeSnapshot(h)

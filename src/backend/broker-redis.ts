@@ -116,10 +116,13 @@ export class RedisBroker implements Broker {
     }
     this.sub.on(this.sharded ? 'smessage' : 'message', deliver)
     // ioredis replaces a Cluster's sharded subscribers one shard at a time (a
-    // dropped connection, a topology change), the Cluster staying `ready`
-    // throughout; each replacement ends with its channels subscribed again
-    // (SSUBSCRIBE sent) and `subscribersReady`. It also ends the first
-    // connect, when nothing can have been missed yet: listeners are cheap then.
+    // dropped connection), the Cluster staying `ready` throughout, and after
+    // each slots refresh that changed the topology (a slot moved) or found a
+    // subscriber unhealthy it sends every subscriber's SSUBSCRIBEs again (or
+    // will, once a new one's connection is ready) and emits `subscribersReady`.
+    // So the event also follows a replacement that failed to connect (retried
+    // 0.2 to 2 s later while a master is down) and the first connect: a
+    // listener must be cheap to call often (the node's catch-ups are spaced).
     if (this.sharded) {
       this.sub.on('subscribersReady', () => {
         for (const l of this.shardListeners) {

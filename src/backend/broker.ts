@@ -63,11 +63,13 @@ export interface Broker extends Publish {
   onMessage (listener: MessageListener): void
   onStateChange (listener: StateListener): void
   /**
-   * Part of the subscription came back without the broker's state changing:
-   * on a Redis Cluster, one shard's sharded subscriber reconnected (its
-   * connection dropped, or the shard's slots moved) and subscribed again. What
-   * was published on its channels meanwhile did not arrive. (A drop of the
-   * whole subscription is a state change, which the readiness probe follows.)
+   * Part of the subscription may have come back without the broker's state
+   * changing: on a Redis Cluster, a shard's sharded subscriber was replaced
+   * (its connection dropped) or slots moved, and the subscriptions were sent
+   * again. What was published on those channels meanwhile did not arrive.
+   * Also called when nothing was lost (a replacement that failed to connect,
+   * the first connect). A drop of the whole subscription is a state change,
+   * which the readiness probe follows.
    */
   onShardResubscribed (listener: () => void): void
   /** Stops: subscriptions end, waiting publishes fail, later ones are refused. */

@@ -38,6 +38,14 @@ const FILL_TIMEOUT_MS = 2000
  * second anyway. The others wait their turn; their 2 s start with their read.
  */
 export const MAX_READS = 32
+/**
+ * Catch-ups start at most this often, one at a time, those asked for
+ * meanwhile run once after: on a Redis Cluster ioredis says its subscribers
+ * are back after every topology change and every failed reconnect of a
+ * shard's subscriber (0.2 to 2 s apart while a master is down), and each
+ * catch-up reads the position of every channel the node holds.
+ */
+const CATCH_UP_EVERY_MS = 1000
 /** At most one log line per this long: a flood of gaps is one line with its counts. */
 const LOG_EVERY_MS = 5000
 
@@ -57,7 +65,7 @@ export interface GapStats {
   missed: number
   /** of those, read back from their streams and handed on */
   recovered: number
-  /** pub/sub copies of messages already read back, dropped */
+  /** pub/sub copies of messages already read back, dropped (they had not been missed: they were on their way) */
   late: number
 }
 
@@ -68,6 +76,9 @@ export class Gaps {
   readonly stats: GapStats = { missed: 0, recovered: 0, late: 0 }
   private logged = { at: 0, missed: 0, recovered: 0 }
   private reading = 0
+  private catching: Promise<void> | null = null
+  private catchUpAgain = false
+  private lastCatchUp = -Infinity
   /** reads waiting for one of the MAX_READS, in the order asked */
   private readonly turns: Array<() => void> = []
   private logTimer: NodeJS.Timeout | null = null
@@ -128,11 +139,25 @@ export class Gaps {
 
   /**
    * After the subscriber came back: each tracked channel is compared with its
-   * stream's top, and what it missed is read back. Resolves when all are through.
+   * stream's top, and what it missed is read back. Resolves when all are
+   * through (their reads started). Asked for while one runs: once more after it.
    */
-  async catchUp (): Promise<void> {
-    const streams = this.streams
-    if (streams === null) return
+  catchUp (): Promise<void> {
+    if (this.streams === null) return Promise.resolve()
+    if (this.catching !== null) { this.catchUpAgain = true; return this.catching }
+    this.catching = (async () => {
+      do {
+        this.catchUpAgain = false
+        const wait = this.lastCatchUp + CATCH_UP_EVERY_MS - Date.now()
+        if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait).unref())
+        this.lastCatchUp = Date.now()
+        await this.catchUpOnce(this.streams!)
+      } while (this.catchUpAgain)
+    })().finally(() => { this.catching = null })
+    return this.catching
+  }
+
+  private async catchUpOnce (streams: StreamStore): Promise<void> {
     await Promise.all([...this.last].map(async ([channel, h]) => {
       const was = { epoch: h.epoch, offset: h.offset }
       const top = await streams.position(channel).catch(() => null)
@@ -165,19 +190,24 @@ export class Gaps {
   private fill (channel: string, h: Heard, upTo: number, trigger: Envelope | null): void {
     const queue: Envelope[] = []
     this.waiting.set(channel, queue)
-    const missed = upTo - h.offset
+    const from = h.offset
     const after = Math.max(h.offset, upTo - MAX_FILL)
     const epoch = h.epoch
     const streams = this.streams!
     let handedOn = false
-    void this.bounded(async () => {
-      // Dropped while waiting its turn: nothing to read for anyone.
-      if (this.last.get(channel) !== h) return null
-      let timer: NodeJS.Timeout | undefined
-      const gaveUp = new Promise<null>((resolve) => { timer = setTimeout(() => resolve(null), FILL_TIMEOUT_MS); timer.unref() })
-      const read = streams.read(channel, after, upTo - after).catch(() => null)
-      try { return await Promise.race([read, gaveUp]) } finally { clearTimeout(timer) }
-    }).then((page) => {
+    // The 2 s count from now, whether the read has its turn yet or not: what
+    // waits behind it waits no longer. The turn is held until the read itself
+    // settles, so a Redis slow to answer never has more than MAX_READS of them.
+    let expired = false
+    let timer: NodeJS.Timeout | undefined
+    const gaveUp = new Promise<null>((resolve) => { timer = setTimeout(() => { expired = true; resolve(null) }, FILL_TIMEOUT_MS); timer.unref() })
+    const read = this.bounded(async () => {
+      // Given up, or dropped, while waiting its turn: nothing to read for anyone.
+      if (expired || this.last.get(channel) !== h) return null
+      return await streams.read(channel, after, upTo - after).catch(() => null)
+    })
+    void Promise.race([read, gaveUp]).then((page) => {
+      clearTimeout(timer)
       // Dropped meanwhile (and maybe taken again, tracked afresh): nothing of this read is anyone's now.
       if (this.last.get(channel) !== h) return
       if (this.waiting.get(channel) === queue) this.waiting.delete(channel)
@@ -206,7 +236,10 @@ export class Gaps {
         h.offset = Math.min(upTo, page.top)
       }
       h.readBack = readBack.size > 0 ? readBack : null
-      this.report(page !== null && page.epoch !== epoch ? 0 : missed, recovered)
+      // Counted as missed only where tracking moved past it: a catch-up with
+      // no answer leaves it where it was (what it looked for may still come).
+      // Offsets above the stream's top were never its messages.
+      if (page === null ? trigger !== null : page.epoch === epoch) this.report(Math.max(0, (page === null ? upTo : Math.min(upTo, page.top)) - from), recovered)
       handedOn = true
       if (trigger !== null) {
         // Next in line now, or not this stream's (it said a gap the stream does not hold): on as it is, never read for again.

@@ -2,8 +2,8 @@
 // the memory backend's stream store, fed what a node would hear, handing on
 // to a recorder. The end-to-end cases (real nodes, a real Redis) are in
 // gaps.test.ts.
-import t from 'tap'
-import { createMemoryBackend } from '../../src/backend/backend.js'
+import t, { type Test } from 'tap'
+import { createMemoryBackend, type Backend } from '../../src/backend/backend.js'
 import type { StreamRead, StreamStore } from '../../src/backend/streams.js'
 import { createChannels } from '../../src/cluster/channels.js'
 import { decode, draft, type Envelope } from '../../src/events/codec.js'
@@ -11,6 +11,13 @@ import { Gaps, MAX_READS } from '../../src/events/gaps.js'
 import { waitFor } from '../helpers/wait.js'
 
 const ch = createChannels('gaps:')
+
+/** Appends one message to user u<i>'s stream; returns it as heard on pub/sub. */
+async function appendToUser (backend: Backend, i: number, label: string): Promise<Envelope> {
+  const d = draft({ kind: 'e', origin: '', publishedAt: Date.now(), type: 'gap.unit', userId: `u${i}`, stream: `user:u${i}`, json: JSON.stringify({ id: label, type: 'gap.unit', stream: `user:u${i}` }) })
+  const p = (await backend.broker.append({ channel: ch.user(`u${i}`), also: [], draft: d }))!
+  return decode((await backend.streams!.read(ch.user(`u${i}`), p.offset - 1, 1)).messages[0]!.message)!
+}
 const channel = ch.user('u')
 const history = { size: 1000, ttlMs: 60_000 }
 
@@ -215,11 +222,7 @@ t.test('a catch-up over many channels reads a bounded number at once, and gets t
   const { backend, gaps, passed } = await setup({ streams: counted })
   t.teardown(() => backend.close())
   const CHANNELS = MAX_READS * 4
-  const appendTo = async (i: number, label: string): Promise<Envelope> => {
-    const d = draft({ kind: 'e', origin: '', publishedAt: Date.now(), type: 'gap.unit', userId: `u${i}`, stream: `user:u${i}`, json: JSON.stringify({ id: label, type: 'gap.unit', stream: `user:u${i}` }) })
-    const p = (await backend.broker.append({ channel: ch.user(`u${i}`), also: [], draft: d }))!
-    return decode((await backend.streams!.read(ch.user(`u${i}`), p.offset - 1, 1)).messages[0]!.message)!
-  }
+  const appendTo = async (i: number, label: string): Promise<Envelope> => await appendToUser(backend, i, label)
   // Each channel heard once, then two messages it missed (the subscriber was down).
   for (let i = 0; i < CHANNELS; i++) gaps.take(ch.user(`u${i}`), await appendTo(i, `u${i}-1`))
   for (let i = 0; i < CHANNELS; i++) for (const n of [2, 3]) await appendTo(i, `u${i}-${n}`)
@@ -232,4 +235,89 @@ t.test('a catch-up over many channels reads a bounded number at once, and gets t
   for (let i = 0; i < CHANNELS; i++) {
     t.same(passed.filter((e) => e.userId === `u${i}`).map((e) => (JSON.parse(e.json) as { id: string }).id), [`u${i}-1`, `u${i}-2`, `u${i}-3`])
   }
+})
+
+/** A store whose reads wait until the test lets them go: Redis slow to answer. */
+function heldReads (): { wrap: (s: StreamStore) => StreamStore, started: () => number, release: () => void } {
+  let started = 0
+  let held: Array<() => void> = []
+  let open = false
+  return {
+    wrap: (s) => ({
+      history: s.history,
+      position: async (c) => await s.position(c),
+      read: async (c, after, limit) => {
+        started++
+        if (!open) await new Promise<void>((resolve) => held.push(resolve))
+        return await s.read(c, after, limit)
+      },
+    }),
+    started: () => started,
+    release () { open = true; for (const r of held) r(); held = [] },
+  }
+}
+
+/** MAX_READS + 1 channels each heard once, then a message showing a gap on each: MAX_READS reads start, the last waits its turn. */
+async function saturated (t: Test) {
+  const reads = heldReads()
+  const x = await setup({ streams: reads.wrap })
+  t.teardown(() => x.backend.close())
+  const last = MAX_READS
+  for (let i = 0; i <= last; i++) x.gaps.take(ch.user(`u${i}`), await appendToUser(x.backend, i, `u${i}-1`))
+  for (let i = 0; i <= last; i++) {
+    await appendToUser(x.backend, i, `u${i}-2`)
+    x.gaps.take(ch.user(`u${i}`), await appendToUser(x.backend, i, `u${i}-3`))
+  }
+  await waitFor('the reads under way', () => reads.started(), (n) => n === MAX_READS)
+  const of = (i: number): string[] => x.passed.filter((e) => e.userId === `u${i}`).map((e) => (JSON.parse(e.json) as { id: string }).id)
+  return { ...x, reads, last, of }
+}
+
+t.test('a channel dropped while its read waits its turn reads nothing', async (t) => {
+  const { gaps, reads, last, of, passed } = await saturated(t)
+  t.equal(reads.started(), MAX_READS, 'the last channel\'s read waits for a turn')
+  gaps.forget(ch.user(`u${last}`))
+  reads.release()
+  // The others' three messages each, and the dropped channel's first.
+  await waitFor('the others read back', () => passed.length, (n) => n === MAX_READS * 3 + 1)
+  await new Promise((resolve) => setImmediate(resolve))
+  t.equal(reads.started(), MAX_READS, 'its turn came and it read nothing')
+  t.same(of(last), [`u${last}-1`], 'and handed on nothing of it')
+})
+
+t.test('a read waiting its turn is given up 2 s after the gap showed; the turns stay held until the slow reads answer', async (t) => {
+  const { gaps, backend, reads, last, of } = await saturated(t)
+  // Given up with the others after 2 s: what waited goes on, the gap stays a gap.
+  await waitFor('the waiting channel handed on', () => of(last).length, (n) => n === 2, { timeoutMs: 5000 })
+  t.same(of(last), [`u${last}-1`, `u${last}-3`], 'its own message went on without the read')
+  t.same(of(0), ['u0-1', 'u0-3'], 'so did those whose reads Redis has not answered')
+  // Redis still has not answered the first reads: a new gap waits for a turn, however long.
+  const next = MAX_READS + 1
+  gaps.take(ch.user(`u${next}`), await appendToUser(backend, next, `u${next}-1`))
+  await appendToUser(backend, next, `u${next}-2`)
+  gaps.take(ch.user(`u${next}`), await appendToUser(backend, next, `u${next}-3`))
+  await new Promise((resolve) => setImmediate(resolve))
+  t.equal(reads.started(), MAX_READS, 'no read beyond the bound while the first are unanswered')
+  reads.release()
+  await waitFor('the new gap read back once a turn is free', () => of(next).length, (n) => n === 3)
+  t.same(of(next), [`u${next}-1`, `u${next}-2`, `u${next}-3`])
+  t.equal(reads.started(), MAX_READS + 1, 'the channel given up while waiting never read')
+  t.equal(gaps.stats.missed - gaps.stats.recovered, MAX_READS + 1, 'each given-up gap counted lost once')
+})
+
+t.test('catch-ups asked for while one runs run once more after it, not once each', async (t) => {
+  let positions = 0
+  const counting = (s: StreamStore): StreamStore => ({ history: s.history, read: async (c, a, l) => await s.read(c, a, l), position: async (c) => { positions++; return await s.position(c) } })
+  const { backend, gaps, passed } = await setup({ streams: counting })
+  t.teardown(() => backend.close())
+  for (let i = 0; i < 3; i++) gaps.take(ch.user(`u${i}`), await appendToUser(backend, i, `u${i}-1`))
+  await appendToUser(backend, 0, 'u0-2')
+  // The rerun waits on an unref'd timer (a node's sockets keep it alive): so does this test.
+  const alive = setInterval(() => {}, 1000)
+  t.teardown(() => clearInterval(alive))
+  const runs = Array.from({ length: 5 }, () => gaps.catchUp())
+  await Promise.all(runs)
+  t.equal(positions, 6, 'two rounds over the three channels')
+  await waitFor('the missed message read back', () => passed.length, (n) => n === 4)
+  t.equal(gaps.stats.missed, 1, 'read once')
 })
