@@ -131,6 +131,13 @@ export class Gaps {
     this.fill(channel, h, env.offset - 1, env)
   }
 
+  /** messages waiting behind reads back, each at most FILL_TIMEOUT_MS */
+  get held (): number {
+    let n = 0
+    for (const q of this.waiting.values()) n += q.length
+    return n
+  }
+
   /** The hub no longer listens on the channel: its tracking ends, and what waited on a read goes with it (nobody holds it). */
   forget (channel: string): void {
     this.last.delete(channel)

@@ -123,8 +123,8 @@ export class Hub {
 
   /** messages shed past saturation since boot */
   get shed (): number { return this.intake.shed }
-  /** messages waiting for delivery */
-  get waiting (): number { return this.intake.waiting }
+  /** messages waiting for delivery: in the intake, and behind a read of what the node missed (at most 2 s) */
+  get waiting (): number { return this.intake.waiting + this.gaps.held }
   /** how long the oldest waiting message has waited, ms: how far the node is behind its input */
   lagMs (): number { return this.intake.lagMs() }
 

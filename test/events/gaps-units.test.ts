@@ -274,12 +274,16 @@ async function saturated (t: Test) {
 }
 
 t.test('a channel dropped while its read waits its turn reads nothing', async (t) => {
-  const { gaps, reads, last, of, passed } = await saturated(t)
+  const { gaps, backend, reads, last, of, passed } = await saturated(t)
   t.equal(reads.started(), MAX_READS, 'the last channel\'s read waits for a turn')
+  gaps.take(ch.user('u0'), await appendToUser(backend, 0, 'u0-4'))
+  t.equal(gaps.held, 1, 'a message arriving behind a read is held, and counted')
   gaps.forget(ch.user(`u${last}`))
   reads.release()
-  // The others' three messages each, and the dropped channel's first.
-  await waitFor('the others read back', () => passed.length, (n) => n === MAX_READS * 3 + 1)
+  // The others' three messages each, u0's fourth, and the dropped channel's first.
+  await waitFor('the others read back', () => passed.length, (n) => n === MAX_READS * 3 + 2)
+  t.equal(gaps.held, 0, 'nothing held once the reads answered')
+  t.same(of(0), ['u0-1', 'u0-2', 'u0-3', 'u0-4'], 'in order')
   await new Promise((resolve) => setImmediate(resolve))
   t.equal(reads.started(), MAX_READS, 'its turn came and it read nothing')
   t.same(of(last), [`u${last}-1`], 'and handed on nothing of it')
