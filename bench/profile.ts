@@ -14,7 +14,8 @@
 // subscribed) on a second node that is killed; the window is from the kill
 // until all of them are subscribed again on the profiled node
 // (bench/load/storm.ts, as `npm run bench -- --only=storm`).
-// MAIN=<checkout>/dist/main.js profiles another build.
+// MAIN=<checkout>/dist/main.js profiles another build; NODE_FLAGS='--max-semi-space-size=64'
+// passes V8 or Node flags to the profiled node (as NODE_OPTIONS).
 import { fork, spawn, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -45,7 +46,7 @@ procs.push(spawn('redis-server', ['--port', String(redisPort), '--bind', '127.0.
 await sleep(300)
 const redisUrl = `redis://127.0.0.1:${redisPort}`
 const port = await freePort()
-const nodeEnv = (p: number): NodeJS.ProcessEnv => ({ PATH: process.env.PATH ?? '', NODE_ENV: 'production', HOST: '127.0.0.1', PORT: String(p), REDIS_URL: redisUrl, JWT_SECRET: SECRET, API_KEYS: 'bench-api-key-0123456789', LOG_LEVEL: 'warn', MAX_CONNECTIONS_PER_IP: '1000000', MAX_CONNECTIONS_PER_USER: '100000', MAX_MESSAGES_PER_MINUTE: '1000000', WEBSOCKET_MAX_CONNECTIONS: '1000000' })
+const nodeEnv = (p: number): NodeJS.ProcessEnv => ({ PATH: process.env.PATH ?? '', NODE_ENV: 'production', HOST: '127.0.0.1', PORT: String(p), REDIS_URL: redisUrl, JWT_SECRET: SECRET, API_KEYS: 'bench-api-key-0123456789', LOG_LEVEL: 'warn', NODE_OPTIONS: process.env.NODE_FLAGS ?? '', MAX_CONNECTIONS_PER_IP: '1000000', MAX_CONNECTIONS_PER_USER: '100000', MAX_MESSAGES_PER_MINUTE: '1000000', WEBSOCKET_MAX_CONNECTIONS: '1000000' })
 const node = spawn(process.execPath, ['--inspect=127.0.0.1:0', MAIN], { env: nodeEnv(port), stdio: ['ignore', 'inherit', 'pipe'] })
 procs.push(node)
 const inspector = inspectorUrl(node)
