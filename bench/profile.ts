@@ -31,6 +31,9 @@ const WARM = Number(process.env.WARM ?? 0)
 const SECRET = 'bench-secret-that-is-at-least-32-characters'
 const CONNECT = process.env.SCENARIO === 'connect'
 const STORM = process.env.SCENARIO === 'storm'
+/** HEAP=1 with SCENARIO=connect: where the handshakes allocate, not where the CPU goes */
+const HEAP = process.env.HEAP === '1'
+interface HeapNode { callFrame: { functionName: string, url: string, lineNumber: number }, selfSize: number, children: HeapNode[] }
 const MAIN = process.env.MAIN ?? join(ROOT, 'dist/main.js')
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
 const procs: ChildProcess[] = []
@@ -88,6 +91,27 @@ if (STORM) {
   const r = await back
   profile = (await s.send<{ profile: CpuProfile }>('Profiler.stop')).profile
   process.stdout.write(`${r.resubscribed} clients subscribed again ${((r.lastAt - killedAt) / 1000).toFixed(2)} s after the kill; ${r.retries} retries ${JSON.stringify(r.why)}\n`)
+} else if (CONNECT && HEAP) {
+  // What the handshakes allocate, by where (garbage included: what the
+  // collector then spends its time on), instead of where the CPU goes.
+  await s.send('HeapProfiler.enable')
+  await s.send('HeapProfiler.startSampling', { samplingInterval: 1024, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true })
+  load.send({ job })
+  const r = await ready
+  const heap = (await s.send<{ profile: { head: HeapNode } }>('HeapProfiler.stopSampling')).profile
+  const bySite = new Map<string, number>()
+  let total = 0
+  const walk = (n: HeapNode, path: string[]): void => {
+    const where = `${n.callFrame.functionName || '(anonymous)'} ${n.callFrame.url.replace(/.*node_modules\//, '').replace(/.*\/dist\//, 'dist/')}:${n.callFrame.lineNumber + 1}`
+    total += n.selfSize
+    if (n.selfSize > 0) bySite.set(where, (bySite.get(where) ?? 0) + n.selfSize)
+    for (const c of n.children) walk(c, [...path, where])
+  }
+  walk(heap.head, [])
+  process.stdout.write(`${r.ready} connections: ${(total / r.ready / 1024).toFixed(1)} KiB allocated per connection (sampled)\n\nallocated by function:\n`)
+  for (const [k, b] of [...bySite].sort((a, b) => b[1] - a[1]).slice(0, 30)) process.stdout.write(`${(b / r.ready).toFixed(0).padStart(7)} B/conn  ${k}\n`)
+  for (const p of procs) try { p.kill('SIGKILL') } catch {}
+  process.exit(0)
 } else if (CONNECT) {
   await s.send('Profiler.start')
   load.send({ job })
