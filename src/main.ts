@@ -83,7 +83,7 @@ function printDevBanner (c: Config, shared: boolean): void {
       c.redis === null
         ? 'Key material was generated for this boot; tokens below are valid for 12 hours and until restart.'
         : shared
-          ? 'Key material was generated and stored in Redis for the development cluster; tokens below are valid for 12 hours.'
+          ? 'Key material is shared through Redis (the first node started this way generated it, the others use it); tokens below are valid for 12 hours on every such node.'
           : 'Key material was generated for this node; tokens below are valid for 12 hours on this node only, which refuses connections (503) until it reaches Redis.',
       '', `  user token:  ${user}`, `  admin token: ${admin}`,
       '', 'Connect as the user and subscribe (paste the second line into wscat):',

@@ -3,11 +3,10 @@ import type { WebSocket } from 'ws'
 import type { Identity } from '../auth/verifier.js'
 import type { Delivery } from '../events/hub.js'
 import { serverFrame } from '../protocol/envelope.js'
+import { textFrame } from '../protocol/ws-frame.js'
 import { Connection } from './connection.js'
 import { enqueue, take, type TurnQueue } from './turn-writes.js'
 import type { SessionSite } from './session.js'
-
-const TEXT = { binary: false } as const
 
 /** A connection on /ws/events or /ws/admin: JSON text frames over `ws`. */
 export class WsConnection extends Connection implements TurnQueue {
@@ -52,21 +51,29 @@ export class WsConnection extends Connection implements TurnQueue {
   flush (): void {
     const out = take(this)
     if (out === null || this.ws.readyState !== 1) return
-    ;(this.ws as unknown as { _socket: Socket })._socket.write(out)
+    this.socket.write(out)
   }
 
+  /**
+   * A protocol message is written as deliveries are: one complete frame
+   * straight to the socket, one write (ws.send would write its header and
+   * payload apart, corked, as a writev: in a reconnect storm every client's
+   * `subscribed` is one).
+   */
   protected writeMessage (type: string, payload: unknown, id?: string): void {
     this.flush() // after the events queued before it, as the client would expect
-    if (this.ws.readyState === 1) this.ws.send(serverFrame(type, payload, id), TEXT)
+    if (this.ws.readyState === 1) this.socket.write(textFrame(Buffer.from(serverFrame(type, payload, id))))
     this.uncork()
   }
+
+  private get socket (): Socket { return (this.ws as unknown as { _socket: Socket })._socket }
 
   /**
    * The upgrade left the socket corked with its 101 (upgrade.ts): the first
    * message, the welcome, or a close, sends both in one write.
    */
   private uncork (): void {
-    const socket = (this.ws as unknown as { _socket: Socket })._socket
+    const socket = this.socket
     if (socket.writableCorked !== 0) socket.uncork()
   }
 
