@@ -101,13 +101,13 @@ if (STORM) {
   const heap = (await s.send<{ profile: { head: HeapNode } }>('HeapProfiler.stopSampling')).profile
   const bySite = new Map<string, number>()
   let total = 0
-  const walk = (n: HeapNode, path: string[]): void => {
+  const walk = (n: HeapNode): void => {
     const where = `${n.callFrame.functionName || '(anonymous)'} ${n.callFrame.url.replace(/.*node_modules\//, '').replace(/.*\/dist\//, 'dist/')}:${n.callFrame.lineNumber + 1}`
     total += n.selfSize
     if (n.selfSize > 0) bySite.set(where, (bySite.get(where) ?? 0) + n.selfSize)
-    for (const c of n.children) walk(c, [...path, where])
+    for (const c of n.children) walk(c)
   }
-  walk(heap.head, [])
+  walk(heap.head)
   process.stdout.write(`${r.ready} connections: ${(total / r.ready / 1024).toFixed(1)} KiB allocated per connection (sampled)\n\nallocated by function:\n`)
   for (const [k, b] of [...bySite].sort((a, b) => b[1] - a[1]).slice(0, 30)) process.stdout.write(`${(b / r.ready).toFixed(0).padStart(7)} B/conn  ${k}\n`)
   for (const p of procs) try { p.kill('SIGKILL') } catch {}

@@ -21,7 +21,7 @@ export class Probe {
   /** the last probe's publish has not resolved yet */
   private publishing = false
   lastLatencyMs: number | null = null
-  private readonly backListeners: Array<() => void> = []
+  private readonly resubscribedListeners: Array<() => void> = []
   /** the connections dropped since the last probe came back */
   private dropped = false
 
@@ -54,7 +54,7 @@ export class Probe {
    * was only late (Redis stalled, the node behind its input): nothing was
    * lost then, what it waited for is still on its way, in order.
    */
-  onResubscribed (listener: () => void): void { this.backListeners.push(listener) }
+  onResubscribed (listener: () => void): void { this.resubscribedListeners.push(listener) }
 
   get healthy (): boolean {
     if (!this.broker.healthy) return false
@@ -129,6 +129,6 @@ export class Probe {
     if (this.outstanding !== null && seq >= this.outstanding.seq) this.outstanding = null
     this.lastLatencyMs = latencyMs
     if (diag.probe.hasSubscribers) diag.probe.publish({ serverId: this.serverId, ok: true, latencyMs })
-    if (back) for (const l of this.backListeners) l()
+    if (back) for (const l of this.resubscribedListeners) l()
   }
 }

@@ -3,10 +3,11 @@ import type { WebSocket } from 'ws'
 import type { Identity } from '../auth/verifier.js'
 import type { Delivery } from '../events/hub.js'
 import { serverFrame } from '../protocol/envelope.js'
-import { textFrame } from '../protocol/ws-frame.js'
 import { Connection } from './connection.js'
 import { enqueue, take, type TurnQueue } from './turn-writes.js'
 import type { SessionSite } from './session.js'
+
+const TEXT = { binary: false } as const
 
 /** A connection on /ws/events or /ws/admin: JSON text frames over `ws`. */
 export class WsConnection extends Connection implements TurnQueue {
@@ -54,15 +55,12 @@ export class WsConnection extends Connection implements TurnQueue {
     this.socket.write(out)
   }
 
-  /**
-   * A protocol message is written as deliveries are: one complete frame
-   * straight to the socket, one write (ws.send would write its header and
-   * payload apart, corked, as a writev: in a reconnect storm every client's
-   * `subscribed` is one).
-   */
+  // A protocol message goes through ws: unlike a delivery, it has one
+  // recipient, so there is no framing to share (written straight to the
+  // socket as one frame, the reconnect storm measured the same).
   protected writeMessage (type: string, payload: unknown, id?: string): void {
     this.flush() // after the events queued before it, as the client would expect
-    if (this.ws.readyState === 1) this.socket.write(textFrame(Buffer.from(serverFrame(type, payload, id))))
+    if (this.ws.readyState === 1) this.ws.send(serverFrame(type, payload, id), TEXT)
     this.uncork()
   }
 

@@ -1,3 +1,4 @@
+import pLimit from 'p-limit'
 import type { StreamStore } from '../backend/streams.js'
 import { decode, type Envelope } from './codec.js'
 
@@ -35,7 +36,8 @@ const FILL_TIMEOUT_MS = 2000
  * holding thousands of channels would otherwise ask for all their pages at
  * once (up to MAX_FILL messages each) and hold every answer in memory
  * together, and the delivery behind them would shed what waited past a
- * second anyway. The others wait their turn; their 2 s start with their read.
+ * second anyway. The others wait their turn (p-limit: first asked, first
+ * read); their 2 s count from the gap all the same.
  */
 export const MAX_READS = 32
 /**
@@ -75,12 +77,11 @@ export class Gaps {
   private readonly waiting = new Map<string, Envelope[]>()
   readonly stats: GapStats = { missed: 0, recovered: 0, late: 0 }
   private logged = { at: 0, missed: 0, recovered: 0 }
-  private reading = 0
+  /** the reads back under way, at most MAX_READS; the others wait their turn, in order */
+  private readonly reads = pLimit(MAX_READS)
   private catching: Promise<void> | null = null
   private catchUpAgain = false
   private lastCatchUp = -Infinity
-  /** reads waiting for one of the MAX_READS, in the order asked */
-  private readonly turns: Array<() => void> = []
   private logTimer: NodeJS.Timeout | null = null
 
   constructor (
@@ -202,13 +203,24 @@ export class Gaps {
     const epoch = h.epoch
     const streams = this.streams!
     let handedOn = false
+    // What waited behind the read goes on: the message that showed the gap
+    // (next in line now, or not this stream's: it said a gap the stream does
+    // not hold, and goes on as it is, never read for again), then the rest.
+    const handOn = (): void => {
+      handedOn = true
+      if (trigger !== null) {
+        if (trigger.epoch === h.epoch && trigger.offset === h.offset + 1) h.offset = trigger.offset
+        this.pass(channel, trigger)
+      }
+      for (const env of queue) this.take(channel, env)
+    }
     // The 2 s count from now, whether the read has its turn yet or not: what
     // waits behind it waits no longer. The turn is held until the read itself
     // settles, so a Redis slow to answer never has more than MAX_READS of them.
     let expired = false
     let timer: NodeJS.Timeout | undefined
     const gaveUp = new Promise<null>((resolve) => { timer = setTimeout(() => { expired = true; resolve(null) }, FILL_TIMEOUT_MS); timer.unref() })
-    const read = this.bounded(async () => {
+    const read = this.reads(async () => {
       // Given up, or dropped, while waiting its turn: nothing to read for anyone.
       if (expired || this.last.get(channel) !== h) return null
       return await streams.read(channel, after, upTo - after).catch(() => null)
@@ -247,39 +259,16 @@ export class Gaps {
       // no answer leaves it where it was (what it looked for may still come).
       // Offsets above the stream's top were never its messages.
       if (page === null ? trigger !== null : page.epoch === epoch) this.report(Math.max(0, (page === null ? upTo : Math.min(upTo, page.top)) - from), recovered)
-      handedOn = true
-      if (trigger !== null) {
-        // Next in line now, or not this stream's (it said a gap the stream does not hold): on as it is, never read for again.
-        if (trigger.epoch === h.epoch && trigger.offset === h.offset + 1) h.offset = trigger.offset
-        this.pass(channel, trigger)
-      }
-      for (const env of queue) this.take(channel, env)
+      handOn()
     }).catch((err: Error) => {
       // Whatever a stream held, a read back never ends the node, nor holds its channel for ever.
       this.warn({ err: { message: err.message } }, 'reading missed messages back failed')
       if (handedOn || this.last.get(channel) !== h) return
       if (this.waiting.get(channel) === queue) this.waiting.delete(channel)
-      if (trigger !== null) {
-        // As when a read is given up: what was missed stays missed, tracking goes on from here.
-        if (trigger.epoch === h.epoch && trigger.offset !== null) h.offset = Math.max(h.offset, trigger.offset)
-        this.pass(channel, trigger)
-      }
-      for (const env of queue) this.take(channel, env)
+      // As when a read is given up: what was missed stays missed, tracking goes on past it.
+      if (trigger !== null && trigger.epoch === h.epoch) h.offset = Math.max(h.offset, upTo)
+      handOn()
     })
-  }
-
-  /** Runs `read` once fewer than MAX_READS are under way; its turn ends when it settles (a read given up counts as settled). */
-  private async bounded<T> (read: () => Promise<T>): Promise<T> {
-    if (this.reading >= MAX_READS) await new Promise<void>((resolve) => this.turns.push(resolve))
-    else this.reading++
-    try {
-      return await read()
-    } finally {
-      // The turn passes straight to the next in line, or back to the pool.
-      const next = this.turns.shift()
-      if (next !== undefined) next()
-      else this.reading--
-    }
   }
 
   private report (missed: number, recovered: number): void {

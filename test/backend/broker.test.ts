@@ -46,7 +46,7 @@ let seq = 0
 const channel = (name: string): string => `ch:${name}:${++seq}`
 
 /** Brokers of backends on one space: the nodes of one cluster. */
-function brokersOn (sp: Space): { broker (): Promise<Broker>, close (b: Broker): Promise<void>, residue (): Promise<number>, redis?: RedisServer } {
+function brokersOn (sp: Space): { broker (): Promise<Broker>, close (b: Broker): Promise<void>, residue (): Promise<number>, dropSubscribers (): Promise<number>, redis?: RedisServer } {
   const backends = new Map<Broker, Backend>()
   return {
     async broker () {
@@ -56,6 +56,7 @@ function brokersOn (sp: Space): { broker (): Promise<Broker>, close (b: Broker):
     },
     async close (b) { await backends.get(b)!.close() },
     residue: async () => await sp.residue(),
+    dropSubscribers: async () => await sp.dropSubscribers(),
     get redis () { return sp.redis },
   }
 }
@@ -179,6 +180,38 @@ forEachBackend(t, (t, space, name) => {
     await within(3000, 'close', be.close(b))
     t.equal(await waitFor('B to be gone', () => be.residue(), (n) => n === 0, { timeoutMs: 3000 }), 0)
     t.equal(a.healthy, false, 'a closed broker is not healthy')
+  })
+
+  // A node catches up what its subscription missed when the broker says it
+  // came back (src/events/gaps.ts): a state change (the whole subscription
+  // dropped), or on a Cluster, where a shard's subscriber is replaced while
+  // the client stays ready, onShardResubscribed.
+  t.test('subscriber connections closed by the server: delivery comes back, and the broker says so', async (t) => {
+    const be = brokersOn(space(t))
+    const [a, b] = [await be.broker(), await be.broker()]
+    const ib = new Inbox(b)
+    const states: boolean[] = []
+    let shards = 0
+    b.onStateChange((h) => states.push(h))
+    b.onShardResubscribed(() => { shards++ })
+    const ch = channel('dropped')
+    await b.subscribe(ch)
+    const shardsBefore = shards
+    const killed = await be.dropSubscribers()
+    if (name === 'memory') t.equal(killed, 0, 'nothing to drop in memory')
+    else t.ok(killed >= 1, `the subscriber's connections closed (${killed})`)
+    await waitFor('delivery again', async () => { await a.publish(ch, 'back'); return ib.has('back') }, (v) => v, { timeoutMs: 10_000, intervalMs: 100 })
+    if (name === 'redis') {
+      await waitFor('healthy again', () => b.healthy, (h) => h, { timeoutMs: 5000 })
+      t.same(states, [false, true], 'standalone: a state change, down then up')
+      t.equal(shards, 0, 'and no shard of its own')
+    } else if (name === 'cluster') {
+      await waitFor('the broker to say so', () => shards, (n) => n > shardsBefore, { timeoutMs: 5000 })
+      t.ok(shards > shardsBefore, `a Cluster: onShardResubscribed after the drop (${shards - shardsBefore} times)`)
+      t.same(states, [], 'and no state change (the client stayed ready)')
+    } else {
+      t.same([states, shards], [[], 0], 'memory: nothing to say')
+    }
   })
 
   if (name === 'redis') {

@@ -28,6 +28,8 @@ export interface Space {
   loseMeta (channel: string): Promise<void>
   /** Whether the backend still holds the messages of the stream on `channel` (on Redis: its key exists). */
   holdsStream (channel: string): Promise<boolean>
+  /** The server closes every subscriber connection (CLIENT KILL TYPE pubsub on each Redis); how many it closed (none in memory). */
+  dropSubscribers (): Promise<number>
   /** the standalone server, for fault tests (kind `redis` only) */
   readonly redis?: RedisServer
 }
@@ -85,6 +87,7 @@ function memorySpace (t: Test): Space {
     },
     async loseMeta (channel) { store.streamMeta.delete(channel) },
     async holdsStream (channel) { return (store.streams.get(channel)?.expiresAt ?? 0) > Date.now() },
+    async dropSubscribers () { return 0 },
   }
 }
 
@@ -118,6 +121,7 @@ function redisSpace (t: Test): Space {
     },
     async loseMeta (channel) { await (await admin()).del(metaKey(channel)) },
     async holdsStream (channel) { return await (await admin()).exists(streamKey(channel)) === 1 },
+    async dropSubscribers () { return Number(await (await admin()).call('CLIENT', 'KILL', 'TYPE', 'pubsub')) },
   }
 }
 
@@ -147,6 +151,10 @@ function clusterSpace (t: Test, cluster: RedisClusterServer): Space {
     },
     async loseMeta (channel) { await routed.del(metaKey(channel)) },
     async holdsStream (channel) { return await routed.exists(streamKey(channel)) === 1 },
+    async dropSubscribers () {
+      const killed = await Promise.all(masters.map(async (c) => Number(await c.call('CLIENT', 'KILL', 'TYPE', 'pubsub'))))
+      return killed.reduce((a, b) => a + b, 0)
+    },
   }
 }
 
