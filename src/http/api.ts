@@ -31,7 +31,7 @@ export default fp(async function api (app) {
   app.post<{ Body: Static<typeof EventBody> }>('/api/events', {
     ...publishLog,
     schema: { summary: 'Publish an event', tags: ['events'], security, body: EventBody, response: { 202: Accepted, ...errors } },
-    preHandler: asService,
+    onRequest: asService,
   }, async (req, reply) => {
     return reply.code(202).send(receipt(await h.publisher.publishEvent(req.body as EventInput)))
   })
@@ -40,7 +40,7 @@ export default fp(async function api (app) {
     ...publishLog,
     schema: { summary: 'Publish up to 500 events in one request: each checked and published as POST /api/events would, answered in order', tags: ['events'], security, body: EventBatchBody, response: { 200: BatchAccepted, ...errors } },
     bodyLimit: MAX_BATCH_BYTES,
-    preHandler: asService,
+    onRequest: asService,
   }, async (req, reply) => {
     const results = await h.publisher.publishEvents(req.body.events as EventInput[])
     const failed = results.filter((r) => r instanceof HeraldError)
@@ -56,7 +56,7 @@ export default fp(async function api (app) {
   app.post<{ Params: Static<typeof UserParams>, Body: Static<typeof NotificationBody> }>('/api/notifications/users/:userId', {
     ...publishLog,
     schema: { summary: 'Notify every /ws/events connection of one user', tags: ['notifications'], security, params: UserParams, body: NotificationBody, response: { 202: Accepted, ...errors } },
-    preHandler: asService,
+    onRequest: asService,
   }, async (req, reply) => {
     return reply.code(202).send(receipt(await h.publisher.publishNotification(req.body as NotificationInput, req.params.userId)))
   })
@@ -64,29 +64,29 @@ export default fp(async function api (app) {
   app.post<{ Body: Static<typeof NotificationBody> }>('/api/notifications/broadcast', {
     schema: { summary: 'Notify every /ws/events connection in the cluster (service, or an operator: audited as admin.notification.broadcast)', tags: ['notifications'], security, body: NotificationBody, response: { 202: Accepted, ...errors } },
     // An operator action as on /ws/admin (admin/actions.ts), so an admin JWT may broadcast too.
-    preHandler: asServiceOrAdmin,
+    onRequest: asServiceOrAdmin,
   }, async (req, reply) => {
     return reply.code(202).send(await actions.broadcast(h, req.actor!, req.body as NotificationInput))
   })
 
   app.post<{ Params: Static<typeof SessionParams> }>('/api/sessions/:sessionId/revoke', {
     schema: { summary: 'Revoke a session everywhere: refused on connect, disconnected (4004) within a second', tags: ['revocation'], security, params: SessionParams, response: { 200: Revoked, ...errors } },
-    preHandler: asServiceOrAdmin,
+    onRequest: asServiceOrAdmin,
   }, async (req) => await actions.revoke(h, req.actor!, { kind: 'session', sessionId: req.params.sessionId, at: Date.now() }))
 
   app.post<{ Params: Static<typeof UserParams> }>('/api/users/:userId/revoke', {
     schema: { summary: "Revoke every token of a user issued up to now, on every node", tags: ['revocation'], security, params: UserParams, response: { 200: Revoked, ...errors } },
-    preHandler: asServiceOrAdmin,
+    onRequest: asServiceOrAdmin,
   }, async (req) => await actions.revoke(h, req.actor!, { kind: 'user', userId: req.params.userId, at: Date.now() }))
 
   app.get<{ Params: Static<typeof UserParams> }>('/api/users/:userId/connections', {
     schema: { summary: "A user's open connections on every node", tags: ['admin'], security, params: UserParams, response: { 200: Connections, ...errors } },
-    preHandler: asServiceOrAdmin,
+    onRequest: asServiceOrAdmin,
   }, async (req) => ({ userId: req.params.userId, connections: await actions.listConnections(h, req.params.userId) }))
 
   app.post<{ Params: Static<typeof ConnectionParams> }>('/api/connections/:connectionId/disconnect', {
     schema: { summary: 'Close one connection (4003), on whatever node holds it', tags: ['admin'], security, params: ConnectionParams, response: { 202: { type: 'object', properties: { connectionId: { type: 'string' } } }, ...errors } },
-    preHandler: asServiceOrAdmin,
+    onRequest: asServiceOrAdmin,
   }, async (req, reply) => {
     await actions.disconnectConnection(h, req.actor!, req.params.connectionId)
     return reply.code(202).send({ connectionId: req.params.connectionId })
@@ -94,7 +94,7 @@ export default fp(async function api (app) {
 
   app.post<{ Params: Static<typeof UserParams> }>('/api/users/:userId/disconnect', {
     schema: { summary: 'Close every connection of a user (4003) on every node; tokens stay valid', tags: ['admin'], security, params: UserParams, response: { 202: { type: 'object', properties: { userId: { type: 'string' } } }, ...errors } },
-    preHandler: asServiceOrAdmin,
+    onRequest: asServiceOrAdmin,
   }, async (req, reply) => {
     await actions.disconnectUser(h, req.actor!, req.params.userId)
     return reply.code(202).send({ userId: req.params.userId })
@@ -102,7 +102,7 @@ export default fp(async function api (app) {
 
   app.get<{ Params: Static<typeof StreamParams>, Querystring: Static<typeof StreamQuery> }>('/api/streams/:stream/events', {
     schema: { summary: "A stream's retained events and notifications after an offset, a page at a time (service catch-up)", tags: ['streams'], security, params: StreamParams, querystring: StreamQuery, response: { 200: StreamPage, 404: { $ref: 'ErrorReply#' }, ...errors } },
-    preHandler: asService,
+    onRequest: asService,
   }, async (req, reply) => {
     const streams = h.backend.streams
     if (streams === null) throw new HeraldError('HISTORY_OFF')
@@ -120,6 +120,6 @@ export default fp(async function api (app) {
 
   app.get('/api/stats', {
     schema: { summary: 'This node and the whole cluster (global is null, with globalError, while the cluster backend is unreachable)', tags: ['stats'], security, response: { 200: Stats, ...errors } },
-    preHandler: asServiceOrAdmin,
+    onRequest: asServiceOrAdmin,
   }, async () => await statsReply(h))
 }, { name: 'herald-api' })

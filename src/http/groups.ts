@@ -38,17 +38,17 @@ export default fp(async function groupsApi (app) {
 
   app.put<{ Params: Static<typeof MemberParams> }>('/api/groups/:group/members/:userId', {
     schema: { summary: "Make a user a member of a group: its open connections on every node receive the group's events within a second", tags: ['groups'], security, params: MemberParams, response: { 200: Membership, 409: { $ref: 'ErrorReply#' }, ...errors } },
-    preHandler: asService,
+    onRequest: asService,
   }, async (req) => await change(req.params.group, req.params.userId, true))
 
   app.delete<{ Params: Static<typeof MemberParams> }>('/api/groups/:group/members/:userId', {
     schema: { summary: "End a user's membership through the API: nothing more of the group reaches its connections (a token's groups claim still holds for that token's life)", tags: ['groups'], security, params: MemberParams, response: { 200: Membership, ...errors } },
-    preHandler: asService,
+    onRequest: asService,
   }, async (req) => await change(req.params.group, req.params.userId, false))
 
   app.get<{ Params: Static<typeof GroupParams>, Querystring: Static<typeof GroupMembersQuery> }>('/api/groups/:group/members', {
     schema: { summary: "A group's members through the API", tags: ['groups'], security, params: GroupParams, querystring: GroupMembersQuery, response: { 200: GroupMembersView, ...errors } },
-    preHandler: asServiceOrAdmin,
+    onRequest: asServiceOrAdmin,
   }, async (req) => {
     const limit = Number(req.query.limit ?? DEFAULT_PAGE)
     const m = await withBackend(h, 'listing the members', async () => await h.backend.groups.members(req.params.group, limit))
@@ -57,7 +57,7 @@ export default fp(async function groupsApi (app) {
 
   app.post<{ Body: Static<typeof VisitorRequest> }>('/api/visitors', {
     schema: { summary: 'Mint a short-lived token for an anonymous visitor of one conversation: a fresh identity, a member of that group only, allowed to publish the given types', tags: ['groups'], security, body: VisitorRequest, response: { 201: VisitorToken, 404: { $ref: 'ErrorReply#' }, ...errors } },
-    preHandler: asService,
+    onRequest: asService,
   }, async (req, reply) => {
     const secret = h.config.jwt.secret
     if (secret === undefined) throw new HeraldError('VISITORS_UNAVAILABLE')

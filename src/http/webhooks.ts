@@ -21,7 +21,7 @@ export default fp(async function webhooksApi (app) {
 
   app.post<{ Body: Static<typeof WebhookCreate> }>('/api/webhooks', {
     schema: { summary: 'Create a webhook endpoint (its secret, generated unless given, is in this answer only)', tags, security, body: WebhookCreate, response: { 201: WebhookWithSecret, 409: { $ref: 'ErrorReply#' }, ...errors } },
-    preHandler: auth,
+    onRequest: auth,
   }, async (req, reply) => {
     const { record, secret } = await backend('creating the endpoint', async () => await w.endpoints.create(req.body))
     await changed()
@@ -30,12 +30,12 @@ export default fp(async function webhooksApi (app) {
 
   app.get('/api/webhooks', {
     schema: { summary: 'Every webhook endpoint, with its queue and its latest attempts', tags, security, response: { 200: WebhookList, ...errors } },
-    preHandler: auth,
+    onRequest: auth,
   }, async () => await backend('listing the endpoints', async () => ({ webhooks: await listEndpoints(h.backend.webhooks, Date.now()) })))
 
   app.get<{ Params: Static<typeof WebhookParams> }>('/api/webhooks/:id', {
     schema: { summary: 'One webhook endpoint, with its queue', tags, security, params: WebhookParams, response: { 200: WebhookView, ...errors } },
-    preHandler: auth,
+    onRequest: auth,
   }, async (req) => await backend('reading the endpoint', async () => {
     const e = await w.endpoints.get(req.params.id)
     const [stats, breakers] = await Promise.all([h.backend.webhooks.stats([e.id]), h.backend.webhooks.breakers()])
@@ -44,7 +44,7 @@ export default fp(async function webhooksApi (app) {
 
   app.patch<{ Params: Static<typeof WebhookParams>, Body: Static<typeof WebhookPatch> }>('/api/webhooks/:id', {
     schema: { summary: 'Change a webhook endpoint: URL, patterns, description, enabled, or rotate its secret (both signatures are sent during WEBHOOK_SECRET_OVERLAP)', tags, security, params: WebhookParams, body: WebhookPatch, response: { 200: WebhookUpdated, ...errors } },
-    preHandler: auth,
+    onRequest: auth,
   }, async (req) => {
     const { record, secret } = await backend('changing the endpoint', async () => await w.endpoints.update(req.params.id, req.body))
     await changed()
@@ -53,7 +53,7 @@ export default fp(async function webhooksApi (app) {
 
   app.delete<{ Params: Static<typeof WebhookParams> }>('/api/webhooks/:id', {
     schema: { summary: 'Delete a webhook endpoint with everything queued for it, its dead letters and its log', tags, security, params: WebhookParams, response: { 204: { type: 'null' }, ...errors } },
-    preHandler: auth,
+    onRequest: auth,
   }, async (req, reply) => {
     await backend('deleting the endpoint', async () => { await w.endpoints.remove(req.params.id) })
     await changed()
@@ -62,7 +62,7 @@ export default fp(async function webhooksApi (app) {
 
   app.get<{ Params: Static<typeof WebhookParams> }>('/api/webhooks/:id/attempts', {
     schema: { summary: 'The latest attempts to deliver to an endpoint (50), newest first', tags, security, params: WebhookParams, response: { 200: WebhookAttempts, ...errors } },
-    preHandler: auth,
+    onRequest: auth,
   }, async (req) => await backend('reading the attempts', async () => {
     await w.endpoints.get(req.params.id)
     const list = await h.backend.webhooks.attempts(req.params.id, 50)
@@ -71,7 +71,7 @@ export default fp(async function webhooksApi (app) {
 
   app.get<{ Params: Static<typeof WebhookParams>, Querystring: Static<typeof DeadLetterQuery> }>('/api/webhooks/:id/dead-letters', {
     schema: { summary: 'Deliveries that will not be tried again: every attempt failed, the endpoint answered 410, or it was disabled with them queued', tags, security, params: WebhookParams, querystring: DeadLetterQuery, response: { 200: DeadLetters, ...errors } },
-    preHandler: auth,
+    onRequest: auth,
   }, async (req, reply) => {
     const list = await backend('reading the dead letters', async () => {
       await w.endpoints.get(req.params.id)
@@ -84,7 +84,7 @@ export default fp(async function webhooksApi (app) {
 
   app.post<{ Params: Static<typeof WebhookParams>, Body: Static<typeof ReplayBody> }>('/api/webhooks/:id/dead-letters/replay', {
     schema: { summary: 'Deliver dead letters again (those named, or the newest), attempts counted from 0, with the same webhook-id', tags, security, params: WebhookParams, body: ReplayBody, response: { 202: Replayed, ...errors } },
-    preHandler: auth,
+    onRequest: auth,
   }, async (req, reply) => {
     const replayed = await backend('replaying', async () => {
       await w.endpoints.get(req.params.id)

@@ -52,6 +52,24 @@ t.test('credentials: API key and service JWT accepted; others refused with the r
     t.equal(r.body?.error?.code, code, `${label}: ${code}`)
     t.type(r.body?.error?.message, 'string')
   }
+  // The credential is checked before the body is read: a caller without one
+  // learns nothing of the schema and costs the node no parse. A valid key
+  // with the same bodies gets the body's own refusal.
+  const deep = `{"type":"a.b","data":{"x":${'['.repeat(20_000)}${']'.repeat(20_000)}}}`
+  for (const [what, path, body, code] of [
+    ['a batch that is not a list', '/api/events/batch', '{"events":5}', 'VALIDATION'],
+    ['broken JSON', '/api/events', '{"type":', 'BAD_JSON'],
+    ['data of 20,000 nested arrays', '/api/events', deep, 'DATA_TOO_DEEP'],
+    ['an unknown webhook body', '/api/webhooks', '{"url":7}', 'VALIDATION'],
+    ['a visitor request that is a list', '/api/visitors', '[1]', 'VALIDATION'],
+  ] as const) {
+    for (const [cred, status, expected] of [['', 401, 'CREDENTIAL_MISSING'], ['garbage', 401, 'CREDENTIAL_INVALID'], [TEST_API_KEY, 400, code]] as const) {
+      const r = await fetch(`${node.http}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', ...(cred === '' ? {} : { authorization: `Bearer ${cred}` }) }, body })
+      const answer = await r.json() as { error?: { code?: string } }
+      t.equal(`${r.status} ${answer.error?.code}`, `${status} ${expected}`, `${what}, ${cred === TEST_API_KEY ? 'with the API key' : cred === '' ? 'no credential' : 'a bad credential'}: ${status} ${expected}`)
+    }
+  }
+
   // A refused publish delivers nothing: the next accepted one is the first alice sees after byJwt.
   const after = await node.api('/api/events', { body: EVENT })
   await alice.next((f) => f.type === 'event' && f.payload.id === after.body.id)
@@ -94,13 +112,13 @@ t.test('validation failures are 400 VALIDATION', async (t) => {
   // The message names the field and says the rule in words (the same words as frames and the publisher library).
   const says: Array<[string, unknown, RegExp]> = [
     ['/api/events', { type: 'authentication.*' }, /^body\.type "authentication\.\*" is not an event type: dot-separated lowercase segments \[a-z0-9_-\], at most 12 segments and 128 characters$/],
-    ['/api/events', { type: 'a.b', userId: 'ali\tce' }, /^body\.userId must be 1-256 characters without control characters$/],
+    ['/api/events', { type: 'a.b', userId: 'ali\tce' }, /^body\.userId must be 1-256 characters without control characters or unpaired surrogates$/],
     ['/api/events', { type: 'a.b', role: 'admin' }, /^body\.role is not allowed here$/],
     ['/api/events', { userId: 'alice' }, /^body\.type is required$/],
     ['/api/events', { type: 'a.b', data: [1] }, /^body\.data must be an object$/],
     ['/api/notifications/broadcast', { ...NOTE, level: 'urgent' }, /^body\.level must be one of info, success, warning, error, critical$/],
     ['/api/notifications/users/alice', { ...NOTE, title: '' }, /^body\.title must be 1-200 characters$/],
-    ['/api/notifications/users/ali%09ce', NOTE, /^params\.userId must be 1-256 characters without control characters$/],
+    ['/api/notifications/users/ali%09ce', NOTE, /^params\.userId must be 1-256 characters without control characters or unpaired surrogates$/],
   ]
   for (const [path, body, message] of says) t.match((await node.api(path, { body })).body?.error?.message, message, `${path} ${JSON.stringify(body)}: says what is wrong`)
   // A body that is not an object breaks the schema too.

@@ -94,8 +94,8 @@ t.test('a payload that breaks its schema: the specific code, and a message namin
     ['unsubscribe', { eventTypes: [{}] }, 'INVALID_PAYLOAD', /^payload\.eventTypes\[0\] must be a string$/],
     ['refresh', { token: { sub: 'admin' } }, 'INVALID_PAYLOAD', /^payload\.token must be a string$/],
     ['refresh', { token: '' }, 'INVALID_PAYLOAD', /^payload\.token must not be empty$/],
-    ['list_connections', { userId: 'a\tb' }, 'INVALID_PAYLOAD', /^payload\.userId must be 1-256 characters without control characters$/],
-    ['list_connections', { userId: 'u'.repeat(257) }, 'INVALID_PAYLOAD', /^payload\.userId must be 1-256 characters without control characters$/],
+    ['list_connections', { userId: 'a\tb' }, 'INVALID_PAYLOAD', /^payload\.userId must be 1-256 characters without control characters or unpaired surrogates$/],
+    ['list_connections', { userId: 'u'.repeat(257) }, 'INVALID_PAYLOAD', /^payload\.userId must be 1-256 characters without control characters or unpaired surrogates$/],
     ['disconnect', {}, 'INVALID_PAYLOAD', /^payload\.connectionId or payload\.userId is required$/],
     ['disconnect', { connectionId: 7 }, 'INVALID_PAYLOAD', /^payload\.connectionId must be a string$/],
     ['disconnect', { connectionId: '', userId: 'ok' }, 'INVALID_PAYLOAD', /^payload\.connectionId must be 1-256 characters/],
@@ -108,7 +108,7 @@ t.test('a payload that breaks its schema: the specific code, and a message namin
     ['start_tail', { eventTypes: [] }, 'INVALID_PAYLOAD', /^payload\.eventTypes must hold 1-100 items$/],
     ['start_tail', { eventTypes: Array(101).fill('a') }, 'INVALID_PAYLOAD', /1-100 items/],
     ['start_tail', { eventTypes: ['orders.*', 'Orders'] }, 'INVALID_PATTERN', /^invalid pattern "Orders": /],
-    ['start_tail', { userId: '' }, 'INVALID_PAYLOAD', /^payload\.userId must be 1-256 characters without control characters$/],
+    ['start_tail', { userId: '' }, 'INVALID_PAYLOAD', /^payload\.userId must be 1-256 characters without control characters or unpaired surrogates$/],
   ]
   for (const [type, payload, code, message] of cases) {
     const r = check[type]!(payload)
