@@ -2,6 +2,9 @@ import { createServer, type RequestListener, type Server } from 'node:http'
 import type { Socket } from 'node:net'
 import { withValidForwardedFor } from './forwarded.js'
 
+/** Requests one connection may have waiting for their answers (HTTP/1.1 pipelining). */
+export const MAX_PIPELINED = 16
+
 /**
  * The node's HTTP server, with the handshake deadline on every connection:
  * a slowloris must send its whole request (upgrade included) within
@@ -12,11 +15,26 @@ import { withValidForwardedFor } from './forwarded.js'
  * takes before this listener, make the same call where they read the address.
  */
 export function createHttpServer (handler: RequestListener, handshakeTimeoutMs: number): Server {
+  // Requests a connection has sent and not yet been answered. Node parses
+  // every request of a chunk it reads before any is answered, and holds their
+  // answers in order: one write of 2,000 pipelined `GET /metrics` made a node
+  // render them all in one go (seconds with the event loop held, hundreds of
+  // MiB of answers for a client that reads none). Past MAX_PIPELINED the
+  // connection is closed and what it sent is dropped unread.
+  const pending = new WeakMap<Socket, number>()
   const server = createServer({
     headersTimeout: handshakeTimeoutMs,
     requestTimeout: handshakeTimeoutMs + 5000,
     connectionsCheckingInterval: 1000,
-  }, (req, res) => handler(withValidForwardedFor(req), res))
+  }, (req, res) => {
+    const socket = req.socket
+    if (socket.destroyed) return
+    const n = (pending.get(socket) ?? 0) + 1
+    if (n > MAX_PIPELINED) { socket.destroy(); return }
+    pending.set(socket, n)
+    res.once('close', () => { pending.set(socket, (pending.get(socket) ?? 1) - 1) })
+    handler(withValidForwardedFor(req), res)
+  })
   // Node's header clock starts with the first byte: a connection that never
   // sends one would be held for ever. Not a socket timeout: that would also
   // cut Socket.IO's long-polling requests, idle by design. One sweep a second

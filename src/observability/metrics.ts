@@ -158,8 +158,13 @@ export function createMetrics (h: Herald): { registry: Registry, close: () => vo
 export default fp(async function metricsRoute (app) {
   const m = createMetrics(app.herald)
   app.addHook('onClose', async () => { m.close() })
+  // Requests that arrive while a rendering runs share it: rendering costs a
+  // millisecond or more (more with many webhook endpoints), and a burst of
+  // requests (pipelined, or many scrapers at once) must not cost one each.
+  let rendering: Promise<string> | null = null
   app.get('/metrics', { schema: { summary: 'Prometheus metrics of this node', tags: ['operations'] }, logLevel: 'warn' }, async (_req, reply) => {
     reply.header('content-type', m.registry.contentType)
-    return await m.registry.metrics()
+    rendering ??= m.registry.metrics().finally(() => { rendering = null })
+    return await rendering
   })
 }, { name: 'herald-metrics' })
