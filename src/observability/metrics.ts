@@ -105,6 +105,13 @@ export function createMetrics (h: Herald): { registry: Registry, close: () => vo
   const webhookDuration = new Histogram({ name: 'herald_webhook_attempt_duration_seconds', help: 'How long webhook attempts took until their answer', labelNames: ['endpoint'], buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10], registers: [registry] })
   // The queues as this node last sampled them: cluster-wide figures, the same on every node.
   let queues: WebhookQueues['endpoints'] = []
+  /** the label values each endpoint's counters have, to remove them with the endpoint */
+  const endpointSeries = new Map<string, { outcomes: Set<string>, reasons: Set<string> }>()
+  const seriesOf = (endpoint: string): { outcomes: Set<string>, reasons: Set<string> } => {
+    let s = endpointSeries.get(endpoint)
+    if (s === undefined) { s = { outcomes: new Set(), reasons: new Set() }; endpointSeries.set(endpoint, s) }
+    return s
+  }
   const phase = { closed: 0, 'half-open': 1, open: 2 } as const
   new Gauge({ name: 'herald_webhook_queue_depth', help: 'Undelivered webhooks per endpoint, cluster-wide: ready, in flight or waiting for a retry', labelNames: ['endpoint'], registers: [registry], collect () { this.reset(); for (const q of queues) this.set({ endpoint: q.endpointId }, q.depth) } })
   new Gauge({ name: 'herald_webhook_oldest_pending_seconds', help: 'Age of the oldest undelivered webhook per endpoint, cluster-wide (0 when none)', labelNames: ['endpoint'], registers: [registry], collect () { this.reset(); for (const q of queues) this.set({ endpoint: q.endpointId }, q.oldestAgeMs / 1000) } })
@@ -139,11 +146,31 @@ export function createMetrics (h: Herald): { registry: Registry, close: () => vo
     [channels.probe, (m) => { const x = m as ProbeResult; if (x.ok) probe.observe(x.latencyMs / 1000); else probeFailures.inc() }],
     [channels.webhookAttempt, (m) => {
       const x = m as WebhookAttempt
+      const labels = seriesOf(x.endpointId)
       webhookAttempts.inc({ endpoint: x.endpointId, outcome: x.outcome })
+      labels.outcomes.add(x.outcome)
       if (x.outcome !== 'blocked') webhookDuration.observe({ endpoint: x.endpointId }, x.durationMs / 1000)
-      if (x.result === 'dead') webhookDead.inc({ endpoint: x.endpointId, reason: x.outcome === 'gone' ? 'gone' : 'exhausted' })
+      if (x.result === 'dead') {
+        const reason = x.outcome === 'gone' ? 'gone' : 'exhausted'
+        webhookDead.inc({ endpoint: x.endpointId, reason })
+        labels.reasons.add(reason)
+      }
     }],
-    [channels.webhookQueues, (m) => { queues = (m as WebhookQueues).endpoints }],
+    [channels.webhookQueues, (m) => {
+      queues = (m as WebhookQueues).endpoints
+      // An endpoint's series go with it: a sample of the queues lists every
+      // endpoint there is, and the series of one it no longer lists are
+      // removed (a service creating and deleting endpoints would otherwise
+      // grow every scrape without end).
+      const live = new Set(queues.map((q) => q.endpointId))
+      for (const [endpoint, { outcomes, reasons }] of endpointSeries) {
+        if (live.has(endpoint)) continue
+        for (const outcome of outcomes) webhookAttempts.remove({ endpoint, outcome })
+        for (const reason of reasons) webhookDead.remove({ endpoint, reason })
+        webhookDuration.remove({ endpoint })
+        endpointSeries.delete(endpoint)
+      }
+    }],
   ]
   // This node's messages only: another node in the same process publishes on the same channels.
   const mine = subs.map(([ch, fn]): [diagnostics.Channel, (m: unknown) => void] => [ch, (m) => { if ((m as { serverId?: unknown }).serverId === serverId) fn(m) }])

@@ -301,3 +301,20 @@ t.test('seeded from configuration (WEBHOOKS), with the operator\'s id and secret
   const [got] = await rx.count(1)
   t.doesNotThrow(() => new Webhook(secret).verify(got!.body, got!.headers as Record<string, string>))
 })
+
+t.test('a deleted endpoint\'s metric series go with it; another\'s stay', { timeout: 30_000 }, async (t) => {
+  const app = await node(t)
+  const rx = await startReceiver(t)
+  const gone = await create(app, { url: rx.url, eventTypes: ['authentication.*'] })
+  const kept = await create(app, { url: rx.url + '?kept', eventTypes: ['authentication.*'] })
+  await publish(app)
+  await rx.count(2)
+  const scrape = async (): Promise<string> => await (await fetch(`${app.http}/metrics`)).text()
+  const seriesOf = (text: string, id: string): string[] => text.split('\n').filter((l) => l.startsWith('herald_webhook_') && l.includes(`endpoint="${id}"`) && !/_(queue_depth|oldest_pending_seconds|breaker_state)\{/.test(l))
+  await waitFor('both endpoints\' attempt series', scrape, (s) => seriesOf(s, gone.id).length > 0 && seriesOf(s, kept.id).length > 0)
+  t.equal((await app.api(`/api/webhooks/${gone.id}`, { method: 'DELETE' })).status, 204)
+  // The series are removed at the next sample of the queues (every 2 s).
+  const after = await waitFor('the deleted endpoint\'s series removed', scrape, (s) => seriesOf(s, gone.id).length === 0, { timeoutMs: 10_000 })
+  t.match(after, new RegExp(`herald_webhook_attempts_total\\{endpoint="${kept.id}",outcome="success"[^}]*\\} 1\n`), 'the kept endpoint\'s count is still there')
+  t.ok(seriesOf(after, kept.id).some((l) => l.startsWith('herald_webhook_attempt_duration_seconds_count')), 'and its durations')
+})
