@@ -1,7 +1,7 @@
 import { createRequire } from 'node:module'
 import { turnBatched } from './turn-batch.js'
 import type { Position } from '../events/codec.js'
-import { checkRead, metaKey, metaTtlMs, newEpoch, page, streamKey, type Append, type HistoryConfig, type StreamMessage, type StreamRead, type StreamStore } from './streams.js'
+import { checkRead, MAX_READ_BYTES, metaKey, metaTtlMs, newEpoch, page, streamKey, type Append, type HistoryConfig, type StreamMessage, type StreamRead, type StreamStore } from './streams.js'
 
 // History on Redis (the keys: streams.ts). The append is one script, so the
 // top offset, the stream entry and the PUBLISH happen as one step: no
@@ -230,17 +230,20 @@ export class Appender {
 }
 
 // Reads of many streams in one call. KEYS: a stream's key and its meta's per
-// read. ARGV[1] the meta's TTL, ARGV[2] HISTORY_SIZE, then per read: the
-// first offset wanted, the count (0: the position only), an epoch for a
-// stream that has none. Replies {epoch, top, entries?} per read. A read
+// read. ARGV[1] the meta's TTL, ARGV[2] HISTORY_SIZE, ARGV[3] MAX_READ_BYTES,
+// then per read: the first offset wanted, the count (0: the position only),
+// an epoch for a stream that has none. Replies {epoch, top, entries?} per
+// read. Entries are read 64 at a time up to the count, or until their
+// messages reach MAX_READ_BYTES (the one that reaches it included): a read's
+// reply stays about that size whatever the messages weigh. A read
 // extends the meta's life: a stream someone reads keeps its epoch. Entries
 // HISTORY_SIZE or more below the top are not read: the append trims whole
 // nodes (MAXLEN ~), so the stream may still hold a few of them.
 const READS_LUA = `
 local out = {}
-local size = tonumber(ARGV[2])
+local size, budget = tonumber(ARGV[2]), tonumber(ARGV[3])
 for i = 1, #KEYS / 2 do
-  local s, m, a = KEYS[2 * i - 1], KEYS[2 * i], 3 * i
+  local s, m, a = KEYS[2 * i - 1], KEYS[2 * i], 3 * i + 1
   local e = redis.call('HMGET', m, 'e', 's')
   local epoch, top = e[1], e[2]
   if not epoch then
@@ -256,7 +259,20 @@ for i = 1, #KEYS / 2 do
     local from = tonumber(ARGV[a])
     local oldest = (tonumber(top) or 0) - size + 1
     if oldest > from then from = oldest end
-    out[i] = {epoch, top or 0, redis.call('XRANGE', s, string.format('%d', from) .. '-0', '+', 'COUNT', ARGV[a + 1])}
+    local want, entries, bytes = tonumber(ARGV[a + 1]), {}, 0
+    local start = string.format('%d', from) .. '-0'
+    while #entries < want and bytes < budget do
+      local ask = math.min(want - #entries, 64)
+      local chunk = redis.call('XRANGE', s, start, '+', 'COUNT', ask)
+      for _, en in ipairs(chunk) do
+        entries[#entries + 1] = en
+        bytes = bytes + #en[2][2]
+        if bytes >= budget then break end
+      end
+      if #chunk < ask then break end
+      start = '(' .. chunk[#chunk][1]
+    end
+    out[i] = {epoch, top or 0, entries}
   end
 end
 return out
@@ -319,7 +335,7 @@ export class RedisStreams implements StreamStore {
       let messages = 0
       while (to < reads.length && to - from < READS_PER_CALL && (to === from || messages + reads[to]!.limit <= MESSAGES_PER_CALL)) messages += reads[to++]!.limit
       const part = reads.slice(from, to)
-      calls.push(this.run.heraldStreamReads(part.length * 2, ...part.flatMap((r) => [streamKey(r.channel), metaKey(r.channel)]), metaTtlMs(this.history), this.history.size,
+      calls.push(this.run.heraldStreamReads(part.length * 2, ...part.flatMap((r) => [streamKey(r.channel), metaKey(r.channel)]), metaTtlMs(this.history), this.history.size, MAX_READ_BYTES,
         ...part.flatMap((r) => [r.after + 1, r.limit, newEpoch()])))
       from = to
     }

@@ -10,7 +10,7 @@ import { Redis } from 'ioredis'
 import t from 'tap'
 import type { Backend } from '../../src/backend/backend.js'
 import type { Broker } from '../../src/backend/broker.js'
-import type { HistoryConfig, Position } from '../../src/backend/streams.js'
+import { MAX_READ_BYTES, type HistoryConfig, type Position } from '../../src/backend/streams.js'
 import { createChannels } from '../../src/cluster/channels.js'
 import { decode, draft, place, type Draft } from '../../src/events/codec.js'
 import { forEachBackend, type Space } from '../helpers/backends.js'
@@ -211,6 +211,32 @@ forEachBackend(t, (t, space, kind) => {
     for (const [after, limit] of [[-1, 10], [0, 0], [0, 1001], [1.5, 10]]) {
       await t.rejects(a.streams!.read(ch, after!, limit!), RangeError, `after ${after}, limit ${limit}: refused`)
     }
+  })
+
+  t.test('a page ends with the message that reaches MAX_READ_BYTES, and the next page goes on from there', { timeout: 30_000 }, async (t) => {
+    const sp = space(t)
+    const a = await sp.backend({ history: H })
+    const ch = userChannel(sp)
+    // 40 messages of about 60 KB (a 64 KiB event's worth): 2.4 MB in all.
+    const pad = 'x'.repeat(60_000)
+    const heavy = (label: string): Draft => draft({
+      kind: 'e', origin: '', publishedAt: Date.now(), type: 'test.stream', userId: 'u', stream: 'user:u',
+      json: JSON.stringify({ id: label, type: 'test.stream', data: { pad }, stream: 'user:u' }),
+    })
+    for (let i = 1; i <= 40; i++) await a.broker.append({ channel: ch, also: [], draft: heavy(`h${i}`) })
+    const pages: Array<{ offsets: number[], next: number | null, bytes: number }> = []
+    for (let from: number | null = 0, n = 0; from !== null && n < 10; n++) {
+      const p = await a.streams!.read(ch, from, 1000)
+      pages.push({ offsets: p.messages.map((m) => m.offset), next: p.next, bytes: p.messages.reduce((sum, m) => sum + Buffer.byteLength(m.message), 0) })
+      from = p.next
+    }
+    const size = Buffer.byteLength((await a.streams!.read(ch, 0, 1)).messages[0]!.message)
+    const perPage = Math.ceil(MAX_READ_BYTES / size)
+    t.same(pages.map((p) => p.offsets.length), [perPage, perPage, 40 - 2 * perPage], `pages of ${perPage} messages (${size} bytes each), not one of 40`)
+    t.same(pages.flatMap((p) => p.offsets), range(1, 40), 'every message once, in order, across the pages')
+    t.same(pages.map((p) => p.next), [perPage, 2 * perPage, null], 'each page says where the next begins; the last reaches the top')
+    for (const p of pages) t.ok(p.bytes < MAX_READ_BYTES + size, `a page of ${p.bytes} bytes: at most one message past the bound`)
+    t.same((await a.streams!.read(ch, 0, 5)).messages.map((m) => m.offset), range(1, 5), 'a limit below the bound is the limit')
   })
 
   t.test('a stream lives HISTORY_TTL after its last message; older messages are not returned meanwhile; its epoch and top outlive it', { timeout: 30_000 }, async (t) => {
