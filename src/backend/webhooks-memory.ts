@@ -1,8 +1,8 @@
 import { MemoryStore, type MemoryQueued } from './memory-store.js'
 import {
   ATTEMPT_LOG, MAX_DEAD_LETTERS, breakerProbe, breakerStep, breakerString, closedBreaker, definitionJson, fromStored, parseBreaker, webhookKeys,
-  type AttemptRecord, type BreakerChange, type BreakerConfig, type BreakerState, type ClaimedJob, type DeadLetter, type DeadReason, type EndpointRecord,
-  type Enqueue, type JobRecord, type QueueStats, type Settlement, type WebhookStore, deadLetter,
+  type AttemptRecord, type BreakerChange, type BreakerConfig, type BreakerState, type ClaimedJob, type DeadLetterPage, type DeadReason, type EndpointRecord,
+  type Enqueue, type JobRecord, type QueueStats, type Settlement, type WebhookStore, deadLetterPage,
 } from './webhooks.js'
 
 /** The same contract as the Redis store, on a MemoryStore: what backends given one store share. */
@@ -225,9 +225,9 @@ export class MemoryWebhooks implements WebhookStore {
     return (this.s.log.get(endpointId) ?? []).slice(0, limit).map((j) => JSON.parse(j) as AttemptRecord)
   }
 
-  async deadLetters (endpointId: string, limit: number): Promise<DeadLetter[]> {
-    const d = [...(this.s.dead.get(endpointId)?.values() ?? [])].reverse().slice(0, limit)
-    return d.map((x) => deadLetter(x.job, x.meta))
+  async deadLetters (endpointId: string, from: number, limit: number): Promise<DeadLetterPage> {
+    const all = [...(this.s.dead.get(endpointId)?.values() ?? [])].reverse()
+    return deadLetterPage(from, all.slice(from, from + limit).map((x) => [x.job, x.meta] as const), all.length > from + limit)
   }
 
   async replay (endpointId: string, webhookIds: readonly string[] | null, limit: number, now: number): Promise<number> {

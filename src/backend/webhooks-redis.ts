@@ -1,8 +1,9 @@
 import type { RedisClient } from './redis-clients.js'
 import type { ScriptingClient } from './streams-redis.js'
+import { MAX_READ_BYTES } from './streams.js'
 import {
-  ATTEMPT_LOG, GROUP, MAX_DEAD_LETTERS, deadLetter, definitionJson, fromStored, parseBreaker, webhookKeys,
-  type AttemptRecord, type BreakerChange, type BreakerConfig, type BreakerState, type ClaimedJob, type DeadLetter, type EndpointRecord,
+  ATTEMPT_LOG, GROUP, MAX_DEAD_LETTERS, deadLetterPage, definitionJson, fromStored, parseBreaker, webhookKeys,
+  type AttemptRecord, type BreakerChange, type BreakerConfig, type BreakerState, type ClaimedJob, type DeadLetterPage, type EndpointRecord,
   type Enqueue, type JobRecord, type QueueStats, type Settlement, type WebhookKeys, type WebhookStore,
 } from './webhooks.js'
 
@@ -471,11 +472,23 @@ export class RedisWebhooks implements WebhookStore {
     return (await this.client.lrange(this.k.log(endpointId), 0, limit - 1)).map((j) => JSON.parse(j) as AttemptRecord)
   }
 
-  async deadLetters (endpointId: string, limit: number): Promise<DeadLetter[]> {
-    const ids = await this.client.zrevrange(this.k.dead(endpointId), 0, limit - 1)
-    if (ids.length === 0) return []
-    const [jobs, metas] = await Promise.all([this.client.hmget(this.k.deadJobs(endpointId), ...ids), this.client.hmget(this.k.deadMeta(endpointId), ...ids)])
-    return ids.flatMap((_w, i) => jobs[i] != null && metas[i] != null ? [deadLetter(jobs[i]!, metas[i]!)] : [])
+  async deadLetters (endpointId: string, from: number, limit: number): Promise<DeadLetterPage> {
+    // One id past the page says whether the list goes on.
+    const ids = await this.client.zrevrange(this.k.dead(endpointId), from, from + limit)
+    const more = ids.length > limit
+    if (more) ids.pop()
+    // The jobs in chunks, until their bytes reach the page's bound: never 1,000 payloads of 64 KiB in one reply.
+    const rows: Array<readonly [string | null, string | null]> = []
+    let bytes = 0
+    for (let i = 0; i < ids.length && bytes < MAX_READ_BYTES; i += DEAD_LETTER_CHUNK) {
+      const chunk = ids.slice(i, i + DEAD_LETTER_CHUNK)
+      const [jobs, metas] = await Promise.all([this.client.hmget(this.k.deadJobs(endpointId), ...chunk), this.client.hmget(this.k.deadMeta(endpointId), ...chunk)])
+      chunk.forEach((_w, n) => {
+        rows.push([jobs[n] ?? null, metas[n] ?? null])
+        bytes += jobs[n] == null ? 0 : Buffer.byteLength(jobs[n]!)
+      })
+    }
+    return deadLetterPage(from, rows, more || rows.length < ids.length)
   }
 
   async replay (endpointId: string, webhookIds: readonly string[] | null, limit: number, now: number): Promise<number> {
@@ -495,6 +508,9 @@ async function enqueueWith (run: Pick<Commands, 'heraldWhEnqueue'>, k: WebhookKe
   }
   return Number(await run.heraldWhEnqueue(keys.length, ...keys, ...argv))
 }
+
+/** Dead letters read per round trip while a page fills (up to 16 of 64 KiB: 1 MiB). */
+const DEAD_LETTER_CHUNK = 16
 
 /** Jobs per script call at most: a script blocks Redis while it runs. */
 const MAX_ENQUEUE_BATCH = 256

@@ -20,7 +20,7 @@
 //   <prefix>{wh}:br        hash   endpoint id -> its breaker
 //   <prefix>{wh}:wake      channel  published when deliveries become ready
 
-import type { Position } from './streams.js'
+import { MAX_READ_BYTES, type Position } from './streams.js'
 
 export type { Position }
 
@@ -214,8 +214,12 @@ export interface WebhookStore extends WebhookEndpointSource {
   stats (endpointIds: readonly string[]): Promise<Map<string, QueueStats>>
   /** The latest attempts, newest first. */
   attempts (endpointId: string, limit: number): Promise<AttemptRecord[]>
-  /** Dead letters, newest first. */
-  deadLetters (endpointId: string, limit: number): Promise<DeadLetter[]>
+  /**
+   * Dead letters, newest first: up to `limit` from the `from`th, ending with
+   * the one whose job brings the page to MAX_READ_BYTES (a payload may be
+   * 64 KiB); `next` is the `from` of the next page, null at the end.
+   */
+  deadLetters (endpointId: string, from: number, limit: number): Promise<DeadLetterPage>
   /** Dead letters (those named, or the newest `limit`) back to the ready queue, their attempts from 0; resolves with how many. */
   replay (endpointId: string, webhookIds: readonly string[] | null, limit: number, now: number): Promise<number>
 }
@@ -324,6 +328,26 @@ export function breakerProbe (b: BreakerState, now: number, leaseMs: number): Br
 }
 
 /** A dead letter from its job and the meta stored beside it (`{reason, deadAt, attempts}`). */
+export interface DeadLetterPage { readonly deadLetters: DeadLetter[], readonly next: number | null }
+
+/**
+ * A page of dead letters from their stored jobs and metas, in list order
+ * (null: gone meanwhile, skipped but counted). Stops after the job that
+ * reaches MAX_READ_BYTES; `more`: the list goes on past these.
+ */
+export function deadLetterPage (from: number, rows: ReadonlyArray<readonly [string | null, string | null]>, more: boolean): DeadLetterPage {
+  const deadLetters: DeadLetter[] = []
+  let bytes = 0
+  let taken = 0
+  while (taken < rows.length && bytes < MAX_READ_BYTES) {
+    const [job, meta] = rows[taken++]!
+    if (job === null || meta === null) continue
+    bytes += Buffer.byteLength(job)
+    deadLetters.push(deadLetter(job, meta))
+  }
+  return { deadLetters, next: taken < rows.length || more ? from + taken : null }
+}
+
 export function deadLetter (job: string, meta: string): DeadLetter {
   const j = JSON.parse(job) as JobRecord
   const m = JSON.parse(meta) as { reason: DeadReason, deadAt: number, attempts: number }

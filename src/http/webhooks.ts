@@ -73,13 +73,14 @@ export default fp(async function webhooksApi (app) {
     schema: { summary: 'Deliveries that will not be tried again: every attempt failed, the endpoint answered 410, or it was disabled with them queued', tags, security, params: WebhookParams, querystring: DeadLetterQuery, response: { 200: DeadLetters, ...errors } },
     onRequest: auth,
   }, async (req, reply) => {
-    const list = await backend('reading the dead letters', async () => {
+    const page = await backend('reading the dead letters', async () => {
       await w.endpoints.get(req.params.id)
-      return await h.backend.webhooks.deadLetters(req.params.id, Number(req.query.limit ?? DEFAULT_PAGE))
+      return await h.backend.webhooks.deadLetters(req.params.id, Number(req.query.from ?? 0), Number(req.query.limit ?? DEFAULT_PAGE))
     })
     // Each payload is sent as the JSON that was POSTed, not parsed and written again.
-    const items = list.map((d) => `{"webhookId":${JSON.stringify(d.webhookId)},"eventId":${JSON.stringify(d.eventId)},"type":${JSON.stringify(d.type)},"reason":${JSON.stringify(d.reason)},"deadAt":${JSON.stringify(new Date(d.deadAt).toISOString())},"attempts":${d.attempts},"publishedAt":${JSON.stringify(new Date(d.firstAt).toISOString())},"payload":${d.body}}`)
-    return reply.code(200).type('application/json; charset=utf-8').send(`{"deadLetters":[${items.join(',')}]}`)
+    const items = page.deadLetters.map((d) => `{"webhookId":${JSON.stringify(d.webhookId)},"eventId":${JSON.stringify(d.eventId)},"type":${JSON.stringify(d.type)},"reason":${JSON.stringify(d.reason)},"deadAt":${JSON.stringify(new Date(d.deadAt).toISOString())},"attempts":${d.attempts},"publishedAt":${JSON.stringify(new Date(d.firstAt).toISOString())},"payload":${d.body}}`)
+    const next = page.next === null ? '' : `,"next":${page.next}`
+    return reply.code(200).type('application/json; charset=utf-8').send(`{"deadLetters":[${items.join(',')}]${next}}`)
   })
 
   app.post<{ Params: Static<typeof WebhookParams>, Body: Static<typeof ReplayBody> }>('/api/webhooks/:id/dead-letters/replay', {

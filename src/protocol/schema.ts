@@ -464,10 +464,14 @@ export const DeadLetterView = Type.Object({
 }, { additionalProperties: false })
 
 export const DeadLetterQuery = Type.Object({
-  limit: Type.Optional(Type.String({ pattern: LIMIT_PATTERN, description: `1-1000 (default ${DEFAULT_PAGE})` })),
+  from: Type.Optional(Type.String({ pattern: AFTER_PATTERN, description: 'how many of the newest to pass over: the `next` of the page before (default 0)' })),
+  limit: Type.Optional(Type.String({ pattern: LIMIT_PATTERN, description: `1-1000 (default ${DEFAULT_PAGE}); a page also ends with the dead letter that brings its payloads to 1 MiB` })),
 })
 
-export const DeadLetters = Type.Object({ deadLetters: Type.Array(DeadLetterView, { description: 'newest first' }) })
+export const DeadLetters = Type.Object({
+  deadLetters: Type.Array(DeadLetterView, { description: 'newest first' }),
+  next: Type.Optional(Type.Integer({ minimum: 1, description: 'the `from` of the next page; absent at the end' })),
+})
 
 export const ReplayBody = Type.Object({
   webhookIds: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 200 }), { minItems: 1, maxItems: 1000, description: 'the dead letters to deliver again; absent: the newest `limit`' })),

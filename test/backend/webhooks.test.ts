@@ -10,6 +10,7 @@
 import t from 'tap'
 import type { Backend } from '../../src/backend/backend.js'
 import { breakerStep, closedBreaker, jobJson, webhookIdOf, webhookKeys, ATTEMPT_LOG, type AttemptRecord, type BreakerConfig, type ClaimedJob, type EndpointRecord, type Enqueue } from '../../src/backend/webhooks.js'
+import { MAX_READ_BYTES } from '../../src/backend/streams.js'
 import { createChannels } from '../../src/cluster/channels.js'
 import { draft } from '../../src/events/codec.js'
 import { forEachBackend } from '../helpers/backends.js'
@@ -119,21 +120,21 @@ forEachBackend(t, (t, space) => {
       { kind: 'dead', claimed: two!, reason: 'gone', attempt: attempt(two!, 'gone') },
       { kind: 'retry', claimed: three!, dueAt: Date.now() + 60_000, attempt: attempt(three!) },
     ], Date.now(), BREAKER)
-    const dead = await b.webhooks.deadLetters(e.id, 10)
+    const dead = (await b.webhooks.deadLetters(e.id, 0, 10)).deadLetters
     t.match(dead.map((d) => [d.reason, d.attempts, JSON.parse(d.body).n]).sort((x, y) => x[2] - y[2]), [['exhausted', 8, 1], ['gone', 1, 2]])
     t.equal((await b.webhooks.stats([e.id])).get(e.id)!.depth, 2, 'dead letters are not queued: the retry and the fourth are')
 
     t.equal(await b.webhooks.replay(e.id, [one!.job.webhookId], 1000, Date.now()), 1, 'one replayed by its webhook-id')
     const replayed = await b.webhooks.claim('node-b', [{ endpointId: e.id, count: 5 }])
     t.same(replayed.map((c) => [bodies([c])[0], c.attempts, c.job.webhookId]).sort(), [[1, 0, one!.job.webhookId], [4, 0, replayed.find((c) => bodies([c])[0] === 4)!.job.webhookId]], 'ready again, attempts from 0, the same webhook-id')
-    t.same((await b.webhooks.deadLetters(e.id, 10)).map((d) => d.reason), ['gone'])
+    t.same((await b.webhooks.deadLetters(e.id, 0, 10)).deadLetters.map((d) => d.reason), ['gone'])
 
     const v = await b.webhooks.version()
     t.ok(await a.webhooks.disable(e.id, 'gone', Date.now()), 'disabled')
     t.notOk(await a.webhooks.disable(e.id, 'gone', Date.now()), 'disabled already: false')
     t.ok(await b.webhooks.version() > v, 'the version moved')
     t.match(await b.webhooks.endpoint(e.id), { enabled: false, disabledReason: 'gone' })
-    const buried = await b.webhooks.deadLetters(e.id, 10)
+    const buried = (await b.webhooks.deadLetters(e.id, 0, 10)).deadLetters
     t.same(buried.filter((d) => d.reason === 'disabled').map((d) => JSON.parse(d.body).n).sort(), [1, 3, 4], 'what was queued, claimed or waiting for a retry is a dead letter now')
     t.equal((await b.webhooks.stats([e.id])).get(e.id)!.depth, 0, 'nothing queued')
     t.same(await b.webhooks.settle(replayed.map((c) => ({ kind: 'delivered' as const, claimed: c, attempt: attempt(c, 'success') })), Date.now(), BREAKER), [], 'a late settlement of a buried job changes nothing')
@@ -200,6 +201,40 @@ forEachBackend(t, (t, space) => {
     t.same(await a.webhooks.settle([{ kind: 'delivered', claimed: seven!, attempt: attempt(seven!, 'success') }], Date.now(), BREAKER), [{ endpointId: e.id, change: 'recovered' }], 'the first success after re-enabling is reported')
   })
 
+  t.test('dead letters come in pages: by count, and by the bytes of their payloads; next says where the following page starts', async (t) => {
+    const sp = space(t)
+    const [a, b] = await nodes(sp, 2)
+    const e = endpoint()
+    await a.webhooks.save(e, 'create', 1000)
+    // 40 jobs whose payloads are about 60 KB (a 64 KiB event's worth): 2.4 MB in all.
+    const pad = 'x'.repeat(60_000)
+    const heavy = Array.from({ length: 40 }, (_v, n) => {
+      const j = job(e.id, n)
+      const record = JSON.parse(j.job) as { body: string }
+      return { ...j, job: JSON.stringify({ ...record, body: JSON.stringify({ n, pad }) }) }
+    })
+    await a.webhooks.enqueue(heavy, Date.now())
+    const claimed = await a.webhooks.claim('node-a', [{ endpointId: e.id, count: 40 }])
+    await a.webhooks.settle(claimed.map((c) => ({ kind: 'dead' as const, claimed: c, reason: 'exhausted' as const, attempt: attempt(c) })), Date.now(), { ...BREAKER, minAttempts: 1000 })
+    const pages: Array<{ n: number, next: number | null }> = []
+    const seen: number[] = []
+    for (let from: number | null = 0, i = 0; from !== null && i < 10; i++) {
+      const p = await b.webhooks.deadLetters(e.id, from, 1000)
+      pages.push({ n: p.deadLetters.length, next: p.next })
+      seen.push(...p.deadLetters.map((d) => (JSON.parse(d.body) as { n: number }).n))
+      from = p.next
+    }
+    const size = Buffer.byteLength(heavy[0]!.job)
+    const perPage = Math.ceil(MAX_READ_BYTES / size)
+    t.same(pages, [{ n: perPage, next: perPage }, { n: perPage, next: 2 * perPage }, { n: 40 - 2 * perPage, next: null }], `pages of ${perPage} (jobs of ${size} bytes), not one of 40`)
+    t.same([...seen].sort((x, y) => x - y), Array.from({ length: 40 }, (_v, n) => n), 'each dead letter once across the pages')
+    const byCount = await b.webhooks.deadLetters(e.id, 0, 5)
+    t.same([byCount.deadLetters.length, byCount.next], [5, 5], 'a limit below the bound is the limit, with a next')
+    const last = await b.webhooks.deadLetters(e.id, 35, 5)
+    t.same([last.deadLetters.length, last.next], [5, null], 'the last five: no next')
+    t.same(await b.webhooks.deadLetters(e.id, 40, 5), { deadLetters: [], next: null }, 'past the end: nothing')
+  })
+
   t.test('the attempt log keeps the latest; removing an endpoint removes everything of it', async (t) => {
     const sp = space(t)
     const [a] = await nodes(sp, 1)
@@ -209,10 +244,10 @@ forEachBackend(t, (t, space) => {
     const all = await a.webhooks.claim('node-a', [{ endpointId: e.id, count: 100 }])
     await a.webhooks.settle(all.map((c) => ({ kind: 'dead' as const, claimed: c, reason: 'exhausted' as const, attempt: attempt(c) })), Date.now(), { ...BREAKER, minAttempts: 1000 })
     t.equal((await a.webhooks.attempts(e.id, 1000)).length, ATTEMPT_LOG, `the latest ${ATTEMPT_LOG}`)
-    t.equal((await a.webhooks.deadLetters(e.id, 1000)).length, ATTEMPT_LOG + 5)
+    t.equal((await a.webhooks.deadLetters(e.id, 0, 1000)).deadLetters.length, ATTEMPT_LOG + 5)
     await a.webhooks.remove(e.id)
     await a.webhooks.save(e, 'create', 1000)
-    t.same([await a.webhooks.attempts(e.id, 10), await a.webhooks.deadLetters(e.id, 10), (await a.webhooks.stats([e.id])).get(e.id)], [[], [], { depth: 0, oldestAt: null }], 'made again under its id: nothing of the old one')
+    t.same([await a.webhooks.attempts(e.id, 10), await a.webhooks.deadLetters(e.id, 0, 10), (await a.webhooks.stats([e.id])).get(e.id)], [[], { deadLetters: [], next: null }, { depth: 0, oldestAt: null }], 'made again under its id: nothing of the old one')
   })
 
   t.test('jobs enqueued with a publish (through the broker) are queued and wake the nodes', async (t) => {

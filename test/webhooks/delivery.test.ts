@@ -170,6 +170,25 @@ t.test('410 disables the endpoint: admin.webhook.disabled, its delivery and its 
   t.same((await app.api(`/api/webhooks/${id}/dead-letters`)).body.deadLetters, [])
 })
 
+t.test('dead letters over the API come in pages: limit, then next as the from of the following page', async (t) => {
+  const app = await node(t)
+  const rx = await startReceiver(t)
+  // Held 300 ms, then 410: the five are in flight together, and all become dead letters.
+  rx.answer = () => ({ status: 410, delayMs: 300 })
+  const { id } = await create(app, { url: rx.url, eventTypes: ['authentication.*'] })
+  const ids: string[] = []
+  for (let i = 0; i < 5; i++) ids.push(await publish(app))
+  const list = async (q: string): Promise<{ deadLetters: Array<{ eventId: string }>, next?: number }> => (await app.api(`/api/webhooks/${id}/dead-letters${q}`)).body
+  await waitFor('five dead letters', async () => (await list('')).deadLetters.length, (n) => n === 5)
+  const first = await list('?limit=2')
+  t.same([first.deadLetters.length, first.next], [2, 2], 'two, and where the next page starts')
+  const second = await list(`?limit=2&from=${first.next!}`)
+  const third = await list(`?limit=2&from=${second.next!}`)
+  t.same([second.deadLetters.length, second.next, third.deadLetters.length, third.next], [2, 4, 1, undefined], 'the last page has no next')
+  t.same([...first.deadLetters, ...second.deadLetters, ...third.deadLetters].map((d) => d.eventId).sort(), [...ids].sort(), 'each once')
+  t.match(await app.api(`/api/webhooks/${id}/dead-letters?from=-1`), { status: 400, body: { error: { code: 'VALIDATION' } } })
+})
+
 t.test('redirects are not followed', async (t) => {
   const app = await node(t)
   const target = await startReceiver(t)
