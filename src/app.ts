@@ -95,6 +95,10 @@ export async function buildApp (config: Config, opts: BuildOptions = {}): Promis
     serverFactory: (handler) => createHttpServer(handler, config.handshakeTimeoutMs),
   })
   installErrorHandlers(app)
+  // Every body the API takes is JSON: Fastify's text/plain parser would hand
+  // the routes a string for their schema to refuse as VALIDATION, where the
+  // contract answers any other type 415.
+  app.removeContentTypeParser('text/plain')
 
   const log = app.log
   let lastBackendError = 0

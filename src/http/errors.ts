@@ -8,7 +8,9 @@ import { describe } from '../protocol/validation.js'
 // Fastify's own refusals, each with its specific code: VALIDATION is for a
 // request that breaks its schema, not for every 4xx.
 const FASTIFY_CODES: Record<string, { code: ErrorCode, message?: string }> = {
-  FST_ERR_CTP_INVALID_JSON_BODY: { code: 'BAD_JSON', message: 'the request body is not valid JSON' },
+  // Fastify raises the same error for a body holding a `__proto__` key or a
+  // `constructor` with a `prototype` (refused: prototype pollution).
+  FST_ERR_CTP_INVALID_JSON_BODY: { code: 'BAD_JSON', message: 'the request body is not valid JSON, or has a "__proto__" key or a "constructor" with a "prototype" (refused)' },
   FST_ERR_CTP_EMPTY_JSON_BODY: { code: 'BAD_JSON', message: 'the request body is empty; application/json needs a JSON value' },
   FST_ERR_CTP_BODY_TOO_LARGE: { code: 'PAYLOAD_TOO_LARGE' },
   FST_ERR_CTP_INVALID_MEDIA_TYPE: { code: 'UNSUPPORTED_MEDIA_TYPE', message: 'the request body must be application/json' },

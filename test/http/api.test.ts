@@ -248,6 +248,8 @@ t.test('what Fastify and Node refuse before any schema has a code of its own, no
     ['a body with a __proto__ key', async () => await post('{"type":"a.b","__proto__":{"x":1}}'), 400, 'BAD_JSON'],
     ['a body over 64 KiB', async () => await post(JSON.stringify({ type: 'a.b', data: { pad: 'x'.repeat(70_000) } })), 413, 'PAYLOAD_TOO_LARGE'],
     ['an application/xml body', async () => await post('<event/>', 'application/xml'), 415, 'UNSUPPORTED_MEDIA_TYPE'],
+    ['a text/plain body', async () => await post('{"type":"a.b"}', 'text/plain'), 415, 'UNSUPPORTED_MEDIA_TYPE'],
+    ['a body with a constructor.prototype key', async () => await post('{"type":"a.b","data":{"constructor":{"prototype":{"x":1}}}}'), 400, 'BAD_JSON'],
   ]
   for (const [what, send, status, code] of cases) {
     const r = await send()
