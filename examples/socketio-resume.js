@@ -3,16 +3,17 @@
 // doubling a message: it keeps the last position per stream, and on each
 // `welcome` subscribes with `since`.
 //
-//   HERALD_URL=http://127.0.0.1:3000 TOKEN=<jwt> node examples/socketio-resume.js
+//   HERALD_URL=http://127.0.0.1:3000 HERALD_TOKEN=<user token> node examples/socketio-resume.js
 //
 // Prints one JSON line per message handled ({kind, id, stream, offset}) and
-// one per resume ({resumed, recovered, unrecovered}). `recovered: false`
+// one per connect's subscribe, the first included, which resumes from where
+// the streams are ({resumed, recovered, unrecovered}). `recovered: false`
 // means messages may be missing: refetch what the app shows from those streams.
 import { io } from 'socket.io-client'
 
 const URL = process.env.HERALD_URL ?? 'http://127.0.0.1:3000'
-const TOKEN = process.env.TOKEN
-if (!TOKEN) throw new Error('set TOKEN to an access token for the user')
+const TOKEN = process.env.HERALD_TOKEN
+if (!TOKEN) throw new Error('set HERALD_TOKEN to a user token: the one `npm start` printed, or `npx herald token --sub u1`')
 const PATTERNS = (process.env.PATTERNS ?? '*').split(',')
 
 /** stream -> {epoch, offset}: the last message handled (keep it in storage to survive a restart of the app) */

@@ -30,6 +30,8 @@ closeWithGrace({ delay: config.drainTimeoutMs + 10_000, logger: app.log }, async
   else app.log.info({ signal, drainTimeout: config.drainTimeoutMs }, 'draining')
   await drain(app.herald, err ? 0 : config.drainTimeoutMs)
   await app.close()
+  // An operator watching the log (or a supervisor's) knows the drain ended and the process exits now.
+  app.log.info({ signal }, 'stopped')
 })
 
 // Connections waiting to be accepted. Node's default, 511, is what a node

@@ -55,6 +55,7 @@ t.test(`SIGTERM with ${CLIENTS} clients: 503 at once, upgrades refused, 1001 spr
   const exit = await within(10_000, 'the process to exit', A.exit)
   t.same(exit, { code: 0, signal: null }, `exit code 0, ${Date.now() - sentAt} ms after SIGTERM`)
   await A.waitLine((l) => l.includes('"draining"'), 100)
+  await A.waitLine((l) => l.includes('"msg":"stopped"') && l.includes('"signal":"SIGTERM"'), 100)
 
   // The reconnects land on the nodes that stay, and reach each other there.
   const again = await Promise.all(Array.from({ length: 8 }, async (_x, i) => await connect(`${(i % 2 === 0 ? B : C).ws}/ws/events`, { token: userToken(`drain-u${i}`) })))

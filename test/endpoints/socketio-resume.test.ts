@@ -20,7 +20,7 @@ t.test('the Socket.IO example resumes across a network blip: every message once,
   const lb = await startBalancer([node.port])
   t.teardown(() => lb.close())
   const u = `sio-resume-${process.pid}`
-  const proc = reaped(spawn(process.execPath, [EXAMPLE], { env: { PATH: process.env.PATH ?? '', HERALD_URL: lb.http, TOKEN: userToken(u) }, stdio: ['ignore', 'pipe', 'pipe'] }))
+  const proc = reaped(spawn(process.execPath, [EXAMPLE], { env: { PATH: process.env.PATH ?? '', HERALD_URL: lb.http, HERALD_TOKEN: userToken(u) }, stdio: ['ignore', 'pipe', 'pipe'] }))
   t.teardown(() => { proc.kill('SIGKILL') })
   const lines: any[] = []
   let err = ''
