@@ -102,10 +102,15 @@ export async function buildApp (config: Config, opts: BuildOptions = {}): Promis
 
   const log = app.log
   let lastBackendError = 0
+  /** what the backend's client last said went wrong ("connect ECONNREFUSED 127.0.0.1:6380"): the cause of a failed connect, which itself only says the connection closed */
+  let lastBackendCause: string | null = null
+  // Logged as `error` (the message) and `code`, not as an `err` object: the
+  // stack of a connection error says nothing an operator can act on.
   const onBackendError = (err: Error): void => {
+    lastBackendCause = err.message
     // Redis errors repeat on every retry; one line a few seconds is enough.
     const now = Date.now()
-    if (now - lastBackendError > 5000) { lastBackendError = now; log.warn({ err: { message: err.message } }, 'backend error') }
+    if (now - lastBackendError > 5000) { lastBackendError = now; log.warn({ error: err.message, code: (err as NodeJS.ErrnoException).code }, 'backend error') }
   }
   const backend = createBackend(config, { onError: onBackendError })
   const broker = backend.broker
@@ -244,7 +249,7 @@ export async function buildApp (config: Config, opts: BuildOptions = {}): Promis
       await Promise.race([backend.connect(), new Promise((_r, reject) => setTimeout(() => reject(new Error('timed out')), BACKEND_CONNECT_TIMEOUT_MS).unref())])
     } catch (err) {
       // Start anyway: readiness reports 503 until the backend answers, and ioredis keeps retrying.
-      log.error({ err: { message: (err as Error).message } }, 'backend unreachable at boot; retrying in the background')
+      log.error({ error: lastBackendCause ?? (err as Error).message }, 'backend unreachable at boot; retrying in the background')
     }
     if (broker.healthy) await reclaimPredecessor()
     const subscribed = Promise.all([hub.start(), h.probe.start()])

@@ -217,6 +217,11 @@ t.test('development with REDIS_URL unreachable at boot: the banner claims no sha
   t.ok(banner.some((l) => l.includes('valid for 12 hours on this node only, which refuses connections (503) until it reaches Redis')), 'says when its commands work')
   const userUrl = wscatUrl(A.lines, '/ws/events')
   t.equal(await connect(userUrl).then(() => 'accepted', (err: Error) => err.message), 'refused with 503', 'refused while Redis is unreachable, as said')
+  // The log names the cause, not ioredis's "Connection is closed." nor an error object without its message.
+  const boot = JSON.parse(await A.waitLine((l) => l.includes('"backend unreachable at boot'), 10_000)) as { error?: string }
+  t.match(boot.error, /ECONNREFUSED 127\.0\.0\.1:\d+/, `the boot error says why: ${boot.error}`)
+  const warned = JSON.parse(await A.waitLine((l) => l.includes('"msg":"backend error"'), 10_000)) as { error?: string, code?: string }
+  t.same([warned.code, /ECONNREFUSED/.test(warned.error ?? '')], ['ECONNREFUSED', true], 'and each backend error its message and code')
 
   await redis.restart()
   await waitFor('node A to reach Redis', async () => await (await fetch(`${A.http}/ws/health`)).json() as { redisConnected: boolean }, (h) => h.redisConnected, { timeoutMs: 20_000, intervalMs: 100 })
