@@ -99,6 +99,8 @@ export const commonCommands: HandlerTable = {
     if (identity.userId !== conn.userId) return conn.fail('REFRESH_REJECTED', 'the new token is for another subject', msg.id)
     if (conn.kind === 'admin' && !identity.roles.includes('admin')) return conn.fail('REFRESH_REJECTED', 'the new token lacks the admin role', msg.id)
     if (await h.revocations.check(identity) !== null) return conn.fail('REFRESH_REJECTED', 'the new token is revoked', msg.id)
+    // Closed while Redis answered: nothing to arm or join for it.
+    if (conn.closed) return
     const previous = conn.identity.groups ?? []
     conn.identity = identity
     armExpiry(h, conn)

@@ -86,6 +86,8 @@ export class Hub {
   private readonly refs = new Map<string, ChannelRef>()
   /** per group with members on this node: those members' /ws/events subscribers, and their patterns (as the user index holds them, for the same matching cost) */
   private readonly groupMembers = new Map<string, { members: Set<Subscriber>, index: PatternIndex<Subscriber> }>()
+  /** subscribers detached (their connection closed): they join nothing again */
+  private readonly detached = new WeakSet<Subscriber>()
   /** the group channels this node listens on, and their groups */
   private readonly groupOfChannel = new Map<string, string>()
   private readonly typeSegments = new Map<string, string[]>()
@@ -156,6 +158,7 @@ export class Hub {
 
   /** The subscriber left the recipients: its patterns and its hold on its channels go. */
   detach (s: Subscriber): void {
+    this.detached.add(s)
     for (const segs of s.patterns.values()) this.indexOf(s).remove(segs, s)
     const channel = this.channelOf(s)
     if (channel !== null) this.unref(channel)
@@ -168,7 +171,10 @@ export class Hub {
    * group's channel while it holds at least one member's connection.
    */
   async joinGroup (s: Subscriber, group: string): Promise<void> {
-    if (s.groups?.has(group) === true) return
+    // A join still on its way when the connection closed (a refresh awaiting
+    // Redis, a membership read) would hold the group's channel, and the
+    // closed connection in its members, for the life of the node.
+    if (s.groups?.has(group) === true || this.detached.has(s)) return
     ;(s.groups ??= new Set()).add(group)
     let g = this.groupMembers.get(group)
     if (g === undefined) { g = { members: new Set(), index: new PatternIndex() }; this.groupMembers.set(group, g) }
