@@ -55,13 +55,29 @@ export function schemaErrorFormatter (errors: FastifySchemaValidationError[], da
  * (a path parameter past maxParamLength, broken percent-encoding) and answers
  * them in its own shape unless given this (the `frameworkErrors` option).
  */
-export function frameworkErrors (err: FastifyError, _req: FastifyRequest, reply: FastifyReply): void {
+export function frameworkErrors (err: FastifyError, req: FastifyRequest, reply: FastifyReply): void {
+  // An upgrade the router refuses (GET /ws/%E0 with Upgrade: websocket) is on
+  // a socket Node's HTTP server no longer answers on, and @fastify/websocket
+  // closes only the upgrades its hooks saw, which run after the router: each
+  // one held a descriptor for good, until the node had none left.
+  if (req.raw.headers.upgrade !== undefined) closeOnceAnswered(reply)
   if ((err.statusCode ?? 500) < 500) {
     void clientError(err, reply)
   } else {
     reply.log.error({ err }, 'unhandled framework error')
     void reply.code(500).send(errorBody('INTERNAL'))
   }
+}
+
+function closeOnceAnswered (reply: FastifyReply): void {
+  const socket = reply.raw.socket
+  if (socket === null) return
+  reply.raw.once('finish', () => {
+    socket.once('finish', () => socket.destroy())
+    socket.end()
+  })
+  // A peer that reads nothing may keep the answer from being written.
+  setTimeout(() => socket.destroy(), 2000).unref()
 }
 
 /**

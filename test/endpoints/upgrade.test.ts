@@ -116,6 +116,21 @@ t.test('spellings of the path the router reads alike, a HEAD, an upgrade on an H
   t.notOk(capture.records.some((r) => JSON.stringify(r).includes(secret)), 'the token is nowhere in the logs')
 })
 
+t.test('an upgrade the router refuses (a path it cannot decode, a parameter too long) is answered, then its socket closed', async (t) => {
+  // These never reach the hooks that close refused upgrades: each used to
+  // hold a socket (and a file descriptor) on the node for good.
+  const node = await startApp()
+  t.teardown(() => node.close())
+  const port = Number(new URL(node.http).port)
+  for (const [path, code] of [['/ws/%E0%A4%A', 'MALFORMED_REQUEST'], ['/api/%', 'MALFORMED_REQUEST'], [`/api/streams/${'s'.repeat(600)}/events`, 'VALIDATION']] as const) {
+    const r = await raw(port, upgradeRequest('GET', path))
+    t.match(r.text, /^HTTP\/1\.1 400 /, `${path.slice(0, 40)}: 400`)
+    t.equal(parse(r.text).body?.error?.code, code, `in the error shape: ${code}`)
+    t.ok(r.closedByServer, 'and the node closed the socket')
+  }
+  t.equal((await fetch(`${node.http}/ws/health`)).status, 200, 'the node serves on')
+})
+
 t.test('each upgrade is logged as a request, without its query, and its connection\'s lines carry the request id', async (t) => {
   const capture = new Capture()
   const node = await startApp({ LOG_LEVEL: 'debug' }, { logStream: capture })
