@@ -84,7 +84,7 @@ t.test('bad arguments: one line on stderr, nothing on stdout, exit 64', { timeou
     [['token', '--roles', 'admin'], /--sub is required/],
     [['token', '--sub'], /--sub needs a value/],
     [['token', '--sub', '--roles', 'admin'], /--sub needs a value/],
-    [['token', '--sub', ''], /--sub must be 1-256 characters without control characters \(got ""\)/],
+    [['token', '--sub', ''], /--sub must be 1-256 characters without control characters or unpaired surrogates \(got ""\)/],
     [['token', '--sub', 'a\tb'], /--sub must be 1-256 characters without control characters/],
     [['token', '--sub', 'x'.repeat(257)], /--sub must be 1-256 characters .*\(got "x{40}…"\)$/],
     [['token', '--sub', 'u1', '--sid', 'a\nb'], /--sid must be 1-256 characters without control characters/],
