@@ -1,7 +1,8 @@
 import { createRequire } from 'node:module'
 import { turnBatched } from './turn-batch.js'
 import type { Position } from '../events/codec.js'
-import { checkRead, MAX_READ_BYTES, metaKey, metaTtlMs, newEpoch, page, streamKey, type Append, type HistoryConfig, type StreamMessage, type StreamRead, type StreamStore } from './streams.js'
+import { checkRead, metaKey, metaTtlMs, newEpoch, page, streamKey, type Append, type HistoryConfig, type StreamMessage, type StreamRead, type StreamStore } from './streams.js'
+import { MAX_READ_BYTES } from './page-bytes.js'
 
 // History on Redis (the keys: streams.ts). The append is one script, so the
 // top offset, the stream entry and the PUBLISH happen as one step: no

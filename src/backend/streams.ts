@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import { publishedAtOf, type Draft, type Position } from '../events/codec.js'
+import { pageEnd } from './page-bytes.js'
 import type { Fanout } from './webhooks.js'
 
 // History: each stream (src/protocol/streams.ts) keeps its latest messages, so
@@ -107,14 +108,6 @@ export interface StreamStore {
 export const MAX_READ = 1000
 
 /**
- * And about this many bytes: a page ends with the message that reaches it
- * (so it holds at least one), and says where the next begins. Messages may be
- * 64 KiB each: 1,000 of them made one read a 64 MB answer, held whole in
- * Redis, in the node and on the wire.
- */
-export const MAX_READ_BYTES = 1024 * 1024
-
-/**
  * What of `raw` (a page read from the stream, in order) is retained at
  * `now`, and where the next page starts. Entries older than the TTL are
  * skipped (a stream lives HISTORY_TTL after its last message, so its oldest
@@ -122,18 +115,11 @@ export const MAX_READ_BYTES = 1024 * 1024
  */
 export function page (raw: readonly StreamMessage[], epoch: string, top: number, limit: number, ttlMs: number, now: number): StreamRead {
   const oldest = now - ttlMs
-  const messages: StreamMessage[] = []
-  let bytes = 0
-  let taken = 0
-  // The Redis script stops reading at the same message (streams-redis.ts).
-  while (taken < raw.length && bytes < MAX_READ_BYTES) {
-    const m = raw[taken++]!
-    bytes += Buffer.byteLength(m.message)
-    if (!(publishedAtOf(m.message) < oldest)) messages.push(m)
-  }
+  // Also at most MAX_READ_BYTES (page-bytes.ts).
+  const { taken, full } = pageEnd(raw.map((m) => Buffer.byteLength(m.message)))
+  const messages = raw.slice(0, taken).filter((m) => !(publishedAtOf(m.message) < oldest))
   const last = taken > 0 ? raw[taken - 1]!.offset : null
-  const more = taken >= limit || bytes >= MAX_READ_BYTES
-  return { epoch, top, messages, next: more && last !== null && last < top ? last : null }
+  return { epoch, top, messages, next: (taken >= limit || full) && last !== null && last < top ? last : null }
 }
 
 export function checkRead (after: number, limit: number): void {

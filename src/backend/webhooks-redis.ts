@@ -1,8 +1,8 @@
 import type { RedisClient } from './redis-clients.js'
 import type { ScriptingClient } from './streams-redis.js'
-import { MAX_READ_BYTES } from './streams.js'
+import { MAX_READ_BYTES } from './page-bytes.js'
 import {
-  ATTEMPT_LOG, GROUP, MAX_DEAD_LETTERS, deadLetterPage, definitionJson, fromStored, parseBreaker, webhookKeys,
+  ATTEMPT_LOG, GROUP, MAX_DEAD_LETTERS, deadLetterBytes, deadLetterPage, definitionJson, fromStored, parseBreaker, webhookKeys,
   type AttemptRecord, type BreakerChange, type BreakerConfig, type BreakerState, type ClaimedJob, type DeadLetterPage, type EndpointRecord,
   type Enqueue, type JobRecord, type QueueStats, type Settlement, type WebhookKeys, type WebhookStore,
 } from './webhooks.js'
@@ -485,7 +485,7 @@ export class RedisWebhooks implements WebhookStore {
       const [jobs, metas] = await Promise.all([this.client.hmget(this.k.deadJobs(endpointId), ...chunk), this.client.hmget(this.k.deadMeta(endpointId), ...chunk)])
       chunk.forEach((_w, n) => {
         rows.push([jobs[n] ?? null, metas[n] ?? null])
-        bytes += jobs[n] == null ? 0 : Buffer.byteLength(jobs[n]!)
+        bytes += deadLetterBytes(jobs[n] ?? null)
       })
     }
     return deadLetterPage(from, rows, more || rows.length < ids.length)

@@ -20,7 +20,8 @@
 //   <prefix>{wh}:br        hash   endpoint id -> its breaker
 //   <prefix>{wh}:wake      channel  published when deliveries become ready
 
-import { MAX_READ_BYTES, type Position } from './streams.js'
+import { pageEnd } from './page-bytes.js'
+import type { Position } from './streams.js'
 
 export type { Position }
 
@@ -327,27 +328,23 @@ export function breakerProbe (b: BreakerState, now: number, leaseMs: number): Br
   return null
 }
 
-/** A dead letter from its job and the meta stored beside it (`{reason, deadAt, attempts}`). */
 export interface DeadLetterPage { readonly deadLetters: DeadLetter[], readonly next: number | null }
+
+/** The size a stored dead letter counts for in a page (page-bytes.ts): its job, which holds the payload. */
+export const deadLetterBytes = (job: string | null): number => job === null ? 0 : Buffer.byteLength(job)
 
 /**
  * A page of dead letters from their stored jobs and metas, in list order
- * (null: gone meanwhile, skipped but counted). Stops after the job that
- * reaches MAX_READ_BYTES; `more`: the list goes on past these.
+ * (null: gone meanwhile, skipped but counted), ending at the page's byte
+ * bound; `more`: the list goes on past these rows.
  */
 export function deadLetterPage (from: number, rows: ReadonlyArray<readonly [string | null, string | null]>, more: boolean): DeadLetterPage {
-  const deadLetters: DeadLetter[] = []
-  let bytes = 0
-  let taken = 0
-  while (taken < rows.length && bytes < MAX_READ_BYTES) {
-    const [job, meta] = rows[taken++]!
-    if (job === null || meta === null) continue
-    bytes += Buffer.byteLength(job)
-    deadLetters.push(deadLetter(job, meta))
-  }
+  const { taken } = pageEnd(rows.map(([job]) => deadLetterBytes(job)))
+  const deadLetters = rows.slice(0, taken).flatMap(([job, meta]) => job === null || meta === null ? [] : [deadLetter(job, meta)])
   return { deadLetters, next: taken < rows.length || more ? from + taken : null }
 }
 
+/** A dead letter from its job and the meta stored beside it (`{reason, deadAt, attempts}`). */
 export function deadLetter (job: string, meta: string): DeadLetter {
   const j = JSON.parse(job) as JobRecord
   const m = JSON.parse(meta) as { reason: DeadReason, deadAt: number, attempts: number }

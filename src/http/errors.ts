@@ -71,13 +71,7 @@ export function frameworkErrors (err: FastifyError, req: FastifyRequest, reply: 
 
 function closeOnceAnswered (reply: FastifyReply): void {
   const socket = reply.raw.socket
-  if (socket === null) return
-  reply.raw.once('finish', () => {
-    socket.once('finish', () => socket.destroy())
-    socket.end()
-  })
-  // A peer that reads nothing may keep the answer from being written.
-  setTimeout(() => socket.destroy(), 2000).unref()
+  if (socket !== null) reply.raw.once('finish', () => endThenClose(socket))
 }
 
 /**
@@ -102,9 +96,16 @@ export function writeResponse (socket: Socket, status: number, body: ReturnType<
   const text = JSON.stringify(body)
   let head = `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Length: ${Buffer.byteLength(text)}\r\nContent-Type: application/json; charset=utf-8\r\nConnection: close\r\n`
   if (headers !== undefined) for (const [k, v] of Object.entries(headers)) head += `${k}: ${v}\r\n`
-  // Closed once written: destroyed at once, the response could be lost. A
-  // peer that reads nothing may keep it from being written: 2 s, then closed.
+  endThenClose(socket, `${head}\r\n${text}`)
+}
+
+/**
+ * Ends a socket Node's HTTP server does not manage, after `last`: closed once
+ * written (destroyed at once, the answer could be lost); a peer that reads
+ * nothing may keep it from being written: 2 s, then closed.
+ */
+function endThenClose (socket: Socket, last = ''): void {
   socket.once('finish', () => socket.destroy())
-  socket.end(`${head}\r\n${text}`)
+  socket.end(last)
   if (!socket.destroyed) setTimeout(() => socket.destroy(), 2000).unref()
 }

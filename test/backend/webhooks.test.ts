@@ -10,7 +10,7 @@
 import t from 'tap'
 import type { Backend } from '../../src/backend/backend.js'
 import { breakerStep, closedBreaker, jobJson, webhookIdOf, webhookKeys, ATTEMPT_LOG, type AttemptRecord, type BreakerConfig, type ClaimedJob, type EndpointRecord, type Enqueue } from '../../src/backend/webhooks.js'
-import { MAX_READ_BYTES } from '../../src/backend/streams.js'
+import { MAX_READ_BYTES } from '../../src/backend/page-bytes.js'
 import { createChannels } from '../../src/cluster/channels.js'
 import { draft } from '../../src/events/codec.js'
 import { forEachBackend } from '../helpers/backends.js'
