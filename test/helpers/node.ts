@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process'
+import { readFileSync } from 'node:fs'
 import type { Test } from 'tap'
 import { fileURLToPath } from 'node:url'
 import { TEST_API_KEY, TEST_SECRET } from './tokens.js'
@@ -38,6 +39,22 @@ export interface NodeProc {
   stop (signal?: NodeJS.Signals): Promise<void>
 }
 
+/**
+ * What a process that did not answer in time was doing: the CPU it used and
+ * its scheduler state (R running, S waiting), from /proc. A slow machine
+ * shows CPU spent; a hung boot shows a process asleep.
+ */
+function processState (pid: number | undefined): string {
+  try {
+    // Fields after the command's closing parenthesis: state is the first, utime and stime the 12th and 13th.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    return `state ${f[0]}, ${((Number(f[11]) + Number(f[12])) / 100).toFixed(2)} s of CPU used`
+  } catch {
+    return 'process state unreadable'
+  }
+}
+
 /** Starts dist/main.js as its own process on a kernel-chosen port. */
 export async function startNode (env: Record<string, string> = {}, opts: { cleanEnv?: boolean, timeoutMs?: number } = {}): Promise<NodeProc> {
   const serverId = env.SERVER_ID ?? `test-${process.pid}-${Math.random().toString(36).slice(2, 8)}`
@@ -63,7 +80,7 @@ export async function startNode (env: Record<string, string> = {}, opts: { clean
     if (seen !== undefined) return seen
     return await new Promise((resolve, reject) => {
       const w = (line: string): void => { if (pred(line)) { done(); resolve(line) } }
-      const t = setTimeout(() => { done(); reject(new Error(`no matching line within ${timeoutMs} ms; last lines:\n${lines.slice(-10).join('\n')}`)) }, timeoutMs)
+      const t = setTimeout(() => { done(); reject(new Error(`no matching line within ${timeoutMs} ms (${processState(proc.pid)}); last lines:\n${lines.slice(-10).join('\n')}`)) }, timeoutMs)
       const onExit = (): void => { done(); reject(new Error(`node exited before the line appeared:\n${lines.slice(-10).join('\n')}`)) }
       const done = (): void => { clearTimeout(t); watchers.splice(watchers.indexOf(w), 1); proc.off('exit', onExit) }
       watchers.push(w)
@@ -73,7 +90,9 @@ export async function startNode (env: Record<string, string> = {}, opts: { clean
 
   let port: number
   try {
-    const listening = await waitLine((l) => l.includes('Server listening at http://127.0.0.1:'), opts.timeoutMs ?? 20_000)
+    // A boot takes about a second alone and a few beside a busy suite; the
+    // limit is for a node that will never listen, not a judgement of speed.
+    const listening = await waitLine((l) => l.includes('Server listening at http://127.0.0.1:'), opts.timeoutMs ?? 60_000)
     port = Number(/127\.0\.0\.1:(\d+)/.exec(listening)![1])
   } catch (err) {
     proc.kill('SIGKILL')
