@@ -37,7 +37,7 @@ export const Errors = {
   DRAINING: def('DRAINING', 503, true, 'this node is draining; connect to another', 'the node is shutting down: connect to another'),
   BACKEND_UNAVAILABLE: def('BACKEND_UNAVAILABLE', 503, true, 'the cluster backend is unreachable', 'Redis (or the JWKS endpoint) unreachable or not answering; for publishes, the outage buffer is full'),
   VALIDATION: def('VALIDATION', 400, false, 'the request is invalid', 'an API body, path parameter or publisher-library input does not match its schema (the message says which field and why)'),
-  DATA_TOO_DEEP: def('DATA_TOO_DEEP', 400, false, 'event or notification data nests too deeply', 'event or notification `data` nested more than 32 levels (API, admin `broadcast`, publisher library)'),
+  DATA_TOO_DEEP: def('DATA_TOO_DEEP', 400, false, 'event or notification data nests too deeply', 'event or notification `data` nested more than 32 levels (API, client `publish`, admin `broadcast`, publisher library); a Socket.IO packet nested too deeply to be measured, thousands of levels, whatever its event'),
   BAD_JSON: def('BAD_JSON', 400, false, 'the frame is not valid JSON', 'a frame, or an API body sent as `application/json`, is not JSON (or is empty)'),
   PAYLOAD_TOO_LARGE: def('PAYLOAD_TOO_LARGE', 413, false, 'the request body is too large', 'an API body over 64 KiB (1 MiB for `POST /api/events/batch`)'),
   UNSUPPORTED_MEDIA_TYPE: def('UNSUPPORTED_MEDIA_TYPE', 415, false, 'unsupported media type', 'an API body that is not `application/json`'),

@@ -5,6 +5,7 @@ import { tokenFrom } from '../auth/credentials.js'
 import type { Identity } from '../auth/verifier.js'
 import type { Herald } from '../context.js'
 import { Errors, type ErrorCode } from '../errors.js'
+import { MAX_DATA_DEPTH } from '../events/depth.js'
 import type { Delivery } from '../events/hub.js'
 import { clientAddress } from '../http/forwarded.js'
 import type { ConnectionRecord } from '../limits/connection-limiter.js'
@@ -162,10 +163,12 @@ function refusal (code: ErrorCode, message?: string, retryAfter?: number): Error
   return err
 }
 
-/** A payload's JSON size; past what JSON.stringify can walk, larger than any limit. */
-function packetBytes (payload: unknown): number {
+/** A payload's JSON size; null past what JSON.stringify can walk. */
+function packetBytes (payload: unknown): number | null {
   if (payload === undefined) return 0
-  try { return Buffer.byteLength(JSON.stringify(payload)) } catch { return Infinity }
+  // socket.io-parser's JSON.parse takes any depth, JSON.stringify overflows
+  // the stack past a few thousand levels (a 10 KB packet of brackets).
+  try { return Buffer.byteLength(JSON.stringify(payload)) } catch { return null }
 }
 
 /** Registers Socket.IO on the Fastify server; its upgrades come through the server's one upgrade listener (src/http/upgrades.ts). */
@@ -283,13 +286,15 @@ export default fp(async function socketIo (app) {
       const payload = args[0]
       // The packet's size as MAX_MESSAGE_BYTES and MAX_PUBLISH_BYTES count it
       // (engine.io bounded the whole packet by the larger already).
-      const verdict = frameLimit(h.config.limits, event, packetBytes(payload))
+      const bytes = packetBytes(payload)
+      const verdict = bytes === null ? 'too-deep' : frameLimit(h.config.limits, event, bytes)
       if (verdict === 'close') {
         conn.close(CloseCodes.MESSAGE_TOO_BIG, 'message too big')
         return
       }
       received(h, conn, eventsCommands, () => {
         const id = ack !== undefined ? conn.registerAck(ack) : undefined
+        if (verdict === 'too-deep') return { error: ['DATA_TOO_DEEP', `${Errors.DATA_TOO_DEEP.message}: a payload may nest at most ${MAX_DATA_DEPTH} levels of objects and arrays`, id] }
         if (verdict === 'too-large-publish') return { error: ['PUBLISH_TOO_LARGE', `a publish may hold at most ${h.config.limits.publishBytes} bytes (MAX_PUBLISH_BYTES)`, id] }
         if (typeof event !== 'string') return { error: ['UNKNOWN_TYPE', `${Errors.UNKNOWN_TYPE.message}: the event name must be a string`, id] }
         if (payload !== undefined && (typeof payload !== 'object' || payload === null || Array.isArray(payload))) {

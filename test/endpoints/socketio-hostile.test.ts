@@ -201,3 +201,23 @@ t.test('an event name that is not a string (42[123,{}]) is answered UNKNOWN_TYPE
   t.equal((await client.request('ping')).type, 'pong', 'the connection carries on')
   t.notOk(node.lines.some((l) => l.includes('handler failed') || l.includes('"INTERNAL"')), 'nothing was logged as an internal error')
 })
+
+t.test('a packet nested too deeply for JSON to write is answered DATA_TOO_DEEP, a publish or not; the connection carries on', { timeout: 20_000 }, async (t) => {
+  // socket.io-client cannot encode such a packet: the raw polling transport sends it.
+  const hs = await handshake(node.http)
+  if (hs.session === null) throw new Error(`handshake answered ${hs.status} ${hs.body}`)
+  const p = hs.session
+  t.teardown(async () => { await p.send('1').catch(() => {}) })
+  await p.send(`40${JSON.stringify({ token: userToken(user('deep'), undefined, { publish: ['chat.*'] }) })}`)
+  await p.until((x) => x.startsWith('42["welcome"'))
+  // 6,000 levels in 12 KB: under MAX_PUBLISH_BYTES, past what JSON.stringify walks.
+  const deep = `${'['.repeat(6000)}${']'.repeat(6000)}`
+  await p.send(`421["publish",{"type":"chat.message","data":{"a":${deep}}}]`)
+  const publish = await p.until((x) => x.startsWith('431'))
+  t.match(publish, /"code":"DATA_TOO_DEEP"/, 'the publish is refused DATA_TOO_DEEP')
+  await p.send(`422["subscribe",{"eventTypes":${deep}}]`)
+  t.match(await p.until((x) => x.startsWith('432')), /"code":"DATA_TOO_DEEP"/, 'as is any other packet that deep')
+  await p.send('423["ping"]')
+  t.match(await p.until((x) => x.startsWith('433')), /"type":"pong"/, 'the connection carries on')
+  t.notOk(node.lines.some((l) => l.includes('handler failed') || l.includes('"INTERNAL"')), 'nothing was logged as an internal error')
+})
