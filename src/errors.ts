@@ -69,7 +69,7 @@ export const Errors = {
   PUBLISH_TOO_LARGE: def('PUBLISH_TOO_LARGE', 413, false, 'the publish frame is too large', 'a `publish` frame over `MAX_PUBLISH_BYTES` (Socket.IO: its packet); every other frame over `MAX_MESSAGE_BYTES` closes 1009'),
   SCHEMA_MISMATCH: def('SCHEMA_MISMATCH', 400, false, 'the data does not match the schema configured for this event type', 'a `publish` whose `data` fails the JSON schema `PUBLISH_SCHEMAS` gives its type (the message says where and why)'),
   PUBLISH_PENDING: def('PUBLISH_PENDING', 409, true, 'a publish with this key is still in progress', 'a `publish` whose `key` an earlier publish of the same user holds and has not finished: retry'),
-  REFRESH_REJECTED: def('REFRESH_REJECTED', 401, false, 'the refresh token was not accepted', 'the `refresh` token was not accepted; the connection keeps its old expiry'),
+  REFRESH_REJECTED: def('REFRESH_REJECTED', 401, false, 'the refresh token was not accepted', 'the `refresh` token was not accepted; the connection keeps its old expiry; a guest (`ALLOW_ANONYMOUS`) has no token to renew'),
 } as const
 
 export type ErrorCode = keyof typeof Errors

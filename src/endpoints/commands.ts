@@ -87,6 +87,8 @@ export const commonCommands: HandlerTable = {
   async refresh (h: Herald, conn: Connection, msg: ClientMessage) {
     const p = payloadOf(conn, msg, 'refresh')
     if (p === null) return
+    // A guest's identity came from no token; a token makes it a user on a new connection only.
+    if (conn.guest) return conn.fail('REFRESH_REJECTED', 'a guest connection has no token to renew: connect again with the token', msg.id)
     const { token } = p
     let identity
     try {

@@ -492,6 +492,10 @@ t.test('anonymous guests on both transports: broadcast audience only; refused wi
   // G does not subscribe to any user channel for its guests.
   t.equal(await numsub(`herald:{u:${guestSio.welcome.userId}}`), 0)
   t.equal(await numsub(`herald:{u:${wsWelcome.userId}}`), 0)
+  // A guest has no token to renew: a refresh says so, whatever the token.
+  guestWs.send({ type: 'refresh', id: 'guest-refresh', payload: { token: userToken(u, undefined, { publish: ['chat.*'] }) } })
+  const refused = await guestWs.next((f) => f.id === 'guest-refresh')
+  t.match(refused, { type: 'error', payload: { code: 'REFRESH_REJECTED', message: /guest connection has no token to renew/ } }, 'a guest\'s refresh is refused as a guest\'s')
 })
 
 t.test('backend unreachable: a Socket.IO client is refused at the transport, keeps retrying by itself, and gets in once Redis is back', { timeout: 40_000 }, async (t) => {
