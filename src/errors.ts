@@ -43,7 +43,7 @@ export const Errors = {
   UNSUPPORTED_MEDIA_TYPE: def('UNSUPPORTED_MEDIA_TYPE', 415, false, 'unsupported media type', 'an API body that is not `application/json`'),
   HEADERS_TOO_LARGE: def('HEADERS_TOO_LARGE', 431, false, 'the request headers are too large', 'the request line and headers together past Node\'s limit (16 KiB)'),
   REQUEST_TIMEOUT: def('REQUEST_TIMEOUT', 408, true, 'the request was not received in time', 'a request (or handshake) not received within `HANDSHAKE_TIMEOUT`'),
-  MALFORMED_REQUEST: def('MALFORMED_REQUEST', 400, false, 'the request is not valid HTTP', 'a request Node\'s HTTP parser or the router cannot read: broken syntax, a body that does not match its Content-Length, a path that is not valid percent-encoding'),
+  MALFORMED_REQUEST: def('MALFORMED_REQUEST', 400, false, 'the request is not valid HTTP', 'a request Node\'s HTTP parser or the router cannot read: broken syntax, a body that does not match its Content-Length, a path that is not valid percent-encoding; a CONNECT (Herald is not a proxy)'),
   NOT_FOUND: def('NOT_FOUND', 404, false, 'not found', 'no such route'),
   UNKNOWN_STREAM: def('UNKNOWN_STREAM', 404, false, 'no such stream: streams are user:<userId>, group:<name>, broadcast and admin', 'a stream name that is not `user:<userId>`, `group:<name>`, `broadcast` or `admin`'),
   HISTORY_OFF: def('HISTORY_OFF', 404, false, 'this cluster keeps no history (HISTORY_SIZE or HISTORY_TTL is 0)', 'reading a stream from a cluster whose history is off'),

@@ -1,5 +1,7 @@
 import { createServer, type RequestListener, type Server } from 'node:http'
 import type { Socket } from 'node:net'
+import { errorBody } from '../errors.js'
+import { writeResponse } from './errors.js'
 import { withValidForwardedFor } from './forwarded.js'
 
 /** Requests one connection may have waiting for their answers (HTTP/1.1 pipelining). */
@@ -55,5 +57,10 @@ export function createHttpServer (handler: RequestListener, handshakeTimeoutMs: 
     sweep ??= setInterval(sweepMute, 1000).unref()
   })
   server.once('close', () => { mute.clear(); if (sweep !== null) { clearInterval(sweep); sweep = null } })
+  // Unheard, Node drops a CONNECT with no answer at all: a client (or a
+  // scanner looking for an open proxy) gets told, in the error shape.
+  server.on('connect', (_req, socket: Socket) => {
+    writeResponse(socket, 400, errorBody('MALFORMED_REQUEST', 'the CONNECT method is not served: Herald is not a proxy'))
+  })
   return server
 }

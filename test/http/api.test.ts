@@ -230,6 +230,11 @@ t.test('ids past the rule, bad URLs and malformed requests are refused in the er
   const huge = await raw(`GET /api/stats HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`)
   t.equal(huge.status, 431, 'headers past Node\'s limit: 431')
   t.equal(huge.body?.error?.code, 'HEADERS_TOO_LARGE', 'headers past Node\'s limit: {error:{code,message}}')
+  // Node drops a CONNECT without a word unless someone listens for it.
+  const tunnel = await raw('CONNECT 169.254.169.254:80 HTTP/1.1\r\nHost: 169.254.169.254:80\r\n\r\n')
+  t.equal(tunnel.status, 400, 'a CONNECT (Herald is no proxy): 400')
+  t.equal(tunnel.body?.error?.code, 'MALFORMED_REQUEST', 'a CONNECT: {error:{code,message}}')
+  t.match(tunnel.body?.error?.message, /CONNECT/, 'which says why')
   t.equal((await node.api('/api/stats')).status, 200, 'the node serves on')
 })
 
