@@ -66,16 +66,12 @@ t.test('a refusal is a whole HTTP response with its length, then the node closes
   t.equal(limited.headers['retry-after'], '5')
 })
 
-t.test('upgrades this path does not take go on to Fastify: another method, another path, the health stream', async (t) => {
+t.test('upgrades this path does not take go on to Fastify: another path, the health stream', async (t) => {
   const node = await startApp()
   t.teardown(() => node.close())
   const port = Number(new URL(node.http).port)
   const tok = encodeURIComponent(userToken('vic'))
 
-  // Fastify has no POST route there: its 404, in the API's shape.
-  const post = parse((await raw(port, upgradeRequest('POST', `/ws/events?token=${tok}`, 'Content-Length: 0\r\n'))).text)
-  t.equal(post.status, 404)
-  t.equal(post.body.error.code, 'NOT_FOUND')
   const slash = parse((await raw(port, upgradeRequest('GET', `/ws/events/?token=${tok}`))).text)
   t.equal(slash.status, 404, 'a trailing slash is another path')
 
@@ -190,4 +186,37 @@ t.test('a corked 101 leaves within a sweep or two, welcome or not', async (t) =>
   t.equal(socket.writableCorked, 1, 'held back at first')
   t.match(await within(2000, 'the 101 without a welcome', got), /^HTTP\/1\.1 101/, 'and sent with nobody uncorking it')
   t.equal(socket.writableCorked, 0)
+})
+
+t.test('a handshake WebSocket cannot complete is refused 400 in the error shape on every path, before any token check', async (t) => {
+  const capture = new Capture()
+  const node = await startApp({ LOG_LEVEL: 'info' }, { logStream: capture })
+  t.teardown(() => node.close())
+  const port = Number(new URL(node.http).port)
+  const tok = encodeURIComponent(userToken('zed'))
+  const good = 'Host: 127.0.0.1\r\nConnection: Upgrade\r\n'
+  const cases: Array<[string, (path: string) => string, RegExp]> = [
+    ['no key', (p) => `GET ${p} HTTP/1.1\r\n${good}Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\r\n`, /Sec-WebSocket-Key/],
+    ['a key of the wrong length', (p) => `GET ${p} HTTP/1.1\r\n${good}Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: c2hvcnQ=\r\n\r\n`, /Sec-WebSocket-Key/],
+    ['version 7', (p) => `GET ${p} HTTP/1.1\r\n${good}Upgrade: websocket\r\nSec-WebSocket-Version: 7\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`, /Sec-WebSocket-Version/],
+    ['Upgrade: h2c', (p) => `GET ${p} HTTP/1.1\r\n${good}Upgrade: h2c\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`, /Upgrade: websocket/],
+    ['a POST', (p) => upgradeRequest('POST', p, 'Content-Length: 0\r\n'), /GET/],
+  ]
+  for (const path of [`/ws/events?token=${tok}`, `/ws/admin?token=${tok}`, '/ws/health', '/socket.io/?EIO=4&transport=websocket', '/nowhere']) {
+    for (const [what, request, says] of cases) {
+      const r = await raw(port, request(path))
+      const answer = parse(r.text)
+      t.equal(answer.status, 400, `${path.split('?')[0]}, ${what}: 400`)
+      t.equal(answer.body?.error?.code, 'MALFORMED_REQUEST', 'MALFORMED_REQUEST')
+      t.match(answer.body?.error?.message, says, `saying what is wrong: ${answer.body?.error?.message}`)
+      t.match(answer.headers['content-type'], /^application\/json/, 'as JSON')
+      t.ok(r.closedByServer, 'and the node closed the socket')
+      if (what === 'version 7') t.equal(answer.headers['sec-websocket-version'], '13, 8', 'naming the versions it speaks')
+    }
+  }
+  // No token was checked, no admission taken: the WebSocket endpoints log each upgrade they take.
+  t.notOk(capture.records.some((r) => r.msg === 'incoming request' && /^\/ws\/(events|admin)/.test(String(r.req?.url))), 'no upgrade reached the WebSocket endpoints')
+  const ws = await connect(`${node.ws}/ws/events?token=${tok}`, { waitWelcome: false })
+  t.teardown(() => ws.close())
+  t.equal((await ws.nextOfType('welcome')).payload.userId, 'zed', 'a well-formed handshake upgrades as ever')
 })
