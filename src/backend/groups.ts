@@ -8,9 +8,10 @@
 // On Redis the two sets carry the hash tags of the group's and the user's
 // channels (`<prefix>{g:<name>}:members`, `<prefix>{u:<id>}:groups`), so each
 // lives on the shard that carries that group's or user's events. A change
-// writes the user's set first, then the group's: the user's set is what
-// delivery follows; a change cut between the two (Redis lost mid-way) leaves
-// only the listing behind, and the same call again completes it.
+// writes the user's set first, then makes the group's agree with it: the
+// user's set is what delivery follows; a change cut between the two (Redis
+// lost mid-way) leaves only the listing behind, and the same call again
+// completes it.
 
 /** Groups one user may be a member of through the API (a token's claim adds its own, at most 100). */
 export const MAX_GROUPS_PER_USER = 1000

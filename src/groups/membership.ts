@@ -9,16 +9,28 @@ import { isGroupName } from '../protocol/groups.js'
 // reaches exactly the nodes holding the user's connections, so a change holds
 // on every node within a pub/sub hop. Membership decides what the hub
 // delivers (src/events/hub.ts) and whether a publish into a group is allowed.
+//
+// The message says which membership changed, not what it became: two calls
+// on two nodes (an add and a remove of one user) can write the store in one
+// order and announce in the other, and a node that applied each message as
+// it came would be left with the first write. Each node reads the user's
+// groups again when a message comes, and applies what the store holds then:
+// the last message to come is read after both writes.
 
 /** A change the API made, as it travels on the user's channel. */
 export interface MembershipChange { group: string, userId: string, member: boolean }
 
 export const MEMBERSHIP_CONTROL = 'group'
 
-// Changes heard while a connection's groups are being read: applied after
-// the read, in order, so a leave heard mid-read is not undone by the read's
-// older answer.
-const loading = new WeakMap<Connection, MembershipChange[]>()
+// Reads of a user's groups on this node, numbered as issued. They go out in
+// that order (the groups store batches them per turn, in order) to the
+// shard of the user's set, one connection, so they are answered in that
+// order too: a higher number is a later state of the store.
+let reads = 0
+
+// A connection whose groups are being read: the read's number, and what the
+// messages heard meanwhile found, applied after the read only if read later.
+const loading = new WeakMap<Connection, { read: number, heard: Array<{ read: number, change: MembershipChange }> }>()
 
 /**
  * Joins a new connection to its user's groups; resolves once their events
@@ -27,9 +39,9 @@ const loading = new WeakMap<Connection, MembershipChange[]>()
 export async function joinGroups (h: Herald, conn: Connection): Promise<void> {
   if (conn.kind !== 'events' || conn.guest) return
   const claimed = conn.identity.groups ?? []
-  loading.set(conn, [])
+  const state = { read: ++reads, heard: [] as Array<{ read: number, change: MembershipChange }> }
+  loading.set(conn, state)
   const read = await h.backend.groups.groupsOf(conn.userId).then((groups) => ({ groups }), (err: unknown) => ({ err }))
-  const pending = loading.get(conn) ?? []
   loading.delete(conn)
   if ('err' in read) throw read.err
   // Closed meanwhile: the hub let go of it already, and must not hold channels for it again.
@@ -37,19 +49,34 @@ export async function joinGroups (h: Herald, conn: Connection): Promise<void> {
   const stored = read.groups
   const joins: Array<Promise<void>> = []
   for (const g of new Set([...claimed, ...stored])) if (isGroupName(g)) joins.push(h.hub.joinGroup(conn, g))
-  for (const c of pending) apply(h, conn, c)
+  for (const x of state.heard) if (x.read > state.read) apply(h, conn, x.change)
   await Promise.all(joins)
 }
 
-/** A change the API made (control message): applied to the user's connections on this node. */
+/**
+ * A change the API made (control message): the store read again, and what it
+ * holds applied to the user's connections on this node. Unreadable, the
+ * message's word is taken instead.
+ */
 export function applyMembership (h: Herald, arg: unknown): void {
   const c = arg as Partial<MembershipChange> | null
   if (c === null || typeof c !== 'object' || !isGroupName(c.group) || typeof c.userId !== 'string' || typeof c.member !== 'boolean') return
-  const change: MembershipChange = { group: c.group, userId: c.userId, member: c.member }
-  h.connections.forEachOfUser(change.userId, (conn) => {
-    const queued = loading.get(conn)
-    if (queued !== undefined) queued.push(change)
-    else apply(h, conn, change)
+  const { group, userId, member } = c
+  let held = false
+  h.connections.forEachOfUser(userId, () => { held = true })
+  if (!held) return
+  const read = ++reads
+  const settle = (now: boolean): void => {
+    const change: MembershipChange = { group, userId, member: now }
+    h.connections.forEachOfUser(userId, (conn) => {
+      const state = loading.get(conn)
+      if (state !== undefined) state.heard.push({ read, change })
+      else apply(h, conn, change)
+    })
+  }
+  h.backend.groups.groupsOf(userId).then((groups) => settle(groups.includes(group)), (err: unknown) => {
+    h.log.warn({ error: (err as Error).message, group }, 'could not read a changed group membership; applied as announced')
+    settle(member)
   })
 }
 

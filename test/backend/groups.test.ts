@@ -25,6 +25,22 @@ forEachBackend(t, (t, space) => {
     t.same(await a.groupsOf('carol'), [], 'a user in no group')
   })
 
+  t.test('an add and a remove at once, on two backends: the group\'s listing ends as the user\'s groups say', async (t) => {
+    // The two sets are written apart (two hash slots); each call leaves the
+    // listing as the user's set, which delivery follows, stands after it.
+    const sp = space(t)
+    const [a, b] = [(await sp.backend()).groups, (await sp.backend()).groups]
+    const groups = Array.from({ length: 150 }, (_, i) => `race-${i}`)
+    await Promise.all(groups.map(async (g, i) => {
+      const [adder, remover] = i % 2 === 0 ? [a, b] : [b, a]
+      await Promise.all([adder.add(g, 'racer'), remover.remove(g, 'racer')])
+    }))
+    const mine = new Set(await a.groupsOf('racer'))
+    const astray: string[] = []
+    for (const g of groups) if ((await b.members(g, 10)).members.includes('racer') !== mine.has(g)) astray.push(g)
+    t.same(astray, [], `every listing agrees with the user's groups (${mine.size} of ${groups.length} ended as members)`)
+  })
+
   t.test('names with the characters a group or a user may hold keep to their own sets', async (t) => {
     const sp = space(t)
     const g = (await sp.backend()).groups
