@@ -76,7 +76,8 @@ export async function publish (h: Herald, conn: Connection, msg: ClientMessage):
   if (p.key === undefined) return conn.reply('published', await go(), msg.id)
   const keys = h.backend.publishKeys
   const claim = await keys.claim(conn.userId, p.key, PENDING_MS).catch((err: Error) => { throw new HeraldError('BACKEND_UNAVAILABLE', err.message) })
-  if (claim.state === 'pending') return conn.fail('PUBLISH_PENDING', `a publish with key ${p.key} is still in progress; retry`, msg.id)
+  // Thrown, not failed: the client did as told (retry), so no strike toward 4029.
+  if (claim.state === 'pending') throw new HeraldError('PUBLISH_PENDING', `a publish with key ${p.key} is still in progress; retry`)
   if (claim.state === 'done') return conn.reply('published', { ...JSON.parse(claim.receipt) as object, duplicate: true }, msg.id)
   let done: Record<string, unknown>
   try {

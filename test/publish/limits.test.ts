@@ -35,6 +35,21 @@ t.test('a publish over MAX_PUBLISH_BYTES (set below MAX_MESSAGE_BYTES) is refuse
   t.equal((await c.request('ping')).type, 'pong')
 })
 
+t.test('a publish whose key another publish still holds is answered PUBLISH_PENDING as often as it is retried, never closed for it', async (t) => {
+  const node = await startApp()
+  t.teardown(() => node.close())
+  // A publish of the same key that never finished (its node died mid-way): pending for 30 s.
+  t.equal((await node.app.herald.backend.publishKeys.claim('retrier', 'order-1', 30_000)).state, 'new')
+  const c = await connect(`${node.ws}/ws/events`, { token: userToken('retrier', undefined, { publish: ['order.*'] }) })
+  t.teardown(() => c.close())
+  // Past the 20 refusals a minute that close an abusive client (4029).
+  const codes = new Set<string>()
+  for (let i = 0; i < 30; i++) codes.add((await c.request('publish', { type: 'order.created', key: 'order-1' })).payload.code)
+  t.same([...codes], ['PUBLISH_PENDING'], 'each retry: PUBLISH_PENDING')
+  t.equal((await c.request('ping')).type, 'pong', 'the connection is still open')
+  t.equal((await c.request('publish', { type: 'order.created', key: 'order-2' })).type, 'published', 'and another key publishes')
+})
+
 t.test('a refresh with a token that adds a group joins it; one that drops a group ends its events, unless the API made the user a member', async (t) => {
   const node = await startApp()
   t.teardown(() => node.close())
