@@ -56,7 +56,7 @@ export const Errors = {
   // frames
   BAD_MESSAGE: def('BAD_MESSAGE', 400, false, 'the frame is not a valid message envelope', 'not an object, `type` missing or not a string of 1-64 characters, or `id` not a string of at most 128'),
   UNKNOWN_TYPE: def('UNKNOWN_TYPE', 400, false, 'unknown message type', 'no such request type on this endpoint'),
-  INVALID_PAYLOAD: def('INVALID_PAYLOAD', 400, false, 'the payload is invalid for this message type', 'payload not an object, or a field missing or of the wrong shape (the message says which)'),
+  INVALID_PAYLOAD: def('INVALID_PAYLOAD', 400, false, 'the payload is invalid for this message type', 'payload not an object, or a field missing or of the wrong shape (the message says which); a Socket.IO event carrying binary attachments (a Buffer or an ArrayBuffer)'),
   INVALID_PATTERN: def('INVALID_PATTERN', 400, false, 'an event type pattern is invalid', 'an event type pattern is malformed (nothing subscribed)'),
   TOO_MANY_SUBSCRIPTIONS: def('TOO_MANY_SUBSCRIPTIONS', 400, false, 'the connection would exceed its subscription limit', 'the request would take the connection past `MAX_SUBSCRIPTIONS` (nothing subscribed)'),
   FORBIDDEN: def('FORBIDDEN', 403, false, 'not allowed on this connection', 'a request this connection may not make'),

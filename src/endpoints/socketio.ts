@@ -279,14 +279,25 @@ export default fp(async function socketIo (app) {
     // Rooms for application code using the adapter: one per user, cluster-wide.
     if (!conn.guest) void socket.join(`user:${identity.userId}`)
 
+    // A Buffer or ArrayBuffer anywhere in an event comes as binary
+    // attachments, each an engine.io packet of its own after the event's
+    // head (a string) and before Socket.IO puts the event together for
+    // onAny. The protocol is JSON: such an event is refused.
+    let attachments = false
+    socket.conn.on('packet', (p: { type: string, data?: unknown }) => {
+      if (p.type === 'message') attachments = typeof p.data !== 'string'
+    })
     // `event` is whatever the packet's first element was: socket.io-parser
     // lets numbers through (`42[123,{}]`).
     socket.onAny((event: unknown, ...args: unknown[]) => {
       const ack = typeof args[args.length - 1] === 'function' ? args.pop() as (r: unknown) => void : undefined
       const payload = args[0]
+      const binary = attachments
+      attachments = false
       // The packet's size as MAX_MESSAGE_BYTES and MAX_PUBLISH_BYTES count it
-      // (engine.io bounded the whole packet by the larger already).
-      const bytes = packetBytes(payload)
+      // (engine.io bounded the whole packet by the larger already): every
+      // argument, those after the payload too, which nothing reads.
+      const bytes = binary ? 0 : packetBytes(args.length > 1 ? args : payload)
       const verdict = bytes === null ? 'too-deep' : frameLimit(h.config.limits, event, bytes)
       if (verdict === 'close') {
         conn.close(CloseCodes.MESSAGE_TOO_BIG, 'message too big')
@@ -294,6 +305,7 @@ export default fp(async function socketIo (app) {
       }
       received(h, conn, eventsCommands, () => {
         const id = ack !== undefined ? conn.registerAck(ack) : undefined
+        if (binary) return { error: ['INVALID_PAYLOAD', 'binary attachments (a Buffer or an ArrayBuffer) are not accepted: the protocol is JSON', id] }
         if (verdict === 'too-deep') return { error: ['DATA_TOO_DEEP', `${Errors.DATA_TOO_DEEP.message}: a payload may nest at most ${MAX_DATA_DEPTH} levels of objects and arrays`, id] }
         if (verdict === 'too-large-publish') return { error: ['PUBLISH_TOO_LARGE', `a publish may hold at most ${h.config.limits.publishBytes} bytes (MAX_PUBLISH_BYTES)`, id] }
         if (typeof event !== 'string') return { error: ['UNKNOWN_TYPE', `${Errors.UNKNOWN_TYPE.message}: the event name must be a string`, id] }

@@ -221,3 +221,20 @@ t.test('a packet nested too deeply for JSON to write is answered DATA_TOO_DEEP, 
   t.match(await p.until((x) => x.startsWith('433')), /"type":"pong"/, 'the connection carries on')
   t.notOk(node.lines.some((l) => l.includes('handler failed') || l.includes('"INTERNAL"')), 'nothing was logged as an internal error')
 })
+
+t.test('binary attachments are refused INVALID_PAYLOAD on both transports; arguments after the payload count toward MAX_MESSAGE_BYTES', { timeout: 20_000 }, async (t) => {
+  for (const transport of ['websocket', 'polling']) {
+    const { client } = await sioConnect(node.http, { transports: [transport], auth: { token: userToken(user('bin'), undefined, { publish: ['chat.*'] }) } })
+    t.teardown(() => client.close())
+    const ask = async (...args: unknown[]): Promise<any> => await client.socket.timeout(3000).emitWithAck(...args as [string, ...unknown[]])
+    t.match(await ask('publish', { type: 'chat.message', data: { b: Buffer.from('hello') } }), { type: 'error', payload: { code: 'INVALID_PAYLOAD', message: /binary attachments/ } }, `${transport}: a publish carrying a Buffer`)
+    t.match(await ask('subscribe', { eventTypes: ['chat.*'], extra: new Uint8Array([1, 2, 3]).buffer }), { type: 'error', payload: { code: 'INVALID_PAYLOAD' } }, `${transport}: any event carrying an ArrayBuffer`)
+    t.equal((await client.request('ping')).type, 'pong', `${transport}: the next event, plain JSON, is served`)
+    t.equal((await client.request('publish', { type: 'chat.message', data: { text: 'json' } })).type, 'published', `${transport}: as is a plain publish`)
+  }
+  // Socket.IO hands every argument over, and the node reads only the first.
+  const { client } = await sioConnect(node.http, { transports: ['websocket'], auth: { token: userToken(user('args')) } })
+  t.teardown(() => client.close())
+  client.socket.emit('ping', {}, 'x'.repeat(50_000))
+  t.match((await client.next((r) => r.event === 'close')).payload, { code: 1009 }, 'a ping with 50 KB after its payload is closed 1009, as a 50 KB frame')
+})
