@@ -43,7 +43,7 @@ import { loggerOptions } from './observability/logger.js'
 import { installLogSubscribers } from './observability/logs.js'
 import metricsRoute from './observability/metrics.js'
 import gatewayEvents from './gateway-events/reporter.js'
-import { CloseCodes } from './protocol/close-codes.js'
+import { CloseCodes, MAX_FRAGMENTS } from './protocol/close-codes.js'
 import { MAX_STREAM_NAME_LENGTH } from './protocol/streams.js'
 import { AJV_OPTIONS } from './protocol/validation.js'
 import webhooksApi from './http/webhooks.js'
@@ -223,7 +223,7 @@ export async function buildApp (config: Config, opts: BuildOptions = {}): Promis
     // No client tracking: the node keeps its own registry of connections, and ws's Set
     // plus a 'close' closure per client would only duplicate it.
     // A publish may be larger than any other frame (MAX_PUBLISH_BYTES); the rest are held to MAX_MESSAGE_BYTES per frame (session.ts).
-    options: { maxPayload: transportLimit(config.limits), perMessageDeflate: false, clientTracking: false },
+    options: { maxPayload: transportLimit(config.limits), maxFragments: MAX_FRAGMENTS, perMessageDeflate: false, clientTracking: false },
     // Connections still open at close (no drain ran) are told to go elsewhere.
     preClose: (done: () => void) => {
       for (const c of h.connections.values()) c.close(CloseCodes.DRAINING, 'server closing')

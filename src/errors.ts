@@ -24,7 +24,7 @@ function def (code: string, status: number, retryable: boolean, message: string,
 export const Errors = {
   // handshake / HTTP
   TOKEN_MISSING: def('TOKEN_MISSING', 401, false, 'an access token is required (Authorization: Bearer or ?token=)', 'no token on the handshake'),
-  TOKEN_INVALID: def('TOKEN_INVALID', 401, false, 'the access token is invalid', 'bad signature or algorithm, malformed, no `exp`/`sub`, future `iat`, `exp`/`iat`/`nbf` not seconds between 1970 and 9999, `sub`/`sid` not ' + ID_RULE + ', wrong `iss`/`aud`, unknown `kid`'),
+  TOKEN_INVALID: def('TOKEN_INVALID', 401, false, 'the access token is invalid', 'bad signature or algorithm, malformed, no `exp`/`sub`, future `iat`, `exp`/`iat`/`nbf` not seconds between 1970 and 9999, `sub`/`sid` not ' + ID_RULE + ', wrong `iss`/`aud`, unknown `kid`; `?token=` given twice'),
   TOKEN_EXPIRED: def('TOKEN_EXPIRED', 401, false, 'the access token has expired', '`exp` passed (beyond `JWT_CLOCK_TOLERANCE`)'),
   ORIGIN_FORBIDDEN: def('ORIGIN_FORBIDDEN', 403, false, 'this Origin is not allowed', 'a browser `Origin` not in `ALLOWED_ORIGINS` (on `/ws/admin`, nor the origin the request was sent to: the dashboard\'s)'),
   ROLE_FORBIDDEN: def('ROLE_FORBIDDEN', 403, false, 'the token lacks the role this endpoint requires', '`/ws/admin` without role `admin`, an API route without the role it needs'),

@@ -1,7 +1,8 @@
 import { hash, timingSafeEqual } from 'node:crypto'
 import type { IncomingHttpHeaders } from 'node:http'
+import { HeraldError } from '../errors.js'
 
-/** The bearer token of a request: Authorization header first, then ?token=. */
+/** The bearer token of a request: Authorization header first, then ?token= (throws TOKEN_INVALID when the query gives it twice). */
 export function tokenFrom (headers: IncomingHttpHeaders, query: unknown): string | undefined {
   const auth = headers.authorization
   if (typeof auth === 'string') {
@@ -9,6 +10,8 @@ export function tokenFrom (headers: IncomingHttpHeaders, query: unknown): string
     if (m) return m[1]
   }
   const t = (query as { token?: unknown } | undefined)?.token
+  // `?token=a&token=b` parses to an array: not "no token", and not one to pick.
+  if (Array.isArray(t)) throw new HeraldError('TOKEN_INVALID', 'the token is given more than once in the query (?token=…&token=…)')
   return typeof t === 'string' && t.length > 0 ? t : undefined
 }
 

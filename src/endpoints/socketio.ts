@@ -1,10 +1,11 @@
 import type { IncomingMessage } from 'node:http'
+import { parse as parseQuery } from 'node:querystring'
 import fp from 'fastify-plugin'
 import { Server as IOServer, type Socket } from 'socket.io'
 import { tokenFrom } from '../auth/credentials.js'
 import type { Identity } from '../auth/verifier.js'
 import type { Herald } from '../context.js'
-import { Errors, type ErrorCode } from '../errors.js'
+import { Errors, HeraldError, type ErrorCode } from '../errors.js'
 import { MAX_DATA_DEPTH } from '../events/depth.js'
 import type { Delivery } from '../events/hub.js'
 import { clientAddress } from '../http/forwarded.js'
@@ -228,7 +229,16 @@ export default fp(async function socketIo (app) {
 
   io.use((socket, next) => {
     const auth = socket.handshake.auth as { token?: unknown } | undefined
-    const token = typeof auth?.token === 'string' && auth.token.length > 0 ? auth.token : tokenFrom(socket.request.headers, socket.handshake.query)
+    let token: string | undefined
+    try {
+      // The query as it came (engine.io keeps the last of a repeated name), read as /ws/events reads it.
+      const url = socket.request.url ?? ''
+      const q = url.indexOf('?')
+      token = typeof auth?.token === 'string' && auth.token.length > 0 ? auth.token : tokenFrom(socket.request.headers, q === -1 ? undefined : parseQuery(url.slice(q + 1)))
+    } catch (err) {
+      const e = err as HeraldError
+      return next(refusal(e.code, e.message))
+    }
     admit(h, { endpoint: 'events', transport: 'socket.io', origin: socket.handshake.headers.origin, token, ip: clientIp(socket.request), log: h.log }).then((a) => {
       if (!a.ok) {
         if (!a.elsewhere) return next(refusal(a.code, a.message, a.retryAfter))

@@ -23,6 +23,9 @@ export interface CloseCodeDef {
   readonly meaning: string
 }
 
+/** Fragments one message may come in: ws's default, set on the node's servers (src/app.ts) so that this table says what they do. */
+export const MAX_FRAGMENTS = 16 * 1024
+
 const def = <C extends number>(code: C, reconnect: Reconnect, meaning: string) => ({ code, reconnect, meaning })
 
 export const CloseCodeTable = {
@@ -32,8 +35,8 @@ export const CloseCodeTable = {
   PROTOCOL_ERROR: def(1002, 'backoff', 'WebSocket protocol error: an unmasked or malformed frame, reserved bits set, an unknown opcode, a control frame over 125 bytes or fragmented, a continuation with no message started'),
   UNSUPPORTED_DATA: def(1003, 'backoff', 'a binary frame was sent'),
   INVALID_PAYLOAD: def(1007, 'backoff', 'a text frame was not valid UTF-8'),
-  /** a message in more fragments than ws buffers (sent by ws itself) */
-  POLICY_VIOLATION: def(1008, 'backoff', 'a message came in more fragments than the node buffers (262,144)'),
+  /** a message in more fragments than ws buffers (MAX_FRAGMENTS; sent by ws itself) */
+  POLICY_VIOLATION: def(1008, 'backoff', `a message came in more than ${MAX_FRAGMENTS.toLocaleString('en')} fragments`),
   MESSAGE_TOO_BIG: def(1009, 'backoff', 'a message exceeded `MAX_MESSAGE_BYTES` (one frame, or its fragments together; a `publish`: `MAX_PUBLISH_BYTES`)'),
   INTERNAL_ERROR: def(1011, 'backoff', 'internal error (e.g. could not subscribe its channels)'),
   AUTH_EXPIRED: def(4001, 'new-token', 'the token expired without a `refresh`'),

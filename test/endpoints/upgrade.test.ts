@@ -6,7 +6,7 @@ import { Writable } from 'node:stream'
 import t from 'tap'
 import WebSocket from 'ws'
 import { startApp } from '../helpers/app.js'
-import { connect } from '../helpers/client.js'
+import { connect, refusal } from '../helpers/client.js'
 import { startRedis } from '../helpers/redis.js'
 import { corkBriefly } from '../../src/endpoints/upgrade.js'
 import { userToken } from '../helpers/tokens.js'
@@ -219,4 +219,25 @@ t.test('a handshake WebSocket cannot complete is refused 400 in the error shape 
   const ws = await connect(`${node.ws}/ws/events?token=${tok}`, { waitWelcome: false })
   t.teardown(() => ws.close())
   t.equal((await ws.nextOfType('welcome')).payload.userId, 'zed', 'a well-formed handshake upgrades as ever')
+})
+
+t.test('a token given twice in the query is refused TOKEN_INVALID, saying so, on both transports', async (t) => {
+  const node = await startApp()
+  t.teardown(() => node.close())
+  const [a, b] = [encodeURIComponent(userToken('twice-a')), encodeURIComponent(userToken('twice-b'))]
+  const r = await refusal(`${node.ws}/ws/events?token=${a}&token=${b}`)
+  t.equal(r.status, 401)
+  t.match(r.body.error, { code: 'TOKEN_INVALID', message: /more than once/ }, '/ws/events: not TOKEN_MISSING')
+  // Socket.IO reads the query of the engine.io request: raw, as no client library writes it twice.
+  const sio = new WebSocket(`${node.ws}/socket.io/?EIO=4&transport=websocket&token=${a}&token=${b}`)
+  t.teardown(() => sio.terminate())
+  const refused = await within(5000, 'the CONNECT refused', new Promise<string>((resolve) => {
+    sio.on('message', (m) => {
+      const p = String(m)
+      if (p.startsWith('0{')) sio.send('40')
+      if (p.startsWith('44')) resolve(p)
+    })
+  }))
+  t.match(JSON.parse(refused.slice(2)), { data: { code: 'TOKEN_INVALID', status: 401 }, message: /more than once/ }, 'Socket.IO: the same')
+  t.equal((await fetch(`${node.http}/ws/health`)).status, 200, 'the node serves on')
 })

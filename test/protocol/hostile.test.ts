@@ -17,6 +17,7 @@ import { startCluster } from '../helpers/cluster.js'
 import { startNode, type NodeProc } from '../helpers/node.js'
 import { token, TEST_API_KEY, TEST_SECRET } from '../helpers/tokens.js'
 import { within } from '../helpers/wait.js'
+import { MAX_FRAGMENTS } from '../../src/protocol/close-codes.js'
 
 const ISS = 'https://issuer.herald.test'
 const AUD = 'herald-test'
@@ -449,6 +450,21 @@ const cases: Case[] = [
     frame(0x0, Buffer.from(x(MAX_BYTES / 2)), { fin: false }),
     frame(0x0, Buffer.from('"}}')),
   ], 1009),
+  {
+    name: `a message in ${MAX_FRAGMENTS} fragments is served`,
+    run: async (t, node) => {
+      const c = await open(t, node)
+      const sock = rawSocket(c)
+      const empty = frame(0x0, Buffer.alloc(0), { fin: false })
+      sock.write(Buffer.concat([frame(0x1, Buffer.from('{"type":"ping","id":"frag"}'), { fin: false }), ...Array.from({ length: MAX_FRAGMENTS - 2 }, () => empty), frame(0x0, Buffer.alloc(0))]))
+      t.equal((await c.next((f) => f.id === 'frag')).type, 'pong', 'answered')
+    },
+  },
+  rawFrames(`a message in ${MAX_FRAGMENTS + 1} fragments: 1008`, () => [
+    frame(0x1, Buffer.from('{"type":"ping"}'), { fin: false }),
+    ...Array.from({ length: MAX_FRAGMENTS - 1 }, () => frame(0x0, Buffer.alloc(0), { fin: false })),
+    frame(0x0, Buffer.alloc(0)),
+  ], 1008),
   rawFrames('a 64-bit length with the top bit set: 1009', () => [Buffer.concat([Buffer.from([0x81, 0xff, 0x80, 0, 0, 0, 0, 0, 0, 0]), Buffer.alloc(4)])], 1009),
   {
     name: 'a frame header promising 9 KB, then 100 bytes and silence, then EOF',
