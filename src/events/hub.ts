@@ -64,10 +64,12 @@ export interface Recipients {
 // of the subscriber (set up in its constructor by stampable(), one shape for
 // all), not a map: it is read and written once per recipient of every message.
 const kStamp = Symbol('herald.hub.stamp')
-interface Stamped { [kStamp]: number }
+// When the subscriber came: the hub's count of attaches at its own (attach()).
+const kCame = Symbol('herald.hub.came')
+interface Stamped { [kStamp]: number, [kCame]: number }
 
 /** Gives a subscriber the hub's delivery mark; called by its constructor. */
-export function stampable (s: object): void { (s as Stamped)[kStamp] = 0 }
+export function stampable (s: object): void { (s as Stamped)[kStamp] = 0; (s as Stamped)[kCame] = 0 }
 
 interface ChannelRef { refs: number, ready: Promise<void> }
 const SUBSCRIBED: Promise<void> = Promise.resolve()
@@ -92,6 +94,8 @@ export class Hub {
   private readonly groupOfChannel = new Map<string, string>()
   private readonly typeSegments = new Map<string, string[]>()
   private dispatchSeq = 0
+  /** subscribers attached so far: a local delivery's mark (localOrigin) */
+  private attached = 0
   private controlListener: (env: Envelope) => void = () => {}
   private tap: ((env: Envelope, type: readonly string[]) => void) | null = null
   delivered = 0
@@ -115,7 +119,7 @@ export class Hub {
     streams: StreamStore | null = null,
   ) {
     this.intake = new Intake((channel, env) => {
-      try { this.dispatch(channel, env) } catch (err) { this.drop('error', channel, err) }
+      try { this.dispatch(channel, env, true) } catch (err) { this.drop('error', channel, err) }
     }, (r) => {
       if (diag.overload.hasSubscribers) diag.overload.publish({ serverId, ...r, log })
     }, writeMs)
@@ -152,6 +156,7 @@ export class Hub {
    * `welcome` after. Called once per subscriber, and `detach` once after it.
    */
   async attach (s: Subscriber): Promise<void> {
+    (s as Subscriber & Stamped)[kCame] = ++this.attached
     const channel = this.channelOf(s)
     if (channel !== null) await this.ref(channel)
   }
@@ -220,6 +225,23 @@ export class Hub {
     if (s.groups !== null) for (const g of s.groups) this.groupMembers.get(g)?.index.remove(segs, s)
   }
 
+  /**
+   * The origin of a message this node delivers itself (Redis is not
+   * delivering): its id and how many subscribers had come by then. Its echo,
+   * once Redis takes the message, goes to those that came after (a client
+   * that connected, or reconnected, during the outage: its welcome's
+   * positions do not hold the message, which is not yet in its stream).
+   */
+  localOrigin (): string { return `${this.serverId}@${this.attached}` }
+
+  /** The subscribers' count in `origin` when it is this node's localOrigin(), else -1. */
+  private localMark (origin: string): number {
+    const n = this.serverId.length
+    if (origin.length <= n + 1 || origin.charCodeAt(n) !== 64 || !origin.startsWith(this.serverId)) return -1
+    const mark = Number(origin.slice(n + 1))
+    return Number.isSafeInteger(mark) && mark >= 0 ? mark : -1
+  }
+
   /** Delivers a message this node published itself (while Redis is not delivering), instead of its later echo. */
   dispatchLocal (channel: string, raw: string): void {
     const env = decode(raw)
@@ -243,7 +265,9 @@ export class Hub {
   /** A message heard (or read back), in its stream's order: on to delivery unless this node delivered it already. */
   private accept (channel: string, env: Envelope): void {
     try {
-      // Our own messages were delivered locally when published.
+      // Our own messages were delivered locally when published (an origin
+      // without a mark: a build before localOrigin()); those with a mark go
+      // on to the subscribers that came since (dispatch).
       if (env.origin === this.serverId) return
       // Control messages are few and must not wait behind events.
       if (env.kind === 'c') return this.controlListener(env)
@@ -262,8 +286,12 @@ export class Hub {
     if (diag.messageDropped.hasSubscribers) diag.messageDropped.publish({ serverId: this.serverId, reason, channel, ...(err !== undefined ? { error: err } : {}), log: this.log })
   }
 
-  private dispatch (channel: string, env: Envelope): void {
+  /** `echo`: heard from the broker (or read back), where this node's own local deliveries come back. */
+  private dispatch (channel: string, env: Envelope, echo = false): void {
     if (env.kind === 'c') return this.controlListener(env)
+    // This node's own, delivered here already to those that had come: the
+    // echo is for those that came after, and no one else.
+    const after = echo && env.origin.length > 0 ? this.localMark(env.origin) : -1
     const d = deliveryOf(env)
     let count = 0
     let tapped: readonly string[] | null = null
@@ -272,6 +300,7 @@ export class Hub {
     // One recipient's failure stays its own: the others still get the message.
     const deliver = (s: Subscriber): void => {
       if ((s as Subscriber & Stamped)[kStamp] === seq) return
+      if (after >= 0 && (s as Subscriber & Stamped)[kCame] <= after) return
       ;(s as Subscriber & Stamped)[kStamp] = seq
       try {
         s.deliver(d)

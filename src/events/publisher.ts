@@ -86,7 +86,7 @@ export class Publisher {
    */
   constructor (
     private readonly backend: PublishCapabilities,
-    private readonly hub: { dispatchLocal (channel: string, raw: string): void } | null,
+    private readonly hub: { dispatchLocal (channel: string, raw: string): void, localOrigin (): string } | null,
     private readonly ch: Channels,
     private readonly serverId: string,
     private readonly nextId: () => string,
@@ -244,7 +244,7 @@ export class Publisher {
     const local = this.hub !== null && this.localFirst()
     // The origin names a node only when that node delivered it itself; an
     // empty origin means every node, the publisher's included, delivers the echo.
-    const origin = local ? this.serverId : ''
+    const origin = local ? this.hub!.localOrigin() : ''
     if (this.backend.broker.history === null) {
       const json = open !== undefined ? `${open}}` : JSON.stringify(payload)
       const raw = encode({ ...head, origin, stream: '', offset: null, epoch: '', json })

@@ -94,3 +94,32 @@ t.test('Redis back empty: the held publish starts a new epoch, which every node\
   const kept = await waitFor('node B to read the stream', async () => await b.api(`/api/streams/user:${u}/events`), (r) => r.status === 200)
   t.same([kept.body.epoch, kept.body.top, kept.body.events.map((e: { id: string }) => e.id)], [positioned.epoch, 1, [during.body.id]], 'the stream holds only what came after')
 })
+
+t.test('a client that connects to the publishing node while its publish is held gets it, positioned, once Redis takes it; one that saw it then does not get it again', { timeout: 60_000 }, async (t) => {
+  const redis = await startRedis()
+  t.teardown(() => redis.stop())
+  // The replay waits long enough for a client to come in between.
+  const a = await startApp({ REDIS_URL: redis.url, SERVER_ID: `late-a-${process.pid}`, ...ENV, REDIS_REPLAY_DELAY: '3000' })
+  t.teardown(() => a.close())
+  await waitFor('ready', () => health(a), (s) => s === 200, { timeoutMs: 10_000 })
+  const u = `late-u-${process.pid}`
+  const early = await client(t, a, u)
+  const first = await a.api('/api/events', { body: { type: 'authentication.login.success', userId: u } })
+  await early.next((f) => f.payload?.id === first.body.id)
+
+  await redis.kill()
+  await waitFor('node A to see Redis gone', () => health(a), (s) => s === 503, { timeoutMs: 5000 })
+  const held = await a.api('/api/events', { body: { type: 'authentication.login.success', userId: u } })
+  t.same([held.status, Object.keys(held.body).sort()], [202, ['id', 'stream']], 'held')
+  await early.next((f) => f.payload?.id === held.body.id)
+  await redis.restart()
+  await waitFor('node A back on Redis', () => health(a), (s) => s === 200, { timeoutMs: 10_000 })
+  // Before the replay: this client's welcome holds the stream's top without the held one.
+  const late = await client(t, a, u)
+  const got = (await late.next((f) => f.payload?.id === held.body.id, 15_000)).payload
+  t.equal(typeof got.offset, 'number', 'the client that came later gets it, positioned')
+  const next = await a.api('/api/events', { body: { type: 'authentication.login.success', userId: u } })
+  for (const c of [early, late]) await c.next((f) => f.payload?.id === next.body.id)
+  t.equal(copiesOf(early, held.body.id).length, 1, 'the client that had it from the node does not get it twice')
+  t.equal(copiesOf(late, held.body.id).length, 1, 'the later one once')
+})
