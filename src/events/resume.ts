@@ -27,6 +27,23 @@ import { deliveryOf, receives, type Delivery, type Subscriber } from './hub.js'
 /** Messages read per page of a replay: the connection's socket takes each page before the next is read. */
 const REPLAY_PAGE = 200
 
+/**
+ * A page not read by then is given up: the stream counts as not recovered.
+ * Live messages to the connection are held while it replays, so a Redis that
+ * stops answering (paused: its socket stays open) must not hold them for
+ * as long as it is away.
+ */
+export const REPLAY_READ_TIMEOUT_MS = 2000
+
+/** `read`, or a rejection once REPLAY_READ_TIMEOUT_MS have passed since it was asked for. */
+function inTime<T> (read: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const late = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(new Error(`the history did not answer within ${REPLAY_READ_TIMEOUT_MS} ms`)), REPLAY_READ_TIMEOUT_MS)
+  })
+  return Promise.race([read, late]).finally(() => clearTimeout(timer))
+}
+
 /** At most this many streams in one `since`: more than any connection reads. */
 export const MAX_SINCE_STREAMS = 16
 
@@ -73,7 +90,8 @@ export async function positionsOf (streams: StreamStore, ch: Channels, r: Reader
  * Replays to `conn` what it missed of each stream in `since` (checked by
  * checkSince) and may receive. The caller has called conn.startReplay() and
  * ends the seam with the result. A stream whose read fails (Redis
- * unreachable) counts as not recovered; its position is then the one given.
+ * unreachable) or does not answer in REPLAY_READ_TIMEOUT_MS counts as not
+ * recovered; its position is then the one given.
  */
 export async function replay (streams: StreamStore, ch: Channels, conn: Resumable, since: Record<string, Position>): Promise<Resumed> {
   const positions: Record<string, Position> = {}
@@ -81,7 +99,7 @@ export async function replay (streams: StreamStore, ch: Channels, conn: Resumabl
   const tops = new Map<string, Position>()
   // Every stream's first page is asked for at once (one batch of the turn's
   // reads, src/backend/turn-batch.ts), then replayed one stream after the other.
-  const firsts = Object.entries(since).map(([name, from]) => readHistory(streams, ch, parseStream(name)!, from.offset, REPLAY_PAGE))
+  const firsts = Object.entries(since).map(([name, from]) => inTime(readHistory(streams, ch, parseStream(name)!, from.offset, REPLAY_PAGE)))
   for (const f of firsts) f.catch(() => {})
   for (const [i, [name, from]] of Object.entries(since).entries()) {
     let r: { recovered: boolean, at: Position }
@@ -104,7 +122,7 @@ async function replayStream (streams: StreamStore, ch: Channels, conn: Resumable
   let after = from.offset
   let epoch: string | null = null
   for (;;) {
-    const page: HistoryPage = epoch === null ? await first : await readHistory(streams, ch, stream, after, REPLAY_PAGE)
+    const page: HistoryPage = epoch === null ? await first : await inTime(readHistory(streams, ch, stream, after, REPLAY_PAGE))
     if (epoch === null) {
       epoch = page.epoch
       // Another epoch (history lost), a position beyond the top (not from this

@@ -8,6 +8,7 @@ import { startApp, type RunningApp } from '../helpers/app.js'
 import { connect, type Frame, type TestClient } from '../helpers/client.js'
 import { startRedis } from '../helpers/redis.js'
 import { adminToken, userToken } from '../helpers/tokens.js'
+import { REPLAY_READ_TIMEOUT_MS } from '../../src/events/resume.js'
 
 let uniq = 0
 const user = (name: string): string => `${name}-${process.pid}-${++uniq}`
@@ -172,4 +173,24 @@ t.test('history off: welcome has no positions, since is refused with HISTORY_OFF
   const c = await open(t, node, userToken(user('off')))
   t.notOk('positions' in c.frames[0]!.payload)
   t.match(await c.request('subscribe', { eventTypes: ['*'], since: { broadcast: { epoch: 'x', offset: 0 } } }), { type: 'error', payload: { code: 'HISTORY_OFF' } })
+})
+
+t.test('a resume while Redis does not answer (paused) is answered within its read deadline, not recovered, and live delivery goes on', { timeout: 60_000 }, async (t) => {
+  const redis = await startRedis()
+  t.teardown(() => redis.stop())
+  const node = await startApp({ REDIS_URL: redis.url, HEALTH_PROBE_INTERVAL: '200', SERVER_ID: `resume-paused-${process.pid}` })
+  t.teardown(() => node.close())
+  const u = user('paused')
+  const first = await publish(node, u, 'orders.created', 1)
+  const c = await open(t, node, userToken(u))
+  redis.pause()
+  t.teardown(() => redis.resume())
+  const asked = Date.now()
+  const reply = await c.request('subscribe', { eventTypes: ['orders.*'], since: { [`user:${u}`]: { epoch: first.epoch, offset: 1 } } }, 10_000)
+  t.match(reply.payload, { recovered: false, unrecovered: [`user:${u}`], positions: { [`user:${u}`]: { epoch: first.epoch, offset: 1 } } }, 'not recovered, at the position it gave')
+  // Redis stays paused until the test ends: an answer at all is one that did not wait for it.
+  t.comment(`answered in ${Date.now() - asked} ms (reads given up after ${REPLAY_READ_TIMEOUT_MS} ms)`)
+  // Published while Redis is away: held, and delivered on this node at once.
+  const during = await publish(node, u, 'orders.created', 2)
+  t.equal((await c.next((f) => f.payload?.id === during.id, 5000)).type, 'event', 'live delivery to the connection goes on')
 })
