@@ -17,12 +17,17 @@ export const DISCONNECTED_REASON = 'disconnected by an administrator'
 // open, so the client looks connected) must give a 503 in seconds, not hang.
 const BACKEND_DEADLINE_MS = 3000
 
-/** `work` against the backend, or BACKEND_UNAVAILABLE when it is down or does not answer in time. */
-export async function withBackend<T> (h: Herald, what: string, work: () => Promise<T>): Promise<T> {
+/**
+ * `work` against the backend, or BACKEND_UNAVAILABLE when it is down or does
+ * not answer in time. Work past the deadline may still apply: `ifLate` says
+ * what the caller should do about it, for work a retry would repeat (a
+ * create makes a second one); by default, retry.
+ */
+export async function withBackend<T> (h: Herald, what: string, work: () => Promise<T>, ifLate = 'retry (it is idempotent)'): Promise<T> {
   if (!h.probe.healthy) throw new HeraldError('BACKEND_UNAVAILABLE', `${what}: the cluster backend is unreachable`)
   let timer: NodeJS.Timeout | undefined
   const late = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => reject(new HeraldError('BACKEND_UNAVAILABLE', `${what}: the cluster backend did not answer within ${BACKEND_DEADLINE_MS} ms; it may still apply, so retry (it is idempotent)`)), BACKEND_DEADLINE_MS)
+    timer = setTimeout(() => reject(new HeraldError('BACKEND_UNAVAILABLE', `${what}: the cluster backend did not answer within ${BACKEND_DEADLINE_MS} ms; it may still apply, so ${ifLate}`)), BACKEND_DEADLINE_MS)
   })
   const run = work()
   run.catch(() => {}) // a late failure after the deadline has nobody to tell

@@ -15,7 +15,7 @@ export default fp(async function webhooksApi (app) {
   const w = h.webhooks
   // An operator's tool as much as a service's: the admin dashboard manages them too.
   const auth = serviceAuth(h, ['service', 'admin'])
-  const backend = async <T>(what: string, work: () => Promise<T>): Promise<T> => await withBackend(h, what, work)
+  const backend = async <T>(what: string, work: () => Promise<T>, ifLate?: string): Promise<T> => await withBackend(h, what, work, ifLate)
   /** A change made here is seen by this node's publishes at once; by the others' within a second. */
   const changed = async (): Promise<void> => { await h.publisher.webhooks.refresh().catch(() => {}) }
 
@@ -23,7 +23,7 @@ export default fp(async function webhooksApi (app) {
     schema: { summary: 'Create a webhook endpoint (its secret, generated unless given, is in this answer only)', tags, security, body: WebhookCreate, response: { 201: WebhookWithSecret, 409: { $ref: 'ErrorReply#' }, ...errors } },
     onRequest: auth,
   }, async (req, reply) => {
-    const { record, secret } = await backend('creating the endpoint', async () => await w.endpoints.create(req.body))
+    const { record, secret } = await backend('creating the endpoint', async () => await w.endpoints.create(req.body), 'list the endpoints (GET /api/webhooks) before creating it again: each create makes an endpoint of its own')
     await changed()
     return reply.code(201).send({ ...endpointView(record, Date.now()), secret })
   })
@@ -46,7 +46,8 @@ export default fp(async function webhooksApi (app) {
     schema: { summary: 'Change a webhook endpoint: URL, patterns, description, enabled, or rotate its secret (both signatures are sent during WEBHOOK_SECRET_OVERLAP)', tags, security, params: WebhookParams, body: WebhookPatch, response: { 200: WebhookUpdated, ...errors } },
     onRequest: auth,
   }, async (req) => {
-    const { record, secret } = await backend('changing the endpoint', async () => await w.endpoints.update(req.params.id, req.body))
+    const { record, secret } = await backend('changing the endpoint', async () => await w.endpoints.update(req.params.id, req.body),
+      req.body.rotateSecret === true ? 'a retry rotates again, to a secret of its own: the one this call generated is never shown' : undefined)
     await changed()
     return { ...endpointView(record, Date.now()), ...(secret !== undefined ? { secret } : {}) }
   })

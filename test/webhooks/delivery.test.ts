@@ -11,6 +11,7 @@ import { Webhook } from 'standardwebhooks'
 import { startApp, type RunningApp } from '../helpers/app.js'
 import { connect, type TestClient } from '../helpers/client.js'
 import { startReceiver, type Receiver } from '../helpers/receiver.js'
+import { startRedis } from '../helpers/redis.js'
 import { adminToken, userToken } from '../helpers/tokens.js'
 import { waitFor, within } from '../helpers/wait.js'
 
@@ -336,4 +337,20 @@ t.test('a deleted endpoint\'s metric series go with it; another\'s stay', { time
   const after = await waitFor('the deleted endpoint\'s series removed', scrape, (s) => seriesOf(s, gone.id).length === 0, { timeoutMs: 10_000 })
   t.match(after, new RegExp(`herald_webhook_attempts_total\\{endpoint="${kept.id}",outcome="success"[^}]*\\} 1\n`), 'the kept endpoint\'s count is still there')
   t.ok(seriesOf(after, kept.id).some((l) => l.startsWith('herald_webhook_attempt_duration_seconds_count')), 'and its durations')
+})
+
+t.test('a create Redis answers too late is a 503 that says to list before creating again; it applied all the same', { timeout: 30_000 }, async (t) => {
+  const redis = await startRedis()
+  t.teardown(() => redis.stop())
+  // The probe would call Redis unreachable within its interval: a long one leaves the deadline to answer.
+  const app = await node(t, { REDIS_URL: redis.url, HEALTH_PROBE_INTERVAL: '60000' })
+  const rx = await startReceiver(t)
+  redis.pause()
+  t.teardown(() => redis.resume())
+  const late = await app.api('/api/webhooks', { body: { url: rx.url, eventTypes: ['*'] } })
+  t.match(late, { status: 503, body: { error: { code: 'BACKEND_UNAVAILABLE', message: /list the endpoints \(GET \/api\/webhooks\) before creating it again/ } } })
+  t.notMatch(late.body.error.message, /idempotent/, 'not told a retry is harmless')
+  redis.resume()
+  const list = await waitFor('the create to apply', async () => (await app.api('/api/webhooks')).body.webhooks as any[], (l) => l.length === 1)
+  t.equal(list[0].url, rx.url, 'the endpoint was created after all: a blind retry would have made a second')
 })
