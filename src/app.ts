@@ -315,6 +315,9 @@ export async function buildApp (config: Config, opts: BuildOptions = {}): Promis
       await h.webhooks.dispatcher.stop().catch(onBackendError)
       await h.registry.stop(config.serverId)
     }, broker.healthy ? SHUTDOWN_BACKEND_MS : SHUTDOWN_BACKEND_OUTAGE_MS)
+    // Answered 202, never written: the drain waited for Redis, which did not come back.
+    const lost = broker.unwritten
+    if (lost > 0) log.error({ publishes: lost }, 'accepted publishes lost: Redis did not take them before the node stopped')
     sender.close()
     h.publisher.close()
     await backend.close()

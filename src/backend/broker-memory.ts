@@ -19,6 +19,9 @@ export class MemoryBroker implements Broker {
 
   get healthy (): boolean { return !this.closed }
 
+  /** Nothing waits: every publish is taken when made. */
+  get unwritten (): number { return 0 }
+
   async publish (channels: string | readonly string[], message: string, webhooks?: Webhooks): Promise<void> {
     this.deliverAll(typeof channels === 'string' ? [channels] : channels, message)
     if (webhooks !== undefined) await this.webhooks.enqueue(jobsOf(webhooks.fanout, webhooks.body), Date.now())

@@ -136,6 +136,8 @@ export class RedisBroker implements Broker {
     return this.watched.every((c) => c.status === 'ready')
   }
 
+  get unwritten (): number { return this.retry.length + this.outbox.length + this.overdue }
+
   /**
    * Publishes made while Redis is unreachable are kept (up to the bound, then
    * refused with an error) and replayed in order after a short delay once it is

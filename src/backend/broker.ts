@@ -52,6 +52,11 @@ export interface Broker extends Publish {
   /** true while publishes and subscriptions reach the backend */
   readonly healthy: boolean
   /**
+   * Publishes answered (held, or past the publish wait) that the backend has
+   * not taken yet: lost if the process ends before it comes back.
+   */
+  readonly unwritten: number
+  /**
    * Puts one message on one channel now or never: no buffering, no replay.
    * For the readiness probe, which must measure Redis as it is, not wait in
    * the outage buffer meant for events.

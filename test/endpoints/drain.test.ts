@@ -5,8 +5,9 @@
 // the reconnects.
 import t from 'tap'
 import { connect, refusal, type TestClient } from '../helpers/client.js'
-import type { NodeProc } from '../helpers/node.js'
+import { startNode, type NodeProc } from '../helpers/node.js'
 import { health, opsCluster } from '../helpers/ops.js'
+import { startRedis } from '../helpers/redis.js'
 import { adminToken, userToken } from '../helpers/tokens.js'
 import { waitFor, within } from '../helpers/wait.js'
 
@@ -67,4 +68,47 @@ t.test(`SIGTERM with ${CLIENTS} clients: 503 at once, upgrades refused, 1001 spr
   t.equal(again[0]!.frames[0]!.payload.serverId, B.serverId, 'an event published on C reaches the user now on B')
   await waitFor('B to count two servers', async () => (await B.api('/api/stats')).body.global.servers, (n) => n === 2, { timeoutMs: 3000 })
   t.pass('A left the registry on its way out')
+})
+
+t.test('SIGTERM while Redis is away: publishes held for it are written if it is back within the drain, and logged as lost if not', { timeout: 60_000 }, async (t) => {
+  const redis = await startRedis()
+  t.teardown(() => redis.stop())
+  const env = { REDIS_URL: redis.url, DRAIN_TIMEOUT: '500', REDIS_REPLAY_DELAY: '300', HEALTH_PROBE_INTERVAL: '200' }
+  const u = `held-drain-${process.pid}`
+  /** Three publishes through `n`, each answered 202 and held (no position). */
+  const holdThree = async (n: NodeProc): Promise<string[]> => {
+    const ids: string[] = []
+    for (let i = 0; i < 3; i++) {
+      const r = await n.api('/api/events', { body: { type: 'authentication.login.success', userId: u, data: { i } } })
+      t.same([r.status, Object.keys(r.body).sort()], [202, ['id', 'stream']], 'held')
+      ids.push(r.body.id as string)
+    }
+    return ids
+  }
+  const gone = async (n: NodeProc): Promise<void> => { await waitFor('the node to see Redis gone', async () => (await n.api('/ws/health', { key: '' })).status, (s) => s === 503, { timeoutMs: 10_000 }) }
+
+  // Redis back during the drain: written.
+  const a = await startNode(env)
+  t.teardown(() => a.stop())
+  await redis.kill()
+  await gone(a)
+  const kept = await holdThree(a)
+  a.proc.kill('SIGTERM')
+  await redis.restart()
+  t.equal((await a.exit).code, 0, 'exit 0')
+  t.notOk(a.lines.some((l) => l.includes('accepted publishes lost')), 'nothing lost')
+  const b = await startNode(env)
+  t.teardown(() => b.stop())
+  const page = await b.api(`/api/streams/user:${u}/events`)
+  t.same(page.body.events.map((e: { id: string }) => e.id), kept, 'the three are in the stream, in order')
+
+  // Redis still away when the drain ends: lost, and the log says how many.
+  await redis.kill()
+  await gone(b)
+  await holdThree(b)
+  b.proc.kill('SIGTERM')
+  t.equal((await b.exit).code, 0, 'exit 0')
+  const line = b.lines.find((l) => l.includes('accepted publishes lost'))
+  t.ok(line !== undefined, 'logged')
+  t.match(JSON.parse(line!), { level: 50, publishes: 3 }, 'at error level, with the count')
 })
