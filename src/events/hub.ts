@@ -350,7 +350,8 @@ export class Hub {
     if (diag.eventDelivered.hasSubscribers) {
       diag.eventDelivered.publish({ serverId: this.serverId, kind: env.kind === 'e' ? 'event' : 'notification', type: env.type, recipients: count, latencyMs: Date.now() - env.publishedAt })
     }
-    if (tapped !== null && this.tap !== null) this.tap(env, tapped)
+    // This node's own echo: the admins' tail had it at the local delivery.
+    if (tapped !== null && this.tap !== null && after < 0) this.tap(env, tapped)
   }
 
   /** The header's userId, not the channel suffix alone, picks recipients: both must agree. */

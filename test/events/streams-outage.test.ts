@@ -9,7 +9,7 @@ import t, { type Test } from 'tap'
 import { startApp, type RunningApp } from '../helpers/app.js'
 import { connect, type TestClient } from '../helpers/client.js'
 import { startRedis } from '../helpers/redis.js'
-import { userToken } from '../helpers/tokens.js'
+import { adminToken, userToken } from '../helpers/tokens.js'
 import { waitFor } from '../helpers/wait.js'
 
 const ENV = { HEALTH_PROBE_INTERVAL: '200', REDIS_REPLAY_DELAY: '300' }
@@ -104,6 +104,9 @@ t.test('a client that connects to the publishing node while its publish is held 
   await waitFor('ready', () => health(a), (s) => s === 200, { timeoutMs: 10_000 })
   const u = `late-u-${process.pid}`
   const early = await client(t, a, u)
+  const ops = await connect(`${a.ws}/ws/admin`, { token: adminToken(`late-ops-${process.pid}`) })
+  t.teardown(() => ops.close())
+  t.equal((await ops.request('start_tail', { eventTypes: ['authentication.*'] })).type, 'tail_started')
   const first = await a.api('/api/events', { body: { type: 'authentication.login.success', userId: u } })
   await early.next((f) => f.payload?.id === first.body.id)
 
@@ -122,4 +125,7 @@ t.test('a client that connects to the publishing node while its publish is held 
   for (const c of [early, late]) await c.next((f) => f.payload?.id === next.body.id)
   t.equal(copiesOf(early, held.body.id).length, 1, 'the client that had it from the node does not get it twice')
   t.equal(copiesOf(late, held.body.id).length, 1, 'the later one once')
+  const tailed = async (id: string): Promise<number> => ops.frames.filter((f) => f.type === 'tail').flatMap((f) => f.payload.events as Array<{ id: string }>).filter((e) => e.id === id).length
+  await waitFor('the next event in the admin tail', async () => await tailed(next.body.id), (n) => n === 1)
+  t.equal(await tailed(held.body.id), 1, 'the admin tail showed the held one once')
 })
