@@ -311,13 +311,14 @@ export async function buildApp (config: Config, opts: BuildOptions = {}): Promis
     // ioredis's offline queue for a Redis that may not come back, so they get
     // a bounded time (what they would have done, the dead-node reclaim and
     // the claims' takeover do anyway).
+    // Answered 202, never written: the drain waited for Redis, which did not come back.
+    const lost = broker.unwritten
+    if (lost > 0) log.error({ messages: lost }, 'accepted publishes lost: Redis did not take them before the node stopped')
+    // A Redis that holds publishes unanswered is away, whatever its sockets say (paused).
     await goodbyes(async () => {
       await h.webhooks.dispatcher.stop().catch(onBackendError)
       await h.registry.stop(config.serverId)
-    }, broker.healthy ? SHUTDOWN_BACKEND_MS : SHUTDOWN_BACKEND_OUTAGE_MS)
-    // Answered 202, never written: the drain waited for Redis, which did not come back.
-    const lost = broker.unwritten
-    if (lost > 0) log.error({ publishes: lost }, 'accepted publishes lost: Redis did not take them before the node stopped')
+    }, broker.healthy && lost === 0 ? SHUTDOWN_BACKEND_MS : SHUTDOWN_BACKEND_OUTAGE_MS)
     sender.close()
     h.publisher.close()
     await backend.close()

@@ -136,6 +136,8 @@ export class RedisBroker implements Broker {
     return this.watched.every((c) => c.status === 'ready')
   }
 
+  // Messages: an append (an event with its live copies and webhooks) is one;
+  // a plain publish is one per channel, and its webhook jobs one more.
   get unwritten (): number { return this.retry.length + this.outbox.length + this.overdue }
 
   /**
@@ -254,8 +256,14 @@ export class RedisBroker implements Broker {
       return r.value
     })
     // Redis is already not answering: no point in waiting out another deadline.
-    if (this.overdue > 0) return held
-    return await this.atMostWait(settled, held)
+    if (this.overdue > 0) {
+      // Answered held at once, and counted unwritten until Redis takes it.
+      this.overdue += jobs.length
+      const done = (): void => { this.overdue -= jobs.length }
+      settled.then(done, done)
+      return held
+    }
+    return await this.atMostWait(settled, held, jobs.length)
   }
 
   private hold (list: Job[], jobs: readonly Job[]): void {
@@ -304,14 +312,14 @@ export class RedisBroker implements Broker {
     ]).then((failed) => failed.flat())
   }
 
-  /** Resolves with what `settled` does, or `held` after PUBLISH_WAIT_MS with the publish counted overdue until it settles. */
-  private async atMostWait<T> (settled: Promise<T>, held: T): Promise<T> {
+  /** Resolves with what `settled` does, or `held` after PUBLISH_WAIT_MS with its `jobs` counted overdue until it settles. */
+  private async atMostWait<T> (settled: Promise<T>, held: T, jobs: number): Promise<T> {
     return await new Promise<T>((resolve) => {
       let late = false
-      const timer = setTimeout(() => { late = true; this.overdue++; resolve(held) }, PUBLISH_WAIT_MS)
+      const timer = setTimeout(() => { late = true; this.overdue += jobs; resolve(held) }, PUBLISH_WAIT_MS)
       void settled.then((position) => {
         clearTimeout(timer)
-        if (late) this.overdue--
+        if (late) this.overdue -= jobs
         resolve(position)
       })
     })

@@ -164,6 +164,20 @@ function refusal (code: ErrorCode, message?: string, retryAfter?: number): Error
   return err
 }
 
+/** How many Buffers, typed arrays or ArrayBuffers `args` hold, at any depth (0 past what JSON.stringify can walk). */
+function binaryParts (args: unknown[]): number {
+  let n = 0
+  try {
+    // The replacer sees each value's holder: the raw value, before toJSON.
+    JSON.stringify(args, function (this: Record<string, unknown>, key: string, value: unknown) {
+      const raw = this[key]
+      if (raw instanceof ArrayBuffer || ArrayBuffer.isView(raw)) n++
+      return value
+    })
+  } catch {}
+  return n
+}
+
 /** A payload's JSON size; null past what JSON.stringify can walk. */
 function packetBytes (payload: unknown): number | null {
   if (payload === undefined) return 0
@@ -290,20 +304,25 @@ export default fp(async function socketIo (app) {
     if (!conn.guest) void socket.join(`user:${identity.userId}`)
 
     // A Buffer or ArrayBuffer anywhere in an event comes as binary
-    // attachments, each an engine.io packet of its own after the event's
-    // head (a string) and before Socket.IO puts the event together for
-    // onAny. The protocol is JSON: such an event is refused.
-    let attachments = false
+    // attachments, each an engine.io packet of its own. The protocol is JSON:
+    // such an event is refused. Which event carried them is read from the
+    // event itself (Socket.IO hands events over a tick after their packets,
+    // several packets' worth at a time); the count of attachments seen only
+    // spares the plain events of a socket that never sent one that walk.
+    let attachments = 0
     socket.conn.on('packet', (p: { type: string, data?: unknown }) => {
-      if (p.type === 'message') attachments = typeof p.data !== 'string'
+      if (p.type === 'message' && typeof p.data !== 'string') attachments++
     })
     // `event` is whatever the packet's first element was: socket.io-parser
     // lets numbers through (`42[123,{}]`).
     socket.onAny((event: unknown, ...args: unknown[]) => {
       const ack = typeof args[args.length - 1] === 'function' ? args.pop() as (r: unknown) => void : undefined
       const payload = args[0]
-      const binary = attachments
-      attachments = false
+      let binary = 0
+      if (attachments > 0) {
+        binary = binaryParts(args)
+        attachments = Math.max(0, attachments - binary)
+      }
       // The packet's size as MAX_MESSAGE_BYTES and MAX_PUBLISH_BYTES count it
       // (engine.io bounded the whole packet by the larger already): every
       // argument, those after the payload too, which nothing reads.
@@ -315,7 +334,7 @@ export default fp(async function socketIo (app) {
       }
       received(h, conn, eventsCommands, () => {
         const id = ack !== undefined ? conn.registerAck(ack) : undefined
-        if (binary) return { error: ['INVALID_PAYLOAD', 'binary attachments (a Buffer or an ArrayBuffer) are not accepted: the protocol is JSON', id] }
+        if (binary > 0) return { error: ['INVALID_PAYLOAD', 'binary attachments (a Buffer or an ArrayBuffer) are not accepted: the protocol is JSON', id] }
         if (verdict === 'too-deep') return { error: ['DATA_TOO_DEEP', `${Errors.DATA_TOO_DEEP.message}: a payload may nest at most ${MAX_DATA_DEPTH} levels of objects and arrays`, id] }
         if (verdict === 'too-large-publish') return { error: ['PUBLISH_TOO_LARGE', `a publish may hold at most ${h.config.limits.publishBytes} bytes (MAX_PUBLISH_BYTES)`, id] }
         if (typeof event !== 'string') return { error: ['UNKNOWN_TYPE', `${Errors.UNKNOWN_TYPE.message}: the event name must be a string`, id] }

@@ -180,6 +180,7 @@ export class Hub {
     // Redis, a membership read) would hold the group's channel, and the
     // closed connection in its members, for the life of the node.
     if (s.groups?.has(group) === true || this.detached.has(s)) return
+    ;(s as Subscriber & Stamped)[kCame] = ++this.attached
     ;(s.groups ??= new Set()).add(group)
     let g = this.groupMembers.get(group)
     if (g === undefined) { g = { members: new Set(), index: new PatternIndex() }; this.groupMembers.set(group, g) }
@@ -212,6 +213,8 @@ export class Hub {
 
   addPattern (s: Subscriber, pattern: string, segs: readonly string[]): void {
     if (s.patterns.has(pattern)) return
+    // Counts as coming anew (localOrigin): a local delivery this pattern missed reaches it as its echo.
+    ;(s as Subscriber & Stamped)[kCame] = ++this.attached
     s.patterns.set(pattern, segs)
     this.indexOf(s).add(segs, s)
     if (s.groups !== null) for (const g of s.groups) this.groupMembers.get(g)?.index.add(segs, s)
@@ -230,7 +233,10 @@ export class Hub {
    * delivering): its id and how many subscribers had come by then. Its echo,
    * once Redis takes the message, goes to those that came after (a client
    * that connected, or reconnected, during the outage: its welcome's
-   * positions do not hold the message, which is not yet in its stream).
+   * positions do not hold the message, which is not yet in its stream). A
+   * subscriber that adds a pattern or joins a group comes anew: what it
+   * could not have had reaches it, and it may get again what it had (at
+   * least once, as after any outage; ids tell).
    */
   localOrigin (): string { return `${this.serverId}@${this.attached}` }
 

@@ -122,7 +122,16 @@ async function replayStream (streams: StreamStore, ch: Channels, conn: Resumable
   let after = from.offset
   let epoch: string | null = null
   for (;;) {
-    const page: HistoryPage = epoch === null ? await first : await inTime(readHistory(streams, ch, stream, after, REPLAY_PAGE))
+    let page: HistoryPage
+    if (epoch === null) page = await first
+    else {
+      try {
+        page = await inTime(readHistory(streams, ch, stream, after, REPLAY_PAGE))
+      } catch {
+        // Pages up to `after` were sent: the client is there, not back at `from`.
+        return { recovered: false, at: { epoch, offset: after } }
+      }
+    }
     if (epoch === null) {
       epoch = page.epoch
       // Another epoch (history lost), a position beyond the top (not from this

@@ -46,9 +46,12 @@ export async function joinGroups (h: Herald, conn: Connection): Promise<void> {
   if ('err' in read) throw read.err
   // Closed meanwhile: the hub let go of it already, and must not hold channels for it again.
   if (conn.closed) return
-  const stored = read.groups
+  const want = new Set([...claimed, ...read.groups])
+  // A change applied before this read began (its own read answered earlier,
+  // so older than this one): the read stands over it.
+  for (const g of [...(conn.groups ?? [])]) if (!want.has(g)) h.hub.leaveGroup(conn, g)
   const joins: Array<Promise<void>> = []
-  for (const g of new Set([...claimed, ...stored])) if (isGroupName(g)) joins.push(h.hub.joinGroup(conn, g))
+  for (const g of want) if (isGroupName(g)) joins.push(h.hub.joinGroup(conn, g))
   for (const x of state.heard) if (x.read > state.read) apply(h, conn, x.change)
   await Promise.all(joins)
 }

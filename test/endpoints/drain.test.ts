@@ -110,5 +110,5 @@ t.test('SIGTERM while Redis is away: publishes held for it are written if it is 
   t.equal((await b.exit).code, 0, 'exit 0')
   const line = b.lines.find((l) => l.includes('accepted publishes lost'))
   t.ok(line !== undefined, 'logged')
-  t.match(JSON.parse(line!), { level: 50, publishes: 3 }, 'at error level, with the count')
+  t.match(JSON.parse(line!), { level: 50, messages: 3 }, 'at error level, with the count')
 })

@@ -230,6 +230,9 @@ t.test('binary attachments are refused INVALID_PAYLOAD on both transports; argum
     t.match(await ask('publish', { type: 'chat.message', data: { b: Buffer.from('hello') } }), { type: 'error', payload: { code: 'INVALID_PAYLOAD', message: /binary attachments/ } }, `${transport}: a publish carrying a Buffer`)
     t.match(await ask('subscribe', { eventTypes: ['chat.*'], extra: new Uint8Array([1, 2, 3]).buffer }), { type: 'error', payload: { code: 'INVALID_PAYLOAD' } }, `${transport}: any event carrying an ArrayBuffer`)
     t.equal((await client.request('ping')).type, 'pong', `${transport}: the next event, plain JSON, is served`)
+    // Sent in one go (one POST on polling): each event judged by what it holds.
+    const [bin, plain, bin2] = await Promise.all([ask('publish', { type: 'chat.message', data: { b: Buffer.from('x') } }), ask('ping'), ask('ping', { b: new Uint16Array([1]) })])
+    t.same([bin.payload.code, plain.type, bin2.payload.code], ['INVALID_PAYLOAD', 'pong', 'INVALID_PAYLOAD'], `${transport}: a binary event, a plain one and a binary one sent together`)
     t.equal((await client.request('publish', { type: 'chat.message', data: { text: 'json' } })).type, 'published', `${transport}: as is a plain publish`)
   }
   // Socket.IO hands every argument over, and the node reads only the first.
