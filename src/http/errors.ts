@@ -105,6 +105,9 @@ export function writeResponse (socket: Socket, status: number, body: ReturnType<
  * nothing may keep it from being written: 2 s, then closed.
  */
 function endThenClose (socket: Socket, last = ''): void {
+  // Node takes its own error listener off a socket it hands over (upgrade,
+  // CONNECT): a reset while the answer is written must not be an uncaught error.
+  if (socket.listenerCount('error') === 0) socket.on('error', () => socket.destroy())
   socket.once('finish', () => socket.destroy())
   socket.end(last)
   if (!socket.destroyed) setTimeout(() => socket.destroy(), 2000).unref()

@@ -60,9 +60,6 @@ export function createHttpServer (handler: RequestListener, handshakeTimeoutMs: 
   // Unheard, Node drops a CONNECT with no answer at all: a client (or a
   // scanner looking for an open proxy) gets told, in the error shape.
   server.on('connect', (_req, socket: Socket) => {
-    // Node took its error listener off the socket before emitting `connect`:
-    // a reset while the answer is written must not become an uncaught error.
-    socket.on('error', () => socket.destroy())
     writeResponse(socket, 400, errorBody('MALFORMED_REQUEST', 'the CONNECT method is not served: Herald is not a proxy'))
   })
   return server

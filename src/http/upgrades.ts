@@ -58,8 +58,6 @@ export default fp(async function upgradeRouter (app) {
   server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
     const fault = handshakeFault(req)
     if (fault !== null) {
-      // Node took its error listener off the socket before emitting `upgrade`.
-      socket.on('error', () => socket.destroy())
       writeResponse(socket, 400, errorBody('MALFORMED_REQUEST', fault.message), fault.headers)
       return
     }
