@@ -12,6 +12,7 @@ import { Tails } from './admin/tail.js'
 import { startTopCounts } from './admin/top.js'
 import { nodeInfo } from './admin/stats.js'
 import { createBackend } from './backend/backend.js'
+import { atMost, inTime } from './backend/deadline.js'
 import { createChannels } from './cluster/channels.js'
 import { Probe } from './cluster/probe.js'
 import { startReclaim } from './cluster/reclaim.js'
@@ -246,7 +247,7 @@ export async function buildApp (config: Config, opts: BuildOptions = {}): Promis
   const stops: Array<() => void> = []
   app.addHook('onReady', async () => {
     try {
-      await Promise.race([backend.connect(), new Promise((_r, reject) => setTimeout(() => reject(new Error('timed out')), BACKEND_CONNECT_TIMEOUT_MS).unref())])
+      await inTime(backend.connect(), BACKEND_CONNECT_TIMEOUT_MS, () => new Error('timed out'))
     } catch (err) {
       // Start anyway: readiness reports 503 until the backend answers, and ioredis keeps retrying.
       log.error({ error: lastBackendCause ?? (err as Error).message }, 'backend unreachable at boot; retrying in the background')
@@ -315,10 +316,10 @@ export async function buildApp (config: Config, opts: BuildOptions = {}): Promis
     const lost = broker.unwritten
     if (lost > 0) log.error({ messages: lost }, 'accepted publishes lost: Redis did not take them before the node stopped')
     // A Redis that holds publishes unanswered is away, whatever its sockets say (paused).
-    await goodbyes(async () => {
+    await atMost((async () => {
       await h.webhooks.dispatcher.stop().catch(onBackendError)
       await h.registry.stop(config.serverId)
-    }, broker.healthy && lost === 0 ? SHUTDOWN_BACKEND_MS : SHUTDOWN_BACKEND_OUTAGE_MS)
+    })(), broker.healthy && lost === 0 ? SHUTDOWN_BACKEND_MS : SHUTDOWN_BACKEND_OUTAGE_MS)
     sender.close()
     h.publisher.close()
     await backend.close()
@@ -330,13 +331,6 @@ export async function buildApp (config: Config, opts: BuildOptions = {}): Promis
 const SHUTDOWN_BACKEND_MS = 5000
 const SHUTDOWN_BACKEND_OUTAGE_MS = 500
 
-async function goodbyes (work: () => Promise<void>, ms: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined
-  const run = work()
-  run.catch(() => {})
-  await Promise.race([run, new Promise<void>((resolve) => { timer = setTimeout(resolve, ms) })])
-  clearTimeout(timer)
-}
 
 /**
  * The address other nodes and operators can reach this node at. Bound to a

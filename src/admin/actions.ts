@@ -1,4 +1,5 @@
 import type { Revocation } from '../auth/revocation.js'
+import { inTime } from '../backend/deadline.js'
 import type { Herald } from '../context.js'
 import { HeraldError } from '../errors.js'
 import type { NotificationInput } from '../events/model.js'
@@ -25,17 +26,7 @@ const BACKEND_DEADLINE_MS = 3000
  */
 export async function withBackend<T> (h: Herald, what: string, work: () => Promise<T>, ifLate = 'retry (it is idempotent)'): Promise<T> {
   if (!h.probe.healthy) throw new HeraldError('BACKEND_UNAVAILABLE', `${what}: the cluster backend is unreachable`)
-  let timer: NodeJS.Timeout | undefined
-  const late = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => reject(new HeraldError('BACKEND_UNAVAILABLE', `${what}: the cluster backend did not answer within ${BACKEND_DEADLINE_MS} ms; it may still apply, so ${ifLate}`)), BACKEND_DEADLINE_MS)
-  })
-  const run = work()
-  run.catch(() => {}) // a late failure after the deadline has nobody to tell
-  try {
-    return await Promise.race([run, late])
-  } finally {
-    clearTimeout(timer)
-  }
+  return await inTime(work(), BACKEND_DEADLINE_MS, () => new HeraldError('BACKEND_UNAVAILABLE', `${what}: the cluster backend did not answer within ${BACKEND_DEADLINE_MS} ms; it may still apply, so ${ifLate}`))
 }
 
 async function audit (h: Herald, type: string, actor: Actor, data: Record<string, unknown>, userId?: string): Promise<void> {

@@ -1,5 +1,6 @@
 import type { NodeInfo, NodeStore } from './nodes.js'
-import { atMost, SHUTDOWN_WAIT_MS, type RedisClient } from './redis-clients.js'
+import { atMost } from './deadline.js'
+import { SHUTDOWN_WAIT_MS, type RedisClient } from './redis-clients.js'
 
 /**
  * A string key per node with the heartbeat's TTL, and a sorted set of every

@@ -1,5 +1,6 @@
 import { Redis, Cluster, type Command, type RedisOptions } from 'ioredis'
 import type { RedisTarget } from '../config/index.js'
+import { atMost } from './deadline.js'
 
 // Every ioredis connection a node opens is made here, for one RedisTarget
 // (standalone, Sentinel or Cluster), with one retry policy and a name that
@@ -15,11 +16,6 @@ const retryStrategy = (times: number): number => Math.min(50 * 2 ** Math.min(tim
 // Best-effort work on shutdown: a socket to a Redis that just died can still
 // look ready, and its replies would then wait for a reconnect that close() cancels.
 export const SHUTDOWN_WAIT_MS = 1000
-export async function atMost (p: Promise<unknown>, ms: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined
-  await Promise.race([p.catch(() => {}), new Promise((resolve) => { timer = setTimeout(resolve, ms) })])
-  clearTimeout(timer)
-}
 
 export interface OpenOptions {
   /** a pub/sub connection (on a Cluster: sharded subscribers, one per shard) */

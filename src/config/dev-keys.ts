@@ -1,4 +1,5 @@
 import { createBackend } from '../backend/backend.js'
+import { inTime } from '../backend/deadline.js'
 import type { Config } from './index.js'
 
 // `REDIS_URL=… npm start` on several ports with no key material must make a
@@ -18,7 +19,6 @@ const TTL_MS = 24 * 3600_000
 export async function shareDevKeys (config: Config): Promise<boolean> {
   if (config.redis === null || (!config.jwt.generated && !config.apiKeysGenerated)) return true
   const backend = createBackend(config)
-  let timer: NodeJS.Timeout | undefined
   try {
     const work = (async () => {
       await backend.connect()
@@ -27,14 +27,13 @@ export async function shareDevKeys (config: Config): Promise<boolean> {
       if (config.apiKeysGenerated) mine.apiKey = config.apiKeys[0]!
       return await backend.settings.adopt('dev:keys', mine, TTL_MS)
     })()
-    const stored = await Promise.race([work, new Promise<never>((_resolve, reject) => { timer = setTimeout(() => reject(new Error('timed out')), DEADLINE_MS) })])
+    const stored = await inTime(work, DEADLINE_MS, () => new Error('timed out'))
     if (config.jwt.generated && stored.jwtSecret !== undefined) config.jwt.secret = stored.jwtSecret
     if (config.apiKeysGenerated && stored.apiKey !== undefined) config.apiKeys = [stored.apiKey]
     return true
   } catch {
     return false
   } finally {
-    clearTimeout(timer)
     await backend.close()
   }
 }

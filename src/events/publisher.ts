@@ -1,4 +1,5 @@
 import type { PublishCapabilities } from '../backend/backend.js'
+import { inTime } from '../backend/deadline.js'
 import type { Append } from '../backend/streams.js'
 import type { Fanout } from '../backend/webhooks.js'
 import type { Channels } from '../cluster/channels.js'
@@ -116,17 +117,10 @@ export class Publisher {
     // Known once, refreshed in the background after: the wait (a timer and a
     // race per publish) is for a process that never read the list yet.
     if (this.webhooks.known) return
-    const ready = this.webhooks.ready()
-    let timer: NodeJS.Timeout | undefined
     try {
-      await Promise.race([ready, new Promise<never>((_resolve, reject) => {
-        timer = setTimeout(() => reject(new Error(`the webhook endpoints could not be read within ${DIRECTORY_WAIT_MS} ms`)), DIRECTORY_WAIT_MS)
-      })])
+      await inTime(this.webhooks.ready(), DIRECTORY_WAIT_MS, () => new Error(`the webhook endpoints could not be read within ${DIRECTORY_WAIT_MS} ms`))
     } catch (err) {
-      ready.catch(() => {})
       throw new HeraldError('BACKEND_UNAVAILABLE', (err as Error).message)
-    } finally {
-      clearTimeout(timer)
     }
   }
 

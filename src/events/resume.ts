@@ -1,3 +1,4 @@
+import { inTime } from '../backend/deadline.js'
 import type { StreamStore } from '../backend/streams.js'
 import type { Channels } from '../cluster/channels.js'
 import { HeraldError } from '../errors.js'
@@ -36,12 +37,8 @@ const REPLAY_PAGE = 200
 export const REPLAY_READ_TIMEOUT_MS = 2000
 
 /** `read`, or a rejection once REPLAY_READ_TIMEOUT_MS have passed since it was asked for. */
-function inTime<T> (read: Promise<T>): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  const late = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => reject(new Error(`the history did not answer within ${REPLAY_READ_TIMEOUT_MS} ms`)), REPLAY_READ_TIMEOUT_MS)
-  })
-  return Promise.race([read, late]).finally(() => clearTimeout(timer))
+async function readInTime<T> (read: Promise<T>): Promise<T> {
+  return await inTime(read, REPLAY_READ_TIMEOUT_MS, () => new Error(`the history did not answer within ${REPLAY_READ_TIMEOUT_MS} ms`))
 }
 
 /** At most this many streams in one `since`: more than any connection reads. */
@@ -99,7 +96,7 @@ export async function replay (streams: StreamStore, ch: Channels, conn: Resumabl
   const tops = new Map<string, Position>()
   // Every stream's first page is asked for at once (one batch of the turn's
   // reads, src/backend/turn-batch.ts), then replayed one stream after the other.
-  const firsts = Object.entries(since).map(([name, from]) => inTime(readHistory(streams, ch, parseStream(name)!, from.offset, REPLAY_PAGE)))
+  const firsts = Object.entries(since).map(([name, from]) => readInTime(readHistory(streams, ch, parseStream(name)!, from.offset, REPLAY_PAGE)))
   for (const f of firsts) f.catch(() => {})
   for (const [i, [name, from]] of Object.entries(since).entries()) {
     let r: { recovered: boolean, at: Position }
@@ -126,7 +123,7 @@ async function replayStream (streams: StreamStore, ch: Channels, conn: Resumable
     if (epoch === null) page = await first
     else {
       try {
-        page = await inTime(readHistory(streams, ch, stream, after, REPLAY_PAGE))
+        page = await readInTime(readHistory(streams, ch, stream, after, REPLAY_PAGE))
       } catch {
         // Pages up to `after` were sent: the client is there, not back at `from`.
         return { recovered: false, at: { epoch, offset: after } }
