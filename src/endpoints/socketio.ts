@@ -32,7 +32,8 @@ const MAX_QUEUED_PACKETS = 1024
 // A slow consumer's WebSocket that does not answer the close is cut after this.
 const CLOSE_GRACE_MS = 2000
 
-interface SocketData { identity: Identity, record: ConnectionRecord }
+/** `release`: gives the admission slot back, once, at whichever comes first of the socket's disconnect and its engine.io session's close. */
+interface SocketData { identity: Identity, record: ConnectionRecord, release: () => void }
 
 declare module 'fastify' {
   interface FastifyInstance { io: IOServer }
@@ -241,7 +242,20 @@ export default fp(async function socketIo (app) {
     return true
   })
 
+  // One connection per engine.io session. Socket.IO closes a session that
+  // sends CONNECT for a namespace it is connected to, but not one whose
+  // CONNECTs come while the first is still in this (asynchronous)
+  // middleware: each of those would be admitted (a slot, a welcome, its own
+  // subscriptions) behind one TCP connection. socket.io-client sends one per
+  // namespace, and Herald serves one. A session is taken from its CONNECT's
+  // admission until that socket disconnects: a client may DISCONNECT and
+  // CONNECT again, one at a time.
+  const taken = new WeakSet<object>()
   io.use((socket, next) => {
+    const session = socket.conn
+    if (taken.has(session)) return next(refusal('FORBIDDEN', 'another CONNECT on this Socket.IO session is being admitted: one connection at a time'))
+    taken.add(session)
+    const refuse = (err: Error): void => { taken.delete(session); next(err) }
     const auth = socket.handshake.auth as { token?: unknown } | undefined
     let token: string | undefined
     try {
@@ -251,27 +265,35 @@ export default fp(async function socketIo (app) {
       token = typeof auth?.token === 'string' && auth.token.length > 0 ? auth.token : tokenFrom(socket.request.headers, q === -1 ? undefined : parseQuery(url.slice(q + 1)))
     } catch (err) {
       const e = err as HeraldError
-      return next(refusal(e.code, e.message))
+      return refuse(refusal(e.code, e.message))
     }
     admit(h, { endpoint: 'events', transport: 'socket.io', origin: socket.handshake.headers.origin, token, ip: clientIp(socket.request), log: h.log }).then((a) => {
       if (!a.ok) {
-        if (!a.elsewhere) return next(refusal(a.code, a.message, a.retryAfter))
+        if (!a.elsewhere) return refuse(refusal(a.code, a.message, a.retryAfter))
         // allowRequest refused these at the handshake; they came true since.
         // Closing the transport (not a connect_error with a code, which
         // socket.io-client never retries) keeps them "try again".
         socket.conn.close()
-        return next(new Error(a.message ?? Errors[a.code].message))
+        return refuse(new Error(a.message ?? Errors[a.code].message))
       }
-      // The slot lives exactly as long as the engine.io connection, whether or
-      // not Socket.IO ever emits `connection` for it.
       if (socket.conn.readyState !== 'open') {
         releaseSlot(h, a.record)
-        return next(refusal('INTERNAL', 'the client left during the handshake'))
+        return refuse(refusal('INTERNAL', 'the client left during the handshake'))
       }
-      socket.conn.once('close', () => releaseSlot(h, a.record))
-      ;(socket.data as SocketData) = { identity: a.identity, record: a.record }
+      // The slot lives as long as the socket, or the session if Socket.IO
+      // never emits `connection` for it.
+      let released = false
+      const release = (): void => {
+        if (released) return
+        released = true
+        session.off('close', release)
+        taken.delete(session)
+        releaseSlot(h, a.record)
+      }
+      session.once('close', release)
+      ;(socket.data as SocketData) = { identity: a.identity, record: a.record, release }
       next()
-    }, (err: Error) => next(err))
+    }, refuse)
   })
 
   // Polling: a POST over maxHttpBufferSize gets a bare 413 from engine.io and
@@ -297,7 +319,7 @@ export default fp(async function socketIo (app) {
   io.engine.on('connection', (raw: EngineSocket) => sessions.opened(raw, clientIp(raw.request)))
 
   io.on('connection', (socket: Socket) => {
-    const { identity, record } = socket.data as SocketData
+    const { identity, record, release } = socket.data as SocketData
     sessions.authenticated(socket.conn)
     const conn = new SocketIoConnection(record.connectionId, site, identity, record.ip, socket, h.config.limits.sendBufferBytes, sessions.queued(socket.conn))
     // Rooms for application code using the adapter: one per user, cluster-wide.
@@ -347,6 +369,7 @@ export default fp(async function socketIo (app) {
     socket.on('disconnect', (reason: string, description: unknown) => {
       const tooBig = oversized.has(socket.conn) || isTooBig(description)
       closed(h, conn, conn.closed ? conn.closeCode : closeCodeOf(reason, tooBig))
+      release()
     })
     opened(h, conn)
   })

@@ -214,6 +214,26 @@ forEachBackend(t, (t, space, name) => {
     }
   })
 
+  if (name !== 'memory') {
+    t.test('publishes a paused Redis has not taken count as unwritten until it takes them, in order', async (t) => {
+      const sp = space(t)
+      const be = brokersOn(sp)
+      const [a, b] = [await be.broker(), await be.broker()]
+      const ib = new Inbox(b)
+      const ch = channel('paused')
+      await b.subscribe(ch)
+      t.equal(a.unwritten, 0, 'nothing unwritten while Redis answers')
+      const resume = sp.pause!()
+      // Each is answered held: the first after the wait for Redis, the others at once.
+      for (const m of ['p1', 'p2', 'p3']) await within(3000, `the publish of ${m} to be answered`, a.publish(ch, m))
+      t.equal(a.unwritten, 3, 'three messages unwritten (a drain waits on this count)')
+      resume()
+      await waitFor('Redis to take them', () => a.unwritten, (n) => n === 0, { timeoutMs: 10_000 })
+      await ib.until('the three at the subscriber', () => ib.on(ch).length === 3, 10_000)
+      t.same(ib.on(ch), ['p1', 'p2', 'p3'], 'delivered once each, in publish order')
+    })
+  }
+
   if (name === 'redis') {
     t.test('loses and regains health with the server, and resubscribes', async (t) => {
       const be = brokersOn(space(t))

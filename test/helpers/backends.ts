@@ -32,6 +32,13 @@ export interface Space {
   dropSubscribers (): Promise<number>
   /** the standalone server, for fault tests (kind `redis` only) */
   readonly redis?: RedisServer
+  /**
+   * Every Redis server of the space stops answering (SIGSTOP: its
+   * connections stay open and look ready) until the function returned is
+   * called; resumed at the test's teardown if the test did not. Absent in
+   * memory.
+   */
+  readonly pause?: () => () => void
 }
 
 let spaces = 0
@@ -91,6 +98,15 @@ function memorySpace (t: Test): Space {
   }
 }
 
+/** Pauses `servers` until the function returned is called, or the test ends. */
+function paused (t: Test, servers: { pause: () => void, resume: () => void }): () => void {
+  servers.pause()
+  let resumed = false
+  const resume = (): void => { if (!resumed) { resumed = true; servers.resume() } }
+  t.teardown(resume)
+  return resume
+}
+
 /** A private redis-server per space: a test's faults (kill, pause) stay its own. */
 function redisSpace (t: Test): Space {
   const keyPrefix = `rs${process.pid}-${++spaces}:`
@@ -107,6 +123,7 @@ function redisSpace (t: Test): Space {
     kind: 'redis',
     keyPrefix,
     get redis () { return redis },
+    pause: () => paused(t, redis!),
     async backend (opts = {}) {
       const r = await started()
       const b = track(createBackend({ redis: { url: r.url }, keyPrefix, ...opts }, { onError: () => {} }))
@@ -137,6 +154,7 @@ function clusterSpace (t: Test, cluster: RedisClusterServer): Space {
   return {
     kind: 'cluster',
     keyPrefix,
+    pause: () => paused(t, cluster),
     async backend (opts = {}) {
       const b = track(createBackend({ redis: target, keyPrefix, ...opts }, { onError: () => {} }))
       await within(10_000, 'backend connect', b.connect())

@@ -16,6 +16,9 @@ export interface RedisClusterServer {
   nodes: string
   /** a plain client to one master */
   client (port: number): Redis
+  /** Every server stops answering (SIGSTOP), its connections left open. */
+  pause (): void
+  resume (): void
   stop (): Promise<void>
 }
 
@@ -65,6 +68,8 @@ export async function startRedisCluster (masters = 3): Promise<RedisClusterServe
       clients.push(c)
       return c
     },
+    pause () { for (const p of procs) p.kill('SIGSTOP') },
+    resume () { for (const p of procs) p.kill('SIGCONT') },
     stop,
   }
 }
