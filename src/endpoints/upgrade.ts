@@ -61,9 +61,15 @@ let requests = 0
 // A corked 101 waits for the welcome, which waits for Redis: in a storm, or
 // with Redis slow, that can take seconds, and a client without its 101 can
 // neither answer the node's pings nor tell a slow handshake from a dead one.
-// So a socket stays corked one sweep at most (100-200 ms): enough for a
-// welcome on a node that keeps up, where the one write pays.
-const CORK_SWEEP_MS = 100
+// So a socket stays corked one sweep at most (400-800 ms), far inside any
+// client's handshake timeout (the SDK's is 10 s). In a reconnect storm of
+// 10,000 clients onto one node most welcomes take longer than 100-200 ms:
+// with a sweep of 100 ms, the 101s that left alone were 3-4% of the node's
+// CPU; with 400 ms, six alternating storms took 5% less node CPU and 6% less
+// time (bench/profile.ts SCENARIO=storm). Spread over two nodes (`npm run
+// bench -- --only=storm`) the welcomes are quicker and the two sweeps
+// measure alike.
+const CORK_SWEEP_MS = 400
 let corked = new Set<Socket>()
 let older = new Set<Socket>()
 let sweep: NodeJS.Timeout | null = null
