@@ -242,18 +242,23 @@ export default fp(async function socketIo (app) {
     return true
   })
 
-  // One connection per engine.io session. Socket.IO closes a session that
-  // sends CONNECT for a namespace it is connected to, but not one whose
-  // CONNECTs come while the first is still in this (asynchronous)
-  // middleware: each of those would be admitted (a slot, a welcome, its own
-  // subscriptions) behind one TCP connection. socket.io-client sends one per
-  // namespace, and Herald serves one. A session is taken from its CONNECT's
-  // admission until that socket disconnects: a client may DISCONNECT and
-  // CONNECT again, one at a time.
+  // One connection per engine.io session, and the session ends with it.
+  // Socket.IO closes a session that sends CONNECT for a namespace it is
+  // connected to, but not one whose CONNECTs come while the first is still
+  // in this (asynchronous) middleware: each of those would be admitted (a
+  // slot, a welcome, its own subscriptions) behind one TCP connection. Such a
+  // session is closed as Socket.IO closes the other, a transport close that
+  // socket.io-client retries (it sends a second CONNECT when `connect()` is
+  // called again before the first is answered). socket.io-client sends one
+  // CONNECT per namespace and closes its session when its last namespace
+  // disconnects; Herald serves one namespace.
   const taken = new WeakSet<object>()
   io.use((socket, next) => {
     const session = socket.conn
-    if (taken.has(session)) return next(refusal('FORBIDDEN', 'another CONNECT on this Socket.IO session is being admitted: one connection at a time'))
+    if (taken.has(session)) {
+      session.close()
+      return next(new Error('another CONNECT on this Socket.IO session is being admitted: one connection per session'))
+    }
     taken.add(session)
     const refuse = (err: Error): void => { taken.delete(session); next(err) }
     const auth = socket.handshake.auth as { token?: unknown } | undefined
@@ -370,6 +375,11 @@ export default fp(async function socketIo (app) {
       const tooBig = oversized.has(socket.conn) || isTooBig(description)
       closed(h, conn, conn.closed ? conn.closeCode : closeCodeOf(reason, tooBig))
       release()
+      // A session left without its connection would be counted by no limit
+      // (it passed the handshake bounds when it connected) and could connect
+      // again and again on one TCP connection. engine.io sends what is
+      // queued (a server close's `close` event) before it closes.
+      if (socket.conn.readyState === 'open') socket.conn.close()
     })
     opened(h, conn)
   })

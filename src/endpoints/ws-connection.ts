@@ -27,6 +27,8 @@ export class WsConnection extends Connection implements TurnQueue {
   }
 
   ping (): void {
+    // A ping behind a corked 101 could not be answered: the 101 goes first.
+    this.uncork()
     try { this.ws.ping() } catch { /* closing already */ }
   }
 

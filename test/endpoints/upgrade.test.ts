@@ -162,7 +162,7 @@ t.test('the 101 leaves with the welcome, in one write, though the welcome waits 
     sock.once('data', (d: Buffer) => resolve(d.toString('latin1')))
     sock.on('error', reject)
   }))
-  // The 101 waits 100-200 ms at most: on a machine busy enough to keep the
+  // The 101 waits 400-800 ms at most: on a machine busy enough to keep the
   // welcome longer it leaves alone. Of five handshakes, one in one read is the claim.
   const reads: string[] = []
   for (let i = 0; i < 5 && !reads.some((r) => r.includes('"type":"welcome"')); i++) reads.push(await firstRead(`xena${i}`))
