@@ -59,7 +59,7 @@ export const Errors = {
   INVALID_PAYLOAD: def('INVALID_PAYLOAD', 400, false, 'the payload is invalid for this message type', 'payload not an object, or a field missing or of the wrong shape (the message says which); a Socket.IO event carrying binary attachments (a Buffer or an ArrayBuffer)'),
   INVALID_PATTERN: def('INVALID_PATTERN', 400, false, 'an event type pattern is invalid', 'an event type pattern is malformed (nothing subscribed)'),
   TOO_MANY_SUBSCRIPTIONS: def('TOO_MANY_SUBSCRIPTIONS', 400, false, 'the connection would exceed its subscription limit', 'the request would take the connection past `MAX_SUBSCRIPTIONS` (nothing subscribed)'),
-  FORBIDDEN: def('FORBIDDEN', 403, false, 'not allowed on this connection', 'a request this connection may not make'),
+  FORBIDDEN: def('FORBIDDEN', 403, false, 'not allowed on this connection', 'a request this connection may not make; a Socket.IO CONNECT while another on the same engine.io session is being admitted'),
   RATE_LIMITED: def('RATE_LIMITED', 429, true, 'too many messages; slow down', 'over `MAX_MESSAGES_PER_MINUTE` for the user or the IP (cluster-wide); the message was dropped'),
   STREAM_FORBIDDEN: def('STREAM_FORBIDDEN', 403, false, 'this connection may not read that stream', 'a `since` naming a stream the connection does not read (another user\'s, or `admin` on `/ws/events`): nothing subscribed, nothing replayed'),
   PUBLISH_FORBIDDEN: def('PUBLISH_FORBIDDEN', 403, false, 'this token may not publish this event type', 'a `publish` whose type no pattern of the token\'s `publish` claim matches, or from a token without one'),

@@ -246,19 +246,17 @@ export default fp(async function socketIo (app) {
   // Socket.IO closes a session that sends CONNECT for a namespace it is
   // connected to, but not one whose CONNECTs come while the first is still
   // in this (asynchronous) middleware: each of those would be admitted (a
-  // slot, a welcome, its own subscriptions) behind one TCP connection. Such a
-  // session is closed as Socket.IO closes the other, a transport close that
-  // socket.io-client retries (it sends a second CONNECT when `connect()` is
-  // called again before the first is answered). socket.io-client sends one
-  // CONNECT per namespace and closes its session when its last namespace
-  // disconnects; Herald serves one namespace.
+  // slot, a welcome, its own subscriptions) behind one TCP connection. They
+  // are refused, saying why: socket.io-client sends one when `connect()` is
+  // called again before the first is answered, and then gives up with that
+  // connect_error (a session closed instead, as Socket.IO closes the other
+  // case, would make such a client reconnect, and double its CONNECT, for
+  // ever). socket.io-client sends one CONNECT per namespace and closes its
+  // session when its last namespace disconnects; Herald serves one.
   const taken = new WeakSet<object>()
   io.use((socket, next) => {
     const session = socket.conn
-    if (taken.has(session)) {
-      session.close()
-      return next(new Error('another CONNECT on this Socket.IO session is being admitted: one connection per session'))
-    }
+    if (taken.has(session)) return next(refusal('FORBIDDEN', 'another CONNECT on this Socket.IO session is being admitted: one connection per session (was connect() called twice?)'))
     taken.add(session)
     const refuse = (err: Error): void => { taken.delete(session); next(err) }
     const auth = socket.handshake.auth as { token?: unknown } | undefined

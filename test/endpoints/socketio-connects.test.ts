@@ -2,12 +2,13 @@
 // long-polling (socket.io-client sends one per namespace): a node process on
 // a private Redis. A session holds one connection and ends with it: a second
 // CONNECT closes it, and so does the connection's end, its slot given back.
+import { io } from 'socket.io-client'
 import t from 'tap'
 import { startNode } from '../helpers/node.js'
 import { handshake, type PollingSession } from '../helpers/polling.js'
 import { startRedis } from '../helpers/redis.js'
 import { userToken } from '../helpers/tokens.js'
-import { waitFor } from '../helpers/wait.js'
+import { waitFor, within } from '../helpers/wait.js'
 
 const redis = await startRedis()
 t.teardown(async () => { await redis.stop() })
@@ -44,16 +45,24 @@ async function connectOn (s: PollingSession, tok: string): Promise<{ sid: string
   return answer.startsWith('40{') ? JSON.parse(answer.slice(2)) as { sid: string } : { refused: JSON.parse(answer.slice(2)) as { message: string, data: { code: string } } }
 }
 
-t.test('CONNECTs sent together close the session and admit nothing', async (t) => {
+t.test('CONNECTs sent together: the first is a connection, the others are refused FORBIDDEN and admit nothing', async (t) => {
   const u = user('together')
   const s = await session()
   const tok = `40${JSON.stringify({ token: userToken(u) })}`
   // One POST, three CONNECTs: all reach the node while the first is being admitted.
   await s.send(tok, tok, tok)
-  await closedSession(s)
-  t.equal(s.packets.filter((p) => p.startsWith('40{')).length, 0, `no connection answered (${JSON.stringify(s.packets)})`)
-  await waitFor('no slot held', async () => await slots(u), (n) => n === 0)
-  t.pass('none counted')
+  await s.until(() => s.packets.filter((p) => p.startsWith('40{') || p.startsWith('44')).length === 3, 10_000)
+  const answers = s.packets.filter((p) => p.startsWith('40{') || p.startsWith('44'))
+  t.equal(answers.filter((p) => p.startsWith('40{')).length, 1, `one connection (${JSON.stringify(answers)})`)
+  const refused = answers.filter((p) => p.startsWith('44')).map((p) => JSON.parse(p.slice(2)) as { message: string, data: { code: string } })
+  t.same(refused.map((r) => r.data.code), ['FORBIDDEN', 'FORBIDDEN'], 'the other two refused FORBIDDEN')
+  t.match(refused[0]!.message, /one connection per session/, 'saying why')
+  await s.until((p) => p.startsWith('42["welcome"'))
+  t.equal(await slots(u), 1, 'the cluster counts one connection')
+  // The connection answers a subscribe through its ack.
+  await s.send('421["subscribe",{"eventTypes":["system.*"]}]')
+  t.match(await s.until((p) => p.startsWith('431[')), /system\.\*/, 'and it serves on')
+  t.equal(s.packets.filter((p) => p.startsWith('42["welcome"')).length, 1, 'one welcome in all')
 })
 
 t.test("a CONNECT once the session holds a connection closes the session (Socket.IO's rule), and the slot is given back", async (t) => {
@@ -109,4 +118,16 @@ t.test('the slot of a connection still open is given back when its session ends'
   await s.send('1') // engine.io close
   await waitFor('the slot given back', async () => await slots(u), (n) => n === 0)
   t.pass()
+})
+
+t.test('socket.io-client calling connect() again before its first CONNECT is answered is told why, and left no slot', async (t) => {
+  const u = user('twice')
+  const s = io(node.http, { auth: { token: userToken(u) }, transports: ['websocket'], reconnection: false })
+  t.teardown(() => { s.close() })
+  // The second CONNECT goes out as the transport opens, beside the first.
+  s.io.on('open', () => { s.connect() })
+  const err = await within(10_000, 'the connect_error', new Promise<Error & { data?: { code?: string } }>((resolve) => s.once('connect_error', resolve)))
+  t.equal(err.data?.code, 'FORBIDDEN')
+  t.match(err.message, /connect\(\) called twice/, 'the message names the likely cause')
+  await waitFor('no slot held', async () => await slots(u), (n) => n === 0)
 })
