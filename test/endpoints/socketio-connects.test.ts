@@ -3,7 +3,7 @@
 // a private Redis. A session holds one connection and ends with it: a second
 // CONNECT closes it, and so does the connection's end, its slot given back.
 import { io } from 'socket.io-client'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { startNode } from '../helpers/node.js'
 import { handshake, type PollingSession } from '../helpers/polling.js'
 import { startRedis } from '../helpers/redis.js'
@@ -29,6 +29,21 @@ async function slots (userId: string): Promise<number> {
   const r = await node.api(`/api/users/${userId}/connections`)
   if (r.status !== 200) throw new Error(`listing answered ${r.status}`)
   return (r.body as { connections: unknown[] }).connections.length
+}
+
+/** A session of a new user holding one connection, welcomed. */
+async function connected (t: Test, name: string): Promise<{ u: string, s: PollingSession }> {
+  const u = user(name)
+  const s = await session()
+  const c = await connectOn(s, userToken(u))
+  t.ok('sid' in c, `connected (${JSON.stringify(c)})`)
+  await s.until((p) => p.startsWith('42["welcome"'))
+  return { u, s }
+}
+
+/** Waits until the cluster counts `n` connections of `u`. */
+async function slotsReach (u: string, n: number): Promise<void> {
+  await waitFor(`${n} connection(s) of ${u} counted`, async () => await slots(u), (x) => x === n)
 }
 
 /** Waits for the session's end: its close packet, or (polled after) the session unknown. */
@@ -66,36 +81,28 @@ t.test('CONNECTs sent together: the first is a connection, the others are refuse
 })
 
 t.test("a CONNECT once the session holds a connection closes the session (Socket.IO's rule), and the slot is given back", async (t) => {
-  const u = user('again')
-  const s = await session()
-  t.ok('sid' in await connectOn(s, userToken(u)))
-  await s.until((p) => p.startsWith('42["welcome"'))
+  const { u, s } = await connected(t, 'again')
   await s.send(`40${JSON.stringify({ token: userToken(u) })}`)
-  await waitFor('the slot given back', async () => await slots(u), (n) => n === 0)
+  await slotsReach(u, 0)
   await closedSession(s)
   t.pass('the session is gone')
 })
 
 t.test('a DISCONNECT gives the slot back at once and ends the session', async (t) => {
-  const u = user('leaves')
-  const s = await session()
-  t.ok('sid' in await connectOn(s, userToken(u)))
-  await waitFor('counted', async () => await slots(u), (n) => n === 1)
+  const { u, s } = await connected(t, 'leaves')
+  await slotsReach(u, 1)
   await s.send('41')
-  await waitFor('the slot given back', async () => await slots(u), (n) => n === 0)
+  await slotsReach(u, 0)
   await closedSession(s)
   t.pass('and the session with it: nothing left to connect again on one TCP connection, uncounted')
 })
 
 t.test("a server-side close reaches the client (its close event) before its session ends, and gives the slot back", async (t) => {
-  const u = user('closed')
-  const s = await session()
-  t.ok('sid' in await connectOn(s, userToken(u)))
-  await s.until((p) => p.startsWith('42["welcome"'))
+  const { u, s } = await connected(t, 'closed')
   t.equal((await node.api(`/api/users/${u}/disconnect`, { method: 'POST' })).status, 202)
   t.match(await s.until((p) => p.startsWith('42["close"')), /"code":4003/, 'the close event, 4003')
   await closedSession(s)
-  await waitFor('the slot given back', async () => await slots(u), (n) => n === 0)
+  await slotsReach(u, 0)
   t.pass()
 })
 
@@ -111,12 +118,10 @@ t.test('a refused CONNECT leaves the session open for another: a later CONNECT w
 })
 
 t.test('the slot of a connection still open is given back when its session ends', async (t) => {
-  const u = user('ends')
-  const s = await session()
-  t.ok('sid' in await connectOn(s, userToken(u)))
-  await waitFor('counted', async () => await slots(u), (n) => n === 1)
+  const { u, s } = await connected(t, 'ends')
+  await slotsReach(u, 1)
   await s.send('1') // engine.io close
-  await waitFor('the slot given back', async () => await slots(u), (n) => n === 0)
+  await slotsReach(u, 0)
   t.pass()
 })
 
@@ -129,5 +134,5 @@ t.test('socket.io-client calling connect() again before its first CONNECT is ans
   const err = await within(10_000, 'the connect_error', new Promise<Error & { data?: { code?: string } }>((resolve) => s.once('connect_error', resolve)))
   t.equal(err.data?.code, 'FORBIDDEN')
   t.match(err.message, /connect\(\) called twice/, 'the message names the likely cause')
-  await waitFor('no slot held', async () => await slots(u), (n) => n === 0)
+  await slotsReach(u, 0)
 })
