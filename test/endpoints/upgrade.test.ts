@@ -9,6 +9,7 @@ import { startApp } from '../helpers/app.js'
 import { connect, refusal } from '../helpers/client.js'
 import { startRedis } from '../helpers/redis.js'
 import { corkBriefly } from '../../src/endpoints/upgrade.js'
+import { WsConnection } from '../../src/endpoints/ws-connection.js'
 import { userToken } from '../helpers/tokens.js'
 import { waitFor, within } from '../helpers/wait.js'
 
@@ -186,6 +187,30 @@ t.test('a corked 101 leaves within a sweep or two, welcome or not', async (t) =>
   t.equal(socket.writableCorked, 1, 'held back at first')
   t.match(await within(2000, 'the 101 without a welcome', got), /^HTTP\/1\.1 101/, 'and sent with nobody uncorking it')
   t.equal(socket.writableCorked, 0)
+})
+
+t.test("a heartbeat ping on a connection whose 101 waits corked sends the 101 first (the client could answer nothing before it)", async (t) => {
+  const server = net.createServer()
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => server.close())
+  const accepted = new Promise<net.Socket>((resolve) => server.once('connection', resolve))
+  const client = net.connect((server.address() as net.AddressInfo).port, '127.0.0.1')
+  t.teardown(() => client.destroy())
+  const socket = await accepted
+  t.teardown(() => socket.destroy())
+  corkBriefly(socket)
+  const head = 'HTTP/1.1 101 Switching Protocols\r\n\r\n'
+  socket.write(head)
+  let received = ''
+  client.on('data', (d: Buffer) => { received += d.toString('latin1') })
+  // The connection as the heartbeat sees it: its ws (a ping frame written to the same socket) over that socket.
+  const ws = { _socket: socket, ping: () => { socket.write(Buffer.from([0x89, 0x00])) } }
+  const conn = Object.assign(Object.create(WsConnection.prototype) as WsConnection, { ws })
+  conn.ping()
+  t.equal(socket.writableCorked, 0, 'uncorked by the ping, not by the sweep')
+  // Well before the sweep (400-800 ms) would have sent it.
+  await waitFor('the 101 and the ping at the client', () => received, (r) => r.length >= head.length + 2, { timeoutMs: 300 })
+  t.equal(received, head + '\x89\x00', 'the 101, then the ping')
 })
 
 t.test('a handshake WebSocket cannot complete is refused 400 in the error shape on every path, before any token check', async (t) => {
