@@ -3,7 +3,7 @@
 // upgrades it leaves to Fastify, and what it logs.
 import net from 'node:net'
 import { Writable } from 'node:stream'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import WebSocket from 'ws'
 import { startApp } from '../helpers/app.js'
 import { connect, refusal } from '../helpers/client.js'
@@ -172,7 +172,8 @@ t.test('the 101 leaves with the welcome, in one write, though the welcome waits 
   t.ok(together, `the welcome frame in the 101's read (${reads.length} handshake(s))`)
 })
 
-t.test('a corked 101 leaves within a sweep or two, welcome or not', async (t) => {
+/** A TCP connection on loopback, its server side corked as an upgrade leaves it (corkBriefly). */
+async function corkedPair (t: Test): Promise<{ socket: net.Socket, client: net.Socket }> {
   const server = net.createServer()
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
   t.teardown(() => server.close())
@@ -182,6 +183,11 @@ t.test('a corked 101 leaves within a sweep or two, welcome or not', async (t) =>
   const socket = await accepted
   t.teardown(() => socket.destroy())
   corkBriefly(socket)
+  return { socket, client }
+}
+
+t.test('a corked 101 leaves within a sweep or two, welcome or not', async (t) => {
+  const { socket, client } = await corkedPair(t)
   socket.write('HTTP/1.1 101 Switching Protocols\r\n\r\n')
   const got = new Promise<string>((resolve) => client.once('data', (d: Buffer) => resolve(d.toString())))
   t.equal(socket.writableCorked, 1, 'held back at first')
@@ -190,15 +196,7 @@ t.test('a corked 101 leaves within a sweep or two, welcome or not', async (t) =>
 })
 
 t.test("a heartbeat ping on a connection whose 101 waits corked sends the 101 first (the client could answer nothing before it)", async (t) => {
-  const server = net.createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  t.teardown(() => server.close())
-  const accepted = new Promise<net.Socket>((resolve) => server.once('connection', resolve))
-  const client = net.connect((server.address() as net.AddressInfo).port, '127.0.0.1')
-  t.teardown(() => client.destroy())
-  const socket = await accepted
-  t.teardown(() => socket.destroy())
-  corkBriefly(socket)
+  const { socket, client } = await corkedPair(t)
   const head = 'HTTP/1.1 101 Switching Protocols\r\n\r\n'
   socket.write(head)
   let received = ''
