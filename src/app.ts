@@ -331,7 +331,6 @@ export async function buildApp (config: Config, opts: BuildOptions = {}): Promis
 const SHUTDOWN_BACKEND_MS = 5000
 const SHUTDOWN_BACKEND_OUTAGE_MS = 500
 
-
 /**
  * The address other nodes and operators can reach this node at. Bound to a
  * wildcard (the production default), the listen address says nothing: every

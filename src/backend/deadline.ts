@@ -8,10 +8,10 @@
 /**
  * What `work` resolves with, or the rejection `late()` makes once `ms` have
  * passed. `work` is not cancelled: whatever it does after the deadline is
- * not anyone's to hear, so its failure then is swallowed.
+ * not anyone's to hear (the race has handled its failure: no unhandled
+ * rejection).
  */
 export async function inTime<T> (work: Promise<T>, ms: number, late: () => Error): Promise<T> {
-  work.catch(() => {})
   let timer: NodeJS.Timeout | undefined
   try {
     return await Promise.race([work, new Promise<never>((_resolve, reject) => { timer = setTimeout(() => reject(late()), ms) })])
@@ -22,7 +22,5 @@ export async function inTime<T> (work: Promise<T>, ms: number, late: () => Error
 
 /** Waits for `work` to settle, at most `ms`: best-effort work, whose outcome the caller does not need. */
 export async function atMost (work: Promise<unknown>, ms: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined
-  await Promise.race([work.catch(() => {}), new Promise((resolve) => { timer = setTimeout(resolve, ms) })])
-  clearTimeout(timer)
+  await inTime(work, ms, () => new Error('late')).catch(() => {})
 }
