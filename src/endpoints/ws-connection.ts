@@ -28,8 +28,11 @@ export class WsConnection extends Connection implements TurnQueue {
 
   ping (): void {
     // A ping behind a corked 101 could not be answered: the 101 goes first.
-    this.uncork()
-    try { this.ws.ping() } catch { /* closing already */ }
+    // Inside the try: the heartbeat pings every connection in one loop.
+    try {
+      this.uncork()
+      this.ws.ping()
+    } catch { /* closing already */ }
   }
 
   // A consumer that does not read is closed rather than buffered without end.
