@@ -50,7 +50,8 @@ export async function session (url: string): Promise<{ send: <T>(method: string,
   }
 }
 
-export interface CpuProfile { nodes: Array<{ id: number, callFrame: { functionName: string, url: string, lineNumber: number } }>, samples: number[] }
+/** `timeDeltas[i]`: µs from the sample before to sample i */
+export interface CpuProfile { nodes: Array<{ id: number, callFrame: { functionName: string, url: string, lineNumber: number } }>, samples: number[], timeDeltas: number[] }
 
 /**
  * A CPU profile's samples by the function they were taken in (`fn file:line`,

@@ -2,11 +2,24 @@
 // every child tracked and killed when the bench exits, free loopback ports,
 // IPC replies with a deadline, a private redis-server.
 import { spawn, type ChildProcess } from 'node:child_process'
+import { readFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { Redis } from 'ioredis'
 import { newRedisDir, ownDir } from '../test/helpers/redis.js'
 
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
+
+/**
+ * CPU time, user and system, in seconds, that a process has used (or one of
+ * its threads: `tid`, the main thread's is the pid). Linux /proc counts it
+ * in USER_HZ, hundredths of a second.
+ */
+export function cpuOf (pid: number, tid?: number): number {
+  const stat = readFileSync(tid === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${tid}/stat`, 'utf8')
+  // After the command name (which may hold spaces and parentheses): utime and stime are the line's 14th and 15th fields.
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  return (Number(f[11]) + Number(f[12])) / 100
+}
 
 /** Children started through track() and still running. */
 export const children = new Set<ChildProcess>()

@@ -15,13 +15,23 @@
 // until all of them are subscribed again on the profiled node
 // (bench/load/storm.ts, as `npm run bench -- --only=storm`).
 // MAIN=<checkout>/dist/main.js profiles another build; NODE_FLAGS='--max-semi-space-size=64'
-// passes V8 or Node flags to the profiled node (as NODE_OPTIONS).
+// passes V8 or Node flags to the profiled node (on its command line, so any V8 flag).
+// HEAP=1|survived|live samples the heap in the window instead (below).
+//
+// Besides the profile it prints the node's CPU time in the window by thread
+// (/proc): the main thread, and V8's helpers (parallel and concurrent GC,
+// the optimizing compiler), which a CPU profile does not see. A profile's
+// samples count wall time: a thread taken off the CPU inside a system call
+// (a write that wakes Redis on a busy machine) counts as busy in that call,
+// so socket writes look dearer there than they are. And the Redis commands
+// of the window, by name.
 import { fork, spawn, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { inspectorUrl, selfTime, session, type CpuProfile } from './inspector.js'
+import { cpuOf } from './procs.js'
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
 const SUBSCRIBERS = Number(process.env.SUBSCRIBERS ?? 1000)
@@ -31,10 +41,19 @@ const WARM = Number(process.env.WARM ?? 0)
 const SECRET = 'bench-secret-that-is-at-least-32-characters'
 const CONNECT = process.env.SCENARIO === 'connect'
 const STORM = process.env.SCENARIO === 'storm'
-/** HEAP=1 with SCENARIO=connect: where the handshakes allocate, not where the CPU goes */
-const HEAP = process.env.HEAP === '1'
+/**
+ * With SCENARIO=connect or storm, HEAP=1 samples where the window allocates,
+ * not where the CPU goes (garbage included: what the collector then works
+ * through); HEAP=survived only what lived through a young-generation
+ * collection (what the scavenger copies, most of a storm's GC: a handshake
+ * waiting on Redis holds its objects that long); HEAP=live only what is held
+ * once the connections are open (after a full collection): what each keeps.
+ */
+const HEAP = ({ 1: 'allocated', survived: 'survived', live: 'held' } as Record<string, 'allocated' | 'survived' | 'held'>)[process.env.HEAP ?? ''] ?? null
 interface HeapNode { callFrame: { functionName: string, url: string, lineNumber: number }, selfSize: number, children: HeapNode[] }
 const MAIN = process.env.MAIN ?? join(ROOT, 'dist/main.js')
+/** Redis's command counts start at the profile's window (the figures printed are the window's). */
+const resetRedisStats = async (): Promise<void> => await new Promise<void>((resolve) => spawn('redis-cli', ['-p', String(redisPort), 'config', 'resetstat'], { stdio: 'ignore' }).on('close', () => resolve()))
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
 const procs: ChildProcess[] = []
 process.on('exit', () => { for (const p of procs) try { p.kill('SIGKILL') } catch {} })
@@ -49,8 +68,8 @@ procs.push(spawn('redis-server', ['--port', String(redisPort), '--bind', '127.0.
 await sleep(300)
 const redisUrl = `redis://127.0.0.1:${redisPort}`
 const port = await freePort()
-const nodeEnv = (p: number): NodeJS.ProcessEnv => ({ PATH: process.env.PATH ?? '', NODE_ENV: 'production', HOST: '127.0.0.1', PORT: String(p), REDIS_URL: redisUrl, JWT_SECRET: SECRET, API_KEYS: 'bench-api-key-0123456789', LOG_LEVEL: 'warn', NODE_OPTIONS: process.env.NODE_FLAGS ?? '', MAX_CONNECTIONS_PER_IP: '1000000', MAX_CONNECTIONS_PER_USER: '100000', MAX_MESSAGES_PER_MINUTE: '1000000', WEBSOCKET_MAX_CONNECTIONS: '1000000' })
-const node = spawn(process.execPath, ['--inspect=127.0.0.1:0', MAIN], { env: nodeEnv(port), stdio: ['ignore', 'inherit', 'pipe'] })
+const nodeEnv = (p: number): NodeJS.ProcessEnv => ({ PATH: process.env.PATH ?? '', NODE_ENV: 'production', HOST: '127.0.0.1', PORT: String(p), REDIS_URL: redisUrl, JWT_SECRET: SECRET, API_KEYS: 'bench-api-key-0123456789', LOG_LEVEL: 'warn', MAX_CONNECTIONS_PER_IP: '1000000', MAX_CONNECTIONS_PER_USER: '100000', MAX_MESSAGES_PER_MINUTE: '1000000', WEBSOCKET_MAX_CONNECTIONS: '1000000' })
+const node = spawn(process.execPath, ['--inspect=127.0.0.1:0', ...(process.env.NODE_FLAGS?.split(' ').filter((f) => f !== '') ?? []), MAIN], { env: nodeEnv(port), stdio: ['ignore', 'inherit', 'pipe'] })
 procs.push(node)
 const inspector = inspectorUrl(node)
 const ready200 = async (p: number): Promise<void> => { for (let i = 0; i < 400; i++) { if (await fetch(`http://127.0.0.1:${p}/ws/health`).then((r) => r.status === 200, () => false)) break; await sleep(25) } }
@@ -75,29 +94,46 @@ const ready = new Promise<{ ready: number, connectMs: number }>((resolve) => loa
 const s = await session(await inspector)
 await s.send('Profiler.enable')
 await s.send('Profiler.setSamplingInterval', { interval: 200 })
-const job = { kind: 'herald', url: `ws://127.0.0.1:${port}/ws/events`, count: SUBSCRIBERS, offset: 0, concurrency: 200, secret: SECRET, sampleEvery: 1000, pattern: 'system.*', untilWelcome: CONNECT }
-let profile: CpuProfile
-if (STORM) {
-  const doomedPort = await freePort()
-  const doomed = spawn(process.execPath, [MAIN], { env: nodeEnv(doomedPort), stdio: ['ignore', 'ignore', 'inherit'] })
-  procs.push(doomed)
-  await ready200(doomedPort)
-  const back = new Promise<{ resubscribed: number, retries: number, lastAt: number, why: unknown }>((resolve) => load.on('message', (m: { resubscribed?: number }) => { if (m.resubscribed !== undefined) resolve(m as never) }))
-  load.send({ job: { url: `ws://127.0.0.1:${doomedPort}/ws/events`, then: [`ws://127.0.0.1:${port}/ws/events`], count: SUBSCRIBERS, offset: 0, concurrency: 200, secret: SECRET } })
-  await ready
+// The node's CPU time over the window, beside the profile's busy time.
+// By thread name: the main thread is the process's name; V8's GC and
+// compiler helpers, libuv's pool and the inspector have their own.
+const threadCpu = (): Map<string, number> => {
+  const by = new Map<string, number>()
+  for (const tid of readdirSync(`/proc/${node.pid!}/task`)) {
+    try {
+      const comm = readFileSync(`/proc/${node.pid!}/task/${tid}/comm`, 'utf8').trim()
+      const name = Number(tid) === node.pid ? 'main thread' : comm === 'node' ? 'V8 workers (GC, compiler)' : comm
+      by.set(name, (by.get(name) ?? 0) + cpuOf(node.pid!, Number(tid)))
+    } catch {} // a thread that ended
+  }
+  return by
+}
+let cpuFrom = new Map<string, number>()
+let cpuInWindow = new Map<string, number>()
+async function startProfile (): Promise<void> {
+  await resetRedisStats()
+  cpuFrom = threadCpu()
   await s.send('Profiler.start')
-  const killedAt = performance.timeOrigin + performance.now()
-  doomed.kill('SIGKILL')
-  const r = await back
-  profile = (await s.send<{ profile: CpuProfile }>('Profiler.stop')).profile
-  process.stdout.write(`${r.resubscribed} clients subscribed again ${((r.lastAt - killedAt) / 1000).toFixed(2)} s after the kill; ${r.retries} retries ${JSON.stringify(r.why)}\n`)
-} else if (CONNECT && HEAP) {
-  // What the handshakes allocate, by where (garbage included: what the
-  // collector then spends its time on), instead of where the CPU goes.
+}
+async function stopProfile (): Promise<CpuProfile> {
+  const { profile } = await s.send<{ profile: CpuProfile }>('Profiler.stop')
+  cpuInWindow = new Map([...threadCpu()].map(([k, c]) => [k, c - (cpuFrom.get(k) ?? 0)]))
+  return profile
+}
+// The window of SCENARIO=connect or storm: the CPU profile, or with HEAP the heap's sampling.
+async function startWindow (): Promise<void> {
+  if (HEAP === null) return await startProfile()
   await s.send('HeapProfiler.enable')
-  await s.send('HeapProfiler.startSampling', { samplingInterval: 1024, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true })
-  load.send({ job })
-  const r = await ready
+  await s.send('HeapProfiler.startSampling', { samplingInterval: 1024, includeObjectsCollectedByMajorGC: HEAP !== 'held', includeObjectsCollectedByMinorGC: HEAP === 'allocated' })
+}
+/** The window's CPU profile; with HEAP, the heap's report per connection instead, and the end. */
+async function stopWindow (connections: number, line: string): Promise<CpuProfile> {
+  if (HEAP === null) {
+    const profile = await stopProfile()
+    process.stdout.write(line)
+    return profile
+  }
+  if (HEAP === 'held') await s.send('HeapProfiler.collectGarbage')
   const heap = (await s.send<{ profile: { head: HeapNode } }>('HeapProfiler.stopSampling')).profile
   const bySite = new Map<string, number>()
   let total = 0
@@ -108,16 +144,32 @@ if (STORM) {
     for (const c of n.children) walk(c)
   }
   walk(heap.head)
-  process.stdout.write(`${r.ready} connections: ${(total / r.ready / 1024).toFixed(1)} KiB allocated per connection (sampled)\n\nallocated by function:\n`)
-  for (const [k, b] of [...bySite].sort((a, b) => b[1] - a[1]).slice(0, 30)) process.stdout.write(`${(b / r.ready).toFixed(0).padStart(7)} B/conn  ${k}\n`)
+  const what = { allocated: 'allocated', survived: 'survived a young-generation collection', held: 'held once open' }[HEAP]
+  process.stdout.write(`${line}${(total / connections / 1024).toFixed(1)} KiB ${what} per connection (sampled)\n\nby function:\n`)
+  for (const [k, b] of [...bySite].sort((a, b) => b[1] - a[1]).slice(0, 30)) process.stdout.write(`${(b / connections).toFixed(0).padStart(7)} B/conn  ${k}\n`)
   for (const p of procs) try { p.kill('SIGKILL') } catch {}
   process.exit(0)
+}
+const job = { kind: 'herald', url: `ws://127.0.0.1:${port}/ws/events`, count: SUBSCRIBERS, offset: 0, concurrency: 200, secret: SECRET, sampleEvery: 1000, pattern: 'system.*', untilWelcome: CONNECT }
+let profile: CpuProfile
+if (STORM) {
+  const doomedPort = await freePort()
+  const doomed = spawn(process.execPath, [MAIN], { env: nodeEnv(doomedPort), stdio: ['ignore', 'ignore', 'inherit'] })
+  procs.push(doomed)
+  await ready200(doomedPort)
+  const back = new Promise<{ resubscribed: number, retries: number, lastAt: number, why: unknown }>((resolve) => load.on('message', (m: { resubscribed?: number }) => { if (m.resubscribed !== undefined) resolve(m as never) }))
+  load.send({ job: { url: `ws://127.0.0.1:${doomedPort}/ws/events`, then: [`ws://127.0.0.1:${port}/ws/events`], count: SUBSCRIBERS, offset: 0, concurrency: 200, secret: SECRET } })
+  await ready
+  await startWindow()
+  const killedAt = performance.timeOrigin + performance.now()
+  doomed.kill('SIGKILL')
+  const r = await back
+  profile = await stopWindow(r.resubscribed, `${r.resubscribed} clients subscribed again ${((r.lastAt - killedAt) / 1000).toFixed(2)} s after the kill; ${r.retries} retries ${JSON.stringify(r.why)}\n`)
 } else if (CONNECT) {
-  await s.send('Profiler.start')
+  await startWindow()
   load.send({ job })
   const r = await ready
-  profile = (await s.send<{ profile: CpuProfile }>('Profiler.stop')).profile
-  process.stdout.write(`${r.ready} connections in ${(r.connectMs / 1000).toFixed(2)} s: ${Math.round(r.ready / (r.connectMs / 1000))} connects/s while profiled\n`)
+  profile = await stopWindow(r.ready, `${r.ready} connections in ${(r.connectMs / 1000).toFixed(2)} s: ${Math.round(r.ready / (r.connectMs / 1000))} connects/s while profiled\n`)
 } else {
   load.send({ job })
   await ready
@@ -133,11 +185,11 @@ if (STORM) {
   procs.push(pub)
   pub.send({ kind: 'herald', redisUrl, rate: RATE })
   await sleep(1500) // past the first events' compilation
-  await s.send('Profiler.start')
+  await startProfile()
   profiling = true
   await sleep(SECONDS * 1000)
   profiling = false
-  profile = (await s.send<{ profile: CpuProfile }>('Profiler.stop')).profile
+  profile = await stopProfile()
   pub.send({ kind: 'herald', redisUrl, rate: 0 })
   const { first, last } = window
   const rate = first !== undefined && last !== undefined ? (last.total - first.total) / ((last.at - first.at) / 1000) : NaN
@@ -145,9 +197,9 @@ if (STORM) {
 }
 s.close()
 
-// What Redis was asked meanwhile (boot and warm-up included): the calls per command.
+// What Redis was asked in the window: the calls per command.
 const stats = await new Promise<string>((resolve) => { const c = spawn('redis-cli', ['-p', String(redisPort), 'info', 'commandstats']); let out = ''; c.stdout.on('data', (d: Buffer) => { out += d.toString() }); c.on('close', () => resolve(out)) })
-process.stdout.write('Redis calls, by command:' + stats.split('\n').filter((l) => l.startsWith('cmdstat_')).map((l) => ` ${l.slice(8, l.indexOf(':'))} ${/calls=(\d+)/.exec(l)?.[1] ?? '?'}`).join(',') + '\n')
+process.stdout.write('Redis calls in the window, by command:' + stats.split('\n').filter((l) => l.startsWith('cmdstat_')).map((l) => ` ${l.slice(8, l.indexOf(':'))} ${/calls=(\d+)/.exec(l)?.[1] ?? '?'}`).join(',') + '\n')
 
 const file = join(mkdtempSync(join(tmpdir(), 'herald-prof-')), 'herald.cpuprofile')
 writeFileSync(file, JSON.stringify(profile))
@@ -160,7 +212,11 @@ const { byFn, byWhat } = selfTime(profile, (fn, url) => fn === '(idle)' ? 'idle'
             : url.startsWith('node:') || url === '' ? 'Node internals (streams, buffers, timers)'
               : 'other libraries')
 const total = profile.samples.length
-process.stdout.write(`profile: ${file} (${total} samples)\n\nself time by function:\n`)
+const idle = new Set(profile.nodes.filter((n) => n.callFrame.functionName === '(idle)').map((n) => n.id))
+const busy = profile.samples.reduce((n, id, i) => idle.has(id) ? n : n + (profile.timeDeltas[i] ?? 0), 0) / 1e6
+process.stdout.write(`profile: ${file} (${total} samples)\n`)
+const threads = [...cpuInWindow].filter(([, c]) => c >= 0.01).sort((a, b) => b[1] - a[1])
+process.stdout.write(`node CPU in the window: ${threads.reduce((n, [, c]) => n + c, 0).toFixed(2)} s (${threads.map(([k, c]) => `${k} ${c.toFixed(2)}`).join(', ')}); the profile's busy samples span ${busy.toFixed(2)} s\n\nself time by function:\n`)
 for (const [k, c] of [...byFn].sort((a, b) => b[1] - a[1]).slice(0, 20)) process.stdout.write(`${(100 * c / total).toFixed(1).padStart(5)}%  ${k}\n`)
 process.stdout.write('\nself time by what it is spent on:\n')
 for (const [k, c] of [...byWhat].sort((a, b) => b[1] - a[1])) process.stdout.write(`${(100 * c / total).toFixed(1).padStart(5)}%  ${k}\n`)

@@ -23,12 +23,14 @@
 // (allocations sampled too), BATCH_SIZE, BATCH_IN_FLIGHT (100 and 4),
 // HERALD_LOG_LEVEL=info (the nodes' default; the bench runs them at warn).
 import { fork, spawn, type ChildProcess } from 'node:child_process'
-import { readFileSync, mkdtempSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { inspectorUrl, selfTime, session, type CpuProfile } from './inspector.js'
-import { freePort, next, sleep, startRedis, stop, track } from './procs.js'
+import { cpuOf, freePort, next, sleep, startRedis, stop, track } from './procs.js'
+
+const cpuMsOf = (pid: number): number => 1000 * cpuOf(pid)
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
 const SECRET = 'bench-secret-that-is-at-least-32-characters'
@@ -36,7 +38,6 @@ const API_KEY = 'bench-api-key-0123456789'
 const TSX = ['--import', 'tsx']
 // As the other scenarios run nodes; HERALD_LOG_LEVEL=info measures the default (two log lines a request).
 const LOG_LEVEL = process.env.HERALD_LOG_LEVEL ?? 'warn'
-const TICKS = 100 // USER_HZ: /proc/<pid>/stat counts CPU time in hundredths of a second on Linux
 
 export interface PublishRound { target: Target, requests: number, events: number, seconds: number, cpuMs: number, redisCpuMs: number, loadCpuMs: number, failed: number }
 export interface PublishResult {
@@ -91,12 +92,6 @@ async function startHerald (redisUrl: string, inspect: boolean, main = join(ROOT
   }
 }
 
-/** utime + stime of a process, in ms. */
-function cpuMsOf (pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-  return (Number(fields[11]) + Number(fields[12])) * 1000 / TICKS
-}
 
 const median = (xs: number[]): number => { const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2 }
 

@@ -18,7 +18,7 @@
 //     release before resume: 5 s drain jitter, one quick retry) and after
 //     (history and resume on, default settings). Events lost per client, and
 //     from close to caught up per client.
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { setPriority, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Redis } from 'ioredis'
@@ -31,7 +31,7 @@ import { TEST_SECRET } from '../test/helpers/tokens.js'
 import { percentile, startFleets, sumSummaries } from './load/sdk-fleets.js'
 import type { ClientReport } from './load/sdk-fleet.js'
 import { fileURLToPath } from 'node:url'
-import { runAlone, track } from './procs.js'
+import { cpuOf, runAlone, track } from './procs.js'
 
 export interface StormResult {
   clients: number
@@ -82,11 +82,6 @@ async function until<T> (what: string, f: () => Promise<T>, ok: (x: T) => boolea
   }
 }
 
-/** CPU seconds a process has used so far (Linux /proc). */
-function cpuOf (pid: number): number {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')
-  return (Number(f[11]) + Number(f[12])) / 100
-}
 
 async function redisCpu (r: Redis): Promise<number> {
   const info = await r.info('cpu')

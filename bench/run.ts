@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url'
 import { Redis } from 'ioredis'
 import { inspectorUrl, session } from './inspector.js'
 import { resumeBench, resumeMarkdown } from './resume.js'
-import { startRedis as startBenchRedis } from './procs.js'
+import { cpuOf, startRedis as startBenchRedis } from './procs.js'
 import { publishBench, publishMarkdown } from './publish.js'
 import { streamsBench, streamsMarkdown } from './streams.js'
 import { webhooksBench, webhooksMarkdown } from './webhooks.js'
@@ -97,13 +97,6 @@ async function startRedis (): Promise<{ url: string, proc: ChildProcess }> {
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
-/** CPU time a process has used, user and system, in seconds (USER_HZ is 100 on Linux). */
-function cpuOf (pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
-  // Fields after the command name (which may hold spaces): utime and stime are the 14th and 15th of the line.
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-  return (Number(f[11]) + Number(f[12])) / 100
-}
 const rssOf = (pid: number): number => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) * 1024
 
 interface Server { kind: Kind, proc: ChildProcess, url: string, http: string, pid: number, inspector: Promise<string> | null }

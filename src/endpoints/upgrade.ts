@@ -9,7 +9,8 @@ import { errorBody, HeraldError, type ErrorCode } from '../errors.js'
 import { writeResponse } from '../http/errors.js'
 import { clientAddress, type ClientAddress } from '../http/forwarded.js'
 import type { ConnectionRecord } from '../limits/connection-limiter.js'
-import { admit, releaseSlot } from './admission.js'
+import { admit, nodeRefusal, releaseSlot } from './admission.js'
+import { HandshakeGate } from './handshake-gate.js'
 import { openSession, type SessionSite } from './session.js'
 
 // The upgrades of /ws/events and /ws/admin are read off the server's
@@ -93,20 +94,27 @@ export function corkBriefly (socket: Socket): void {
 export function createUpgrades (h: Herald, wss: WebSocketServer, sites: ReadonlyMap<string, SessionSite>, closing: () => boolean): (req: IncomingMessage, socket: Socket, head: Buffer) => boolean {
   const address = clientAddress(h.config.trustedProxies)
   const log = h.log
+  const gate = new HandshakeGate(h.config.limits.nodeHandshakes)
   return function upgrade (req, socket, head) {
     const url = req.url ?? '/'
     const q = url.indexOf('?')
     const site = req.method === 'GET' ? sites.get(q === -1 ? url : url.slice(0, q)) : undefined
     if (site === undefined) return false
     socket.on('error', onEarlySocketError)
+    gate.admit(() => { begin(req, socket, head, site, url, q) }, () => closing() || nodeRefusal(h, true) !== null)
+    return true
+  }
+
+  function begin (req: IncomingMessage, socket: Socket, head: Buffer, site: SessionSite, url: string, q: number): void {
     // The client is gone already: in a storm the accept queue holds requests
     // whose clients gave up (their connect timeout) while they waited there.
     // Admitting one would cost a token check, a slot and a subscription in
     // Redis, for nobody.
     if (socket.destroyed || socket.readableEnded || !socket.writable) {
       socket.destroy()
-      return true
+      return
     }
+    gate.enter(socket)
     const reqId = `ws-${(requests = (requests + 1) % Number.MAX_SAFE_INTEGER).toString(36)}`
     const client = address(req)
     log.info({ reqId, req: { method: req.method, url, ip: client.ip, headers: req.headers } }, 'incoming request')
@@ -114,7 +122,7 @@ export function createUpgrades (h: Herald, wss: WebSocketServer, sites: Readonly
     // its requests then, not after a token check and a slot.
     if (closing()) {
       refuse(socket, 'DRAINING', 'server closing', undefined, reqId, log)
-      return true
+      return
     }
     handshake(h, wss, site, req, socket, head, client, reqId, q === -1 ? '' : url.slice(q + 1)).catch((err: Error) => {
       // A backend fault while checking revocations or taking the slot: the
@@ -127,7 +135,6 @@ export function createUpgrades (h: Herald, wss: WebSocketServer, sites: Readonly
         refuse(socket, 'INTERNAL', undefined, undefined, reqId, log)
       }
     })
-    return true
   }
 }
 
