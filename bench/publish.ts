@@ -92,7 +92,6 @@ async function startHerald (redisUrl: string, inspect: boolean, main = join(ROOT
   }
 }
 
-
 const median = (xs: number[]): number => { const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2 }
 
 /** A login event of about 150 bytes, as services publish them. */

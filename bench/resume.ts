@@ -82,7 +82,6 @@ async function until<T> (what: string, f: () => Promise<T>, ok: (x: T) => boolea
   }
 }
 
-
 async function redisCpu (r: Redis): Promise<number> {
   const info = await r.info('cpu')
   const n = (k: string): number => Number(new RegExp(`^${k}:([0-9.]+)`, 'm').exec(info)?.[1] ?? 0)

@@ -586,7 +586,6 @@ async function bigCluster (redisUrl: string): Promise<{ nodes: number, connectio
   return { nodes: nodes.length, connections: connected, connectSeconds, totalRssMB: after / 2 ** 20, rssPerConn: (after - before) / connected, broadcastMs, reached }
 }
 
-
 const median = (xs: number[]): number => quantile(xs, 0.5)
 /** Rounds in alternating order: whoever goes first on a busy machine does not always go first. */
 const alternating = <T>(list: T[], round: number): T[] => round % 2 === 0 ? list : [...list].reverse()

@@ -10,7 +10,7 @@ import { writeResponse } from '../http/errors.js'
 import { clientAddress, type ClientAddress } from '../http/forwarded.js'
 import type { ConnectionRecord } from '../limits/connection-limiter.js'
 import { admit, nodeRefusal, releaseSlot } from './admission.js'
-import { HandshakeGate } from './handshake-gate.js'
+import { HandshakeGate, handshakeEnded } from './handshake-gate.js'
 import { openSession, type SessionSite } from './session.js'
 
 // The upgrades of /ws/events and /ws/admin are read off the server's
@@ -94,18 +94,31 @@ export function corkBriefly (socket: Socket): void {
 export function createUpgrades (h: Herald, wss: WebSocketServer, sites: ReadonlyMap<string, SessionSite>, closing: () => boolean): (req: IncomingMessage, socket: Socket, head: Buffer) => boolean {
   const address = clientAddress(h.config.trustedProxies)
   const log = h.log
-  const gate = new HandshakeGate(h.config.limits.nodeHandshakes)
+  // Clients' handshakes only: an operator's dashboard does not wait behind a storm's.
+  const gate = new HandshakeGate(h.config.limits.nodeHandshakes, Math.max(50, h.config.handshakeTimeoutMs / 10), () => closing() || nodeRefusal(h, true) !== null)
   return function upgrade (req, socket, head) {
     const url = req.url ?? '/'
     const q = url.indexOf('?')
     const site = req.method === 'GET' ? sites.get(q === -1 ? url : url.slice(0, q)) : undefined
     if (site === undefined) return false
     socket.on('error', onEarlySocketError)
-    gate.admit(() => { begin(req, socket, head, site, url, q) }, () => closing() || nodeRefusal(h, true) !== null)
+    if (site.endpoint === 'events') gate.admit(() => { begin(req, socket, head, site, url, q) })
+    else begin(req, socket, head, site, url, q)
     return true
   }
 
+  // Run from another request's turn when it waited (handshake-gate.ts): a failure here
+  // ends this request's socket, not the caller's.
   function begin (req: IncomingMessage, socket: Socket, head: Buffer, site: SessionSite, url: string, q: number): void {
+    try {
+      start(req, socket, head, site, url, q)
+    } catch (err) {
+      log.error({ err }, 'unhandled error')
+      socket.destroy()
+    }
+  }
+
+  function start (req: IncomingMessage, socket: Socket, head: Buffer, site: SessionSite, url: string, q: number): void {
     // The client is gone already: in a storm the accept queue holds requests
     // whose clients gave up (their connect timeout) while they waited there.
     // Admitting one would cost a token check, a slot and a subscription in
@@ -114,7 +127,7 @@ export function createUpgrades (h: Herald, wss: WebSocketServer, sites: Readonly
       socket.destroy()
       return
     }
-    gate.enter(socket)
+    if (site.endpoint === 'events') gate.enter(socket)
     const reqId = `ws-${(requests = (requests + 1) % Number.MAX_SAFE_INTEGER).toString(36)}`
     const client = address(req)
     log.info({ reqId, req: { method: req.method, url, ip: client.ip, headers: req.headers } }, 'incoming request')
@@ -180,5 +193,7 @@ async function handshake (h: Herald, wss: WebSocketServer, site: SessionSite, re
 function refuse (socket: Socket, code: ErrorCode, message: string | undefined, retryAfter: number | undefined, reqId: string, log: Herald['log']): void {
   const status = new HeraldError(code).statusCode
   writeResponse(socket, status, errorBody(code, message), retryAfter !== undefined ? { 'Retry-After': String(retryAfter) } : undefined)
+  // Answered: the next waiting handshake need not wait for the socket to close.
+  handshakeEnded(socket)
   log.info({ reqId, res: { statusCode: status } }, 'request completed')
 }

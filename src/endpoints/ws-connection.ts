@@ -62,9 +62,12 @@ export class WsConnection extends Connection implements TurnQueue {
   }
 
   override welcome (payload: Record<string, unknown>, positions?: Readonly<Record<string, { offset: number, epoch: string }>>): void {
-    super.welcome(payload, positions)
-    // The handshake's work is done: the next waiting one may begin (handshake-gate.ts).
-    handshakeEnded(this.socket)
+    try {
+      super.welcome(payload, positions)
+    } finally {
+      // The handshake's work is done: the next waiting one may begin (handshake-gate.ts).
+      handshakeEnded(this.socket)
+    }
   }
 
   // A protocol message goes through ws: unlike a delivery, it has one
