@@ -66,8 +66,6 @@ export interface Config {
     publishBytes: number
     sendBufferBytes: number
     nodeConnections: number
-    /** WEBSOCKET_MAX_HANDSHAKES: WebSocket handshakes in flight at once (src/endpoints/upgrade.ts) */
-    nodeHandshakes: number
   }
   heartbeatIntervalMs: number
   authExpiryWarningMs: number
@@ -276,7 +274,6 @@ export function loadConfig (source: Record<string, string | undefined> = process
       publishBytes: e.MAX_PUBLISH_BYTES,
       sendBufferBytes: e.MAX_SEND_BUFFER_BYTES,
       nodeConnections: e.WEBSOCKET_MAX_CONNECTIONS,
-      nodeHandshakes: e.WEBSOCKET_MAX_HANDSHAKES,
     },
     heartbeatIntervalMs: e.WEBSOCKET_HEARTBEAT_INTERVAL,
     authExpiryWarningMs: e.AUTH_EXPIRY_WARNING,

@@ -9,8 +9,7 @@ import { errorBody, HeraldError, type ErrorCode } from '../errors.js'
 import { writeResponse } from '../http/errors.js'
 import { clientAddress, type ClientAddress } from '../http/forwarded.js'
 import type { ConnectionRecord } from '../limits/connection-limiter.js'
-import { admit, nodeRefusal, releaseSlot } from './admission.js'
-import { HandshakeGate, handshakeEnded } from './handshake-gate.js'
+import { admit, releaseSlot } from './admission.js'
 import { openSession, type SessionSite } from './session.js'
 
 // The upgrades of /ws/events and /ws/admin are read off the server's
@@ -94,40 +93,20 @@ export function corkBriefly (socket: Socket): void {
 export function createUpgrades (h: Herald, wss: WebSocketServer, sites: ReadonlyMap<string, SessionSite>, closing: () => boolean): (req: IncomingMessage, socket: Socket, head: Buffer) => boolean {
   const address = clientAddress(h.config.trustedProxies)
   const log = h.log
-  // Clients' handshakes only: an operator's dashboard does not wait behind a storm's.
-  const gate = new HandshakeGate(h.config.limits.nodeHandshakes, Math.max(50, h.config.handshakeTimeoutMs / 10), () => closing() || nodeRefusal(h, true) !== null)
   return function upgrade (req, socket, head) {
     const url = req.url ?? '/'
     const q = url.indexOf('?')
     const site = req.method === 'GET' ? sites.get(q === -1 ? url : url.slice(0, q)) : undefined
     if (site === undefined) return false
     socket.on('error', onEarlySocketError)
-    if (site.endpoint === 'events') gate.admit(() => { begin(req, socket, head, site, url, q) })
-    else begin(req, socket, head, site, url, q)
-    return true
-  }
-
-  // Run from another request's turn when it waited (handshake-gate.ts): a failure here
-  // ends this request's socket, not the caller's.
-  function begin (req: IncomingMessage, socket: Socket, head: Buffer, site: SessionSite, url: string, q: number): void {
-    try {
-      start(req, socket, head, site, url, q)
-    } catch (err) {
-      log.error({ err }, 'unhandled error')
-      socket.destroy()
-    }
-  }
-
-  function start (req: IncomingMessage, socket: Socket, head: Buffer, site: SessionSite, url: string, q: number): void {
     // The client is gone already: in a storm the accept queue holds requests
     // whose clients gave up (their connect timeout) while they waited there.
     // Admitting one would cost a token check, a slot and a subscription in
     // Redis, for nobody.
     if (socket.destroyed || socket.readableEnded || !socket.writable) {
       socket.destroy()
-      return
+      return true
     }
-    if (site.endpoint === 'events') gate.enter(socket)
     const reqId = `ws-${(requests = (requests + 1) % Number.MAX_SAFE_INTEGER).toString(36)}`
     const client = address(req)
     log.info({ reqId, req: { method: req.method, url, ip: client.ip, headers: req.headers } }, 'incoming request')
@@ -135,7 +114,7 @@ export function createUpgrades (h: Herald, wss: WebSocketServer, sites: Readonly
     // its requests then, not after a token check and a slot.
     if (closing()) {
       refuse(socket, 'DRAINING', 'server closing', undefined, reqId, log)
-      return
+      return true
     }
     handshake(h, wss, site, req, socket, head, client, reqId, q === -1 ? '' : url.slice(q + 1)).catch((err: Error) => {
       // A backend fault while checking revocations or taking the slot: the
@@ -148,6 +127,7 @@ export function createUpgrades (h: Herald, wss: WebSocketServer, sites: Readonly
         refuse(socket, 'INTERNAL', undefined, undefined, reqId, log)
       }
     })
+    return true
   }
 }
 
@@ -193,7 +173,5 @@ async function handshake (h: Herald, wss: WebSocketServer, site: SessionSite, re
 function refuse (socket: Socket, code: ErrorCode, message: string | undefined, retryAfter: number | undefined, reqId: string, log: Herald['log']): void {
   const status = new HeraldError(code).statusCode
   writeResponse(socket, status, errorBody(code, message), retryAfter !== undefined ? { 'Retry-After': String(retryAfter) } : undefined)
-  // Answered: the next waiting handshake need not wait for the socket to close.
-  handshakeEnded(socket)
   log.info({ reqId, res: { statusCode: status } }, 'request completed')
 }

@@ -4,7 +4,6 @@ import type { Identity } from '../auth/verifier.js'
 import type { Delivery } from '../events/hub.js'
 import { serverFrame } from '../protocol/envelope.js'
 import { Connection } from './connection.js'
-import { handshakeEnded } from './handshake-gate.js'
 import { enqueue, take, type TurnQueue } from './turn-writes.js'
 import type { SessionSite } from './session.js'
 
@@ -59,15 +58,6 @@ export class WsConnection extends Connection implements TurnQueue {
     const out = take(this)
     if (out === null || this.ws.readyState !== 1) return
     this.socket.write(out)
-  }
-
-  override welcome (payload: Record<string, unknown>, positions?: Readonly<Record<string, { offset: number, epoch: string }>>): void {
-    try {
-      super.welcome(payload, positions)
-    } finally {
-      // The handshake's work is done: the next waiting one may begin (handshake-gate.ts).
-      handshakeEnded(this.socket)
-    }
   }
 
   // A protocol message goes through ws: unlike a delivery, it has one
