@@ -19,19 +19,21 @@
 // HEAP=1|survived|live samples the heap in the window instead (below).
 //
 // Besides the profile it prints the node's CPU time in the window by thread
-// (/proc): the main thread, and V8's helpers (parallel and concurrent GC,
-// the optimizing compiler), which a CPU profile does not see. A profile's
+// (/proc): the main thread, and the helpers (V8's parallel and concurrent
+// GC and optimizing compiler, the inspector), which a CPU profile does not
+// see. A profile's
 // samples count wall time: a thread taken off the CPU inside a system call
 // (a write that wakes Redis on a busy machine) counts as busy in that call,
 // so socket writes look dearer there than they are. And the Redis commands
 // of the window, by name.
-import { fork, spawn, type ChildProcess } from 'node:child_process'
+import { fork, spawn } from 'node:child_process'
 import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { Redis } from 'ioredis'
 import { inspectorUrl, selfTime, session, type CpuProfile } from './inspector.js'
-import { cpuOf } from './procs.js'
+import { cpuOf, freePort, killChildren, sleep, startRedis, track } from './procs.js'
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
 const SUBSCRIBERS = Number(process.env.SUBSCRIBERS ?? 1000)
@@ -50,27 +52,20 @@ const STORM = process.env.SCENARIO === 'storm'
  * once the connections are open (after a full collection): what each keeps.
  */
 const HEAP = ({ 1: 'allocated', survived: 'survived', live: 'held' } as Record<string, 'allocated' | 'survived' | 'held'>)[process.env.HEAP ?? ''] ?? null
+if (process.env.HEAP !== undefined && (HEAP === null || !(CONNECT || STORM))) throw new Error('HEAP=1, survived or live, with SCENARIO=connect or storm')
 interface HeapNode { callFrame: { functionName: string, url: string, lineNumber: number }, selfSize: number, children: HeapNode[] }
 const MAIN = process.env.MAIN ?? join(ROOT, 'dist/main.js')
+// A Redis of its own (in its own directory, ready before the node starts); every child is killed when this exits.
+const redis = await startRedis()
+const redisUrl = redis.url
 /** Redis's command counts start at the profile's window (the figures printed are the window's). */
-const resetRedisStats = async (): Promise<void> => await new Promise<void>((resolve) => spawn('redis-cli', ['-p', String(redisPort), 'config', 'resetstat'], { stdio: 'ignore' }).on('close', () => resolve()))
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
-const procs: ChildProcess[] = []
-process.on('exit', () => { for (const p of procs) try { p.kill('SIGKILL') } catch {} })
-
-async function freePort (): Promise<number> {
-  const net = await import('node:net')
-  return await new Promise((resolve) => { const s = net.createServer(); s.listen(0, '127.0.0.1', () => { const p = (s.address() as { port: number }).port; s.close(() => resolve(p)) }) })
+const resetRedisStats = async (): Promise<void> => {
+  const c = new Redis(redisUrl)
+  try { await c.config('RESETSTAT') } finally { c.disconnect() }
 }
-
-const redisPort = await freePort()
-procs.push(spawn('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' }))
-await sleep(300)
-const redisUrl = `redis://127.0.0.1:${redisPort}`
 const port = await freePort()
 const nodeEnv = (p: number): NodeJS.ProcessEnv => ({ PATH: process.env.PATH ?? '', NODE_ENV: 'production', HOST: '127.0.0.1', PORT: String(p), REDIS_URL: redisUrl, JWT_SECRET: SECRET, API_KEYS: 'bench-api-key-0123456789', LOG_LEVEL: 'warn', MAX_CONNECTIONS_PER_IP: '1000000', MAX_CONNECTIONS_PER_USER: '100000', MAX_MESSAGES_PER_MINUTE: '1000000', WEBSOCKET_MAX_CONNECTIONS: '1000000' })
-const node = spawn(process.execPath, ['--inspect=127.0.0.1:0', ...(process.env.NODE_FLAGS?.split(' ').filter((f) => f !== '') ?? []), MAIN], { env: nodeEnv(port), stdio: ['ignore', 'inherit', 'pipe'] })
-procs.push(node)
+const node = track(spawn(process.execPath, ['--inspect=127.0.0.1:0', ...(process.env.NODE_FLAGS?.split(' ').filter((f) => f !== '') ?? []), MAIN], { env: nodeEnv(port), stdio: ['ignore', 'inherit', 'pipe'] }))
 const inspector = inspectorUrl(node)
 const ready200 = async (p: number): Promise<void> => { for (let i = 0; i < 400; i++) { if (await fetch(`http://127.0.0.1:${p}/ws/health`).then((r) => r.status === 200, () => false)) break; await sleep(25) } }
 await ready200(port)
@@ -78,8 +73,7 @@ await ready200(port)
 // WARM=N: N connections opened and closed first, so the profile shows a node
 // that has run (its code compiled), as `npm run bench` measures connects.
 if (WARM > 0) {
-  const warm = fork(join(ROOT, 'bench/load/subscribers.ts'), [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
-  procs.push(warm)
+  const warm = track(fork(join(ROOT, 'bench/load/subscribers.ts'), [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }))
   await new Promise<void>((resolve) => {
     warm.on('message', (m: { ready?: number }) => { if (m.ready !== undefined) resolve() })
     warm.send({ job: { kind: 'herald', url: `ws://127.0.0.1:${port}/ws/events`, count: WARM, offset: 1_000_000, concurrency: 200, secret: SECRET, sampleEvery: 1000, pattern: 'system.*', untilWelcome: true } })
@@ -88,21 +82,21 @@ if (WARM > 0) {
   await sleep(2000) // their closes handled
 }
 
-const load = fork(join(ROOT, STORM ? 'bench/load/storm.ts' : 'bench/load/subscribers.ts'), [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
-procs.push(load)
+const load = track(fork(join(ROOT, STORM ? 'bench/load/storm.ts' : 'bench/load/subscribers.ts'), [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }))
 const ready = new Promise<{ ready: number, connectMs: number }>((resolve) => load.on('message', (m: { ready?: number, connectMs: number }) => { if (m.ready !== undefined) resolve(m as { ready: number, connectMs: number }) }))
 const s = await session(await inspector)
 await s.send('Profiler.enable')
 await s.send('Profiler.setSamplingInterval', { interval: 200 })
 // The node's CPU time over the window, beside the profile's busy time.
-// By thread name: the main thread is the process's name; V8's GC and
-// compiler helpers, libuv's pool and the inspector have their own.
+// By thread: the main thread; the others named `node` are V8's helpers (GC,
+// the optimizing compiler) and the inspector's (which the profiling itself
+// keeps busy); libuv's pool is `libuv-worker`.
 const threadCpu = (): Map<string, number> => {
   const by = new Map<string, number>()
   for (const tid of readdirSync(`/proc/${node.pid!}/task`)) {
     try {
       const comm = readFileSync(`/proc/${node.pid!}/task/${tid}/comm`, 'utf8').trim()
-      const name = Number(tid) === node.pid ? 'main thread' : comm === 'node' ? 'V8 workers (GC, compiler)' : comm
+      const name = Number(tid) === node.pid ? 'main thread' : comm === 'node' ? 'helper threads (V8 GC and compiler, inspector)' : comm
       by.set(name, (by.get(name) ?? 0) + cpuOf(node.pid!, Number(tid)))
     } catch {} // a thread that ended
   }
@@ -147,15 +141,14 @@ async function stopWindow (connections: number, line: string): Promise<CpuProfil
   const what = { allocated: 'allocated', survived: 'survived a young-generation collection', held: 'held once open' }[HEAP]
   process.stdout.write(`${line}${(total / connections / 1024).toFixed(1)} KiB ${what} per connection (sampled)\n\nby function:\n`)
   for (const [k, b] of [...bySite].sort((a, b) => b[1] - a[1]).slice(0, 30)) process.stdout.write(`${(b / connections).toFixed(0).padStart(7)} B/conn  ${k}\n`)
-  for (const p of procs) try { p.kill('SIGKILL') } catch {}
+  killChildren()
   process.exit(0)
 }
 const job = { kind: 'herald', url: `ws://127.0.0.1:${port}/ws/events`, count: SUBSCRIBERS, offset: 0, concurrency: 200, secret: SECRET, sampleEvery: 1000, pattern: 'system.*', untilWelcome: CONNECT }
 let profile: CpuProfile
 if (STORM) {
   const doomedPort = await freePort()
-  const doomed = spawn(process.execPath, [MAIN], { env: nodeEnv(doomedPort), stdio: ['ignore', 'ignore', 'inherit'] })
-  procs.push(doomed)
+  const doomed = track(spawn(process.execPath, [MAIN], { env: nodeEnv(doomedPort), stdio: ['ignore', 'ignore', 'inherit'] }))
   await ready200(doomedPort)
   const back = new Promise<{ resubscribed: number, retries: number, lastAt: number, why: unknown }>((resolve) => load.on('message', (m: { resubscribed?: number }) => { if (m.resubscribed !== undefined) resolve(m as never) }))
   load.send({ job: { url: `ws://127.0.0.1:${doomedPort}/ws/events`, then: [`ws://127.0.0.1:${port}/ws/events`], count: SUBSCRIBERS, offset: 0, concurrency: 200, secret: SECRET } })
@@ -181,8 +174,7 @@ if (STORM) {
     if (window.first === undefined) window.first = m
     else window.last = m
   })
-  const pub = fork(join(ROOT, 'bench/load/publisher.ts'), [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
-  procs.push(pub)
+  const pub = track(fork(join(ROOT, 'bench/load/publisher.ts'), [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }))
   pub.send({ kind: 'herald', redisUrl, rate: RATE })
   await sleep(1500) // past the first events' compilation
   await startProfile()
@@ -198,7 +190,8 @@ if (STORM) {
 s.close()
 
 // What Redis was asked in the window: the calls per command.
-const stats = await new Promise<string>((resolve) => { const c = spawn('redis-cli', ['-p', String(redisPort), 'info', 'commandstats']); let out = ''; c.stdout.on('data', (d: Buffer) => { out += d.toString() }); c.on('close', () => resolve(out)) })
+const statsClient = new Redis(redisUrl)
+const stats = await statsClient.info('commandstats').finally(() => statsClient.disconnect())
 process.stdout.write('Redis calls in the window, by command:' + stats.split('\n').filter((l) => l.startsWith('cmdstat_')).map((l) => ` ${l.slice(8, l.indexOf(':'))} ${/calls=(\d+)/.exec(l)?.[1] ?? '?'}`).join(',') + '\n')
 
 const file = join(mkdtempSync(join(tmpdir(), 'herald-prof-')), 'herald.cpuprofile')
@@ -220,5 +213,5 @@ process.stdout.write(`node CPU in the window: ${threads.reduce((n, [, c]) => n +
 for (const [k, c] of [...byFn].sort((a, b) => b[1] - a[1]).slice(0, 20)) process.stdout.write(`${(100 * c / total).toFixed(1).padStart(5)}%  ${k}\n`)
 process.stdout.write('\nself time by what it is spent on:\n')
 for (const [k, c] of [...byWhat].sort((a, b) => b[1] - a[1])) process.stdout.write(`${(100 * c / total).toFixed(1).padStart(5)}%  ${k}\n`)
-for (const p of procs) try { p.kill('SIGKILL') } catch {}
+killChildren()
 process.exit(0)
