@@ -15,7 +15,8 @@
 // until all of them are subscribed again on the profiled node
 // (bench/load/storm.ts, as `npm run bench -- --only=storm`).
 // MAIN=<checkout>/dist/main.js profiles another build; NODE_FLAGS='--max-semi-space-size=64'
-// passes V8 or Node flags to the profiled node (on its command line, so any V8 flag).
+// passes V8 or Node flags to the profiled node (on its command line, so any V8 flag);
+// NODE_CONFIG='WEBSOCKET_MAX_HANDSHAKES=64' adds to its environment (docs/configuration.md).
 // HEAP=1|survived|live samples the heap in the window instead (below).
 //
 // Besides the profile it prints the node's CPU time in the window by thread
@@ -64,7 +65,12 @@ const resetRedisStats = async (): Promise<void> => {
   try { await c.config('RESETSTAT') } finally { c.disconnect() }
 }
 const port = await freePort()
-const nodeEnv = (p: number): NodeJS.ProcessEnv => ({ PATH: process.env.PATH ?? '', NODE_ENV: 'production', HOST: '127.0.0.1', PORT: String(p), REDIS_URL: redisUrl, JWT_SECRET: SECRET, API_KEYS: 'bench-api-key-0123456789', LOG_LEVEL: 'warn', MAX_CONNECTIONS_PER_IP: '1000000', MAX_CONNECTIONS_PER_USER: '100000', MAX_MESSAGES_PER_MINUTE: '1000000', WEBSOCKET_MAX_CONNECTIONS: '1000000' })
+const nodeConfig = Object.fromEntries((process.env.NODE_CONFIG ?? '').split(' ').filter((kv) => kv !== '').map((kv) => {
+  const i = kv.indexOf('=')
+  if (i < 1) throw new Error(`NODE_CONFIG: ${kv} is not NAME=value`)
+  return [kv.slice(0, i), kv.slice(i + 1)]
+}))
+const nodeEnv = (p: number): NodeJS.ProcessEnv => ({ PATH: process.env.PATH ?? '', NODE_ENV: 'production', HOST: '127.0.0.1', PORT: String(p), REDIS_URL: redisUrl, JWT_SECRET: SECRET, API_KEYS: 'bench-api-key-0123456789', LOG_LEVEL: 'warn', MAX_CONNECTIONS_PER_IP: '1000000', MAX_CONNECTIONS_PER_USER: '100000', MAX_MESSAGES_PER_MINUTE: '1000000', WEBSOCKET_MAX_CONNECTIONS: '1000000', ...nodeConfig })
 const node = track(spawn(process.execPath, ['--inspect=127.0.0.1:0', ...(process.env.NODE_FLAGS?.split(' ').filter((f) => f !== '') ?? []), MAIN], { env: nodeEnv(port), stdio: ['ignore', 'inherit', 'pipe'] }))
 const inspector = inspectorUrl(node)
 const ready200 = async (p: number): Promise<void> => { for (let i = 0; i < 400; i++) { if (await fetch(`http://127.0.0.1:${p}/ws/health`).then((r) => r.status === 200, () => false)) break; await sleep(25) } }

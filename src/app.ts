@@ -22,6 +22,8 @@ import type { Herald } from './context.js'
 import { Connections } from './endpoints/connections.js'
 import { handleControl, restoreAfterLoss, startRevocationSync } from './endpoints/control.js'
 import { ExpiryScheduler } from './endpoints/expiry.js'
+import { HandshakeGate } from './endpoints/handshake-gate.js'
+import { nodeRefusal } from './endpoints/admission.js'
 import { lastWriteMs } from './endpoints/turn-writes.js'
 import healthEndpoint from './endpoints/health.js'
 import { startHeartbeat } from './endpoints/liveness.js'
@@ -135,6 +137,12 @@ export async function buildApp (config: Config, opts: BuildOptions = {}): Promis
       perUser: config.limits.connectionsPerUser,
       evictOldest: config.limits.userConnectionPolicy === 'evict-oldest',
     }),
+    handshakes: new HandshakeGate({
+      inFlight: config.limits.nodeHandshakes,
+      waiting: config.limits.nodeConnections,
+      waitingPerIp: config.limits.connectionsPerIp,
+      waitMs: config.handshakeTimeoutMs,
+    }, () => nodeRefusal(h, true)),
     messageLimiter: createMessageLimiter(backend.rates, config.limits.messagesPerMinute),
     originAllowed: createOriginCheck(config.allowedOrigins),
     apiKeyValid: createApiKeyCheck(config.apiKeys),
@@ -227,6 +235,7 @@ export async function buildApp (config: Config, opts: BuildOptions = {}): Promis
     options: { maxPayload: transportLimit(config.limits), maxFragments: MAX_FRAGMENTS, perMessageDeflate: false, clientTracking: false },
     // Connections still open at close (no drain ran) are told to go elsewhere.
     preClose: (done: () => void) => {
+      h.handshakes.close()
       for (const c of h.connections.values()) c.close(CloseCodes.DRAINING, 'server closing')
       for (const s of h.healthStreams) s.close(CloseCodes.DRAINING, 'server closing')
       app.websocketServer.close(() => done())

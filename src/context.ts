@@ -32,6 +32,8 @@ export interface Herald {
   verifier: TokenVerifier
   revocations: Revocations
   connectionLimiter: ConnectionLimiter
+  /** client handshakes between their token check and their welcome, bounded (WEBSOCKET_MAX_HANDSHAKES) */
+  handshakes: import('./endpoints/handshake-gate.js').HandshakeGate
   messageLimiter: MessageLimiter
   originAllowed: OriginCheck
   apiKeyValid: (candidate: string) => boolean

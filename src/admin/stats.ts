@@ -20,6 +20,8 @@ export interface NodeSnapshot {
   socketio: number
   /** distinct signed-in users with /ws/events connections */
   users: number
+  /** client handshakes past the token check and not yet welcomed, and those waiting for a place among them (src/endpoints/handshake-gate.ts) */
+  handshakes: { inFlight: number, waiting: number }
   /** frames written to clients since boot, by endpoint */
   framesOut: { events: number, admin: number }
   eventsPublished: number
@@ -55,6 +57,7 @@ export function nodeSnapshot (h: Herald): NodeSnapshot {
     connections: { events: c.endpoints.events, admin: c.endpoints.admin, health: h.healthStreams.size },
     socketio: c.transports['socket.io'],
     users: c.users,
+    handshakes: { inFlight: h.handshakes.inFlight, waiting: h.handshakes.queued },
     framesOut: { ...c.framesOut },
     eventsPublished: h.publisher.published,
     eventsDelivered: h.hub.delivered,

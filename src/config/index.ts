@@ -66,6 +66,8 @@ export interface Config {
     publishBytes: number
     sendBufferBytes: number
     nodeConnections: number
+    /** WEBSOCKET_MAX_HANDSHAKES: client handshakes past the token check and not yet welcomed (src/endpoints/handshake-gate.ts) */
+    nodeHandshakes: number
   }
   heartbeatIntervalMs: number
   authExpiryWarningMs: number
@@ -274,6 +276,7 @@ export function loadConfig (source: Record<string, string | undefined> = process
       publishBytes: e.MAX_PUBLISH_BYTES,
       sendBufferBytes: e.MAX_SEND_BUFFER_BYTES,
       nodeConnections: e.WEBSOCKET_MAX_CONNECTIONS,
+      nodeHandshakes: e.WEBSOCKET_MAX_HANDSHAKES,
     },
     heartbeatIntervalMs: e.WEBSOCKET_HEARTBEAT_INTERVAL,
     authExpiryWarningMs: e.AUTH_EXPIRY_WARNING,

@@ -61,6 +61,7 @@ export const EnvSchema = Type.Object({
   VISITOR_TOKEN_TTL: int(3_600_000, 10_000, 86_400_000, 'ms a visitor token minted by POST /api/visitors lives'),
   MAX_SEND_BUFFER_BYTES: int(1024 * 1024, 1024, 256 * 1024 * 1024, 'bytes queued to one client before it is closed as a slow consumer'),
   WEBSOCKET_MAX_CONNECTIONS: int(10000, 1, 10_000_000, 'connections this node accepts'),
+  WEBSOCKET_MAX_HANDSHAKES: int(256, 1, 100_000, 'client handshakes (token checked, not yet welcomed) this node works on at once; more wait their turn'),
   WEBSOCKET_HEARTBEAT_INTERVAL: int(30000, 100, 3_600_000, 'ms between server pings'),
   AUTH_EXPIRY_WARNING: int(60000, 0, 86_400_000, 'ms before exp that auth_expiring is sent'),
   NODE_TTL: int(15000, 500, 600_000, 'ms of silence before a node counts as dead'),

@@ -32,6 +32,8 @@ export interface AdmissionRequest {
   ip: string
   /** where refusals are logged (the upgrade request's logger, or the node's) */
   log: FastifyBaseLogger
+  /** whether the client has left: asked after waiting for a place (src/endpoints/handshake-gate.ts), so a client that gave up costs no slot */
+  gone?: () => boolean
 }
 
 /** A refusal, whatever asked. */
@@ -60,7 +62,7 @@ export const guestIdentity = (connectionId: string): Identity =>
   ({ userId: `guest:${connectionId}`, sessionId: null, roles: [], expiresAt: Infinity, issuedAt: null, anonymous: true })
 
 /** Why this node cannot take a connection now, whoever asks; `capacity` adds the node's connection cap. */
-export function nodeRefusal (h: Herald, capacity: boolean): ErrorCode | null {
+export function nodeRefusal (h: Herald, capacity: boolean): 'DRAINING' | 'BACKEND_UNAVAILABLE' | 'NODE_FULL' | null {
   if (h.draining) return 'DRAINING'
   if (!h.probe.healthy) return 'BACKEND_UNAVAILABLE'
   if (capacity && h.connections.size >= h.config.limits.nodeConnections) return 'NODE_FULL'
@@ -133,7 +135,10 @@ export async function vet (h: Herald, req: AdmissionRequest): Promise<Vetting> {
 /**
  * Admits a connection or says why not. Admitted, it holds a slot under the
  * cluster-wide limits: the caller ties the slot to its transport and gives
- * it back with `releaseSlot` when that closes. The store's revocation check
+ * it back with `releaseSlot` when that closes. A connection to /ws/events
+ * also holds a place among the node's handshakes in flight from its token
+ * check to its `welcome` (src/endpoints/handshake-gate.ts), waiting for one
+ * if none is free; `releaseSlot` gives it back too. The store's revocation check
  * and the slot are one step, batched with the other connections of the
  * event-loop turn (src/limits/connection-limiter.ts). Backend faults while
  * checking revocations or taking the slot are thrown.
@@ -143,9 +148,47 @@ export async function admit (h: Herald, req: AdmissionRequest): Promise<Admissio
   const v = await identify(h, req, refuse)
   if (!v.ok) return v
   const { identity, connectionId } = v
+  const who = identity.anonymous === true ? {} : { userId: identity.userId }
+  // A place among the handshakes in flight (src/endpoints/handshake-gate.ts),
+  // held until the welcome; /ws/admin does not wait for one.
+  const counted = req.endpoint === 'events'
+  if (counted) {
+    const place = h.handshakes.enter(connectionId, req.ip)
+    if (place !== null) {
+      const turned = await place
+      if (turned === 'CONNECTION_LIMIT') {
+        return refuse(turned, { message: `at most ${h.config.limits.connectionsPerIp} open connections per IP address`, retryAfter: CONNECTION_RETRY_AFTER_S, ...who })
+      }
+      if (turned === 'NODE_FULL' && nodeRefusal(h, true) === null) {
+        return refuse(turned, { message: `this node is busy: no place among its handshakes within ${h.config.handshakeTimeoutMs} ms; connect to another`, elsewhere: true, ...who })
+      }
+      if (turned !== null) return refuse(turned, { elsewhere: true, ...who })
+      if (req.gone?.() === true) {
+        h.handshakes.end(connectionId)
+        return { ok: false, code: 'INTERNAL', message: 'the client left during the handshake', elsewhere: false }
+      }
+      // What may have come true while it waited: a drain, the backend lost, the node full.
+      const full = nodeRefusal(h, true)
+      if (full !== null) {
+        h.handshakes.end(connectionId)
+        return refuse(full, { elsewhere: true, ...who })
+      }
+    }
+  }
+  try {
+    const a = await take(h, req, refuse, identity, connectionId, who)
+    if (!a.ok && counted) h.handshakes.end(connectionId)
+    return a
+  } catch (err) {
+    if (counted) h.handshakes.end(connectionId)
+    throw err
+  }
+}
+
+/** The slot under the cluster-wide limits, with the store's revocation check. */
+async function take (h: Herald, req: AdmissionRequest, refuse: Refuse, identity: Identity, connectionId: string, who: { userId?: string }): Promise<Admission> {
   const record: ConnectionRecord = { serverId: h.config.serverId, connectionId, userId: identity.userId, sessionId: identity.sessionId, ip: req.ip, endpoint: req.endpoint, openedAt: Date.now() }
   const slot = await h.connectionLimiter.acquire(record, identity.anonymous === true ? null : identity)
-  const who = identity.anonymous === true ? {} : { userId: identity.userId }
   if (!slot.ok) {
     if ('revoked' in slot) return refuse('SESSION_REVOKED', who)
     if (diag.rateLimit.hasSubscribers) {
@@ -166,8 +209,13 @@ export async function admit (h: Herald, req: AdmissionRequest): Promise<Admissio
   return { ok: true, identity, record }
 }
 
-/** Gives an admitted connection's slot back; a failure is logged with the connection's ids. */
+/**
+ * Gives an admitted connection's slot back, and its place among the
+ * handshakes in flight if it still holds one (its transport closed before
+ * the welcome); a failure is logged with the connection's ids.
+ */
 export function releaseSlot (h: Herald, record: ConnectionRecord): void {
+  h.handshakes.end(record.connectionId)
   h.connectionLimiter.release(record).catch((err: Error) => {
     h.log.warn({ err: { message: err.message }, connectionId: record.connectionId, userId: record.userId }, 'could not release connection slot')
   })

@@ -77,9 +77,13 @@ export function opened (h: Herald, conn: Connection): void {
   if (diag.connectionOpen.hasSubscribers) {
     diag.connectionOpen.publish({ serverId: h.config.serverId, endpoint: conn.kind, transport: conn.transport, connectionId: conn.id, userId: conn.userId, guest: conn.guest, sessionId: conn.identity.sessionId, ip: conn.ip, log: h.log })
   }
+  // Closed before its welcome's work begins: its handshake is over (handshake-gate.ts).
   const evicted = evictedEarly(conn.id)
-  if (evicted !== null) return conn.close(CloseCodes.FORBIDDEN, evicted)
-  if (revokedWhileOpening(h, conn)) return
+  if (evicted !== null) {
+    h.handshakes.end(conn.id)
+    return conn.close(CloseCodes.FORBIDDEN, evicted)
+  }
+  if (revokedWhileOpening(h, conn)) return h.handshakes.end(conn.id)
 
   // In the registry (where deliveries, control messages and counts find it)
   // and on its channels together: `closed` undoes both together.
@@ -132,7 +136,13 @@ export function opened (h: Herald, conn: Connection): void {
   }, (err: unknown) => {
     conn.log.warn({ err: { message: (err as Error).message } }, 'could not subscribe connection channels')
     conn.close(CloseCodes.INTERNAL_ERROR, 'backend unavailable')
-  }).finally(() => clearTimeout(timer))
+  }).finally(() => {
+    clearTimeout(timer)
+    // Its handshake is over, welcomed or closed by the node meanwhile (a
+    // client that never answers the close holds its socket 2 s more): the
+    // next one waiting takes its place (handshake-gate.ts).
+    h.handshakes.end(conn.id)
+  })
 }
 
 /**

@@ -270,7 +270,7 @@ export default fp(async function socketIo (app) {
       const e = err as HeraldError
       return refuse(refusal(e.code, e.message))
     }
-    admit(h, { endpoint: 'events', transport: 'socket.io', origin: socket.handshake.headers.origin, token, ip: clientIp(socket.request), log: h.log }).then((a) => {
+    admit(h, { endpoint: 'events', transport: 'socket.io', origin: socket.handshake.headers.origin, token, ip: clientIp(socket.request), log: h.log, gone: () => socket.conn.readyState !== 'open' }).then((a) => {
       if (!a.ok) {
         if (!a.elsewhere) return refuse(refusal(a.code, a.message, a.retryAfter))
         // allowRequest refused these at the handshake; they came true since.

@@ -52,6 +52,8 @@ function releaseOnClose (socket: Socket, h: Herald, record: ConnectionRecord): v
   else socket.on('close', onSocketClose)
 }
 
+const clientGone = (socket: Socket): boolean => socket.destroyed || socket.readableEnded || !socket.writable
+
 // Node removes its own socket error listener before emitting `upgrade`; until
 // ws installs its own (in handleUpgrade), an error must not crash the node.
 function onEarlySocketError (this: Socket): void { this.destroy() }
@@ -103,7 +105,7 @@ export function createUpgrades (h: Herald, wss: WebSocketServer, sites: Readonly
     // whose clients gave up (their connect timeout) while they waited there.
     // Admitting one would cost a token check, a slot and a subscription in
     // Redis, for nobody.
-    if (socket.destroyed || socket.readableEnded || !socket.writable) {
+    if (clientGone(socket)) {
       socket.destroy()
       return true
     }
@@ -144,8 +146,13 @@ async function handshake (h: Herald, wss: WebSocketServer, site: SessionSite, re
     ip: client.ip,
     // Made only if a refusal is logged: most handshakes log nothing.
     get log () { return (refusalLog ??= h.log.child({ reqId })) },
+    gone: () => clientGone(socket),
   })
-  if (!a.ok) return refuse(socket, a.code, a.message, a.retryAfter, reqId, h.log)
+  if (!a.ok) {
+    // Gone while it waited for a place (admission.ts): nobody to answer.
+    if (clientGone(socket)) { socket.destroy(); return }
+    return refuse(socket, a.code, a.message, a.retryAfter, reqId, h.log)
+  }
   // The slot is held exactly as long as the TCP socket: released whether the
   // handshake completes or not, and whoever closes the connection.
   releaseOnClose(socket, h, a.record)

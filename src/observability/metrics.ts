@@ -34,6 +34,17 @@ export function createMetrics (h: Herald): { registry: Registry, close: () => vo
       for (const endpoint of ['events', 'admin', 'health'] as const) this.set({ endpoint }, connections[endpoint])
     },
   })
+  new Gauge({
+    name: 'herald_handshakes',
+    help: 'Client handshakes on this node past the token check: in_flight (up to WEBSOCKET_MAX_HANDSHAKES, until their welcome) and waiting for a place',
+    labelNames: ['state'],
+    registers: [registry],
+    collect () {
+      const { handshakes } = node()
+      this.set({ state: 'in_flight' }, handshakes.inFlight)
+      this.set({ state: 'waiting' }, handshakes.waiting)
+    },
+  })
   new Gauge({ name: 'herald_users', help: 'Distinct users with /ws/events connections on this node', registers: [registry], collect () { this.set(node().users) } })
   new Counter({
     name: 'herald_broker_messages_in_total',

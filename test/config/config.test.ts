@@ -61,6 +61,7 @@ t.test('defaults with an empty environment (development)', async (t) => {
     publishBytes: 102400,
     sendBufferBytes: 1024 * 1024,
     nodeConnections: 10000,
+    nodeHandshakes: 256,
   })
   t.equal(c.heartbeatIntervalMs, 30000)
   t.equal(c.authExpiryWarningMs, 60000)
@@ -95,6 +96,7 @@ t.test('values are read and coerced', async (t) => {
     MAX_SUBSCRIPTIONS: '5',
     MAX_MESSAGE_BYTES: '2048',
     WEBSOCKET_MAX_CONNECTIONS: '99',
+    WEBSOCKET_MAX_HANDSHAKES: '7',
     WEBSOCKET_HEARTBEAT_INTERVAL: '1000',
     AUTH_EXPIRY_WARNING: '2000',
     NODE_TTL: '3000',
@@ -126,6 +128,7 @@ t.test('values are read and coerced', async (t) => {
     publishBytes: 102400,
     sendBufferBytes: 1024 * 1024,
     nodeConnections: 99,
+    nodeHandshakes: 7,
   })
   t.equal(c.heartbeatIntervalMs, 1000)
   t.equal(c.authExpiryWarningMs, 2000)
