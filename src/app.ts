@@ -141,7 +141,7 @@ export async function buildApp (config: Config, opts: BuildOptions = {}): Promis
       inFlight: config.limits.nodeHandshakes,
       waiting: config.limits.nodeConnections,
       waitingPerIp: config.limits.connectionsPerIp,
-      waitMs: config.handshakeTimeoutMs,
+      waitMs: config.handshakeTimeoutMs / 2,
     }, () => nodeRefusal(h, true)),
     messageLimiter: createMessageLimiter(backend.rates, config.limits.messagesPerMinute),
     originAllowed: createOriginCheck(config.allowedOrigins),

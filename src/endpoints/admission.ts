@@ -5,6 +5,7 @@ import { TokenRefused, type Identity, type TokenRefusal } from '../auth/verifier
 import type { Herald } from '../context.js'
 import { HeraldError, type ErrorCode } from '../errors.js'
 import type { ConnectionRecord } from '../limits/connection-limiter.js'
+import type { Refusing, Turned } from './handshake-gate.js'
 import { channels as diag } from '../observability/channels.js'
 import type { Endpoint, Transport } from './connection.js'
 
@@ -32,7 +33,7 @@ export interface AdmissionRequest {
   ip: string
   /** where refusals are logged (the upgrade request's logger, or the node's) */
   log: FastifyBaseLogger
-  /** whether the client has left: asked after waiting for a place (src/endpoints/handshake-gate.ts), so a client that gave up costs no slot */
+  /** whether the client has left: asked while it waits for a place (src/endpoints/handshake-gate.ts), so a client that gave up costs no slot */
   gone?: () => boolean
 }
 
@@ -62,7 +63,7 @@ export const guestIdentity = (connectionId: string): Identity =>
   ({ userId: `guest:${connectionId}`, sessionId: null, roles: [], expiresAt: Infinity, issuedAt: null, anonymous: true })
 
 /** Why this node cannot take a connection now, whoever asks; `capacity` adds the node's connection cap. */
-export function nodeRefusal (h: Herald, capacity: boolean): 'DRAINING' | 'BACKEND_UNAVAILABLE' | 'NODE_FULL' | null {
+export function nodeRefusal (h: Herald, capacity: boolean): Refusing | null {
   if (h.draining) return 'DRAINING'
   if (!h.probe.healthy) return 'BACKEND_UNAVAILABLE'
   if (capacity && h.connections.size >= h.config.limits.nodeConnections) return 'NODE_FULL'
@@ -153,20 +154,10 @@ export async function admit (h: Herald, req: AdmissionRequest): Promise<Admissio
   // held until the welcome; /ws/admin does not wait for one.
   const counted = req.endpoint === 'events'
   if (counted) {
-    const place = h.handshakes.enter(connectionId, req.ip)
+    const place = h.handshakes.enter(connectionId, req.ip, req.gone)
     if (place !== null) {
       const turned = await place
-      if (turned === 'CONNECTION_LIMIT') {
-        return refuse(turned, { message: `at most ${h.config.limits.connectionsPerIp} open connections per IP address`, retryAfter: CONNECTION_RETRY_AFTER_S, ...who })
-      }
-      if (turned === 'NODE_FULL' && nodeRefusal(h, true) === null) {
-        return refuse(turned, { message: `this node is busy: no place among its handshakes within ${h.config.handshakeTimeoutMs} ms; connect to another`, elsewhere: true, ...who })
-      }
-      if (turned !== null) return refuse(turned, { elsewhere: true, ...who })
-      if (req.gone?.() === true) {
-        h.handshakes.end(connectionId)
-        return { ok: false, code: 'INTERNAL', message: 'the client left during the handshake', elsewhere: false }
-      }
+      if (turned !== null) return turnedAway(h, req, refuse, turned, connectionId, who)
       // What may have come true while it waited: a drain, the backend lost, the node full.
       const full = nodeRefusal(h, true)
       if (full !== null) {
@@ -182,6 +173,31 @@ export async function admit (h: Herald, req: AdmissionRequest): Promise<Admissio
   } catch (err) {
     if (counted) h.handshakes.end(connectionId)
     throw err
+  }
+}
+
+/** The answer to a handshake given no place among those in flight. */
+function turnedAway (h: Herald, req: AdmissionRequest, refuse: Refuse, turned: Turned, connectionId: string, who: { userId?: string }): Refused {
+  switch (turned) {
+    case 'gone':
+      // Nobody to answer, and nothing to count: the client gave up.
+      return { ok: false, code: 'INTERNAL', message: 'the client left during the handshake', elsewhere: false }
+    case 'ip': {
+      const limit = h.config.limits.connectionsPerIp
+      if (diag.rateLimit.hasSubscribers) {
+        diag.rateLimit.publish({ serverId: h.config.serverId, scope: 'connection-ip', limit, ip: req.ip, ...who, connectionId, endpoint: req.endpoint, transport: req.transport })
+      }
+      return refuse('CONNECTION_LIMIT', { message: `at most ${limit} connections per IP address at once, open or being opened`, retryAfter: CONNECTION_RETRY_AFTER_S, ...who })
+    }
+    case 'queue':
+      return refuse('NODE_FULL', { message: 'this node is busy: too many handshakes are waiting; connect to another', elsewhere: true, ...who })
+    case 'waited': {
+      const now = nodeRefusal(h, true)
+      if (now !== null) return refuse(now, { elsewhere: true, ...who })
+      return refuse('NODE_FULL', { message: `this node is busy: no place among its handshakes within ${Math.round(h.config.handshakeTimeoutMs / 2)} ms; connect to another`, elsewhere: true, ...who })
+    }
+    default:
+      return refuse(turned, { elsewhere: true, ...who })
   }
 }
 
@@ -211,11 +227,11 @@ async function take (h: Herald, req: AdmissionRequest, refuse: Refuse, identity:
 
 /**
  * Gives an admitted connection's slot back, and its place among the
- * handshakes in flight if it still holds one (its transport closed before
- * the welcome); a failure is logged with the connection's ids.
+ * handshakes in flight if it holds one and was not opened yet (its
+ * transport closed first); a failure is logged with the connection's ids.
  */
 export function releaseSlot (h: Herald, record: ConnectionRecord): void {
-  h.handshakes.end(record.connectionId)
+  h.handshakes.transportClosed(record.connectionId)
   h.connectionLimiter.release(record).catch((err: Error) => {
     h.log.warn({ err: { message: err.message }, connectionId: record.connectionId, userId: record.userId }, 'could not release connection slot')
   })

@@ -16,21 +16,33 @@
 // A token that is slow to check (its key id unknown, the key set being
 // fetched) holds nobody up; what a handshake does once it has a place is
 // the backend's work, the same for every client. A place is given back
-// once the welcome's work is over (the `welcome` sent, or the connection
-// closed by the node before it), at a refusal, or when the transport
-// closes, whichever comes first (`end` is idempotent).
+// once that work is over: at a refusal, when the transport closes before
+// the connection is opened, or, once it is opened (src/endpoints/lifecycle.ts),
+// only when the welcome's reads have ended (the `welcome` sent, or the
+// connection closed by either side meanwhile; ATTACH_MAX_MS bounds them), so
+// a client that gives up mid-handshake does not let another begin while
+// its reads still run.
 //
 // While the node refuses every handshake (draining, its backend
 // unavailable, full), nothing waits: those waiting are refused within a
 // sweep (WAIT_SWEEP_MS), as newcomers are at once. Waiting is bounded too:
-// a client waits `waitMs` at most (HANDSHAKE_TIMEOUT), then is refused
-// NODE_FULL (another node may take it); no more wait than the node takes
-// connections, nor from one IP address than its connection limit allows
-// (its others would be refused CONNECTION_LIMIT at their turn anyway).
+// half of HANDSHAKE_TIMEOUT at most (`waitMs`), so that a client refused
+// then still has time to try another node before its own connect timeout
+// (the SDK's is 10 s, HANDSHAKE_TIMEOUT's default); no more wait than the
+// node takes connections, nor from one IP address than its connection
+// limit allows (its others would be refused at their turn anyway). A
+// waiting client that leaves is dropped at the next sweep, so it counts
+// toward neither.
 const WAIT_SWEEP_MS = 250
 
-/** Why a handshake was given no place: the refusal it gets. */
-export type Turned = 'DRAINING' | 'BACKEND_UNAVAILABLE' | 'NODE_FULL' | 'CONNECTION_LIMIT'
+/**
+ * Why a handshake was given no place: the node refuses every handshake
+ * (its code), too many wait from its IP address (`ip`) or on the node
+ * (`queue`), it waited its time (`waited`), or its client left (`gone`).
+ */
+export type Turned = Refusing | 'ip' | 'queue' | 'waited' | 'gone'
+/** Why the node refuses every handshake now. */
+export type Refusing = 'DRAINING' | 'BACKEND_UNAVAILABLE' | 'NODE_FULL'
 
 export interface GateLimits {
   /** handshakes holding a place at once (WEBSOCKET_MAX_HANDSHAKES) */
@@ -39,27 +51,32 @@ export interface GateLimits {
   waiting: number
   /** handshakes waiting from one IP address (MAX_CONNECTIONS_PER_IP) */
   waitingPerIp: number
-  /** how long one waits at most (HANDSHAKE_TIMEOUT) */
+  /** how long one waits at most (half of HANDSHAKE_TIMEOUT) */
   waitMs: number
 }
 
 interface Waiter {
   readonly ip: string
   readonly since: number
+  readonly gone: () => boolean
   readonly wake: (turned: Turned | null) => void
 }
 
+const never = (): boolean => false
+
 export class HandshakeGate {
-  private readonly holders = new Set<string>()
+  // Each place's holder, and whether its connection is opened (then only
+  // the end of its welcome's reads gives the place back).
+  private readonly holders = new Map<string, boolean>()
   // First in, first out: an array with a moving head (shift() moves a long array).
   private waiting: Array<Waiter | undefined> = []
   private head = 0
   private readonly waitingByIp = new Map<string, number>()
   private sweep: NodeJS.Timeout | null = null
-  private closed = false
+  private shut = false
 
   /** `refusing`: why the node refuses every handshake now, or null. */
-  constructor (private readonly limits: GateLimits, private readonly refusing: () => Turned | null) {}
+  constructor (private readonly limits: GateLimits, private readonly refusing: () => Refusing | null) {}
 
   /** Handshakes holding a place. */
   get inFlight (): number { return this.holders.size }
@@ -69,24 +86,25 @@ export class HandshakeGate {
   /**
    * Takes a place for connection `id`, from `ip`: null at once when one is
    * free (no promise, no turn), else a promise of null once one is, or of
-   * the refusal it gets instead (then no place is held).
+   * why it got none (then no place is held). `gone`: whether its client left.
    */
-  enter (id: string, ip: string): Promise<Turned | null> | null {
-    if (this.closed) return Promise.resolve('DRAINING')
+  enter (id: string, ip: string, gone: () => boolean = never): Promise<Turned | null> | null {
+    if (this.shut) return Promise.resolve('DRAINING')
     if (this.holders.size < this.limits.inFlight && this.queued === 0) {
-      this.holders.add(id)
+      this.holders.set(id, false)
       return null
     }
-    if (this.queued >= this.limits.waiting) return Promise.resolve('NODE_FULL')
+    if (this.queued >= this.limits.waiting) return Promise.resolve('queue')
     const fromIp = this.waitingByIp.get(ip) ?? 0
-    if (fromIp >= this.limits.waitingPerIp) return Promise.resolve('CONNECTION_LIMIT')
+    if (fromIp >= this.limits.waitingPerIp) return Promise.resolve('ip')
     this.waitingByIp.set(ip, fromIp + 1)
     return new Promise((resolve) => {
       this.waiting.push({
         ip,
-        since: Date.now(),
+        since: performance.now(),
+        gone,
         wake: (turned) => {
-          if (turned === null) this.holders.add(id)
+          if (turned === null) this.holders.set(id, false)
           resolve(turned)
         },
       })
@@ -94,16 +112,29 @@ export class HandshakeGate {
     })
   }
 
-  /** Connection `id`'s handshake is over (welcomed, refused, gone): its place goes to the next waiting. Once only counts. */
+  /** Connection `id` is opened: its place is now given back by `end` only, when its welcome's reads are over. */
+  opened (id: string): void {
+    if (this.holders.has(id)) this.holders.set(id, true)
+  }
+
+  /** Connection `id`'s transport closed: its place is given back unless it is opened (`end` does, then). */
+  transportClosed (id: string): void {
+    if (this.holders.get(id) === false) this.end(id)
+  }
+
+  /** Connection `id`'s handshake is over: its place goes to the next waiting. Once only counts. */
   end (id: string): void {
     if (!this.holders.delete(id)) return
-    while (this.holders.size < this.limits.inFlight && this.queued > 0) this.next().wake(null)
+    while (this.holders.size < this.limits.inFlight && this.queued > 0) {
+      const w = this.next()
+      w.wake(w.gone() ? 'gone' : null)
+    }
     this.idle()
   }
 
   /** The node is closing: those waiting, and any that come, are refused DRAINING. */
   close (): void {
-    this.closed = true
+    this.shut = true
     this.turnAway('DRAINING')
   }
 
@@ -111,9 +142,26 @@ export class HandshakeGate {
     const why = this.refusing()
     if (why !== null) this.turnAway(why)
     // The oldest first: those that waited their time are refused.
-    const due = Date.now() - this.limits.waitMs
-    while (this.queued > 0 && this.waiting[this.head]!.since <= due) this.next().wake('NODE_FULL')
+    const due = performance.now() - this.limits.waitMs
+    while (this.queued > 0 && this.waiting[this.head]!.since <= due) this.next().wake('waited')
+    this.dropGone()
     this.idle()
+  }
+
+  /** Waiters whose client left, dropped in place (the queue keeps its order). */
+  private dropGone (): void {
+    let kept = this.head
+    for (let i = this.head; i < this.waiting.length; i++) {
+      const w = this.waiting[i]!
+      if (w.gone()) {
+        this.uncount(w)
+        w.wake('gone')
+      } else {
+        this.waiting[kept++] = w
+      }
+    }
+    this.waiting.length = kept
+    if (this.head === kept) { this.waiting = []; this.head = 0 }
   }
 
   private turnAway (why: Turned): void {
@@ -131,10 +179,14 @@ export class HandshakeGate {
       this.waiting = this.waiting.slice(this.head)
       this.head = 0
     }
+    this.uncount(w)
+    return w
+  }
+
+  private uncount (w: Waiter): void {
     const n = this.waitingByIp.get(w.ip)!
     if (n === 1) this.waitingByIp.delete(w.ip)
     else this.waitingByIp.set(w.ip, n - 1)
-    return w
   }
 
   private idle (): void {

@@ -77,7 +77,10 @@ export function opened (h: Herald, conn: Connection): void {
   if (diag.connectionOpen.hasSubscribers) {
     diag.connectionOpen.publish({ serverId: h.config.serverId, endpoint: conn.kind, transport: conn.transport, connectionId: conn.id, userId: conn.userId, guest: conn.guest, sessionId: conn.identity.sessionId, ip: conn.ip, log: h.log })
   }
-  // Closed before its welcome's work begins: its handshake is over (handshake-gate.ts).
+  // From here its place among the handshakes in flight is given back when
+  // its welcome's reads are over, not when its transport closes (handshake-gate.ts).
+  h.handshakes.opened(conn.id)
+  // Closed before its welcome's work begins: its handshake is over.
   const evicted = evictedEarly(conn.id)
   if (evicted !== null) {
     h.handshakes.end(conn.id)

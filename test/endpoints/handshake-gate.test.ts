@@ -10,7 +10,7 @@ import net, { type Socket } from 'node:net'
 import { Redis } from 'ioredis'
 import t, { type Test } from 'tap'
 import { WebSocket } from 'ws'
-import { HandshakeGate, type GateLimits, type Turned } from '../../src/endpoints/handshake-gate.js'
+import { HandshakeGate, type GateLimits, type Refusing } from '../../src/endpoints/handshake-gate.js'
 import { startApp, type RunningApp } from '../helpers/app.js'
 import { connect, refusal, type TestClient } from '../helpers/client.js'
 import { startRedis } from '../helpers/redis.js'
@@ -20,7 +20,7 @@ import { waitFor, within } from '../helpers/wait.js'
 
 const IP = '127.0.0.1'
 /** A gate whose waits and caps are larger than any of these tests. */
-const gateOf = (inFlight: number, refusing: () => Turned | null, limits: Partial<GateLimits> = {}): HandshakeGate =>
+const gateOf = (inFlight: number, refusing: () => Refusing | null, limits: Partial<GateLimits> = {}): HandshakeGate =>
   new HandshakeGate({ inFlight, waiting: 100_000, waitingPerIp: 100_000, waitMs: 600_000, ...limits }, refusing)
 
 t.test('the gate gives its places at once, then in order of arrival as each ends, and counts an end once', async (t) => {
@@ -48,7 +48,7 @@ t.test('the gate gives its places at once, then in order of arrival as each ends
 })
 
 t.test('while the node refuses every handshake, those waiting are refused within a sweep', async (t) => {
-  let refusing: Turned | null = null
+  let refusing: Refusing | null = null
   const gate = gateOf(1, () => refusing)
   t.equal(gate.enter('held', IP), null)
   const waiting = [gate.enter('w1', IP)!, gate.enter('w2', IP)!]
@@ -87,16 +87,49 @@ t.test('waiting is bounded: per IP address, per node, and in time', async (t) =>
   t.equal(gate.enter('held', IP), null)
   const a1 = gate.enter('a1', '10.0.0.1')!
   const a2 = gate.enter('a2', '10.0.0.1')!
-  t.equal(await gate.enter('a3', '10.0.0.1'), 'CONNECTION_LIMIT', 'an IP address waits with as many as its connection limit, no more')
+  t.equal(await gate.enter('a3', '10.0.0.1'), 'ip', 'an IP address waits with as many as its connection limit, no more')
   const b1 = gate.enter('b1', '10.0.0.2')!
-  t.equal(await gate.enter('c1', '10.0.0.3'), 'NODE_FULL', 'nor the node with more than it holds connections')
+  t.equal(await gate.enter('c1', '10.0.0.3'), 'queue', 'nor the node with more than it holds connections')
   gate.end('held')
   t.equal(await a1, null, 'the first waiting has the place')
   const a4 = gate.enter('a4', '10.0.0.1')!
   t.equal(gate.queued, 3, 'and its IP address may wait for one more')
-  t.same(await within(5000, 'those waiting to have waited their time', Promise.all([a2, b1, a4])), ['NODE_FULL', 'NODE_FULL', 'NODE_FULL'], 'refused once they have waited their time')
+  t.same(await within(5000, 'those waiting to have waited their time', Promise.all([a2, b1, a4])), ['waited', 'waited', 'waited'], 'refused once they have waited their time')
   t.equal(gate.inFlight, 1)
   t.equal(gate.queued, 0)
+})
+
+t.test('a waiting client that leaves is dropped: from its turn, and from the counts at the next sweep', async (t) => {
+  const gate = gateOf(1, () => null, { waitingPerIp: 2 })
+  t.equal(gate.enter('held', IP), null)
+  let leftEarly = false
+  let leftLate = false
+  const early = gate.enter('early', IP, () => leftEarly)!
+  const late = gate.enter('late', IP, () => leftLate)!
+  t.equal(await gate.enter('third', IP), 'ip', 'two wait from the address, no more')
+  leftEarly = true
+  t.equal(await within(5000, 'the sweep to drop the one that left', early), 'gone')
+  t.equal(gate.queued, 1, 'it counts no more')
+  const third = gate.enter('third', IP)!
+  t.equal(gate.queued, 2, 'so its address may wait with one more')
+  leftLate = true
+  gate.end('held')
+  t.equal(await late, 'gone', 'one found gone at its turn gets no place')
+  t.equal(await third, null, 'the next has it')
+  t.equal(gate.inFlight, 1)
+})
+
+t.test('an opened connection gives its place back when its welcome\'s reads end, not when its transport closes', async (t) => {
+  const gate = gateOf(1, () => null)
+  t.equal(gate.enter('not-opened', IP), null)
+  gate.transportClosed('not-opened')
+  t.equal(gate.inFlight, 0, 'a transport closed before the connection is opened gives it back')
+  t.equal(gate.enter('opened', IP), null)
+  gate.opened('opened')
+  gate.transportClosed('opened')
+  t.equal(gate.inFlight, 1, 'once opened, its transport closing does not')
+  gate.end('opened')
+  t.equal(gate.inFlight, 0, 'the end of its reads does')
 })
 
 /** A node with one place, which the test holds: a client on /ws/events waits for it. */
@@ -265,13 +298,14 @@ t.test('a client that waited while the node came to drain is refused, not admitt
   t.equal(h.handshakes.inFlight, 0, 'and its place is given back')
 })
 
-t.test('a client waits HANDSHAKE_TIMEOUT at most, then is sent to another node', async (t) => {
+t.test('a client waits half of HANDSHAKE_TIMEOUT at most, then is sent to another node', async (t) => {
   const node = await startApp({ WEBSOCKET_MAX_HANDSHAKES: '1', HANDSHAKE_TIMEOUT: '500' })
   t.teardown(async () => await node.close())
   const gate = node.app.herald.handshakes
   t.equal(gate.enter('the-test', IP), null)
   t.teardown(() => { gate.end('the-test') })
   const r = await within(10_000, 'the waiting client to be refused', refusal(`${node.ws}/ws/events?token=${userToken('waited-too-long')}`))
+  t.match(r.body.error.message, /within 250 ms/, 'after half of HANDSHAKE_TIMEOUT')
   t.same([r.status, r.body.error.code], [503, 'NODE_FULL'])
   t.match(r.body.error.message, /busy/)
   t.equal(gate.queued, 0)
@@ -327,4 +361,37 @@ t.test('a connection the node closes before its welcome gives its place back the
   t.notOk(serverSockets[0]!.destroyed, 'while the node still waits for the client to answer its close')
   const next = await within(10_000, 'the next client to be welcomed', connect(`${node.ws}/ws/events`, { token: userToken('after-closed-early') }))
   await next.close()
+})
+
+t.test('with Redis paused mid-welcome: a client that gives up then holds its place until the welcome\'s reads end', { timeout: 60_000 }, async (t) => {
+  const redis = await startRedis()
+  t.teardown(async () => { redis.resume(); await redis.stop() })
+  const node = await startApp({ REDIS_URL: redis.url, WEBSOCKET_MAX_HANDSHAKES: '1', HEALTH_PROBE_INTERVAL: '60000' })
+  t.teardown(async () => await node.close())
+  const h = node.app.herald
+  const gate = h.handshakes
+  const url = `${node.ws}/ws/events`
+  const serverSockets = new Map<string, Socket>()
+  node.app.server.on('upgrade', (req: IncomingMessage, socket: Socket) => { serverSockets.set(String(req.headers['x-client']), socket) })
+  // A's slot is taken, then Redis stops answering: its welcome's reads wait.
+  const acquire = h.connectionLimiter.acquire.bind(h.connectionLimiter)
+  h.connectionLimiter.acquire = async (record, who) => {
+    const verdict = await acquire(record, who)
+    if (record.userId === 'mid-a') redis.pause()
+    return verdict
+  }
+  const a = new WebSocket(`${url}?token=${userToken('mid-a')}`, { headers: { 'x-client': 'a' } })
+  a.on('error', () => {})
+  await waitFor('A to be opened', () => h.connections.size, (n) => n === 1)
+  const b = connect(url, { token: userToken('mid-b') })
+  await waitFor('B to wait for a place', () => gate.queued, (n) => n === 1)
+  const aClosed = new Promise((resolve) => serverSockets.get('a')!.once('close', resolve))
+  a.terminate()
+  await within(10_000, 'A\'s socket to close on the node', aClosed)
+  t.equal(gate.inFlight, 1, 'A still holds its place: its reads still wait on Redis')
+  t.equal(gate.queued, 1, 'and B waits')
+  redis.resume()
+  const cb = await within(20_000, 'B to be welcomed once A\'s reads end', b)
+  t.equal(cb.frames[0]?.payload.userId, 'mid-b')
+  await cb.close()
 })
