@@ -216,14 +216,20 @@ t.test('a node with one place gives it on at every end: welcomes, refusals, clie
   t.equal(gate.queued, 0)
 })
 
-t.test('with Redis paused: a token is checked at once, a client that gives up while it waits costs no slot, the rest in order', { timeout: 60_000 }, async (t) => {
+/** A node with one place and a private Redis, which the test pauses; `probeMs`: its readiness probe interval. */
+async function redisNode (t: Test, probeMs: number): Promise<{ redis: Awaited<ReturnType<typeof startRedis>>, node: RunningApp, gate: HandshakeGate, url: string, clients: TestClient[] }> {
   const redis = await startRedis()
   t.teardown(async () => { redis.resume(); await redis.stop() })
-  // A probe interval longer than the test: Redis paused, the node still takes handshakes.
-  const node = await startApp({ REDIS_URL: redis.url, WEBSOCKET_MAX_HANDSHAKES: '1', HEALTH_PROBE_INTERVAL: '60000' })
+  const node = await startApp({ REDIS_URL: redis.url, WEBSOCKET_MAX_HANDSHAKES: '1', HEALTH_PROBE_INTERVAL: String(probeMs) })
   t.teardown(async () => await node.close())
-  const gate = node.app.herald.handshakes
-  const url = `${node.ws}/ws/events`
+  const clients: TestClient[] = []
+  t.teardown(async () => { for (const c of clients) await c.close() })
+  return { redis, node, gate: node.app.herald.handshakes, url: `${node.ws}/ws/events`, clients }
+}
+
+t.test('with Redis paused: a token is checked at once, a client that gives up while it waits costs no slot, the rest in order', { timeout: 60_000 }, async (t) => {
+  // A probe interval longer than the test: Redis paused, the node still takes handshakes.
+  const { redis, gate, url, clients } = await redisNode(t, 60_000)
   // Every command Redis runs, in order: what the node asked for whom.
   const observer = new Redis(redis.url)
   const monitor = await observer.monitor()
@@ -231,8 +237,6 @@ t.test('with Redis paused: a token is checked at once, a client that gives up wh
   for (const r of [observer, monitor]) r.on('error', () => {})
   const seen: string[] = []
   monitor.on('monitor', (_time: string, args: string[]) => { seen.push(args.join(' ')) })
-  const clients: TestClient[] = []
-  t.teardown(async () => { for (const c of clients) await c.close() })
   const order: string[] = []
 
   redis.pause()
@@ -261,14 +265,7 @@ t.test('with Redis paused: a token is checked at once, a client that gives up wh
 })
 
 t.test('a node whose Redis stops answering refuses those waiting at once, not after the one in flight', { timeout: 60_000 }, async (t) => {
-  const redis = await startRedis()
-  t.teardown(async () => { redis.resume(); await redis.stop() })
-  const node = await startApp({ REDIS_URL: redis.url, WEBSOCKET_MAX_HANDSHAKES: '1', HEALTH_PROBE_INTERVAL: '200' })
-  t.teardown(async () => await node.close())
-  const gate = node.app.herald.handshakes
-  const url = `${node.ws}/ws/events`
-  const clients: TestClient[] = []
-  t.teardown(async () => { for (const c of clients) await c.close() })
+  const { redis, gate, url, clients } = await redisNode(t, 200)
 
   redis.pause()
   // A's admission waits on Redis and holds the one place; B waits behind it.
@@ -364,13 +361,8 @@ t.test('a connection the node closes before its welcome gives its place back the
 })
 
 t.test('with Redis paused mid-welcome: a client that gives up then holds its place until the welcome\'s reads end', { timeout: 60_000 }, async (t) => {
-  const redis = await startRedis()
-  t.teardown(async () => { redis.resume(); await redis.stop() })
-  const node = await startApp({ REDIS_URL: redis.url, WEBSOCKET_MAX_HANDSHAKES: '1', HEALTH_PROBE_INTERVAL: '60000' })
-  t.teardown(async () => await node.close())
+  const { redis, node, gate, url } = await redisNode(t, 60_000)
   const h = node.app.herald
-  const gate = h.handshakes
-  const url = `${node.ws}/ws/events`
   const serverSockets = new Map<string, Socket>()
   node.app.server.on('upgrade', (req: IncomingMessage, socket: Socket) => { serverSockets.set(String(req.headers['x-client']), socket) })
   // A's slot is taken, then Redis stops answering: its welcome's reads wait.
