@@ -1,3 +1,5 @@
+import { Counts } from '../limits/counts.js'
+
 // At most WEBSOCKET_MAX_HANDSHAKES handshakes of client connections (raw
 // WebSocket and Socket.IO; /ws/admin is not counted) past the token check
 // and not yet welcomed on a node; the rest wait their turn there, in order
@@ -71,7 +73,7 @@ export class HandshakeGate {
   // First in, first out: an array with a moving head (shift() moves a long array).
   private waiting: Array<Waiter | undefined> = []
   private head = 0
-  private readonly waitingByIp = new Map<string, number>()
+  private readonly waitingByIp = new Counts()
   private sweep: NodeJS.Timeout | null = null
   private shut = false
 
@@ -95,9 +97,8 @@ export class HandshakeGate {
       return null
     }
     if (this.queued >= this.limits.waiting) return Promise.resolve('queue')
-    const fromIp = this.waitingByIp.get(ip) ?? 0
-    if (fromIp >= this.limits.waitingPerIp) return Promise.resolve('ip')
-    this.waitingByIp.set(ip, fromIp + 1)
+    if (this.waitingByIp.of(ip) >= this.limits.waitingPerIp) return Promise.resolve('ip')
+    this.waitingByIp.add(ip)
     return new Promise((resolve) => {
       this.waiting.push({
         ip,
@@ -154,7 +155,7 @@ export class HandshakeGate {
     for (let i = this.head; i < this.waiting.length; i++) {
       const w = this.waiting[i]!
       if (w.gone()) {
-        this.uncount(w)
+        this.waitingByIp.remove(w.ip)
         w.wake('gone')
       } else {
         this.waiting[kept++] = w
@@ -179,14 +180,8 @@ export class HandshakeGate {
       this.waiting = this.waiting.slice(this.head)
       this.head = 0
     }
-    this.uncount(w)
+    this.waitingByIp.remove(w.ip)
     return w
-  }
-
-  private uncount (w: Waiter): void {
-    const n = this.waitingByIp.get(w.ip)!
-    if (n === 1) this.waitingByIp.delete(w.ip)
-    else this.waitingByIp.set(w.ip, n - 1)
   }
 
   private idle (): void {

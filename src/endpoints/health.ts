@@ -4,6 +4,7 @@ import { errorBody, HeraldError, type ErrorCode } from '../errors.js'
 import { channels as diag } from '../observability/channels.js'
 import { serverFrame } from '../protocol/envelope.js'
 import { CloseCodes } from '../protocol/close-codes.js'
+import { Counts } from '../limits/counts.js'
 import { streamAnswered } from './liveness.js'
 
 // The health stream needs no token, so it gets its own small bounds instead of
@@ -43,7 +44,7 @@ export function health (h: Herald): Health {
 /** /ws/health: readiness (200/503), liveness (?probe=live), or a health stream on upgrade. */
 export default fp(async function healthEndpoint (app) {
   const h = app.herald
-  const perIp = new Map<string, number>()
+  const perIp = new Counts()
   // One timer and one frame per tick for all streams, running only while there are any.
   let pushTimer: NodeJS.Timeout | null = null
   const pushAll = (): void => {
@@ -74,7 +75,7 @@ export default fp(async function healthEndpoint (app) {
       }
       if (h.draining) return refuse('DRAINING')
       if (h.healthStreams.size >= HEALTH_STREAMS_PER_NODE) return refuse('NODE_FULL')
-      if ((perIp.get(req.ip) ?? 0) >= HEALTH_STREAMS_PER_IP) {
+      if (perIp.of(req.ip) >= HEALTH_STREAMS_PER_IP) {
         reply.header('retry-after', '5')
         return refuse('CONNECTION_LIMIT')
       }
@@ -89,7 +90,7 @@ export default fp(async function healthEndpoint (app) {
     },
     wsHandler: (ws, req) => {
       const ip = req.ip
-      perIp.set(ip, (perIp.get(ip) ?? 0) + 1)
+      perIp.add(ip)
       h.healthStreams.add(ws)
       streamAnswered(ws)
       ws.send(serverFrame('health', health(h)))
@@ -103,9 +104,7 @@ export default fp(async function healthEndpoint (app) {
       ws.on('error', () => {})
       ws.on('close', () => {
         h.healthStreams.delete(ws)
-        const n = (perIp.get(ip) ?? 1) - 1
-        if (n <= 0) perIp.delete(ip)
-        else perIp.set(ip, n)
+        perIp.remove(ip)
       })
     },
   })

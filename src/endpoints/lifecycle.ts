@@ -141,9 +141,10 @@ export function opened (h: Herald, conn: Connection): void {
     conn.close(CloseCodes.INTERNAL_ERROR, 'backend unavailable')
   }).finally(() => {
     clearTimeout(timer)
-    // Its handshake is over, welcomed or closed by the node meanwhile (a
-    // client that never answers the close holds its socket 2 s more): the
-    // next one waiting takes its place (handshake-gate.ts).
+    // Its handshake is over, welcomed or closed meanwhile by either side
+    // (its transport's close does not give the place back once it is
+    // opened: its reads were still running): the next one waiting takes its
+    // place (handshake-gate.ts).
     h.handshakes.end(conn.id)
   })
 }

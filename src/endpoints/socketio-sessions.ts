@@ -1,5 +1,6 @@
 import type { Socket } from 'socket.io'
 import type { ErrorCode } from '../errors.js'
+import { Counts } from '../limits/counts.js'
 
 // What engine.io holds for each session, for the two bounds it does not keep
 // itself: the bytes queued for a client (a polling client that stops polling
@@ -33,7 +34,7 @@ const sizeOf = (data: unknown): number =>
 
 export class EngineSessions {
   private readonly sessions = new WeakMap<EngineSocket, Session>()
-  private readonly pendingPerIp = new Map<string, number>()
+  private readonly pendingPerIp = new Counts()
   private pendingCount = 0
 
   constructor (private readonly handshakeTimeoutMs: number) {}
@@ -43,7 +44,7 @@ export class EngineSessions {
 
   /** Checked at the engine.io handshake, before any token is seen. */
   refusal (ip: string): ErrorCode | null {
-    if ((this.pendingPerIp.get(ip) ?? 0) >= UNAUTHENTICATED_PER_IP) return 'CONNECTION_LIMIT'
+    if (this.pendingPerIp.of(ip) >= UNAUTHENTICATED_PER_IP) return 'CONNECTION_LIMIT'
     if (this.pendingCount >= UNAUTHENTICATED_PER_NODE) return 'NODE_FULL'
     return null
   }
@@ -63,7 +64,7 @@ export class EngineSessions {
     const pending = setTimeout(() => raw.close(true), this.handshakeTimeoutMs)
     pending.unref()
     this.sessions.set(raw, { ip, queued, pending })
-    this.pendingPerIp.set(ip, (this.pendingPerIp.get(ip) ?? 0) + 1)
+    this.pendingPerIp.add(ip)
     this.pendingCount++
     raw.once('close', () => this.settle(raw))
   }
@@ -81,8 +82,6 @@ export class EngineSessions {
     clearTimeout(s.pending)
     s.pending = null
     this.pendingCount--
-    const n = (this.pendingPerIp.get(s.ip) ?? 1) - 1
-    if (n <= 0) this.pendingPerIp.delete(s.ip)
-    else this.pendingPerIp.set(s.ip, n)
+    this.pendingPerIp.remove(s.ip)
   }
 }

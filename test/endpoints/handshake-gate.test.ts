@@ -310,11 +310,14 @@ t.test('a client waits half of HANDSHAKE_TIMEOUT at most, then is sent to anothe
 
 t.test('a node that closes holds nobody waiting: refused DRAINING', async (t) => {
   const node = await startApp({ WEBSOCKET_MAX_HANDSHAKES: '1' })
+  let closed: Promise<void> | null = null
+  // Closed here should the test fail before it closes the node itself.
+  t.teardown(async () => await (closed ?? node.close()))
   const gate = node.app.herald.handshakes
   t.equal(gate.enter('the-test', IP), null)
   const waiting = refusal(`${node.ws}/ws/events?token=${userToken('at-close')}`)
   await waitFor('the client to wait for a place', () => gate.queued, (n) => n === 1)
-  const closed = node.close()
+  closed = node.close()
   const r = await within(10_000, 'the waiting client to be refused as the node closes', waiting)
   t.same([r.status, r.body.error.code], [503, 'DRAINING'])
   await closed
