@@ -181,7 +181,8 @@ if (STORM) {
     else window.last = m
   })
   const pub = track(fork(join(ROOT, 'bench/load/publisher.ts'), [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }))
-  pub.send({ kind: 'herald', redisUrl, rate: RATE })
+  // As the node keeps history or not (NODE_CONFIG='HISTORY_SIZE=0'): appends, or plain publishes.
+  pub.send({ kind: 'herald', redisUrl, rate: RATE, history: nodeConfig.HISTORY_SIZE !== '0' })
   await sleep(1500) // past the first events' compilation
   await startProfile()
   profiling = true

@@ -30,6 +30,51 @@ function sweepFloors (): void {
   if (floored.size === 0 && sweeper !== null) { clearInterval(sweeper); sweeper = null }
 }
 
+// Per stream, the highest floor any connection holds on it (for one epoch;
+// null once floors of two epochs coexist, rare: Redis lost a stream) and how
+// many connections hold one. A message above it is above every floor, so
+// the dispatch loop does not look each recipient's floor up: after a storm
+// every connection holds floors for FLOOR_MS (its own stream's, which no
+// broadcast lifts), and at 10,000 subscribers looking each up, a Map per
+// connection touched per delivery, held a node to 0.57x the deliveries/s it
+// reached without them (bench/profile.ts, history on, past saturation). The
+// top only rises while a floor on its stream is held: a floor's drop never
+// lowers it, and it goes when the last is dropped.
+interface FloorTop { epoch: string | null, offset: number, holders: number }
+const floorTops = new Map<string, FloorTop>()
+// The last message asked about and its answer: one dispatch asks once per recipient.
+let askedStream = ''
+let askedEpoch = ''
+let askedOffset = -1
+let askedAbove = false
+
+function aboveEveryFloor (stream: string, epoch: string, offset: number): boolean {
+  if (offset === askedOffset && stream === askedStream && epoch === askedEpoch) return askedAbove
+  const top = floorTops.get(stream)
+  askedStream = stream
+  askedEpoch = epoch
+  askedOffset = offset
+  askedAbove = top === undefined || (top.epoch === epoch && offset > top.offset)
+  return askedAbove
+}
+
+function floorRaised (stream: string, epoch: string, offset: number, added: boolean): void {
+  askedOffset = -1
+  const top = floorTops.get(stream)
+  if (top === undefined) { floorTops.set(stream, { epoch, offset, holders: 1 }); return }
+  if (added) top.holders++
+  if (top.epoch !== epoch) top.epoch = null
+  else if (offset > top.offset) top.offset = offset
+}
+
+function floorDropped (stream: string): void {
+  const top = floorTops.get(stream)
+  if (top !== undefined && --top.holders === 0) floorTops.delete(stream)
+}
+
+/** Streams on which some connection of this process holds a floor (for tests: the tops go with the floors). */
+export const streamsWithFloors = (): number => floorTops.size
+
 export type Endpoint = 'events' | 'admin'
 export type Transport = 'ws' | 'socket.io'
 
@@ -80,8 +125,9 @@ export abstract class Connection implements Subscriber {
    * up) every message: a live message at or below it is not sent. Pub/sub
    * runs on its own Redis connection, behind the reads: a message a replay
    * read can still come live after the replay. A stream's floor goes with the
-   * first message above it, in the order its channel keeps, or FLOOR_MS
-   * after it was set (a sweep: an idle connection does not keep it).
+   * first message above it that is looked up (in the order its channel
+   * keeps; one above every floor on its stream is not, see floorTops), or
+   * FLOOR_MS after it was set (a sweep: an idle connection does not keep it).
    */
   private floors: Map<string, { offset: number, epoch: string }> | null = null
   private floorsAt = 0
@@ -193,7 +239,10 @@ export abstract class Connection implements Subscriber {
   private raiseFloors (tops: Iterable<[string, { offset: number, epoch: string }]>): void {
     for (const [stream, top] of tops) {
       const f = (this.floors ??= new Map()).get(stream)
-      if (f === undefined || f.epoch !== top.epoch || f.offset < top.offset) this.floors.set(stream, { offset: top.offset, epoch: top.epoch })
+      if (f === undefined || f.epoch !== top.epoch || f.offset < top.offset) {
+        this.floors.set(stream, { offset: top.offset, epoch: top.epoch })
+        floorRaised(stream, top.epoch, top.offset, f === undefined)
+      }
     }
     if (this.floors?.size === 0) { this.floors = null; return }
     this.floorsAt = Date.now()
@@ -209,17 +258,19 @@ export abstract class Connection implements Subscriber {
 
   /** The connection closed: the sweep's set must not keep it (and its socket) alive for another 30 s. */
   forgetFloors (): void {
+    if (this.floors !== null) for (const stream of this.floors.keys()) floorDropped(stream)
     this.floors = null
     floored.delete(this)
   }
 
   /** `d` was sent already (replayed), or comes before the position the client was given; a message above the floor lifts it. */
   private belowFloor (d: Delivery): boolean {
-    if (d.offset === null) return false
+    if (d.offset === null || aboveEveryFloor(d.stream, d.epoch, d.offset)) return false
     const f = this.floors!.get(d.stream)
     if (f === undefined) return false
     if (d.epoch === f.epoch && d.offset <= f.offset) return true
     this.floors!.delete(d.stream)
+    floorDropped(d.stream)
     if (this.floors!.size === 0) { this.floors = null; floored.delete(this) }
     return false
   }
