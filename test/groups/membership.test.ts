@@ -1,8 +1,12 @@
 // Membership changes on open connections follow the store, not the order
 // their messages come in: an add and a remove of one user on two nodes can
 // write in one order and announce in the other. Here the late message is
-// sent by hand, after the change that overtook it.
+// sent by hand, after the change that overtook it. And a change heard while
+// a new connection reads its groups is applied after that read only if its
+// own read came later: the node's group reads are held and let go in turn.
 import t from 'tap'
+import { applyMembership } from '../../src/groups/membership.js'
+import type { Herald } from '../../src/context.js'
 import { startApp } from '../helpers/app.js'
 import { connect } from '../helpers/client.js'
 import { startRedis } from '../helpers/redis.js'
@@ -47,4 +51,77 @@ t.test('a membership message that comes after a later change is read against the
   t.ok(held().includes('kept'), 'a late "not a member" after an add does not take the connection out')
   const mine = await node.api('/api/events', { body: { type: 'chat.message', group: 'kept', data: {} } })
   await c.next((f) => f.type === 'event' && f.payload.id === mine.body.id)
+})
+
+/**
+ * The node's group reads (the backend's groupsOf), each answered with what
+ * the store held when it was asked, but only when the test releases it:
+ * `read(n)` waits for the n-th read.
+ */
+function heldReads (h: Herald): { read: (n: number) => Promise<{ userId: string, release: () => void }>, restore: () => void } {
+  const store = h.backend.groups
+  const real = store.groupsOf.bind(store)
+  const reads: Array<{ userId: string, release: () => void }> = []
+  let asked: Array<() => void> = []
+  store.groupsOf = async (userId: string): Promise<string[]> => {
+    const answer = await real(userId)
+    await new Promise<void>((resolve) => {
+      reads.push({ userId, release: resolve })
+      for (const w of asked) w()
+      asked = []
+    })
+    return answer
+  }
+  const read = async (n: number): Promise<{ userId: string, release: () => void }> => {
+    while (reads.length < n) await new Promise<void>((resolve) => asked.push(resolve))
+    return reads[n - 1]!
+  }
+  return { read, restore: () => { store.groupsOf = real } }
+}
+
+/** How many of the user's connections on the node the hub holds in `group`. */
+const inGroup = (h: Herald, userId: string, group: string): number => {
+  let n = 0
+  h.connections.forEachOfUser(userId, (c) => { if (c.groups?.has(group) === true) n++ })
+  return n
+}
+
+t.test('a change heard while a new connection reads its groups applies after that read when read later, not when read before', async (t) => {
+  const node = await startApp()
+  t.teardown(() => node.close())
+  const h = node.app.herald
+  const reads = heldReads(h)
+  t.teardown(() => { reads.restore() })
+  const store = h.backend.groups
+
+  // Read later: the connection reads "member of stale", then the API's
+  // remove is heard and read while it still loads. The later read wins.
+  await store.add('stale', 'sam')
+  const connecting = connect(`${node.ws}/ws/events`, { token: userToken('sam') })
+  const own = await reads.read(1)
+  t.equal(own.userId, 'sam')
+  await store.remove('stale', 'sam')
+  applyMembership(h, { group: 'stale', userId: 'sam', member: false })
+  ;(await reads.read(2)).release()
+  // The change's read has answered; its settle runs before the connection's read is let go.
+  await new Promise((resolve) => setImmediate(resolve))
+  own.release()
+  const first = await connecting
+  t.teardown(() => first.close())
+  t.equal(inGroup(h, 'sam', 'stale'), 0, 'left out of the group its own (earlier) read named')
+
+  // Read before: a change read while the store said "not a member of kept"
+  // settles while a second connection, which read "member" after the API's
+  // add, still loads. The connection's read stands.
+  applyMembership(h, { group: 'kept', userId: 'sam', member: false })
+  const stale = await reads.read(3)
+  await store.add('kept', 'sam')
+  const second = connect(`${node.ws}/ws/events`, { token: userToken('sam', 'sam-second') })
+  const secondsRead = await reads.read(4)
+  stale.release()
+  await new Promise((resolve) => setImmediate(resolve))
+  secondsRead.release()
+  const c2 = await second
+  t.teardown(() => c2.close())
+  t.equal(inGroup(h, 'sam', 'kept'), 1, 'the second connection is in the group its later read named')
 })
