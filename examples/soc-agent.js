@@ -20,13 +20,14 @@ const ROUNDS = Number(process.env.ROUNDS ?? Infinity)
 // The dashboard: a member of the group (token claim), watching agent.* events.
 const dashboard = await open(sign({ sub: 'soc-dashboard', sid: randomUUID(), roles: ['user'], groups: [GROUP] }))
 await dashboard.request('subscribe', { eventTypes: ['agent.*'] })
-let heartbeats = 0
+// The group's events reach it in the order they were published: once it
+// has the agent's `stopping`, it has everything the agent sent before.
 let done
 const finished = new Promise((resolve) => { done = resolve })
 dashboard.on('event', (e) => {
   const what = e.type === 'agent.logs' ? `${e.data.lines.length} log lines` : JSON.stringify(e.data)
   console.log(`dashboard: ${e.type} from ${e.source.userId} (${e.stream} #${e.offset ?? '-'}): ${what}`)
-  if (e.type === 'agent.heartbeat' && ++heartbeats >= ROUNDS) done()
+  if (e.type === 'agent.status' && e.data.state === 'stopping') done()
 })
 
 // The agent: may publish agent.* events (its `publish` claim), into the group (its `groups` claim).
@@ -56,7 +57,7 @@ while (round < ROUNDS) {
   if (round < ROUNDS) await new Promise((resolve) => setTimeout(resolve, 1000))
 }
 clearInterval(tick)
-await finished
 await publish('agent.status', { state: 'stopping' })
+await finished
 agent.close()
 dashboard.close()
