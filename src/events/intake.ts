@@ -14,15 +14,17 @@ import type { Envelope } from './codec.js'
 // number of events: at 10,000 subscribers it is tens of ms. A slice shorter
 // than that spends most of each turn writing a little to every socket, and
 // past that rate the backlog, hence latency, grows to MAX_WAIT_MS. So while
-// the node keeps up (nothing waits) with a modest input (the last turn's
-// messages under CALM_INPUT_BYTES, one socket read), a turn's slice is as
-// long as the last turn's writes took (half the turn delivering, half
-// writing), at least SLICE_MS, and never past MAX_SLICE_MS, which keeps a
-// turn, and so the wait of a message that arrives during one, bounded.
-// Otherwise slices are SLICE_MS: a node flooded, or behind its input, must
-// turn over fast enough to keep reading Redis at full speed (libuv reads at
-// most 2 MB a turn; longer turns had Redis drop a flooded node's
-// subscription, test/endpoints/overload.test.ts).
+// the input is modest (the last turn's messages under CALM_INPUT_BYTES, one
+// socket read), a turn's slice is as long as the last turn's writes took
+// (half the turn delivering, half writing), at least SLICE_MS, and never
+// past MAX_SLICE_MS, which keeps a turn, and so the wait of a message that
+// arrives during one, bounded. That holds for a backlog's slices too: a node
+// behind a modest input at 10,000 subscribers, given 20 ms against writes
+// of 150 ms, delivered a tenth of each turn and fell further behind, to
+// shedding most of what it was offered. Under a flood slices are SLICE_MS:
+// a flooded node must turn over fast enough to keep reading Redis at full
+// speed (libuv reads at most 2 MB a turn; longer turns had Redis drop a
+// flooded node's subscription, test/endpoints/overload.test.ts).
 
 /** delivery work per event-loop turn before the turn yields, at least */
 export const SLICE_MS = 20
@@ -88,24 +90,30 @@ export class Intake {
 
   private hasTime (): boolean {
     const now = performance.now()
-    if (!this.sliceOpen) this.open(now)
+    if (!this.sliceOpen) this.open(now, this.nextSliceMs())
     return now - this.sliceStart < this.sliceMs
   }
 
+  /** The policy above, from the input since the last slice opened and the last turn's writes. */
+  private nextSliceMs (): number {
+    const calm = this.offered < CALM_INPUT_BYTES
+    this.offered = 0
+    return calm ? Math.min(MAX_SLICE_MS, Math.max(SLICE_MS, this.writeMs())) : SLICE_MS
+  }
+
   /** A slice lasts until the end of this turn (the check phase), when what waits gets the next one. */
-  private open (now: number): void {
+  private open (now: number, ms: number): void {
     this.sliceOpen = true
     this.sliceStart = now
-    const calm = this.head === this.queue.length && this.offered < CALM_INPUT_BYTES
-    this.offered = 0
-    this.sliceMs = calm ? Math.min(MAX_SLICE_MS, Math.max(SLICE_MS, this.writeMs())) : SLICE_MS
+    this.sliceMs = ms
     setImmediate(this.endSlice)
   }
 
   private drain (): void {
     const start = performance.now()
+    const ms = this.nextSliceMs()
     let now = start
-    while (this.head < this.queue.length && now - start < SLICE_MS) {
+    while (this.head < this.queue.length && now - start < ms) {
       const w = this.take()
       if (now - w.at > MAX_WAIT_MS) this.drop()
       else this.run(w.channel, w.env)
@@ -113,7 +121,7 @@ export class Intake {
     }
     // Scheduled after what this slice delivered, so the end of the turn
     // (turn-writes.ts) writes it before the next slice runs.
-    this.open(start)
+    this.open(start, ms)
     if (this.head > 1024 && this.head * 2 > this.queue.length) {
       this.queue = this.queue.slice(this.head)
       this.head = 0

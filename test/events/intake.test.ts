@@ -25,14 +25,16 @@ async function firstSlice (t: Test, writeMs: number): Promise<{ first: number, s
   return { first, second, all: delivered }
 }
 
-t.test('while nothing waits, a slice lasts as long as the last turn\'s writes took, within SLICE_MS..MAX_SLICE_MS', async (t) => {
+t.test('with a modest input, a slice lasts as long as the last turn\'s writes took, within SLICE_MS..MAX_SLICE_MS', async (t) => {
   t.equal((await firstSlice(t, 0)).first, SLICE_MS, 'no writes: SLICE_MS of deliveries, then the turn yields')
   t.equal((await firstSlice(t, 5)).first, SLICE_MS, 'short writes: still SLICE_MS')
   t.equal((await firstSlice(t, 45)).first, 45, 'writes of 45 ms: 45 ms of deliveries, half the turn each')
   t.equal((await firstSlice(t, 10_000)).first, MAX_SLICE_MS, 'however long the writes, at most MAX_SLICE_MS: a turn stays bounded')
   const behind = await firstSlice(t, 45)
-  t.equal(behind.second, SLICE_MS, 'once messages wait, SLICE_MS a turn: a node behind its input turns over fast, to keep reading Redis')
+  t.equal(behind.second, 45, 'once messages wait behind a modest input, the backlog\'s slices follow the writes too: a short slice against long writes would deliver a fraction of each turn and fall further behind')
   t.equal(behind.all, 300, 'what waited is delivered in the next turns, none shed')
+  const capped = await firstSlice(t, 10_000)
+  t.equal(capped.second, MAX_SLICE_MS, 'and at most MAX_SLICE_MS')
 })
 
 t.test('after a turn with a flood of input, slices are SLICE_MS: a flooded node turns over fast, to keep reading Redis', async (t) => {
@@ -52,5 +54,22 @@ t.test('after a turn with a flood of input, slices are SLICE_MS: a flooded node 
   await turn()
   for (let i = 0; i < 100; i++) intake.offer('c', env)
   t.equal(delivered - 140, 45, 'once the input is modest again, slices follow the writes again')
+  performance.now = real
+})
+
+t.test('a backlog behind a flood is worked through in SLICE_MS slices: the turns stay short, to keep reading Redis', async (t) => {
+  let clock = 1_000_000
+  const real = performance.now
+  performance.now = () => clock
+  t.teardown(() => { performance.now = real })
+  let delivered = 0
+  const intake = new Intake(() => { delivered++; clock += 1 }, () => {}, () => 45)
+  const big = { json: 'x'.repeat(Math.ceil(CALM_INPUT_BYTES / 30)) } as unknown as Envelope
+  for (let i = 0; i < 100; i++) intake.offer('c', big)
+  t.equal(delivered, 45, 'the turn the flood began: a slice as long as the writes (the input before it was modest)')
+  await turn()
+  t.equal(delivered - 45, SLICE_MS, 'the backlog\'s next slice is SLICE_MS: that turn\'s input was past CALM_INPUT_BYTES')
+  for (let i = 0; i < 50 && intake.waiting > 0; i++) await turn()
+  t.equal(delivered, 100, 'and all of it delivered, none shed')
   performance.now = real
 })
