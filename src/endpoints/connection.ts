@@ -177,7 +177,7 @@ export abstract class Connection implements Subscriber {
     if (this.resuming !== null) return this.holdLive(d)
     if (this.floors !== null && this.belowFloor(d)) return
     if (this.closed) return
-    if (this.congested()) return this.close(CloseCodes.SLOW_CONSUMER, 'slow consumer')
+    if (this.deliveryCongested()) return this.close(CloseCodes.SLOW_CONSUMER, 'slow consumer')
     this.writeDelivery(d)
     this.site.framesOut[this.kind]++
   }
@@ -338,6 +338,8 @@ export abstract class Connection implements Subscriber {
   abstract ping (): void
 
   protected abstract congested (): boolean
+  /** The slow-consumer check of a delivery: congested(), unless the transport knows it cannot have changed (ws-connection.ts). */
+  protected deliveryCongested (): boolean { return this.congested() }
   protected abstract writeDelivery (d: Delivery): void
   protected abstract writeMessage (type: string, payload: unknown, id?: string): void
   protected abstract terminate (code: number, reason: string): void
