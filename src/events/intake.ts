@@ -48,6 +48,8 @@ export class Intake {
   private head = 0
   private bytes = 0
   private sliceOpen = false
+  /** the open slice was opened by offer(), in this turn's poll phase (not by drain(), after the last turn's writes) */
+  private sliceByOffer = false
   private sliceStart = 0
   /** messages shed since boot */
   shed = 0
@@ -90,7 +92,7 @@ export class Intake {
 
   private hasTime (): boolean {
     const now = performance.now()
-    if (!this.sliceOpen) this.open(now, this.nextSliceMs())
+    if (!this.sliceOpen) { this.open(now, this.nextSliceMs()); this.sliceByOffer = true }
     return now - this.sliceStart < this.sliceMs
   }
 
@@ -111,9 +113,17 @@ export class Intake {
 
   private drain (): void {
     const start = performance.now()
-    const ms = this.nextSliceMs()
+    // A slice offer() opened this turn ends here, before the turn's writes
+    // (endTurn's setImmediate comes after this one): the backlog gets what
+    // is left of it now, and a slice of its own next turn, after the writes,
+    // sized by the input since that slice opened. So no turn delivers for
+    // more than its one slice.
+    const byOffer = this.sliceByOffer
+    const ms = byOffer ? this.sliceMs : this.nextSliceMs()
+    const budget = byOffer ? Math.max(0, ms - (start - this.sliceStart)) : ms
+    this.sliceByOffer = false
     let now = start
-    while (this.head < this.queue.length && now - start < ms) {
+    while (this.head < this.queue.length && now - start < budget) {
       const w = this.take()
       if (now - w.at > MAX_WAIT_MS) this.drop()
       else this.run(w.channel, w.env)
