@@ -92,7 +92,7 @@ export class Intake {
 
   private hasTime (): boolean {
     const now = performance.now()
-    if (!this.sliceOpen) { this.open(now, this.nextSliceMs()); this.sliceByOffer = true }
+    if (!this.sliceOpen) this.open(now, this.nextSliceMs(), true)
     return now - this.sliceStart < this.sliceMs
   }
 
@@ -104,8 +104,9 @@ export class Intake {
   }
 
   /** A slice lasts until the end of this turn (the check phase), when what waits gets the next one. */
-  private open (now: number, ms: number): void {
+  private open (now: number, ms: number, byOffer: boolean): void {
     this.sliceOpen = true
+    this.sliceByOffer = byOffer
     this.sliceStart = now
     this.sliceMs = ms
     setImmediate(this.endSlice)
@@ -121,7 +122,6 @@ export class Intake {
     const byOffer = this.sliceByOffer
     const ms = byOffer ? this.sliceMs : this.nextSliceMs()
     const budget = byOffer ? Math.max(0, ms - (start - this.sliceStart)) : ms
-    this.sliceByOffer = false
     let now = start
     while (this.head < this.queue.length && now - start < budget) {
       const w = this.take()
@@ -131,7 +131,7 @@ export class Intake {
     }
     // Scheduled after what this slice delivered, so the end of the turn
     // (turn-writes.ts) writes it before the next slice runs.
-    this.open(start, ms)
+    this.open(start, ms, false)
     if (this.head > 1024 && this.head * 2 > this.queue.length) {
       this.queue = this.queue.slice(this.head)
       this.head = 0
