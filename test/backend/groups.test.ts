@@ -41,6 +41,19 @@ forEachBackend(t, (t, space) => {
     t.same(astray, [], `every listing agrees with the user's groups (${mine.size} of ${groups.length} ended as members)`)
   })
 
+  t.test("the groups of many users read in one turn: each gets its own, in no group too", async (t) => {
+    // A turn's new connections read their users' groups together (one call
+    // on a standalone Redis, one command per user on a Cluster).
+    const sp = space(t)
+    const [a, b] = [(await sp.backend()).groups, (await sp.backend()).groups]
+    const users = Array.from({ length: 40 }, (_, i) => `many-${i}`)
+    await Promise.all(users.map(async (u, i) => { for (let g = 0; g < i % 4; g++) await a.add(`grp-${i}-${g}`, u) }))
+    const read = await Promise.all([...users, users[5]!, 'nobody'].map(async (u) => await b.groupsOf(u)))
+    t.same(read.slice(0, users.length).map((g) => g.sort()), users.map((_, i) => Array.from({ length: i % 4 }, (_, g) => `grp-${i}-${g}`)), "each user's own groups, in the order asked")
+    t.same(read[users.length]!.sort(), ['grp-5-0'], 'a user asked twice in the turn is answered both times')
+    t.same(read[users.length + 1], [], 'a user in no group: none')
+  })
+
   t.test('names with the characters a group or a user may hold keep to their own sets', async (t) => {
     const sp = space(t)
     const g = (await sp.backend()).groups
