@@ -18,6 +18,7 @@
 // passes V8 or Node flags to the profiled node (on its command line, so any V8 flag);
 // NODE_CONFIG='WEBSOCKET_MAX_HANDSHAKES=64' adds to its environment (docs/configuration.md).
 // HEAP=1|survived|live samples the heap in the window instead (below).
+// TOP=N prints the N first functions (20 by CPU, 30 by heap otherwise).
 //
 // Besides the profile it prints the node's CPU time in the window by thread
 // (/proc): the main thread, and the helpers (V8's parallel and concurrent
@@ -41,6 +42,7 @@ const SUBSCRIBERS = Number(process.env.SUBSCRIBERS ?? 1000)
 const RATE = Number(process.env.RATE ?? 1500) // events/s, each to every subscriber
 const SECONDS = Number(process.env.SECONDS ?? 6)
 const WARM = Number(process.env.WARM ?? 0)
+const TOP = process.env.TOP !== undefined ? Number(process.env.TOP) : null
 const SECRET = 'bench-secret-that-is-at-least-32-characters'
 const CONNECT = process.env.SCENARIO === 'connect'
 const STORM = process.env.SCENARIO === 'storm'
@@ -146,7 +148,7 @@ async function stopWindow (connections: number, line: string): Promise<CpuProfil
   walk(heap.head)
   const what = { allocated: 'allocated', survived: 'survived a young-generation collection', held: 'held once open' }[HEAP]
   process.stdout.write(`${line}${(total / connections / 1024).toFixed(1)} KiB ${what} per connection (sampled)\n\nby function:\n`)
-  for (const [k, b] of [...bySite].sort((a, b) => b[1] - a[1]).slice(0, 30)) process.stdout.write(`${(b / connections).toFixed(0).padStart(7)} B/conn  ${k}\n`)
+  for (const [k, b] of [...bySite].sort((a, b) => b[1] - a[1]).slice(0, TOP ?? 30)) process.stdout.write(`${(b / connections).toFixed(0).padStart(7)} B/conn  ${k}\n`)
   killChildren()
   process.exit(0)
 }
@@ -217,7 +219,7 @@ const busy = profile.samples.reduce((n, id, i) => idle.has(id) ? n : n + (profil
 process.stdout.write(`profile: ${file} (${total} samples)\n`)
 const threads = [...cpuInWindow].filter(([, c]) => c >= 0.01).sort((a, b) => b[1] - a[1])
 process.stdout.write(`node CPU in the window: ${threads.reduce((n, [, c]) => n + c, 0).toFixed(2)} s (${threads.map(([k, c]) => `${k} ${c.toFixed(2)}`).join(', ')}); the profile's busy samples span ${busy.toFixed(2)} s\n\nself time by function:\n`)
-for (const [k, c] of [...byFn].sort((a, b) => b[1] - a[1]).slice(0, 20)) process.stdout.write(`${(100 * c / total).toFixed(1).padStart(5)}%  ${k}\n`)
+for (const [k, c] of [...byFn].sort((a, b) => b[1] - a[1]).slice(0, TOP ?? 20)) process.stdout.write(`${(100 * c / total).toFixed(1).padStart(5)}%  ${k}\n`)
 process.stdout.write('\nself time by what it is spent on:\n')
 for (const [k, c] of [...byWhat].sort((a, b) => b[1] - a[1])) process.stdout.write(`${(100 * c / total).toFixed(1).padStart(5)}%  ${k}\n`)
 killChildren()
