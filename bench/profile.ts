@@ -43,6 +43,7 @@ const RATE = Number(process.env.RATE ?? 1500) // events/s, each to every subscri
 const SECONDS = Number(process.env.SECONDS ?? 6)
 const WARM = Number(process.env.WARM ?? 0)
 const TOP = process.env.TOP !== undefined ? Number(process.env.TOP) : null
+if (TOP !== null && !(Number.isInteger(TOP) && TOP > 0)) throw new Error('TOP=N: a whole number of functions, 1 or more')
 const SECRET = 'bench-secret-that-is-at-least-32-characters'
 const CONNECT = process.env.SCENARIO === 'connect'
 const STORM = process.env.SCENARIO === 'storm'

@@ -16,6 +16,9 @@ const GROUPS_OF = `local out = {}
 for i = 1, #KEYS do out[i] = redis.call('SMEMBERS', KEYS[i]) end
 return out`
 
+/** Users' sets per GROUPS_OF call at most: as many as a turn admits in one call (WEBSOCKET_MAX_HANDSHAKES' default). */
+const PER_CALL = 256
+
 // Sorted listings come from SORT ... ALPHA LIMIT on the members' set: a
 // group's listing is an operator's or a service's occasional read.
 export class RedisGroups implements GroupStore {
@@ -42,7 +45,11 @@ export class RedisGroups implements GroupStore {
     // slot: one command each.
     this.batched = turnBatched(async (keys) => {
       if (client instanceof Cluster) return await Promise.all(keys.map(async (k) => await client.smembers(k)))
-      return await scripts.heraldGroupsOf(keys.length, ...keys)
+      // A script holds Redis while it runs: a turn's reads go PER_CALL users
+      // at a time (a user's set holds up to MAX_GROUPS_PER_USER names).
+      const calls: Array<Promise<string[][]>> = []
+      for (let i = 0; i < keys.length; i += PER_CALL) calls.push(scripts.heraldGroupsOf(Math.min(PER_CALL, keys.length - i), ...keys.slice(i, i + PER_CALL)))
+      return (await Promise.all(calls)).flat()
     })
   }
 

@@ -21,7 +21,7 @@ export function turnBatched<V> (run: (keys: string[]) => Promise<V[]>): (key: st
       keys.forEach((k, i) => { for (const w of batch.get(k)!) w.resolve(values[i]!) })
     }, (err: unknown) => { for (const ws of batch.values()) for (const w of ws) w.reject(err) })
   }
-  // The promise itself, not an async function's around it: one promise a read.
+  // The promise itself, not an async function's around it: one promise fewer a read.
   return (key) => new Promise<V>((resolve, reject) => {
     // After the turn's I/O callbacks (every connection opened in this poll), not after this one's microtasks.
     if (waiting.size === 0) setImmediate(flush)

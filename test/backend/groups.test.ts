@@ -3,10 +3,10 @@
 // backend of the cluster, both ways (a group's members, a user's groups),
 // bounded per user.
 import t from 'tap'
-import { GroupLimit, MAX_GROUPS_PER_USER } from '../../src/backend/groups.js'
+import { GroupLimit, groupKeys, MAX_GROUPS_PER_USER } from '../../src/backend/groups.js'
 import { forEachBackend } from '../helpers/backends.js'
 
-forEachBackend(t, (t, space) => {
+forEachBackend(t, (t, space, kind) => {
   t.test('a member added on one backend is seen by another, both ways, until removed', async (t) => {
     const sp = space(t)
     const [a, b] = [(await sp.backend()).groups, (await sp.backend()).groups]
@@ -53,6 +53,32 @@ forEachBackend(t, (t, space) => {
     t.same(read[users.length]!.sort(), ['grp-5-0'], 'a user asked twice in the turn is answered both times')
     t.same(read[users.length + 1], [], 'a user in no group: none')
   })
+
+  t.test('more users in one turn than one call reads: each still gets its own', async (t) => {
+    const sp = space(t)
+    const [a, b] = [(await sp.backend()).groups, (await sp.backend()).groups]
+    const users = Array.from({ length: 600 }, (_, i) => `crowd-${i}`)
+    const inGroups = users.filter((_, i) => i % 97 === 0)
+    await Promise.all(inGroups.map(async (u) => await a.add(`of-${u}`, u)))
+    const read = await Promise.all(users.map(async (u) => await b.groupsOf(u)))
+    t.same(read, users.map((u, i) => i % 97 === 0 ? [`of-${u}`] : []), 'the members of each, in the order asked')
+  })
+
+  if (kind === 'redis') {
+    t.test('a set Redis cannot read fails its turn\'s reads, and the next turn reads again; so after SCRIPT FLUSH', async (t) => {
+      const sp = space(t)
+      const g = (await sp.backend()).groups
+      await g.add('grp', 'fine')
+      const raw = sp.redis!.client()
+      await raw.set(groupKeys(sp.keyPrefix).groupsOf('broken'), 'not a set')
+      const turn = await Promise.allSettled([g.groupsOf('fine'), g.groupsOf('broken')])
+      t.same(turn.map((r) => r.status), ['rejected', 'rejected'], 'every read of the turn is answered, with the error')
+      t.match(String((turn[1] as PromiseRejectedResult).reason), /WRONGTYPE/)
+      t.same(await g.groupsOf('fine'), ['grp'], 'a later turn reads')
+      await raw.script('FLUSH')
+      t.same(await g.groupsOf('fine'), ['grp'], 'the script is sent again once Redis has forgotten it')
+    })
+  }
 
   t.test('names with the characters a group or a user may hold keep to their own sets', async (t) => {
     const sp = space(t)
