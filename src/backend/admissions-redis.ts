@@ -3,6 +3,7 @@ import { admitInSteps, type AdmissionStore, type Entrant, type Entry, type Entry
 import type { RedisClient } from './redis-clients.js'
 import { revocationKeys, type RevocationStore } from './revocations.js'
 import { holderOf, memberOf, slotKeys, type SlotStore } from './slots.js'
+import { chunksOf } from './turn-batch.js'
 
 // A whole batch in one call, on one Redis server. KEYS[1] is the node's
 // record hash; then four keys per entrant: its session's revocation (its
@@ -85,9 +86,7 @@ export class RedisAdmissions implements AdmissionStore {
   async admit (entrants: readonly Entrant[], policy: EntryPolicy): Promise<Entry[]> {
     if (entrants.length === 0) return []
     if (this.apart) return await admitInSteps(this.revocations, this.slots, entrants, policy)
-    const calls: Array<Promise<Entry[]>> = []
-    for (let i = 0; i < entrants.length; i += PER_CALL) calls.push(this.call(entrants.slice(i, i + PER_CALL), policy))
-    return (await Promise.all(calls)).flat()
+    return (await Promise.all(chunksOf(entrants, PER_CALL).map(async (part) => await this.call(part, policy)))).flat()
   }
 
   private async call (entrants: readonly Entrant[], policy: EntryPolicy): Promise<Entry[]> {

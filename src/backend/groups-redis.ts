@@ -1,7 +1,7 @@
 import { GroupLimit, groupKeys, MAX_GROUPS_PER_USER, type GroupMembers, type GroupStore } from './groups.js'
 import { Cluster } from 'ioredis'
 import type { RedisClient } from './redis-clients.js'
-import { turnBatched } from './turn-batch.js'
+import { chunksOf, turnBatched } from './turn-batch.js'
 
 // The user's set, bounded: one key, so one script on a Cluster too.
 // Returns 1 added, 0 already a member, -1 full.
@@ -45,11 +45,8 @@ export class RedisGroups implements GroupStore {
     // slot: one command each.
     this.batched = turnBatched(async (keys) => {
       if (client instanceof Cluster) return await Promise.all(keys.map(async (k) => await client.smembers(k)))
-      // A script holds Redis while it runs: a turn's reads go PER_CALL users
-      // at a time (a user's set holds up to MAX_GROUPS_PER_USER names).
-      const calls: Array<Promise<string[][]>> = []
-      for (let i = 0; i < keys.length; i += PER_CALL) calls.push(scripts.heraldGroupsOf(Math.min(PER_CALL, keys.length - i), ...keys.slice(i, i + PER_CALL)))
-      return (await Promise.all(calls)).flat()
+      // PER_CALL users a call: a user's set holds up to MAX_GROUPS_PER_USER names.
+      return (await Promise.all(chunksOf(keys, PER_CALL).map(async (part) => await scripts.heraldGroupsOf(part.length, ...part)))).flat()
     })
   }
 

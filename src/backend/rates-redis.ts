@@ -3,6 +3,7 @@ import { RateLimiterMemory } from 'rate-limiter-flexible'
 import type { RedisClient } from './redis-clients.js'
 import { rateKeyPrefix, rateLimit, type RateLimit, type RateStore } from './rates.js'
 import { slotOf } from './streams-redis.js'
+import { chunksOf } from './turn-batch.js'
 
 // A connected but unresponsive Redis (paused, overloaded) never errors: its
 // commands just wait. Past this, the action is counted by the insurance limiter.
@@ -86,7 +87,7 @@ export class RedisRates implements RateStore {
     this.waiting = []
     if (this.client.status !== 'ready') return this.insure(batch)
     if (!(this.client instanceof Cluster)) {
-      for (let i = 0; i < batch.length; i += PER_CALL) this.send(batch.slice(i, i + PER_CALL))
+      for (const part of chunksOf(batch, PER_CALL)) this.send(part)
       return
     }
     // A script's keys must share a hash slot.
@@ -97,10 +98,10 @@ export class RedisRates implements RateStore {
       if (list === undefined) bySlot.set(slot, [a])
       else list.push(a)
     }
-    for (const list of bySlot.values()) for (let i = 0; i < list.length; i += PER_CALL) this.send(list.slice(i, i + PER_CALL))
+    for (const list of bySlot.values()) for (const part of chunksOf(list, PER_CALL)) this.send(part)
   }
 
-  private send (batch: Action[]): void {
+  private send (batch: readonly Action[]): void {
     let settled = false
     const timer = setTimeout(() => { if (!settled) { settled = true; this.insure(batch) } }, RATE_TIMEOUT_MS)
     this.consumeMany(batch.length, ...batch.map((a) => a.key), ...batch.map((a) => a.durationS)).then((r) => {
@@ -117,7 +118,7 @@ export class RedisRates implements RateStore {
   }
 
   /** Redis could not answer: each action is counted by its limit's insurance limiter. */
-  private insure (batch: Action[]): void {
+  private insure (batch: readonly Action[]): void {
     for (const a of batch) a.insurance.consume(a.id).then(a.resolve, a.reject)
   }
 }

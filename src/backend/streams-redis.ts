@@ -1,5 +1,5 @@
 import { createRequire } from 'node:module'
-import { turnBatched } from './turn-batch.js'
+import { chunksOf, turnBatched } from './turn-batch.js'
 import type { Position } from '../events/codec.js'
 import { checkRead, metaKey, metaTtlMs, newEpoch, page, streamKey, type Append, type HistoryConfig, type StreamMessage, type StreamRead, type StreamStore } from './streams.js'
 import { MAX_READ_BYTES } from './page-bytes.js'
@@ -189,7 +189,7 @@ export class Appender {
     const q = this.queue
     this.queue = []
     if (this.liveInScript) {
-      for (let i = 0; i < q.length; i += MAX_BATCH) this.send(q.slice(i, i + MAX_BATCH))
+      for (const part of chunksOf(q, MAX_BATCH)) this.send(part)
       return
     }
     // A Cluster: one batch per hash slot, in first-issued order.
@@ -200,12 +200,10 @@ export class Appender {
       if (batch === undefined) bySlot.set(slot, [w])
       else batch.push(w)
     }
-    for (const batch of bySlot.values()) {
-      for (let i = 0; i < batch.length; i += MAX_BATCH) this.send(batch.slice(i, i + MAX_BATCH))
-    }
+    for (const batch of bySlot.values()) for (const part of chunksOf(batch, MAX_BATCH)) this.send(part)
   }
 
-  private send (batch: Waiting[]): void {
+  private send (batch: readonly Waiting[]): void {
     const h = this.history
     const keys: string[] = []
     const argv: Array<string | number> = [h.size, h.ttlMs, metaTtlMs(h), this.command]

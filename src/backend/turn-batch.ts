@@ -7,6 +7,18 @@
 // asked, which is all either caller may assume.
 
 /**
+ * `list` in parts of at most `size`, in order, for script calls that must
+ * stay short (a script holds Redis while it runs): the list itself when it
+ * fits in one; none when it is empty (no call).
+ */
+export function chunksOf<T> (list: readonly T[], size: number): ReadonlyArray<readonly T[]> {
+  if (list.length <= size) return list.length === 0 ? [] : [list]
+  const parts: Array<readonly T[]> = []
+  for (let i = 0; i < list.length; i += size) parts.push(list.slice(i, i + size))
+  return parts
+}
+
+/**
  * A read of `key` batched with the others of the turn: `run` gets the
  * distinct keys asked for since the last flush, in order, and answers them
  * in the same order; a rejection answers every caller of the batch.

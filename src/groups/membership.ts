@@ -25,12 +25,12 @@ export const MEMBERSHIP_CONTROL = 'group'
 // Reads of a user's groups on this node, numbered as issued. They go out in
 // that order (the groups store batches them per turn, in order) to the
 // shard of the user's set, one connection, so they are answered in that
-// order too: a higher number is a later state of the store. (On a standalone
-// Redis a turn's reads are one script call; were Redis to forget the script
-// meanwhile, SCRIPT FLUSH, ioredis sends it again after what it had queued,
-// and that batch is answered out of order. A membership applied from it may
-// then be a state older than one applied before, until the next change is
-// announced and read.)
+// order too: a higher number is a later state of the store. One exception:
+// on a standalone Redis a turn's reads are one script call, and if Redis
+// forgets the script (SCRIPT FLUSH) ioredis sends it again after what it
+// had queued meanwhile, so that batch is answered out of order. A
+// membership applied from it may then be an older state than one applied
+// before, until the next change is announced and read.
 let reads = 0
 
 // A connection whose groups are being read: the read's number, and what the
