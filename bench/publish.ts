@@ -6,6 +6,10 @@
 //
 //   - a bare Fastify route (bench/servers/bare-fastify.ts) that parses the
 //     same JSON body and answers 202: the floor any JSON endpoint pays;
+//   - a Fastify route that takes the event to Redis
+//     (bench/servers/fastify-redis.ts): Herald's schemas and logger settings,
+//     a bearer check, each body appended to a stream, one script call per
+//     event-loop turn: what any service pays to put the event in Redis;
 //   - Herald's POST /api/events, a user event (its user stream plus the
 //     admin copy), history on, on its own Redis;
 //   - Herald's POST /api/events/batch, BATCH such events per request;
@@ -20,7 +24,7 @@
 //
 // Knobs while developing (environment): PUBLISH_TARGETS=bare,single (a
 // subset), PROFILE_TARGET=batch (what --profile covers), HEAP_PROFILE=1
-// (allocations sampled too), BATCH_SIZE, BATCH_IN_FLIGHT (100 and 4),
+// (allocations sampled too), BATCH_SIZE, BATCH_IN_FLIGHT (100 and 4), ROUNDS (5),
 // HERALD_LOG_LEVEL=info (the nodes' default; the bench runs them at warn).
 import { fork, spawn, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, writeFileSync } from 'node:fs'
@@ -50,12 +54,16 @@ export interface PublishResult {
   logLevel: string
   /** medians over the rounds */
   bare: { cpuUsPerRequest: number, requestsPerSec: number }
+  /** the Fastify route that appends the body to Redis */
+  redisRoute: { cpuUsPerRequest: number, requestsPerSec: number, redisUsPerEvent: number }
   single: { cpuUsPerRequest: number, requestsPerSec: number, redisUsPerEvent: number }
   batch: { cpuUsPerEvent: number, eventsPerSec: number, requestsPerSec: number, redisUsPerEvent: number }
   /** the --herald-before node's POST /api/events, when measured */
   before?: { cpuUsPerRequest: number, requestsPerSec: number, redisUsPerEvent: number, cpuRatio: number }
   /** Herald single publish CPU ÷ bare route CPU (goal ≤ 1.5) */
   cpuRatio: number
+  /** Herald single publish CPU ÷ the Fastify + Redis route's */
+  cpuRatioVsRedisRoute: number
   /** batch events/s ÷ single publishes/s (goal ≥ 20) */
   batchRatio: number
   /** node CPU per event, single ÷ batch */
@@ -63,13 +71,13 @@ export interface PublishResult {
   profile?: string[]
 }
 
-type Target = 'bare' | 'single' | 'batch' | 'before'
+type Target = 'bare' | 'redisRoute' | 'single' | 'batch' | 'before'
 // --herald-before=<another checkout>/dist/main.js: its POST /api/events
 // measured in the same rounds (the figures before a change), on the same
 // Redis under another key prefix.
 const BEFORE = process.argv.find((a) => a.startsWith('--herald-before='))?.slice(16)
 // PUBLISH_TARGETS=bare,single: a subset while developing.
-const TARGETS = (process.env.PUBLISH_TARGETS?.split(',') ?? ['bare', 'single', 'batch', ...(BEFORE !== undefined ? ['before'] : [])]) as Target[]
+const TARGETS = (process.env.PUBLISH_TARGETS?.split(',') ?? ['bare', 'redisRoute', 'single', 'batch', ...(BEFORE !== undefined ? ['before'] : [])]) as Target[]
 
 async function startHerald (redisUrl: string, inspect: boolean, main = join(ROOT, 'dist/main.js'), keyPrefix = 'herald:'): Promise<{ proc: ChildProcess, http: string, inspector: Promise<string> | null }> {
   for (let attempt = 1; ; attempt++) {
@@ -99,7 +107,7 @@ const event = (i: number): object => ({ type: 'authentication.login.success', us
 
 export async function publishBench (o: { smoke: boolean, profile?: boolean, progress?: (s: string) => void }): Promise<PublishResult> {
   const say = o.progress ?? (() => {})
-  const rounds = o.smoke ? 1 : 5
+  const rounds = o.smoke ? 1 : Number(process.env.ROUNDS ?? 5)
   const windowMs = o.smoke ? 500 : 3000
   const inFlight = 16
   const batchInFlight = Number(process.env.BATCH_IN_FLIGHT ?? 4)
@@ -109,12 +117,15 @@ export async function publishBench (o: { smoke: boolean, profile?: boolean, prog
   const before = BEFORE !== undefined ? await startHerald(redis.url, false, BEFORE, 'before:') : null
   const bare = track(fork(join(ROOT, 'bench/servers/bare-fastify.ts'), [], { execArgv: TSX, env: { PATH: process.env.PATH ?? '', PORT: '0' }, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] }))
   const bareUrl = `http://127.0.0.1:${(await next<{ ready: number }>(bare, (m) => m.ready !== undefined, 'bare Fastify start')).ready}`
+  const redisRoute = track(fork(join(ROOT, 'bench/servers/fastify-redis.ts'), [], { execArgv: TSX, env: { PATH: process.env.PATH ?? '', PORT: '0', REDIS_URL: redis.url, API_KEY, LOG_LEVEL }, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] }))
+  const redisRouteUrl = `http://127.0.0.1:${(await next<{ ready: number }>(redisRoute, (m) => m.ready !== undefined, 'Fastify + Redis start')).ready}`
   const load = track(fork(join(ROOT, 'bench/load/http-publish.ts'), [], { execArgv: TSX, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] }))
   const auth = { authorization: `Bearer ${API_KEY}` }
   const single = JSON.stringify(event(1))
   const batch = JSON.stringify({ events: Array.from({ length: batchSize }, (_, i) => event(i)) })
   const jobs: Record<Target, { url: string, path: string, body: string, pid: number, events: number }> = {
     bare: { url: bareUrl, path: '/api/events', body: single, pid: bare.pid!, events: 1 },
+    redisRoute: { url: redisRouteUrl, path: '/api/events', body: single, pid: redisRoute.pid!, events: 1 },
     single: { url: herald.http, path: '/api/events', body: single, pid: herald.proc.pid!, events: 1 },
     batch: { url: herald.http, path: '/api/events/batch', body: batch, pid: herald.proc.pid!, events: batchSize },
     before: { url: before?.http ?? '', path: '/api/events', body: single, pid: before?.proc.pid ?? 0, events: 1 },
@@ -158,20 +169,23 @@ export async function publishBench (o: { smoke: boolean, profile?: boolean, prog
       batchInFlight,
       logLevel: LOG_LEVEL,
       bare: { cpuUsPerRequest: cpuPerReq('bare'), requestsPerSec: reqPerSec('bare') },
+      redisRoute: { cpuUsPerRequest: cpuPerReq('redisRoute'), requestsPerSec: reqPerSec('redisRoute'), redisUsPerEvent: redisPerEvent('redisRoute') },
       single: { cpuUsPerRequest: cpuPerReq('single'), requestsPerSec: reqPerSec('single'), redisUsPerEvent: redisPerEvent('single') },
       batch: { cpuUsPerEvent: median(of('batch').map((m) => 1000 * m.cpuMs / m.events)), eventsPerSec: median(of('batch').map((m) => m.events / m.seconds)), requestsPerSec: reqPerSec('batch'), redisUsPerEvent: redisPerEvent('batch') },
       cpuRatio: 0,
+      cpuRatioVsRedisRoute: 0,
       batchRatio: 0,
       batchCpuRatio: 0,
       ...(profile !== undefined ? { profile } : {}),
     }
     res.cpuRatio = res.single.cpuUsPerRequest / res.bare.cpuUsPerRequest
+    res.cpuRatioVsRedisRoute = res.single.cpuUsPerRequest / res.redisRoute.cpuUsPerRequest
     if (before !== null) res.before = { cpuUsPerRequest: cpuPerReq('before'), requestsPerSec: reqPerSec('before'), redisUsPerEvent: redisPerEvent('before'), cpuRatio: cpuPerReq('before') / res.bare.cpuUsPerRequest }
     res.batchRatio = res.batch.eventsPerSec / res.single.requestsPerSec
     res.batchCpuRatio = res.single.cpuUsPerRequest / res.batch.cpuUsPerEvent
     return res
   } finally {
-    await Promise.all([stop(load), stop(bare), stop(herald.proc), ...(before !== null ? [stop(before.proc)] : [])])
+    await Promise.all([stop(load), stop(bare), stop(redisRoute), stop(herald.proc), ...(before !== null ? [stop(before.proc)] : [])])
     await stop(redis.proc)
   }
 }
@@ -211,10 +225,11 @@ export function publishMarkdown (r: PublishResult): string[] {
   const us = (x: number): string => `${x.toFixed(x < 10 ? 1 : 0)} µs`
   const k = (x: number): string => x >= 1e6 ? `${(x / 1e6).toFixed(2)}M` : x >= 1000 ? `${(x / 1000).toFixed(x >= 1e4 ? 0 : 1)}k` : x.toFixed(0)
   return ['## HTTP publish: node CPU per request, and the batch endpoint', '',
-    `Keep-alive connections on 127.0.0.1 (${r.inFlight} requests in flight for single events and the bare route, ${r.batchInFlight} for batches), each server in its own process, in alternating rounds of equal length; medians of ${r.roundsEach} rounds. CPU is a process's user + system time over the window, per request or per event answered. Herald: a user event of ~150 B (its stream and the admin copy), history on, standalone Redis, LOG_LEVEL ${r.logLevel}; a batch carries ${r.batchSize} such events.`, '',
+    `Keep-alive connections on 127.0.0.1 (${r.inFlight} requests in flight for single events and the two Fastify routes, ${r.batchInFlight} for batches), each server in its own process, in alternating rounds of equal length; medians of ${r.roundsEach} rounds. CPU is a process's user + system time over the window, per request or per event answered. Herald: a user event of ~150 B (its stream and the admin copy), history on, standalone Redis, LOG_LEVEL ${r.logLevel}; a batch carries ${r.batchSize} such events.`, '',
     '| what | requests/s | events/s | node CPU / request | node CPU / event | Redis CPU / event | ratio |', '|---|---|---|---|---|---|---|',
     `| bare Fastify route (JSON parse, 202) | ${k(r.bare.requestsPerSec)} | ${k(r.bare.requestsPerSec)} | ${us(r.bare.cpuUsPerRequest)} | ${us(r.bare.cpuUsPerRequest)} | – | 1.00× CPU |`,
-    `| Herald POST /api/events | ${k(r.single.requestsPerSec)} | ${k(r.single.requestsPerSec)} | ${us(r.single.cpuUsPerRequest)} | ${us(r.single.cpuUsPerRequest)} | ${us(r.single.redisUsPerEvent)} | ${r.cpuRatio.toFixed(2)}× the bare route's CPU |`,
+    `| Fastify route + Redis (Herald's schemas and logger settings, a bearer check, the body appended to a Redis stream, one script call per event-loop turn) | ${k(r.redisRoute.requestsPerSec)} | ${k(r.redisRoute.requestsPerSec)} | ${us(r.redisRoute.cpuUsPerRequest)} | ${us(r.redisRoute.cpuUsPerRequest)} | ${us(r.redisRoute.redisUsPerEvent)} | ${(r.redisRoute.cpuUsPerRequest / r.bare.cpuUsPerRequest).toFixed(2)}× the bare route's CPU |`,
+    `| Herald POST /api/events | ${k(r.single.requestsPerSec)} | ${k(r.single.requestsPerSec)} | ${us(r.single.cpuUsPerRequest)} | ${us(r.single.cpuUsPerRequest)} | ${us(r.single.redisUsPerEvent)} | ${r.cpuRatio.toFixed(2)}× the bare route's CPU; ${r.cpuRatioVsRedisRoute.toFixed(2)}× the Fastify + Redis route's |`,
     ...(r.before !== undefined ? [`| before (--herald-before) POST /api/events | ${k(r.before.requestsPerSec)} | ${k(r.before.requestsPerSec)} | ${us(r.before.cpuUsPerRequest)} | ${us(r.before.cpuUsPerRequest)} | ${us(r.before.redisUsPerEvent)} | ${r.before.cpuRatio.toFixed(2)}× the bare route's CPU |`] : []),
     `| Herald POST /api/events/batch (${r.batchSize}) | ${k(r.batch.requestsPerSec)} | ${k(r.batch.eventsPerSec)} | ${us(r.batch.cpuUsPerEvent * r.batchSize)} | ${us(r.batch.cpuUsPerEvent)} | ${us(r.batch.redisUsPerEvent)} | ${r.batchRatio.toFixed(1)}× the events/s of single publishes; ${r.batchCpuRatio.toFixed(1)}× less node CPU per event |`,
     '']
