@@ -25,7 +25,12 @@
 // Knobs while developing (environment): PUBLISH_TARGETS=bare,single (a
 // subset), PROFILE_TARGET=batch (what --profile covers), HEAP_PROFILE=1
 // (allocations sampled too), BATCH_SIZE, BATCH_IN_FLIGHT (100 and 4), ROUNDS (5),
-// HERALD_LOG_LEVEL=info (the nodes' default; the bench runs them at warn).
+// HERALD_LOG_LEVEL=info (the nodes' default; the bench runs them at warn),
+// SERVER_FLAGS='--perf-basic-prof' (Node flags for every server measured:
+// with it, `perf record -g -p <pid>` of two servers over the same rounds,
+// compared symbol by symbol per request, counts CPU time only, where the
+// inspector's profile counts a thread taken off the CPU inside a system
+// call as busy there).
 import { fork, spawn, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -40,6 +45,7 @@ const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
 const SECRET = 'bench-secret-that-is-at-least-32-characters'
 const API_KEY = 'bench-api-key-0123456789'
 const TSX = ['--import', 'tsx']
+const SERVER_FLAGS = process.env.SERVER_FLAGS?.split(' ').filter((f) => f !== '') ?? []
 // As the other scenarios run nodes; HERALD_LOG_LEVEL=info measures the default (two log lines a request).
 const LOG_LEVEL = process.env.HERALD_LOG_LEVEL ?? 'warn'
 
@@ -82,7 +88,7 @@ const TARGETS = (process.env.PUBLISH_TARGETS?.split(',') ?? ['bare', 'redisRoute
 async function startHerald (redisUrl: string, inspect: boolean, main = join(ROOT, 'dist/main.js'), keyPrefix = 'herald:'): Promise<{ proc: ChildProcess, http: string, inspector: Promise<string> | null }> {
   for (let attempt = 1; ; attempt++) {
     const port = await freePort()
-    const proc = track(spawn(process.execPath, [...(inspect ? ['--inspect=127.0.0.1:0'] : []), main], {
+    const proc = track(spawn(process.execPath, [...SERVER_FLAGS, ...(inspect ? ['--inspect=127.0.0.1:0'] : []), main], {
       env: { PATH: process.env.PATH ?? '', NODE_ENV: 'production', HOST: '127.0.0.1', PORT: String(port), REDIS_URL: redisUrl, REDIS_KEY_PREFIX: keyPrefix, JWT_SECRET: SECRET, API_KEYS: API_KEY, LOG_LEVEL },
       stdio: ['ignore', 'ignore', inspect ? 'pipe' : 'inherit'],
     }))
@@ -108,6 +114,7 @@ const event = (i: number): object => ({ type: 'authentication.login.success', us
 export async function publishBench (o: { smoke: boolean, profile?: boolean, progress?: (s: string) => void }): Promise<PublishResult> {
   const say = o.progress ?? (() => {})
   const rounds = o.smoke ? 1 : Number(process.env.ROUNDS ?? 5)
+  if (!(Number.isInteger(rounds) && rounds > 0)) throw new Error('ROUNDS=N: a whole number of rounds, 1 or more')
   const windowMs = o.smoke ? 500 : 3000
   const inFlight = 16
   const batchInFlight = Number(process.env.BATCH_IN_FLIGHT ?? 4)
@@ -115,9 +122,9 @@ export async function publishBench (o: { smoke: boolean, profile?: boolean, prog
   const redis = await startRedis()
   const herald = await startHerald(redis.url, o.profile === true)
   const before = BEFORE !== undefined ? await startHerald(redis.url, false, BEFORE, 'before:') : null
-  const bare = track(fork(join(ROOT, 'bench/servers/bare-fastify.ts'), [], { execArgv: TSX, env: { PATH: process.env.PATH ?? '', PORT: '0' }, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] }))
+  const bare = track(fork(join(ROOT, 'bench/servers/bare-fastify.ts'), [], { execArgv: [...TSX, ...SERVER_FLAGS], env: { PATH: process.env.PATH ?? '', PORT: '0' }, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] }))
   const bareUrl = `http://127.0.0.1:${(await next<{ ready: number }>(bare, (m) => m.ready !== undefined, 'bare Fastify start')).ready}`
-  const redisRoute = track(fork(join(ROOT, 'bench/servers/fastify-redis.ts'), [], { execArgv: TSX, env: { PATH: process.env.PATH ?? '', PORT: '0', REDIS_URL: redis.url, API_KEY, LOG_LEVEL }, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] }))
+  const redisRoute = track(fork(join(ROOT, 'bench/servers/fastify-redis.ts'), [], { execArgv: [...TSX, ...SERVER_FLAGS], env: { PATH: process.env.PATH ?? '', PORT: '0', REDIS_URL: redis.url, API_KEY, LOG_LEVEL }, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] }))
   const redisRouteUrl = `http://127.0.0.1:${(await next<{ ready: number }>(redisRoute, (m) => m.ready !== undefined, 'Fastify + Redis start')).ready}`
   const load = track(fork(join(ROOT, 'bench/load/http-publish.ts'), [], { execArgv: TSX, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] }))
   const auth = { authorization: `Bearer ${API_KEY}` }
