@@ -8,8 +8,9 @@
 //     same JSON body and answers 202: the floor any JSON endpoint pays;
 //   - a Fastify route that takes the event to Redis
 //     (bench/servers/fastify-redis.ts): Herald's schemas and logger settings,
-//     a bearer check, each body appended to a stream, one script call per
-//     event-loop turn: what any service pays to put the event in Redis;
+//     the API key checked as a node checks it, each body appended to a
+//     stream, one script call per event-loop turn: what any service pays to
+//     put the event in Redis;
 //   - Herald's POST /api/events, a user event (its user stream plus the
 //     admin copy), history on, on its own Redis;
 //   - Herald's POST /api/events/batch, BATCH such events per request;
@@ -235,7 +236,7 @@ export function publishMarkdown (r: PublishResult): string[] {
     `Keep-alive connections on 127.0.0.1 (${r.inFlight} requests in flight for single events and the two Fastify routes, ${r.batchInFlight} for batches), each server in its own process, in alternating rounds of equal length; medians of ${r.roundsEach} rounds. CPU is a process's user + system time over the window, per request or per event answered. Herald: a user event of ~150 B (its stream and the admin copy), history on, standalone Redis, LOG_LEVEL ${r.logLevel}; a batch carries ${r.batchSize} such events.`, '',
     '| what | requests/s | events/s | node CPU / request | node CPU / event | Redis CPU / event | ratio |', '|---|---|---|---|---|---|---|',
     `| bare Fastify route (JSON parse, 202) | ${k(r.bare.requestsPerSec)} | ${k(r.bare.requestsPerSec)} | ${us(r.bare.cpuUsPerRequest)} | ${us(r.bare.cpuUsPerRequest)} | – | 1.00× CPU |`,
-    `| Fastify route + Redis (Herald's schemas and logger settings, a bearer check, the body appended to a Redis stream, one script call per event-loop turn) | ${k(r.redisRoute.requestsPerSec)} | ${k(r.redisRoute.requestsPerSec)} | ${us(r.redisRoute.cpuUsPerRequest)} | ${us(r.redisRoute.cpuUsPerRequest)} | ${us(r.redisRoute.redisUsPerEvent)} | ${(r.redisRoute.cpuUsPerRequest / r.bare.cpuUsPerRequest).toFixed(2)}× the bare route's CPU |`,
+    `| Fastify route + Redis (Herald's schemas and logger settings, the API key checked as a node checks it, the body appended to a Redis stream, one script call per event-loop turn) | ${k(r.redisRoute.requestsPerSec)} | ${k(r.redisRoute.requestsPerSec)} | ${us(r.redisRoute.cpuUsPerRequest)} | ${us(r.redisRoute.cpuUsPerRequest)} | ${us(r.redisRoute.redisUsPerEvent)} | ${(r.redisRoute.cpuUsPerRequest / r.bare.cpuUsPerRequest).toFixed(2)}× the bare route's CPU |`,
     `| Herald POST /api/events | ${k(r.single.requestsPerSec)} | ${k(r.single.requestsPerSec)} | ${us(r.single.cpuUsPerRequest)} | ${us(r.single.cpuUsPerRequest)} | ${us(r.single.redisUsPerEvent)} | ${r.cpuRatio.toFixed(2)}× the bare route's CPU; ${r.cpuRatioVsRedisRoute.toFixed(2)}× the Fastify + Redis route's |`,
     ...(r.before !== undefined ? [`| before (--herald-before) POST /api/events | ${k(r.before.requestsPerSec)} | ${k(r.before.requestsPerSec)} | ${us(r.before.cpuUsPerRequest)} | ${us(r.before.cpuUsPerRequest)} | ${us(r.before.redisUsPerEvent)} | ${r.before.cpuRatio.toFixed(2)}× the bare route's CPU |`] : []),
     `| Herald POST /api/events/batch (${r.batchSize}) | ${k(r.batch.requestsPerSec)} | ${k(r.batch.eventsPerSec)} | ${us(r.batch.cpuUsPerEvent * r.batchSize)} | ${us(r.batch.cpuUsPerEvent)} | ${us(r.batch.redisUsPerEvent)} | ${r.batchRatio.toFixed(1)}× the events/s of single publishes; ${r.batchCpuRatio.toFixed(1)}× less node CPU per event |`,
