@@ -125,15 +125,16 @@ export async function publishBench (o: { smoke: boolean, profile?: boolean, prog
   const before = BEFORE !== undefined ? await startHerald(redis.url, false, BEFORE, 'before:') : null
   const bare = track(fork(join(ROOT, 'bench/servers/bare-fastify.ts'), [], { execArgv: [...TSX, ...SERVER_FLAGS], env: { PATH: process.env.PATH ?? '', PORT: '0' }, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] }))
   const bareUrl = `http://127.0.0.1:${(await next<{ ready: number }>(bare, (m) => m.ready !== undefined, 'bare Fastify start')).ready}`
-  const redisRoute = track(fork(join(ROOT, 'bench/servers/fastify-redis.ts'), [], { execArgv: [...TSX, ...SERVER_FLAGS], env: { PATH: process.env.PATH ?? '', PORT: '0', REDIS_URL: redis.url, API_KEY, LOG_LEVEL }, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] }))
-  const redisRouteUrl = `http://127.0.0.1:${(await next<{ ready: number }>(redisRoute, (m) => m.ready !== undefined, 'Fastify + Redis start')).ready}`
+  // Started only when measured (PUBLISH_TARGETS may leave it out).
+  const redisRoute = TARGETS.includes('redisRoute') ? track(fork(join(ROOT, 'bench/servers/fastify-redis.ts'), [], { execArgv: [...TSX, ...SERVER_FLAGS], env: { PATH: process.env.PATH ?? '', PORT: '0', REDIS_URL: redis.url, API_KEY, LOG_LEVEL }, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] })) : null
+  const redisRouteUrl = redisRoute === null ? '' : `http://127.0.0.1:${(await next<{ ready: number }>(redisRoute, (m) => m.ready !== undefined, 'Fastify + Redis start')).ready}`
   const load = track(fork(join(ROOT, 'bench/load/http-publish.ts'), [], { execArgv: TSX, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] }))
   const auth = { authorization: `Bearer ${API_KEY}` }
   const single = JSON.stringify(event(1))
   const batch = JSON.stringify({ events: Array.from({ length: batchSize }, (_, i) => event(i)) })
   const jobs: Record<Target, { url: string, path: string, body: string, pid: number, events: number }> = {
     bare: { url: bareUrl, path: '/api/events', body: single, pid: bare.pid!, events: 1 },
-    redisRoute: { url: redisRouteUrl, path: '/api/events', body: single, pid: redisRoute.pid!, events: 1 },
+    redisRoute: { url: redisRouteUrl, path: '/api/events', body: single, pid: redisRoute?.pid ?? 0, events: 1 },
     single: { url: herald.http, path: '/api/events', body: single, pid: herald.proc.pid!, events: 1 },
     batch: { url: herald.http, path: '/api/events/batch', body: batch, pid: herald.proc.pid!, events: batchSize },
     before: { url: before?.http ?? '', path: '/api/events', body: single, pid: before?.proc.pid ?? 0, events: 1 },
@@ -193,7 +194,7 @@ export async function publishBench (o: { smoke: boolean, profile?: boolean, prog
     res.batchCpuRatio = res.single.cpuUsPerRequest / res.batch.cpuUsPerEvent
     return res
   } finally {
-    await Promise.all([stop(load), stop(bare), stop(redisRoute), stop(herald.proc), ...(before !== null ? [stop(before.proc)] : [])])
+    await Promise.all([stop(load), stop(bare), ...(redisRoute !== null ? [stop(redisRoute)] : []), stop(herald.proc), ...(before !== null ? [stop(before.proc)] : [])])
     await stop(redis.proc)
   }
 }

@@ -1,7 +1,7 @@
 import { GroupLimit, groupKeys, MAX_GROUPS_PER_USER, type GroupMembers, type GroupStore } from './groups.js'
 import { Cluster } from 'ioredis'
 import type { RedisClient } from './redis-clients.js'
-import { chunksOf, turnBatched } from './turn-batch.js'
+import { turnBatched } from './turn-batch.js'
 
 // The user's set, bounded: one key, so one script on a Cluster too.
 // Returns 1 added, 0 already a member, -1 full.
@@ -11,13 +11,25 @@ redis.call('SADD', KEYS[1], ARGV[1])
 return 1`
 
 // Many users' sets in one call: the groups a turn's new connections read.
-// KEYS: the users' sets. Returns each one's members, in order.
-const GROUPS_OF = `local out = {}
-for i = 1, #KEYS do out[i] = redis.call('SMEMBERS', KEYS[i]) end
+// KEYS: the users' sets; ARGV[1]: the members a call reads at most. Returns
+// the members of the first sets, in order, up to that many (the first set
+// whatever its size); the caller asks again for the rest.
+const GROUPS_OF = `local out, n = {}, 0
+for i = 1, #KEYS do
+  local size = redis.call('SCARD', KEYS[i])
+  if i > 1 and n + size > tonumber(ARGV[1]) then break end
+  out[i] = redis.call('SMEMBERS', KEYS[i])
+  n = n + size
+end
 return out`
 
-/** Users' sets per GROUPS_OF call at most: as many as a turn admits in one call (WEBSOCKET_MAX_HANDSHAKES' default). */
-const PER_CALL = 256
+// A script holds Redis while it runs, and a user's set may hold
+// MAX_GROUPS_PER_USER names: 256 users with full sets read in one call held
+// a Redis for 150 ms (measured alone, 1,000 names each). A call reads
+// MEMBERS_PER_CALL names at most (about 2 ms of Redis), and USERS_PER_CALL
+// sets: a reconnect storm's turn of users in a few groups each stays one call.
+const USERS_PER_CALL = 256
+const MEMBERS_PER_CALL = 4096
 
 // Sorted listings come from SORT ... ALPHA LIMIT on the members' set: a
 // group's listing is an operator's or a service's occasional read.
@@ -33,20 +45,27 @@ export class RedisGroups implements GroupStore {
     client.defineCommand('heraldGroupsOf', { lua: GROUPS_OF } as { numberOfKeys: number, lua: string })
     const scripts = client as unknown as {
       heraldGroupJoin: (key: string, group: string, max: string) => Promise<number>
-      heraldGroupsOf: (n: number, ...keys: string[]) => Promise<string[][]>
+      heraldGroupsOf: (n: number, ...keysThenBudget: Array<string | number>) => Promise<string[][]>
     }
     this.join = async (key, group, max) => await scripts.heraldGroupJoin(key, group, max)
     // Every connection opening reads its user's groups: a turn's reads go out
-    // as one script call (one command, one write), each user's set its own
-    // key. As a pipeline of SMEMBERS the same reads cost the node two to three
+    // as one script call (one command, one write; more only for large sets),
+    // each user's set its own key. As a pipeline of SMEMBERS the same reads cost the node two to three
     // times the CPU (3 and 25 users a call, measured alone): ioredis builds
     // each pipeline by copying every script the client defines onto it, and
     // a command and a promise per key. On a Cluster each key is its own hash
     // slot: one command each.
     this.batched = turnBatched(async (keys) => {
       if (client instanceof Cluster) return await Promise.all(keys.map(async (k) => await client.smembers(k)))
-      // PER_CALL users a call: a user's set holds up to MAX_GROUPS_PER_USER names.
-      return (await Promise.all(chunksOf(keys, PER_CALL).map(async (part) => await scripts.heraldGroupsOf(part.length, ...part)))).flat()
+      // Large sets: what one call did not read goes in the next, once it has answered.
+      let out: string[][] = []
+      for (let from = 0; from < keys.length;) {
+        const part = from === 0 && keys.length <= USERS_PER_CALL ? keys : keys.slice(from, from + USERS_PER_CALL)
+        const got = await scripts.heraldGroupsOf(part.length, ...part, MEMBERS_PER_CALL)
+        out = from === 0 ? got : out.concat(got)
+        from += got.length
+      }
+      return out
     })
   }
 

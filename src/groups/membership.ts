@@ -25,12 +25,14 @@ export const MEMBERSHIP_CONTROL = 'group'
 // Reads of a user's groups on this node, numbered as issued. They go out in
 // that order (the groups store batches them per turn, in order) to the
 // shard of the user's set, one connection, so they are answered in that
-// order too: a higher number is a later state of the store. One exception:
-// on a standalone Redis a turn's reads are one script call, and if Redis
-// forgets the script (SCRIPT FLUSH) ioredis sends it again after what it
-// had queued meanwhile, so that batch is answered out of order. A
-// membership applied from it may then be an older state than one applied
-// before, until the next change is announced and read.
+// order too: a higher number is a later state of the store. Two
+// exceptions, on a standalone Redis, where a turn's reads are a script call:
+// if Redis forgets the script (SCRIPT FLUSH), ioredis sends it again after
+// what it had queued meanwhile; and a turn whose users' sets are too large
+// for one call reads the rest in another once the first has answered. Either
+// way some reads are answered after later ones. A membership applied from
+// them may then be an older state than one applied before, until the next
+// change is announced and read.
 let reads = 0
 
 // A connection whose groups are being read: the read's number, and what the

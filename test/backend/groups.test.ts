@@ -78,6 +78,22 @@ forEachBackend(t, (t, space, kind) => {
       await raw.script('FLUSH')
       t.same(await g.groupsOf('fine'), ['grp'], 'the script is sent again once Redis has forgotten it')
     })
+
+    t.test('users with large sets are read over several calls, each still gets its own', async (t) => {
+      const sp = space(t)
+      const g = (await sp.backend()).groups
+      const raw = sp.redis!.client()
+      // 12 users of 1,000 groups (12,000 names) and 3 in none: more than one call holds.
+      const users = Array.from({ length: 15 }, (_, i) => `big-${i}`)
+      const names = (u: string): string[] => Array.from({ length: 1000 }, (_, k) => `${u}-g${k}`)
+      for (const u of users.slice(0, 12)) await raw.sadd(groupKeys(sp.keyPrefix).groupsOf(u), ...names(u))
+      // Script calls, however ioredis sends them (EVALSHA, or EVAL after a SCRIPT FLUSH).
+      const calls = async (): Promise<number> => [...(await raw.info('commandstats')).matchAll(/cmdstat_eval(?:sha)?:calls=(\d+)/g)].reduce((n, m) => n + Number(m[1]), 0)
+      const before = await calls()
+      const read = await Promise.all(users.map(async (u) => await g.groupsOf(u)))
+      t.same(read.map((r) => [...r].sort()), users.map((u, i) => i < 12 ? names(u).sort() : []), 'the members of each, in the order asked')
+      t.ok(await calls() - before >= 3, 'in calls of 4,096 names at most')
+    })
   }
 
   t.test('names with the characters a group or a user may hold keep to their own sets', async (t) => {
